@@ -1,0 +1,468 @@
+"""Survey scripts: the typed model, the loader (YAML or JSON, with line numbers) and the
+checks that need the whole script (graph, locales, references)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from datetime import time, timedelta
+from typing import Annotated, Literal, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from conversations.conditions import Condition, Threshold, step_refs
+from conversations.errors import ScriptError, ScriptIssue
+
+END = "end"
+ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+CLI_ITEMS = ("recommend", "retain", "upsell", "switch")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z0-9_]+)(?:\|([^{}]*))?\}")
+NAMESPACES = ("context", "customer")
+
+LocalizedText: TypeAlias = dict[
+    Annotated[str, Field(pattern=LOCALE_PATTERN)], Annotated[str, Field(min_length=1)]
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuietHours(_Model):
+    """No survey goes out between start and end in the customer's time zone (may wrap midnight)."""
+
+    start: time
+    end: time
+
+
+class Policy(_Model):
+    throttle_days: int = Field(0, ge=0, le=3650)
+    throttle_scope: Literal["survey", "all"] = "survey"
+    delay: timedelta | None = None
+    expires_after: timedelta | None = None
+    reminder_after: timedelta | None = None
+    quiet_hours: QuietHours | None = None
+
+
+class Option(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    text: LocalizedText
+
+
+class Rule(_Model):
+    when: Condition | None = None
+    goto: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+
+
+class _Step(_Model):
+    id: str = Field(pattern=ID_PATTERN, max_length=48)
+    text: LocalizedText
+    optional: bool = False
+    next: list[Rule] = []
+    # False switches the default low-score alert off; None keeps the metric's default.
+    alert: Threshold | Literal[False] | None = None
+
+    def answer_keys(self) -> tuple[str, ...]:
+        return (self.id,)
+
+
+class _Scale(_Step):
+    low_label: LocalizedText | None = None
+    high_label: LocalizedText | None = None
+    emoji: bool = False
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class NpsStep(_Scale):
+    type: Literal["nps"]
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (0, 10)
+
+
+class CsatStep(_Scale):
+    type: Literal["csat"]
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (1, 5)
+
+
+class CesStep(_Scale):
+    type: Literal["ces"]
+    scale: Literal[5, 7] = 7
+    # Classic CES asks about effort (1 = very easy); CES 2.0 asks for agreement (7 = very easy).
+    direction: Literal["low_is_easy", "high_is_easy"]
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (1, self.scale)
+
+
+class RatingStep(_Scale):
+    type: Literal["rating"]
+    min: int = Field(1, ge=-100, le=100)
+    max: int = Field(5, ge=-100, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> RatingStep:
+        if not 1 <= self.max - self.min <= 20:
+            raise ValueError("max must be above min, with at most 21 points on the scale")
+        return self
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (self.min, self.max)
+
+
+class CliQuestions(_Model):
+    recommend: LocalizedText
+    retain: LocalizedText
+    upsell: LocalizedText
+    switch: LocalizedText
+
+
+class CliStep(_Scale):
+    """The four loyalty questions, asked one after another; `text` is the lead-in."""
+
+    type: Literal["cli"]
+    scale_min: Literal[0, 1] = 1
+    questions: CliQuestions
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return (self.scale_min, 10)
+
+    def answer_keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.id}.{item}" for item in CLI_ITEMS)
+
+
+class ChoiceStep(_Step):
+    type: Literal["choice"]
+    options: list[Option] = Field(min_length=2, max_length=20)
+    multiple: bool = False
+    min_choices: int = Field(1, ge=1)
+    max_choices: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _options(self) -> ChoiceStep:
+        ids = [option.id for option in self.options]
+        if len(set(ids)) != len(ids):
+            raise ValueError("option ids must be unique")
+        upper = self.max_choices or len(self.options)
+        if not self.multiple and (self.min_choices != 1 or self.max_choices not in (None, 1)):
+            raise ValueError("min_choices and max_choices need multiple: true")
+        if not self.min_choices <= upper <= len(self.options):
+            raise ValueError("need min_choices <= max_choices <= the number of options")
+        return self
+
+
+class YesNoStep(_Step):
+    type: Literal["yes_no"]
+
+
+class TextStep(_Step):
+    type: Literal["text"]
+    max_length: int = Field(2000, ge=1, le=10000)
+
+
+class MessageStep(_Step):
+    type: Literal["message"]
+
+
+Step: TypeAlias = Annotated[
+    Annotated[NpsStep, Tag("nps")]
+    | Annotated[CsatStep, Tag("csat")]
+    | Annotated[CesStep, Tag("ces")]
+    | Annotated[CliStep, Tag("cli")]
+    | Annotated[RatingStep, Tag("rating")]
+    | Annotated[ChoiceStep, Tag("choice")]
+    | Annotated[YesNoStep, Tag("yes_no")]
+    | Annotated[TextStep, Tag("text")]
+    | Annotated[MessageStep, Tag("message")],
+    Field(discriminator="type"),
+]
+ScaleStep: TypeAlias = NpsStep | CsatStep | CesStep | CliStep | RatingStep
+QUESTION_TYPES = ("nps", "csat", "ces", "cli", "rating", "choice", "yes_no", "text")
+
+
+class Script(_Model):
+    id: str = Field(pattern=ID_PATTERN, max_length=64)
+    version: int = Field(1, ge=1)
+    default_locale: str = Field(pattern=LOCALE_PATTERN)
+    locales: list[Annotated[str, Field(pattern=LOCALE_PATTERN)]] | None = None
+    title: LocalizedText
+    timezone: str = "UTC"
+    allow_back: bool = False
+    policy: Policy = Policy()
+    steps: list[Step] = Field(min_length=1, max_length=100)
+
+    _index: dict[str, int] = PrivateAttr(default_factory=dict)
+    _keys: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+    def model_post_init(self, context: object, /) -> None:
+        self._index.update((step.id, i) for i, step in enumerate(self.steps))
+        keys = [k for step in self.steps if step.type != "message" for k in step.answer_keys()]
+        self._keys.update((key, i) for i, key in enumerate(keys, 1))
+
+    @property
+    def languages(self) -> list[str]:
+        return self.locales or sorted(self.title)
+
+    def step(self, step_id: str) -> Step:
+        return self.steps[self._index[step_id]]
+
+    def position(self, step_id: str) -> int:
+        return self._index[step_id]
+
+    def has_step(self, step_id: str) -> bool:
+        return step_id in self._index
+
+    def answer_keys(self) -> list[str]:
+        """Every key an answer may be recorded under, in script order."""
+        return list(self._keys)
+
+    def progress(self, key: str) -> tuple[int, int]:
+        """(question number, number of questions) for a progress indicator."""
+        return self._keys[key], len(self._keys)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 core scalars: `no`/`on` stay strings and `21:00` is not base 60."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool",
+                                                              "tag:yaml.org,2002:int",
+                                                              "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)
+
+
+def parse_script(source: str, filename: str = "<script>") -> Script:
+    """Parse and validate one script; raise ScriptError listing every issue with its line."""
+    try:
+        root = yaml.compose(source, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: {exc.problem}", line)],
+                          filename) from None
+    if root is None:
+        raise ScriptError([ScriptIssue("", "the file is empty", 1)], filename)
+    issues = list(_duplicate_keys(root, ()))
+    data = json.loads(source) if filename.endswith(".json") else yaml.load(source, _Loader)  # noqa: S506
+    if not isinstance(data, dict):
+        raise ScriptError([ScriptIssue("", "a script must be a mapping of fields", 1)], filename)
+    try:
+        script = Script.model_validate(data)
+    except ValidationError as exc:
+        issues += [_issue(root, err["loc"], err["msg"]) for err in exc.errors()]
+    else:
+        issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
+    if issues:
+        raise ScriptError(issues, filename)
+    return script
+
+
+def script_to_data(script: Script) -> dict[str, object]:
+    """The JSON-ready body of a script, as stored and as served."""
+    return script.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str) -> ScriptIssue:
+    node, path = root, []
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:
+                # A tag of a discriminated union or a missing field: name it, stay on the parent.
+                if not _is_tag(part):
+                    path.append(str(part))
+                continue
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            continue
+        path.append(str(part))
+    message = message.removeprefix("Value error, ")
+    return ScriptIssue(".".join(path), message, node.start_mark.line + 1)
+
+
+def _is_tag(part: int | str) -> bool:
+    """Pydantic puts union members' names into error locations; they are not fields."""
+    return isinstance(part, str) and (
+        part in (*QUESTION_TYPES, "message") or not re.fullmatch(r"[a-z_][a-z0-9_]*", part))
+
+
+def _duplicate_keys(node: yaml.Node, loc: tuple[int | str, ...]) -> Iterator[ScriptIssue]:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                path = ".".join(map(str, (*loc, key.value)))
+                yield ScriptIssue(path, "duplicate key", key.start_mark.line + 1)
+            seen.add(key.value)
+            yield from _duplicate_keys(value, (*loc, key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, i))
+
+
+# --- whole-script checks ---------------------------------------------------------------------
+
+Problem: TypeAlias = tuple[tuple[int | str, ...], str]
+
+
+def check_script(script: Script) -> list[Problem]:
+    """What a field-by-field validation cannot see: references, the step graph, locales."""
+    problems: list[Problem] = []
+    languages = script.languages
+    if script.default_locale not in languages:
+        problems.append((("default_locale",), f"{script.default_locale!r} is not among the "
+                                              f"script's locales {languages}"))
+    problems += _missing_locales(script.model_dump(by_alias=True), (), set(languages))
+
+    seen: dict[str, int] = {}
+    answer_keys = set(script.answer_keys())
+    for i, step in enumerate(script.steps):
+        if step.id in seen or step.id == END:
+            problems.append((("steps", i, "id"), f"step id {step.id!r} is used twice or reserved"))
+        seen.setdefault(step.id, i)
+        for j, rule in enumerate(step.next):
+            if rule.goto != END and rule.goto not in {s.id for s in script.steps}:
+                problems.append((("steps", i, "next", j, "goto"), f"unknown step {rule.goto!r}"))
+            for ref in step_refs(rule.when):
+                if ref not in answer_keys:
+                    problems.append((("steps", i, "next", j, "when"),
+                                     f"condition refers to {ref!r}, which is not a question"))
+        for field, text in _texts(step):
+            problems += [(("steps", i, *field), f"unknown placeholder {{{ns}.{key}}}; use "
+                          "{context.KEY} or {customer.KEY}")
+                         for ns, key, _ in PLACEHOLDER.findall(text) if ns not in NAMESPACES]
+    if len(seen) == len(script.steps) and not problems:
+        problems += _graph_problems(script)
+    return problems
+
+
+def successors(script: Script, index: int) -> list[str]:
+    """Every step a dialogue may go to after step `index` (END included)."""
+    step = script.steps[index]
+    targets = [rule.goto for rule in step.next]
+    if not any(rule.when is None for rule in step.next):
+        targets.append(script.steps[index + 1].id if index + 1 < len(script.steps) else END)
+    return targets
+
+
+def _graph_problems(script: Script) -> list[Problem]:
+    graph = {step.id: successors(script, i) for i, step in enumerate(script.steps)}
+    reachable: set[str] = set()
+    todo = [script.steps[0].id]
+    while todo:
+        node = todo.pop()
+        if node != END and node not in reachable:
+            reachable.add(node)
+            todo += graph[node]
+    exits = {END}
+    changed = True
+    while changed:
+        before = len(exits)
+        exits |= {node for node, targets in graph.items() if exits.intersection(targets)}
+        changed = len(exits) != before
+    problems: list[Problem] = []
+    messages = {step.id for step in script.steps if step.type == "message"}
+    for i, step in enumerate(script.steps):
+        if step.id not in reachable:
+            problems.append((("steps", i, "id"), f"step {step.id!r} can never be reached"))
+        elif step.id not in exits:
+            problems.append((("steps", i, "next"),
+                             f"step {step.id!r} is in a loop with no way to the end"))
+        elif step.id in messages and _message_loop(step.id, graph, messages):
+            problems.append((("steps", i, "next"),
+                             f"message {step.id!r} is in a loop that never waits for an answer"))
+    return problems
+
+
+def _message_loop(start: str, graph: Mapping[str, list[str]], messages: set[str]) -> bool:
+    seen: set[str] = set()
+    todo = [t for t in graph[start] if t in messages]
+    while todo:
+        node = todo.pop()
+        if node == start:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo += [t for t in graph[node] if t in messages]
+    return False
+
+
+def _missing_locales(
+    data: object, loc: tuple[int | str, ...], languages: set[str]
+) -> list[Problem]:
+    if isinstance(data, dict):
+        if _is_localized(loc):
+            missing = sorted(languages - set(data))
+            return [(loc, f"missing locale(s): {', '.join(missing)}")] if missing else []
+        return [p for k, v in data.items() for p in _missing_locales(v, (*loc, k), languages)]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in _missing_locales(v, (*loc, i), languages)]
+    return []
+
+
+def _is_localized(loc: tuple[int | str, ...]) -> bool:
+    last = loc[-1] if loc else None
+    return last in ("title", "text", "low_label", "high_label") or (
+        len(loc) >= 2 and loc[-2] == "questions")
+
+
+def _texts(step: Step) -> Iterator[tuple[tuple[str, ...], str]]:
+    for field in ("text", "low_label", "high_label"):
+        for locale, text in (getattr(step, field, None) or {}).items():
+            yield (field, locale), text
+    if isinstance(step, CliStep):
+        for item in CLI_ITEMS:
+            for locale, text in getattr(step.questions, item).items():
+                yield ("questions", item, locale), text
