@@ -1,0 +1,61 @@
+"""`otklik` and `python -m bot`: one program, the commands of DESIGN.md's contract."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from bot.services.scripts import validate_files
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otklik", description="Otklik customer-feedback bot")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="serve everything in one process (the default)")
+    commands.add_parser("migrate", help="upgrade the database at DATABASE_URL to the latest schema")
+
+    scripts = commands.add_parser("scripts", help="survey scripts").add_subparsers(
+        dest="action", required=True)
+    validate = scripts.add_parser("validate", help="check script files; exit 1 on any error")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    load = scripts.add_parser("load", help="validate, then store each changed script as a new "
+                                           "version")
+    load.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
+
+    report = commands.add_parser("report", help="a survey's metrics as a table")
+    report.add_argument("--survey", required=True, metavar="ID")
+    report.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    report.add_argument("--channel", help="only answers from this channel")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "scripts" and args.action == "validate":
+        problems = validate_files(args.files)
+        for line in problems:
+            print(line, file=sys.stderr)
+        return 1 if problems else 0
+
+    # Everything below touches the database and reads settings; import it only then, so
+    # `scripts validate` stays quick and needs no configuration.
+    from bot import commands
+    from bot.settings import Settings
+
+    settings = Settings()
+    match args.command:
+        case None | "run":
+            return asyncio.run(commands.run(settings))
+        case "migrate":
+            return commands.migrate(settings)
+        case "scripts":
+            return asyncio.run(commands.load_scripts(settings, args.files))
+        case "report":
+            return asyncio.run(commands.report(settings, args.survey, args.start, args.end,
+                                               args.channel))
+    return 2
