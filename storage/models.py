@@ -1,0 +1,275 @@
+"""The tables, as SQLAlchemy 2 typed declarative models. Portable types only: the same
+models serve SQLite and PostgreSQL, and migrations/ must produce exactly this schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from conversations.engine import DialogueState
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL ids may outgrow 32 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JsonDict = dict[str, Any]
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend: SQLite keeps no offset, so values are
+    normalized to UTC on the way in and marked UTC on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Named constraints: Alembic's batch mode on SQLite can only drop what has a name.
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: Timestamp(),
+        date: Date(),
+        str: String(),
+        JsonDict: JSON(none_as_null=True),
+        list[str]: JSON(none_as_null=True),
+        list[JsonDict]: JSON(none_as_null=True),
+    }
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+    PHONE = "phone"
+    WEB = "web"
+
+
+class DeliveryStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    ANSWERED = "answered"
+    COMPLETED = "completed"
+    REMINDED = "reminded"
+    EXPIRED = "expired"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+    ABANDONED = "abandoned"
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+
+
+class CustomerRow(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(unique=True)
+    first_name: Mapped[str | None]
+    phone: Mapped[str | None]
+    email: Mapped[str | None]
+    locale: Mapped[str | None]
+    timezone: Mapped[str | None]
+    attributes: Mapped[JsonDict] = mapped_column(default=dict)
+    opted_out_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]
+
+
+class IdentityRow(Base):
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
+    channel: Mapped[str]
+    address: Mapped[str]
+    reachable: Mapped[bool] = mapped_column(default=True)
+    unreachable_reason: Mapped[str | None]
+    created_at: Mapped[datetime]
+
+
+class ScriptRow(Base):
+    __tablename__ = "scripts"
+    __table_args__ = (UniqueConstraint("survey_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    survey_id: Mapped[str]
+    version: Mapped[int]
+    title: Mapped[JsonDict]
+    body: Mapped[JsonDict]  # the validated script as data (script_to_data)
+    source: Mapped[str] = mapped_column(Text)  # the file as written, comments and all
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256 hex of source
+    created_by: Mapped[str]
+    created_at: Mapped[datetime]
+    active: Mapped[bool] = mapped_column(default=False)
+
+
+class TriggerRow(Base):
+    __tablename__ = "triggers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str]
+    idempotency_key: Mapped[str] = mapped_column(unique=True)
+    payload: Mapped[JsonDict]
+    received_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (Index(None, "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
+    survey_id: Mapped[str]
+    script_version: Mapped[int | None]
+    trigger_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("triggers.id"))
+    channel: Mapped[str]
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(default=DeliveryStatus.SCHEDULED)
+    reason: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[JsonDict] = mapped_column(default=dict)
+    token: Mapped[str | None] = mapped_column(unique=True)
+    message_id: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class SessionRow(Base):
+    """A dialogue's durable state; `revision` is its optimistic lock."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index(None, "customer_id", "channel", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("deliveries.id"))
+    customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"))
+    channel: Mapped[str]
+    survey_id: Mapped[str]
+    script_version: Mapped[int]
+    current_step: Mapped[str | None]
+    state: Mapped[JsonDict]  # DialogueState.to_json()
+    status: Mapped[str] = mapped_column(default=SessionStatus.ACTIVE)
+    revision: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+    def dialogue_state(self) -> DialogueState:
+        return DialogueState.from_json(self.state)
+
+
+class AnswerRow(Base):
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("session_id", "step_id"),
+        Index(None, "survey_id", "answered_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(BigId, ForeignKey("sessions.id"))
+    customer_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
+    survey_id: Mapped[str]
+    script_version: Mapped[int]
+    step_id: Mapped[str]  # the engine's answer key: "score", "loyalty.switch"
+    metric: Mapped[str]
+    score: Mapped[int | None]
+    choices: Mapped[list[str] | None]
+    text: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str]
+    segment: Mapped[str] = mapped_column(default="")
+    context: Mapped[JsonDict] = mapped_column(default=dict)
+    alert: Mapped[bool] = mapped_column(default=False)
+    answered_at: Mapped[datetime]
+
+
+class RollupRow(Base):
+    """Answer counts per day and bucket, kept in step with answers so reports never scan
+    them. A bucket is a score ("9"), a choice id ("yes", "price") or "*" for a text."""
+
+    __tablename__ = "rollups"
+
+    survey_id: Mapped[str] = mapped_column(primary_key=True)
+    step_id: Mapped[str] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(primary_key=True)
+    segment: Mapped[str] = mapped_column(primary_key=True)
+    bucket: Mapped[str] = mapped_column(primary_key=True)
+    metric: Mapped[str]
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(BigId, ForeignKey("sessions.id"), index=True)
+    # SET NULL: a customer may go "back" and change the answer; the alert stays for a human.
+    answer_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("answers.id", ondelete="SET NULL"))
+    customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
+    survey_id: Mapped[str]
+    step_id: Mapped[str]
+    score: Mapped[int | None]
+    status: Mapped[str] = mapped_column(default=AlertStatus.OPEN, index=True)
+    owner: Mapped[str | None]
+    notes: Mapped[list[JsonDict]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str]
+    action: Mapped[str]
+    target: Mapped[str]
+    details: Mapped[JsonDict] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(index=True)
