@@ -4,6 +4,7 @@ combined with and / or / not. Evaluated by walking the tree, never with eval."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from typing import Annotated, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -29,6 +30,7 @@ class _Ops(BaseModel):
     contains: Scalar | None = None
     exists: bool | None = None
 
+    @cached_property
     def _operator(self) -> tuple[str, Scalar | list[Scalar]]:
         given = [(op, getattr(self, _field(op))) for op in _OPERATORS
                  if getattr(self, _field(op)) is not None]
@@ -37,7 +39,7 @@ class _Ops(BaseModel):
         return given[0]
 
     def test(self, value: Value | None) -> bool:
-        op, operand = self._operator()
+        op, operand = self._operator
         return _test(op, operand, value)
 
 
@@ -46,7 +48,7 @@ class Threshold(_Ops):
 
     @model_validator(mode="after")
     def _one(self) -> Threshold:
-        self._operator()
+        _ = self._operator
         return self
 
 
@@ -62,7 +64,7 @@ class Compare(_Ops):
         subjects = [s for s in _SUBJECTS if getattr(self, s) is not None]
         if len(subjects) != 1:
             raise ValueError("name exactly one of step, context or customer")
-        self._operator()
+        _ = self._operator
         return self
 
     def evaluate(self, facts: Facts) -> bool:

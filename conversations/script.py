@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from datetime import time, timedelta
+from functools import cached_property
 from typing import Annotated, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -214,8 +214,6 @@ class Script(_Model):
     policy: Policy = Policy()
     steps: list[Step] = Field(min_length=1, max_length=100)
 
-    _index: dict[str, int] = PrivateAttr(default_factory=dict)
-    _keys: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -226,10 +224,21 @@ class Script(_Model):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
         return value
 
-    def model_post_init(self, context: object, /) -> None:
-        self._index.update((step.id, i) for i, step in enumerate(self.steps))
+    # cached_property lands in the instance __dict__: plain dict reads on the hot path,
+    # where pydantic's private attributes would go through __getattr__.
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {step.id: i for i, step in enumerate(self.steps)}
+
+    @cached_property
+    def memo(self) -> dict[Hashable, object]:
+        """Values the engine derives from the script (prompt templates), kept with it."""
+        return {}
+
+    @cached_property
+    def _keys(self) -> dict[str, int]:
         keys = [k for step in self.steps if step.type != "message" for k in step.answer_keys()]
-        self._keys.update((key, i) for i, key in enumerate(keys, 1))
+        return {key: i for i, key in enumerate(keys, 1)}
 
     @property
     def languages(self) -> list[str]:
@@ -286,7 +295,9 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: {exc.problem}", line)],
+        advice = " (put texts with ':', '?', ',' or '#' in quotes)" if "expected" in str(
+            exc.problem) else ""
+        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: {exc.problem}{advice}", line)],
                           filename) from None
     if root is None:
         raise ScriptError([ScriptIssue("", "the file is empty", 1)], filename)

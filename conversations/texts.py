@@ -44,6 +44,7 @@ HINTS: dict[str, dict[Problem, str]] = {
     },
 }
 
+YES_NO = {"en": ("Yes", "No"), "ru": ("Да", "Нет")}
 SKIP_HINT = {"en": "You can also send “skip”.", "ru": "Можно также отправить «пропустить»."}
 
 
