@@ -43,8 +43,9 @@ _WORDS = {
 }
 _KEYCAPS = {f"{d}\ufe0f\u20e3": d for d in range(10)} | {f"{d}\u20e3": d for d in range(10)}
 _KEYCAPS["\U0001f51f"] = 10
-_OUT_OF = re.compile(r"^(.+?)\s*(?:/|из|out of|of)\s*(\d+)$")
-_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+# Digit runs are bounded: int() refuses more than 4300 digits and float() turns 309 into inf.
+_OUT_OF = re.compile(r"^(.+?)\s*(?:/|из|out of|of)\s*(\d{1,15})$")
+_NUMBER = re.compile(r"^[+-]?\d{1,15}(?:[.,]\d{1,15})?$")
 _TRAILING = ".!?;:)"
 
 YES = frozenset(("yes", "y", "yeah", "yep", "sure", "да", "д", "ага", "угу", "конечно", "👍"))
@@ -110,7 +111,8 @@ def parse_choices(text: str, options: Sequence[tuple[str, Sequence[str]]],
 
 
 def _option(part: str, options: Sequence[tuple[str, Sequence[str]]]) -> str | None:
-    if part.isdigit() and 1 <= int(part) <= len(options):
+    # isdecimal, not isdigit: "²" and "①" are digits that int() cannot read.
+    if part.isdecimal() and len(part) <= 3 and 1 <= int(part) <= len(options):
         return options[int(part) - 1][0]
     for option_id, labels in options:
         if part == option_id or any(part == normalize(label) for label in labels):
