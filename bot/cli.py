@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "migrate":
             return commands.migrate(settings)
         case "scripts":
-            return asyncio.run(commands.load_scripts(settings, args.files))
+            return asyncio.run(commands.load(settings, args.files))
         case "report":
             return asyncio.run(commands.report(settings, args.survey, args.start, args.end,
                                                args.channel))

@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from conversations.conditions import Condition, Threshold, step_refs
 from conversations.errors import ScriptError, ScriptIssue
@@ -308,7 +309,7 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     try:
         script = Script.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(root, err["loc"], err["msg"]) for err in exc.errors()]
+        issues += [_issue(root, *_explain(err)) for err in exc.errors()]
     else:
         issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
     if issues:
@@ -319,6 +320,18 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
 def script_to_data(script: Script) -> dict[str, object]:
     """The JSON-ready body of a script, as stored and as served."""
     return script.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _explain(error: ErrorDetails) -> tuple[tuple[int | str, ...], str]:
+    """Pydantic's wording where it is clear; our own where a script writer needs more."""
+    kinds = ", ".join((*QUESTION_TYPES, "message"))
+    match error["type"]:
+        case "union_tag_invalid":
+            ctx = error.get("ctx", {})
+            return (*error["loc"], "type"), f"unknown step type {ctx.get('tag')!r}; use {kinds}"
+        case "union_tag_not_found":
+            return error["loc"], f"a step needs a type: {kinds}"
+    return error["loc"], error["msg"]
 
 
 def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str) -> ScriptIssue:

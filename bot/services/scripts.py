@@ -6,12 +6,33 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import Script, parse_script, script_to_data
+from storage.models import ScriptRow
+from storage.uow import UnitOfWork
 
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class InvalidScripts(Exception):
+    """Some files did not validate; `lines` are `FILE:LINE: field.path: message`."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    survey_id: str
+    version: int
+    changed: bool
+    path: str
 
 
 def script_files(paths: Iterable[Path]) -> list[Path]:
@@ -34,31 +55,66 @@ def read_script(path: Path) -> tuple[Script, str]:
     return parse_script(source, str(path)), source
 
 
-def validate_files(paths: Sequence[Path]) -> list[str]:
-    """`FILE:LINE: field.path: message` for every problem in every file."""
-    problems: list[str] = []
+def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:
+    """Every script under `paths`, validated. InvalidScripts lists the problems of all
+    files at once, so a load stores nothing unless everything is valid."""
     files = script_files(paths)
     if not files:
-        return [f"{', '.join(map(str, paths))}:1: <script>: no script files found"]
+        raise InvalidScripts([f"{', '.join(map(str, paths))}:1: <script>: no script files "
+                              f"({', '.join(SCRIPT_SUFFIXES)}) found"])
+    scripts, problems = [], []
     for path in files:
         try:
-            read_script(path)
+            script, source = read_script(path)
         except ScriptError as exc:
             problems += [issue.format(exc.filename) for issue in exc.issues]
-    return problems
+        else:
+            scripts.append((path, script, source))
+    if problems:
+        raise InvalidScripts(problems)
+    return scripts
+
+
+def validate_files(paths: Sequence[Path]) -> list[str]:
+    """`FILE:LINE: field.path: message` for every problem in every file."""
+    try:
+        read_scripts(paths)
+    except InvalidScripts as exc:
+        return exc.lines
+    return []
 
 
 def checksum(script: Script) -> str:
-    """What decides "changed": the body without its version number, canonically encoded."""
+    """What decides "changed": the body without its version number, canonically encoded,
+    so reformatting a file or editing its comments stores no new version."""
     body = script_to_data(script)
     body.pop("version", None)
     canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    survey_id: str
-    version: int
-    changed: bool
-    path: str
+async def load_scripts(factory: async_sessionmaker[AsyncSession], paths: Sequence[Path], *,
+                       actor: str, now: datetime) -> list[Loaded]:
+    """Validate every file, then in one transaction store each changed script as a new,
+    active version; an unchanged one keeps its version."""
+    scripts = read_scripts(paths)
+    loaded: list[Loaded] = []
+    async with UnitOfWork(factory) as uow:
+        for path, script, source in scripts:
+            digest = checksum(script)
+            latest = await uow.scripts.latest(script.id)
+            if latest is not None and latest.checksum == digest:
+                loaded.append(Loaded(script.id, latest.version, False, str(path)))
+                continue
+            row = await uow.scripts.add(script.id, script_to_data(script), source, digest,
+                                        actor, script.title, now=now)
+            await uow.audit.add(actor, "script.stored", f"{script.id} v{row.version}",
+                                {"path": str(path), "checksum": digest}, now=now)
+            loaded.append(Loaded(script.id, row.version, True, str(path)))
+        await uow.commit()
+    return loaded
+
+
+def script_of(row: ScriptRow) -> Script:
+    """The engine's script from a stored version."""
+    return Script.model_validate(row.body)

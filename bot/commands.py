@@ -1,0 +1,104 @@
+"""What each command-line command does, over the real database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.app import build_web_app
+from bot.services.reports import format_report, survey_report
+from bot.services.scripts import InvalidScripts, load_scripts
+from bot.settings import Settings
+from storage.db import create_engine, session_factory
+from storage.errors import NotFound
+from storage.migrate import upgrade, upgrade_async
+
+log = logging.getLogger("otklik")
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def migrate(settings: Settings) -> int:
+    configure_logging(settings)
+    upgrade(settings.database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+async def load(settings: Settings, paths: Sequence[Path]) -> int:
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        loaded = await load_scripts(session_factory(engine), paths, actor="cli",
+                                    now=datetime.now(UTC))
+    except InvalidScripts as exc:
+        print("\n".join(exc.lines), file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    for item in loaded:
+        state = "stored as" if item.changed else "unchanged,"
+        print(f"{item.path}: {item.survey_id} {state} version {item.version}")
+    return 0
+
+
+async def report(settings: Settings, survey_id: str, start: date | None, end: date | None,
+                 channel: str | None) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        result = await survey_report(session_factory(engine), survey_id, start=start, end=end,
+                                     channel=channel)
+    except NotFound as exc:
+        print(f"otklik report: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(format_report(result, start=start, end=end, channel=channel), end="")
+    return 0
+
+
+async def run(settings: Settings) -> int:
+    """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server.
+    Stops cleanly on SIGINT or SIGTERM."""
+    configure_logging(settings)
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    runner: web.AppRunner | None = None
+    try:
+        try:
+            loaded = await load_scripts(session_factory(engine), [settings.surveys_dir],
+                                        actor="startup", now=datetime.now(UTC))
+        except InvalidScripts as exc:
+            print("\n".join(exc.lines), file=sys.stderr)
+            return 1
+        log.info("surveys: %s", ", ".join(f"{s.survey_id} v{s.version}" for s in loaded))
+        runner = web.AppRunner(build_web_app(settings, engine), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("serving on http://%s:%s (health: /healthz)", settings.http_host,
+                 settings.http_port)
+        await _until_stopped()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await engine.dispose()
+    return 0
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")

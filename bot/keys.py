@@ -1,0 +1,11 @@
+"""Typed keys for what the aiohttp application holds."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.settings import Settings
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+SETTINGS = web.AppKey("settings", Settings)
