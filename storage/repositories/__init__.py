@@ -1,0 +1,20 @@
+"""Repositories: typed queries over one unit of work's session."""
+
+from storage.repositories.alerts import AlertRepository
+from storage.repositories.answers import AnswerRepository
+from storage.repositories.audit import AuditRepository
+from storage.repositories.customers import CustomerRepository
+from storage.repositories.rollups import RollupRepository, StepCounts
+from storage.repositories.scripts import ScriptRepository
+from storage.repositories.sessions import SessionRepository
+
+__all__ = [
+    "AlertRepository",
+    "AnswerRepository",
+    "AuditRepository",
+    "CustomerRepository",
+    "RollupRepository",
+    "ScriptRepository",
+    "SessionRepository",
+    "StepCounts",
+]

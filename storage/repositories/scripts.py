@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from storage.errors import NotFound
+from storage.models import ScriptRow
+from storage.repositories.base import Repository
+
+
+class ScriptRepository(Repository):
+    """Every version of every survey script is kept: a dialogue finishes on the version it
+    started with. At most one version of a survey is active (the one new dialogues use)."""
+
+    async def add(self, survey_id: str, body: Mapping[str, Any], source: str, checksum: str,
+                  created_by: str, title: Mapping[str, str], *, now: datetime,
+                  activate: bool = True) -> ScriptRow:
+        """Store the next version: one above the highest stored, or the body's own if that is
+        higher. The body is stored with that version, so a script loaded from it and the
+        dialogue states it starts name the version the row has."""
+        highest = await self.session.scalar(
+            select(func.max(ScriptRow.version)).where(ScriptRow.survey_id == survey_id))
+        version = max((highest or 0) + 1, int(body.get("version", 0)))
+        row = ScriptRow(survey_id=survey_id, version=version, title=dict(title),
+                        body={**body, "version": version}, source=source, checksum=checksum,
+                        created_by=created_by, created_at=now, active=False)
+        self.session.add(row)
+        await self.session.flush()
+        if activate:
+            await self.set_active(survey_id, version)
+        return row
+
+    async def latest(self, survey_id: str) -> ScriptRow | None:
+        return await self.session.scalar(
+            select(ScriptRow).where(ScriptRow.survey_id == survey_id)
+            .order_by(ScriptRow.version.desc()).limit(1))
+
+    async def get(self, survey_id: str, version: int) -> ScriptRow:
+        row = await self.session.scalar(
+            select(ScriptRow).filter_by(survey_id=survey_id, version=version))
+        if row is None:
+            raise NotFound(f"script {survey_id} v{version}")
+        return row
+
+    async def active(self) -> Sequence[ScriptRow]:
+        return (await self.session.scalars(
+            select(ScriptRow).where(ScriptRow.active).order_by(ScriptRow.survey_id))).all()
+
+    async def set_active(self, survey_id: str, version: int | None) -> None:
+        """Make `version` the survey's one active version; None switches the survey off."""
+        if version is not None:
+            await self.get(survey_id, version)
+        await self.session.execute(
+            update(ScriptRow).where(ScriptRow.survey_id == survey_id)
+            .values(active=ScriptRow.version == version)
+            .execution_options(synchronize_session="fetch"))

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from storage.errors import NotFound, StaleSession
+from storage.models import SessionRow, SessionStatus
+from storage.repositories.base import Repository
+
+
+class SessionRepository(Repository):
+    """Dialogue sessions. Every change after `start` goes through `save`, which checks and
+    bumps `revision`, so two processes handling one dialogue cannot both win."""
+
+    async def start(self, customer_id: int, channel: str, survey_id: str, version: int,
+                    state_json: Mapping[str, Any], *, now: datetime,
+                    delivery_id: int | None = None) -> SessionRow:
+        row = SessionRow(customer_id=customer_id, channel=channel, survey_id=survey_id,
+                         script_version=version, current_step=state_json.get("step"),
+                         state=dict(state_json), status=SessionStatus.ACTIVE, revision=0,
+                         delivery_id=delivery_id, started_at=now, updated_at=now)
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get(self, session_id: int) -> SessionRow:
+        row = await self.session.get(SessionRow, session_id)
+        if row is None:
+            raise NotFound(f"session {session_id}")
+        return row
+
+    async def open_for(self, customer_id: int, channel: str) -> SessionRow | None:
+        """The customer's latest active dialogue in this channel."""
+        return await self.session.scalar(
+            select(SessionRow)
+            .filter_by(customer_id=customer_id, channel=channel, status=SessionStatus.ACTIVE)
+            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+    async def save(self, row: SessionRow, *, now: datetime, **values: Any) -> None:
+        """UPDATE the row if it is still at the revision it was read at, else StaleSession;
+        on success `row` holds the new values without being marked dirty."""
+        values |= {"updated_at": now}
+        result = await self.session.execute(
+            update(SessionRow).where(SessionRow.id == row.id, SessionRow.revision == row.revision)
+            .values(**values, revision=SessionRow.revision + 1)
+            .execution_options(synchronize_session=False))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise StaleSession(f"session {row.id} changed since revision {row.revision}")
+        for key, value in (values | {"revision": row.revision + 1}).items():
+            set_committed_value(row, key, value)
+
+    async def close(self, row: SessionRow, status: SessionStatus, *, now: datetime) -> None:
+        """End a dialogue from outside it (expired by the scheduler, abandoned)."""
+        await self.save(row, now=now, status=status,
+                        completed_at=now if status == SessionStatus.COMPLETED else None)

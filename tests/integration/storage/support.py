@@ -1,0 +1,91 @@
+"""Real dialogues for storage tests: a parsed script, the engine, and the unit of work,
+used the way the application will use them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conversations.engine import Reply, Turn, advance, start
+from conversations.script import Script, parse_script, script_to_data
+from storage.models import AnswerRow, SessionRow
+from storage.uow import UnitOfWork
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+CSAT_YAML = """
+id: call_csat
+version: 1
+default_locale: en
+title: {en: Rate your call}
+timezone: Europe/Moscow
+allow_back: true
+steps:
+  - id: csat
+    type: csat
+    text: {en: "How satisfied are you with {context.agent}?"}
+    next:
+      - when: {step: csat, lte: 2}
+        goto: why
+      - goto: mattered
+  - id: why
+    type: text
+    optional: true
+    text: {en: "What went wrong?"}
+  - id: mattered
+    type: choice
+    multiple: true
+    text: {en: "What mattered most?"}
+    options:
+      - {id: speed, text: {en: Speed}}
+      - {id: manner, text: {en: Manner}}
+      - {id: result, text: {en: Result}}
+  - id: thanks
+    type: message
+    text: {en: Thank you!}
+"""
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+def csat_script(title: str = "Rate your call") -> Script:
+    return parse_script(CSAT_YAML.replace("Rate your call", title))
+
+
+async def store(factory: Factory, script: Script, source: str = CSAT_YAML) -> int:
+    async with UnitOfWork(factory) as uow:
+        row = await uow.scripts.add(script.id, script_to_data(script), source, "0" * 64,
+                                    "tests", script.title, now=NOW)
+        await uow.commit()
+    return row.version
+
+
+async def begin(factory: Factory, script: Script, *, channel: str = "telegram",
+                segment: str = "vip", now: datetime = NOW) -> SessionRow:
+    """A customer and a dialogue on `script`, opened at its first question."""
+    async with UnitOfWork(factory) as uow:
+        customer = await uow.customers.add(now=now, attributes={"segment": segment})
+        turn = start(script, now=now, context={"agent": "Anna"},
+                     customer={"segment": segment})
+        row = await uow.sessions.start(customer.id, channel, script.id, script.version,
+                                       turn.state.to_json(), now=now)
+        await uow.commit()
+    return row
+
+
+async def load(factory: Factory, session_id: int) -> SessionRow:
+    async with UnitOfWork(factory) as uow:
+        return await uow.sessions.get(session_id)
+
+
+async def reply(factory: Factory, script: Script, session_id: int, reply: Reply | str,
+                now: datetime = NOW) -> tuple[Turn, list[AnswerRow]]:
+    """One incoming message: load the dialogue, advance the engine, record, commit."""
+    async with UnitOfWork(factory) as uow:
+        row = await uow.sessions.get(session_id)
+        message = Reply.typed(reply) if isinstance(reply, str) else reply
+        turn = advance(script, row.dialogue_state(), message, now)
+        inserted = await uow.record(row, turn, now=now, timezone=script.timezone)
+        await uow.commit()
+    return turn, inserted

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.db import create_engine
+from storage.migrate import upgrade, upgrade_async
+from storage.models import Base
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def _schema(engine: AsyncEngine) -> tuple[list[str], list[object], list[tuple[str]]]:
+    async with engine.connect() as connection:
+        tables = await connection.run_sync(lambda c: sorted(inspect(c).get_table_names()))
+        differences = await connection.run_sync(_differences)
+        versions = (await connection.execute(text("SELECT version_num FROM alembic_version")))
+        return tables, differences, [tuple(row) for row in versions]
+
+
+async def test_upgrade_from_empty_builds_exactly_the_models(db_url: str) -> None:
+    await upgrade_async(db_url)
+
+    engine = create_engine(db_url)
+    try:
+        tables, differences, versions = await _schema(engine)
+    finally:
+        await engine.dispose()
+    assert tables == sorted([*Base.metadata.tables, "alembic_version"])
+    assert differences == []
+    assert versions == [("0001",)]
+
+
+async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(
+                "INSERT INTO audit_log (actor, action, target, details, at) "
+                "VALUES ('ops', 'test', 'db', '{}', '2026-01-01 00:00:00+00:00')"))
+        # The synchronous wrapper, called where a loop is running, as an app's startup may.
+        upgrade(db_url)
+        _, differences, versions = await _schema(engine)
+        async with engine.connect() as connection:
+            kept = await connection.scalar(text("SELECT count(*) FROM audit_log"))
+    finally:
+        await engine.dispose()
+    assert differences == []
+    assert versions == [("0001",)]
+    assert kept == 1
+
+
+def test_upgrade_from_sync_code(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    upgrade(url)
+    upgrade(url)
+    with closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            ("0001",)]

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversations.engine import Reply, advance
+from conversations.script import parse_script
+from storage.errors import StaleSession
+from storage.models import AnswerRow, SessionStatus
+from storage.repositories import SessionRepository
+from storage.uow import UnitOfWork
+from tests.integration.storage.support import (
+    CSAT_YAML,
+    NOW,
+    Factory,
+    begin,
+    csat_script,
+    load,
+    reply,
+)
+
+
+async def _answers(factory: Factory, session_id: int) -> list[tuple[str, int | None,
+                                                                     list[str] | None]]:
+    async with UnitOfWork(factory) as uow:
+        return [(a.step_id, a.score, a.choices) for a in await uow.answers.for_session(session_id)]
+
+
+async def _counts(factory: Factory, survey_id: str = "call_csat") -> dict[str, dict[str, int]]:
+    async with UnitOfWork(factory) as uow:
+        counts = await uow.rollups.counts(survey_id)
+    return {step: c.buckets for step, c in counts.items()}
+
+
+async def test_a_turn_writes_answer_state_and_rollup(factory: Factory) -> None:
+    script = csat_script()
+    dialogue = await begin(factory, script)
+
+    _, inserted = await reply(factory, script, dialogue.id, "4")
+
+    [answer] = inserted
+    assert (answer.step_id, answer.metric, answer.score, answer.alert) == ("csat", "csat", 4, False)
+    assert (answer.survey_id, answer.script_version, answer.channel) == ("call_csat", 1, "telegram")
+    assert (answer.segment, answer.context, answer.answered_at) == ("vip", {"agent": "Anna"}, NOW)
+    saved = await load(factory, dialogue.id)
+    assert (saved.current_step, saved.revision, saved.status) == ("mattered", 1, "active")
+    assert saved.dialogue_state().values == {"csat": 4}
+    assert await _counts(factory) == {"csat": {"4": 1}}
+
+    later = NOW + timedelta(minutes=1)
+    turn, _ = await reply(factory, script, dialogue.id, "speed, result", later)
+
+    assert turn.finished
+    saved = await load(factory, dialogue.id)
+    assert (saved.status, saved.completed_at, saved.current_step) == ("completed", later, None)
+    assert await _answers(factory, dialogue.id) == [
+        ("csat", 4, None), ("mattered", None, ["speed", "result"])]
+    assert await _counts(factory) == {"csat": {"4": 1}, "mattered": {"result": 1, "speed": 1}}
+
+
+@pytest.mark.parametrize("failing", ["rollup", "state"])
+async def test_a_failure_midway_stores_nothing_of_the_turn(
+        factory: Factory, monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    script = csat_script()
+    dialogue = await begin(factory, script)
+    await reply(factory, script, dialogue.id, "5")
+    seen: list[str] = []
+
+    async def fail(session: AsyncSession) -> None:
+        # Prove the failure comes after the answer was written in this transaction.
+        seen.extend(await session.scalars(
+            select(AnswerRow.step_id).where(AnswerRow.session_id == dialogue.id)))
+        raise RuntimeError("disk full")
+
+    async def fail_rollup(session: AsyncSession, *args: object) -> None:
+        await fail(session)
+
+    async def fail_save(repository: SessionRepository, *args: object, **kwargs: object) -> None:
+        await fail(repository.session)
+
+    if failing == "rollup":
+        monkeypatch.setattr("storage.uow.count_answer", fail_rollup)
+    else:
+        monkeypatch.setattr(SessionRepository, "save", fail_save)
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        await reply(factory, script, dialogue.id, "manner", NOW + timedelta(minutes=1))
+
+    assert sorted(seen) == ["csat", "mattered"]
+    assert await _answers(factory, dialogue.id) == [("csat", 5, None)]
+    assert await _counts(factory) == {"csat": {"5": 1}}
+    saved = await load(factory, dialogue.id)
+    assert (saved.current_step, saved.revision, saved.status) == ("mattered", 1, "active")
+
+
+async def test_the_same_turn_twice_is_recorded_once(factory: Factory) -> None:
+    script = csat_script()
+    dialogue = await begin(factory, script)
+    turn, first = await reply(factory, script, dialogue.id, "3")
+
+    async with UnitOfWork(factory) as uow:  # a redelivered update, replayed
+        again = await uow.record(await uow.sessions.get(dialogue.id), turn, now=NOW,
+                                 timezone=script.timezone)
+        await uow.commit()
+
+    assert len(first) == 1
+    assert again == []
+    assert await _answers(factory, dialogue.id) == [("csat", 3, None)]
+    assert await _counts(factory) == {"csat": {"3": 1}}
+    assert (await load(factory, dialogue.id)).revision == 2  # the state is saved all the same
+
+
+async def test_going_back_retracts_the_answer_and_its_count(factory: Factory) -> None:
+    script = csat_script()
+    dialogue = await begin(factory, script)
+    _, [low] = await reply(factory, script, dialogue.id, "1")
+    assert low.alert
+    async with UnitOfWork(factory) as uow:
+        alert = await uow.alerts.raise_for(low, await uow.sessions.get(dialogue.id), now=NOW)
+        await uow.commit()
+
+    turn, inserted = await reply(factory, script, dialogue.id, Reply.back())
+
+    assert turn.retracted == ("csat",)
+    assert inserted == []
+    assert await _answers(factory, dialogue.id) == []
+    assert await _counts(factory) == {}
+    assert (await load(factory, dialogue.id)).current_step == "csat"
+    async with UnitOfWork(factory) as uow:  # the alert stays for a human, without its answer
+        kept = await uow.alerts.get(alert.id)
+        assert (kept.answer_id, kept.score, kept.status) == (None, 1, "open")
+
+    _, [changed] = await reply(factory, script, dialogue.id, "5")
+
+    assert (changed.step_id, changed.score) == ("csat", 5)
+    assert await _answers(factory, dialogue.id) == [("csat", 5, None)]
+    assert await _counts(factory) == {"csat": {"5": 1}}
+    assert (await load(factory, dialogue.id)).current_step == "mattered"
+
+
+async def test_a_dialogue_moved_on_by_someone_else_is_stale(factory: Factory) -> None:
+    script = csat_script()
+    dialogue = await begin(factory, script)
+    first, second = await load(factory, dialogue.id), await load(factory, dialogue.id)
+    state = first.dialogue_state()
+
+    async with UnitOfWork(factory) as uow:
+        await uow.record(first, advance(script, state, Reply.typed("5"), NOW), now=NOW)
+        await uow.commit()
+    assert first.revision == 1
+
+    async with UnitOfWork(factory) as uow:
+        with pytest.raises(StaleSession):
+            await uow.record(second, advance(script, state, Reply.typed("1"), NOW), now=NOW)
+
+    assert await _answers(factory, dialogue.id) == [("csat", 5, None)]
+    assert await _counts(factory) == {"csat": {"5": 1}}
+    assert (await load(factory, dialogue.id)).revision == 1
+
+
+async def test_an_expired_dialogue_is_closed_as_expired(factory: Factory) -> None:
+    script = parse_script(CSAT_YAML.replace("allow_back: true", "policy: {expires_after: PT1H}"))
+    dialogue = await begin(factory, script)
+
+    turn, inserted = await reply(factory, script, dialogue.id, "5", NOW + timedelta(hours=2))
+
+    assert turn.finished
+    assert inserted == []
+    saved = await load(factory, dialogue.id)
+    assert (saved.status, saved.completed_at) == (SessionStatus.EXPIRED, None)
