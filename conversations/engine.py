@@ -519,6 +519,7 @@ def _text(text: Mapping[str, str], locale: str, script: Script) -> str:
 
 
 _GAPS = re.compile(r"[ \t]+(?=[,.!?;:])|(?<=[ \t])[ \t]+")
+_DANGLING = re.compile(r",+(?=[,.!?;:]|\s*$)")
 
 
 def _fill(text: str, state: DialogueState) -> str:
@@ -540,7 +541,8 @@ def _fill(text: str, state: DialogueState) -> str:
         return str(found)
 
     filled = PLACEHOLDER.sub(value, text)
-    # "Hello, {customer.first_name}!" without a name reads "Hello!", not "Hello, !".
+    # "Hello, {customer.first_name}!" without a name reads "Hello!", not "Hello, !";
+    # likewise "Thanks, {…}." and "Thanks, {…}, for calling".
     if blanks:
-        filled = _GAPS.sub("", filled).replace(",!", "!").replace(",?", "?").strip()
+        filled = _DANGLING.sub("", _GAPS.sub("", filled)).strip()
     return filled
