@@ -313,7 +313,7 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     else:
         issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
     if issues:
-        raise ScriptError(issues, filename)
+        raise ScriptError(sorted(issues, key=lambda issue: issue.line or 0), filename)
     return script
 
 

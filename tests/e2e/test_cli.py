@@ -1,0 +1,205 @@
+"""The command line as a user runs it: a real process, a real database, real files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services.scripts import script_of
+from conversations.engine import Reply, advance, start
+from storage.db import create_engine, session_factory
+from storage.models import ScriptRow
+from storage.uow import UnitOfWork
+
+ROOT = Path(__file__).resolve().parents[2]
+SURVEYS = ROOT / "surveys"
+
+BROKEN = """\
+id: broken
+default_locale: en
+title: {en: Broken, ru: Сломан}
+steps:
+  - id: score
+    type: nps
+    text: {en: "Score?", ru: "Оценка?"}
+    next:
+      - when: {step: score, lte: 6}
+        goto: thank_you
+  - id: why
+    type: text
+    text:
+      en: "Why?"
+  - id: thanks
+    type: message
+    text: {en: Thanks, ru: Спасибо}
+"""
+
+
+def otklik(*args: str, db_url: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=env, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN, encoding="utf-8")
+    result = otklik("scripts", "validate", str(broken), str(SURVEYS / "nps.yaml"),
+                    db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{broken}:10: steps.0.next.0.goto: unknown step 'thank_you'",
+        f"{broken}:14: steps.1.text: missing locale(s): ru",
+    ]
+
+
+def test_validate_accepts_every_example_survey(tmp_path: Path) -> None:
+    result = otklik("scripts", "validate", *map(str, sorted(SURVEYS.glob("*.yaml"))),
+                    db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_the_console_script_is_the_same_program(tmp_path: Path) -> None:
+    console = shutil.which("otklik", path=str(Path(sys.executable).parent))
+    assert console is not None, "pip install -e . puts `otklik` beside the interpreter"
+    module = subprocess.run([sys.executable, "-m", "bot", "--help"], capture_output=True,
+                            text=True, check=True)
+    script = subprocess.run([console, "--help"], capture_output=True, text=True, check=True)
+    assert script.stdout == module.stdout
+    assert "scripts" in script.stdout
+    assert "report" in script.stdout
+
+
+async def _count_scripts(db_url: str) -> dict[str, int]:
+    engine = create_engine(db_url)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                select(ScriptRow.survey_id, func.max(ScriptRow.version))
+                .group_by(ScriptRow.survey_id))
+            return {survey: version for survey, version in rows}
+    finally:
+        await engine.dispose()
+
+
+async def test_load_stores_a_version_only_when_the_body_changes(db_url: str,
+                                                                tmp_path: Path) -> None:
+    surveys = tmp_path / "surveys"
+    shutil.copytree(SURVEYS, surveys)
+    first = otklik("scripts", "load", str(surveys), db_url=db_url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("stored as version 1") == len(list(surveys.glob("*.yaml")))
+
+    # Comments and formatting are not a change; a new text is.
+    nps = surveys / "nps.yaml"
+    nps.write_text("# reformatted\n" + nps.read_text(encoding="utf-8"), encoding="utf-8")
+    again = otklik("scripts", "load", str(surveys), db_url=db_url, cwd=tmp_path)
+    assert "stored" not in again.stdout
+    assert again.stdout.count("unchanged") == 4
+    nps.write_text(nps.read_text(encoding="utf-8").replace("Thank you for your feedback!",
+                                                          "Thanks a lot!"), encoding="utf-8")
+    changed = otklik("scripts", "load", str(nps), db_url=db_url, cwd=tmp_path)
+    assert changed.stdout.strip().endswith("nps stored as version 2")
+
+    # One broken file: the whole load is refused and nothing is stored.
+    (surveys / "zz_broken.yaml").write_text(BROKEN, encoding="utf-8")
+    nps.write_text(nps.read_text(encoding="utf-8").replace("Thanks a lot!", "Merci!"),
+                   encoding="utf-8")
+    refused = otklik("scripts", "load", str(surveys), db_url=db_url, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "zz_broken.yaml:10: steps.0.next.0.goto: unknown step 'thank_you'" in refused.stderr
+    assert await _count_scripts(db_url) == {
+        "ces_support": 1, "cli_quarterly": 1, "nps": 2, "post_call_csat": 1}
+
+
+async def _answer_nps(factory: async_sessionmaker[AsyncSession], scores: list[int],
+                      when: datetime) -> None:
+    async with UnitOfWork(factory) as uow:
+        row = await uow.scripts.latest("nps")
+        assert row is not None
+        script = script_of(row)
+        for n, score in enumerate(scores):
+            customer = await uow.customers.add(now=when, external_id=f"c{when:%j}-{n}")
+            turn = start(script, now=when, locale="en")
+            dialogue = await uow.sessions.start(customer.id, "web", "nps", row.version,
+                                                turn.state.to_json(), now=when)
+            for reply in (Reply.button("score", str(score)), Reply.typed("because")):
+                turn = advance(script, turn.state, reply, when)
+                await uow.record(dialogue, turn, now=when, timezone=script.timezone)
+        await uow.commit()
+
+
+async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> None:
+    assert otklik("scripts", "load", str(SURVEYS), db_url=db_url, cwd=tmp_path).returncode == 0
+    engine = create_engine(db_url)
+    try:
+        day = datetime(2026, 2, 10, 12, tzinfo=UTC)
+        # 5 promoters, 3 passives, 2 detractors: NPS = (5 - 2) / 10 = +30.0
+        await _answer_nps(session_factory(engine), [10, 9, 9, 10, 9, 7, 8, 8, 3, 6], day)
+        await _answer_nps(session_factory(engine), [0], day + timedelta(days=30))
+    finally:
+        await engine.dispose()
+
+    period = otklik("report", "--survey", "nps", "--from", "2026-02-01", "--to", "2026-02-28",
+                    db_url=db_url, cwd=tmp_path)
+    assert period.returncode == 0, period.stderr
+    score_line = next(line for line in period.stdout.splitlines() if line.startswith("score"))
+    assert score_line.split()[1:4] == ["NPS", "10", "+30.0"]
+    assert "promoters 5, passives 3, detractors 2" in score_line
+    assert "10 comments" in period.stdout
+
+    everything = otklik("report", "--survey", "nps", db_url=db_url, cwd=tmp_path)
+    score_line = next(line for line in everything.stdout.splitlines() if line.startswith("score"))
+    # The March detractor joins: (5 - 3) / 11 = +18.2
+    assert score_line.split()[1:4] == ["NPS", "11", "+18.2"]
+
+    unknown = otklik("report", "--survey", "nope", db_url=db_url, cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert "unknown survey 'nope'" in unknown.stderr
+    assert "nps" in unknown.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+           "HTTP_PORT": str(port), "SURVEYS_DIR": str(SURVEYS), "LOG_LEVEL": "INFO"}
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as client:
+            while body is None and time.monotonic() < deadline:
+                try:
+                    async with client.get(f"http://127.0.0.1:{port}/healthz") as response:
+                        assert response.status == 200
+                        body = await response.json()
+                except aiohttp.ClientConnectionError:
+                    assert process.poll() is None, "otklik run exited early"
+                    await asyncio.sleep(0.2)
+        assert body == {"status": "ok", "database": "ok"}
+        assert await _count_scripts(env["DATABASE_URL"]) == {
+            "ces_support": 1, "cli_quarterly": 1, "nps": 1, "post_call_csat": 1}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "serving on http://127.0.0.1" in output
