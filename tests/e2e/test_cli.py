@@ -47,7 +47,9 @@ steps:
 """
 
 
-def otklik(*args: str, db_url: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def otklik(
+    *args: str, db_url: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "LOG_LEVEL": "WARNING"}
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout, check=False)
