@@ -230,7 +230,8 @@ class AnswerRow(Base):
 
 class RollupRow(Base):
     """Answer counts per day and bucket, kept in step with answers so reports never scan
-    them. A bucket is a score ("9"), a choice id ("yes", "price") or "*" for a text."""
+    them. A bucket is a score ("9", yes/no as "1"/"0"), an option id ("price") or "*" for
+    a text."""
 
     __tablename__ = "rollups"
 

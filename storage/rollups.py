@@ -17,12 +17,12 @@ TEXT_BUCKET = "*"
 
 
 def buckets(score: int | None, choices: Sequence[str] | None) -> tuple[str, ...]:
-    """Where an answer is counted. Choices win over the score, so a yes/no answer counts
-    as "yes"/"no" and a multiple choice once per option picked."""
-    if choices:
-        return tuple(choices)
+    """Where an answer is counted: its score (a yes/no answer counts as 1 or 0, as
+    metrics.share expects), else each option picked, else the text bucket."""
     if score is not None:
         return (str(score),)
+    if choices:
+        return tuple(choices)
     return (TEXT_BUCKET,)
 
 

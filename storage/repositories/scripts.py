@@ -21,6 +21,10 @@ class ScriptRepository(Repository):
         """Store the next version: one above the highest stored, or the body's own if that is
         higher. The body is stored with that version, so a script loaded from it and the
         dialogue states it starts name the version the row has."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            # Two processes loading at once must not both take max + 1 (SQLite's BEGIN
+            # IMMEDIATE already serializes whole transactions).
+            await self.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(survey_id))))
         highest = await self.session.scalar(
             select(func.max(ScriptRow.version)).where(ScriptRow.survey_id == survey_id))
         version = max((highest or 0) + 1, int(body.get("version", 0)))
