@@ -291,8 +291,10 @@ _Loader.add_implicit_resolver(
 
 def parse_script(source: str, filename: str = "<script>") -> Script:
     """Parse and validate one script; raise ScriptError listing every issue with its line."""
+    is_json = filename.endswith(".json")
     try:
-        root = yaml.compose(source, Loader=_Loader)
+        # The YAML tree serves line numbers; JSON may indent with tabs, which YAML refuses.
+        root = yaml.compose(source.replace("\t", " ") if is_json else source, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -303,13 +305,17 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     if root is None:
         raise ScriptError([ScriptIssue("", "the file is empty", 1)], filename)
     issues = list(_duplicate_keys(root, ()))
-    data = json.loads(source) if filename.endswith(".json") else yaml.load(source, _Loader)  # noqa: S506
+    try:
+        data = json.loads(source) if is_json else yaml.load(source, _Loader)  # noqa: S506
+    except json.JSONDecodeError as exc:  # YAML accepts what JSON does not: ',}', '#', 'x'
+        raise ScriptError([ScriptIssue("", f"not valid JSON: {exc.msg}", exc.lineno)],
+                          filename) from None
     if not isinstance(data, dict):
         raise ScriptError([ScriptIssue("", "a script must be a mapping of fields", 1)], filename)
     try:
         script = Script.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(root, *_explain(err)) for err in exc.errors()]
+        issues += [_issue(root, *_explain(err), tagged=True) for err in exc.errors()]
     else:
         issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
     if issues:
@@ -334,10 +340,16 @@ def _explain(error: ErrorDetails) -> tuple[tuple[int | str, ...], str]:
     return error["loc"], error["msg"]
 
 
-def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str) -> ScriptIssue:
+def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str,
+           tagged: bool = False) -> ScriptIssue:
     node, path = root, []
+    tag: object = None  # a list item's `type`, which pydantic (tagged) puts into `loc` next
     for part in loc:
         if isinstance(node, yaml.MappingNode):
+            if part == tag:
+                tag = None
+                continue  # the step union's tag; `text` is a type and a field name at once
+            tag = None
             child = next((v for k, v in node.value if k.value == part), None)
             if child is None:
                 # A tag of a discriminated union or a missing field: name it, stay on the parent.
@@ -349,6 +361,7 @@ def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str) -> ScriptI
             if part >= len(node.value):
                 break
             node = node.value[part]
+            tag = _step_type(node) if tagged and isinstance(node, yaml.MappingNode) else None
         else:
             continue
         path.append(str(part))
@@ -359,7 +372,12 @@ def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str) -> ScriptI
 def _is_tag(part: int | str) -> bool:
     """Pydantic puts union members' names into error locations; they are not fields."""
     return isinstance(part, str) and (
-        part in (*QUESTION_TYPES, "message") or not re.fullmatch(r"[a-z_][a-z0-9_]*", part))
+        part in ("and", "or", "not", "compare", "bool", "int", "float", "str")
+        or not re.fullmatch(r"[a-z_][a-z0-9_]*", part))
+
+
+def _step_type(node: yaml.MappingNode) -> object:
+    return next((v.value for k, v in node.value if k.value == "type"), None)
 
 
 def _duplicate_keys(node: yaml.Node, loc: tuple[int | str, ...]) -> Iterator[ScriptIssue]:
