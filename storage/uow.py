@@ -70,15 +70,18 @@ class UnitOfWork:
         moved on since it was read. Returns only the answers inserted now: recording a turn
         again (a redelivered update) inserts and counts nothing, so alerts fire once.
 
-        Rollups are counted on `now`'s day in `timezone` (the survey's), in the segment the
-        dialogue started with (its state's customer["segment"]): no query per answer, and a
-        dialogue never straddles two segments."""
+        An answer is counted on its day in `timezone` (the survey's; a retraction counts down
+        that same day), in the segment the dialogue started with, its state's
+        customer["segment"]: no query per answer, and one dialogue is never split between
+        segments."""
         state = turn.state
-        for removed in await self.session.scalars(
-                delete(AnswerRow)
-                .where(AnswerRow.session_id == dialogue.id, AnswerRow.step_id.in_(turn.retracted))
-                .returning(AnswerRow)):
-            await count_answer(self.session, removed, timezone, -1)
+        if turn.retracted:
+            for removed in await self.session.scalars(
+                    delete(AnswerRow)
+                    .where(AnswerRow.session_id == dialogue.id,
+                           AnswerRow.step_id.in_(turn.retracted))
+                    .returning(AnswerRow)):
+                await count_answer(self.session, removed, timezone, -1)
 
         inserted: list[AnswerRow] = []
         for answer in turn.answers:
