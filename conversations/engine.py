@@ -306,13 +306,23 @@ def _enter(script: Script, state: DialogueState, target: str, shown: tuple[Promp
         step = script.step(target)
         state = _evolve(state, step=target, part=0, values=values, history=history)
         values = history = None
+        if isinstance(step, MessageStep):
+            shown += (_message(script, state, step),)
+            target = _next(script, step, state.values, state)
+            continue
+        # A loop back to a question answered before asks it afresh: its old answer goes, so
+        # storage (one answer per session and step) and the state agree.
+        # An answer given in this very turn was never stored: drop it rather than retract.
+        again = tuple(key for key in step.answer_keys() if key in state.values)
+        retracted: tuple[str, ...] = ()
+        if again:
+            state = _evolve(state, values={k: v for k, v in state.values.items()
+                                           if k not in again})
+            retracted = tuple(k for k in again if all(a.step != k for a in answers))
+            answers = tuple(a for a in answers if a.step not in again)
         if isinstance(step, CliStep):
-            shown += (_message(script, state, step), _prompt(script, state, step, 0))
-            return Turn(state, shown, answers)
-        if not isinstance(step, MessageStep):
-            return Turn(state, (*shown, _prompt(script, state, step, 0)), answers)
-        shown += (_message(script, state, step),)
-        target = _next(script, step, state.values, state)
+            shown += (_message(script, state, step),)
+        return Turn(state, (*shown, _prompt(script, state, step, 0)), answers, retracted)
     return Turn(_evolve(state, step=None, part=0, values=values, history=history), shown, answers)
 
 
