@@ -71,6 +71,9 @@ async def run(settings: Settings) -> int:
     """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server.
     Stops cleanly on SIGINT or SIGTERM."""
     configure_logging(settings)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     runner: web.AppRunner | None = None
@@ -87,18 +90,10 @@ async def run(settings: Settings) -> int:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("serving on http://%s:%s (health: /healthz)", settings.http_host,
                  settings.http_port)
-        await _until_stopped()
+        await stop.wait()
+        log.info("stopping")
     finally:
         if runner is not None:
             await runner.cleanup()
         await engine.dispose()
     return 0
-
-
-async def _until_stopped() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping")
