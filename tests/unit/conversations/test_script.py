@@ -1,0 +1,525 @@
+"""Loading and validating scripts: every issue carries its field path, a message and the
+line of the offending YAML node. The YAML below is written so its line numbers are known."""
+
+from __future__ import annotations
+
+import json
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from conversations.errors import ScriptError, ScriptIssue
+from conversations.script import (
+    ChoiceStep,
+    CliStep,
+    NpsStep,
+    Script,
+    TextStep,
+    parse_script,
+    script_to_data,
+)
+
+SURVEYS = Path(__file__).resolve().parents[3] / "surveys"
+KINDS = "nps, csat, ces, cli, rating, choice, yes_no, text, message"
+
+
+def issues(source: str, filename: str = "<script>") -> list[tuple[str, int | None, str]]:
+    with pytest.raises(ScriptError) as caught:
+        parse_script(source, filename)
+    assert caught.value.filename == filename
+    return sorted((i.path, i.line, i.message) for i in caught.value.issues)
+
+
+HEAD = """\
+id: s
+default_locale: en
+title: {en: T, ru: T}
+steps:
+"""  # the first step starts on line 5
+
+CASES = {
+    "unknown goto": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+    next:
+      - when: {step: a, lte: 6}
+        goto: b
+      - goto: nowhere
+  - id: b
+    type: text
+    text: {en: W, ru: W}
+""", [("steps.0.next.1.goto", 11, "unknown step 'nowhere'")]),
+
+    "unreachable step": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+    next:
+      - goto: end
+  - id: b
+    type: text
+    text: {en: W, ru: W}
+""", [("steps.1.id", 10, "step 'b' can never be reached")]),
+
+    "cycle without exit": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+  - id: b
+    type: text
+    text: {en: W, ru: W}
+    next:
+      - when: {step: b, eq: stop}
+        goto: a
+      - goto: a
+  - id: c
+    type: message
+    text: {en: Bye, ru: Bye}
+""", [
+        ("steps.0.next", 5, "step 'a' is in a loop with no way to the end"),
+        ("steps.1.next", 12, "step 'b' is in a loop with no way to the end"),
+        ("steps.2.id", 15, "step 'c' can never be reached"),
+    ]),
+
+    "loop of messages only": (HEAD + """\
+  - id: q
+    type: nps
+    text: {en: Q, ru: Q}
+  - id: m1
+    type: message
+    text: {en: M1, ru: M1}
+    next:
+      - when: {step: q, lte: 5}
+        goto: m2
+  - id: last
+    type: text
+    text: {en: L, ru: L}
+    next:
+      - goto: end
+  - id: m2
+    type: message
+    text: {en: M2, ru: M2}
+    next:
+      - goto: m1
+""", [
+        ("steps.1.next", 12, "message 'm1' is in a loop that never waits for an answer"),
+        ("steps.3.next", 23, "message 'm2' is in a loop that never waits for an answer"),
+    ]),
+
+    "missing locales": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q}
+    low_label: {en: Low, ru: Низко}
+    high_label:
+      en: High
+  - id: b
+    type: choice
+    text: {en: C, ru: C}
+    options:
+      - {id: x, text: {en: X, ru: X}}
+      - id: y
+        text: {ru: Y}
+  - id: c
+    type: cli
+    text: {en: L, ru: L}
+    questions:
+      recommend: {en: R, ru: R}
+      retain: {en: R, ru: R}
+      upsell: {en: U, ru: U}
+      switch: {ru: S}
+""", [
+        ("steps.0.high_label", 10, "missing locale(s): ru"),
+        ("steps.0.text", 7, "missing locale(s): ru"),
+        ("steps.1.options.1.text", 17, "missing locale(s): en"),
+        ("steps.2.questions.switch", 25, "missing locale(s): en"),
+    ]),
+
+    "missing locale in the title": ("""\
+id: s
+default_locale: en
+locales: [en, ru]
+title: {en: T}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+""", [("title", 4, "missing locale(s): ru")]),
+
+    "default locale not among the titles": ("""\
+id: s
+default_locale: de
+title: {en: T, ru: T}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+""", [("default_locale", 2, "'de' is not among the script's locales ['en', 'ru']")]),
+
+    "default locale not among the locales": ("""\
+id: s
+default_locale: ru
+locales: [en]
+title: {en: T}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q}
+""", [("default_locale", 2, "'ru' is not among the script's locales ['en']")]),
+
+    "unknown step type": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+  - id: b
+    type: video
+    text: {en: V, ru: V}
+""", [("steps.1.type", 9, f"unknown step type 'video'; use {KINDS}")]),
+
+    "step without a type": (HEAD + """\
+  - id: a
+    text: {en: Q, ru: Q}
+""", [("steps.0", 5, f"a step needs a type: {KINDS}")]),
+
+    "bad field types": ("""\
+id: s
+version: one
+default_locale: en
+title: {en: T, ru: T}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+    optional: maybe
+  - id: why
+    type: text
+    text: {en: W, ru: W}
+    max_length: lots
+""", [
+        ("steps.0.optional", 9, "Input should be a valid boolean, unable to interpret input"),
+        ("steps.1.max_length", 13,
+         "Input should be a valid integer, unable to parse string as an integer"),
+        ("version", 2, "Input should be a valid integer, unable to parse string as an integer"),
+    ]),
+
+    "missing text, also on a text step": (HEAD + """\
+  - id: a
+    type: nps
+  - id: why
+    type: text
+""", [("steps.0.text", 5, "Field required"), ("steps.1.text", 7, "Field required")]),
+
+    "bad value in a text step's own text": (HEAD + """\
+  - id: why
+    type: text
+    text: {en: W, ru: W, EN: W}
+""", [("steps.0.text.EN", 7,
+       "String should match pattern '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$'")]),
+
+    "unknown field": (HEAD + """\
+  - id: a
+    type: csat
+    text: {en: Q, ru: Q}
+    colour: red
+""", [("steps.0.colour", 8, "Extra inputs are not permitted")]),
+
+    "duplicate step ids": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+  - id: a
+    type: text
+    text: {en: W, ru: W}
+""", [("steps.1.id", 8, "step id 'a' is used twice or reserved")]),
+
+    "a step called end": (HEAD + """\
+  - id: end
+    type: nps
+    text: {en: Q, ru: Q}
+""", [("steps.0.id", 5, "step id 'end' is used twice or reserved")]),
+
+    "duplicate YAML keys": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+    optional: true
+    text: {en: Q2, ru: Q2}
+""", [("steps.0.text", 9, "duplicate key")]),
+
+    "condition on unknown step, a message and a CLI step's bare id": (HEAD + """\
+  - id: hi
+    type: message
+    text: {en: Hi, ru: Hi}
+  - id: a
+    type: cli
+    text: {en: Q, ru: Q}
+    questions:
+      recommend: {en: R, ru: R}
+      retain: {en: R, ru: R}
+      upsell: {en: U, ru: U}
+      switch: {en: S, ru: S}
+    next:
+      - when: {step: ghost, lte: 2}
+        goto: end
+      - when:
+          or:
+            - {step: hi, exists: true}
+            - {step: a, gt: 5}
+        goto: end
+""", [
+        ("steps.1.next.0.when", 17, "condition refers to 'ghost', which is not a question"),
+        ("steps.1.next.1.when", 20, "condition refers to 'a', which is not a question"),
+        ("steps.1.next.1.when", 20, "condition refers to 'hi', which is not a question"),
+    ]),
+
+    "malformed condition": (HEAD + """\
+  - id: a
+    type: nps
+    text: {en: Q, ru: Q}
+    next:
+      - when:
+          not: {step: a, lt: lots}
+        goto: end
+""", [("steps.0.next.0.when.not.lt", 10,
+       "Input should be a valid number, unable to parse string as a number")]),
+
+    "invalid time zone": ("""\
+id: s
+default_locale: en
+title: {en: T}
+timezone: Mars/Olympus
+steps:
+  - id: a
+    type: nps
+    text: {en: Q}
+""", [("timezone", 4, "unknown time zone 'Mars/Olympus'; use an IANA name")]),
+
+    "unknown placeholder": (HEAD + """\
+  - id: a
+    type: nps
+    text:
+      en: "Hi {foo.bar}, rate {context.agent_name}"
+      ru: "Привет, {customer.first_name|друг}"
+    low_label: {en: "{user.name}", ru: "-"}
+""", [
+        ("steps.0.low_label.en", 10,
+         "unknown placeholder {user.name}; use {context.KEY} or {customer.KEY}"),
+        ("steps.0.text.en", 8,
+         "unknown placeholder {foo.bar}; use {context.KEY} or {customer.KEY}"),
+    ]),
+
+    "choice limits": (HEAD + """\
+  - id: a
+    type: choice
+    text: {en: Q, ru: Q}
+    multiple: true
+    min_choices: 3
+    max_choices: 2
+    options:
+      - {id: x, text: {en: X, ru: X}}
+      - {id: y, text: {en: Y, ru: Y}}
+""", [("steps.0", 5, "need min_choices <= max_choices <= the number of options")]),
+
+    "rating range": (HEAD + """\
+  - id: a
+    type: rating
+    text: {en: Q, ru: Q}
+    min: 5
+    max: 5
+""", [("steps.0", 5, "max must be above min, with at most 21 points on the scale")]),
+}
+
+
+@pytest.mark.parametrize(("source", "expected"), list(CASES.values()), ids=list(CASES))
+def test_script_issue(source: str, expected: list[tuple[str, int, str]]) -> None:
+    assert issues(source) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        ("id: s\ntitle: {en: T\nsteps: []\n", 3, "not valid YAML/JSON: expected ',' or '}'"),
+        ("id: s\n  title: x\n", 2, "not valid YAML/JSON: mapping values are not allowed here"),
+        ("id: s\nsteps:\n  - a\n b: 1\n", 4, "not valid YAML/JSON: expected <block end>"),
+        ("id: s\n\tsteps: 1\n", 2, "not valid YAML/JSON: found character '\\t'"),
+        ("id: s\ntitle: 'open\n", 3, "not valid YAML/JSON: found unexpected end of stream"),
+    ],
+)
+def test_invalid_yaml_names_its_line(source: str, line: int, message: str) -> None:
+    ((path, at, text),) = issues(source)
+    assert (path, at) == ("", line)
+    assert text.startswith(message)
+
+
+@pytest.mark.parametrize("source", ["", "\n\n", "# nothing but a comment\n"])
+def test_empty_file(source: str) -> None:
+    assert issues(source) == [("", 1, "the file is empty")]
+
+
+@pytest.mark.parametrize("source", ["- id: s\n", "just words\n", "42\n"])
+def test_a_script_is_a_mapping(source: str) -> None:
+    assert issues(source) == [("", 1, "a script must be a mapping of fields")]
+
+
+def test_every_issue_is_reported_at_once_and_formatted_with_file_and_line() -> None:
+    source = CASES["bad field types"][0]
+    with pytest.raises(ScriptError) as caught:
+        parse_script(source, "surveys/broken.yaml")
+    assert str(caught.value).splitlines() == [
+        "surveys/broken.yaml:2: version: Input should be a valid integer, unable to parse "
+        "string as an integer",
+        "surveys/broken.yaml:9: steps.0.optional: Input should be a valid boolean, unable to "
+        "interpret input",
+        "surveys/broken.yaml:13: steps.1.max_length: Input should be a valid integer, unable "
+        "to parse string as an integer",
+    ]
+    assert ScriptIssue("", "x").format("f.yaml") == "f.yaml:1: <script>: x"
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+VALID_YAML = """\
+id: s
+version: 2
+default_locale: en
+title: {en: T, ru: Т}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q, ru: В}
+    next:
+      - when: {step: a, gte: 9}
+        goto: end
+  - id: b
+    type: text
+    optional: true
+    text: {en: W, ru: П}
+"""
+
+
+@pytest.mark.parametrize("indent", [None, 2, "\t"])
+def test_json_input_reads_like_the_same_yaml(indent: int | str | None) -> None:
+    from_yaml = parse_script(VALID_YAML, "s.yaml")
+    data = script_to_data(from_yaml)
+    from_json = parse_script(json.dumps(data, indent=indent, ensure_ascii=False), "s.json")
+    assert from_json == from_yaml
+    assert script_to_data(from_json) == data
+    assert from_json.version == 2
+    assert isinstance(from_json.steps[1], TextStep)
+
+
+def test_json_errors_carry_json_lines() -> None:
+    data = json.loads(json.dumps(script_to_data(parse_script(VALID_YAML))))
+    data["steps"][0]["next"][0]["goto"] = "nowhere"
+    source = json.dumps(data, indent=2)
+    line = source.splitlines().index('          "goto": "nowhere"') + 1
+    assert issues(source, "s.json") == [("steps.0.next.0.goto", line, "unknown step 'nowhere'")]
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        ('{"id": "s",\n "version": 1,}', 2),  # YAML takes a trailing comma, JSON does not
+        ("{\n# a comment\n}", 2),
+        ("{'id': 's'}", 1),
+    ],
+)
+def test_what_yaml_takes_but_json_does_not_is_refused_in_a_json_file(source: str,
+                                                                     line: int) -> None:
+    ((path, at, message),) = issues(source, "s.json")
+    assert (path, at) == ("", line)
+    assert message.startswith("not valid JSON: ")
+
+
+# --- YAML 1.2 scalars --------------------------------------------------------------------------
+
+SCALARS = """\
+id: s
+default_locale: en
+title: {en: T}
+policy:
+  quiet_hours: {start: 21:00, end: 09:00}
+  expires_after: PT24H
+  reminder_after: P1DT2H
+  delay: PT15M
+  throttle_days: 30
+steps:
+  - id: on
+    type: choice
+    text: {en: Q}
+    options:
+      - {id: no, text: {en: No}}
+      - {id: yes, text: {en: Yes}}
+      - {id: off, text: {en: Off}}
+  - id: score
+    type: nps
+    text: {en: "1.5 / 10: 08"}
+    alert: {in: [no, 0]}
+"""
+
+
+def test_yaml_1_2_core_schema() -> None:
+    script = parse_script(SCALARS)
+    quiet = script.policy.quiet_hours
+    assert quiet is not None
+    assert (quiet.start, quiet.end) == (time(21, 0), time(9, 0))
+    assert script.policy.expires_after == timedelta(hours=24)
+    assert script.policy.reminder_after == timedelta(days=1, hours=2)
+    assert script.policy.delay == timedelta(minutes=15)
+    assert script.policy.throttle_days == 30
+    choice = script.steps[0]
+    assert isinstance(choice, ChoiceStep)
+    assert choice.id == "on"
+    assert [o.id for o in choice.options] == ["no", "yes", "off"]
+    assert [o.text["en"] for o in choice.options] == ["No", "Yes", "Off"]
+    score = script.steps[1]
+    assert isinstance(score, NpsStep)
+    assert score.text["en"] == "1.5 / 10: 08"
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def test_answer_keys_and_progress() -> None:
+    script = parse_script("""\
+id: s
+default_locale: en
+title: {en: T}
+steps:
+  - {id: hi, type: message, text: {en: Hi}}
+  - {id: a, type: nps, text: {en: Q}}
+  - id: l
+    type: cli
+    text: {en: L}
+    questions: {recommend: {en: R}, retain: {en: R}, upsell: {en: U}, switch: {en: S}}
+  - {id: why, type: text, text: {en: W}}
+  - {id: bye, type: message, text: {en: Bye}}
+""")
+    assert script.answer_keys() == ["a", "l.recommend", "l.retain", "l.upsell", "l.switch",
+                                    "why"]
+    assert [script.progress(k) for k in ("a", "l.upsell", "why")] == [(1, 6), (4, 6), (6, 6)]
+    cli = script.step("l")
+    assert isinstance(cli, CliStep)
+    assert (cli.bounds, cli.scale_min) == ((1, 10), 1)
+    assert script.languages == ["en"]
+    assert script.has_step("bye")
+    assert not script.has_step("end")
+
+
+def example_surveys() -> list[Path]:
+    return sorted(SURVEYS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", example_surveys(), ids=lambda p: p.name)
+def test_example_surveys_are_valid(path: Path) -> None:
+    script = parse_script(path.read_text(encoding="utf-8"), str(path))
+    assert isinstance(script, Script)
+    assert script.answer_keys()
+    again = parse_script(json.dumps(script_to_data(script), ensure_ascii=False), "x.json")
+    assert again == script
+
+
+def test_there_are_example_surveys() -> None:
+    assert {p.name for p in example_surveys()} >= {"nps.yaml"}
