@@ -1,19 +1,28 @@
 """Rollup maintenance: one row per (survey, step, day, channel, segment, bucket), counted up
-and down in the transaction that writes or deletes the answer."""
+and down in the transaction that writes or deletes the answer.
+
+The statements are built once, here, with their parameters bound at execution: a statement
+built per call costs more CPU to construct and to key for SQLAlchemy's compiled cache than
+the database takes to run it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AnswerRow, Base, RollupRow
+from storage.models import Base, RollupRow
 
 TEXT_BUCKET = "*"
+KEYS = ("survey_id", "step_id", "day", "channel", "segment", "bucket")
+
+_rollups: Table = RollupRow.__table__  # type: ignore[assignment]
 
 
 def buckets(score: int | None, choices: Sequence[str] | None) -> tuple[str, ...]:
@@ -37,22 +46,39 @@ def upsert_insert(session: AsyncSession, model: type[Base]) -> postgresql.Insert
     return sqlite.insert(model)
 
 
-async def count_answer(session: AsyncSession, answer: AnswerRow, timezone: str,
-                       delta: int) -> None:
-    """Add `delta` (+1 or -1) to each bucket of `answer`, on the day it was given."""
-    keys = {"survey_id": answer.survey_id, "step_id": answer.step_id,
-            "day": rollup_day(answer.answered_at, timezone), "channel": answer.channel,
-            "segment": answer.segment}
-    for bucket in buckets(answer.score, answer.choices):
-        if delta > 0:
-            insert = upsert_insert(session, RollupRow)
-            await session.execute(
-                insert.values(**keys, bucket=bucket, metric=answer.metric, count=delta)
-                .on_conflict_do_update(index_elements=[*keys, "bucket"],
-                                       set_={"count": RollupRow.count + insert.excluded.count}))
-        else:
-            # The row exists: it was counted up when the answer was written.
-            await session.execute(
-                update(RollupRow).filter_by(**keys, bucket=bucket)
-                .values(count=RollupRow.count + delta)
-                .execution_options(synchronize_session=False))
+def _count_up(insert: Any) -> postgresql.Insert | sqlite.Insert:
+    statement = insert(_rollups)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=list(KEYS), set_={"count": _rollups.c.count + statement.excluded.count})
+
+
+# Parameters: the KEYS, metric and count (the rows to add, > 0).
+COUNT_UP = {"postgresql": _count_up(postgresql.insert), "sqlite": _count_up(sqlite.insert)}
+# Parameters: k_<key> for each of KEYS and delta (< 0). The row exists: it was counted up
+# when the answer was written.
+COUNT_DOWN = (update(_rollups)
+              .where(*(_rollups.c[key] == bindparam(f"k_{key}") for key in KEYS))
+              .values(count=_rollups.c.count + bindparam("delta")))
+
+
+def count(connection: Connection, answers: Iterable[Any], timezone: str, delta: int) -> None:
+    """Add `delta` (+1 or -1) to each bucket of each answer (an AnswerRow or a row with the
+    same attributes), on the day it was given: one statement for all of them."""
+    counted: Counter[tuple[Any, ...]] = Counter()
+    metrics: dict[tuple[Any, ...], str] = {}
+    for answer in answers:
+        day = rollup_day(answer.answered_at, timezone)
+        for bucket in buckets(answer.score, answer.choices):
+            key = (answer.survey_id, answer.step_id, day, answer.channel, answer.segment, bucket)
+            counted[key] += delta
+            metrics[key] = answer.metric
+    if not counted:
+        return
+    if delta > 0:
+        connection.execute(COUNT_UP[connection.dialect.name], [
+            dict(zip(KEYS, key, strict=True), metric=metrics[key], count=n)
+            for key, n in counted.items()])
+    else:
+        connection.execute(COUNT_DOWN, [
+            {f"k_{name}": value for name, value in zip(KEYS, key, strict=True)} | {"delta": n}
+            for key, n in counted.items()])

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from sqlalchemy import delete
+from sqlalchemy import Table, bindparam, delete
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from conversations.engine import Turn
 from conversations.replies import Problem
+from storage import rollups
 from storage.models import AnswerRow, SessionRow, SessionStatus
 from storage.repositories import (
     AlertRepository,
@@ -22,7 +25,7 @@ from storage.repositories import (
     ScriptRepository,
     SessionRepository,
 )
-from storage.rollups import count_answer, upsert_insert
+from storage.repositories.sessions import save
 
 
 class UnitOfWork:
@@ -74,36 +77,64 @@ class UnitOfWork:
         that same day), in the segment the dialogue started with, its state's
         customer["segment"]: no query per answer, and one dialogue is never split between
         segments."""
-        state = turn.state
-        if turn.retracted:
-            for removed in await self.session.scalars(
-                    delete(AnswerRow)
-                    .where(AnswerRow.session_id == dialogue.id,
-                           AnswerRow.step_id.in_(turn.retracted))
-                    .returning(AnswerRow)):
-                await count_answer(self.session, removed, timezone, -1)
+        return await self.session.run_sync(_record, dialogue, turn, now, timezone)
 
-        inserted: list[AnswerRow] = []
-        for answer in turn.answers:
-            insert = upsert_insert(self.session, AnswerRow)
-            row = await self.session.scalar(
-                insert.values(
-                    session_id=dialogue.id, customer_id=dialogue.customer_id,
-                    survey_id=dialogue.survey_id, script_version=dialogue.script_version,
-                    step_id=answer.step, metric=answer.metric, score=answer.score,
-                    choices=list(answer.choices) or None, text=answer.text,
-                    channel=dialogue.channel, segment=str(state.customer.get("segment", "")),
-                    context=dict(state.context), alert=answer.alert, answered_at=now)
-                .on_conflict_do_nothing(index_elements=["session_id", "step_id"])
-                .returning(AnswerRow))
-            if row is not None:  # None: this answer was recorded before
-                await count_answer(self.session, row, timezone, +1)
-                inserted.append(row)
 
-        values: dict[str, object] = {"state": state.to_json(), "current_step": state.step}
-        if turn.finished and dialogue.status == SessionStatus.ACTIVE:
-            expired = turn.reprompt is not None and turn.reprompt.problem is Problem.EXPIRED
-            values["status"] = SessionStatus.EXPIRED if expired else SessionStatus.COMPLETED
-            values["completed_at"] = None if expired else now
-        await self.sessions.save(dialogue, now=now, **values)
-        return inserted
+_answers: Table = AnswerRow.__table__  # type: ignore[assignment]
+
+
+def _insert_answer(insert: Any) -> postgresql.Insert | sqlite.Insert:
+    return insert(_answers).on_conflict_do_nothing(  # type: ignore[no-any-return]
+        index_elements=["session_id", "step_id"]).returning(_answers.c.id)
+
+
+# The hot path's statements, built once (see storage/rollups.py). An answer's columns are
+# its parameters; RETURNING only the id: the rest of the row is what was just sent.
+INSERT_ANSWER = {"postgresql": _insert_answer(postgresql.insert),
+                 "sqlite": _insert_answer(sqlite.insert)}
+RETRACT = (delete(_answers)
+           .where(_answers.c.session_id == bindparam("k_session_id"),
+                  _answers.c.step_id.in_(bindparam("k_steps", expanding=True)))
+           .returning(*(_answers.c[name] for name in (
+               "survey_id", "step_id", "metric", "score", "choices", "channel", "segment",
+               "answered_at"))))
+
+
+def _record(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
+            timezone: str) -> list[AnswerRow]:
+    """UnitOfWork.record, run synchronously on the unit's session: one switch into
+    SQLAlchemy's greenlet for the whole turn instead of one per statement."""
+    connection = session.connection()
+    state = turn.state
+    if turn.retracted:
+        removed = connection.execute(
+            RETRACT, {"k_session_id": dialogue.id, "k_steps": list(turn.retracted)}).all()
+        rollups.count(connection, removed, timezone, -1)
+
+    inserted: list[AnswerRow] = []
+    insert = INSERT_ANSWER[connection.dialect.name]
+    for answer in turn.answers:
+        values = {
+            "session_id": dialogue.id, "customer_id": dialogue.customer_id,
+            "survey_id": dialogue.survey_id, "script_version": dialogue.script_version,
+            "step_id": answer.step, "metric": answer.metric, "score": answer.score,
+            "choices": list(answer.choices) or None, "text": answer.text,
+            "channel": dialogue.channel, "segment": str(state.customer.get("segment", "")),
+            "context": dict(state.context), "alert": answer.alert, "answered_at": now}
+        answer_id = connection.execute(insert, values).scalar()
+        if answer_id is None:  # this answer was recorded before
+            continue
+        # The row as the database now holds it, made persistent in this session as if loaded
+        # (merge: SQLite may reuse the id of a retracted answer this session still maps).
+        row = AnswerRow(id=answer_id, **values | {"answered_at": now.astimezone(UTC)})
+        make_transient_to_detached(row)
+        inserted.append(session.merge(row, load=False))
+    rollups.count(connection, inserted, timezone, +1)
+
+    changes: dict[str, object] = {"state": state.to_json(), "current_step": state.step}
+    if turn.finished and dialogue.status == SessionStatus.ACTIVE:
+        expired = turn.reprompt is not None and turn.reprompt.problem is Problem.EXPIRED
+        changes["status"] = SessionStatus.EXPIRED if expired else SessionStatus.COMPLETED
+        changes["completed_at"] = None if expired else now
+    save(connection, dialogue, now, changes)
+    return inserted

@@ -4,12 +4,31 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
 from storage.models import SessionRow, SessionStatus
 from storage.repositories.base import Repository
+
+_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+# Built once: the columns to set come from the parameters (SQLAlchemy's compiled cache keys
+# on their names), besides k_id and k_revision for the optimistic check.
+_SAVE = (update(_sessions)
+         .where(_sessions.c.id == bindparam("k_id"),
+                _sessions.c.revision == bindparam("k_revision"))
+         .values(revision=_sessions.c.revision + 1))
+
+
+def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
+    """SessionRepository.save for code already running synchronously (UnitOfWork.record)."""
+    values = {**values, "updated_at": now}
+    result = connection.execute(_SAVE, {**values, "k_id": row.id, "k_revision": row.revision})
+    if result.rowcount != 1:
+        raise StaleSession(f"session {row.id} changed since revision {row.revision}")
+    for key, value in (values | {"revision": row.revision + 1}).items():
+        set_committed_value(row, key, value)
 
 
 class SessionRepository(Repository):
@@ -43,15 +62,10 @@ class SessionRepository(Repository):
     async def save(self, row: SessionRow, *, now: datetime, **values: Any) -> None:
         """UPDATE the row if it is still at the revision it was read at, else StaleSession;
         on success `row` holds the new values without being marked dirty."""
-        values |= {"updated_at": now}
-        result = await self.session.execute(
-            update(SessionRow).where(SessionRow.id == row.id, SessionRow.revision == row.revision)
-            .values(**values, revision=SessionRow.revision + 1)
-            .execution_options(synchronize_session=False))
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            raise StaleSession(f"session {row.id} changed since revision {row.revision}")
-        for key, value in (values | {"revision": row.revision + 1}).items():
-            set_committed_value(row, key, value)
+        def run(session: Session) -> None:
+            save(session.connection(), row, now, values)
+
+        await self.session.run_sync(run)
 
     async def close(self, row: SessionRow, status: SessionStatus, *, now: datetime) -> None:
         """End a dialogue from outside it (expired by the scheduler, abandoned)."""

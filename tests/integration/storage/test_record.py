@@ -3,14 +3,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, select
 
 from conversations.engine import Reply, advance
 from conversations.script import parse_script
 from storage.errors import StaleSession
 from storage.models import AnswerRow, SessionStatus
-from storage.repositories import SessionRepository
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import (
     CSAT_YAML,
@@ -69,22 +67,14 @@ async def test_a_failure_midway_stores_nothing_of_the_turn(
     await reply(factory, script, dialogue.id, "5")
     seen: list[str] = []
 
-    async def fail(session: AsyncSession) -> None:
+    def fail(connection: Connection, *args: object) -> None:
         # Prove the failure comes after the answer was written in this transaction.
-        seen.extend(await session.scalars(
-            select(AnswerRow.step_id).where(AnswerRow.session_id == dialogue.id)))
+        seen.extend(connection.execute(
+            select(AnswerRow.step_id).where(AnswerRow.session_id == dialogue.id)).scalars())
         raise RuntimeError("disk full")
 
-    async def fail_rollup(session: AsyncSession, *args: object) -> None:
-        await fail(session)
-
-    async def fail_save(repository: SessionRepository, *args: object, **kwargs: object) -> None:
-        await fail(repository.session)
-
-    if failing == "rollup":
-        monkeypatch.setattr("storage.uow.count_answer", fail_rollup)
-    else:
-        monkeypatch.setattr(SessionRepository, "save", fail_save)
+    monkeypatch.setattr("storage.rollups.count" if failing == "rollup" else "storage.uow.save",
+                        fail)
 
     with pytest.raises(RuntimeError, match="disk full"):
         await reply(factory, script, dialogue.id, "manner", NOW + timedelta(minutes=1))
@@ -171,3 +161,25 @@ async def test_an_expired_dialogue_is_closed_as_expired(factory: Factory) -> Non
     assert inserted == []
     saved = await load(factory, dialogue.id)
     assert (saved.status, saved.completed_at) == (SessionStatus.EXPIRED, None)
+
+
+async def test_an_answer_changed_within_one_unit_is_returned_as_stored(factory: Factory) -> None:
+    """Back and a new answer in one unit that had loaded the old answer: SQLite may give the
+    new row the retracted one's id, and the unit must hand out the new values."""
+    script = csat_script()
+    dialogue = await begin(factory, script)
+    await reply(factory, script, dialogue.id, "1")
+
+    async with UnitOfWork(factory) as uow:
+        row = await uow.sessions.get(dialogue.id)
+        await uow.answers.for_session(dialogue.id)  # now mapped in the unit's session
+        back = advance(script, row.dialogue_state(), Reply.back(), NOW)
+        assert await uow.record(row, back, now=NOW) == []
+        [new] = await uow.record(row, advance(script, back.state, Reply.typed("5"), NOW),
+                                 now=NOW)
+        [stored] = await uow.answers.for_session(dialogue.id)
+        await uow.commit()
+
+    assert (new.step_id, new.score) == (stored.step_id, stored.score) == ("csat", 5)
+    assert new.id == stored.id
+    assert await _counts(factory) == {"csat": {"5": 1}}
