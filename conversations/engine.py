@@ -245,7 +245,7 @@ def advance(script: Script, state: DialogueState, reply: Reply, now: datetime) -
         word = normalize(reply.value)
         if script.allow_back and word in BACK:
             kind = ReplyKind.BACK
-        elif step.optional and word in SKIP:
+        elif word in SKIP:  # on a required question this earns "needs an answer"
             kind = ReplyKind.SKIP
     if kind is ReplyKind.BACK:
         return _back(script, state)
@@ -530,6 +530,7 @@ def _text(text: Mapping[str, str], locale: str, script: Script) -> str:
 
 _GAPS = re.compile(r"[ \t]+(?=[,.!?;:])|(?<=[ \t])[ \t]+")
 _DANGLING = re.compile(r",+(?=[,.!?;:]|\s*$)")
+_LEADING = re.compile(r"^[\s,;:]+")
 
 
 def _fill(text: str, state: DialogueState) -> str:
@@ -555,4 +556,7 @@ def _fill(text: str, state: DialogueState) -> str:
     # likewise "Thanks, {…}." and "Thanks, {…}, for calling".
     if blanks:
         filled = _DANGLING.sub("", _GAPS.sub("", filled)).strip()
+        # "{customer.first_name}, how was it?" without a name reads "How was it?".
+        if (trimmed := _LEADING.sub("", filled)) != filled:
+            filled = trimmed[:1].upper() + trimmed[1:]
     return filled

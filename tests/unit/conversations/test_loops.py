@@ -63,3 +63,16 @@ def test_every_key_the_state_holds_was_recorded_and_not_retracted() -> None:
             assert answer.step not in stored, "storage would ignore this duplicate"
             stored[answer.step] = answer.score
     assert stored == {"product": 1, "more": 0, "sure": 4}
+
+
+def test_a_leading_placeholder_without_a_value_leaves_no_comma() -> None:
+    script = parse_script("""
+id: hi
+default_locale: en
+title: {en: Hi}
+steps:
+  - {id: q, type: nps, text: {en: "{customer.first_name}, how was it?"}}
+""")
+    assert start(script, now=NOW).prompts[0].text == "How was it?"
+    named = start(script, now=NOW, customer={"first_name": "Ann"})
+    assert named.prompts[0].text == "Ann, how was it?"

@@ -74,8 +74,10 @@ CASES = [
      "Please send a number from 0 to 10.", "Пожалуйста, отправьте число от 0 до 10."),
     ("nps", Reply.typed("9/5"), Problem.NOT_A_NUMBER,
      "Please send a number from 0 to 10.", "Пожалуйста, отправьте число от 0 до 10."),
-    ("nps", Reply.typed("skip"), Problem.NOT_A_NUMBER,
-     "Please send a number from 0 to 10.", "Пожалуйста, отправьте число от 0 до 10."),
+    ("nps", Reply.typed("skip"), Problem.CANNOT_SKIP,
+     "This question needs an answer.", "На этот вопрос нужно ответить."),
+    ("text", Reply.typed("пропустить"), Problem.CANNOT_SKIP,
+     "This question needs an answer.", "На этот вопрос нужно ответить."),
     ("nps", Reply.typed("back"), Problem.NOT_A_NUMBER,  # the script does not allow back
      "Please send a number from 0 to 10.", "Пожалуйста, отправьте число от 0 до 10."),
     ("choice", Reply.typed("durian"), Problem.UNKNOWN_OPTION,
