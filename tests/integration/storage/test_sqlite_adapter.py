@@ -1,0 +1,156 @@
+"""storage.sqlite_adapter: fewer thread hops, and the same results and transactions as
+SQLAlchemy's own aiosqlite adapter. SQLite only."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade_async
+from storage.sqlite_adapter import AdaptedConnection
+from storage.uow import UnitOfWork
+from tests.integration.storage.support import begin, csat_script, reply, store
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'adapter.db'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every function sent to an aiosqlite thread."""
+    sent: list[str] = []
+    execute: Any = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    return sent
+
+
+async def _in_transaction(connection: AsyncConnection) -> bool:
+    """Asked of sqlite3 itself, on its thread."""
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    return bool(await driver._execute(lambda: driver._conn.in_transaction))
+
+
+async def test_a_turn_costs_a_hop_per_statement_and_one_for_the_commit(
+        engine: AsyncEngine, hops: list[str]) -> None:
+    factory = session_factory(engine)
+    script = csat_script()
+    await store(factory, script)
+    dialogue = await begin(factory, script)
+    statements: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute",
+                 lambda *args: statements.append(args[2].split()[0]))
+    hops.clear()
+
+    await reply(factory, script, dialogue.id, "4")
+
+    # BEGIN IMMEDIATE rides with the SELECT; no rollback when the connection goes back.
+    assert statements == ["SELECT", "INSERT", "INSERT", "UPDATE"]
+    assert hops == ["_statement"] * 4 + ["commit"]
+
+
+async def test_a_transaction_without_statements_costs_nothing(
+        engine: AsyncEngine, hops: list[str]) -> None:
+    async with engine.begin():
+        pass
+    async with UnitOfWork(session_factory(engine)) as uow:
+        await uow.commit()
+    async with UnitOfWork(session_factory(engine)):
+        pass
+
+    assert hops == []
+
+
+async def test_results_are_those_of_sqlite3(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        many = await connection.execute(text("INSERT INTO t (n) VALUES (:n)"),
+                                        [{"n": 1}, {"n": 2}, {"n": 3}])
+        one = await connection.execute(text("INSERT INTO t (n) VALUES (4)"))
+        returned = await connection.execute(text("INSERT INTO t (n) VALUES (5) RETURNING id, n"))
+        updated = await connection.execute(text("UPDATE t SET n = n * 10 WHERE n > 2"))
+        rows = await connection.execute(text("SELECT id, n FROM t ORDER BY id"))
+        empty = await connection.execute(text("SELECT n AS m FROM t WHERE n < 0"))
+        deleted = await connection.execute(text("DELETE FROM t WHERE n = 10 RETURNING n"))
+
+        assert many.rowcount == 3
+        assert one.lastrowid == 4
+        assert returned.all() == [(5, 5)]
+        assert updated.rowcount == 3
+        assert rows.all() == [(1, 1), (2, 2), (3, 30), (4, 40), (5, 50)]
+        assert (list(empty.keys()), empty.all()) == (["m"], [])
+        assert deleted.all() == []
+        assert deleted.rowcount == 0
+
+
+async def test_streaming_runs_in_the_transaction(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        result = await connection.stream(text("SELECT 1 UNION ALL SELECT 2"))
+        assert [row async for row in result.scalars()] == [1, 2]
+        assert await _in_transaction(connection)
+
+
+async def test_a_failed_statement_leaves_no_transaction_behind(engine: AsyncEngine) -> None:
+    # The first statement fails after the BEGIN sent with it opened the transaction.
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO t (id, n) VALUES (1, 1), (1, 2)"))
+
+    async with engine.begin() as connection:  # the same pooled connection, usable again
+        await connection.execute(text("INSERT INTO t (n) VALUES (3)"))
+    async with engine.connect() as connection:
+        assert not await _in_transaction(connection)
+        assert (await connection.execute(text("SELECT n FROM t"))).scalars().all() == [3]
+
+
+async def test_a_statement_cancelled_midway_is_rolled_back(engine: AsyncEngine) -> None:
+    """Cancelled, the statement still runs to its end on aiosqlite's thread, in the
+    transaction it began."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> int:  # runs on aiosqlite's thread, inside the INSERT
+        started.set()
+        release.wait(5)
+        return 1
+
+    async with engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        assert isinstance(raw.dbapi_connection, AdaptedConnection)
+        await raw.driver_connection.create_function("slow", 0, slow)
+
+    task = asyncio.create_task(_write(engine, text("INSERT INTO t (n) SELECT slow()")))
+    assert await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async with engine.connect() as connection:
+        assert not await _in_transaction(connection)
+        assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def _write(engine: AsyncEngine, statement: Any) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(statement)
