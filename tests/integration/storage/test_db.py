@@ -31,3 +31,32 @@ async def test_writers_that_read_first_wait_for_each_other(factory: Factory) -> 
             await uow.commit()
 
     await asyncio.gather(*(read_then_write(f"writer-{i}") for i in range(3)))
+
+
+async def test_sqlite_units_of_work_queue_for_one_connection(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'queue.db'}")
+    connections: set[int] = set()
+
+    async def unit(n: int) -> None:
+        async with engine.begin() as connection:
+            connections.add(id((await connection.get_raw_connection()).driver_connection))
+            await connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+            await asyncio.sleep(0.005)
+            await connection.exec_driver_sql("INSERT INTO t VALUES (?)", (n,))
+
+    try:
+        await asyncio.gather(*(unit(n) for n in range(20)))
+        async with engine.connect() as connection:
+            count = (await connection.exec_driver_sql("SELECT count(*) FROM t")).scalar()
+    finally:
+        await engine.dispose()
+    assert (len(connections), count) == (1, 20)
+
+
+async def test_an_sqlite_database_in_memory_works_too() -> None:
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        async with engine.begin() as connection:
+            assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
+    finally:
+        await engine.dispose()
