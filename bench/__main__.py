@@ -35,7 +35,8 @@ def main() -> None:
     ]
     for name, lines in sections:
         module = sys.modules[f"bench.{name}"]
-        body += [f"## {name}", "", (module.__doc__ or "").strip().splitlines()[0], "", "```",
+        about = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+        body += [f"## {name}", "", about, "", "```",
                  *lines, "```", ""]
     README.write_text("\n".join(body), encoding="utf-8")
     print(f"wrote {README}")
