@@ -141,7 +141,7 @@ class ScriptRow(Base):
     title: Mapped[JsonDict]
     body: Mapped[JsonDict]  # the validated script as data (script_to_data)
     source: Mapped[str] = mapped_column(Text)  # the file as written, comments and all
-    checksum: Mapped[str] = mapped_column(String(64))  # sha256 hex of source
+    checksum: Mapped[str] = mapped_column(String(64))  # sha256 of the body without version
     created_by: Mapped[str]
     created_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(default=False)
