@@ -421,6 +421,9 @@ def check_script(script: Script) -> list[Problem]:
                 if ref not in answer_keys:
                     problems.append((("steps", i, "next", j, "when"),
                                      f"condition refers to {ref!r}, which is not a question"))
+        if step.type in ("text", "message") and step.alert not in (None, False):
+            problems.append((("steps", i, "alert"), f"a {step.type} step has no score to alert "
+                             "on; put the alert on a scored question"))
         for field, text in _texts(step):
             problems += [(("steps", i, *field), f"unknown placeholder {{{ns}.{key}}}; use "
                           "{context.KEY} or {customer.KEY}")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from conversations.engine import Reply, Turn, advance, start
+from conversations.errors import ScriptError
 from conversations.script import parse_script
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
@@ -76,3 +79,21 @@ steps:
     assert start(script, now=NOW).prompts[0].text == "How was it?"
     named = start(script, now=NOW, customer={"first_name": "Ann"})
     assert named.prompts[0].text == "Ann, how was it?"
+
+
+def test_an_alert_on_a_step_without_a_score_is_a_script_error() -> None:
+    source = """\
+id: a
+default_locale: en
+title: {en: A}
+steps:
+  - id: why
+    type: text
+    text: {en: "Why?"}
+    alert: {eq: bad}
+"""
+    with pytest.raises(ScriptError) as caught:
+        parse_script(source, "a.yaml")
+    assert [issue.format("a.yaml") for issue in caught.value.issues] == [
+        "a.yaml:8: steps.0.alert: a text step has no score to alert on; put the alert on "
+        "a scored question"]
