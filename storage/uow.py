@@ -26,6 +26,7 @@ from storage.repositories import (
     SessionRepository,
 )
 from storage.repositories.sessions import save
+from storage.sqlite_adapter import AdaptedConnection
 
 
 class UnitOfWork:
@@ -76,7 +77,15 @@ class UnitOfWork:
         An answer is counted on its day in `timezone` (the survey's; a retraction counts down
         that same day), in the segment the dialogue started with, its state's
         customer["segment"]: no query per answer, and one dialogue is never split between
-        segments."""
+        segments.
+
+        On SQLite the whole turn runs on the driver's thread, in one hop for all its
+        statements (see AdaptedConnection.run_on_worker); elsewhere in SQLAlchemy's greenlet."""
+        connection = await self.session.connection()  # checked out and begun here, not there
+        raw = (await connection.get_raw_connection()).dbapi_connection
+        if isinstance(raw, AdaptedConnection):
+            return await raw.run_on_worker(_record, self.session.sync_session, dialogue, turn,
+                                           now, timezone)
         return await self.session.run_sync(_record, dialogue, turn, now, timezone)
 
 

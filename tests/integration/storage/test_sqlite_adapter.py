@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -53,7 +53,7 @@ async def _in_transaction(connection: AsyncConnection) -> bool:
     return bool(await driver._execute(lambda: driver._conn.in_transaction))
 
 
-async def test_a_turn_costs_a_hop_per_statement_and_one_for_the_commit(
+async def test_a_turn_costs_a_hop_to_read_one_to_record_and_one_to_commit(
         engine: AsyncEngine, hops: list[str]) -> None:
     factory = session_factory(engine)
     script = csat_script()
@@ -66,9 +66,10 @@ async def test_a_turn_costs_a_hop_per_statement_and_one_for_the_commit(
 
     await reply(factory, script, dialogue.id, "4")
 
-    # BEGIN IMMEDIATE rides with the SELECT; no rollback when the connection goes back.
+    # BEGIN IMMEDIATE rides with the SELECT; record's statements run in one hop; no rollback
+    # when the connection goes back.
     assert statements == ["SELECT", "INSERT", "INSERT", "UPDATE"]
-    assert hops == ["_statement"] * 4 + ["commit"]
+    assert hops == ["_statement", "on_worker", "commit"]
 
 
 async def test_a_transaction_without_statements_costs_nothing(
@@ -145,6 +146,60 @@ async def test_a_statement_cancelled_midway_is_rolled_back(engine: AsyncEngine) 
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+    async with engine.connect() as connection:
+        assert not await _in_transaction(connection)
+        assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def test_work_on_the_worker_cancelled_midway_ends_first_and_is_rolled_back(
+        engine: AsyncEngine) -> None:
+    """A task cancelled while its function runs on aiosqlite's thread gets CancelledError
+    only once the function has ended: until then it uses the task's connection."""
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def work(connection: Connection) -> None:  # on aiosqlite's thread
+        connection.execute(text("INSERT INTO t (n) VALUES (1)"))
+        started.set()
+        release.wait(5)
+        connection.execute(text("INSERT INTO t (n) VALUES (2)"))
+        ended.set()
+
+    async def unit() -> None:
+        async with engine.begin() as connection:
+            raw = (await connection.get_raw_connection()).dbapi_connection
+            assert isinstance(raw, AdaptedConnection)
+            await raw.run_on_worker(work, connection.sync_connection)
+
+    task = asyncio.create_task(unit())
+    assert await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended.is_set()
+
+    async with engine.connect() as connection:
+        assert not await _in_transaction(connection)
+        assert (await connection.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def test_work_on_the_worker_that_fails_leaves_no_transaction_behind(
+        engine: AsyncEngine) -> None:
+    def work(connection: Connection) -> None:
+        connection.execute(text("INSERT INTO t (n) VALUES (1)"))
+        connection.execute(text("INSERT INTO t (id, n) VALUES (1, 2)"))
+
+    async def unit() -> None:
+        async with engine.begin() as connection:
+            raw = (await connection.get_raw_connection()).dbapi_connection
+            assert isinstance(raw, AdaptedConnection)
+            await raw.run_on_worker(work, connection.sync_connection)
+
+    with pytest.raises(IntegrityError):
+        await unit()
 
     async with engine.connect() as connection:
         assert not await _in_transaction(connection)
