@@ -219,6 +219,8 @@ class AdaptedConnection(AsyncAdapt_aiosqlite_connection):
                         await asyncio.wait({task})
                     except asyncio.CancelledError:
                         continue
+                if not task.cancelled():
+                    task.exception()  # retrieved: the cancellation is what the caller gets
                 raise
 
     def begin(self, statement: str) -> None:
