@@ -215,7 +215,6 @@ class Script(_Model):
     policy: Policy = Policy()
     steps: list[Step] = Field(min_length=1, max_length=100)
 
-
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -415,7 +414,7 @@ def check_script(script: Script) -> list[Problem]:
             problems.append((("steps", i, "id"), f"step id {step.id!r} is used twice or reserved"))
         seen.setdefault(step.id, i)
         for j, rule in enumerate(step.next):
-            if rule.goto != END and rule.goto not in {s.id for s in script.steps}:
+            if rule.goto != END and not script.has_step(rule.goto):
                 problems.append((("steps", i, "next", j, "goto"), f"unknown step {rule.goto!r}"))
             for ref in step_refs(rule.when):
                 if ref not in answer_keys:

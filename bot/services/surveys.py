@@ -17,7 +17,7 @@ from conversations.conditions import Scalar
 from conversations.engine import Prompt, Reply, Reprompt, Turn, advance, current_prompts, start
 from conversations.script import Script
 from storage.errors import NotFound, StaleSession
-from storage.models import CustomerRow, SessionRow, SessionStatus
+from storage.models import CustomerRow, ScriptRow, SessionRow, SessionStatus
 from storage.uow import UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
@@ -73,11 +73,10 @@ class SurveyService:
                 return Outcome(dialogue.id, prompts)
             if dialogue is not None:
                 await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
-            row = next((r for r in await uow.scripts.active() if r.survey_id == survey_id),
-                       None)
+            row = await uow.scripts.active_for(survey_id)
             if row is None:
                 raise NotFound(f"no active survey {survey_id!r}")
-            script = self._scripts.setdefault((row.survey_id, row.version), script_of(row))
+            script = self._parsed(row)
             turn = start(script, now=now, locale=customer.locale or who.locale,
                          context=context, customer=_profile(customer))
             dialogue = await uow.sessions.start(customer.id, who.channel, script.id,
@@ -136,9 +135,13 @@ class SurveyService:
 
     async def _script(self, uow: UnitOfWork, survey_id: str, version: int) -> Script:
         # A dialogue finishes on the version it started with, even after a new one is stored.
-        key = (survey_id, version)
+        cached = self._scripts.get((survey_id, version))
+        return cached or self._parsed(await uow.scripts.get(survey_id, version))
+
+    def _parsed(self, row: ScriptRow) -> Script:
+        key = (row.survey_id, row.version)
         if key not in self._scripts:
-            self._scripts[key] = script_of(await uow.scripts.get(survey_id, version))
+            self._scripts[key] = script_of(row)
         return self._scripts[key]
 
 

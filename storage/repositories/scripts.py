@@ -49,6 +49,11 @@ class ScriptRepository(Repository):
             raise NotFound(f"script {survey_id} v{version}")
         return row
 
+    async def active_for(self, survey_id: str) -> ScriptRow | None:
+        """The version new dialogues of this survey start on, if it is switched on."""
+        return await self.session.scalar(
+            select(ScriptRow).where(ScriptRow.survey_id == survey_id, ScriptRow.active))
+
     async def active(self) -> Sequence[ScriptRow]:
         return (await self.session.scalars(
             select(ScriptRow).where(ScriptRow.active).order_by(ScriptRow.survey_id))).all()

@@ -7,6 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,6 +16,7 @@ from bot.services.surveys import SurveyService, Who
 from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
+from storage.errors import NotFound
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.uow import UnitOfWork
 
@@ -149,3 +151,23 @@ async def test_a_dialogue_finishes_on_the_version_it_started_with(factory: Facto
     new = await surveys.reply(ben, Reply.typed("8"))
     assert new is not None
     assert new.prompts[0].text == "Why that score?"
+
+
+async def test_new_dialogues_start_on_the_active_version_only(factory: Factory,
+                                                              tmp_path: Path) -> None:
+    surveys = await loaded(factory)
+    changed = tmp_path / "nps.yaml"
+    changed.write_text((SURVEYS / "nps.yaml").read_text(encoding="utf-8").replace(
+        "What is the main reason for your score?", "Why that score?"), encoding="utf-8")
+    await load_scripts(factory, [changed], actor="tests", now=NOW)
+    async with UnitOfWork(factory) as uow:
+        await uow.scripts.set_active("nps", 1)  # a rollback to the first version
+        await uow.scripts.set_active("ces_support", None)  # switched off
+        await uow.commit()
+
+    await surveys.begin(ANNA, "nps")
+    rolled_back = await surveys.reply(ANNA, Reply.typed("8"))
+    assert rolled_back is not None
+    assert rolled_back.prompts[0].text == "What is the main reason for your score?"
+    with pytest.raises(NotFound):
+        await surveys.begin(Who("telegram", "1003"), "ces_support")
