@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from bot.services.scripts import script_of
 from conversations.conditions import Scalar
@@ -18,6 +19,8 @@ from conversations.engine import Prompt, Reply, Reprompt, Turn, advance, current
 from conversations.script import Script
 from storage.errors import NotFound, StaleSession
 from storage.models import CustomerRow, ScriptRow, SessionRow, SessionStatus
+from storage.repositories import scripts
+from storage.repositories.sessions import OPEN_AT
 from storage.uow import UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
@@ -67,7 +70,8 @@ class SurveyService:
             customer = await self._customer(uow, who, now)
             dialogue = await uow.sessions.open_for(customer.id, who.channel)
             if dialogue is not None and dialogue.survey_id == survey_id:
-                script = await self._script(uow, dialogue.survey_id, dialogue.script_version)
+                script = await uow.session.run_sync(
+                    self._script, dialogue.survey_id, dialogue.script_version)
                 prompts = current_prompts(script, dialogue.dialogue_state())
                 await uow.commit()
                 return Outcome(dialogue.id, prompts)
@@ -100,30 +104,20 @@ class SurveyService:
 
     async def _reply_once(self, who: Who, reply: Reply) -> Outcome | None:
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            customer = await uow.customers.by_identity(who.channel, who.address)
-            if customer is None:
-                return None
-            dialogue = await uow.sessions.open_for(customer.id, who.channel)
-            if dialogue is None:
-                return None
-            script = await self._script(uow, dialogue.survey_id, dialogue.script_version)
-            turn = advance(script, dialogue.dialogue_state(), reply, now)
-            alerts = await self._write(uow, dialogue, turn, script, now)
-            await uow.commit()
-        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, alerts)
 
-    async def _write(self, uow: UnitOfWork, dialogue: SessionRow, turn: Turn, script: Script,
-                     now: datetime) -> tuple[Alert, ...]:
-        if turn.reprompt is not None and not turn.finished:
-            return ()  # nothing changed: no write, no lock held longer than the read
-        inserted = await uow.record(dialogue, turn, now=now, timezone=script.timezone)
-        alerts = []
-        for answer in inserted:
-            if answer.alert:
-                row = await uow.alerts.raise_for(answer, dialogue, now=now)
-                alerts.append(Alert(row.id, answer.step_id, answer.score))
-        return tuple(alerts)
+        def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
+            script = self._script(session, dialogue.survey_id, dialogue.script_version)
+            return advance(script, dialogue.dialogue_state(), reply, now), script.timezone
+
+        async with UnitOfWork(self._factory) as uow:
+            stepped = await uow.step(OPEN_AT, {"k_channel": who.channel, "k_address": who.address},
+                                     step, now=now)
+        if stepped is None:
+            return None
+        dialogue, turn, recorded = stepped
+        alerts = tuple(Alert(answer.alert_id, answer.step_id, answer.score)
+                       for answer in recorded if answer.alert_id is not None)
+        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, alerts)
 
     async def _customer(self, uow: UnitOfWork, who: Who, now: datetime) -> CustomerRow:
         customer = await uow.customers.by_identity(who.channel, who.address)
@@ -133,10 +127,11 @@ class SurveyService:
             await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
         return customer
 
-    async def _script(self, uow: UnitOfWork, survey_id: str, version: int) -> Script:
-        # A dialogue finishes on the version it started with, even after a new one is stored.
+    def _script(self, session: Session, survey_id: str, version: int) -> Script:
+        """Synchronous (it runs inside UnitOfWork.step): a dialogue finishes on the version
+        it started with, even after a new one is stored."""
         cached = self._scripts.get((survey_id, version))
-        return cached or self._parsed(await uow.scripts.get(survey_id, version))
+        return cached or self._parsed(scripts.get(session, survey_id, version))
 
     def _parsed(self, row: ScriptRow) -> Script:
         key = (row.survey_id, row.version)

@@ -5,10 +5,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import ScriptRow
 from storage.repositories.base import Repository
+
+
+def get(session: Session, survey_id: str, version: int) -> ScriptRow:
+    """ScriptRepository.get for code already running synchronously (UnitOfWork.step)."""
+    row = session.scalar(select(ScriptRow).filter_by(survey_id=survey_id, version=version))
+    if row is None:
+        raise NotFound(f"script {survey_id} v{version}")
+    return row
 
 
 class ScriptRepository(Repository):
@@ -43,11 +52,7 @@ class ScriptRepository(Repository):
             .order_by(ScriptRow.version.desc()).limit(1))
 
     async def get(self, survey_id: str, version: int) -> ScriptRow:
-        row = await self.session.scalar(
-            select(ScriptRow).filter_by(survey_id=survey_id, version=version))
-        if row is None:
-            raise NotFound(f"script {survey_id} v{version}")
-        return row
+        return await self.session.run_sync(get, survey_id, version)
 
     async def active_for(self, survey_id: str) -> ScriptRow | None:
         """The version new dialogues of this survey start on, if it is switched on."""

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
-from storage.models import SessionRow, SessionStatus
+from storage.models import IdentityRow, SessionRow, SessionStatus
 from storage.repositories.base import Repository
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
@@ -19,7 +19,16 @@ _SAVE = (update(_sessions)
          .where(_sessions.c.id == bindparam("k_id"),
                 _sessions.c.revision == bindparam("k_revision"))
          .values(revision=_sessions.c.revision + 1))
-_GET = select(SessionRow).where(SessionRow.id == bindparam("k_id"))  # SessionRepository.get
+# Dialogue lookups, built once, for SessionRepository and UnitOfWork.step.
+BY_ID = select(SessionRow).where(SessionRow.id == bindparam("k_id"))
+# Parameters: k_channel, k_address. The latest active dialogue at an address in a channel.
+OPEN_AT = (select(SessionRow)
+           .join(IdentityRow, IdentityRow.customer_id == SessionRow.customer_id)
+           .where(IdentityRow.channel == bindparam("k_channel"),
+                  IdentityRow.address == bindparam("k_address"),
+                  SessionRow.channel == bindparam("k_channel"),
+                  SessionRow.status == SessionStatus.ACTIVE)
+           .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
 
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
@@ -50,7 +59,7 @@ class SessionRepository(Repository):
     async def get(self, session_id: int) -> SessionRow:
         """The dialogue, read from the database (every turn starts here, so unlike
         Session.get this always queries, with a statement built once: ~0.1 ms less CPU)."""
-        row = await self.session.scalar(_GET, {"k_id": session_id})
+        row = await self.session.scalar(BY_ID, {"k_id": session_id})
         if row is None:
             raise NotFound(f"session {session_id}")
         return row

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.engine import Reply, Turn, advance, start
 from conversations.script import Script, parse_script, script_to_data
-from storage.models import AnswerRow, SessionRow
-from storage.uow import UnitOfWork
+from storage.models import SessionRow
+from storage.uow import Recorded, UnitOfWork
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -80,7 +80,7 @@ async def load(factory: Factory, session_id: int) -> SessionRow:
 
 
 async def reply(factory: Factory, script: Script, session_id: int, reply: Reply | str,
-                now: datetime = NOW) -> tuple[Turn, list[AnswerRow]]:
+                now: datetime = NOW) -> tuple[Turn, list[Recorded]]:
     """One incoming message: load the dialogue, advance the engine, record, commit."""
     async with UnitOfWork(factory) as uow:
         row = await uow.sessions.get(session_id)
