@@ -263,6 +263,19 @@ class AlertRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
+    message_id: Mapped[str | None]  # the alert's message in the admin chat
+
+
+class ChannelEventRow(Base):
+    """Events a channel may deliver twice (Telegram updates), by their id there: written in
+    the transaction that applies the event, so a redelivered one changes nothing. Kept
+    for days, not forever: Telegram re-numbers updates after a quiet week."""
+
+    __tablename__ = "channel_events"
+
+    channel: Mapped[str] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AuditRow(Base):

@@ -23,9 +23,12 @@ from storage.repositories import (
     AnswerRepository,
     AuditRepository,
     CustomerRepository,
+    DeliveryRepository,
+    EventRepository,
     RollupRepository,
     ScriptRepository,
     SessionRepository,
+    events,
 )
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
@@ -44,6 +47,8 @@ class UnitOfWork:
     rollups: RollupRepository
     alerts: AlertRepository
     audit: AuditRepository
+    events: EventRepository
+    deliveries: DeliveryRepository
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
@@ -57,6 +62,8 @@ class UnitOfWork:
         self.rollups = RollupRepository(self.session)
         self.alerts = AlertRepository(self.session)
         self.audit = AuditRepository(self.session)
+        self.events = EventRepository(self.session)
+        self.deliveries = DeliveryRepository(self.session)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -70,10 +77,12 @@ class UnitOfWork:
         await self.session.rollback()
 
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
-                   step: Step, *, now: datetime) -> Stepped | None:
+                   step: Step, *, now: datetime, event: Event | None = None) -> Stepped | None:
         """A reply's whole unit of work: read the dialogue with `find`, let `step` say what
         the reply does to it (a turn, and the survey's time zone to count it in), record
         the turn unless it only re-asks, and commit. None if `find` finds no dialogue.
+        With `event` (channel, id), an event seen before is not applied again: the result
+        says `duplicate` and its turn only holds the state.
 
         On SQLite this is one thread hop, against a bare INSERT's two: `step` runs on the
         driver's thread, so it must do no I/O but through the Session it is given (to read
@@ -83,13 +92,13 @@ class UnitOfWork:
         raw = (await connection.get_raw_connection()).dbapi_connection
         if isinstance(raw, AdaptedConnection):
             stepped = await raw.run_on_worker(functools.partial(
-                _step, find, params, step, now, commit=True), self.session.sync_session)
+                _step, find, params, step, now, event, commit=True), self.session.sync_session)
             # Committed on the worker: closing only returns the connection (with no hop: see
             # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
             await self.session.close()
         else:
             stepped = await self.session.run_sync(functools.partial(
-                _step, find, params, step, now, commit=False))
+                _step, find, params, step, now, event, commit=False))
             await self.session.commit()
         return stepped
 
@@ -135,6 +144,11 @@ class Stepped(NamedTuple):
     dialogue: SessionRow
     turn: Turn
     recorded: list[Recorded]
+    duplicate: bool = False
+
+
+# A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
+Event = tuple[str, str]
 
 
 # UnitOfWork.step's callback: (the unit's synchronous session, the dialogue) -> the turn and
@@ -181,11 +195,15 @@ RETRACT = (delete(_answers)
                "answered_at"))))
 
 
-def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step,
-          now: datetime, session: Session, *, commit: bool) -> Stepped | None:
+def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
+          event: Event | None, session: Session, *, commit: bool) -> Stepped | None:
     dialogue = session.scalar(find, params)
     if dialogue is None:
         return None
+    if event is not None and not events.claim(session.connection(), *event, now):
+        if commit:
+            _commit_here(session)
+        return Stepped(dialogue, Turn(dialogue.dialogue_state()), [], duplicate=True)
     turn, timezone = step(session, dialogue)
     recorded = []
     if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write

@@ -1,29 +1,61 @@
 """Dialogues, whatever the channel: open one for a customer's address, take a reply, and
 write what it produced — answers, state, rollups and alerts — in one transaction.
 
-Channels (Telegram, the web page, e-mail links) turn replies into `Reply` values and the
-outcome's prompts into their own UI; nothing here knows how a prompt looks."""
+Channels (Telegram, the web page, e-mail links) turn replies into `Reply` (or `Tap`) values
+and the outcome's prompts into their own UI; nothing here knows how a prompt looks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from bot.services.scripts import script_of
 from conversations.conditions import Scalar
-from conversations.engine import Prompt, Reply, Reprompt, Turn, advance, current_prompts, start
+from conversations.engine import (
+    Prompt,
+    Reply,
+    Reprompt,
+    Turn,
+    advance,
+    change_locale,
+    current_prompts,
+    start,
+)
 from conversations.script import Script
-from storage.errors import NotFound, StaleSession
-from storage.models import CustomerRow, ScriptRow, SessionRow, SessionStatus
-from storage.repositories import scripts
+from storage.errors import StaleSession
+from storage.models import (
+    CustomerRow,
+    DeliveryRow,
+    ScriptRow,
+    SessionRow,
+    SessionStatus,
+)
+from storage.repositories import deliveries, scripts
 from storage.repositories.sessions import OPEN_AT
-from storage.uow import UnitOfWork
+from storage.uow import Event, Stepped, UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
+
+
+class SurveyError(RuntimeError):
+    """Root of what the survey service refuses; channels turn each into a polite message."""
+
+
+class OptedOut(SurveyError):
+    """The customer asked for no surveys (/stop, an unsubscribe link)."""
+
+
+class LinkExpired(SurveyError):
+    """A deep link or survey token that is unknown, used up or past its delivery."""
+
+
+class NoSurvey(SurveyError):
+    """Nothing to ask: the survey asked for is not active."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +69,39 @@ class Who:
 
 
 @dataclass(frozen=True, slots=True)
+class Tap:
+    """A button pressed on a question: which dialogue and question it was shown for (its
+    place in the script, Prompt.position) and the options picked, by index. Buttons carry
+    indexes, not ids, to fit Telegram's 64 bytes of callback data whatever the script says."""
+
+    session_id: int
+    position: int
+    picked: tuple[int, ...] = ()
+    skip: bool = False
+    back: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
+    """A low score raised for a human, with what they need to act on it."""
+
     alert_id: int
+    survey_id: str
     step: str
     score: int | None
+    customer_id: int
+    session_id: int
+    first_name: str | None = None
+    context: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A text the customer wrote after a low score: it belongs under the alert."""
+
+    alert_id: int
+    message_id: str | None
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +111,30 @@ class Outcome:
     reprompt: Reprompt | None = None
     finished: bool = False
     alerts: tuple[Alert, ...] = ()
+    comments: tuple[Comment, ...] = ()
+    locale: str = "en"
+    duplicate: bool = False  # the same event (a redelivered update) was applied before
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLine:
+    step: str
+    score: int | None
+    choices: tuple[str, ...]
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """One dialogue for a human: who, where it came from, and what was answered."""
+
+    session_id: int
+    survey_id: str
+    customer_id: int
+    first_name: str | None
+    status: str
+    context: Mapping[str, Any]
+    answers: tuple[AnswerLine, ...]
 
 
 class SurveyService:
@@ -61,69 +146,220 @@ class SurveyService:
         # Stored versions never change, so a parsed script is good for the process's life.
         self._scripts: dict[tuple[str, int], Script] = {}
 
-    async def begin(self, who: Who, survey_id: str, *,
-                    context: Mapping[str, Scalar] | None = None) -> Outcome:
-        """Open `survey_id` for the customer at this address, or show again the question of
-        the dialogue already open for it there. Another open dialogue is abandoned."""
+    async def begin(self, who: Who, survey_id: str | None = None, *,
+                    context: Mapping[str, Scalar] | None = None, token: str | None = None,
+                    event: Event | None = None) -> Outcome:
+        """Open a survey for the customer at this address and return its first question.
+
+        With `token` (a deep link), the delivery it names: the address is bound to that
+        delivery's customer. Without, the customer's pending delivery in this channel, else
+        `survey_id`. A dialogue already open on the same survey is shown again, not started
+        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey."""
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await self._customer(uow, who, now)
-            dialogue = await uow.sessions.open_for(customer.id, who.channel)
-            if dialogue is not None and dialogue.survey_id == survey_id:
-                script = await uow.session.run_sync(
-                    self._script, dialogue.survey_id, dialogue.script_version)
-                prompts = current_prompts(script, dialogue.dialogue_state())
-                await uow.commit()
-                return Outcome(dialogue.id, prompts)
-            if dialogue is not None:
-                await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
-            row = await uow.scripts.active_for(survey_id)
-            if row is None:
-                raise NotFound(f"no active survey {survey_id!r}")
-            script = self._parsed(row)
-            turn = start(script, now=now, locale=customer.locale or who.locale,
-                         context=context, customer=_profile(customer))
-            dialogue = await uow.sessions.start(customer.id, who.channel, script.id,
-                                                script.version, turn.state.to_json(), now=now)
-            if turn.finished:  # a script of messages only
-                await uow.record(dialogue, turn, now=now, timezone=script.timezone)
+            if event is not None and not await uow.events.claim(*event, now=now):
+                return Outcome(0, duplicate=True)
+            delivery = None
+            if token is not None:
+                delivery = await uow.deliveries.by_token(token)
+                if delivery is None or delivery.status not in deliveries.OPEN:
+                    raise LinkExpired(token)
+                customer = await uow.customers.get(delivery.customer_id)
+            else:
+                customer = await self._customer(uow, who, now)
+            await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
+            if customer.opted_out_at is not None:
+                await uow.commit()  # the binding stands: the customer may opt in again
+                raise OptedOut(who.address)
+            if delivery is None:
+                delivery = await uow.deliveries.pending_for(customer.id, who.channel)
+            if delivery is not None:
+                survey_id, context = delivery.survey_id, delivery.context
+            if survey_id is None:
+                raise NoSurvey("no survey asked for")
+            outcome = await self._open(uow, who, customer, survey_id, context, delivery, now)
             await uow.commit()
-            return Outcome(dialogue.id, turn.prompts, finished=turn.finished)
+            return outcome
 
-    async def reply(self, who: Who, reply: Reply) -> Outcome | None:
+    async def _open(self, uow: UnitOfWork, who: Who, customer: CustomerRow, survey_id: str,
+                    context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
+                    now: datetime) -> Outcome:
+        delivery_id = delivery.id if delivery is not None else None
+        dialogue = await uow.sessions.open_for(customer.id, who.channel)
+        if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
+                survey_id, delivery_id):
+            script = await uow.session.run_sync(
+                self._script, dialogue.survey_id, dialogue.script_version)
+            state = dialogue.dialogue_state()
+            return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale)
+        if dialogue is not None:
+            await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
+        row = await uow.scripts.active_for(survey_id)
+        if row is None:
+            raise NoSurvey(survey_id)
+        script = self._parsed(row)
+        turn = start(script, now=now, locale=customer.locale or who.locale,
+                     context=context, customer=_profile(customer))
+        dialogue = await uow.sessions.start(customer.id, who.channel, script.id, script.version,
+                                            turn.state.to_json(), now=now,
+                                            delivery_id=delivery_id)
+        if turn.finished:  # a script of messages only
+            await uow.record(dialogue, turn, now=now, timezone=script.timezone)
+        return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
+                       locale=turn.state.locale)
+
+    async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
+                    ) -> Outcome | None:
         """Apply a reply to the open dialogue at this address; None when there is none."""
+        return await self._apply(who, lambda script, dialogue: reply, event)
+
+    async def tap(self, who: Who, tap: Tap, *, event: Event | None = None) -> Outcome | None:
+        """Apply a button pressed on a question. A button of another dialogue, or of a
+        question no longer asked, gets Problem.STALE and changes nothing."""
+        def to_reply(script: Script, dialogue: SessionRow) -> Reply:
+            keys = script.answer_keys()
+            if dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys):
+                return Reply.button("", "")  # no question has an empty key: stale
+            key = keys[tap.position - 1]
+            if tap.back:
+                return Reply.back()
+            if tap.skip:
+                return Reply.skip(key)
+            asked = current_prompts(script, dialogue.dialogue_state())
+            if not asked or asked[0].step != key:
+                return Reply.button(key, "")  # the engine tells stale from finished
+            options = asked[0].options
+            picked = [options[i].value for i in tap.picked if 0 <= i < len(options)]
+            return Reply.button(key, ",".join(picked))
+
+        return await self._apply(who, to_reply, event)
+
+    async def _apply(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
+                     event: Event | None) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
             try:
-                return await self._reply_once(who, reply)
+                stepped = await self._step_once(who, to_reply, event)
+                break
             except StaleSession:
                 # Another process moved this dialogue on between our read and our write:
                 # read it again and apply the reply to where it is now.
                 if attempt == self._attempts:
                     raise
-        raise AssertionError("unreachable")
+        if stepped is None:
+            return None
+        dialogue, turn, recorded, duplicate = stepped
+        if duplicate:
+            return Outcome(dialogue.id, locale=turn.state.locale, duplicate=True)
+        state = turn.state
+        alerts = tuple(
+            Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.score,
+                  dialogue.customer_id, dialogue.id,
+                  _str_or_none(state.customer.get("first_name")), dict(state.context))
+            for answer in recorded if answer.alert_id is not None)
+        comments: tuple[Comment, ...] = ()
+        texts = [answer.text for answer in recorded if answer.text]
+        if texts:
+            comments = await self._comments(dialogue.id, texts)
+        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, alerts,
+                       comments, state.locale)
 
-    async def _reply_once(self, who: Who, reply: Reply) -> Outcome | None:
+    async def _step_once(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
+                         event: Event | None) -> Stepped | None:
         now = self._clock()
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
-            return advance(script, dialogue.dialogue_state(), reply, now), script.timezone
+            turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
+            return turn, script.timezone
 
         async with UnitOfWork(self._factory) as uow:
-            stepped = await uow.step(OPEN_AT, {"k_channel": who.channel, "k_address": who.address},
-                                     step, now=now)
-        if stepped is None:
-            return None
-        dialogue, turn, recorded = stepped
-        alerts = tuple(Alert(answer.alert_id, answer.step_id, answer.score)
-                       for answer in recorded if answer.alert_id is not None)
-        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, alerts)
+            return await uow.step(OPEN_AT, {"k_channel": who.channel, "k_address": who.address},
+                                  step, now=now, event=event)
+
+    async def _comments(self, session_id: int, texts: list[str]) -> tuple[Comment, ...]:
+        async with UnitOfWork(self._factory) as uow:
+            alerts = await uow.alerts.for_session(session_id)
+        return tuple(Comment(alert.id, alert.message_id, text)
+                     for alert in alerts[-1:] for text in texts)
+
+    async def opt_out(self, who: Who) -> bool:
+        """No more surveys for this customer, in any channel; the open dialogue ends.
+        False if they had opted out already."""
+        return await self._set_opt_out(who, opted_out=True)
+
+    async def opt_in(self, who: Who) -> bool:
+        """Surveys again, after an opt-out. False if they had not opted out."""
+        return await self._set_opt_out(who, opted_out=False)
+
+    async def _set_opt_out(self, who: Who, *, opted_out: bool) -> bool:
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            customer = await self._customer(uow, who, now)
+            if (customer.opted_out_at is not None) == opted_out:
+                return False
+            customer.opted_out_at = now if opted_out else None
+            customer.updated_at = now
+            if opted_out:
+                dialogue = await uow.sessions.open_for(customer.id, who.channel)
+                if dialogue is not None:
+                    await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
+            await uow.audit.add(f"customer:{customer.id}", "opt_out" if opted_out else "opt_in",
+                                f"customer:{customer.id}", {"channel": who.channel}, now=now)
+            await uow.commit()
+        return True
+
+    async def locale_of(self, who: Who) -> str | None:
+        """The language the customer chose (/language), if any."""
+        async with UnitOfWork(self._factory) as uow:
+            customer = await uow.customers.by_identity(who.channel, who.address)
+        return customer.locale if customer is not None else None
+
+    async def set_locale(self, who: Who, locale: str) -> tuple[Prompt, ...]:
+        """Remember the customer's language, and switch the open dialogue to it (if its
+        script speaks it); returns the open question, asked again in that language."""
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            customer = await self._customer(uow, who, now)
+            customer.locale, customer.updated_at = locale, now
+            dialogue = await uow.sessions.open_for(customer.id, who.channel)
+            prompts: tuple[Prompt, ...] = ()
+            if dialogue is not None:
+                script = await uow.session.run_sync(
+                    self._script, dialogue.survey_id, dialogue.script_version)
+                state = change_locale(script, dialogue.dialogue_state(), locale)
+                await uow.sessions.save(dialogue, now=now, state=state.to_json())
+                prompts = current_prompts(script, state)
+            await uow.commit()
+        return prompts
+
+    async def mark_unreachable(self, who: Who, reason: str) -> None:
+        async with UnitOfWork(self._factory) as uow:
+            await uow.customers.mark_unreachable(who.channel, who.address, reason)
+            await uow.commit()
+
+    async def alert_posted(self, alert_id: int, message_id: str) -> None:
+        async with UnitOfWork(self._factory) as uow:
+            await uow.alerts.set_message(alert_id, message_id)
+            await uow.commit()
+
+    async def transcript(self, session_id: int) -> Transcript:
+        async with UnitOfWork(self._factory) as uow:
+            dialogue = await uow.sessions.get(session_id)
+            customer = await uow.customers.get(dialogue.customer_id)
+            answers = await uow.answers.for_session(session_id)
+        state = dialogue.dialogue_state()
+        return Transcript(
+            dialogue.id, dialogue.survey_id, customer.id, customer.first_name, dialogue.status,
+            dict(state.context),
+            tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
+                  for a in answers))
 
     async def _customer(self, uow: UnitOfWork, who: Who, now: datetime) -> CustomerRow:
         customer = await uow.customers.by_identity(who.channel, who.address)
         if customer is None:
-            customer = await uow.customers.add(now=now, first_name=who.first_name,
-                                               locale=who.locale)
+            # No locale yet: until the customer picks one (/language), the channel's guess
+            # (who.locale) is asked again each time.
+            customer = await uow.customers.add(now=now, first_name=who.first_name)
             await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
         return customer
 
@@ -140,6 +376,10 @@ class SurveyService:
         return self._scripts[key]
 
 
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _profile(customer: CustomerRow) -> dict[str, Scalar]:
     """What placeholders and conditions may read as {customer.KEY}: scalar attributes and
     the first name; never contact details."""
@@ -148,3 +388,4 @@ def _profile(customer: CustomerRow) -> dict[str, Scalar]:
     if customer.first_name:
         profile["first_name"] = customer.first_name
     return profile
+

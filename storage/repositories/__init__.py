@@ -4,6 +4,8 @@ from storage.repositories.alerts import AlertRepository
 from storage.repositories.answers import AnswerRepository
 from storage.repositories.audit import AuditRepository
 from storage.repositories.customers import CustomerRepository
+from storage.repositories.deliveries import DeliveryRepository
+from storage.repositories.events import EventRepository
 from storage.repositories.rollups import RollupRepository, StepCounts
 from storage.repositories.scripts import ScriptRepository
 from storage.repositories.sessions import SessionRepository
@@ -13,6 +15,8 @@ __all__ = [
     "AnswerRepository",
     "AuditRepository",
     "CustomerRepository",
+    "DeliveryRepository",
+    "EventRepository",
     "RollupRepository",
     "ScriptRepository",
     "SessionRepository",

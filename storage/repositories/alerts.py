@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+
 from storage.errors import NotFound
 from storage.models import AlertRow
 from storage.repositories.base import Repository
@@ -13,3 +17,12 @@ class AlertRepository(Repository):
         if row is None:
             raise NotFound(f"alert {alert_id}")
         return row
+
+    async def for_session(self, session_id: int) -> Sequence[AlertRow]:
+        return (await self.session.scalars(
+            select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id))).all()
+
+    async def set_message(self, alert_id: int, message_id: str) -> None:
+        """Where the alert was posted in the admin chat: the customer's comment follows it."""
+        await self.session.execute(
+            update(AlertRow).where(AlertRow.id == alert_id).values(message_id=message_id))

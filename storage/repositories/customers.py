@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storage.errors import NotFound
 from storage.models import CustomerRow, IdentityRow
@@ -56,3 +56,17 @@ class CustomerRepository(Repository):
             .returning(IdentityRow)
             .execution_options(populate_existing=True))
         return (await self.session.scalars(statement)).one()
+
+    async def mark_unreachable(self, channel: str, address: str, reason: str) -> bool:
+        """Stop writing to this address (Telegram: the customer blocked the bot); the
+        identity stays. False if there is no such identity."""
+        result = await self.session.execute(
+            update(IdentityRow)
+            .where(IdentityRow.channel == channel, IdentityRow.address == address)
+            .values(reachable=False, unreachable_reason=reason))
+        return bool(getattr(result, "rowcount", 0))
+
+    async def identity(self, channel: str, address: str) -> IdentityRow | None:
+        return await self.session.scalar(
+            select(IdentityRow).where(IdentityRow.channel == channel,
+                                      IdentityRow.address == address))

@@ -12,11 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import load_scripts
-from bot.services.surveys import SurveyService, Who
+from bot.services.surveys import NoSurvey, SurveyService, Who
 from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
-from storage.errors import NotFound
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.uow import UnitOfWork
 
@@ -169,5 +168,5 @@ async def test_new_dialogues_start_on_the_active_version_only(factory: Factory,
     rolled_back = await surveys.reply(ANNA, Reply.typed("8"))
     assert rolled_back is not None
     assert rolled_back.prompts[0].text == "What is the main reason for your score?"
-    with pytest.raises(NotFound):
+    with pytest.raises(NoSurvey):
         await surveys.begin(Who("telegram", "1003"), "ces_support")

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from storage.models import ChannelEventRow
+from storage.repositories.base import Repository
+
+_events: Table = ChannelEventRow.__table__  # type: ignore[assignment]
+
+
+def _claim(insert: Any) -> postgresql.Insert | sqlite.Insert:
+    return insert(_events).on_conflict_do_nothing().returning(  # type: ignore[no-any-return]
+        _events.c.event_id)
+
+
+_CLAIM = {"postgresql": _claim(postgresql.insert), "sqlite": _claim(sqlite.insert)}
+
+
+def claim(connection: Connection, channel: str, event_id: str, now: datetime) -> bool:
+    """EventRepository.claim for code already running synchronously (UnitOfWork.step)."""
+    statement = _CLAIM[connection.dialect.name]
+    return connection.execute(statement, {"channel": channel, "event_id": event_id,
+                                          "received_at": now}).first() is not None
+
+
+class EventRepository(Repository):
+    """Channel events already applied: a channel that may deliver one twice (Telegram
+    retries an update it has no answer for) claims it in the unit of work that applies it."""
+
+    async def claim(self, channel: str, event_id: str, *, now: datetime) -> bool:
+        """True the first time; False if a committed unit of work claimed it before."""
+        def run(session: Session) -> bool:
+            return claim(session.connection(), channel, event_id, now)
+
+        return await self.session.run_sync(run)
+
+    async def prune(self, before: datetime) -> int:
+        """Forget events received before `before` (a redelivery comes within a day)."""
+        result = await self.session.execute(delete(_events).where(_events.c.received_at < before))
+        return int(getattr(result, "rowcount", 0))
