@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -10,11 +11,14 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from aiogram import Bot
 from aiohttp import web
 
+from bot import telegram
 from bot.app import build_web_app
 from bot.services.reports import format_report, survey_report
 from bot.services.scripts import InvalidScripts, load_scripts
+from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.errors import NotFound
@@ -68,32 +72,57 @@ async def report(settings: Settings, survey_id: str, start: date | None, end: da
 
 
 async def run(settings: Settings) -> int:
-    """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server.
-    Stops cleanly on SIGINT or SIGTERM."""
+    """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server,
+    and the Telegram bot when BOT_TOKEN is set. Stops cleanly on SIGINT or SIGTERM."""
     configure_logging(settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    if settings.webhook_url and settings.webhook_secret is None:
+        print("WEBHOOK_SECRET is required with WEBHOOK_URL: Telegram's requests are "
+              "authenticated by it", file=sys.stderr)
+        return 2
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
+    factory = session_factory(engine)
     runner: web.AppRunner | None = None
+    bot: Bot | None = None
+    polling: asyncio.Task[object] | None = None
     try:
         try:
-            loaded = await load_scripts(session_factory(engine), [settings.surveys_dir],
-                                        actor="startup", now=datetime.now(UTC))
+            loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
+                                        now=datetime.now(UTC))
         except InvalidScripts as exc:
             print("\n".join(exc.lines), file=sys.stderr)
             return 1
         log.info("surveys: %s", ", ".join(f"{s.survey_id} v{s.version}" for s in loaded))
-        runner = web.AppRunner(build_web_app(settings, engine), access_log=None)
+        app = build_web_app(settings, engine)
+        if settings.bot_token is not None:
+            surveys = SurveyService(factory)
+            i18n = telegram.build_i18n()
+            bot = telegram.build_bot(settings, surveys)
+            dispatcher = telegram.build_dispatcher(settings, surveys, i18n)
+            if settings.webhook_url:
+                telegram.add_webhook(app, settings, dispatcher, bot)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("serving on http://%s:%s (health: /healthz)", settings.http_host,
                  settings.http_port)
+        if bot is not None:
+            polling = await telegram.start(settings, dispatcher, bot, i18n)
+        else:
+            log.info("Telegram: off (BOT_TOKEN is not set)")
         await stop.wait()
         log.info("stopping")
     finally:
+        if polling is not None:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
         if runner is not None:
             await runner.cleanup()
+        if bot is not None:
+            await bot.session.close()
         await engine.dispose()
     return 0

@@ -314,7 +314,7 @@ class SurveyService:
             customer = await uow.customers.by_identity(who.channel, who.address)
         return customer.locale if customer is not None else None
 
-    async def set_locale(self, who: Who, locale: str) -> tuple[Prompt, ...]:
+    async def set_locale(self, who: Who, locale: str) -> Outcome | None:
         """Remember the customer's language, and switch the open dialogue to it (if its
         script speaks it); returns the open question, asked again in that language."""
         now = self._clock()
@@ -322,15 +322,16 @@ class SurveyService:
             customer = await self._customer(uow, who, now)
             customer.locale, customer.updated_at = locale, now
             dialogue = await uow.sessions.open_for(customer.id, who.channel)
-            prompts: tuple[Prompt, ...] = ()
+            outcome = None
             if dialogue is not None:
                 script = await uow.session.run_sync(
                     self._script, dialogue.survey_id, dialogue.script_version)
                 state = change_locale(script, dialogue.dialogue_state(), locale)
                 await uow.sessions.save(dialogue, now=now, state=state.to_json())
-                prompts = current_prompts(script, state)
+                outcome = Outcome(dialogue.id, current_prompts(script, state),
+                                  locale=state.locale)
             await uow.commit()
-        return prompts
+        return outcome
 
     async def mark_unreachable(self, who: Who, reason: str) -> None:
         async with UnitOfWork(self._factory) as uow:

@@ -1,0 +1,184 @@
+"""The Telegram bot: built once from the settings, fed by long polling or by Telegram's
+webhook on the product's own HTTP server.
+
+Every Bot API call goes through `Resilient`: 429 waits `retry_after`, network and server
+errors are retried with backoff, and 403 (the customer blocked the bot) marks the chat
+unreachable so nothing more is sent there."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import Response, TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from aiogram.utils.i18n import I18n
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot.services.surveys import SurveyService, Who
+from bot.settings import Settings
+from handlers.telegram import admin, customer
+
+log = logging.getLogger(__name__)
+LOCALES = Path(__file__).resolve().parent / "locales"
+DOMAIN = "otklik"
+COMMANDS = ("start", "language", "stop", "help")
+COMMAND_TEXTS = {
+    "start": "Answer the survey",
+    "language": "Change the language",
+    "stop": "Stop receiving surveys",
+    "help": "How this bot works",
+}
+
+
+def build_i18n() -> I18n:
+    return I18n(path=LOCALES, default_locale="en", domain=DOMAIN)
+
+
+class Resilient(BaseRequestMiddleware):
+    """Retries what Telegram asks us to retry, and stops writing to who blocked us."""
+
+    def __init__(self, on_blocked: Callable[[int], Awaitable[None]], *, attempts: int = 4,
+                 backoff: float = 0.5, max_wait: float = 60.0) -> None:
+        self._on_blocked = on_blocked
+        self._attempts = attempts
+        self._backoff = backoff
+        self._max_wait = max_wait
+
+    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
+                       method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await make_request(bot, method)
+            except TelegramRetryAfter as error:
+                if attempt == self._attempts or error.retry_after > self._max_wait:
+                    raise
+                log.warning("Telegram asked to wait %ss (%s)", error.retry_after,
+                            type(method).__name__)
+                await asyncio.sleep(error.retry_after)
+            except (TelegramNetworkError, TelegramServerError) as error:
+                if attempt == self._attempts:
+                    raise
+                delay = self._backoff * 2 ** (attempt - 1)
+                log.warning("Telegram %s failed (%s); again in %.1fs", type(method).__name__,
+                            type(error).__name__, delay)
+                await asyncio.sleep(delay)
+            except TelegramForbiddenError:
+                chat_id = getattr(method, "chat_id", None)
+                if isinstance(chat_id, int):
+                    await self._on_blocked(chat_id)
+                raise
+        raise AssertionError("unreachable")
+
+
+def build_bot(settings: Settings, surveys: SurveyService) -> Bot:
+    if settings.bot_token is None:
+        raise ValueError("BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
+
+    async def on_blocked(chat_id: int) -> None:
+        await surveys.mark_unreachable(Who("telegram", str(chat_id)), "blocked")
+        log.info("a customer blocked the bot: their chat is marked unreachable")
+
+    session.middleware(Resilient(on_blocked))
+    return Bot(settings.bot_token.get_secret_value(), session=session,
+               default=DefaultBotProperties(parse_mode="HTML"))
+
+
+def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> Dispatcher:
+    """Services go in as workflow data: handlers ask for them by parameter name."""
+    dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n)
+    dispatcher.include_routers(admin.router, customer.router)
+    dispatcher.errors.register(on_error)
+    return dispatcher
+
+
+async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
+    """Whatever went wrong stays in our log (its kind and the update's id: no personal
+    data); the customer gets a short apology, never a traceback."""
+    update = event.update
+    log.error("update %s failed: %s", update.update_id, type(event.exception).__name__,
+              exc_info=(type(event.exception), event.exception, event.exception.__traceback__))
+    if isinstance(event.exception, TelegramForbiddenError):
+        return True
+    chat, user = None, None
+    if update.message is not None:
+        chat, user = update.message.chat, update.message.from_user
+    elif update.callback_query is not None and update.callback_query.message is not None:
+        chat, user = update.callback_query.message.chat, update.callback_query.from_user
+    if chat is None or chat.type != "private":
+        return True
+    locale = customer.ui_locale(user.language_code if user else None)
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer()
+        await bot.send_message(chat.id, i18n.gettext(
+            "Sorry, something went wrong on our side. Please try again in a minute.",
+            locale=locale))
+    except Exception as error:  # the apology is best effort
+        log.warning("could not apologise for update %s: %s", update.update_id,
+                    type(error).__name__)
+    return True
+
+
+async def set_commands(bot: Bot, i18n: I18n) -> None:
+    """The command menu, in English and (for Russian-speaking users) in Russian."""
+    for locale in ("en", "ru"):
+        commands = [BotCommand(command=name,
+                               description=i18n.gettext(COMMAND_TEXTS[name], locale=locale))
+                    for name in COMMANDS]
+        await bot.set_my_commands(commands, scope=BotCommandScopeDefault(),
+                                  language_code=None if locale == "en" else locale)
+
+
+def webhook_path(settings: Settings) -> str:
+    return urlsplit(settings.webhook_url or "").path or "/telegram/webhook"
+
+
+def add_webhook(app: web.Application, settings: Settings, dispatcher: Dispatcher,
+                bot: Bot) -> None:
+    """Serve Telegram's webhook on the product's app. Telegram's secret-token header is
+    checked by aiogram; the update is handled before the answer, so one that fails is
+    sent again by Telegram (and claimed once: see SurveyService)."""
+    if settings.webhook_secret is None:
+        raise ValueError("WEBHOOK_SECRET is required with WEBHOOK_URL")
+    SimpleRequestHandler(dispatcher, bot, handle_in_background=False,
+                         secret_token=settings.webhook_secret.get_secret_value(),
+                         ).register(app, path=webhook_path(settings))
+
+
+async def start(settings: Settings, dispatcher: Dispatcher, bot: Bot, i18n: I18n
+                ) -> asyncio.Task[Any] | None:
+    """Register commands, then set the webhook, or start long polling in a task."""
+    await set_commands(bot, i18n)
+    allowed = dispatcher.resolve_used_update_types()
+    if settings.webhook_url:
+        assert settings.webhook_secret is not None
+        await bot.set_webhook(settings.webhook_url, allowed_updates=allowed,
+                              secret_token=settings.webhook_secret.get_secret_value())
+        log.info("Telegram: webhook set")
+        return None
+    await bot.delete_webhook()
+    log.info("Telegram: long polling")
+    return asyncio.create_task(dispatcher.start_polling(
+        bot, handle_signals=False, close_bot_session=False, allowed_updates=allowed))
