@@ -51,13 +51,14 @@ def picks(mask: int) -> tuple[int, ...]:
 
 def text(prompt: Prompt, hint: str | None = None) -> str:
     """The question (or message) as HTML, after the hint of a re-prompt if any."""
-    lines = [f"<i>{escape(hint)}</i>", ""] if hint else []
+    # Plain text, no tags: an edit ("Your answer: 9") reuses the text as Telegram kept it.
+    lines = [escape(hint), ""] if hint else []
     lines.append(escape(prompt.text))
     if prompt.kind is PromptKind.SCALE and (prompt.low_label or prompt.high_label):
         low, high = prompt.options[0].label, prompt.options[-1].label
         ends = [f"{low} — {escape(prompt.low_label)}" if prompt.low_label else "",
                 f"{high} — {escape(prompt.high_label)}" if prompt.high_label else ""]
-        lines.append(f"<i>{' · '.join(end for end in ends if end)}</i>")
+        lines.append(" · ".join(end for end in ends if end))
     return "\n".join(lines)
 
 
