@@ -88,6 +88,7 @@ class Alert:
     alert_id: int
     survey_id: str
     step: str
+    metric: str
     score: int | None
     customer_id: int
     session_id: int
@@ -252,7 +253,7 @@ class SurveyService:
             return Outcome(dialogue.id, locale=turn.state.locale, duplicate=True)
         state = turn.state
         alerts = tuple(
-            Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.score,
+            Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
                   dialogue.customer_id, dialogue.id,
                   _str_or_none(state.customer.get("first_name")), dict(state.context))
             for answer in recorded if answer.alert_id is not None)

@@ -34,8 +34,8 @@ router.callback_query.filter(AdminChat())
 
 def alert_text(alert: Alert) -> str:
     who = escape(alert.first_name or "—")
-    lines = [f"⚠️ <b>Low score: {escape(alert.step)} = {alert.score}</b>",
-             f"Survey: {escape(alert.survey_id)}",
+    lines = [f"⚠️ <b>Low {escape(alert.metric.upper())} score: {alert.score}</b>",
+             f"Survey: {escape(alert.survey_id)}, question {escape(alert.step)}",
              f"Customer: {who} (#{alert.customer_id})"]
     if alert.context:
         lines.append("Context: " + ", ".join(f"{escape(str(k))}={escape(str(v))}"
