@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
 from bot.settings import Settings
+from handlers.telegram.taps import answer
 from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ def transcript_text(transcript: Transcript) -> str:
     if transcript.context:
         lines.append("Context: " + ", ".join(f"{escape(str(k))}={escape(str(v))}"
                                               for k, v in sorted(transcript.context.items())))
-    for answer in transcript.answers:
-        value = (str(answer.score) if answer.score is not None
-                 else ", ".join(answer.choices) or answer.text or "")
-        lines.append(f"• {escape(answer.step)}: {escape(value)}")
+    for line in transcript.answers:
+        value = (str(line.score) if line.score is not None
+                 else ", ".join(line.choices) or line.text or "")
+        lines.append(f"• {escape(line.step)}: {escape(value)}")
     if not transcript.answers:
         lines.append("No answers yet.")
     return "\n".join(lines)
@@ -87,8 +88,8 @@ async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot
     try:
         transcript = await surveys.transcript(int((query.data or "").rsplit(":", 1)[1]))
     except (NotFound, ValueError):
-        await query.answer("No such conversation.")
+        await answer(query, "No such conversation.")
         return
-    await query.answer()
+    await answer(query)
     if query.message is not None:
         await bot.send_message(query.message.chat.id, transcript_text(transcript))

@@ -37,6 +37,7 @@ from conversations.engine import Prompt, Reply
 from conversations.replies import Problem
 from handlers.render import telegram as render
 from handlers.telegram import admin
+from handlers.telegram.taps import answer
 from storage.uow import Event
 
 log = logging.getLogger(__name__)
@@ -185,11 +186,11 @@ async def on_tap(query: CallbackQuery, surveys: SurveyService, settings: Setting
     message = query.message
     tap = render.parse_tap(query.data or "")
     if tap is None or message is None or isinstance(message, InaccessibleMessage):
-        await query.answer(i18n.gettext("This button no longer works.",
+        await answer(query, i18n.gettext("This button no longer works.",
                                         locale=ui_locale(query.from_user.language_code)))
         return
     if tap.action == "t":  # a multiple-choice toggle lives in the keyboard until "Done"
-        await query.answer()
+        await answer(query)
         await _edit_markup(message, render.toggled(message.reply_markup, tap))
         return
     customer = who(query.from_user, message.chat.id)
@@ -203,20 +204,20 @@ async def on_tap(query: CallbackQuery, surveys: SurveyService, settings: Setting
         return i18n.gettext(text, locale=locale)
 
     if outcome is None:
-        await query.answer(_("This survey is closed. Thank you!"))
+        await answer(query, _("This survey is closed. Thank you!"))
         await _edit_markup(message, None)
         return
     if outcome.duplicate:
-        await query.answer()
+        await answer(query)
         return
     problem = outcome.reprompt.problem if outcome.reprompt else None
     if problem in (Problem.STALE, Problem.FINISHED, Problem.EXPIRED):
-        await query.answer(_("This question has already been answered."))
+        await answer(query, _("This question has already been answered."))
         return
     if problem is not None and outcome.reprompt is not None and not outcome.finished:
-        await query.answer(outcome.reprompt.hint)  # "pick at least one", and the like
+        await answer(query, outcome.reprompt.hint)  # "pick at least one", and the like
         return
-    await query.answer(_("Thanks!"))
+    await answer(query, _("Thanks!"))
     if tap.action == "b":
         await _edit_markup(message, None)
     else:
@@ -248,7 +249,7 @@ async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18
                          bot: Bot) -> None:
     message = query.message
     if message is None:
-        await query.answer()
+        await answer(query)
         return
     customer = who(query.from_user, message.chat.id)
     locale = await locale_for(surveys, customer)
@@ -258,7 +259,7 @@ async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18
                             "if you change your mind.", locale=locale)
     else:
         text = i18n.gettext("Nothing changed: surveys stay on.", locale=locale)
-    await query.answer()
+    await answer(query)
     if isinstance(message, Message):
         await _edit_markup(message, None)
     await bot.send_message(message.chat.id, text)
@@ -268,7 +269,7 @@ async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18
 async def on_resume(query: CallbackQuery, surveys: SurveyService, settings: Settings,
                     i18n: I18n, bot: Bot) -> None:
     message = query.message
-    await query.answer()
+    await answer(query)
     if message is None:
         return
     customer = who(query.from_user, message.chat.id)
@@ -291,11 +292,11 @@ async def on_language_picked(query: CallbackQuery, surveys: SurveyService, setti
     message = query.message
     code = (query.data or "").removeprefix("lang:")
     if message is None or code not in LANGUAGES:
-        await query.answer()
+        await answer(query)
         return
     customer = who(query.from_user, message.chat.id)
     outcome = await surveys.set_locale(customer, code)
-    await query.answer(LANGUAGES[code])
+    await answer(query, LANGUAGES[code])
     if isinstance(message, Message):
         await _edit_markup(message, None)
     await bot.send_message(message.chat.id, i18n.gettext("Language: English", locale=code))
