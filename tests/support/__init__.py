@@ -1,0 +1,1 @@
+"""Test doubles shared by the e2e tests and the benchmarks."""
