@@ -25,7 +25,7 @@ from storage.db import SQLITE_PRAGMAS, create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import SessionRow
 from storage.repositories.sessions import BY_ID
-from storage.uow import UnitOfWork
+from storage.uow import Stepped, UnitOfWork
 
 SCRIPT = """
 id: bench
@@ -117,7 +117,7 @@ async def record_answers(url: str, dialogues: int) -> float:
 
             async with UnitOfWork(factory) as uow:
                 stepped = await uow.step(BY_ID, {"k_id": session_id}, step, now=NOW)
-                assert stepped is not None
+                assert isinstance(stepped, Stepped)
                 answers += len(stepped.recorded)
     elapsed = time.perf_counter() - began
     await engine.dispose()

@@ -108,7 +108,7 @@ def build_bot(settings: Settings, surveys: SurveyService) -> Bot:
 def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> Dispatcher:
     """Services go in as workflow data: handlers ask for them by parameter name."""
     dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n)
-    dispatcher.include_routers(admin.router, customer.router)
+    dispatcher.include_routers(admin.build_router(), customer.build_router())
     dispatcher.errors.register(on_error)
     return dispatcher
 

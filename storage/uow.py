@@ -77,12 +77,13 @@ class UnitOfWork:
         await self.session.rollback()
 
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
-                   step: Step, *, now: datetime, event: Event | None = None) -> Stepped | None:
+                   step: Step, *, now: datetime, event: Event | None = None
+                   ) -> Stepped | Duplicate | None:
         """A reply's whole unit of work: read the dialogue with `find`, let `step` say what
         the reply does to it (a turn, and the survey's time zone to count it in), record
         the turn unless it only re-asks, and commit. None if `find` finds no dialogue.
         With `event` (channel, id), an event seen before is not applied again: the result
-        says `duplicate` and its turn only holds the state.
+        is DUPLICATE.
 
         On SQLite this is one thread hop, against a bare INSERT's two: `step` runs on the
         driver's thread, so it must do no I/O but through the Session it is given (to read
@@ -144,7 +145,13 @@ class Stepped(NamedTuple):
     dialogue: SessionRow
     turn: Turn
     recorded: list[Recorded]
-    duplicate: bool = False
+
+
+class Duplicate(NamedTuple):
+    """UnitOfWork.step was given an event it had applied before: nothing was done."""
+
+
+DUPLICATE = Duplicate()
 
 
 # A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
@@ -196,21 +203,21 @@ RETRACT = (delete(_answers)
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
-          event: Event | None, session: Session, *, commit: bool) -> Stepped | None:
-    dialogue = session.scalar(find, params)
-    if dialogue is None:
-        return None
+          event: Event | None, session: Session, *, commit: bool) -> Stepped | Duplicate | None:
+    # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
-        if commit:
-            _commit_here(session)
-        return Stepped(dialogue, Turn(dialogue.dialogue_state()), [], duplicate=True)
-    turn, timezone = step(session, dialogue)
-    recorded = []
-    if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
-        recorded = _record(session, dialogue, turn, now, timezone, commit=False)
+        result: Stepped | Duplicate | None = DUPLICATE
+    elif (dialogue := session.scalar(find, params)) is None:
+        result = None  # the event stays claimed: "no dialogue" was the answer to it
+    else:
+        turn, timezone = step(session, dialogue)
+        recorded = []
+        if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
+            recorded = _record(session, dialogue, turn, now, timezone, commit=False)
+        result = Stepped(dialogue, turn, recorded)
     if commit:
         _commit_here(session)
-    return Stepped(dialogue, turn, recorded)
+    return result
 
 
 def _commit_here(session: Session) -> None:

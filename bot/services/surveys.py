@@ -37,7 +37,7 @@ from storage.models import (
 )
 from storage.repositories import deliveries, scripts
 from storage.repositories.sessions import OPEN_AT
-from storage.uow import Event, Stepped, UnitOfWork
+from storage.uow import Duplicate, Event, Stepped, UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -248,9 +248,9 @@ class SurveyService:
                     raise
         if stepped is None:
             return None
-        dialogue, turn, recorded, duplicate = stepped
-        if duplicate:
-            return Outcome(dialogue.id, locale=turn.state.locale, duplicate=True)
+        if isinstance(stepped, Duplicate):
+            return Outcome(0, duplicate=True)
+        dialogue, turn, recorded = stepped
         state = turn.state
         alerts = tuple(
             Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
@@ -265,7 +265,7 @@ class SurveyService:
                        comments, state.locale)
 
     async def _step_once(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
-                         event: Event | None) -> Stepped | None:
+                         event: Event | None) -> Stepped | Duplicate | None:
         now = self._clock()
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:

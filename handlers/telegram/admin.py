@@ -17,7 +17,6 @@ from handlers.telegram.taps import answer
 from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
-router = Router(name="admin")
 
 
 class AdminChat(Filter):
@@ -27,10 +26,6 @@ class AdminChat(Filter):
         message = event.message if isinstance(event, CallbackQuery) else event
         return (settings.admin_chat_id is not None and message is not None
                 and message.chat.id == settings.admin_chat_id)
-
-
-router.message.filter(AdminChat())
-router.callback_query.filter(AdminChat())
 
 
 def alert_text(alert: Alert) -> str:
@@ -83,7 +78,6 @@ async def notify(bot: Bot, settings: Settings, surveys: SurveyService, outcome: 
                     outcome.session_id, type(error).__name__)
 
 
-@router.callback_query(F.data.startswith("adm:conv:"))
 async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot: Bot) -> None:
     try:
         transcript = await surveys.transcript(int((query.data or "").rsplit(":", 1)[1]))
@@ -93,3 +87,12 @@ async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot
     await answer(query)
     if query.message is not None:
         await bot.send_message(query.message.chat.id, transcript_text(transcript))
+
+
+def build_router() -> Router:
+    """The team chat's handlers; another chat never reaches them."""
+    router = Router(name="admin")
+    router.message.filter(AdminChat())
+    router.callback_query.filter(AdminChat())
+    router.callback_query.register(on_open_conversation, F.data.startswith("adm:conv:"))
+    return router

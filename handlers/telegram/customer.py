@@ -41,9 +41,6 @@ from handlers.telegram.taps import answer
 from storage.uow import Event
 
 log = logging.getLogger(__name__)
-router = Router(name="customer")
-router.message.filter(F.chat.type == "private")
-router.callback_query.filter(F.message.chat.type == "private")
 
 LANGUAGES = {"en": "English", "ru": "Русский"}
 
@@ -92,7 +89,6 @@ def _markup(prompt: Prompt, session_id: int, _: Callable[[str], str]) -> render.
                          done_label=_("Done"), placeholder=_("Type your answer"))
 
 
-@router.message(CommandStart())
 async def on_start(message: Message, command: CommandObject, surveys: SurveyService,
                    settings: Settings, i18n: I18n, event_update: Update, bot: Bot) -> None:
     customer = who(message.from_user, message.chat.id)
@@ -121,7 +117,6 @@ async def on_start(message: Message, command: CommandObject, surveys: SurveyServ
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
-@router.message(Command("help"))
 async def on_help(message: Message, surveys: SurveyService, i18n: I18n) -> None:
     locale = await locale_for(surveys, who(message.from_user, message.chat.id))
     await message.answer(i18n.gettext(
@@ -131,7 +126,6 @@ async def on_help(message: Message, surveys: SurveyService, i18n: I18n) -> None:
         "/stop — stop receiving surveys\n/help — this message", locale=locale))
 
 
-@router.message(Command("stop"))
 async def on_stop(message: Message, surveys: SurveyService, i18n: I18n) -> None:
     locale = await locale_for(surveys, who(message.from_user, message.chat.id))
     await message.answer(
@@ -144,7 +138,6 @@ async def on_stop(message: Message, surveys: SurveyService, i18n: I18n) -> None:
                                  callback_data="stop:no")]]))
 
 
-@router.message(Command("language"))
 async def on_language(message: Message, surveys: SurveyService, i18n: I18n) -> None:
     locale = await locale_for(surveys, who(message.from_user, message.chat.id))
     await message.answer(
@@ -154,14 +147,12 @@ async def on_language(message: Message, surveys: SurveyService, i18n: I18n) -> N
             for code, name in LANGUAGES.items()]]))
 
 
-@router.message(F.text)
 async def on_text(message: Message, surveys: SurveyService, settings: Settings, i18n: I18n,
                   event_update: Update, bot: Bot) -> None:
     await _reply(message, Reply.typed(message.text or ""), surveys, settings, i18n,
                  event_update, bot)
 
 
-@router.message()
 async def on_other(message: Message, surveys: SurveyService, settings: Settings, i18n: I18n,
                    event_update: Update, bot: Bot) -> None:
     """A sticker, a photo, a voice note: the engine asks again, in words."""
@@ -180,7 +171,6 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
-@router.callback_query(F.data.startswith("q:"))
 async def on_tap(query: CallbackQuery, surveys: SurveyService, settings: Settings, i18n: I18n,
                  event_update: Update, bot: Bot) -> None:
     message = query.message
@@ -244,7 +234,6 @@ async def _edit_markup(message: Message, keyboard: InlineKeyboardMarkup | None) 
         log.info("could not edit a keyboard: %s", error.message)
 
 
-@router.callback_query(F.data.startswith("stop:"))
 async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18n,
                          bot: Bot) -> None:
     message = query.message
@@ -265,7 +254,6 @@ async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18
     await bot.send_message(message.chat.id, text)
 
 
-@router.callback_query(F.data == "resume")
 async def on_resume(query: CallbackQuery, surveys: SurveyService, settings: Settings,
                     i18n: I18n, bot: Bot) -> None:
     message = query.message
@@ -286,7 +274,6 @@ async def on_resume(query: CallbackQuery, surveys: SurveyService, settings: Sett
     await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
-@router.callback_query(F.data.startswith("lang:"))
 async def on_language_picked(query: CallbackQuery, surveys: SurveyService, settings: Settings,
                              i18n: I18n, bot: Bot) -> None:
     message = query.message
@@ -302,3 +289,28 @@ async def on_language_picked(query: CallbackQuery, surveys: SurveyService, setti
     await bot.send_message(message.chat.id, i18n.gettext("Language: English", locale=code))
     if outcome is not None:  # the open question again, in the new language
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+
+
+async def on_unknown_tap(query: CallbackQuery, i18n: I18n) -> None:
+    """A button from another bot version, or anything we did not send."""
+    await answer(query, i18n.gettext("This button no longer works.",
+                                     locale=ui_locale(query.from_user.language_code)))
+
+
+def build_router() -> Router:
+    """A new Router each time: aiogram attaches a router to one dispatcher only."""
+    router = Router(name="customer")
+    router.message.filter(F.chat.type == "private")
+    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.register(on_start, CommandStart())
+    router.message.register(on_help, Command("help"))
+    router.message.register(on_stop, Command("stop"))
+    router.message.register(on_language, Command("language"))
+    router.message.register(on_text, F.text)
+    router.message.register(on_other)
+    router.callback_query.register(on_tap, F.data.startswith("q:"))
+    router.callback_query.register(on_stop_answer, F.data.startswith("stop:"))
+    router.callback_query.register(on_resume, F.data == "resume")
+    router.callback_query.register(on_language_picked, F.data.startswith("lang:"))
+    router.callback_query.register(on_unknown_tap)
+    return router

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from conversations.engine import Reply, Turn, advance
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.repositories.sessions import BY_ID, OPEN_AT
-from storage.uow import Step, UnitOfWork
+from storage.uow import DUPLICATE, Step, Stepped, UnitOfWork
 from tests.integration.storage.support import NOW, Factory, begin, csat_script, load
 
 SCRIPT = csat_script()
@@ -36,7 +36,7 @@ async def test_a_step_reads_advances_records_and_commits(factory: Factory) -> No
     async with UnitOfWork(factory) as uow:
         stepped = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("1"), now=NOW)
 
-    assert stepped is not None
+    assert isinstance(stepped, Stepped)
     assert stepped.dialogue.id == dialogue.id
     assert stepped.dialogue.revision == 1
     assert [(a.step_id, a.score) for a in stepped.recorded] == [("csat", 1)]
@@ -64,7 +64,7 @@ async def test_a_step_finds_the_open_dialogue_at_an_address(factory: Factory) ->
 
     assert elsewhere is None
     assert stranger is None
-    assert found is not None
+    assert isinstance(found, Stepped)
     assert found.dialogue.id == dialogue.id
     assert await _stored(factory) == ([("csat", 4)], 0)
 
@@ -75,13 +75,13 @@ async def test_a_reply_that_is_re_asked_writes_nothing(factory: Factory) -> None
     async with UnitOfWork(factory) as uow:
         stepped = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("eleven"), now=NOW)
 
-    assert stepped is not None
+    assert isinstance(stepped, Stepped)
     assert stepped.turn.reprompt is not None
     assert stepped.recorded == []
     assert (await load(factory, dialogue.id)).revision == 0
     async with UnitOfWork(factory) as uow:  # the connection is free for the next unit
         again = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("5"), now=NOW)
-    assert again is not None
+    assert isinstance(again, Stepped)
     assert [a.score for a in again.recorded] == [5]
 
 
@@ -112,4 +112,27 @@ async def test_record_can_commit_by_itself(factory: Factory) -> None:
         # no uow.commit(): leaving the block would roll back what was not committed
 
     assert await _stored(factory) == ([("csat", 5)], 0)
+    assert (await load(factory, dialogue.id)).revision == 1
+
+
+async def test_an_event_is_applied_once_even_after_its_dialogue_ended(factory: Factory) -> None:
+    dialogue = await begin(factory, SCRIPT)
+    event = ("telegram", "update-1")
+
+    async with UnitOfWork(factory) as uow:
+        first = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("4"), now=NOW, event=event)
+    async with UnitOfWork(factory) as uow:
+        again = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("4"), now=NOW, event=event)
+    async with UnitOfWork(factory) as uow:  # no dialogue found: the event is claimed all the same
+        lost = await uow.step(BY_ID, {"k_id": 999}, stepping("4"), now=NOW,
+                              event=("telegram", "update-2"))
+    async with UnitOfWork(factory) as uow:
+        lost_again = await uow.step(BY_ID, {"k_id": 999}, stepping("4"), now=NOW,
+                                    event=("telegram", "update-2"))
+
+    assert isinstance(first, Stepped)
+    assert again is DUPLICATE
+    assert lost is None
+    assert lost_again is DUPLICATE
+    assert await _stored(factory) == ([("csat", 4)], 0)
     assert (await load(factory, dialogue.id)).revision == 1
