@@ -8,11 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiogram import Bot
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import telegram
 from bot.app import build_web_app
@@ -23,6 +24,7 @@ from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.errors import NotFound
 from storage.migrate import upgrade, upgrade_async
+from storage.uow import UnitOfWork
 
 log = logging.getLogger("otklik")
 
@@ -71,6 +73,18 @@ async def report(settings: Settings, survey_id: str, start: date | None, end: da
     return 0
 
 
+async def forget_old_events(factory: async_sessionmaker[AsyncSession], *,
+                            every: float = 3600, keep: timedelta = timedelta(days=2)) -> None:
+    """Telegram redelivers an update within a day, and numbers updates afresh after a quiet
+    week: ids older than `keep` are dropped so a reused one is never taken for a repeat."""
+    while True:
+        async with UnitOfWork(factory) as uow:
+            forgotten = await uow.events.prune(datetime.now(UTC) - keep)
+            await uow.commit()
+        log.debug("forgot %s old channel events", forgotten)
+        await asyncio.sleep(every)
+
+
 async def run(settings: Settings) -> int:
     """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server,
     and the Telegram bot when BOT_TOKEN is set. Stops cleanly on SIGINT or SIGTERM."""
@@ -88,6 +102,7 @@ async def run(settings: Settings) -> int:
     runner: web.AppRunner | None = None
     bot: Bot | None = None
     polling: asyncio.Task[object] | None = None
+    housekeeping: asyncio.Task[None] | None = None
     try:
         try:
             loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
@@ -109,6 +124,7 @@ async def run(settings: Settings) -> int:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("serving on http://%s:%s (health: /healthz)", settings.http_host,
                  settings.http_port)
+        housekeeping = asyncio.create_task(forget_old_events(factory))
         if bot is not None:
             polling = await telegram.start(settings, dispatcher, bot, i18n)
         else:
@@ -116,10 +132,11 @@ async def run(settings: Settings) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
-        if polling is not None:
-            polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await polling
+        for task in (polling, housekeeping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if runner is not None:
             await runner.cleanup()
         if bot is not None:

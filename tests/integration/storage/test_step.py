@@ -3,6 +3,8 @@ record(commit=True), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -136,3 +138,16 @@ async def test_an_event_is_applied_once_even_after_its_dialogue_ended(factory: F
     assert lost_again is DUPLICATE
     assert await _stored(factory) == ([("csat", 4)], 0)
     assert (await load(factory, dialogue.id)).revision == 1
+
+
+async def test_old_events_are_forgotten(factory: Factory) -> None:
+    async with UnitOfWork(factory) as uow:
+        assert await uow.events.claim("telegram", "7", now=NOW)
+        assert await uow.events.claim("telegram", "8", now=NOW + timedelta(days=3))
+        await uow.commit()
+    async with UnitOfWork(factory) as uow:
+        assert await uow.events.prune(NOW + timedelta(days=1)) == 1
+        await uow.commit()
+    async with UnitOfWork(factory) as uow:
+        assert await uow.events.claim("telegram", "7", now=NOW)  # a new update with a reused id
+        assert not await uow.events.claim("telegram", "8", now=NOW)
