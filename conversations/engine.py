@@ -114,6 +114,7 @@ class Prompt(NamedTuple):
     emoji: bool = False
     position: int = 0
     total: int = 0
+    low_is_good: bool = False  # a CES scale where 1 is "very easy": faces run the other way
 
 
 class Answer(NamedTuple):
@@ -487,7 +488,9 @@ def _build(script: Script, step: Step, part: int, locale: str, back: bool) -> Pr
                 options=_scale_options(*step.bounds),
                 low_label=_text(step.low_label, locale, script) if step.low_label else None,
                 high_label=_text(step.high_label, locale, script) if step.high_label else None,
-                emoji=step.emoji, **common)
+                emoji=step.emoji,
+                low_is_good=isinstance(step, CesStep) and step.direction == "low_is_easy",
+                **common)
         case ChoiceStep():
             return Prompt(kind=PromptKind.CHOICE, text=text, metric="choice",
                           options=tuple(Option(o.id, _text(o.text, locale, script))

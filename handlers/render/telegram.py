@@ -79,9 +79,10 @@ def markup(prompt: Prompt, session_id: int, *, mask: int = 0,
     rows: list[list[InlineKeyboardButton]] = []
     match prompt.kind:
         case PromptKind.SCALE:
-            faces = prompt.emoji and len(prompt.options) == len(FACES)
+            faces = FACES[::-1] if prompt.low_is_good else FACES
+            with_faces = prompt.emoji and len(prompt.options) == len(FACES)
             buttons = [InlineKeyboardButton(
-                text=f"{option.label} {FACES[i]}" if faces else option.label,
+                text=f"{option.label} {faces[i]}" if with_faces else option.label,
                 callback_data=data("a", i)) for i, option in enumerate(prompt.options)]
             rows = _rows(buttons)
         case PromptKind.YES_NO:

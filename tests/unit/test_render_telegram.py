@@ -337,12 +337,14 @@ def test_faces_run_from_angry_to_delighted() -> None:
     assert FACES[-1] == "😍"
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: faces ignore a CES step's direction; on "
-                   "a low_is_easy scale 1 means 'very easy' yet gets the angry face")
-def test_faces_follow_a_low_is_easy_ces_scale() -> None:
-    prompt = prompt_of(step("q", "ces", scale=5, direction="low_is_easy", emoji=True))
-    first = buttons(keyboard(prompt))[0]
-    assert first.text != f"1 {FACES[0]}"
+@pytest.mark.parametrize(("direction", "first", "last"), [
+    ("low_is_easy", f"1 {FACES[-1]}", f"5 {FACES[0]}"),
+    ("high_is_easy", f"1 {FACES[0]}", f"5 {FACES[-1]}"),
+])
+def test_faces_follow_a_ces_scales_direction(direction: str, first: str, last: str) -> None:
+    prompt = prompt_of(step("q", "ces", scale=5, direction=direction, emoji=True))
+    labels = [button.text for button in buttons(keyboard(prompt))]
+    assert (labels[0], labels[-1]) == (first, last)
 
 
 # --- text --------------------------------------------------------------------------------------
