@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,9 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
     """Whatever went wrong stays in our log (its kind and the update's id: no personal
     data); the customer gets a short apology, never a traceback."""
     update = event.update
-    log.error("update %s failed: %s", update.update_id, type(event.exception).__name__,
-              exc_info=(type(event.exception), event.exception, event.exception.__traceback__))
+    # Where it failed, not the exception's message: that may quote what the customer wrote.
+    log.error("update %s failed: %s\n%s", update.update_id, type(event.exception).__name__,
+              "".join(traceback.format_tb(event.exception.__traceback__)).rstrip())
     if isinstance(event.exception, TelegramForbiddenError):
         return True
     chat, user = None, None

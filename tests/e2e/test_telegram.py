@@ -364,8 +364,9 @@ async def test_an_unexpected_error_gets_an_apology_and_a_log_without_personal_da
 
     assert product.texts(ANNA) == [
         "Sorry, something went wrong on our side. Please try again in a minute."]
-    logged = "\n".join(record.getMessage() for record in caplog.records)
+    logged = caplog.text  # as a handler would write it, tracebacks included
     assert "RuntimeError" in logged
+    assert "test_telegram.py" in logged  # where it failed is there
     assert "Anastasia" not in logged
     assert "123-45-67" not in logged
 
