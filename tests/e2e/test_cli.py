@@ -22,6 +22,7 @@ from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
 from storage.uow import UnitOfWork
+from tests.support.botapi import BotApiStub
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEYS = ROOT / "surveys"
@@ -205,3 +206,65 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert "serving on http://127.0.0.1" in output
+
+
+async def _run_with_telegram(tmp_path: Path, api: BotApiStub, **extra: str
+                             ) -> subprocess.Popen[str]:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}",
+           "SURVEYS_DIR": str(SURVEYS), "LOG_LEVEL": "INFO", "BOT_TOKEN": "123456:cli-test",
+           "TELEGRAM_API_BASE": api.base_url, **extra}
+    env.setdefault("HTTP_PORT", str(_free_port()))
+    return subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+async def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    return output
+
+
+async def test_run_answers_in_telegram_by_long_polling(tmp_path: Path) -> None:
+    async with BotApiStub() as api:
+        process = await _run_with_telegram(tmp_path, api)
+        try:
+            # Queued before the bot starts: its first long poll takes it at once.
+            await api.push_update(api.message_update(7, "/start"))
+            [question] = await api.wait_sent(7, 1, timeout=30)
+            assert question["text"].startswith("How likely are you to recommend us")
+            assert {c.params.get("language_code") for c in api.calls_of("setMyCommands")} == {
+                None, "ru"}
+        finally:
+            output = await _stop(process)
+    assert "Telegram: long polling" in output
+    assert "123456:cli-test" not in output  # the token is never logged
+
+
+async def test_run_answers_in_telegram_by_webhook(tmp_path: Path) -> None:
+    port = _free_port()
+    hook = f"http://127.0.0.1:{port}/telegram/hook"
+    async with BotApiStub() as api:
+        process = await _run_with_telegram(tmp_path, api, HTTP_PORT=str(port),
+                                           WEBHOOK_URL=hook, WEBHOOK_SECRET="s3cret")
+        try:
+            await api.wait_for(lambda: api.calls_of("setWebhook"), timeout=30)
+            [set_hook] = api.calls_of("setWebhook")
+            assert (set_hook.params["url"], set_hook.params["secret_token"]) == (hook, "s3cret")
+            assert await api.post_webhook(hook, api.message_update(7, "/start"),
+                                          secret="s3cret") == 200
+            [question] = await api.wait_sent(7, 1, timeout=10)
+            assert question["text"].startswith("How likely are you to recommend us")
+        finally:
+            output = await _stop(process)
+    assert "s3cret" not in output
+
+
+def test_run_refuses_a_webhook_without_its_secret(tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+           "BOT_TOKEN": "123456:cli-test", "WEBHOOK_URL": "https://example.org/hook"}
+    env.pop("WEBHOOK_SECRET", None)
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                            text=True, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "WEBHOOK_SECRET is required" in result.stderr
