@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import engine
+from bench import engine, telegram
 
-BENCHES = {"engine": engine.main}
+BENCHES = {"engine": engine.main, "telegram": telegram.main}
 README = Path(__file__).with_name("README.md")
 
 
