@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, TypeVar
 
 from sqlalchemy import Select, Table, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +32,8 @@ from storage.repositories import (
 )
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
+
+_T = TypeVar("_T")
 
 
 class UnitOfWork:
@@ -76,6 +78,16 @@ class UnitOfWork:
     async def rollback(self) -> None:
         await self.session.rollback()
 
+    async def _run(self, fn: Callable[[Session, bool], _T]) -> tuple[_T, bool]:
+        """`fn(session, here)` on the unit's synchronous session: on SQLite on the driver's
+        thread in one hop for all its statements (see AdaptedConnection.run_on_worker), where
+        `here` is True and fn may commit on the spot; elsewhere in SQLAlchemy's greenlet."""
+        connection = await self.session.connection()  # checked out and begun here, not there
+        raw = (await connection.get_raw_connection()).dbapi_connection
+        if isinstance(raw, AdaptedConnection):
+            return await raw.run_on_worker(fn, self.session.sync_session, True), True
+        return await self.session.run_sync(fn, False), False
+
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
                    step: Step, *, now: datetime, event: Event | None = None
                    ) -> Stepped | Duplicate | None:
@@ -89,17 +101,13 @@ class UnitOfWork:
         driver's thread, so it must do no I/O but through the Session it is given (to read
         a script the process has not seen yet, say). Elsewhere it runs in SQLAlchemy's
         greenlet, and StaleSession may come from a concurrent writer."""
-        connection = await self.session.connection()
-        raw = (await connection.get_raw_connection()).dbapi_connection
-        if isinstance(raw, AdaptedConnection):
-            stepped = await raw.run_on_worker(functools.partial(
-                _step, find, params, step, now, event, commit=True), self.session.sync_session)
+        stepped, on_worker = await self._run(functools.partial(
+            _step, find, params, step, now, event))
+        if on_worker:
             # Committed on the worker: closing only returns the connection (with no hop: see
             # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
             await self.session.close()
         else:
-            stepped = await self.session.run_sync(functools.partial(
-                _step, find, params, step, now, event, commit=False))
             await self.session.commit()
         return stepped
 
@@ -121,15 +129,10 @@ class UnitOfWork:
 
         On SQLite the whole turn runs on the driver's thread, in one hop for all its
         statements (see AdaptedConnection.run_on_worker); elsewhere in SQLAlchemy's greenlet."""
-        connection = await self.session.connection()  # checked out and begun here, not there
-        raw = (await connection.get_raw_connection()).dbapi_connection
-        if isinstance(raw, AdaptedConnection):
-            inserted = await raw.run_on_worker(functools.partial(
-                _record, self.session.sync_session, dialogue, turn, now, timezone,
-                commit=commit))
-        else:
-            inserted = await self.session.run_sync(_record, dialogue, turn, now, timezone,
-                                                   commit=False)
+        def run(session: Session, here: bool) -> list[Recorded]:
+            return _record(session, dialogue, turn, now, timezone, commit=commit and here)
+
+        inserted, _ = await self._run(run)
         if commit:
             await self.session.commit()  # on SQLite already done: SQLAlchemy's side only
         return inserted
@@ -203,7 +206,7 @@ RETRACT = (delete(_answers)
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
-          event: Event | None, session: Session, *, commit: bool) -> Stepped | Duplicate | None:
+          event: Event | None, session: Session, commit: bool) -> Stepped | Duplicate | None:
     # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
         result: Stepped | Duplicate | None = DUPLICATE
