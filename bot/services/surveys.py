@@ -166,9 +166,10 @@ class SurveyService:
                 if delivery is None or delivery.status not in deliveries.OPEN:
                     raise LinkExpired(token)
                 customer = await uow.customers.get(delivery.customer_id)
+                await uow.customers.upsert_identity(customer.id, who.channel, who.address,
+                                                    now=now)
             else:
                 customer = await self._customer(uow, who, now)
-            await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
             if customer.opted_out_at is not None:
                 await uow.commit()  # the binding stands: the customer may opt in again
                 raise OptedOut(who.address)
@@ -357,12 +358,14 @@ class SurveyService:
                   for a in answers))
 
     async def _customer(self, uow: UnitOfWork, who: Who, now: datetime) -> CustomerRow:
+        """The customer at this address, new if need be; the address is bound to them and
+        marked reachable again (upsert_identity): someone who writes to us can be written to."""
         customer = await uow.customers.by_identity(who.channel, who.address)
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
             customer = await uow.customers.add(now=now, first_name=who.first_name)
-            await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
+        await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
         return customer
 
     def _script(self, session: Session, survey_id: str, version: int) -> Script:
