@@ -6,7 +6,7 @@ and the outcome's prompts into their own UI; nothing here knows how a prompt loo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,13 +29,14 @@ from conversations.engine import (
 from conversations.script import Script
 from storage.errors import StaleSession
 from storage.models import (
+    AlertRow,
     CustomerRow,
     DeliveryRow,
     ScriptRow,
     SessionRow,
     SessionStatus,
 )
-from storage.repositories import deliveries, scripts
+from storage.repositories import alerts, deliveries, scripts
 from storage.repositories.sessions import OPEN_AT
 from storage.uow import Duplicate, Event, Stepped, UnitOfWork
 
@@ -240,7 +241,7 @@ class SurveyService:
                      event: Event | None) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
             try:
-                stepped = await self._step_once(who, to_reply, event)
+                stepped, alerted = await self._step_once(who, to_reply, event)
                 break
             except StaleSession:
                 # Another process moved this dialogue on between our read and our write:
@@ -253,36 +254,38 @@ class SurveyService:
             return Outcome(0, duplicate=True)
         dialogue, turn, recorded = stepped
         state = turn.state
-        alerts = tuple(
+        raised = tuple(
             Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
                   dialogue.customer_id, dialogue.id,
                   _str_or_none(state.customer.get("first_name")), dict(state.context))
             for answer in recorded if answer.alert_id is not None)
-        comments: tuple[Comment, ...] = ()
-        texts = [answer.text for answer in recorded if answer.text]
-        if texts:
-            comments = await self._comments(dialogue.id, texts)
-        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, alerts,
+        # A text after a low score is the customer's comment: it goes under the latest alert.
+        comments = tuple(Comment(alert.id, alert.message_id, answer.text)
+                         for alert in alerted[-1:] for answer in recorded if answer.text)
+        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale)
 
     async def _step_once(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
-                         event: Event | None) -> Stepped | Duplicate | None:
+                         event: Event | None
+                         ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow]]:
+        """The step, and the dialogue's alerts when the reply holds a text (a comment):
+        read in the step's own hop, not in a unit of work of their own."""
         now = self._clock()
+        alerted: Sequence[AlertRow] = ()
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
+            nonlocal alerted
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
             turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
+            if any(answer.text for answer in turn.answers):
+                alerted = alerts.for_session(session, dialogue.id)
             return turn, script.timezone
 
         async with UnitOfWork(self._factory) as uow:
-            return await uow.step(OPEN_AT, {"k_channel": who.channel, "k_address": who.address},
-                                  step, now=now, event=event)
-
-    async def _comments(self, session_id: int, texts: list[str]) -> tuple[Comment, ...]:
-        async with UnitOfWork(self._factory) as uow:
-            alerts = await uow.alerts.for_session(session_id)
-        return tuple(Comment(alert.id, alert.message_id, text)
-                     for alert in alerts[-1:] for text in texts)
+            stepped = await uow.step(OPEN_AT, {"k_channel": who.channel,
+                                               "k_address": who.address}, step, now=now,
+                                     event=event)
+        return stepped, alerted
 
     async def opt_out(self, who: Who) -> bool:
         """No more surveys for this customer, in any channel; the open dialogue ends.

@@ -3,10 +3,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import AlertRow
 from storage.repositories.base import Repository
+
+
+def for_session(session: Session, session_id: int) -> Sequence[AlertRow]:
+    """AlertRepository.for_session for code already running synchronously (UnitOfWork.step)."""
+    return session.scalars(
+        select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id)).all()
 
 
 class AlertRepository(Repository):
@@ -19,8 +26,7 @@ class AlertRepository(Repository):
         return row
 
     async def for_session(self, session_id: int) -> Sequence[AlertRow]:
-        return (await self.session.scalars(
-            select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id))).all()
+        return await self.session.run_sync(for_session, session_id)
 
     async def set_message(self, alert_id: int, message_id: str) -> None:
         """Where the alert was posted in the admin chat: the customer's comment follows it."""
