@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -26,12 +26,30 @@ class Settings(BaseSettings):
     surveys_dir: Path = Path("surveys")
     default_survey: str = "nps"
     admin_token: SecretStr | None = None
+    # More API tokens (comma-separated), e.g. one per integration that posts triggers.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = []
     admin_chat_id: int | None = None
     trigger_secret: SecretStr | None = None
     outbound_webhook_url: str | None = None
     outbound_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.
+    telegram_rate: float = Field(30.0, gt=0)
+    telegram_chat_rate: float = Field(1.0, gt=0)
+    dispatch_interval: float = Field(1.0, gt=0)  # seconds between looks for due deliveries
+    dispatch_batch: int = Field(200, ge=1, le=10_000)
+    send_attempts: int = Field(5, ge=1, le=100)  # transient failures before "failed"
+    sending_timeout: float = Field(300.0, gt=0)  # seconds before a stuck send is retried
+    throttle_days: int = Field(0, ge=0, le=3650)  # one survey per customer in N days, all
+    campaigns_file: Path | None = None  # default: SURVEYS_DIR/campaigns.yaml, if present
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
 
     @property
     def base_url(self) -> str:

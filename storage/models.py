@@ -155,18 +155,60 @@ class TriggerRow(Base):
     idempotency_key: Mapped[str] = mapped_column(unique=True)
     payload: Mapped[JsonDict]
     received_at: Mapped[datetime]
+    # What the first request was answered: the same key again gets exactly this.
+    response: Mapped[JsonDict | None]
+
+
+class CampaignRow(Base):
+    """A recurring survey: a script, a segment of customers and a cron schedule."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    survey_id: Mapped[str]
+    segment: Mapped[JsonDict] = mapped_column(default=dict)  # attribute -> value(s)
+    channel: Mapped[str | None]
+    schedule: Mapped[str]  # crontab: "0 10 * * 1"
+    timezone: Mapped[str] = mapped_column(default="UTC")
+    batch_size: Mapped[int] = mapped_column(default=500)
+    active: Mapped[bool] = mapped_column(default=True)
+    source: Mapped[str] = mapped_column(default="api")  # "api" or the file it came from
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CampaignRunRow(Base):
+    """One firing of a campaign's schedule, worked through in batches: `cursor` is the last
+    customer id done, committed with that batch's deliveries, so a run survives a crash and
+    two processes never start the same one (unique per campaign and time)."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigId, ForeignKey("campaigns.id"))
+    scheduled_for: Mapped[datetime]
+    status: Mapped[str] = mapped_column(default="running")  # running | done
+    cursor: Mapped[int] = mapped_column(BigId, default=0)
+    scheduled: Mapped[int] = mapped_column(default=0)
+    suppressed: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
 
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index(None, "status", "due_at"),)
+    __table_args__ = (Index(None, "status", "due_at"), Index(None, "status", "updated_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
     survey_id: Mapped[str]
     script_version: Mapped[int | None]
     trigger_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("triggers.id"))
-    channel: Mapped[str]
+    campaign_run_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("campaign_runs.id"))
+    channel: Mapped[str]  # the channel asked for, or "auto": the best reachable one
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(default=DeliveryStatus.SCHEDULED)
     reason: Mapped[str | None]
@@ -175,9 +217,12 @@ class DeliveryRow(Base):
     context: Mapped[JsonDict] = mapped_column(default=dict)
     token: Mapped[str | None] = mapped_column(unique=True)
     message_id: Mapped[str | None]
+    sent_channel: Mapped[str | None]  # where it went, after any fallback
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    remind_at: Mapped[datetime | None]  # cleared once reminded
+    expires_at: Mapped[datetime | None]
 
 
 class SessionRow(Base):

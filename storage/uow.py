@@ -9,7 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 
-from sqlalchemy import Select, Table, bindparam, delete, insert
+from sqlalchemy import Connection, Select, Table, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -87,6 +87,24 @@ class UnitOfWork:
         if isinstance(raw, AdaptedConnection):
             return await raw.run_on_worker(fn, self.session.sync_session, True), True
         return await self.session.run_sync(fn, False), False
+
+    async def run(self, fn: Callable[[Connection], _T], *, commit: bool = False) -> _T:
+        """`fn(connection)`: several Core statements in one hop on SQLite (see `_run`), and
+        with `commit=True` the commit too; elsewhere in SQLAlchemy's greenlet. `fn` must do
+        no I/O but through the connection it is given."""
+        def call(session: Session, here: bool) -> _T:
+            result = fn(session.connection())
+            if commit and here:
+                _commit_here(session)
+            return result
+
+        result, on_worker = await self._run(call)
+        if commit:
+            if on_worker:  # committed there: closing only returns the connection
+                await self.session.close()
+            else:
+                await self.session.commit()
+        return result
 
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
                    step: Step, *, now: datetime, event: Event | None = None

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import Script, parse_script, script_to_data
+from storage.errors import NotFound
 from storage.models import ScriptRow
 from storage.uow import UnitOfWork
 
@@ -118,3 +120,37 @@ async def load_scripts(factory: async_sessionmaker[AsyncSession], paths: Sequenc
 def script_of(row: ScriptRow) -> Script:
     """The engine's script from a stored version."""
     return Script.model_validate(row.body)
+
+
+class ScriptCache:
+    """Parsed scripts by (survey, version): a stored version never changes, so each is
+    parsed once per process. Synchronous, for code inside a unit of work's hop."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, int], Script] = {}
+
+    def active(self, connection: Connection, survey_id: str) -> Script | None:
+        """The version new dialogues of this survey start on; None if it is switched off."""
+        version = connection.execute(_ACTIVE_VERSION, {"k_survey": survey_id}).scalar()
+        return None if version is None else self.get(connection, survey_id, version)
+
+    def all_active(self, connection: Connection) -> list[Script]:
+        rows = connection.execute(select(ScriptRow.survey_id, ScriptRow.version)
+                                  .where(ScriptRow.active).order_by(ScriptRow.survey_id))
+        return [self.get(connection, survey_id, version) for survey_id, version in rows.all()]
+
+    def get(self, connection: Connection, survey_id: str, version: int) -> Script:
+        key = (survey_id, version)
+        if key not in self._parsed:
+            body = connection.execute(_BODY, {"k_survey": survey_id, "k_version": version}
+                                      ).scalar()
+            if body is None:
+                raise NotFound(f"script {survey_id} v{version}")
+            self._parsed[key] = Script.model_validate(body)
+        return self._parsed[key]
+
+
+_ACTIVE_VERSION = select(ScriptRow.version).where(ScriptRow.survey_id == bindparam("k_survey"),
+                                                  ScriptRow.active)
+_BODY = select(ScriptRow.body).where(ScriptRow.survey_id == bindparam("k_survey"),
+                                     ScriptRow.version == bindparam("k_version"))

@@ -389,11 +389,15 @@ def _str_or_none(value: object) -> str | None:
 
 
 def _profile(customer: CustomerRow) -> dict[str, Scalar]:
+    return profile(customer.attributes, customer.first_name)
+
+
+def profile(attributes: Mapping[str, object] | None, first_name: str | None
+            ) -> dict[str, Scalar]:
     """What placeholders and conditions may read as {customer.KEY}: scalar attributes and
     the first name; never contact details."""
-    profile = {k: v for k, v in (customer.attributes or {}).items()
-               if isinstance(v, bool | int | float | str)}
-    if customer.first_name:
-        profile["first_name"] = customer.first_name
-    return profile
+    found = {k: v for k, v in (attributes or {}).items() if isinstance(v, bool | int | float | str)}
+    if first_name:
+        found["first_name"] = first_name
+    return found
 

@@ -76,15 +76,15 @@ async def show(bot: Bot, chat_id: int, outcome: Outcome, surveys: SurveyService,
     if outcome.reprompt is not None and not outcome.finished:
         prompt = outcome.reprompt.prompt
         await bot.send_message(chat_id, render.reprompt_text(outcome.reprompt),
-                               reply_markup=_markup(prompt, outcome.session_id, _)
+                               reply_markup=markup_for(prompt, outcome.session_id, _)
                                if prompt else None)
     for prompt in outcome.prompts:
         await bot.send_message(chat_id, render.text(prompt),
-                               reply_markup=_markup(prompt, outcome.session_id, _))
+                               reply_markup=markup_for(prompt, outcome.session_id, _))
     await admin.notify(bot, settings, surveys, outcome)
 
 
-def _markup(prompt: Prompt, session_id: int, _: Callable[[str], str]) -> render.Markup | None:
+def markup_for(prompt: Prompt, session_id: int, _: Callable[[str], str]) -> render.Markup | None:
     return render.markup(prompt, session_id, skip_label=_("Skip"), back_label=_("Back"),
                          done_label=_("Done"), placeholder=_("Type your answer"))
 

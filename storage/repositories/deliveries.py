@@ -1,13 +1,237 @@
+"""Deliveries: one row per survey due to a customer (from a trigger or a campaign run), the
+source of truth for what the dispatcher sends. Also the triggers that create them.
+
+The functions taking a Connection run synchronously inside one unit of work's hop
+(UnitOfWork.run): accepting a trigger or claiming a batch is one thread hop on SQLite."""
+
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from storage.models import DeliveryRow, DeliveryStatus
+from sqlalchemy import Connection, Table, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.models import (
+    CustomerRow,
+    DeliveryRow,
+    DeliveryStatus,
+    IdentityRow,
+    SessionRow,
+    SessionStatus,
+    TriggerRow,
+)
 from storage.repositories.base import Repository
 
 # A delivery the customer may still answer.
 OPEN = (DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING, DeliveryStatus.SENT,
         DeliveryStatus.REMINDED, DeliveryStatus.ANSWERED)
+# Waiting for the customer's answer: a reminder or the expiry may still come.
+AWAITING = (DeliveryStatus.SENT, DeliveryStatus.REMINDED, DeliveryStatus.ANSWERED)
+# What counts as "surveyed" for the anti-fatigue clock: anything not refused or failed.
+SURVEYED = tuple(s for s in DeliveryStatus
+                 if s not in (DeliveryStatus.SUPPRESSED, DeliveryStatus.FAILED))
+
+_triggers: Table = TriggerRow.__table__  # type: ignore[assignment]
+_deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
+_customers: Table = CustomerRow.__table__  # type: ignore[assignment]
+_identities: Table = IdentityRow.__table__  # type: ignore[assignment]
+_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+
+
+def _dialect(connection: Connection) -> Any:
+    return postgresql if connection.dialect.name == "postgresql" else sqlite
+
+
+class Contact(NamedTuple):
+    """A customer as the policy sees them."""
+
+    id: int
+    opted_out: bool
+    timezone: str | None
+    locale: str | None
+
+
+def claim_trigger(connection: Connection, source: str, key: str, payload: Mapping[str, Any],
+                  now: datetime) -> int | None:
+    """Record a trigger; None if its idempotency key was recorded before (on PostgreSQL a
+    concurrent insert of the same key waits for the first transaction, then yields)."""
+    statement = (_dialect(connection).insert(_triggers)
+                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                 .returning(_triggers.c.id))
+    return connection.execute(statement, {
+        "source": source, "idempotency_key": key, "payload": dict(payload),
+        "received_at": now}).scalar()
+
+
+def trigger_record(connection: Connection, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request a recorded trigger came with, and what it was answered."""
+    row = connection.execute(select(_triggers.c.payload, _triggers.c.response)
+                             .where(_triggers.c.idempotency_key == key)).one()
+    return row.payload, row.response
+
+
+def set_trigger_response(connection: Connection, trigger_id: int,
+                         response: Mapping[str, Any]) -> None:
+    connection.execute(update(_triggers).where(_triggers.c.id == trigger_id)
+                       .values(response=dict(response)))
+
+
+def upsert_customer(connection: Connection, external_id: str, values: Mapping[str, Any],
+                    attributes: Mapping[str, Any], now: datetime) -> Contact:
+    """The customer with this external id, created or updated: given fields replace the
+    stored ones, attributes are merged key by key."""
+    columns = (_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone,
+               _customers.c.locale, _customers.c.attributes)
+    given = {k: v for k, v in values.items() if v is not None}
+    inserted = connection.execute(
+        _dialect(connection).insert(_customers)
+        .on_conflict_do_nothing(index_elements=["external_id"]).returning(*columns),
+        {"external_id": external_id, "attributes": dict(attributes), "created_at": now,
+         "updated_at": now, **given}).first()
+    if inserted is not None:
+        return Contact(inserted.id, False, inserted.timezone, inserted.locale)
+    row = connection.execute(select(*columns).where(
+        _customers.c.external_id == external_id)).one()
+    merged = {**(row.attributes or {}), **attributes}
+    changes = {k: v for k, v in given.items() if getattr(row, k, None) != v}
+    if merged != (row.attributes or {}):
+        changes["attributes"] = merged
+    if changes:
+        connection.execute(update(_customers).where(_customers.c.id == row.id)
+                           .values(**changes, updated_at=now))
+    return Contact(row.id, row.opted_out_at is not None, given.get("timezone", row.timezone),
+                   given.get("locale", row.locale))
+
+
+def bind_identity(connection: Connection, customer_id: int, channel: str, address: str,
+                  now: datetime) -> None:
+    """(channel, address) belongs to this customer from now on; its reachability stays as
+    it was (a chat that blocked the bot is not reopened by a trigger)."""
+    insert = _dialect(connection).insert(_identities)
+    connection.execute(
+        insert.on_conflict_do_update(index_elements=["channel", "address"],
+                                     set_={"customer_id": customer_id},
+                                     where=_identities.c.customer_id != customer_id),
+        {"customer_id": customer_id, "channel": channel, "address": address,
+         "reachable": True, "created_at": now})
+
+
+def reachable(connection: Connection, customer_id: int) -> dict[str, str]:
+    """The customer's reachable addresses, by channel (the newest one of each)."""
+    rows = connection.execute(
+        select(_identities.c.channel, _identities.c.address)
+        .where(_identities.c.customer_id == customer_id, _identities.c.reachable)
+        .order_by(_identities.c.id)).all()
+    return {row.channel: row.address for row in rows}
+
+
+def surveyed_since(connection: Connection, customer_id: int, since: datetime,
+                   survey_id: str | None) -> bool:
+    """Whether the customer had a survey (this one, or any when None) due since `since`:
+    the anti-fatigue clock, one per customer across every channel."""
+    query = select(_deliveries.c.id).where(
+        _deliveries.c.customer_id == customer_id, _deliveries.c.due_at > since,
+        _deliveries.c.status.in_(SURVEYED)).limit(1)
+    if survey_id is not None:
+        query = query.where(_deliveries.c.survey_id == survey_id)
+    return connection.execute(query).first() is not None
+
+
+def insert_delivery(connection: Connection, values: Mapping[str, Any]) -> int:
+    return int(connection.execute(_deliveries.insert().returning(_deliveries.c.id),
+                                  dict(values)).scalar_one())
+
+
+def claim_due(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
+    """Take up to `limit` due deliveries for sending: status -> sending, attempts + 1.
+    SKIP LOCKED: two processes claiming at once never take the same delivery; SQLite
+    (which ignores it) serializes whole transactions with BEGIN IMMEDIATE instead."""
+    due = (select(_deliveries.c.id)
+           .where(_deliveries.c.status == DeliveryStatus.SCHEDULED, _deliveries.c.due_at <= now)
+           .order_by(_deliveries.c.due_at, _deliveries.c.id).limit(limit)
+           .with_for_update(skip_locked=True))
+    ids = list(connection.execute(due).scalars())
+    if not ids:
+        return []
+    rows = connection.execute(
+        update(_deliveries).where(_deliveries.c.id.in_(ids))
+        .values(status=DeliveryStatus.SENDING, attempts=_deliveries.c.attempts + 1,
+                updated_at=now)
+        .returning(*_deliveries.c)).all()
+    return sorted((DeliveryRow(**row._mapping) for row in rows),
+                  key=lambda row: (row.due_at, row.id))
+
+
+def recover_stuck(connection: Connection, before: datetime, now: datetime) -> int:
+    """Deliveries left in `sending` by a process that died: those with a message id went out
+    (only the bookkeeping was lost); the others go back to the queue."""
+    stuck = and_(_deliveries.c.status == DeliveryStatus.SENDING,
+                 _deliveries.c.updated_at < before)
+    sent = connection.execute(
+        update(_deliveries).where(stuck, _deliveries.c.message_id.is_not(None))
+        .values(status=DeliveryStatus.SENT, updated_at=now))
+    queued = connection.execute(
+        update(_deliveries).where(stuck, _deliveries.c.message_id.is_(None))
+        .values(status=DeliveryStatus.SCHEDULED, due_at=now, updated_at=now))
+    return int(sent.rowcount or 0) + int(queued.rowcount or 0)
+
+
+def finish_sending(connection: Connection, delivery_id: int, values: Mapping[str, Any],
+                   now: datetime) -> bool:
+    """Record a claimed delivery's outcome; False if it was not ours any more (recovered
+    by another process after a timeout)."""
+    result = connection.execute(
+        update(_deliveries).where(_deliveries.c.id == delivery_id,
+                                  _deliveries.c.status == DeliveryStatus.SENDING)
+        .values(**values, updated_at=now))
+    return bool(result.rowcount)
+
+
+def due_reminders(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
+    """Sent, unanswered deliveries whose reminder is due: claimed (remind_at cleared) in the
+    same statement, so the reminder goes once."""
+    due = (select(_deliveries.c.id)
+           .where(_deliveries.c.status == DeliveryStatus.SENT, _deliveries.c.remind_at <= now)
+           .order_by(_deliveries.c.remind_at).limit(limit).with_for_update(skip_locked=True))
+    ids = list(connection.execute(due).scalars())
+    if not ids:
+        return []
+    rows = connection.execute(
+        update(_deliveries).where(_deliveries.c.id.in_(ids))
+        .values(status=DeliveryStatus.REMINDED, remind_at=None, updated_at=now)
+        .returning(*_deliveries.c)).all()
+    return [DeliveryRow(**row._mapping) for row in rows]
+
+
+def expire_due(connection: Connection, now: datetime) -> int:
+    """Deliveries past their expiry: expired, and their open dialogues closed."""
+    ids = list(connection.execute(
+        select(_deliveries.c.id).where(_deliveries.c.status.in_(AWAITING),
+                                       _deliveries.c.expires_at <= now)).scalars())
+    if not ids:
+        return 0
+    connection.execute(update(_deliveries).where(_deliveries.c.id.in_(ids))
+                       .values(status=DeliveryStatus.EXPIRED, updated_at=now))
+    connection.execute(
+        update(_sessions).where(_sessions.c.delivery_id.in_(ids),
+                                _sessions.c.status == SessionStatus.ACTIVE)
+        .values(status=SessionStatus.EXPIRED, updated_at=now,
+                revision=_sessions.c.revision + 1))
+    return len(ids)
+
+
+def mark_answered(connection: Connection, delivery_id: int, finished: bool,
+                  now: datetime) -> None:
+    """The customer answered (finished: completed) the delivery's survey."""
+    status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
+    connection.execute(
+        update(_deliveries)
+        .where(_deliveries.c.id == delivery_id,
+               _deliveries.c.status.in_((*OPEN, DeliveryStatus.EXPIRED)),
+               _deliveries.c.status != status)
+        .values(status=status, remind_at=None, updated_at=now))
 
 
 class DeliveryRepository(Repository):
@@ -16,10 +240,34 @@ class DeliveryRepository(Repository):
     async def by_token(self, token: str) -> DeliveryRow | None:
         return await self.session.scalar(select(DeliveryRow).where(DeliveryRow.token == token))
 
+    async def get(self, delivery_id: int) -> DeliveryRow | None:
+        return await self.session.get(DeliveryRow, delivery_id)
+
     async def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
         """The customer's latest delivery in this channel that is still open to answer."""
         return await self.session.scalar(
             select(DeliveryRow)
-            .where(DeliveryRow.customer_id == customer_id, DeliveryRow.channel == channel,
+            .where(DeliveryRow.customer_id == customer_id,
+                   or_(DeliveryRow.channel == channel, DeliveryRow.sent_channel == channel),
                    DeliveryRow.status.in_(OPEN))
             .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
+
+    async def search(self, *, customer_id: int | None = None, status: str | None = None,
+                     survey_id: str | None = None, after: int = 0, limit: int = 100
+                     ) -> Sequence[DeliveryRow]:
+        """Deliveries by id, from `after` on, optionally one customer's, status or survey."""
+        query = select(DeliveryRow).where(DeliveryRow.id > after)
+        if customer_id is not None:
+            query = query.where(DeliveryRow.customer_id == customer_id)
+        if status is not None:
+            query = query.where(DeliveryRow.status == status)
+        if survey_id is not None:
+            query = query.where(DeliveryRow.survey_id == survey_id)
+        return (await self.session.scalars(query.order_by(DeliveryRow.id).limit(limit))).all()
+
+    async def counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
+        rows = await self.session.execute(
+            select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status))
+        return {status: int(count) for status, count in rows.tuples()}
+

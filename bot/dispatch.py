@@ -1,0 +1,356 @@
+"""The dispatcher: due deliveries out through their channel, reminders once, expiry.
+
+The deliveries table is the source of truth. A tick claims due deliveries in batches
+(status -> sending; SKIP LOCKED on PostgreSQL, so several processes never take one twice),
+opens each one's dialogue in the claiming transaction, sends the first prompt through the
+channel's Sender, and records each outcome right after its send (group-committed every few
+milliseconds): a process killed mid-batch leaves at most the sends of those milliseconds
+unrecorded. A delivery left in `sending` by a dead process goes back to the queue after
+`sending_timeout`, unless its message id was recorded (then it went out).
+
+Outcomes: sent; a closed channel (Telegram 403, no chat yet, a hard bounce) marks that
+address unreachable and puts the delivery back at once, so the next tick takes the next
+channel (fallback, not failure); a transient error (429, 5xx, network) waits with
+exponential backoff (at least `retry_after`) and fails after `attempts`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services.scripts import ScriptCache
+from bot.services.surveys import profile
+from bot.services.triggers import channel_plan
+from conversations.engine import DialogueState, Prompt, current_prompts, start
+from storage.models import (
+    CustomerRow,
+    DeliveryRow,
+    DeliveryStatus,
+    IdentityRow,
+    SessionRow,
+    SessionStatus,
+)
+from storage.repositories import deliveries as store
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+Factory = async_sessionmaker[AsyncSession]
+
+_customers: Table = CustomerRow.__table__  # type: ignore[assignment]
+_identities: Table = IdentityRow.__table__  # type: ignore[assignment]
+_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+_deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One message to send: the delivery, where to, and the dialogue's prompts to show."""
+
+    delivery_id: int
+    survey_id: str
+    token: str
+    channel: str
+    address: str
+    session_id: int
+    prompts: tuple[Prompt, ...]
+    locale: str
+    reminder: bool = False
+    remind_after: timedelta | None = None  # the script's policy, for the bookkeeping
+    expires_after: timedelta | None = None
+
+
+class ChannelClosed(Exception):
+    """This address cannot be written to (blocked, no chat, hard bounce): try the next."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TryLater(Exception):
+    """A transient failure; `retry_after` seconds at least, when the peer said so."""
+
+    def __init__(self, error: str, retry_after: float | None = None) -> None:
+        super().__init__(error)
+        self.retry_after = retry_after
+
+
+class Sender(Protocol):
+    async def send(self, job: Job) -> str | None:
+        """Send the job's prompts; the message id, if the channel has one. Raises
+        ChannelClosed or TryLater."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    job: Job
+    attempts: int  # before this send
+    message_id: str | None = None
+    closed: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class DeliveryDispatcher:
+    def __init__(self, factory: Factory, senders: Mapping[str, Sender], *,
+                 clock: Callable[[], datetime] | None = None, scripts: ScriptCache | None = None,
+                 batch: int = 200, attempts: int = 5,
+                 sending_timeout: timedelta = timedelta(minutes=5),
+                 backoff: timedelta = timedelta(seconds=30), concurrency: int = 100) -> None:
+        self._factory = factory
+        self._senders = senders
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._scripts = scripts or ScriptCache()
+        self._batch = batch
+        self._attempts = attempts
+        self._sending_timeout = sending_timeout
+        self._backoff = backoff
+        self._slots = asyncio.Semaphore(concurrency)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    async def tick(self) -> int:
+        """Send everything due now, batch after batch; returns how many were claimed."""
+        await self.recover()
+        claimed = 0
+        async with _Recorder(self) as recorder:
+            while True:
+                async with UnitOfWork(self._factory) as uow:
+                    jobs = await uow.run(self._claim, commit=True)
+                if jobs is None:
+                    break
+                claimed += len(jobs)
+                await asyncio.gather(*(self._send(job, attempts, recorder)
+                                       for job, attempts in jobs))
+        return claimed
+
+    async def recover(self) -> int:
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            recovered = await uow.run(lambda connection: store.recover_stuck(
+                connection, now - self._sending_timeout, now), commit=True)
+        if recovered:
+            log.warning("recovered %s deliveries left in 'sending' by a stopped process",
+                        recovered)
+        return recovered
+
+    def _claim(self, connection: Connection) -> list[tuple[Job, int]] | None:
+        """Claim a batch and open each delivery's dialogue, in one transaction. None when
+        nothing was due; deliveries settled here (opted out, no channel) give no job."""
+        now = self._clock()
+        rows = store.claim_due(connection, now, self._batch)
+        if not rows:
+            return None
+        customer_ids = list({row.customer_id for row in rows})
+        customers = {c.id: c for c in connection.execute(
+            select(_customers.c.id, _customers.c.opted_out_at, _customers.c.locale,
+                   _customers.c.first_name, _customers.c.attributes)
+            .where(_customers.c.id.in_(customer_ids)))}
+        addresses: dict[int, dict[str, str]] = {}
+        for identity in connection.execute(
+                select(_identities.c.customer_id, _identities.c.channel, _identities.c.address)
+                .where(_identities.c.customer_id.in_(customer_ids), _identities.c.reachable)
+                .order_by(_identities.c.id)):
+            addresses.setdefault(identity.customer_id, {})[identity.channel] = identity.address
+        open_sessions: dict[tuple[int, str], Any] = {}
+        for session in connection.execute(
+                select(_sessions.c.id, _sessions.c.customer_id, _sessions.c.channel,
+                       _sessions.c.delivery_id, _sessions.c.state)
+                .where(_sessions.c.customer_id.in_(customer_ids),
+                       _sessions.c.status == SessionStatus.ACTIVE)
+                .order_by(_sessions.c.started_at, _sessions.c.id)):
+            open_sessions[session.customer_id, session.channel] = session
+
+        jobs: list[tuple[Job, int]] = []
+        for row in rows:
+            customer = customers[row.customer_id]
+            plan = channel_plan(addresses.get(row.customer_id, {}), row.channel, self._senders)
+            script = self._scripts.active(connection, row.survey_id)
+            settle = ("opted_out" if customer.opted_out_at is not None else
+                      "no_channel" if not plan else "survey_inactive" if script is None else None)
+            if settle is not None:
+                status = (DeliveryStatus.SUPPRESSED if settle == "opted_out"
+                          else DeliveryStatus.FAILED)
+                store.finish_sending(connection, row.id, {"status": status, "reason": settle},
+                                     now)
+                continue
+            assert script is not None
+            channel = plan[0]
+            current = open_sessions.get((row.customer_id, channel))
+            if current is not None and current.delivery_id == row.id:
+                state = DialogueState.from_json(current.state)  # a retry: ask it again
+                job_script = self._scripts.get(connection, state.script_id, state.version)
+                prompts, session_id = current_prompts(job_script, state), current.id
+            else:
+                if current is not None:  # one open dialogue per channel: the new one wins
+                    _close(connection, current.id, SessionStatus.ABANDONED, now)
+                turn = start(script, now=now, locale=customer.locale, context=row.context,
+                             customer=profile(customer.attributes, customer.first_name))
+                state, prompts = turn.state, turn.prompts
+                session_id = int(connection.execute(
+                    _sessions.insert().returning(_sessions.c.id),
+                    {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
+                     "survey_id": script.id, "script_version": script.version,
+                     "current_step": state.step, "state": state.to_json(),
+                     "status": SessionStatus.COMPLETED if turn.finished
+                     else SessionStatus.ACTIVE, "revision": 0, "started_at": now,
+                     "updated_at": now, "completed_at": now if turn.finished else None}
+                ).scalar_one())
+            jobs.append((Job(row.id, row.survey_id, row.token or "", channel,
+                             addresses[row.customer_id][channel], session_id, prompts,
+                             state.locale, remind_after=script.policy.reminder_after,
+                             expires_after=script.policy.expires_after), row.attempts))
+        return jobs
+
+    async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
+        async with self._slots:
+            try:
+                message_id = await self._senders[job.channel].send(job)
+            except ChannelClosed as closed:
+                outcome = _Outcome(job, attempts, closed=closed.reason)
+            except TryLater as later:
+                outcome = _Outcome(job, attempts, error=str(later),
+                                   retry_after=later.retry_after)
+            except Exception as error:  # a bug or an unforeseen failure: retried, then failed
+                log.exception("sending delivery %s failed", job.delivery_id)
+                outcome = _Outcome(job, attempts, error=type(error).__name__)
+            else:
+                outcome = _Outcome(job, attempts, message_id=message_id)
+        await recorder.put(outcome)
+
+    def _record(self, connection: Connection, outcomes: Sequence[_Outcome]) -> None:
+        now = self._clock()
+        for outcome in outcomes:
+            job = outcome.job
+            values: dict[str, Any]
+            if outcome.closed is None and outcome.error is None:
+                remind, expire = job.remind_after, job.expires_after
+                values = {"status": DeliveryStatus.SENT, "sent_channel": job.channel,
+                          "message_id": outcome.message_id, "sent_at": now,
+                          "remind_at": now + remind if remind else None,
+                          "expires_at": now + expire if expire else None, "last_error": None}
+            elif outcome.closed is not None:
+                connection.execute(
+                    update(_identities).where(_identities.c.channel == job.channel,
+                                              _identities.c.address == job.address)
+                    .values(reachable=False, unreachable_reason=outcome.closed))
+                _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+                values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
+                          "last_error": f"{job.channel}: {outcome.closed}"}
+            elif outcome.attempts + 1 >= self._attempts:
+                _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+                values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
+                          "attempts": outcome.attempts + 1, "last_error": outcome.error}
+            else:
+                wait = max(self._backoff.total_seconds() * 2 ** outcome.attempts,
+                           outcome.retry_after or 0)
+                values = {"status": DeliveryStatus.SCHEDULED, "attempts": outcome.attempts + 1,
+                          "due_at": now + timedelta(seconds=wait), "last_error": outcome.error}
+            if not store.finish_sending(connection, job.delivery_id, values, now):
+                log.warning("delivery %s was taken back before its outcome was recorded",
+                            job.delivery_id)
+
+    # -- reminders and expiry ---------------------------------------------------------------
+
+    async def remind(self) -> int:
+        """Remind once those who have not answered: the open question again, through the
+        channel it went out on, or the next reachable one if that one closed since."""
+        now = self._clock()
+
+        def claim(connection: Connection) -> list[Job]:
+            jobs = []
+            for row in store.due_reminders(connection, now, self._batch):
+                session = connection.execute(
+                    select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
+                    .where(_sessions.c.delivery_id == row.id,
+                           _sessions.c.status == SessionStatus.ACTIVE)
+                    .order_by(_sessions.c.id.desc()).limit(1)).first()
+                addresses = store.reachable(connection, row.customer_id)
+                plan = channel_plan(addresses, row.sent_channel, self._senders)
+                if session is None or not plan:
+                    continue
+                state = DialogueState.from_json(session.state)
+                script = self._scripts.get(connection, state.script_id, state.version)
+                jobs.append(Job(row.id, row.survey_id, row.token or "", plan[0],
+                                addresses[plan[0]], session.id, current_prompts(script, state),
+                                state.locale, reminder=True))
+            return jobs
+
+        async with UnitOfWork(self._factory) as uow:
+            jobs = await uow.run(claim, commit=True)
+        for job in jobs:
+            try:
+                await self._senders[job.channel].send(job)
+            except Exception as error:  # a reminder is best effort: it is not sent twice
+                log.warning("reminder for delivery %s not sent: %s", job.delivery_id,
+                            type(error).__name__)
+        return len(jobs)
+
+    async def expire(self) -> int:
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            return await uow.run(lambda connection: store.expire_due(connection, now),
+                                 commit=True)
+
+
+def _close(connection: Connection, session_id: int, status: SessionStatus,
+           now: datetime) -> None:
+    connection.execute(update(_sessions).where(_sessions.c.id == session_id,
+                                               _sessions.c.status == SessionStatus.ACTIVE)
+                       .values(status=status, updated_at=now,
+                               revision=_sessions.c.revision + 1))
+
+
+class _Recorder:
+    """Outcomes written as they come, many per transaction: the first waits for none, the
+    rest of those queued meanwhile share its commit."""
+
+    def __init__(self, dispatcher: DeliveryDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._queue: asyncio.Queue[_Outcome | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _Recorder:
+        self._task = asyncio.create_task(self._write())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._queue.put(None)
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def put(self, outcome: _Outcome) -> None:
+        await self._queue.put(outcome)
+
+    async def _write(self) -> None:
+        done = False
+        while not done:
+            outcomes: list[_Outcome] = []
+            item = await self._queue.get()
+            while True:
+                if item is None:
+                    done = True
+                    break
+                outcomes.append(item)
+                if self._queue.empty() or len(outcomes) >= 500:
+                    break
+                item = self._queue.get_nowait()
+            if not outcomes:
+                continue
+            try:
+                async with UnitOfWork(self._dispatcher._factory) as uow:
+                    await uow.run(functools.partial(self._dispatcher._record,
+                                                    outcomes=outcomes), commit=True)
+            except Exception:
+                # Left in `sending`: recovered after the timeout and sent again.
+                log.exception("could not record %s send outcomes", len(outcomes))

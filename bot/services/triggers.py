@@ -1,0 +1,238 @@
+"""Triggers: another system says an interaction happened; Otklik records it once, decides
+whether and when to ask (opt-out, the anti-fatigue clock, quiet hours, a reachable
+channel) and schedules a delivery. Campaign runs take the same decisions."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services.scripts import ScriptCache
+from conversations.conditions import Scalar
+from conversations.policy import next_allowed
+from conversations.script import Script
+from storage.models import DeliveryRow, DeliveryStatus
+from storage.repositories import deliveries as store
+from storage.uow import UnitOfWork
+
+Factory = async_sessionmaker[AsyncSession]
+# Where a survey can go, best first: a messenger, then e-mail (which carries the web link).
+CHANNEL_ORDER = ("telegram", "email")
+
+
+class TriggerError(RuntimeError):
+    """Root of what a trigger is refused for; the API answers each with a 4xx naming the
+    field at fault."""
+
+    field: str = ""
+
+
+class UnknownSurvey(TriggerError):
+    field = "survey"
+
+
+class KeyReused(TriggerError):
+    """The idempotency key came before with another body."""
+
+    field = "idempotency_key"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerIn:
+    external_id: str
+    telegram_id: int | None = None
+    email: str | None = None
+    phone: str | None = None  # E.164
+    first_name: str | None = None
+    locale: str | None = None
+    timezone: str | None = None
+    attributes: Mapping[str, Scalar] = field(default_factory=dict)
+
+    def addresses(self) -> dict[str, str]:
+        found = {"telegram": str(self.telegram_id) if self.telegram_id else None,
+                 "email": self.email, "phone": self.phone}
+        return {channel: address for channel, address in found.items() if address}
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    survey: str
+    idempotency_key: str
+    customer: CustomerIn
+    payload: Mapping[str, Any]  # the request as sent, kept with the trigger
+    context: Mapping[str, Scalar] = field(default_factory=dict)
+    channel: str | None = None
+    delay: timedelta | None = None
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy says of one survey for one customer."""
+
+    status: DeliveryStatus  # SCHEDULED or SUPPRESSED
+    reason: str | None  # why suppressed, or "quiet_hours" when moved
+    due_at: datetime
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    trigger_id: int
+    delivery_id: int
+    status: str
+    reason: str | None
+    due_at: datetime
+    replay: bool = False  # the same idempotency key again: the first answer
+
+    def to_json(self) -> dict[str, Any]:
+        return {"trigger_id": self.trigger_id, "delivery_id": self.delivery_id,
+                "status": self.status, "reason": self.reason,
+                "due_at": self.due_at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, replay: bool) -> Accepted:
+        return cls(int(data["trigger_id"]), int(data["delivery_id"]), str(data["status"]),
+                   data.get("reason"), datetime.fromisoformat(data["due_at"]), replay)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Settings that apply to every survey, besides each script's own policy."""
+
+    channels: Collection[str] = ("telegram",)  # the channels this process can send on
+    throttle_days: int = 0  # at most one survey per customer in this many days, all surveys
+
+
+def new_token() -> str:
+    """A delivery's secret: 192 bits, URL- and deep-link-safe (Telegram's /start payload
+    takes 64 characters of [A-Za-z0-9_-]; this is 32)."""
+    return secrets.token_urlsafe(24)
+
+
+def channel_plan(addresses: Mapping[str, str], asked: str | None,
+                 available: Collection[str]) -> list[str]:
+    """The channels to try, in order: the one asked for, then the best reachable ones."""
+    order = [asked] if asked else []
+    order += [c for c in CHANNEL_ORDER if c != asked]
+    return [c for c in order if c in addresses and c in available]
+
+
+def decide(connection: Connection, contact: store.Contact, script: Script, policy: Policy,
+           *, asked: str | None, delay: timedelta | None, now: datetime) -> Decision:
+    """Whether and when: opted out, surveyed too recently, no reachable channel, else due
+    after the delay, moved out of the quiet hours in the customer's time zone."""
+    due = now + (delay if delay is not None else script.policy.delay or timedelta(0))
+
+    def suppressed(reason: str, channel: str = asked or "none") -> Decision:
+        return Decision(DeliveryStatus.SUPPRESSED, reason, due, channel)
+
+    if contact.opted_out:
+        return suppressed("opted_out")
+    for days, survey in ((script.policy.throttle_days,
+                          script.id if script.policy.throttle_scope == "survey" else None),
+                         (policy.throttle_days, None)):
+        if days and store.surveyed_since(connection, contact.id, now - timedelta(days=days),
+                                         survey):
+            return suppressed("throttled")
+    plan = channel_plan(store.reachable(connection, contact.id), asked, policy.channels)
+    if not plan:
+        return suppressed("no_channel")
+    allowed = next_allowed(due, script.policy.quiet_hours, contact.timezone or script.timezone)
+    return Decision(DeliveryStatus.SCHEDULED, "quiet_hours" if allowed != due else None,
+                    allowed, plan[0])
+
+
+def delivery_values(contact: store.Contact, script: Script, decision: Decision,
+                    context: Mapping[str, Scalar], now: datetime, **extra: Any
+                    ) -> dict[str, Any]:
+    return {"customer_id": contact.id, "survey_id": script.id,
+            "script_version": script.version, "channel": decision.channel,
+            "due_at": decision.due_at, "status": decision.status, "reason": decision.reason,
+            "attempts": 0, "context": dict(context), "token": new_token(),
+            "created_at": now, "updated_at": now, **extra}
+
+
+class TriggerService:
+    def __init__(self, factory: Factory, *, policy: Policy | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 scripts: ScriptCache | None = None) -> None:
+        self._factory = factory
+        self._policy = policy or Policy()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._scripts = scripts or ScriptCache()
+
+    async def accept(self, trigger: Trigger) -> Accepted:
+        """Record the trigger once and schedule (or suppress) its delivery, in one
+        transaction: the same idempotency key again returns the first answer."""
+        now = self._clock()
+
+        def work(connection: Connection) -> Accepted:
+            trigger_id = store.claim_trigger(connection, trigger.source,
+                                             trigger.idempotency_key, trigger.payload, now)
+            if trigger_id is None:
+                payload, response = store.trigger_record(connection, trigger.idempotency_key)
+                if payload != trigger.payload:
+                    raise KeyReused("this idempotency_key was used with a different request")
+                return Accepted.from_json(response, replay=True)
+            script = self._scripts.active(connection, trigger.survey)
+            if script is None:  # raised before the commit: nothing of it is stored
+                raise UnknownSurvey(f"no active survey {trigger.survey!r}")
+            customer = trigger.customer
+            contact = store.upsert_customer(
+                connection, customer.external_id,
+                {"first_name": customer.first_name, "phone": customer.phone,
+                 "email": customer.email, "locale": customer.locale,
+                 "timezone": customer.timezone}, customer.attributes, now)
+            for channel, address in customer.addresses().items():
+                store.bind_identity(connection, contact.id, channel, address, now)
+            decision = decide(connection, contact, script, self._policy,
+                              asked=trigger.channel, delay=trigger.delay, now=now)
+            delivery_id = store.insert_delivery(connection, delivery_values(
+                contact, script, decision, trigger.context, now, trigger_id=trigger_id))
+            accepted = Accepted(trigger_id, delivery_id, decision.status, decision.reason,
+                                decision.due_at)
+            store.set_trigger_response(connection, trigger_id, accepted.to_json())
+            return accepted
+
+        async with UnitOfWork(self._factory) as uow:
+            return await uow.run(work, commit=True)
+
+    async def active_surveys(self) -> list[Script]:
+        """The scripts new dialogues start on, by survey id."""
+        async with UnitOfWork(self._factory) as uow:
+            return await uow.run(self._scripts.all_active)
+
+    async def delivery(self, delivery_id: int) -> dict[str, Any] | None:
+        async with UnitOfWork(self._factory) as uow:
+            row = await uow.deliveries.get(delivery_id)
+        return None if row is None else _delivery_json(row)
+
+    async def deliveries(self, *, customer: str | None, status: str | None,
+                         survey: str | None, after: int, limit: int) -> list[dict[str, Any]]:
+        """A page of deliveries by id; `customer` is an external id."""
+        async with UnitOfWork(self._factory) as uow:
+            customer_id = None
+            if customer is not None:
+                row = await uow.customers.by_external_id(customer)
+                if row is None:
+                    return []
+                customer_id = row.id
+            rows = await uow.deliveries.search(customer_id=customer_id, status=status,
+                                               survey_id=survey, after=after, limit=limit)
+        return [_delivery_json(row) for row in rows]
+
+
+def _delivery_json(row: DeliveryRow) -> dict[str, Any]:
+    return {"id": row.id, "survey": row.survey_id, "script_version": row.script_version,
+            "customer_id": row.customer_id, "trigger_id": row.trigger_id,
+            "channel": row.channel, "sent_channel": row.sent_channel, "status": row.status,
+            "reason": row.reason, "attempts": row.attempts, "last_error": row.last_error,
+            "due_at": row.due_at, "sent_at": row.sent_at, "expires_at": row.expires_at,
+            "context": row.context}

@@ -1,0 +1,246 @@
+"""What every JSON route shares: errors as `{"error": {code, message, field}}`, request
+bodies parsed by pydantic models, authentication, and the OpenAPI document, generated from
+the same models the handlers parse and answer with, so it cannot drift from them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from bot.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SIGNATURE_HEADER = "X-Otklik-Signature"
+TIMESTAMP_HEADER = "X-Otklik-Timestamp"
+REPLAY_WINDOW = 300  # seconds either way between the sender's clock and ours
+
+
+class ApiError(Exception):
+    """An error the API answers with: its status, a stable code, a message for a human
+    and the field at fault (a dotted path into the body, a header or a parameter)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+class Problem(BaseModel):
+    code: str = Field(examples=["invalid"])
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: Problem
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "field": field}},
+                             status=status, headers=headers)
+
+
+def _field_of(error: ValidationError) -> tuple[str, str]:
+    first = error.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in first["loc"])
+    return path, f"{path}: {first['msg']}" if path else first["msg"]
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure under /api/ becomes a JSON error; nothing else leaves a traceback."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.field)
+    except web.HTTPException as error:
+        if not request.path.startswith("/api/") or error.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed",
+                413: "too_large"}.get(error.status, "http_error")
+        return error_response(error.status, code, error.reason, headers={
+            k: v for k, v in error.headers.items() if k.lower() == "allow"})
+
+
+async def parse(request: web.Request, model: type[M]) -> M:
+    """The body as `model`: 415 unless JSON, 400 if it does not parse, 422 naming the first
+    field that does not validate."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json",
+                       "Content-Type")
+    try:
+        data = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}", "body") from None
+    return validate(model, data)
+
+
+def validate(model: type[M], data: object) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        path, message = _field_of(error)
+        raise ApiError(422, "invalid", message, path or "body") from None
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+def _tokens(request: web.Request) -> list[bytes]:
+    settings = request.app[SETTINGS]
+    tokens = [settings.admin_token, *settings.api_tokens]
+    return [token.get_secret_value().encode() for token in tokens if token is not None]
+
+
+def bearer_ok(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    # Every configured token is compared, in constant time, whatever matches first.
+    matches = [hmac.compare_digest(presented.strip().encode(), token)
+               for token in _tokens(request)]
+    return any(matches)
+
+
+def require_bearer(request: web.Request) -> None:
+    if not bearer_ok(request):
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <API token>",
+                       "Authorization")
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """`sha256=` + hex HMAC-SHA256 of `<timestamp>.<raw body>`: the timestamp is signed,
+    so a captured request cannot be replayed later under a new one."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+async def require_signature_or_bearer(request: web.Request) -> None:
+    """A trigger comes with an API token, or signed with TRIGGER_SECRET."""
+    if SIGNATURE_HEADER not in request.headers:
+        require_bearer(request)
+        return
+    secret = request.app[SETTINGS].trigger_secret
+    if secret is None:
+        raise ApiError(401, "unauthorized", "signed requests are not enabled (TRIGGER_SECRET)",
+                       SIGNATURE_HEADER)
+    stamp = request.headers.get(TIMESTAMP_HEADER, "")
+    if not stamp.isdigit():
+        raise ApiError(401, "unauthorized", f"a signed request needs {TIMESTAMP_HEADER}: "
+                       "the Unix time it was signed at", TIMESTAMP_HEADER)
+    if abs(time.time() - int(stamp)) > REPLAY_WINDOW:
+        raise ApiError(401, "stale_signature", f"{TIMESTAMP_HEADER} is more than "
+                       f"{REPLAY_WINDOW // 60} minutes away from our clock", TIMESTAMP_HEADER)
+    expected = signature(secret.get_secret_value().encode(), stamp, await request.read())
+    if not hmac.compare_digest(request.headers[SIGNATURE_HEADER].encode(), expected.encode()):
+        raise ApiError(401, "bad_signature", "the signature does not match the body",
+                       SIGNATURE_HEADER)
+
+
+# -- the OpenAPI document -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route as the OpenAPI document describes it."""
+
+    method: str
+    path: str
+    summary: str
+    responses: Mapping[int, tuple[type[BaseModel] | None, str]]
+    body: type[BaseModel] | None = None
+    auth: Sequence[str] = ("bearer",)
+    parameters: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    tag: str = "api"
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "ADMIN_TOKEN or one of API_TOKENS"},
+    "signature": {"type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
+                  "description": f"sha256=<hex HMAC-SHA256 with TRIGGER_SECRET of "
+                                 f"'<{TIMESTAMP_HEADER}>.<raw body>'>; {TIMESTAMP_HEADER} "
+                                 f"within {REPLAY_WINDOW} s of the server's clock"},
+}
+
+
+def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[str, Any]:
+    models = {model for op in operations for model in
+              [op.body, *(m for m, _ in op.responses.values())] if model is not None}
+    models.add(ErrorBody)
+    refs, schemas = models_json_schema(
+        [(model, "validation" if any(op.body is model for op in operations) else
+          "serialization") for model in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}")
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        responses: dict[str, Any] = {}
+        for status, (model, description) in sorted(op.responses.items()):
+            response: dict[str, Any] = {"description": description}
+            if model is not None:
+                mode: Literal["validation", "serialization"] = "serialization"
+                response["content"] = {"application/json": {"schema": refs[model, mode]}}
+            responses[str(status)] = response
+        errors = {"400": "the body is not JSON", "401": "not authenticated",
+                  "415": "the body is not application/json",
+                  "422": "a field is missing or invalid (error.field names it)"}
+        for code, description in errors.items():
+            if code == "401" and not op.auth:
+                continue
+            if code in ("400", "415") and op.body is None:
+                continue
+            if code == "422" and op.body is None and not op.parameters:
+                continue
+            responses.setdefault(code, {"description": description, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+        entry: dict[str, Any] = {"summary": op.summary, "tags": [op.tag],
+                                 "operationId": f"{op.method}_{op.path}".replace("/", "_")
+                                 .replace("{", "").replace("}", "").strip("_"),
+                                 "responses": responses}
+        if op.parameters:
+            entry["parameters"] = list(op.parameters)
+        if op.body is not None:
+            entry["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": refs[op.body, "validation"]}}}
+        entry["security"] = [{scheme: []} for scheme in op.auth]
+        paths.setdefault(op.path, {})[op.method] = entry
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Otklik API", "version": version,
+                 "description": "Triggers, surveys and deliveries of the Otklik feedback bot. "
+                                "Every error is {\"error\": {code, message, field}}."},
+        "paths": paths,
+        "components": {"schemas": schemas.get("$defs", {}),
+                       "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def path_param(name: str, description: str, schema: Mapping[str, Any] | None = None
+               ) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": dict(schema or {"type": "string"})}
+
+
+def query_param(name: str, description: str, schema: Mapping[str, Any] | None = None
+                ) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": dict(schema or {"type": "string"})}
+
+
+class Strict(BaseModel):
+    """A request body: unknown fields are an error (a typo should not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")

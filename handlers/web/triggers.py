@@ -1,0 +1,221 @@
+"""The trigger API: other systems say an interaction happened, and read what became of it.
+Also the list of active surveys."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from aiohttp import web
+from pydantic import BaseModel, EmailStr, Field, field_validator
+
+from bot.keys import TRIGGERS
+from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
+from handlers.web.api import (
+    ApiError,
+    Operation,
+    Strict,
+    parse,
+    path_param,
+    query_param,
+    require_bearer,
+    require_signature_or_bearer,
+)
+
+routes = web.RouteTableDef()
+Scalar = str | int | float | bool
+MAX_DELAY = timedelta(days=90)
+
+
+class CustomerBody(Strict):
+    external_id: str = Field(min_length=1, max_length=200,
+                             description="the customer's id in your system")
+    telegram_id: int | None = Field(None, gt=0, description="Telegram user id (private chat)")
+    email: EmailStr | None = None
+    phone: str | None = Field(None, max_length=40, examples=["+14155550123"],
+                              description="international format; stored as E.164")
+    first_name: str | None = Field(None, max_length=200)
+    locale: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+                               examples=["ru", "en"])
+    timezone: str | None = Field(None, max_length=64, examples=["Europe/Moscow"],
+                                 description="IANA time zone, for quiet hours")
+    attributes: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
+                                          description="segment, plan, city...")
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise ValueError("not a valid phone number in international format "
+                             "(e.g. +14155550123)")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "Europe/Moscow)") from None
+        return value
+
+
+class TriggerBody(Strict):
+    survey: str = Field(min_length=1, max_length=64, description="the survey's id")
+    idempotency_key: str = Field(min_length=1, max_length=200,
+                                 description="the same key again returns the first answer")
+    customer: CustomerBody
+    context: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
+                                       description="agent, call type, shop... for "
+                                                   "placeholders, branching and reports")
+    channel: Literal["telegram", "email"] | None = Field(
+        None, description="where to ask; default: the customer's best reachable channel")
+    delay: timedelta | None = Field(None, description="ISO 8601 duration, e.g. PT15M; "
+                                                      "default: the script's policy.delay")
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not timedelta(0) <= value <= MAX_DELAY:
+            raise ValueError("must be between PT0S and P90D")
+        return value
+
+
+class TriggerAccepted(BaseModel):
+    trigger_id: int
+    delivery_id: int
+    status: Literal["scheduled", "suppressed"]
+    reason: str | None = Field(None, description="opted_out | throttled | no_channel when "
+                                                 "suppressed; quiet_hours when moved")
+    due_at: datetime
+
+
+class SurveySummary(BaseModel):
+    id: str
+    version: int
+    title: dict[str, str]
+    step_types: list[str]
+
+
+class SurveyList(BaseModel):
+    surveys: list[SurveySummary]
+
+
+class Delivery(BaseModel):
+    id: int
+    survey: str
+    script_version: int | None
+    customer_id: int
+    trigger_id: int | None
+    channel: str
+    sent_channel: str | None
+    status: str
+    reason: str | None
+    attempts: int
+    last_error: str | None
+    due_at: datetime
+    sent_at: datetime | None
+    expires_at: datetime | None
+    context: dict[str, Any]
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[Delivery]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+OPERATIONS = [
+    Operation("post", "/api/v1/triggers", "Report an interaction; schedules a survey",
+              {202: (TriggerAccepted, "recorded: the delivery is scheduled or suppressed"),
+               200: (TriggerAccepted, "this idempotency_key was recorded before: the first "
+                                      "answer"),
+               409: (None, "this idempotency_key came before with another body")},
+              body=TriggerBody, auth=("bearer", "signature"), tag="triggers"),
+    Operation("get", "/api/v1/surveys", "The active survey scripts",
+              {200: (SurveyList, "one entry per survey")}, tag="surveys"),
+    Operation("get", "/api/v1/deliveries", "Deliveries and the decision on each, by id",
+              {200: (DeliveryPage, "a page")}, tag="triggers",
+              parameters=[query_param("customer", "a customer's external_id"),
+                          query_param("status", "scheduled, sent, suppressed..."),
+                          query_param("survey", "a survey id"),
+                          query_param("cursor", "next_cursor of the page before"),
+                          query_param("limit", "at most this many (1-500, default 100)",
+                                      {"type": "integer", "minimum": 1, "maximum": 500})]),
+    Operation("get", "/api/v1/deliveries/{id}", "One delivery and its decision",
+              {200: (Delivery, "the delivery"), 404: (None, "no such delivery")},
+              tag="triggers", parameters=[path_param("id", "the delivery id",
+                                                     {"type": "integer"})]),
+]
+
+
+@routes.post("/api/v1/triggers")
+async def post_trigger(request: web.Request) -> web.Response:
+    await require_signature_or_bearer(request)
+    body = await parse(request, TriggerBody)
+    customer = body.customer
+    try:
+        accepted = await request.app[TRIGGERS].accept(Trigger(
+            survey=body.survey, idempotency_key=body.idempotency_key,
+            customer=CustomerIn(customer.external_id, customer.telegram_id,
+                                customer.email.lower() if customer.email else None,
+                                customer.phone, customer.first_name, customer.locale,
+                                customer.timezone, customer.attributes),
+            payload=body.model_dump(mode="json"), context=body.context,
+            channel=body.channel, delay=body.delay,
+            source="signed" if "X-Otklik-Signature" in request.headers else "api"))
+    except KeyReused as error:
+        raise ApiError(409, "idempotency_conflict", str(error), error.field) from None
+    except TriggerError as error:
+        raise ApiError(422, "unknown_survey", str(error), error.field) from None
+    return web.json_response(accepted.to_json(), status=200 if accepted.replay else 202)
+
+
+@routes.get("/api/v1/surveys")
+async def get_surveys(request: web.Request) -> web.Response:
+    require_bearer(request)
+    scripts = await request.app[TRIGGERS].active_surveys()
+    return web.json_response(SurveyList(surveys=[
+        SurveySummary(id=s.id, version=s.version, title=dict(s.title),
+                      step_types=[step.type for step in s.steps]) for s in scripts
+    ]).model_dump(mode="json"))
+
+
+@routes.get("/api/v1/deliveries")
+async def get_deliveries(request: web.Request) -> web.Response:
+    require_bearer(request)
+    query = request.query
+    after = _int(query.get("cursor", "0"), "cursor", 0, 2**62)
+    limit = _int(query.get("limit", "100"), "limit", 1, 500)
+    rows = await request.app[TRIGGERS].deliveries(
+        customer=query.get("customer"), status=query.get("status"),
+        survey=query.get("survey"), after=after, limit=limit)
+    page = DeliveryPage(deliveries=[Delivery.model_validate(row) for row in rows],
+                        next_cursor=str(rows[-1]["id"]) if len(rows) == limit else None)
+    return web.json_response(page.model_dump(mode="json"))
+
+
+@routes.get("/api/v1/deliveries/{id}")
+async def get_delivery(request: web.Request) -> web.Response:
+    require_bearer(request)
+    delivery_id = _int(request.match_info["id"], "id", 1, 2**62)
+    row = await request.app[TRIGGERS].delivery(delivery_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no delivery {delivery_id}", "id")
+    return web.json_response(Delivery.model_validate(row).model_dump(mode="json"))
+
+
+def _int(value: str, name: str, low: int, high: int) -> int:
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(422, "invalid", f"{name}: a whole number from {low} to {high}", name)
+    return int(value)
