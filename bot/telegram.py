@@ -92,7 +92,9 @@ class Resilient(BaseRequestMiddleware):
         raise AssertionError("unreachable")
 
 
-def build_bot(settings: Settings, surveys: SurveyService) -> Bot:
+def build_bot(settings: Settings, surveys: SurveyService, *, retry: bool = True) -> Bot:
+    """The bot; with `retry=False` a failed call fails at once (the dispatcher's own bot,
+    which reschedules instead of waiting)."""
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
@@ -101,7 +103,7 @@ def build_bot(settings: Settings, surveys: SurveyService) -> Bot:
         await surveys.mark_unreachable(Who("telegram", str(chat_id)), "blocked")
         log.info("a customer blocked the bot: their chat is marked unreachable")
 
-    session.middleware(Resilient(on_blocked))
+    session.middleware(Resilient(on_blocked, attempts=4 if retry else 1))
     return Bot(settings.bot_token.get_secret_value(), session=session,
                default=DefaultBotProperties(parse_mode="HTML"))
 

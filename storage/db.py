@@ -37,7 +37,8 @@ def create_engine(url: str) -> AsyncEngine:
         # woken when the connection is free, for as long as busy_timeout would have let them.
         options |= {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0,
                     "pool_timeout": BUSY_TIMEOUT_MS / 1000}
-    engine = create_async_engine(parsed, **options)
+    # hide_parameters: a failed statement's message must not carry customer data into logs.
+    engine = create_async_engine(parsed, hide_parameters=True, **options)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)

@@ -30,6 +30,7 @@ from storage.repositories import (
     SessionRepository,
     events,
 )
+from storage.repositories.deliveries import mark_answered
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
 
@@ -289,6 +290,8 @@ def _record(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
         changes["status"] = SessionStatus.EXPIRED if expired else SessionStatus.COMPLETED
         changes["completed_at"] = None if expired else now
     save(connection, dialogue, now, changes)
+    if dialogue.delivery_id is not None and (inserted or turn.finished):
+        mark_answered(connection, dialogue.delivery_id, turn.finished, now)
     if commit:
         _commit_here(session)
     return inserted

@@ -55,7 +55,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def _field_of(error: ValidationError) -> tuple[str, str]:
     first = error.errors(include_url=False)[0]
     path = ".".join(str(part) for part in first["loc"])
-    return path, f"{path}: {first['msg']}" if path else first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
+    return path, f"{path}: {message}" if path else message
 
 
 @web.middleware

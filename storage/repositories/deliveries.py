@@ -40,8 +40,9 @@ _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
 
 
-def _dialect(connection: Connection) -> Any:
-    return postgresql if connection.dialect.name == "postgresql" else sqlite
+def dialect_insert(connection: Connection, table: Table) -> Any:
+    """INSERT that can say ON CONFLICT, in the connection's dialect (both spell it alike)."""
+    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 class Contact(NamedTuple):
@@ -57,7 +58,7 @@ def claim_trigger(connection: Connection, source: str, key: str, payload: Mappin
                   now: datetime) -> int | None:
     """Record a trigger; None if its idempotency key was recorded before (on PostgreSQL a
     concurrent insert of the same key waits for the first transaction, then yields)."""
-    statement = (_dialect(connection).insert(_triggers)
+    statement = (dialect_insert(connection, _triggers)
                  .on_conflict_do_nothing(index_elements=["idempotency_key"])
                  .returning(_triggers.c.id))
     return connection.execute(statement, {
@@ -86,7 +87,7 @@ def upsert_customer(connection: Connection, external_id: str, values: Mapping[st
                _customers.c.locale, _customers.c.attributes)
     given = {k: v for k, v in values.items() if v is not None}
     inserted = connection.execute(
-        _dialect(connection).insert(_customers)
+        dialect_insert(connection, _customers)
         .on_conflict_do_nothing(index_elements=["external_id"]).returning(*columns),
         {"external_id": external_id, "attributes": dict(attributes), "created_at": now,
          "updated_at": now, **given}).first()
@@ -109,7 +110,7 @@ def bind_identity(connection: Connection, customer_id: int, channel: str, addres
                   now: datetime) -> None:
     """(channel, address) belongs to this customer from now on; its reachability stays as
     it was (a chat that blocked the bot is not reopened by a trigger)."""
-    insert = _dialect(connection).insert(_identities)
+    insert = dialect_insert(connection, _identities)
     connection.execute(
         insert.on_conflict_do_update(index_elements=["channel", "address"],
                                      set_={"customer_id": customer_id},

@@ -1,0 +1,77 @@
+"""The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
+campaigns' cron schedules, and forgetting old channel events. The deliveries table, not
+the scheduler, holds what is due: a job that runs late or twice only finds less to do."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.dispatch import DeliveryDispatcher
+from bot.services.campaigns import CampaignService
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+CAMPAIGN_JOB = "campaign:"
+
+
+def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
+                    factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
+                    follow_up_every: float = 30.0, campaigns_every: float = 30.0
+                    ) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    now = datetime.now(UTC)
+
+    def every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+        # One instance at a time; runs missed while one was busy collapse into one.
+        scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=name, name=name,
+                          max_instances=1, coalesce=True, next_run_time=now,
+                          misfire_grace_time=None)
+
+    if dispatcher is not None:
+        every(interval, dispatcher.tick, "dispatch")
+
+        async def follow_up() -> None:
+            await dispatcher.remind()
+            await dispatcher.expire()
+
+        every(follow_up_every, follow_up, "follow-up")
+
+    async def sync_campaigns() -> None:
+        await schedule_campaigns(scheduler, campaigns)
+
+    every(campaigns_every, sync_campaigns, "campaigns")
+
+    async def forget_events() -> None:
+        async with UnitOfWork(factory) as uow:
+            # Telegram redelivers an update within a day and numbers updates afresh after a
+            # quiet week: older ids are dropped so a reused one is not taken for a repeat.
+            await uow.events.prune(datetime.now(UTC) - timedelta(days=2))
+            await uow.commit()
+
+    every(3600, forget_events, "forget-events")
+    return scheduler
+
+
+async def schedule_campaigns(scheduler: AsyncIOScheduler, campaigns: CampaignService) -> None:
+    """Make the cron jobs match the stored campaigns: add new ones, reschedule changed
+    ones, drop the inactive and the deleted."""
+    wanted = {f"{CAMPAIGN_JOB}{campaign_id}": (campaign_id, spec)
+              for campaign_id, spec in await campaigns.all() if spec.active}
+    for job in scheduler.get_jobs():
+        if job.id.startswith(CAMPAIGN_JOB) and job.id not in wanted:
+            job.remove()
+    for job_id, (campaign_id, spec) in wanted.items():
+        trigger = spec.trigger()
+        job = scheduler.get_job(job_id)
+        if job is None:
+            scheduler.add_job(campaigns.run, trigger, args=[campaign_id], id=job_id,
+                              name=f"campaign {spec.name}", max_instances=1, coalesce=True)
+            log.info("campaign %s scheduled: %s (%s)", spec.name, spec.schedule, spec.timezone)
+        elif str(job.trigger) != str(trigger):
+            job.reschedule(trigger)

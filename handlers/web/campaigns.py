@@ -1,0 +1,72 @@
+"""Recurring campaigns over the API: create or replace, list, and run one now."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from bot.keys import CAMPAIGNS
+from bot.services.campaigns import CampaignSpec
+from handlers.web.api import ApiError, Operation, parse, path_param, require_bearer
+
+routes = web.RouteTableDef()
+
+
+class Campaign(CampaignSpec):
+    id: int
+
+
+class CampaignList(BaseModel):
+    campaigns: list[Campaign]
+
+
+class CampaignRun(BaseModel):
+    run_id: int
+    campaign: str
+    status: str
+    scheduled: int
+    suppressed: int
+
+
+OPERATIONS = [
+    Operation("post", "/api/v1/campaigns", "Create or replace a campaign (by name)",
+              {201: (Campaign, "created"), 200: (Campaign, "replaced")},
+              body=CampaignSpec, tag="campaigns"),
+    Operation("get", "/api/v1/campaigns", "Every campaign",
+              {200: (CampaignList, "the campaigns")}, tag="campaigns"),
+    Operation("post", "/api/v1/campaigns/{id}/run", "Run a campaign now",
+              {200: (CampaignRun, "the run, finished"), 404: (None, "no such campaign")},
+              tag="campaigns",
+              parameters=[path_param("id", "the campaign id", {"type": "integer"})]),
+]
+
+
+@routes.post("/api/v1/campaigns")
+async def post_campaign(request: web.Request) -> web.Response:
+    require_bearer(request)
+    spec = await parse(request, CampaignSpec)
+    campaign_id, created = await request.app[CAMPAIGNS].save(spec, source="api", actor="api")
+    body = Campaign(id=campaign_id, **spec.model_dump())
+    return web.json_response(body.model_dump(mode="json"), status=201 if created else 200)
+
+
+@routes.get("/api/v1/campaigns")
+async def get_campaigns(request: web.Request) -> web.Response:
+    require_bearer(request)
+    rows = await request.app[CAMPAIGNS].all()
+    return web.json_response(CampaignList(campaigns=[
+        Campaign(id=campaign_id, **spec.model_dump()) for campaign_id, spec in rows
+    ]).model_dump(mode="json"))
+
+
+@routes.post("/api/v1/campaigns/{id}/run")
+async def post_campaign_run(request: web.Request) -> web.Response:
+    require_bearer(request)
+    raw = request.match_info["id"]
+    service = request.app[CAMPAIGNS]
+    if not raw.isdigit() or int(raw) not in dict(await service.all()):
+        raise ApiError(404, "not_found", f"no campaign {raw}", "id")
+    run = await service.run(int(raw))
+    return web.json_response(CampaignRun(run_id=run.run_id, campaign=run.campaign,
+                                         status=run.status, scheduled=run.scheduled,
+                                         suppressed=run.suppressed).model_dump(mode="json"))
