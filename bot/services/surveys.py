@@ -313,6 +313,11 @@ class SurveyService:
             await uow.commit()
         return True
 
+    async def latest_status(self, who: Who) -> str | None:
+        """The status of the latest dialogue at this address (expired: a late reply)."""
+        async with UnitOfWork(self._factory) as uow:
+            return await uow.sessions.latest_status(who.channel, who.address)
+
     async def locale_of(self, who: Who) -> str | None:
         """The language the customer chose (/language), if any."""
         async with UnitOfWork(self._factory) as uow:

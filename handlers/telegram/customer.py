@@ -38,6 +38,7 @@ from conversations.replies import Problem
 from handlers.render import telegram as render
 from handlers.telegram import admin
 from handlers.telegram.taps import answer
+from storage.models import SessionStatus
 from storage.uow import Event
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,11 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
     customer = who(message.from_user, message.chat.id)
     outcome = await surveys.reply(customer, reply, event=event(update))
     if outcome is None:
+        locale = await locale_for(surveys, customer)
+        closed = await surveys.latest_status(customer) == SessionStatus.EXPIRED
         await message.answer(i18n.gettext(
-            "There is no open survey right now. Send /start to answer one.",
-            locale=await locale_for(surveys, customer)))
+            "This survey has closed. Thank you for your time!" if closed else
+            "There is no open survey right now. Send /start to answer one.", locale=locale))
     elif not outcome.duplicate:
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 

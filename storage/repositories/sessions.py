@@ -71,6 +71,14 @@ class SessionRepository(Repository):
             .filter_by(customer_id=customer_id, channel=channel, status=SessionStatus.ACTIVE)
             .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
+    async def latest_status(self, channel: str, address: str) -> str | None:
+        return await self.session.scalar(
+            select(SessionRow.status)
+            .join(IdentityRow, IdentityRow.customer_id == SessionRow.customer_id)
+            .where(IdentityRow.channel == channel, IdentityRow.address == address,
+                   SessionRow.channel == channel)
+            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
     async def save(self, row: SessionRow, *, now: datetime, **values: Any) -> None:
         """UPDATE the row if it is still at the revision it was read at, else StaleSession;
         on success `row` holds the new values without being marked dirty."""

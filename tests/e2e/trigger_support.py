@@ -1,0 +1,104 @@
+"""The product's HTTP API on a real loopback server over a migrated database with the
+example surveys, its services on a clock the test moves; and a signed-request helper."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import Services, build_services, build_web_app
+from bot.services.scripts import load_scripts
+from bot.settings import Settings
+from handlers.web.api import signature
+from storage.db import create_engine
+from storage.migrate import upgrade_async
+from storage.models import DeliveryRow, TriggerRow
+from storage.uow import UnitOfWork
+from tests.support.clock import Clock
+
+SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+ADMIN = "admin-token-for-tests"
+SECRET = "trigger-secret-for-tests"
+TOKEN = "123456:TEST-token"
+# A Monday, 12:00 UTC: 15:00 in Moscow, outside every example survey's quiet hours.
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+JSON = dict[str, Any]
+
+
+@dataclass
+class Api:
+    client: TestClient[Any, Any]
+    clock: Clock
+    engine: AsyncEngine
+    services: Services
+    settings: Settings
+
+    async def post(self, path: str, body: Any, *, token: str | None = ADMIN,
+                   headers: dict[str, str] | None = None) -> tuple[int, JSON]:
+        sent = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post(path, json=body, headers={**sent, **(headers or {})})
+        return response.status, await response.json()
+
+    async def signed(self, path: str, body: Any, *, secret: str = SECRET,
+                     at: float | None = None) -> tuple[int, JSON]:
+        raw = json.dumps(body).encode()
+        stamp = str(int(at if at is not None else time.time()))
+        response = await self.client.post(path, data=raw, headers={
+            "Content-Type": "application/json", "X-Otklik-Timestamp": stamp,
+            "X-Otklik-Signature": signature(secret.encode(), stamp, raw)})
+        return response.status, await response.json()
+
+    async def get(self, path: str, *, token: str | None = ADMIN) -> tuple[int, JSON]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.get(path, headers=headers)
+        return response.status, await response.json()
+
+    async def deliveries(self) -> list[DeliveryRow]:
+        async with UnitOfWork(self.services.factory) as uow:
+            return list(await uow.session.scalars(select(DeliveryRow).order_by(DeliveryRow.id)))
+
+    async def trigger_count(self) -> int:
+        async with UnitOfWork(self.services.factory) as uow:
+            return len(list(await uow.session.scalars(select(TriggerRow.id))))
+
+
+def trigger(key: str = "call-1", survey: str = "post_call_csat", **customer: Any) -> JSON:
+    return {"survey": survey, "idempotency_key": key,
+            "customer": {"external_id": "crm-42", "telegram_id": 4242, **customer},
+            "context": {"agent_name": "Anna", "call_type": "support"}}
+
+
+def settings_for(db_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "_env_file": None, "database_url": db_url, "admin_token": SecretStr(ADMIN),
+        "trigger_secret": SecretStr(SECRET), "bot_token": SecretStr(TOKEN),
+        "surveys_dir": SURVEYS, **overrides}
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def serving(db_url: str, now: datetime = NOON, **overrides: Any) -> AsyncIterator[Api]:
+    settings = settings_for(db_url, **overrides)
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    clock = Clock(now)
+    services = build_services(settings, engine, clock=clock)
+    await load_scripts(services.factory, [SURVEYS], actor="tests", now=now)
+    client = TestClient(TestServer(build_web_app(settings, engine, services)))
+    await client.start_server()
+    try:
+        yield Api(client, clock, engine, services, settings)
+    finally:
+        await client.close()
+        await engine.dispose()
