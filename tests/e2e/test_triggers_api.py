@@ -28,13 +28,15 @@ async def api(db_url: str) -> Any:
 async def test_a_trigger_schedules_a_delivery_after_the_scripts_delay(api: Api) -> None:
     status, body = await api.post("/api/v1/triggers", trigger())
     assert status == 202
-    assert body["status"] == "scheduled" and body["reason"] is None
+    assert body["status"] == "scheduled"
+    assert body["reason"] is None
     assert datetime.fromisoformat(body["due_at"]) == NOON + timedelta(minutes=15)
     [delivery] = await api.deliveries()
     assert (delivery.id, delivery.survey_id, delivery.channel, delivery.status) == (
         body["delivery_id"], "post_call_csat", "telegram", "scheduled")
     assert delivery.context == {"agent_name": "Anna", "call_type": "support"}
-    assert delivery.token is not None and len(delivery.token) >= 22  # >= 128 bits
+    assert delivery.token is not None
+    assert len(delivery.token) >= 22
     status, shown = await api.get(f"/api/v1/deliveries/{body['delivery_id']}")
     assert status == 200
     assert (shown["status"], shown["survey"], shown["trigger_id"]) == (
@@ -100,8 +102,10 @@ async def test_unauthenticated_triggers_are_refused_and_nothing_is_stored(
         skew = -400 if how == "old timestamp" else 400
         status, answer = await api.signed("/api/v1/triggers", body, at=time.time() + skew)
     assert status == 401
-    assert answer["error"]["field"] == field and answer["error"]["code"] == code
-    assert await api.deliveries() == [] and await api.trigger_count() == 0
+    assert answer["error"]["field"] == field
+    assert answer["error"]["code"] == code
+    assert await api.deliveries() == []
+    assert await api.trigger_count() == 0
 
 
 async def test_a_body_signed_for_another_body_is_refused(api: Api) -> None:
@@ -135,7 +139,8 @@ async def test_invalid_triggers_name_the_field_and_store_nothing(
     assert status == 422, answer
     assert answer["error"]["field"] == field
     assert field.split(".")[-1] in answer["error"]["message"]
-    assert await api.deliveries() == [] and await api.trigger_count() == 0
+    assert await api.deliveries() == []
+    assert await api.trigger_count() == 0
 
 
 async def test_bad_json_and_wrong_content_type_are_refused(api: Api) -> None:
@@ -242,7 +247,8 @@ async def test_surveys_list_the_active_scripts(api: Api) -> None:
     assert status == 200
     by_id = {s["id"]: s for s in body["surveys"]}
     assert set(by_id) == {"nps", "post_call_csat", "ces_support", "cli_quarterly"}
-    assert by_id["nps"]["version"] == 1 and by_id["nps"]["step_types"][0] == "nps"
+    assert by_id["nps"]["version"] == 1
+    assert by_id["nps"]["step_types"][0] == "nps"
     assert (await api.get("/api/v1/surveys", token=None))[0] == 401
 
 
@@ -254,7 +260,8 @@ async def test_deliveries_page_with_a_cursor(api: Api) -> None:
     _, second = await api.get(f"/api/v1/deliveries?limit=2&cursor={first['next_cursor']}")
     _, last = await api.get(f"/api/v1/deliveries?limit=2&cursor={second['next_cursor']}")
     ids = [d["id"] for page in (first, second, last) for d in page["deliveries"]]
-    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
     assert last["next_cursor"] is None
     assert (await api.get("/api/v1/deliveries?limit=0"))[1]["error"]["field"] == "limit"
     assert (await api.get("/api/v1/deliveries/999"))[0] == 404
@@ -277,7 +284,8 @@ async def test_the_openapi_document_is_valid_and_describes_the_routes(api: Api) 
 
 async def test_unknown_api_routes_answer_json(api: Api) -> None:
     status, body = await api.get("/api/v1/nothing-here")
-    assert status == 404 and body["error"]["code"] == "not_found"
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
     response = await api.client.delete("/api/v1/triggers")
     assert response.status == 405
     assert (await response.json())["error"]["code"] == "method_not_allowed"
