@@ -34,15 +34,16 @@ class Limiter:
         self._paused_until = 0.0
 
     async def acquire(self, chat_id: int) -> None:
-        # Another 429 may extend the pause while we sleep: look again after it.
-        while (wait := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(wait)
         chat = self._chats.pop(chat_id, None) or _limiter(self._per_chat)
         self._chats[chat_id] = chat
         if len(self._chats) > CHATS_KEPT:
             self._chats.popitem(last=False)
         await chat.acquire()
         await self._all.acquire()
+        # Last: a 429 that came while we waited for a slot holds this message back too, and
+        # another may extend the pause while we sleep.
+        while (wait := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Telegram said 429: nobody sends for `seconds`."""

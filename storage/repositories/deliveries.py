@@ -146,7 +146,8 @@ def insert_delivery(connection: Connection, values: Mapping[str, Any]) -> int:
 
 
 def claim_due(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
-    """Take up to `limit` due deliveries for sending: status -> sending, attempts + 1.
+    """Take up to `limit` due deliveries for sending: status -> sending (attempts count the
+    failed sends, recorded with the outcome).
     SKIP LOCKED: two processes claiming at once never take the same delivery; SQLite
     (which ignores it) serializes whole transactions with BEGIN IMMEDIATE instead."""
     due = (select(_deliveries.c.id)
@@ -158,8 +159,7 @@ def claim_due(connection: Connection, now: datetime, limit: int) -> list[Deliver
         return []
     rows = connection.execute(
         update(_deliveries).where(_deliveries.c.id.in_(ids))
-        .values(status=DeliveryStatus.SENDING, attempts=_deliveries.c.attempts + 1,
-                updated_at=now)
+        .values(status=DeliveryStatus.SENDING, updated_at=now)
         .returning(*_deliveries.c)).all()
     return sorted((DeliveryRow(**row._mapping) for row in rows),
                   key=lambda row: (row.due_at, row.id))

@@ -1,0 +1,313 @@
+"""Deliveries going out by themselves: trigger -> due after the delay -> the first question
+at the (loopback) Bot API, on SQLite and PostgreSQL, with the services on a clock the test
+moves; Telegram's 429, 403, 5xx and unknown chats; fallback, reminders, expiry, recovery of
+a send that a dead process left half done; the real scheduler driving it all."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.commands import build_sender_bot
+from bot.dispatch import DeliveryDispatcher, Job, Sender
+from bot.scheduler import build_scheduler
+from bot.services.surveys import SurveyService
+from bot.telegram import build_i18n
+from handlers.telegram.outbound import TelegramSender
+from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow
+from storage.repositories import deliveries as store
+from storage.uow import UnitOfWork
+from tests.e2e.telegram_support import Product
+from tests.e2e.trigger_support import Api, serving, trigger
+from tests.support.botapi import BotApiStub
+
+CHAT = 4242
+
+
+@dataclass
+class FakeMail:
+    """A second channel that records what it was asked to send."""
+
+    jobs: list[Job] = field(default_factory=list)
+
+    async def send(self, job: Job) -> str | None:
+        self.jobs.append(job)
+        return f"<{job.delivery_id}@mail>"
+
+
+@dataclass
+class World:
+    api: Api
+    stub: BotApiStub
+    customer: Product  # the Telegram side that takes the customer's replies
+    dispatcher: DeliveryDispatcher
+    mail: FakeMail
+
+    async def delivery(self, delivery_id: int) -> DeliveryRow:
+        async with UnitOfWork(self.api.services.factory) as uow:
+            row = await uow.deliveries.get(delivery_id)
+        assert row is not None
+        return row
+
+    async def identity(self, channel: str = "telegram") -> IdentityRow:
+        async with UnitOfWork(self.api.services.factory) as uow:
+            row = await uow.session.scalar(select(IdentityRow).filter_by(channel=channel))
+        assert row is not None
+        return row
+
+    def questions(self, chat: int = CHAT) -> list[str]:
+        return [params["text"] for params in self.stub.sent(chat)]
+
+
+@asynccontextmanager
+async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIterator[World]:
+    async with BotApiStub() as stub, serving(db_url, telegram_api_base=stub.base_url,
+                                             telegram_chat_rate=1000.0, **overrides) as api:
+        surveys = SurveyService(api.services.factory, clock=api.clock)
+        customer = Product(stub, api.settings, api.engine, surveys)
+        sender_bot = build_sender_bot(api.settings, surveys)
+        fake_mail = FakeMail()
+        senders: dict[str, Sender] = {"telegram": TelegramSender(sender_bot, build_i18n())}
+        if mail:
+            senders["email"] = fake_mail
+        dispatcher = DeliveryDispatcher(api.services.factory, senders, clock=api.clock,
+                                        scripts=api.services.scripts, attempts=3,
+                                        backoff=timedelta(seconds=30))
+        try:
+            yield World(api, stub, customer, dispatcher, fake_mail)
+        finally:
+            await customer.close()
+            await sender_bot.session.close()
+
+
+async def test_a_trigger_is_sent_when_due_and_answered_in_telegram(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", trigger())
+        assert await w.dispatcher.tick() == 0  # due in 15 minutes
+        assert w.stub.calls_of("sendMessage") == []
+        w.api.clock.advance(minutes=15)
+        assert await w.dispatcher.tick() == 1
+        [question] = w.questions()
+        assert "Anna" in question  # the trigger's context fills the placeholder
+        delivery = await w.delivery(accepted["delivery_id"])
+        sent_at = w.api.clock.now
+        assert (delivery.status, delivery.sent_channel) == ("sent", "telegram")
+        assert delivery.message_id == str(w.stub.messages(CHAT)[-1]["message_id"])
+        assert delivery.remind_at == sent_at + timedelta(hours=4)
+        assert delivery.expires_at == sent_at + timedelta(hours=24)
+        assert await w.dispatcher.tick() == 0  # sent once
+
+        await w.customer.tap(CHAT, "5")  # the customer answers in the same chat
+        assert (await w.delivery(accepted["delivery_id"])).status == "answered"
+        assert await w.customer.answers() == [("csat", 5, None, None)]
+        await w.customer.tap(CHAT, "Да")  # "was it resolved?" (the script speaks Russian)
+        assert (await w.delivery(accepted["delivery_id"])).status == "completed"
+
+
+async def test_the_real_scheduler_sends_once_the_clock_reaches_the_due_time(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        scheduler = build_scheduler(w.dispatcher, w.api.services.campaigns,
+                                    w.api.services.factory, interval=0.05)
+        scheduler.start()
+        try:
+            await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT1H"})
+            await asyncio.sleep(0.3)  # several ticks: nothing due yet
+            assert w.stub.calls_of("sendMessage") == []
+            w.api.clock.advance(hours=1)
+            await w.stub.wait_for(lambda: len(w.questions()) == 1)
+            await asyncio.sleep(0.3)
+            assert len(w.questions()) == 1
+        finally:
+            scheduler.shutdown(wait=False)
+
+
+async def test_429_pauses_and_the_delivery_is_sent_later_once(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT0S"})
+        w.stub.fail("sendMessage", status=429, retry_after=2)
+        await w.dispatcher.tick()
+        delivery = await w.delivery(accepted["delivery_id"])
+        assert (delivery.status, delivery.attempts) == ("scheduled", 1)
+        assert "429" in (delivery.last_error or "")
+        assert delivery.due_at == w.api.clock.now + timedelta(seconds=30)  # >= retry_after
+        w.api.clock.advance(seconds=30)
+        await w.dispatcher.tick()
+        assert len(w.questions()) == 1
+        assert (await w.delivery(accepted["delivery_id"])).status == "sent"
+
+
+async def test_the_limiter_waits_retry_after_before_any_other_send(db_url: str) -> None:
+    async with world(db_url, telegram_rate=1.0) as w:  # the second slot comes at 1 s
+        for n in range(2):
+            await w.api.post("/api/v1/triggers", {**trigger(f"k{n}", external_id=f"c{n}",
+                                                           telegram_id=100 + n),
+                                                  "delay": "PT0S"})
+        w.stub.fail("sendMessage", status=429, retry_after=2, chat_id=100)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await w.dispatcher.tick()
+        # the second chat's message waited for the 2 s Telegram asked, not just its slot
+        ok = [c for c in w.stub.calls_of("sendMessage") if c.ok]
+        assert [c.params["chat_id"] for c in ok] == [101]
+        assert loop.time() - began >= 1.9
+
+
+async def test_403_marks_the_chat_blocked_and_falls_back_to_the_next_channel(
+        db_url: str) -> None:
+    async with world(db_url, mail=True, smtp_url="smtp://localhost:2525") as w:
+        _, accepted = await w.api.post("/api/v1/triggers", {
+            **trigger(email="anna@example.com"), "delay": "PT0S"})
+        w.stub.fail("sendMessage", status=403, chat_id=CHAT,
+                    description="Forbidden: bot was blocked by the user")
+        await w.dispatcher.tick()
+        identity = await w.identity()
+        assert (identity.reachable, identity.unreachable_reason) == (False, "blocked")
+        # not failed: put back at once, and taken by the same tick through e-mail
+        delivery = await w.delivery(accepted["delivery_id"])
+        assert (delivery.status, delivery.sent_channel) == ("sent", "email")
+        assert delivery.last_error is None
+        [job] = w.mail.jobs
+        assert (job.address, job.token) == ("anna@example.com", delivery.token)
+        assert job.prompts  # the first question, for the invitation
+        # a later survey does not try the blocked chat again
+        w.api.clock.advance(days=40)
+        _, second = await w.api.post("/api/v1/triggers", {**trigger("call-2"),
+                                                          "delay": "PT0S"})
+        await w.dispatcher.tick()
+        assert (await w.delivery(second["delivery_id"])).sent_channel == "email"
+        assert len([c for c in w.stub.calls_of("sendMessage") if c.ok]) == 0
+
+
+async def test_a_chat_that_never_opened_the_bot_fails_with_no_channel(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT0S"})
+        w.stub.fail("sendMessage", status=400, chat_id=CHAT,
+                    description="Bad Request: chat not found")
+        await w.dispatcher.tick()
+        await w.dispatcher.tick()
+        delivery = await w.delivery(accepted["delivery_id"])
+        assert (delivery.status, delivery.reason) == ("failed", "no_channel")
+        assert (await w.identity()).unreachable_reason == "no_chat"
+        async with UnitOfWork(w.api.services.factory) as uow:
+            statuses = list(await uow.session.scalars(select(SessionRow.status)))
+        assert statuses == ["abandoned"]
+
+
+async def test_server_errors_are_retried_with_backoff_then_fail(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT0S"})
+        w.stub.fail("sendMessage", status=502, times=None)
+        waits = []
+        for _ in range(3):
+            before = w.api.clock.now
+            await w.dispatcher.tick()
+            delivery = await w.delivery(accepted["delivery_id"])
+            if delivery.status == "scheduled":
+                waits.append(delivery.due_at - before)
+                w.api.clock.now = delivery.due_at
+        assert waits == [timedelta(seconds=30), timedelta(seconds=60)]  # doubling
+        assert (delivery.status, delivery.reason, delivery.attempts) == (
+            "failed", "send_failed", 3)
+        w.stub.clear_faults()
+        w.api.clock.advance(hours=1)
+        await w.dispatcher.tick()
+        assert w.questions() == []  # failed stays failed
+
+
+async def test_a_customer_who_opted_out_after_the_trigger_is_not_sent_to(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", trigger())
+        async with UnitOfWork(w.api.services.factory) as uow:
+            await uow.session.execute(update(CustomerRow).values(opted_out_at=w.api.clock.now))
+            await uow.commit()
+        w.api.clock.advance(minutes=15)
+        await w.dispatcher.tick()
+        delivery = await w.delivery(accepted["delivery_id"])
+        assert (delivery.status, delivery.reason) == ("suppressed", "opted_out")
+        assert w.questions() == []
+
+
+async def test_a_reminder_goes_once_and_not_to_who_answered(db_url: str) -> None:
+    async with world(db_url) as w:
+        for n, chat in enumerate((CHAT, 77)):
+            await w.api.post("/api/v1/triggers", {**trigger(f"k{n}", external_id=f"c{n}",
+                                                           telegram_id=chat),
+                                                  "delay": "PT0S"})
+        await w.dispatcher.tick()
+        await w.customer.tap(77, "4")  # chat 77 answers
+        w.api.clock.advance(hours=3)
+        assert await w.dispatcher.remind() == 0
+        w.api.clock.advance(hours=1)
+        assert await w.dispatcher.remind() == 1
+        texts = w.questions()
+        assert len(texts) == 3
+        assert texts[1].startswith("Напоминаем")  # in the dialogue's language
+        assert texts[2] == texts[0]  # the open question again, with its buttons
+        w.api.clock.advance(hours=5)
+        assert await w.dispatcher.remind() == 0
+        assert len(w.questions()) == 3
+        await w.customer.tap(CHAT, "5")  # the reminded customer answers on the new keyboard
+        assert [a[:2] for a in await w.customer.answers()] == [("csat", 4), ("csat", 5)]
+
+
+async def test_expiry_closes_the_dialogue_and_a_late_reply_is_told_so(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT0S"})
+        await w.dispatcher.tick()
+        w.api.clock.advance(hours=24)
+        assert await w.dispatcher.expire() == 1
+        assert (await w.delivery(accepted["delivery_id"])).status == "expired"
+        await w.customer.send(CHAT, "5")
+        assert "closed" in w.customer.texts(CHAT)[-1]
+        assert await w.customer.answers() == []
+        await w.customer.tap(CHAT, "5")  # the old keyboard too
+        assert await w.customer.answers() == []
+
+
+async def test_a_send_left_half_done_by_a_dead_process_is_recovered_once(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        _, first = await w.api.post("/api/v1/triggers", {**trigger("a"), "delay": "PT0S"})
+        _, second = await w.api.post("/api/v1/triggers", {
+            **trigger("b", external_id="other", telegram_id=99), "delay": "PT0S"})
+        # A process claims both, then dies: one before sending, one after sending but
+        # before recording anything but the message id.
+        async with UnitOfWork(w.api.services.factory) as uow:
+            claimed = await uow.run(lambda c: store.claim_due(c, w.api.clock.now, 10),
+                                    commit=True)
+            assert len(claimed) == 2
+            await uow.session.execute(update(DeliveryRow)
+                                      .where(DeliveryRow.id == second["delivery_id"])
+                                      .values(message_id="17"))
+            await uow.commit()
+        await w.dispatcher.tick()
+        assert w.questions() == []  # still inside the sending timeout
+        w.api.clock.advance(minutes=6)
+        await w.dispatcher.tick()
+        assert len(w.questions(CHAT)) == 1
+        assert w.questions(99) == []  # its message had gone out: not sent twice
+        assert (await w.delivery(first["delivery_id"])).status == "sent"
+        assert (await w.delivery(second["delivery_id"])).status == "sent"
+
+
+@pytest.mark.parametrize("concurrent", [2, 4])
+async def test_concurrent_ticks_never_send_one_delivery_twice(db_url: str,
+                                                              concurrent: int) -> None:
+    async with world(db_url, telegram_rate=10_000.0) as w:
+        for n in range(60):
+            await w.api.post("/api/v1/triggers", {
+                **trigger(f"k{n}", external_id=f"c{n}", telegram_id=1000 + n),
+                "delay": "PT0S"})
+        counts = await asyncio.gather(*(w.dispatcher.tick() for _ in range(concurrent)))
+        assert sum(counts) == 60
+        chats = [c.params["chat_id"] for c in w.stub.calls_of("sendMessage") if c.ok]
+        assert sorted(chats) == [1000 + n for n in range(60)]
