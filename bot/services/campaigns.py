@@ -66,13 +66,43 @@ class CampaignSpec(BaseModel):
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
-            CronTrigger.from_crontab(value)
+            cron_trigger(value, "UTC")
         except ValueError as error:
             raise ValueError(f"not a crontab expression: {error}") from None
         return value
 
     def trigger(self) -> CronTrigger:
-        return CronTrigger.from_crontab(self.schedule, timezone=ZoneInfo(self.timezone))
+        return cron_trigger(self.schedule, self.timezone)
+
+
+# crontab numbers weekdays from Sunday (0 or 7); APScheduler 3 from Monday (0): names agree.
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _weekdays(field: str) -> str:
+    if field in ("0-6", "0-7", "1-7"):
+        return "*"
+    parts = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if base == "*" and step:  # every n-th day counted from Sunday, as cron does
+            parts.append(",".join(_WEEKDAYS[day] for day in range(0, 7, int(step))))
+            continue
+        named = "-".join(_WEEKDAYS[int(x)] if x.isdigit() and int(x) <= 7 else x
+                         for x in base.split("-"))
+        parts.append(named + (f"/{step}" if step else ""))
+    return ",".join(parts)
+
+
+def cron_trigger(expression: str, timezone: str) -> CronTrigger:
+    """A standard five-field crontab line (weekday 0 or 7 is Sunday, names work too) as
+    APScheduler's trigger in `timezone`."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=_weekdays(weekday), timezone=ZoneInfo(timezone))
 
 
 class CampaignFileError(ValueError):
