@@ -141,6 +141,7 @@ async def run(settings: Settings) -> int:
                 factory, {"telegram": TelegramSender(sender_bot, i18n)},
                 scripts=services.scripts, batch=settings.dispatch_batch,
                 attempts=settings.send_attempts,
+                backoff=timedelta(seconds=settings.retry_backoff),
                 sending_timeout=timedelta(seconds=settings.sending_timeout))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

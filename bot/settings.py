@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     dispatch_interval: float = Field(1.0, gt=0)  # seconds between looks for due deliveries
     dispatch_batch: int = Field(200, ge=1, le=10_000)
     send_attempts: int = Field(5, ge=1, le=100)  # transient failures before "failed"
+    retry_backoff: float = Field(30.0, gt=0)  # seconds before the first retry; doubles
     sending_timeout: float = Field(300.0, gt=0)  # seconds before a stuck send is retried
     throttle_days: int = Field(0, ge=0, le=3650)  # one survey per customer in N days, all
     campaigns_file: Path | None = None  # default: SURVEYS_DIR/campaigns.yaml, if present
