@@ -22,7 +22,7 @@ from bot.limits import Limiter, RateLimited
 from bot.scheduler import build_scheduler
 from bot.services.campaigns import CampaignFileError
 from bot.services.reports import format_report, survey_report
-from bot.services.scripts import InvalidScripts, load_scripts
+from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from handlers.telegram.outbound import TelegramSender
@@ -114,7 +114,7 @@ async def run(settings: Settings) -> int:
         try:
             loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
                                         now=datetime.now(UTC))
-            campaigns_file = settings.campaigns_file or settings.surveys_dir / "campaigns.yaml"
+            campaigns_file = settings.campaigns_file or settings.surveys_dir / CAMPAIGNS_FILE
             names = (await services.campaigns.load_file(campaigns_file)
                      if campaigns_file.is_file() else [])
         except InvalidScripts as exc:

@@ -19,6 +19,7 @@ from storage.models import ScriptRow
 from storage.uow import UnitOfWork
 
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
+CAMPAIGNS_FILE = "campaigns.yaml"  # beside the scripts, but not one of them
 
 
 class InvalidScripts(Exception):
@@ -42,7 +43,8 @@ def script_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix in SCRIPT_SUFFIXES)
+            found += sorted(p for p in path.iterdir()
+                            if p.suffix in SCRIPT_SUFFIXES and p.name != CAMPAIGNS_FILE)
         else:
             found.append(path)
     return found

@@ -17,7 +17,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.scripts import script_of
+from bot.services.scripts import script_files, script_of
 from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
@@ -69,7 +69,7 @@ def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_validate_accepts_every_example_survey(tmp_path: Path) -> None:
-    result = otklik("scripts", "validate", *map(str, sorted(SURVEYS.glob("*.yaml"))),
+    result = otklik("scripts", "validate", *map(str, script_files([SURVEYS])),
                     db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
     assert (result.returncode, result.stderr) == (0, "")
 
@@ -103,7 +103,7 @@ async def test_load_stores_a_version_only_when_the_body_changes(db_url: str,
     shutil.copytree(SURVEYS, surveys)
     first = otklik("scripts", "load", str(surveys), db_url=db_url, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("stored as version 1") == len(list(surveys.glob("*.yaml")))
+    assert first.stdout.count("stored as version 1") == len(script_files([surveys]))
 
     # Comments and formatting are not a change; a new text is.
     nps = surveys / "nps.yaml"

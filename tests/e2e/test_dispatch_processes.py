@@ -62,6 +62,14 @@ async def statuses(db_url: str) -> Counter[str]:
         await engine.dispose()
 
 
+async def settled(db_url: str, expected: Counter[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await statuses(db_url) == expected or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
 def start(db_url: str, api: BotApiStub, cwd: Path, **extra: str) -> subprocess.Popen[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "SURVEYS_DIR": str(SURVEYS),
@@ -131,10 +139,7 @@ async def test_a_process_killed_mid_batch_loses_and_doubles_nothing(
         restarted = start(db_url, api, tmp_path, TELEGRAM_RATE="1000", RETRY_BACKOFF="0.5",
                           SENDING_TIMEOUT="1")
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and await statuses(db_url) != Counter(
-                    {"sent": 300}):
-                await asyncio.sleep(0.5)
+            await settled(db_url, Counter({"sent": 300}), timeout=120)
         finally:
             await stop(restarted)
         chats = sent_chats(api)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.services.scripts import script_files
 from conversations.engine import DialogueState, Reply, Turn, advance, current_prompts, start
 from conversations.replies import Problem
 from conversations.script import (
@@ -103,7 +104,7 @@ steps:
 
 def scripts() -> dict[str, Script]:
     found = {path.name: parse_script(path.read_text(encoding="utf-8"), str(path))
-             for path in sorted(SURVEYS.glob("*.yaml"))}
+             for path in script_files([SURVEYS])}
     return {**found, "branching": parse_script(BRANCHING, "branching.yaml")}
 
 
@@ -263,5 +264,5 @@ def test_any_replies_keep_the_engine_s_promises(
 
 
 def test_every_example_survey_is_exercised() -> None:
-    assert {p.name for p in SURVEYS.glob("*.yaml")} <= set(SCRIPTS)
+    assert {p.name for p in script_files([SURVEYS])} <= set(SCRIPTS)
     assert "nps.yaml" in SCRIPTS

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.services.scripts import script_files
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import (
     ChoiceStep,
@@ -509,7 +510,7 @@ steps:
 
 
 def example_surveys() -> list[Path]:
-    return sorted(SURVEYS.glob("*.yaml"))
+    return script_files([SURVEYS])
 
 
 @pytest.mark.parametrize("path", example_surveys(), ids=lambda p: p.name)
