@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -30,17 +30,22 @@ class Services:
 
 
 def policy_of(settings: Settings) -> Policy:
-    channels = [name for name, configured in (("telegram", settings.bot_token is not None),
-                                              ("email", settings.smtp_url is not None))
-                if configured]
+    """The channels this process can send on: Telegram with a bot token. (E-mail joins when
+    its sender does: a delivery must not be scheduled for a channel nobody sends on.)"""
+    channels = ["telegram"] if settings.bot_token is not None else []
     return Policy(channels=channels, throttle_days=settings.throttle_days)
 
 
 def build_services(settings: Settings, engine: AsyncEngine, *,
-                   clock: Callable[[], datetime] | None = None) -> Services:
+                   clock: Callable[[], datetime] | None = None,
+                   channels: Collection[str] | None = None) -> Services:
+    """`channels` overrides the channels sent on (policy_of), for a process that brings
+    senders of its own."""
     factory = session_factory(engine)
     scripts = ScriptCache()
     policy = policy_of(settings)
+    if channels is not None:
+        policy = replace(policy, channels=channels)
     clock = clock or (lambda: datetime.now(UTC))
     return Services(factory, scripts,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),

@@ -62,8 +62,9 @@ async def statuses(db_url: str) -> Counter[str]:
         await engine.dispose()
 
 
-async def settled(db_url: str, expected: Counter[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def settled(db_url: str, expected: Counter[str], seconds: float) -> None:
+    """Poll the database (the stub cannot see it) until `expected`, or `seconds` pass."""
+    deadline = time.monotonic() + seconds
     while True:
         if await statuses(db_url) == expected or time.monotonic() > deadline:
             return
@@ -139,7 +140,7 @@ async def test_a_process_killed_mid_batch_loses_and_doubles_nothing(
         restarted = start(db_url, api, tmp_path, TELEGRAM_RATE="1000", RETRY_BACKOFF="0.5",
                           SENDING_TIMEOUT="1")
         try:
-            await settled(db_url, Counter({"sent": 300}), timeout=120)
+            await settled(db_url, Counter({"sent": 300}), seconds=120)
         finally:
             await stop(restarted)
         chats = sent_chats(api)

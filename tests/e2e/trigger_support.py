@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,12 +88,13 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def serving(db_url: str, now: datetime = NOON, **overrides: Any) -> AsyncIterator[Api]:
+async def serving(db_url: str, now: datetime = NOON, channels: Collection[str] | None = None,
+                  **overrides: Any) -> AsyncIterator[Api]:
     settings = settings_for(db_url, **overrides)
     await upgrade_async(db_url)
     engine = create_engine(db_url)
     clock = Clock(now)
-    services = build_services(settings, engine, clock=clock)
+    services = build_services(settings, engine, clock=clock, channels=channels)
     await load_scripts(services.factory, [SURVEYS], actor="tests", now=now)
     client = TestClient(TestServer(build_web_app(settings, engine, services)))
     await client.start_server()
