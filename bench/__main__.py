@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import engine, telegram
+from bench import dispatch, engine, telegram
 
-BENCHES = {"engine": engine.main, "telegram": telegram.main}
+BENCHES = {"engine": engine.main, "telegram": telegram.main, "dispatch": dispatch.main}
 README = Path(__file__).with_name("README.md")
 
 
