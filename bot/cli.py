@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     match args.command:
         case None | "run":
-            return asyncio.run(commands.run(settings))
+            from bot.runner import run
+
+            return asyncio.run(run(settings))
         case "migrate":
             return commands.migrate(settings)
         case "scripts":

@@ -170,11 +170,13 @@ class DeliveryDispatcher:
                 .order_by(_sessions.c.started_at, _sessions.c.id)):
             open_sessions[session.customer_id, session.channel] = session
 
+        scripts = {survey: self._scripts.active(connection, survey)
+                   for survey in {row.survey_id for row in rows}}
         jobs: list[tuple[Job, int]] = []
         for row in rows:
             customer = customers[row.customer_id]
             plan = channel_plan(addresses.get(row.customer_id, {}), row.channel, self._senders)
-            script = self._scripts.active(connection, row.survey_id)
+            script = scripts[row.survey_id]
             settle = ("opted_out" if customer.opted_out_at is not None else
                       "no_channel" if not plan else "survey_inactive" if script is None else None)
             if settle is not None:

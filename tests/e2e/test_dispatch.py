@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot.commands import build_sender_bot
 from bot.dispatch import DeliveryDispatcher, Job, Sender
+from bot.runner import build_sender_bot
 from bot.scheduler import build_scheduler
 from bot.services.surveys import SurveyService
 from bot.telegram import build_i18n

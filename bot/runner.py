@@ -1,0 +1,122 @@
+"""`otklik run`: everything in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+
+from aiogram import Bot
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import telegram
+from bot.app import build_services, build_web_app
+from bot.commands import configure_logging
+from bot.dispatch import DeliveryDispatcher
+from bot.limits import Limiter, RateLimited
+from bot.scheduler import build_scheduler
+from bot.services.campaigns import CampaignFileError
+from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
+from bot.services.surveys import SurveyService
+from bot.settings import Settings
+from handlers.telegram.outbound import TelegramSender
+from storage.db import create_engine
+from storage.migrate import upgrade_async
+
+log = logging.getLogger("otklik")
+
+
+def build_sender_bot(settings: Settings, surveys: SurveyService) -> Bot:
+    """The dispatcher's own Bot: its messages wait for Telegram's limits (shared by every
+    unprompted send in this process), and its errors reach the dispatcher unretried, which
+    reschedules them (a 429 pauses all sending for retry_after)."""
+    bot = telegram.build_bot(settings, surveys, retry=False)
+    bot.session.middleware(RateLimited(Limiter(settings.telegram_rate,
+                                               settings.telegram_chat_rate)))
+    return bot
+
+
+async def run(settings: Settings) -> int:
+    """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server,
+    the scheduler (dispatcher, reminders, campaigns) and the Telegram bot when BOT_TOKEN is
+    set. Stops cleanly on SIGINT or SIGTERM."""
+    configure_logging(settings)
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    if settings.webhook_url and settings.webhook_secret is None:
+        print("WEBHOOK_SECRET is required with WEBHOOK_URL: Telegram's requests are "
+              "authenticated by it", file=sys.stderr)
+        return 2
+    await upgrade_async(settings.database_url)
+    engine = create_engine(settings.database_url)
+    services = build_services(settings, engine)
+    factory = services.factory
+    runner: web.AppRunner | None = None
+    bots: list[Bot] = []
+    polling: asyncio.Task[object] | None = None
+    scheduler: AsyncIOScheduler | None = None
+    try:
+        try:
+            loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
+                                        now=datetime.now(UTC))
+            campaigns_file = settings.campaigns_file or settings.surveys_dir / CAMPAIGNS_FILE
+            names = (await services.campaigns.load_file(campaigns_file)
+                     if campaigns_file.is_file() else [])
+        except InvalidScripts as exc:
+            print("\n".join(exc.lines), file=sys.stderr)
+            return 1
+        except CampaignFileError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        log.info("surveys: %s", ", ".join(f"{s.survey_id} v{s.version}" for s in loaded))
+        if names:
+            log.info("campaigns from %s: %s", campaigns_file, ", ".join(names))
+        app = build_web_app(settings, engine, services)
+        dispatcher: DeliveryDispatcher | None = None
+        if settings.bot_token is not None:
+            surveys = SurveyService(factory)
+            i18n = telegram.build_i18n()
+            bot = telegram.build_bot(settings, surveys)
+            sender_bot = build_sender_bot(settings, surveys)
+            bots += [bot, sender_bot]
+            updates = telegram.build_dispatcher(settings, surveys, i18n)
+            if settings.webhook_url:
+                telegram.add_webhook(app, settings, updates, bot)
+            dispatcher = DeliveryDispatcher(
+                factory, {"telegram": TelegramSender(sender_bot, i18n)},
+                scripts=services.scripts, batch=settings.dispatch_batch,
+                attempts=settings.send_attempts,
+                backoff=timedelta(seconds=settings.retry_backoff),
+                sending_timeout=timedelta(seconds=settings.sending_timeout))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        log.info("serving on http://%s:%s (health: /healthz, API: /openapi.json)",
+                 settings.http_host, settings.http_port)
+        scheduler = build_scheduler(dispatcher, services.campaigns, factory,
+                                    interval=settings.dispatch_interval)
+        scheduler.start()
+        if settings.bot_token is not None:
+            polling = await telegram.start(settings, updates, bot, i18n)
+        else:
+            log.info("Telegram: off (BOT_TOKEN is not set)")
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if polling is not None:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+        if runner is not None:
+            await runner.cleanup()
+        for each in bots:
+            await each.session.close()
+        await engine.dispose()
+    return 0
