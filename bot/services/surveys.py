@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -32,12 +33,13 @@ from storage.models import (
     AlertRow,
     CustomerRow,
     DeliveryRow,
+    DeliveryStatus,
     ScriptRow,
     SessionRow,
     SessionStatus,
 )
 from storage.repositories import alerts, deliveries, scripts
-from storage.repositories.sessions import OPEN_AT
+from storage.repositories.sessions import OF_DELIVERY, OPEN_AT
 from storage.uow import Duplicate, Event, Stepped, UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
@@ -57,6 +59,10 @@ class LinkExpired(SurveyError):
 
 class NoSurvey(SurveyError):
     """Nothing to ask: the survey asked for is not active."""
+
+
+class Finished(SurveyError):
+    """The delivery's survey was answered to the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class Tap:
     picked: tuple[int, ...] = ()
     skip: bool = False
     back: bool = False
+    text: str | None = None  # typed on a form shown for this question (the web page)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +187,53 @@ class SurveyService:
                 survey_id, context = delivery.survey_id, delivery.context
             if survey_id is None:
                 raise NoSurvey("no survey asked for")
-            outcome = await self._open(uow, who, customer, survey_id, context, delivery, now)
+            outcome = await self._open(uow, who, customer, survey_id, context, delivery, now,
+                                       move=True)
+            await uow.commit()
+            return outcome
+
+    async def open_delivery(self, token: str, *, channel: str = "web",
+                            locale: str | None = None) -> Outcome:
+        """The dialogue of the delivery with this token, for a page that shows it: the one
+        under way (in whatever channel it is), else a new one in `channel`. LinkExpired
+        for an unknown or closed delivery (Finished once it was answered), OptedOut,
+        NoSurvey."""
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            delivery = await uow.deliveries.by_token(token)
+            if delivery is None:
+                raise LinkExpired("unknown")
+            if delivery.status == DeliveryStatus.COMPLETED:
+                raise Finished(token)
+            if delivery.status not in deliveries.OPEN:
+                raise LinkExpired(delivery.status)
+            customer = await uow.customers.get(delivery.customer_id)
+            if customer.opted_out_at is not None:
+                raise OptedOut(token)
+            outcome = await self._open(uow, Who(channel, "", locale=locale), customer,
+                                       delivery.survey_id, delivery.context, delivery, now,
+                                       move=False)
             await uow.commit()
             return outcome
 
     async def _open(self, uow: UnitOfWork, who: Who, customer: CustomerRow, survey_id: str,
                     context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
-                    now: datetime) -> Outcome:
+                    now: datetime, *, move: bool) -> Outcome:
+        """`move`: a delivery's dialogue under way in another channel continues in this
+        one (the Telegram deep link of an e-mailed survey), so the channel's own lookups
+        find it; without, it is only shown (a web page, which finds it by its token)."""
         delivery_id = delivery.id if delivery is not None else None
+        if delivery is not None and (
+                current := await uow.sessions.of_delivery(delivery.token or "")) is not None:
+            if move and current.channel != who.channel:
+                other = await uow.sessions.open_for(customer.id, who.channel)
+                if other is not None:
+                    await uow.sessions.close(other, SessionStatus.ABANDONED, now=now)
+                await uow.sessions.save(current, now=now, channel=who.channel)
+            script = await uow.session.run_sync(
+                self._script, current.survey_id, current.script_version)
+            state = current.dialogue_state()
+            return Outcome(current.id, current_prompts(script, state), locale=state.locale)
         dialogue = await uow.sessions.open_for(customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
@@ -214,34 +260,24 @@ class SurveyService:
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
         """Apply a reply to the open dialogue at this address; None when there is none."""
-        return await self._apply(who, lambda script, dialogue: reply, event)
+        return await self._apply(OPEN_AT, _at(who), lambda script, dialogue: reply, event)
 
     async def tap(self, who: Who, tap: Tap, *, event: Event | None = None) -> Outcome | None:
         """Apply a button pressed on a question. A button of another dialogue, or of a
         question no longer asked, gets Problem.STALE and changes nothing."""
-        def to_reply(script: Script, dialogue: SessionRow) -> Reply:
-            keys = script.answer_keys()
-            if dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys):
-                return Reply.button("", "")  # no question has an empty key: stale
-            key = keys[tap.position - 1]
-            if tap.back:
-                return Reply.back()
-            if tap.skip:
-                return Reply.skip(key)
-            asked = current_prompts(script, dialogue.dialogue_state())
-            if not asked or asked[0].step != key:
-                return Reply.button(key, "")  # the engine tells stale from finished
-            options = asked[0].options
-            picked = [options[i].value for i in tap.picked if 0 <= i < len(options)]
-            return Reply.button(key, ",".join(picked))
+        return await self._apply(OPEN_AT, _at(who), _tapped(tap), event)
 
-        return await self._apply(who, to_reply, event)
+    async def tap_delivery(self, token: str, tap: Tap) -> Outcome | None:
+        """A tap (or a typed answer) on the page of the delivery with this token; None when
+        its dialogue is not open."""
+        return await self._apply(OF_DELIVERY, {"k_token": token}, _tapped(tap), None)
 
-    async def _apply(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
-                     event: Event | None) -> Outcome | None:
+    async def _apply(self, find: Select[SessionRow], params: Mapping[str, Any],
+                     to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
+                     ) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
             try:
-                stepped, alerted = await self._step_once(who, to_reply, event)
+                stepped, alerted = await self._step_once(find, params, to_reply, event)
                 break
             except StaleSession:
                 # Another process moved this dialogue on between our read and our write:
@@ -265,8 +301,8 @@ class SurveyService:
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale)
 
-    async def _step_once(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
-                         event: Event | None
+    async def _step_once(self, find: Select[SessionRow], params: Mapping[str, Any],
+                         to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
                          ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow]]:
         """The step, and the dialogue's alerts when the reply holds a text (a comment):
         read in the step's own hop, not in a unit of work of their own."""
@@ -282,9 +318,7 @@ class SurveyService:
             return turn, script.timezone
 
         async with UnitOfWork(self._factory) as uow:
-            stepped = await uow.step(OPEN_AT, {"k_channel": who.channel,
-                                               "k_address": who.address}, step, now=now,
-                                     event=event)
+            stepped = await uow.step(find, params, step, now=now, event=event)
         return stepped, alerted
 
     async def opt_out(self, who: Who) -> bool:
@@ -387,6 +421,34 @@ class SurveyService:
         if key not in self._scripts:
             self._scripts[key] = script_of(row)
         return self._scripts[key]
+
+
+def _at(who: Who) -> dict[str, str]:
+    return {"k_channel": who.channel, "k_address": who.address}
+
+
+def _tapped(tap: Tap) -> Callable[[Script, SessionRow], Reply]:
+    """What a tap on a question means now: stale if the dialogue moved on since it was
+    shown (a double submission, an old keyboard), else its answer."""
+    def to_reply(script: Script, dialogue: SessionRow) -> Reply:
+        keys = script.answer_keys()
+        if dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys):
+            return Reply.button("", "")  # no question has an empty key: stale
+        key = keys[tap.position - 1]
+        if tap.back:
+            return Reply.back()
+        if tap.skip:
+            return Reply.skip(key)
+        asked = current_prompts(script, dialogue.dialogue_state())
+        if not asked or asked[0].step != key:
+            return Reply.button(key, "")  # the engine tells stale from finished
+        if tap.text is not None:
+            return Reply.typed(tap.text)
+        options = asked[0].options
+        picked = [options[i].value for i in tap.picked if 0 <= i < len(options)]
+        return Reply.button(key, ",".join(picked))
+
+    return to_reply
 
 
 def _str_or_none(value: object) -> str | None:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
-from storage.models import IdentityRow, SessionRow, SessionStatus
+from storage.models import DeliveryRow, IdentityRow, SessionRow, SessionStatus
 from storage.repositories.base import Repository
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
@@ -29,6 +29,13 @@ OPEN_AT = (select(SessionRow)
                   SessionRow.channel == bindparam("k_channel"),
                   SessionRow.status == SessionStatus.ACTIVE)
            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+# Parameters: k_token. The active dialogue of the delivery with this token, in any channel.
+OF_DELIVERY = (select(SessionRow)
+               .join(DeliveryRow, DeliveryRow.id == SessionRow.delivery_id)
+               .where(DeliveryRow.token == bindparam("k_token"),
+                      SessionRow.status == SessionStatus.ACTIVE)
+               .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
 
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
@@ -70,6 +77,10 @@ class SessionRepository(Repository):
             select(SessionRow)
             .filter_by(customer_id=customer_id, channel=channel, status=SessionStatus.ACTIVE)
             .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+    async def of_delivery(self, token: str) -> SessionRow | None:
+        """The delivery's active dialogue, whichever channel it is in now."""
+        return await self.session.scalar(OF_DELIVERY, {"k_token": token})
 
     async def latest_status(self, channel: str, address: str) -> str | None:
         return await self.session.scalar(
