@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.keys import CAMPAIGNS, ENGINE, SETTINGS, TRIGGERS
+from bot.keys import CAMPAIGNS, ENGINE, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
+from bot.links import Links
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
+from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, health, triggers
+from handlers.web import api, campaigns, health, pages, triggers, widget
 from storage.db import session_factory
 
+WEB = Path(pages.__file__).parent
+TEMPLATES, STATIC = WEB / "templates", WEB / "static"
 # Request bodies larger than this are refused with 413 (a trigger is a few hundred bytes).
 MAX_BODY = 256 * 1024
 
@@ -27,12 +34,16 @@ class Services:
     scripts: ScriptCache
     triggers: TriggerService
     campaigns: CampaignService
+    surveys: SurveyService
+    links: Links
 
 
 def policy_of(settings: Settings) -> Policy:
-    """The channels this process can send on: Telegram with a bot token. (E-mail joins when
-    its sender does: a delivery must not be scheduled for a channel nobody sends on.)"""
-    channels = ["telegram"] if settings.bot_token is not None else []
+    """The channels this process can send on: Telegram with a bot token, e-mail with an
+    SMTP server (a delivery is never scheduled for a channel nobody sends on)."""
+    channels = [name for name, configured in (("telegram", settings.bot_token is not None),
+                                              ("email", settings.smtp_url is not None))
+                if configured]
     return Policy(channels=channels, throttle_days=settings.throttle_days)
 
 
@@ -49,18 +60,33 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     clock = clock or (lambda: datetime.now(UTC))
     return Services(factory, scripts,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
-                    CampaignService(factory, policy=policy, clock=clock, scripts=scripts))
+                    CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
+                    SurveyService(factory, clock=clock), Links(settings.base_url))
 
 
-def build_web_app(settings: Settings, engine: AsyncEngine,
-                  services: Services | None = None) -> web.Application:
+async def _nobody(outcome: Outcome) -> None:
+    """No team chat configured: alerts stay in the database for the dashboard."""
+
+
+def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None,
+                  notify: Callable[[Outcome], Awaitable[None]] | None = None
+                  ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[api.errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous],
+                          client_max_size=MAX_BODY)
+    app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[TRIGGERS] = services.triggers
     app[CAMPAIGNS] = services.campaigns
-    app.add_routes(health.routes)
-    app.add_routes(triggers.routes)
-    app.add_routes(campaigns.routes)
+    app[SURVEYS] = services.surveys
+    app[LINKS] = services.links
+    app[NOTIFY] = notify or _nobody
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
+                         autoescape=jinja2.select_autoescape(default=True),
+                         trim_blocks=True, lstrip_blocks=True)
+    app.router.add_static("/static", STATIC)
+    for module in (health, triggers, campaigns, pages, widget):
+        app.add_routes(module.routes)
+    app.add_routes(widget.options_routes())
     return app

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import ScriptCache
-from bot.services.surveys import profile
+from bot.services.surveys import profile, title
 from bot.services.triggers import channel_plan
 from conversations.engine import DialogueState, Prompt, current_prompts, start
 from storage.models import (
@@ -66,6 +66,7 @@ class Job:
     reminder: bool = False
     remind_after: timedelta | None = None  # the script's policy, for the bookkeeping
     expires_after: timedelta | None = None
+    title: str = ""  # the survey's, in `locale`
 
 
 class ChannelClosed(Exception):
@@ -210,7 +211,8 @@ class DeliveryDispatcher:
             jobs.append((Job(row.id, row.survey_id, row.token or "", channel,
                              addresses[row.customer_id][channel], session_id, prompts,
                              state.locale, remind_after=script.policy.reminder_after,
-                             expires_after=script.policy.expires_after), row.attempts))
+                             expires_after=script.policy.expires_after,
+                             title=title(script, state.locale)), row.attempts))
         return jobs
 
     async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
@@ -284,7 +286,8 @@ class DeliveryDispatcher:
                 script = self._scripts.get(connection, state.script_id, state.version)
                 jobs.append(Job(row.id, row.survey_id, row.token or "", plan[0],
                                 addresses[plan[0]], session.id, current_prompts(script, state),
-                                state.locale, reminder=True))
+                                state.locale, reminder=True,
+                                title=title(script, state.locale)))
             return jobs
 
         async with UnitOfWork(self._factory) as uow:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.links import Links
 from bot.services.campaigns import CampaignService
+from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
 
@@ -13,3 +17,8 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SETTINGS = web.AppKey("settings", Settings)
 TRIGGERS = web.AppKey("triggers", TriggerService)
 CAMPAIGNS = web.AppKey("campaigns", CampaignService)
+SURVEYS = web.AppKey("surveys", SurveyService)
+LINKS = web.AppKey("links", Links)
+# Tells the team about an outcome's alerts and comments (the Telegram admin chat, when set).
+Notify = Callable[[Outcome], Awaitable[None]]
+NOTIFY: web.AppKey[Notify] = web.AppKey("notify")

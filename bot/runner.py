@@ -16,13 +16,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import telegram
 from bot.app import build_services, build_web_app
 from bot.commands import configure_logging
-from bot.dispatch import DeliveryDispatcher
+from bot.dispatch import DeliveryDispatcher, Sender
 from bot.limits import Limiter, RateLimited
 from bot.scheduler import build_scheduler
 from bot.services.campaigns import CampaignFileError
 from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
-from bot.services.surveys import SurveyService
+from bot.services.surveys import Outcome, SurveyService
 from bot.settings import Settings
+from handlers.email.outbound import EmailSender, Smtp
+from handlers.telegram import admin
 from handlers.telegram.outbound import TelegramSender
 from storage.db import create_engine
 from storage.migrate import upgrade_async
@@ -76,23 +78,29 @@ async def run(settings: Settings) -> int:
         log.info("surveys: %s", ", ".join(f"{s.survey_id} v{s.version}" for s in loaded))
         if names:
             log.info("campaigns from %s: %s", campaigns_file, ", ".join(names))
-        app = build_web_app(settings, engine, services)
-        dispatcher: DeliveryDispatcher | None = None
+        surveys = services.surveys
+        senders: dict[str, Sender] = {}
+        notify = None
         if settings.bot_token is not None:
-            surveys = SurveyService(factory)
             i18n = telegram.build_i18n()
             bot = telegram.build_bot(settings, surveys)
             sender_bot = build_sender_bot(settings, surveys)
             bots += [bot, sender_bot]
             updates = telegram.build_dispatcher(settings, surveys, i18n)
-            if settings.webhook_url:
-                telegram.add_webhook(app, settings, updates, bot)
-            dispatcher = DeliveryDispatcher(
-                factory, {"telegram": TelegramSender(sender_bot, i18n)},
-                scripts=services.scripts, batch=settings.dispatch_batch,
-                attempts=settings.send_attempts,
-                backoff=timedelta(seconds=settings.retry_backoff),
-                sending_timeout=timedelta(seconds=settings.sending_timeout))
+            senders["telegram"] = TelegramSender(sender_bot, i18n)
+
+            async def notify(outcome: Outcome) -> None:  # alerts from the web and e-mail
+                await admin.notify(bot, settings, surveys, outcome)
+        if settings.smtp_url is not None:
+            senders["email"] = EmailSender(Smtp.from_url(settings.smtp_url.get_secret_value()),
+                                           settings.mail_from, services.links)
+        app = build_web_app(settings, engine, services, notify)
+        if settings.bot_token is not None and settings.webhook_url:
+            telegram.add_webhook(app, settings, updates, bot)
+        dispatcher = DeliveryDispatcher(
+            factory, senders, scripts=services.scripts, batch=settings.dispatch_batch,
+            attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
+            sending_timeout=timedelta(seconds=settings.sending_timeout)) if senders else None
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -103,6 +111,8 @@ async def run(settings: Settings) -> int:
         scheduler.start()
         if settings.bot_token is not None:
             polling = await telegram.start(settings, updates, bot, i18n)
+            # Deep links name the bot: t.me/<username>?start=<token>
+            services.links.bot_username = (await bot.get_me()).username
         else:
             log.info("Telegram: off (BOT_TOKEN is not set)")
         await stop.wait()

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     outbound_webhook_url: str | None = None
     outbound_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
+    mail_from: str = "Otklik <otklik@localhost>"  # the From of e-mailed surveys
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.
     telegram_rate: float = Field(30.0, gt=0)
@@ -44,8 +45,11 @@ class Settings(BaseSettings):
     sending_timeout: float = Field(300.0, gt=0)  # seconds before a stuck send is retried
     throttle_days: int = Field(0, ge=0, le=3650)  # one survey per customer in N days, all
     campaigns_file: Path | None = None  # default: SURVEYS_DIR/campaigns.yaml, if present
+    # Sites that may embed the pop-up survey (widget.js), comma-separated origins; "*": any.
+    widget_origins: Annotated[list[str], NoDecode] = []
+    anonymous_rate: int = Field(120, ge=1)  # requests a minute per address, anonymous routes
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "widget_origins", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

@@ -123,6 +123,7 @@ class Outcome:
     comments: tuple[Comment, ...] = ()
     locale: str = "en"
     duplicate: bool = False  # the same event (a redelivered update) was applied before
+    title: str = ""  # the survey's, in `locale`: what a page is headed with
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,14 +234,16 @@ class SurveyService:
             script = await uow.session.run_sync(
                 self._script, current.survey_id, current.script_version)
             state = current.dialogue_state()
-            return Outcome(current.id, current_prompts(script, state), locale=state.locale)
+            return Outcome(current.id, current_prompts(script, state), locale=state.locale,
+                           title=title(script, state.locale))
         dialogue = await uow.sessions.open_for(customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
             script = await uow.session.run_sync(
                 self._script, dialogue.survey_id, dialogue.script_version)
             state = dialogue.dialogue_state()
-            return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale)
+            return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
+                           title=title(script, state.locale))
         if dialogue is not None:
             await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
         row = await uow.scripts.active_for(survey_id)
@@ -255,7 +258,7 @@ class SurveyService:
         if turn.finished:  # a script of messages only
             await uow.record(dialogue, turn, now=now, timezone=script.timezone)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
-                       locale=turn.state.locale)
+                       locale=turn.state.locale, title=title(script, turn.state.locale))
 
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
@@ -277,7 +280,7 @@ class SurveyService:
                      ) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
             try:
-                stepped, alerted = await self._step_once(find, params, to_reply, event)
+                stepped, alerted, script = await self._step_once(find, params, to_reply, event)
                 break
             except StaleSession:
                 # Another process moved this dialogue on between our read and our write:
@@ -299,19 +302,22 @@ class SurveyService:
         comments = tuple(Comment(alert.id, alert.message_id, answer.text)
                          for alert in alerted[-1:] for answer in recorded if answer.text)
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
-                       comments, state.locale)
+                       comments, state.locale, title=title(script, state.locale) if script else "")
 
     async def _step_once(self, find: Select[SessionRow], params: Mapping[str, Any],
                          to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
-                         ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow]]:
-        """The step, and the dialogue's alerts when the reply holds a text (a comment):
-        read in the step's own hop, not in a unit of work of their own."""
+                         ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow],
+                                    Script | None]:
+        """The step; the dialogue's alerts when the reply holds a text (a comment), read in
+        the step's own hop, not in a unit of work of their own; and the dialogue's script."""
         now = self._clock()
         alerted: Sequence[AlertRow] = ()
+        scripts: list[Script] = []
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
             nonlocal alerted
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
+            scripts.append(script)
             turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
             if any(answer.text for answer in turn.answers):
                 alerted = alerts.for_session(session, dialogue.id)
@@ -319,12 +325,32 @@ class SurveyService:
 
         async with UnitOfWork(self._factory) as uow:
             stepped = await uow.step(find, params, step, now=now, event=event)
-        return stepped, alerted
+        return stepped, alerted, scripts[-1] if scripts else None
 
     async def opt_out(self, who: Who) -> bool:
         """No more surveys for this customer, in any channel; the open dialogue ends.
         False if they had opted out already."""
         return await self._set_opt_out(who, opted_out=True)
+
+    async def opt_out_delivery(self, token: str, channel: str = "email") -> bool:
+        """The unsubscribe link of a delivery: its customer gets no more surveys, in any
+        channel, and its dialogue ends. LinkExpired for an unknown token; False if they
+        had opted out already."""
+        now = self._clock()
+        async with UnitOfWork(self._factory) as uow:
+            delivery = await uow.deliveries.by_token(token)
+            if delivery is None:
+                raise LinkExpired("unknown")
+            customer = await uow.customers.get(delivery.customer_id)
+            if customer.opted_out_at is not None:
+                return False
+            customer.opted_out_at = customer.updated_at = now
+            if (dialogue := await uow.sessions.of_delivery(token)) is not None:
+                await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
+            await uow.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
+                                {"channel": channel, "delivery": delivery.id}, now=now)
+            await uow.commit()
+        return True
 
     async def opt_in(self, who: Who) -> bool:
         """Surveys again, after an opt-out. False if they had not opted out."""
@@ -421,6 +447,10 @@ class SurveyService:
         if key not in self._scripts:
             self._scripts[key] = script_of(row)
         return self._scripts[key]
+
+
+def title(script: Script, locale: str) -> str:
+    return script.title.get(locale) or script.title.get(script.default_locale) or script.id
 
 
 def _at(who: Who) -> dict[str, str]:

@@ -21,7 +21,10 @@ MESSAGES = LOCALES / "ru" / "LC_MESSAGES"
 PO, MO = MESSAGES / f"{DOMAIN}.po", MESSAGES / f"{DOMAIN}.mo"
 # Calls whose first argument is a msgid: I18n.gettext, and the handlers' one-line `_` wrappers.
 GETTEXT_ATTRS = ("gettext", "lazy_gettext")
-GETTEXT_NAMES = ("_",)
+GETTEXT_NAMES = ("_", "gettext")  # and bot.texts.gettext, which pages and e-mails use
+# Templates ask for their texts as _("..."), as Jinja2's i18n extension would.
+TEMPLATES = ROOT / "handlers" / "web" / "templates"
+TEMPLATE_CALL = re.compile(r"""_\(\s*"([^"]+)"\s*\)""")
 
 
 def read_catalog() -> Catalog:
@@ -75,9 +78,19 @@ def gettext_calls() -> list[tuple[str, int, ast.expr]]:
     return calls
 
 
+def template_calls() -> set[tuple[str, str]]:
+    found = set()
+    for path in sorted(TEMPLATES.rglob("*.html")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found |= {(msgid, f"{path.relative_to(ROOT)}:{number}")
+                      for msgid in TEMPLATE_CALL.findall(line)}
+    return found
+
+
 CALLS = gettext_calls()
 LITERALS = sorted({(arg.value, f"{file}:{line}") for file, line, arg in CALLS
-                   if isinstance(arg, ast.Constant) and isinstance(arg.value, str)})
+                   if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
+                  | template_calls())
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +154,7 @@ def test_ru_is_the_only_compiled_locale(i18n: I18n) -> None:
 
 def test_the_scan_finds_the_gettext_calls() -> None:
     found = {value for value, _ in LITERALS}
-    assert {"Skip", "Back", "Done", "Thanks!"} <= found
+    assert {"Skip", "Back", "Done", "Thanks!", "Next", "This form has expired"} <= found
     assert len(found) >= 20
 
 

@@ -1,0 +1,1 @@
+"""The e-mail channel: invitations sent through SMTP."""

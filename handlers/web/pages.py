@@ -1,0 +1,343 @@
+"""The web channel: a delivery's hosted survey page (`/s/{token}`), the one-click scores of
+an e-mail (`/e/{token}/{score}`), its unsubscribe link (`/u/{token}`), and the anonymous
+survey (`/w/{survey}`, the demo at `/`). Server-rendered forms that work without
+JavaScript; answers go through SurveyService like Telegram's.
+
+Forms carry a CSRF token that must equal the `otklik_csrf` cookie (double submit), and the
+question's position, so a form sent twice (or from an old tab) changes nothing."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from bot.keys import LINKS, NOTIFY, SETTINGS, SURVEYS
+from bot.services.surveys import (
+    Finished,
+    LinkExpired,
+    NoSurvey,
+    OptedOut,
+    Outcome,
+    Tap,
+    Who,
+)
+from bot.texts import gettext, ui_locale
+from conversations.engine import PromptKind
+from conversations.replies import Problem
+
+routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
+CSRF_COOKIE = "otklik_csrf"
+VISITOR_COOKIE = "otklik_visitor"
+Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
+SECURE_KEY = "otklik_secure"  # request key: whether cookies must be Secure (an https site)
+MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
+
+
+class PageError(Exception):
+    """A friendly page instead of the one asked for: expired link, bad form, and so on."""
+
+    def __init__(self, status: int, heading: str, *lines: str) -> None:
+        super().__init__(heading)
+        self.status, self.heading, self.lines = status, heading, lines
+
+
+def _locale(request: web.Request, fallback: str | None = None) -> str:
+    return ui_locale(fallback or request.headers.get("Accept-Language", "")[:2])
+
+
+def _csrf(request: web.Request) -> str:
+    """This browser's CSRF token: its cookie's, or a new one (set by `_respond`)."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if len(token) < 32:
+        token = request.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        request[CSRF_COOKIE] = token
+    return token
+
+
+def _check_csrf(request: web.Request, form: Form) -> None:
+    cookie, sent = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
+    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(
+            cookie.encode(), sent.encode()):
+        locale = _locale(request)
+        raise PageError(403, gettext("This form has expired", locale),
+                        gettext("Please open the page again and answer once more.", locale))
+
+
+def _respond(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    if CSRF_COOKIE in request and request.cookies.get(CSRF_COOKIE) != request[CSRF_COOKIE]:
+        response.set_cookie(CSRF_COOKIE, request[CSRF_COOKIE], httponly=True, samesite="Strict",
+                            secure=request[SECURE_KEY], path="/")
+    return response
+
+
+def _render(request: web.Request, template: str, context: dict[str, Any],
+            status: int = 200) -> web.StreamResponse:
+    locale = context.setdefault("locale", _locale(request))
+    context.setdefault("_", lambda text: gettext(text, locale))
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    return _respond(request, response)
+
+
+def notice(request: web.Request, status: int, heading: str, *lines: str,
+           locale: str | None = None, **extra: Any) -> web.StreamResponse:
+    return _render(request, "notice.html", {"title": heading, "heading": heading,
+                                            "lines": lines, "locale": _locale(request, locale),
+                                            **extra}, status)
+
+
+def question(request: web.Request, outcome: Outcome, *, token: str | None = None,
+             status: int = 200) -> web.StreamResponse:
+    """The open question, after any messages before it; the thank-you page at the end."""
+    locale = ui_locale(outcome.locale)
+    messages = [p.text for p in outcome.prompts if p.kind is PromptKind.MESSAGE]
+    asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE]
+    hint = None
+    if outcome.reprompt is not None and not outcome.finished:
+        hint = outcome.reprompt.hint
+        asked = [outcome.reprompt.prompt] if outcome.reprompt.prompt else asked
+    if not asked:
+        return notice(request, 200, outcome.title or gettext("Thank you!", locale),
+                      *(messages or [gettext("Your answers are saved. Thank you!", locale)]),
+                      locale=locale)
+    prompt = asked[0]
+    links = request.app[LINKS]
+    return _render(request, "question.html", {
+        "title": outcome.title, "locale": locale, "prompt": prompt, "messages": messages,
+        "hint": hint, "csrf": _csrf(request), "session_id": outcome.session_id,
+        "autosubmit": prompt.kind is not PromptKind.TEXT and not prompt.multiple,
+        "telegram_link": links.telegram(token) if token else None}, status)
+
+
+def _tap(form: Form, locale: str) -> Tap:
+    """The form as a tap on its question: option indexes, or a typed text (an empty one
+    skips an optional question, as its Skip button does)."""
+    def number(value: object) -> int:
+        if not isinstance(value, str) or not value.isdigit() or len(value) > 9:
+            raise PageError(400, gettext("Something is wrong with this form", locale),
+                            gettext("Please open the page again and answer once more.",
+                                    locale))
+        return int(value)
+
+    picked = tuple(number(value) for value in form.getall("answer", []))
+    text = form.get("text")
+    if text is not None and not isinstance(text, str):
+        number(None)  # a file where a text should be
+    if isinstance(text, str) and len(text) > MAX_TEXT:
+        raise PageError(413, gettext("This answer is too long", locale),
+                        gettext("Please shorten it and send it again.", locale))
+    typed = text.strip() if isinstance(text, str) and not picked else None
+    return Tap(number(form.get("session")), number(form.get("position")), picked=picked,
+               skip="skip" in form or typed == "", back="back" in form, text=typed or None)
+
+
+async def _form(request: web.Request) -> Form:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        locale = _locale(request)
+        raise PageError(415, gettext("Something is wrong with this form", locale),
+                        gettext("Please open the page again and answer once more.", locale))
+    return await request.post()
+
+
+async def _after(request: web.Request, outcome: Outcome | None, token: str | None,
+                 again: str) -> web.StreamResponse:
+    """What a submitted answer leads to: the next question (POST-redirect-GET), the same
+    one with a hint (422), or, for a form of a question no longer asked, the current one."""
+    if outcome is None:
+        raise _closed(request)
+    await request.app[NOTIFY](outcome)
+    problem = outcome.reprompt.problem if outcome.reprompt else None
+    if problem is not None and problem not in (Problem.STALE, Problem.FINISHED) \
+            and not outcome.finished:
+        return question(request, outcome, token=token, status=422)
+    return _respond(request, web.HTTPSeeOther(again))
+
+
+def _closed(request: web.Request, locale: str | None = None) -> PageError:
+    locale = _locale(request, locale)
+    return PageError(410, gettext("This survey has closed", locale),
+                     gettext("This link has expired or was already used. Thank you all the "
+                             "same!", locale))
+
+
+# -- a delivery's page ------------------------------------------------------------------------
+
+
+@routes.get("/s/{token}")
+async def get_survey(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    try:
+        outcome = await request.app[SURVEYS].open_delivery(token, locale=_locale(request))
+    except Finished:
+        locale = _locale(request)
+        return notice(request, 200, gettext("Thank you!", locale),
+                      gettext("Your answers are saved. Thank you!", locale))
+    except (LinkExpired, NoSurvey):
+        raise _closed(request) from None
+    except OptedOut:
+        locale = _locale(request)
+        raise PageError(410, gettext("You asked us not to send you surveys.", locale)) from None
+    return question(request, outcome, token=token)
+
+
+@routes.post("/s/{token}")
+async def post_survey(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    form = await _form(request)
+    _check_csrf(request, form)
+    outcome = await request.app[SURVEYS].tap_delivery(token, _tap(form, _locale(request)))
+    return await _after(request, outcome, token, f"/s/{token}")
+
+
+@routes.get("/e/{token}/{score}")
+async def get_email_score(request: web.Request) -> web.StreamResponse:
+    """One click in an e-mail: the score is recorded, the page asks the follow-up."""
+    token, score = request.match_info["token"], request.match_info["score"]
+    surveys = request.app[SURVEYS]
+    try:
+        opened = await surveys.open_delivery(token, locale=_locale(request))
+    except Finished:
+        return _respond(request, web.HTTPSeeOther(f"/s/{token}"))
+    except (LinkExpired, NoSurvey, OptedOut):
+        raise _closed(request) from None
+    first = opened.prompts[0] if opened.prompts else None
+    if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
+        # answered already (a second click, a mail scanner): the page shows where it is
+        return _respond(request, web.HTTPSeeOther(f"/s/{token}"))
+    values = [option.value for option in first.options]
+    if score not in values:
+        locale = ui_locale(opened.locale)
+        raise PageError(422, gettext("This score is not on the scale", locale),
+                        f"{values[0]}–{values[-1]}")
+    outcome = await surveys.tap_delivery(token, Tap(opened.session_id, first.position,
+                                                    picked=(values.index(score),)))
+    return await _after(request, outcome, token, f"/s/{token}")
+
+
+@routes.get("/u/{token}")
+async def get_unsubscribe(request: web.Request) -> web.StreamResponse:
+    """A confirmation first: mail scanners follow links, and a GET must change nothing."""
+    locale = _locale(request)
+    return notice(request, 200, gettext("Stop all surveys?", locale),
+                  gettext("We will not send you any more questions.", locale),
+                  form_action=f"/u/{request.match_info['token']}",
+                  form_label=gettext("Yes, stop", locale), csrf=_csrf(request))
+
+
+@routes.post("/u/{token}")
+async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
+    """The form above, or a mail client's one-click unsubscribe (RFC 8058), which carries
+    no cookie: the unguessable token in the address is what authorises both."""
+    form = await _form(request)
+    if form.get("List-Unsubscribe") != "One-Click":
+        _check_csrf(request, form)
+    try:
+        await request.app[SURVEYS].opt_out_delivery(request.match_info["token"])
+    except LinkExpired:
+        raise _closed(request) from None
+    locale = _locale(request)
+    return notice(request, 200, gettext("You are unsubscribed", locale), gettext(
+        "Done: you will not receive any more surveys from us.", locale))
+
+
+# -- the anonymous survey ---------------------------------------------------------------------
+
+
+def _visitor(request: web.Request) -> str:
+    visitor = request.cookies.get(VISITOR_COOKIE, "")
+    if len(visitor) < 16:
+        visitor = request.get(VISITOR_COOKIE) or secrets.token_urlsafe(16)
+        request[VISITOR_COOKIE] = visitor
+    return visitor
+
+
+def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    if VISITOR_COOKIE in request:
+        response.set_cookie(VISITOR_COOKIE, request[VISITOR_COOKIE], httponly=True,
+                            samesite="Lax", secure=request[SECURE_KEY], path="/",
+                            max_age=365 * 24 * 3600)
+    return _respond(request, response)
+
+
+@routes.get("/")
+async def get_home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(f"/w/{request.app[SETTINGS].default_survey}")
+
+
+@routes.get("/w/{survey}")
+async def get_web_survey(request: web.Request) -> web.StreamResponse:
+    survey = request.match_info["survey"]
+    who = Who("web", _visitor(request), locale=_locale(request))
+    surveys = request.app[SURVEYS]
+    if (await surveys.latest_status(who)) == "completed" and "again" not in request.query:
+        return _with_visitor(request, _thanks(request, survey))
+    context = {"page": request.query.get("page", "")[:500], "visitor": who.address}
+    try:
+        outcome = await surveys.begin(who, survey, context={k: v for k, v in context.items()
+                                                            if v})
+    except NoSurvey:
+        raise web.HTTPNotFound(text=f"no survey {survey!r}") from None
+    except OptedOut:
+        raise PageError(410, gettext("You asked us not to send you surveys.",
+                                     _locale(request))) from None
+    if outcome.finished and not outcome.prompts:
+        return _with_visitor(request, _thanks(request, survey))
+    return _with_visitor(request, question(request, outcome))
+
+
+@routes.post("/w/{survey}")
+async def post_web_survey(request: web.Request) -> web.StreamResponse:
+    survey = request.match_info["survey"]
+    form = await _form(request)
+    _check_csrf(request, form)
+    who = Who("web", _visitor(request), locale=_locale(request))
+    outcome = await request.app[SURVEYS].tap(who, _tap(form, _locale(request)))
+    if outcome is not None and outcome.finished and outcome.reprompt is None:
+        await request.app[NOTIFY](outcome)
+        return _with_visitor(request, _thanks(request, survey, outcome))
+    return _with_visitor(request, await _after(request, outcome, None, f"/w/{survey}"))
+
+
+def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
+            ) -> web.StreamResponse:
+    locale = ui_locale(outcome.locale if outcome else _locale(request))
+    said = [p.text for p in outcome.prompts] if outcome else []
+    return notice(request, 200, gettext("Thank you!", locale), *said,
+                  gettext("Your answers are saved in Otklik's database: the team sees them "
+                          "in its reports (otklik report --survey {survey}).",
+                          locale).format(survey=survey),
+                  locale=locale, link=f"/w/{survey}?again=1",
+                  link_label=gettext("Answer again", locale))
+
+
+# -- errors as pages --------------------------------------------------------------------------
+
+
+@web.middleware
+async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Friendly pages for PageError, and the headers every page of ours carries: a strict
+    CSP (no inline script or style), no framing, and no Referer, which would carry the
+    survey token to other sites."""
+    request[SECURE_KEY] = request.app[SETTINGS].base_url.startswith("https://")
+    try:
+        response = await handler(request)
+    except PageError as error:
+        response = notice(request, error.status, error.heading, *error.lines)
+    if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
