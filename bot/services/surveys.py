@@ -373,10 +373,11 @@ class SurveyService:
             await uow.commit()
         return True
 
-    async def latest_status(self, who: Who) -> str | None:
-        """The status of the latest dialogue at this address (expired: a late reply)."""
+    async def latest_status(self, who: Who, survey_id: str | None = None) -> str | None:
+        """The status of the latest dialogue at this address (of this survey, if given):
+        expired for a late reply, completed for a visitor who answered already."""
         async with UnitOfWork(self._factory) as uow:
-            return await uow.sessions.latest_status(who.channel, who.address)
+            return await uow.sessions.latest_status(who.channel, who.address, survey_id)
 
     async def locale_of(self, who: Who) -> str | None:
         """The language the customer chose (/language), if any."""

@@ -37,8 +37,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger(__name__)
 CSRF_COOKIE = "otklik_csrf"
 VISITOR_COOKIE = "otklik_visitor"
+# Set on the request when this response must set the cookie of the same name.
+NEW_CSRF = web.RequestKey("new_csrf", str)
+NEW_VISITOR = web.RequestKey("new_visitor", str)
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
-SECURE_KEY = "otklik_secure"  # request key: whether cookies must be Secure (an https site)
+SECURE = web.RequestKey("secure", bool)  # whether cookies must be Secure (an https site)
 MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
 
 
@@ -58,8 +61,8 @@ def _csrf(request: web.Request) -> str:
     """This browser's CSRF token: its cookie's, or a new one (set by `_respond`)."""
     token = request.cookies.get(CSRF_COOKIE, "")
     if len(token) < 32:
-        token = request.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        request[CSRF_COOKIE] = token
+        token = request.get(NEW_CSRF) or secrets.token_urlsafe(32)
+        request[NEW_CSRF] = token
     return token
 
 
@@ -73,9 +76,9 @@ def _check_csrf(request: web.Request, form: Form) -> None:
 
 
 def _respond(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    if CSRF_COOKIE in request and request.cookies.get(CSRF_COOKIE) != request[CSRF_COOKIE]:
-        response.set_cookie(CSRF_COOKIE, request[CSRF_COOKIE], httponly=True, samesite="Strict",
-                            secure=request[SECURE_KEY], path="/")
+    if NEW_CSRF in request:
+        response.set_cookie(CSRF_COOKIE, request[NEW_CSRF], httponly=True, samesite="Strict",
+                            secure=request[SECURE], path="/")
     return response
 
 
@@ -158,7 +161,12 @@ async def _after(request: web.Request, outcome: Outcome | None, token: str | Non
     if problem is not None and problem not in (Problem.STALE, Problem.FINISHED) \
             and not outcome.finished:
         return question(request, outcome, token=token, status=422)
-    return _respond(request, web.HTTPSeeOther(again))
+    return _respond(request, _see_other(again))
+
+
+def _see_other(location: str) -> web.Response:
+    """303: after a POST, the page is fetched anew (a reload sends nothing twice)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _closed(request: web.Request, locale: str | None = None) -> PageError:
@@ -205,13 +213,13 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
     try:
         opened = await surveys.open_delivery(token, locale=_locale(request))
     except Finished:
-        return _respond(request, web.HTTPSeeOther(f"/s/{token}"))
+        return _respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut):
         raise _closed(request) from None
     first = opened.prompts[0] if opened.prompts else None
     if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
         # answered already (a second click, a mail scanner): the page shows where it is
-        return _respond(request, web.HTTPSeeOther(f"/s/{token}"))
+        return _respond(request, _see_other(f"/s/{token}"))
     values = [option.value for option in first.options]
     if score not in values:
         locale = ui_locale(opened.locale)
@@ -254,15 +262,15 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
 def _visitor(request: web.Request) -> str:
     visitor = request.cookies.get(VISITOR_COOKIE, "")
     if len(visitor) < 16:
-        visitor = request.get(VISITOR_COOKIE) or secrets.token_urlsafe(16)
-        request[VISITOR_COOKIE] = visitor
+        visitor = request.get(NEW_VISITOR) or secrets.token_urlsafe(16)
+        request[NEW_VISITOR] = visitor
     return visitor
 
 
 def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    if VISITOR_COOKIE in request:
-        response.set_cookie(VISITOR_COOKIE, request[VISITOR_COOKIE], httponly=True,
-                            samesite="Lax", secure=request[SECURE_KEY], path="/",
+    if NEW_VISITOR in request:
+        response.set_cookie(VISITOR_COOKIE, request[NEW_VISITOR], httponly=True,
+                            samesite="Lax", secure=request[SECURE], path="/",
                             max_age=365 * 24 * 3600)
     return _respond(request, response)
 
@@ -277,7 +285,7 @@ async def get_web_survey(request: web.Request) -> web.StreamResponse:
     survey = request.match_info["survey"]
     who = Who("web", _visitor(request), locale=_locale(request))
     surveys = request.app[SURVEYS]
-    if (await surveys.latest_status(who)) == "completed" and "again" not in request.query:
+    if (await surveys.latest_status(who, survey)) == "completed" and "again" not in request.query:
         return _with_visitor(request, _thanks(request, survey))
     context = {"page": request.query.get("page", "")[:500], "visitor": who.address}
     try:
@@ -326,7 +334,7 @@ async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Friendly pages for PageError, and the headers every page of ours carries: a strict
     CSP (no inline script or style), no framing, and no Referer, which would carry the
     survey token to other sites."""
-    request[SECURE_KEY] = request.app[SETTINGS].base_url.startswith("https://")
+    request[SECURE] = request.app[SETTINGS].base_url.startswith("https://")
     try:
         response = await handler(request)
     except PageError as error:

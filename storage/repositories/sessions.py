@@ -82,13 +82,16 @@ class SessionRepository(Repository):
         """The delivery's active dialogue, whichever channel it is in now."""
         return await self.session.scalar(OF_DELIVERY, {"k_token": token})
 
-    async def latest_status(self, channel: str, address: str) -> str | None:
-        return await self.session.scalar(
-            select(SessionRow.status)
-            .join(IdentityRow, IdentityRow.customer_id == SessionRow.customer_id)
-            .where(IdentityRow.channel == channel, IdentityRow.address == address,
-                   SessionRow.channel == channel)
-            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+    async def latest_status(self, channel: str, address: str, survey_id: str | None = None
+                            ) -> str | None:
+        query = (select(SessionRow.status)
+                 .join(IdentityRow, IdentityRow.customer_id == SessionRow.customer_id)
+                 .where(IdentityRow.channel == channel, IdentityRow.address == address,
+                        SessionRow.channel == channel)
+                 .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+        if survey_id is not None:
+            query = query.where(SessionRow.survey_id == survey_id)
+        return await self.session.scalar(query)
 
     async def save(self, row: SessionRow, *, now: datetime, **values: Any) -> None:
         """UPDATE the row if it is still at the revision it was read at, else StaleSession;
