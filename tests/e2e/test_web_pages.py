@@ -59,7 +59,9 @@ def form_of(html: str) -> dict[str, str]:
     csrf = CSRF.search(html)
     session = re.search(r'name="session" value="(\d+)"', html)
     position = re.search(r'name="position" value="(\d+)"', html)
-    assert csrf and session and position, html
+    assert csrf, html
+    assert session, html
+    assert position, html
     return {"csrf": csrf[1], "session": session[1], "position": position[1]}
 
 
