@@ -132,6 +132,9 @@ class DeliveryDispatcher:
                 claimed += len(jobs)
                 await asyncio.gather(*(self._send(job, attempts, recorder)
                                        for job, attempts in jobs))
+                # The next claim must see this batch's outcomes: a closed channel puts its
+                # delivery back at once, for the next channel, in this same tick.
+                await recorder.flush()
         return claimed
 
     async def recover(self) -> int:
@@ -337,6 +340,10 @@ class _Recorder:
     async def put(self, outcome: _Outcome) -> None:
         await self._queue.put(outcome)
 
+    async def flush(self) -> None:
+        """Wait until every outcome put so far is written (or its write has failed)."""
+        await self._queue.join()
+
     async def _write(self) -> None:
         done = False
         while not done:
@@ -350,12 +357,14 @@ class _Recorder:
                 if self._queue.empty() or len(outcomes) >= 500:
                     break
                 item = self._queue.get_nowait()
-            if not outcomes:
-                continue
             try:
-                async with UnitOfWork(self._dispatcher._factory) as uow:
-                    await uow.run(functools.partial(self._dispatcher._record,
-                                                    outcomes=outcomes), commit=True)
+                if outcomes:
+                    async with UnitOfWork(self._dispatcher._factory) as uow:
+                        await uow.run(functools.partial(self._dispatcher._record,
+                                                        outcomes=outcomes), commit=True)
             except Exception:
                 # Left in `sending`: recovered after the timeout and sent again.
                 log.exception("could not record %s send outcomes", len(outcomes))
+            finally:
+                for _ in range(len(outcomes) + (1 if done else 0)):  # and the end mark
+                    self._queue.task_done()

@@ -1,0 +1,225 @@
+"""The e-mail channel against a real SMTP server in the test process (aiosmtpd): the
+invitation arrives in HTML and plain text, its links work, one click records the score,
+the unsubscribe link opts out; a refused address falls back to the next channel; and a
+customer who starts by e-mail finishes in Telegram, in one dialogue."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
+
+from bot.dispatch import DeliveryDispatcher, Sender
+from bot.runner import build_sender_bot
+from bot.telegram import build_i18n
+from handlers.email.outbound import EmailSender, Smtp
+from handlers.telegram.outbound import TelegramSender
+from storage.models import AnswerRow, CustomerRow, IdentityRow, SessionRow
+from storage.uow import UnitOfWork
+from tests.e2e.telegram_support import Product
+from tests.e2e.trigger_support import Api, serving, trigger
+from tests.support.botapi import BotApiStub
+
+REFUSED = "nobody@example.com"
+CHAT = 4242
+
+
+@dataclass
+class Mailbox:
+    """An SMTP server's handler: keeps every message, refuses REFUSED for good."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        if address == REFUSED:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))
+        self.recipients += envelope.rcpt_tos
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class World:
+    api: Api
+    stub: BotApiStub
+    mailbox: Mailbox
+    dispatcher: DeliveryDispatcher
+    customer: Product
+
+    def path(self, url: str) -> str:
+        return url.removeprefix(self.api.services.links.base_url)
+
+
+@asynccontextmanager
+async def world(db_url: str, *, smtp_port: int | None = None) -> AsyncIterator[World]:
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    port = smtp_port or controller.port
+    try:
+        async with BotApiStub() as stub, serving(
+                db_url, channels=("telegram", "email"), telegram_api_base=stub.base_url,
+                telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{port}") as api:
+            customer = Product(stub, api.settings, api.engine, api.services.surveys)
+            sender_bot = build_sender_bot(api.settings, api.services.surveys)
+            senders: dict[str, Sender] = {
+                "telegram": TelegramSender(sender_bot, build_i18n()),
+                "email": EmailSender(Smtp.from_url(f"smtp://127.0.0.1:{port}"),
+                                     "Otklik <survey@example.com>", api.services.links,
+                                     timeout=5)}
+            api.services.links.bot_username = "otklik_test_bot"
+            dispatcher = DeliveryDispatcher(api.services.factory, senders, clock=api.clock,
+                                            scripts=api.services.scripts, attempts=3)
+            try:
+                yield World(api, stub, mailbox, dispatcher, customer)
+            finally:
+                await customer.close()
+                await sender_bot.session.close()
+    finally:
+        controller.stop()
+
+
+def by_email(address: str = "anna@example.com", **extra: Any) -> dict[str, Any]:
+    body = trigger(survey="nps", email=address, **extra)
+    body["customer"].pop("telegram_id")
+    return {**body, "channel": "email", "delay": "PT0S"}
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None
+    assert html is not None
+    return text.get_content(), html.get_content()
+
+
+async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url: str) -> None:
+    async with world(db_url) as w:
+        _, accepted = await w.api.post("/api/v1/triggers", by_email())
+        await w.dispatcher.tick()
+        [message] = w.mailbox.messages
+        assert w.mailbox.recipients == ["anna@example.com"]
+        assert message["Subject"] == "Net Promoter Score: one quick question"
+        assert message["From"] == "Otklik <survey@example.com>"
+        text, html = parts(message)
+        assert "How likely are you to recommend us" in text
+        assert "How likely are you to recommend us" in html
+        links = re.findall(r"https?://\S+/e/[\w-]+/\d+", text)
+        assert len(links) == 11
+        assert all(link in html for link in links)
+        assert "t.me/otklik_test_bot?start=" in text
+        unsubscribe = message["List-Unsubscribe"].strip("<>")
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert unsubscribe in text
+        async with UnitOfWork(w.api.services.factory) as uow:
+            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        assert delivery is not None
+        assert (delivery.status, delivery.sent_channel) == ("sent", "email")
+        assert delivery.message_id == message["Message-ID"]
+
+        eight = next(link for link in links if link.endswith("/8"))
+        response = await w.api.client.get(w.path(eight), allow_redirects=False)
+        assert response.status == 303  # recorded; the page asks the follow-up
+        page = await w.api.client.get(response.headers["Location"])
+        assert "main reason for your score" in await page.text()
+        async with UnitOfWork(w.api.services.factory) as uow:
+            answer = await uow.session.scalar(select(AnswerRow))
+        assert answer is not None
+        assert (answer.step_id, answer.score, answer.channel) == ("score", 8, "email")
+
+        w.api.client.session.cookie_jar.clear()
+        opt_out = await w.api.client.post(w.path(unsubscribe),
+                                          data={"List-Unsubscribe": "One-Click"})
+        assert opt_out.status == 200
+        async with UnitOfWork(w.api.services.factory) as uow:
+            customer = await uow.session.scalar(select(CustomerRow))
+        assert customer is not None
+        assert customer.opted_out_at is not None
+
+
+async def test_the_invitation_is_in_the_customers_language(db_url: str) -> None:
+    async with world(db_url) as w:
+        await w.api.post("/api/v1/triggers", by_email(locale="ru"))
+        await w.dispatcher.tick()
+        [message] = w.mailbox.messages
+        text, html = parts(message)
+        assert message["Subject"].endswith("один короткий вопрос")
+        assert "Выберите оценку" in text
+        assert 'lang="ru"' in html
+
+
+async def test_a_refused_address_is_a_hard_bounce_and_telegram_takes_over(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        body = by_email(REFUSED)
+        body["customer"]["telegram_id"] = CHAT
+        _, accepted = await w.api.post("/api/v1/triggers", body)
+        await w.dispatcher.tick()
+        assert w.mailbox.messages == []
+        async with UnitOfWork(w.api.services.factory) as uow:
+            identity = await uow.session.scalar(select(IdentityRow).filter_by(channel="email"))
+            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        assert identity is not None
+        assert (identity.reachable, identity.unreachable_reason) == (False, "hard_bounce")
+        assert delivery is not None
+        assert (delivery.status, delivery.sent_channel) == ("sent", "telegram")
+        assert len(w.stub.sent(CHAT)) == 1
+
+
+async def test_an_unreachable_smtp_server_is_tried_again_later(db_url: str) -> None:
+    async with world(db_url, smtp_port=free_port()) as w:  # nothing listens there
+        _, accepted = await w.api.post("/api/v1/triggers", by_email())
+        await w.dispatcher.tick()
+        async with UnitOfWork(w.api.services.factory) as uow:
+            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        assert delivery is not None
+        assert (delivery.status, delivery.attempts) == ("scheduled", 1)
+        assert (delivery.last_error or "").startswith("SMTP:")
+
+
+async def test_score_by_email_then_the_follow_up_in_telegram_is_one_dialogue(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        await w.api.post("/api/v1/triggers", by_email())
+        await w.dispatcher.tick()
+        [message] = w.mailbox.messages
+        text, _ = parts(message)
+        three = next(link for link in re.findall(r"https?://\S+/e/[\w-]+/\d+", text)
+                     if link.endswith("/3"))
+        assert (await w.api.client.get(w.path(three), allow_redirects=False)).status == 303
+        token = re.search(r"start=([\w-]+)", text)
+        assert token is not None
+        await w.customer.send(CHAT, f"/start {token[1]}")  # the deep link, in Telegram
+        assert "main reason for your score" in w.customer.texts(CHAT)[-1]
+        await w.customer.send(CHAT, "The courier was late")
+        async with UnitOfWork(w.api.services.factory) as uow:
+            rows = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+            sessions = list(await uow.session.scalars(select(SessionRow)))
+        assert [(a.step_id, a.score, a.text, a.channel) for a in rows] == [
+            ("score", 3, None, "email"), ("reason", None, "The courier was late", "telegram")]
+        assert len(sessions) == 1
+        assert {a.session_id for a in rows} == {sessions[0].id}
+        assert sessions[0].status == "completed"
