@@ -269,6 +269,14 @@ def current_prompts(script: Script, state: DialogueState) -> tuple[Prompt, ...]:
     return (_prompt(script, state, script.step(state.step), state.part),)
 
 
+def all_questions(script: Script, state: DialogueState) -> tuple[Prompt, ...]:
+    """Every question of the script in order, as it would be asked now: for a page that
+    shows the whole survey at once (answers then go in one by one, branches included)."""
+    return tuple(_prompt(script, state, step, part) for step in script.steps
+                 if not isinstance(step, MessageStep)
+                 for part in (range(len(CLI_ITEMS)) if isinstance(step, CliStep) else (0,)))
+
+
 def change_locale(script: Script, state: DialogueState, locale: str) -> DialogueState:
     return _evolve(state, locale=pick_locale(script, locale))
 

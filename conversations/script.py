@@ -213,6 +213,8 @@ class Script(_Model):
     timezone: str = "UTC"
     allow_back: bool = False
     policy: Policy = Policy()
+    # On a web page: one question per screen ("step"), or the whole survey at once ("page").
+    web_layout: Literal["step", "page"] = "step"
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     @field_validator("timezone")

@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session
 from bot.services.scripts import script_of
 from conversations.conditions import Scalar
 from conversations.engine import (
+    DialogueState,
     Prompt,
     Reply,
     Reprompt,
     Turn,
     advance,
+    all_questions,
     change_locale,
     current_prompts,
     start,
@@ -124,6 +126,7 @@ class Outcome:
     locale: str = "en"
     duplicate: bool = False  # the same event (a redelivered update) was applied before
     title: str = ""  # the survey's, in `locale`: what a page is headed with
+    questions: tuple[Prompt, ...] = ()  # all of them, for a script laid out as one page
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +238,7 @@ class SurveyService:
                 self._script, current.survey_id, current.script_version)
             state = current.dialogue_state()
             return Outcome(current.id, current_prompts(script, state), locale=state.locale,
-                           title=title(script, state.locale))
+                           title=title(script, state.locale), questions=_page(script, state))
         dialogue = await uow.sessions.open_for(customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
@@ -243,7 +246,7 @@ class SurveyService:
                 self._script, dialogue.survey_id, dialogue.script_version)
             state = dialogue.dialogue_state()
             return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
-                           title=title(script, state.locale))
+                           title=title(script, state.locale), questions=_page(script, state))
         if dialogue is not None:
             await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
         row = await uow.scripts.active_for(survey_id)
@@ -258,7 +261,8 @@ class SurveyService:
         if turn.finished:  # a script of messages only
             await uow.record(dialogue, turn, now=now, timezone=script.timezone)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
-                       locale=turn.state.locale, title=title(script, turn.state.locale))
+                       locale=turn.state.locale, title=title(script, turn.state.locale),
+                       questions=_page(script, turn.state))
 
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
@@ -452,6 +456,10 @@ class SurveyService:
 
 def title(script: Script, locale: str) -> str:
     return script.title.get(locale) or script.title.get(script.default_locale) or script.id
+
+
+def _page(script: Script, state: DialogueState) -> tuple[Prompt, ...]:
+    return all_questions(script, state) if script.web_layout == "page" else ()
 
 
 def _at(who: Who) -> dict[str, str]:

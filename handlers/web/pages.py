@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from bot.keys import LINKS, NOTIFY, SETTINGS, SURVEYS
 from bot.services.surveys import (
@@ -43,6 +43,7 @@ NEW_VISITOR = web.RequestKey("new_visitor", str)
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 SECURE = web.RequestKey("secure", bool)  # whether cookies must be Secure (an https site)
 MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
+MAX_QUESTIONS = 500  # a script has at most 100 steps; a CLI step asks four questions
 
 
 class PageError(Exception):
@@ -113,6 +114,12 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
                       locale=locale)
     prompt = asked[0]
     links = request.app[LINKS]
+    if outcome.questions:  # the whole survey on one page, from the question due now
+        return _render(request, "page.html", {
+            "title": outcome.title, "locale": locale, "messages": messages, "hint": hint,
+            "questions": [q for q in outcome.questions if q.position >= prompt.position],
+            "csrf": _csrf(request), "session_id": outcome.session_id,
+            "telegram_link": links.telegram(token) if token else None}, status)
     return _render(request, "question.html", {
         "title": outcome.title, "locale": locale, "prompt": prompt, "messages": messages,
         "hint": hint, "csrf": _csrf(request), "session_id": outcome.session_id,
@@ -201,7 +208,30 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     form = await _form(request)
     _check_csrf(request, form)
-    outcome = await request.app[SURVEYS].tap_delivery(token, _tap(form, _locale(request)))
+    surveys = request.app[SURVEYS]
+    if form.get("layout") != "page":
+        return await _after(request, await surveys.tap_delivery(
+            token, _tap(form, _locale(request))), token, f"/s/{token}")
+    # The whole survey in one form: its answers go in one by one, in the dialogue's order
+    # (a branch not taken leaves its fields unread), until the end or one that does not fit.
+    try:
+        outcome: Outcome | None = await surveys.open_delivery(token)
+    except (Finished, LinkExpired, NoSurvey, OptedOut):
+        raise _closed(request) from None
+    for _ in range(MAX_QUESTIONS):
+        asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
+            if outcome is not None else []
+        if outcome is None or not asked or outcome.finished:
+            break
+        position = str(asked[0].position)
+        one: MultiDict[str | bytes | bytearray | web.FileField] = MultiDict(
+            [("session", form.get("session", "")), ("position", position),
+             ("text", form.get(f"text-{position}", ""))])
+        one.extend(("answer", value) for value in form.getall(f"answer-{position}", []))
+        outcome = await surveys.tap_delivery(token, _tap(MultiDictProxy(one),
+                                                        _locale(request)))
+        if outcome is not None and outcome.reprompt is not None and not outcome.finished:
+            break
     return await _after(request, outcome, token, f"/s/{token}")
 
 

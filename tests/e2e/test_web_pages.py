@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
+from bot.services.scripts import load_scripts
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
 from storage.uow import UnitOfWork
-from tests.e2e.trigger_support import Api, serving, trigger
+from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
 
 ORIGIN = "https://shop.example.com"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -296,3 +298,40 @@ async def test_anonymous_routes_are_rate_limited_per_address(db_url: str) -> Non
         assert statuses == [200, 200, 200, 429]
         assert (await api.client.get("/w/nps")).status == 429
         assert (await api.client.get("/healthz")).status == 200  # not an anonymous route
+
+
+async def page_layout_survey(api: Api, tmp_path: Path) -> None:
+    """post_call_csat as `csat_page`, laid out as one page: the same steps and branches."""
+    source = (SURVEYS / "post_call_csat.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "csat_page.yaml"
+    path.write_text(source.replace("id: post_call_csat", "id: csat_page\nweb_layout: page")
+                    .replace("delay: PT15M", "delay: PT0S"), encoding="utf-8")
+    await load_scripts(api.services.factory, [path], actor="tests", now=api.clock.now)
+
+
+async def test_a_script_laid_out_as_one_page_is_answered_in_one_form(
+        api: Api, tmp_path: Path) -> None:
+    await page_layout_survey(api, tmp_path)
+    token = await delivery(api, survey="csat_page", locale="en")
+    status, html, _ = await page(api, f"/s/{token}")
+    assert status == 200
+    assert 'name="answer-1"' in html  # the score
+    assert 'name="answer-2"' in html  # what went wrong (a branch)
+    assert 'name="answer-4"' in html  # resolved?
+    fields = {"csrf": CSRF.search(html)[1], "session": form_of_session(html),  # type: ignore[index]
+              "layout": "page"}
+    missing = await api.client.post(f"/s/{token}", data={**fields, "answer-4": "0"})
+    assert missing.status == 422  # the score is required: nothing goes in
+    assert await answers(api) == []
+    # A 5 skips the "what went wrong" branch: its field is not read.
+    sent = await api.client.post(f"/s/{token}", data={**fields, "answer-1": "4", "answer-2": "1",
+                                                      "answer-4": "0"}, allow_redirects=False)
+    assert sent.status == 303
+    assert await answers(api) == [("csat", 5, None), ("resolved", 1, None)]
+    assert await status_of(api, token) == "completed"
+
+
+def form_of_session(html: str) -> str:
+    found = re.search(r'name="session" value="(\d+)"', html)
+    assert found, html
+    return found[1]
