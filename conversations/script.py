@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     Tag,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -32,6 +32,17 @@ LOCALE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 CLI_ITEMS = ("recommend", "retain", "upsell", "switch")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z0-9_]+)(?:\|([^{}]*))?\}")
 NAMESPACES = ("context", "customer")
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+    return value
+
+
+# An IANA time zone name, checked against the system's zone database.
+TimeZoneName: TypeAlias = Annotated[str, AfterValidator(_zone)]
 
 LocalizedText: TypeAlias = dict[
     Annotated[str, Field(pattern=LOCALE_PATTERN)], Annotated[str, Field(min_length=1)]
@@ -210,21 +221,12 @@ class Script(_Model):
     default_locale: str = Field(pattern=LOCALE_PATTERN)
     locales: list[Annotated[str, Field(pattern=LOCALE_PATTERN)]] | None = None
     title: LocalizedText
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     allow_back: bool = False
     policy: Policy = Policy()
     # On a web page: one question per screen ("step"), or the whole survey at once ("page").
     web_layout: Literal["step", "page"] = "step"
     steps: list[Step] = Field(min_length=1, max_length=100)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-        return value
 
     # cached_property lands in the instance __dict__: plain dict reads on the hot path,
     # where pydantic's private attributes would go through __getattr__.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import ScriptCache
 from bot.services.triggers import Policy, decide, delivery_values
+from conversations.script import TimeZoneName
 from storage.models import CampaignRow, CampaignRunRow, CustomerRow, DeliveryStatus
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
@@ -44,7 +45,7 @@ class CampaignSpec(BaseModel):
     survey: str = Field(min_length=1, max_length=64)
     schedule: str = Field(description="crontab: minute hour day month weekday",
                           examples=["0 10 * * 1"])
-    timezone: str = Field("UTC", description="IANA time zone the schedule is read in")
+    timezone: TimeZoneName = Field("UTC", description="IANA time zone the schedule is read in")
     segment: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict, description="customer attributes that must match: a value, "
                                           "or a list of allowed values")
@@ -52,15 +53,6 @@ class CampaignSpec(BaseModel):
         None, description="only customers reachable there, asked there")
     batch_size: int = Field(500, ge=1, le=10_000)
     active: bool = True
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("schedule")
     @classmethod
