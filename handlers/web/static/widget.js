@@ -12,7 +12,10 @@
   var delay = Number(script.getAttribute("data-delay") || "0") * 1000;
   var storeKey = "otklik-visitor";
   var api = base + "/api/v1/widget/" + encodeURIComponent(survey);
+  var texts = { en: { close: "Close", skip: "Skip" }, ru: { close: "Закрыть", skip: "Пропустить" } };
   var box, state;
+
+  function text(key) { return (texts[state && state.locale] || texts.en)[key]; }
 
   function el(tag, props, styles, children) {
     var node = document.createElement(tag);
@@ -24,7 +27,7 @@
 
   function button(label, onClick, primary) {
     var b = el("button", { type: "button", textContent: label }, {
-      minWidth: "40px", minHeight: "40px", margin: "3px", padding: "0 10px",
+      minWidth: "44px", minHeight: "44px", margin: "3px", padding: "0 10px",
       borderRadius: "6px", cursor: "pointer", font: "inherit",
       border: "2px solid #1d4ed8", background: primary ? "#1d4ed8" : "#fff",
       color: primary ? "#fff" : "#1d4ed8" });
@@ -43,32 +46,46 @@
                  position: state.prompt.position, picked: [] };
     Object.keys(extra).forEach(function (k) { body[k] = extra[k]; });
     post("/answer", body).then(function (r) {
-      if (r.ok) { show(r.body); } else { close(); }
+      if (r.ok) { show(r.body, true); } else { close(); }
     }, close);
   }
 
   function close() { if (box) { box.remove(); box = null; } }
 
-  function show(next) {
+  // `focus`: the visitor was answering, so the next question takes the focus (the button
+  // pressed is gone); a survey that just popped up never takes it.
+  function show(next, focus) {
     state = next;
     try { localStorage.setItem(storeKey, next.visitor); } catch (e) { /* private mode */ }
     var body = box.querySelector("[data-otklik-body]");
     while (body.firstChild) { body.removeChild(body.firstChild); }
     next.messages.forEach(function (m) { body.appendChild(el("p", { textContent: m })); });
     if (next.hint) {
-      body.appendChild(el("p", { textContent: next.hint, role: "alert" }, { color: "#991b1b" }));
+      body.appendChild(el("p", { textContent: next.hint }, { color: "#991b1b" }))
+        .setAttribute("role", "alert");
     }
     var p = next.prompt;
-    if (!p) { setTimeout(close, 4000); return; }
+    if (!p) {
+      if (focus) { box.querySelector("button").focus(); }
+      setTimeout(close, 4000);
+      return;
+    }
     body.appendChild(el("p", { textContent: p.text, id: "otklik-q" }, { fontWeight: "bold" }));
-    var row = el("div", { role: "group" }, { display: "flex", flexWrap: "wrap" });
+    var row = el("div", {}, { display: "flex", flexWrap: "wrap" });
+    row.setAttribute("role", "group");
     row.setAttribute("aria-labelledby", "otklik-q");
     body.appendChild(row);
+    var actions = el("div", {}, { display: "flex", justifyContent: "flex-end", flexWrap: "wrap" });
     if (p.kind === "text") {
-      var area = el("textarea", { rows: 3 }, { width: "100%", boxSizing: "border-box" });
+      var area = el("textarea", { rows: 3 }, {
+        width: "100%", boxSizing: "border-box", font: "inherit", padding: "6px",
+        border: "2px solid #6b7280", borderRadius: "6px", margin: "3px" });
       area.setAttribute("aria-labelledby", "otklik-q");
       row.appendChild(area);
-      row.appendChild(button("OK", function () { answer({ text: area.value }); }, true));
+      actions.appendChild(button("OK", function () {
+        // an empty box skips an optional question, as the hosted page's Next does
+        answer(p.optional && !area.value.trim() ? { skip: true } : { text: area.value });
+      }, true));
     } else if (p.multiple) {
       var picked = [];
       p.options.forEach(function (o, i) {
@@ -81,7 +98,7 @@
         b.setAttribute("aria-pressed", "false");
         row.appendChild(b);
       });
-      row.appendChild(button("OK", function () { answer({ picked: picked }); }, true));
+      actions.appendChild(button("OK", function () { answer({ picked: picked }); }, true));
     } else {
       p.options.forEach(function (o, i) {
         row.appendChild(button(o.label, function () { answer({ picked: [i] }); }));
@@ -92,8 +109,12 @@
                           { fontSize: "12px", color: "#4b5563" }));
     }
     if (p.optional) {
-      body.appendChild(button("→", function () { answer({ skip: true }); }));
+      actions.insertBefore(button(text("skip"), function () { answer({ skip: true }); }),
+                           actions.firstChild);
     }
+    if (actions.firstChild) { body.appendChild(actions); }
+    var first = row.querySelector("textarea, button");
+    if (focus && first) { first.focus(); }
   }
 
   function open() {
@@ -101,20 +122,29 @@
     try { visitor = localStorage.getItem(storeKey); } catch (e) { /* private mode */ }
     post("/start", { visitor: visitor, page: location.href.slice(0, 500) }).then(function (r) {
       if (!r.ok || !r.body.prompt) { return; }
-      box = el("div", { role: "dialog" }, {
+      state = r.body;
+      var shut = button("×", close);
+      shut.setAttribute("aria-label", text("close"));
+      // border-box and the viewport's width: on a phone the box must not run off the left
+      box = el("div", {}, {
         position: "fixed", right: "16px", bottom: "16px", zIndex: "2147483647",
-        maxWidth: "360px", background: "#fff", color: "#111827", borderRadius: "10px",
+        boxSizing: "border-box", maxWidth: "min(360px, calc(100vw - 32px))",
+        background: "#fff", color: "#111827", borderRadius: "10px",
         boxShadow: "0 4px 16px rgba(0,0,0,.25)", padding: "14px",
         font: "15px system-ui, sans-serif" }, [
-          el("div", {}, { display: "flex", justifyContent: "space-between" }, [
-            el("strong", { textContent: r.body.title }),
-            button("×", close) ]),
+          el("div", {}, { display: "flex", justifyContent: "space-between",
+                          alignItems: "center", gap: "8px" }, [
+            el("strong", { textContent: r.body.title }), shut ]),
           el("div", {}, {}) ]);
+      box.setAttribute("role", "dialog");
       box.setAttribute("aria-label", r.body.title);
+      box.addEventListener("keydown", function (event) {
+        if (event.key === "Escape") { close(); }
+      });
       box.lastChild.setAttribute("data-otklik-body", "");
       box.setAttribute("data-otklik-widget", survey);
       document.body.appendChild(box);
-      show(r.body);
+      show(r.body, false);
     }, function () { /* the survey is optional: a network error shows nothing */ });
   }
 
