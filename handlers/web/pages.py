@@ -109,7 +109,7 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
         hint = outcome.reprompt.hint
         asked = [outcome.reprompt.prompt] if outcome.reprompt.prompt else asked
     if not asked:
-        return notice(request, 200, outcome.title or gettext("Thank you!", locale),
+        return notice(request, 200, gettext("Thank you!", locale),
                       *(messages or [gettext("Your answers are saved. Thank you!", locale)]),
                       locale=locale)
     prompt = asked[0]
@@ -164,6 +164,8 @@ async def _after(request: web.Request, outcome: Outcome | None, token: str | Non
     if outcome is None:
         raise _closed(request)
     await request.app[NOTIFY](outcome)
+    if outcome.finished and outcome.reprompt is None:  # the script's own closing words
+        return question(request, outcome, token=token)
     problem = outcome.reprompt.problem if outcome.reprompt else None
     if problem is not None and problem not in (Problem.STALE, Problem.FINISHED) \
             and not outcome.finished:
@@ -303,6 +305,11 @@ def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.Str
                             samesite="Lax", secure=request[SECURE], path="/",
                             max_age=365 * 24 * 3600)
     return _respond(request, response)
+
+
+@routes.get("/favicon.ico")
+async def get_favicon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
 
 
 @routes.get("/")
