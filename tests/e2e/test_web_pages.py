@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.services.scripts import load_scripts
+from bot.services.surveys import Outcome
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
 from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
@@ -336,3 +337,22 @@ def form_of_session(html: str) -> str:
     found = re.search(r'name="session" value="(\d+)"', html)
     assert found, html
     return found[1]
+
+
+async def test_a_low_score_on_the_web_alerts_the_team(db_url: str) -> None:
+    told: list[Outcome] = []
+
+    async def notify(outcome: Outcome) -> None:
+        told.append(outcome)
+
+    async with serving(db_url, notify=notify) as api:
+        token = await delivery(api)
+        _, html, _ = await page(api, f"/s/{token}")
+        await submit(api, f"/s/{token}", html, answer="2")  # an NPS detractor
+        _, html, _ = await page(api, f"/s/{token}")
+        await submit(api, f"/s/{token}", html, text="Nobody called back")
+    alerts = [alert for outcome in told for alert in outcome.alerts]
+    comments = [comment for outcome in told for comment in outcome.comments]
+    assert [(a.metric, a.score, a.survey_id) for a in alerts] == [("nps", 2, "nps")]
+    assert alerts[0].context == {"agent_name": "Anna", "call_type": "support"}
+    assert [c.text for c in comments] == ["Nobody called back"]

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import Services, build_services, build_web_app
+from bot.keys import Notify
 from bot.services.scripts import load_scripts
 from bot.settings import Settings
 from handlers.web.api import signature
@@ -89,14 +90,14 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serving(db_url: str, now: datetime = NOON, channels: Collection[str] | None = None,
-                  **overrides: Any) -> AsyncIterator[Api]:
+                  notify: Notify | None = None, **overrides: Any) -> AsyncIterator[Api]:
     settings = settings_for(db_url, **overrides)
     await upgrade_async(db_url)
     engine = create_engine(db_url)
     clock = Clock(now)
     services = build_services(settings, engine, clock=clock, channels=channels)
     await load_scripts(services.factory, [SURVEYS], actor="tests", now=now)
-    client = TestClient(TestServer(build_web_app(settings, engine, services)))
+    client = TestClient(TestServer(build_web_app(settings, engine, services, notify)))
     await client.start_server()
     try:
         yield Api(client, clock, engine, services, settings)
