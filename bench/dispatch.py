@@ -17,7 +17,7 @@ from storage.db.create_engine. Rate = 202 answers / wall time over at least --se
 medians of alternating rounds.
 
 Deliveries: the Bot API stub (tests/support/botapi.py) runs in its own process. The sender
-bot is built as `otklik run` builds it (bot/commands.py build_sender_bot: no retries, the
+bot is built as `otklik run` builds it (bot/runner.py build_sender_bot: no retries, the
 Limiter in a RateLimited middleware, TELEGRAM_CHAT_RATE at its default 1/s), and so is the
 dispatcher (batch 200, 100 sends in flight). Due NPS deliveries, one per customer and chat,
 are inserted directly (customers, Telegram identities, deliveries); one tick() then claims
@@ -29,7 +29,8 @@ one-second burst is spent before the clock starts: the figure is the sustained r
 the limiter set high, and for each baseline, 2,000 are sent. The baseline is one aiogram Bot
 without middlewares sending the same question, 100 in flight, no limiter, no database; the
 same form POSTed by plain aiohttp shows what the stub itself takes. Medians of the rounds.
-Both helper processes are forked at the start, before any event loop or thread exists.
+Both helper processes are forked at the start, before any event loop or thread exists. The
+first line of the report gives the machine's load average before and after the run.
 
 Run: python -m bench.dispatch [--seconds S] [--rounds N] [--rates 100,300,1000]
 """
@@ -42,6 +43,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import os
 import socket
 import statistics
 import tempfile
@@ -119,7 +121,8 @@ def bench_settings(database_url: str, *, api_base: str = "http://127.0.0.1:9",
         "outbound_webhook_url": None, "smtp_url": None, "throttle_days": 0,
         # otklik run's defaults, whatever the environment says
         **{name: Settings.model_fields[name].default for name in (
-            "telegram_chat_rate", "dispatch_batch", "send_attempts", "sending_timeout")},
+            "telegram_chat_rate", "dispatch_batch", "send_attempts", "retry_backoff",
+            "sending_timeout")},
     }
     return Settings(**values)
 
@@ -449,14 +452,14 @@ async def outbox(db_path: Path, api_base: str, rate: float) -> AsyncIterator[Out
     version = next(item.version for item in loaded if item.survey_id == SEND_SURVEY)
     settings = bench_settings(database_url, api_base=api_base, rate=rate)
     services = build_services(settings, engine)
-    # bot/commands.py build_sender_bot, keeping a handle on the limiter.
+    # bot/runner.py build_sender_bot, keeping a handle on the limiter.
     limiter = Limiter(settings.telegram_rate, settings.telegram_chat_rate)
     bot = telegram.build_bot(settings, SurveyService(factory), retry=False)
     bot.session.middleware(RateLimited(limiter))
     dispatcher = DeliveryDispatcher(
         factory, {"telegram": TelegramSender(bot, telegram.build_i18n())},
         scripts=services.scripts, batch=settings.dispatch_batch,
-        attempts=settings.send_attempts,
+        attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout))
     try:
         yield Outbox(engine, dispatcher, limiter, rate, version)
@@ -667,6 +670,7 @@ async def run_sends(tmp: Path, stub: Stub, seconds: float, rounds: int,
 
 
 def run(seconds: float, rounds: int, rates: Sequence[float]) -> list[str]:
+    load_before = os.getloadavg()[0]
     # Both helpers are forked now, before any event loop or thread exists.
     client, stub = Child(client_process), Child(stub_process)
     try:
@@ -681,6 +685,9 @@ def run(seconds: float, rounds: int, rates: Sequence[float]) -> list[str]:
               for name, runs in loads.items()}
     achieved = {rate: statistics.median(s.rate for s in runs) for rate, runs in sends.items()}
     return [
+        f"machine: load average {load_before:.1f} before the run and "
+        f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes on "
+        f"them lower every figure)",
         f"triggers: load client in its own process ({CLIENT_CONCURRENCY} requests in flight, "
         f"HMAC-signed), server in this one, each >= {seconds:g} s after "
         f"{WARMUP_REQUESTS} warm-up requests on a fresh SQLite file; medians of {rounds} "
