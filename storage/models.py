@@ -232,7 +232,9 @@ class SessionRow(Base):
     __table_args__ = (Index(None, "customer_id", "channel", "status"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    delivery_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("deliveries.id"))
+    # Indexed: pages, e-mail links and deep links find a dialogue by its delivery.
+    delivery_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("deliveries.id"),
+                                                    index=True)
     customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"))
     channel: Mapped[str]
     survey_id: Mapped[str]

@@ -41,7 +41,7 @@ from storage.models import (
     SessionStatus,
 )
 from storage.repositories import alerts, deliveries, scripts
-from storage.repositories.sessions import OF_DELIVERY, OPEN_AT
+from storage.repositories.sessions import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
 from storage.uow import Duplicate, Event, Stepped, UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
@@ -202,6 +202,22 @@ class SurveyService:
         under way (in whatever channel it is), else a new one in `channel`. LinkExpired
         for an unknown or closed delivery (Finished once it was answered), OptedOut,
         NoSurvey."""
+        async with UnitOfWork(self._factory) as uow:
+            view = await uow.run(lambda connection: connection.execute(
+                DELIVERY_VIEW, {"k_token": token}).first())
+        if view is None:
+            raise LinkExpired("unknown")
+        if view.status == DeliveryStatus.COMPLETED:
+            raise Finished(token)
+        if view.status not in deliveries.OPEN:
+            raise LinkExpired(view.status)
+        if view.opted_out_at is not None:
+            raise OptedOut(token)
+        script = self._scripts.get((view.survey_id, view.script_version)) if view.id else None
+        if script is not None:  # shown again: one read, no write
+            state = DialogueState.from_json(view.state)
+            return Outcome(view.id, current_prompts(script, state), locale=state.locale,
+                           title=title(script, state.locale), questions=_page(script, state))
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
             delivery = await uow.deliveries.by_token(token)

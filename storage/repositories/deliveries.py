@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, and_, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import (
@@ -223,16 +223,20 @@ def expire_due(connection: Connection, now: datetime) -> int:
     return len(ids)
 
 
+# Built once (storage/rollups.py says why): a reply to a delivery's survey runs it.
+_ANSWERED = (update(_deliveries)
+             .where(_deliveries.c.id == bindparam("k_id"),
+                    _deliveries.c.status.in_((*OPEN, DeliveryStatus.EXPIRED)),
+                    _deliveries.c.status != bindparam("k_status"))
+             .values(status=bindparam("k_status"), remind_at=None,
+                     updated_at=bindparam("k_now")))
+
+
 def mark_answered(connection: Connection, delivery_id: int, finished: bool,
                   now: datetime) -> None:
     """The customer answered (finished: completed) the delivery's survey."""
     status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
-    connection.execute(
-        update(_deliveries)
-        .where(_deliveries.c.id == delivery_id,
-               _deliveries.c.status.in_((*OPEN, DeliveryStatus.EXPIRED)),
-               _deliveries.c.status != status)
-        .values(status=status, remind_at=None, updated_at=now))
+    connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status, "k_now": now})
 
 
 class DeliveryRepository(Repository):

@@ -4,12 +4,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
-from storage.models import DeliveryRow, IdentityRow, SessionRow, SessionStatus
+from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow, SessionStatus
 from storage.repositories.base import Repository
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
@@ -36,6 +36,17 @@ OF_DELIVERY = (select(SessionRow)
                .where(DeliveryRow.token == bindparam("k_token"),
                       SessionRow.status == SessionStatus.ACTIVE)
                .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+# Parameters: k_token. A delivery by its token: its status, whether its customer opted out,
+# and its active dialogue if any (the columns are NULL without one). A page shown again
+# reads this and nothing else.
+DELIVERY_VIEW = (select(DeliveryRow.status, CustomerRow.opted_out_at, SessionRow.id,
+                        SessionRow.state, SessionRow.survey_id, SessionRow.script_version)
+                 .join(CustomerRow, CustomerRow.id == DeliveryRow.customer_id)
+                 .outerjoin(SessionRow, and_(SessionRow.delivery_id == DeliveryRow.id,
+                                             SessionRow.status == SessionStatus.ACTIVE))
+                 .where(DeliveryRow.token == bindparam("k_token"))
+                 .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
 
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:

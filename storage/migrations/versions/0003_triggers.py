@@ -1,6 +1,6 @@
 """Triggers and scheduling: the first answer kept per idempotency key, recurring campaigns
-and their runs, and deliveries that know their run, the channel they went through, when to
-remind and when they expire.
+and their runs, deliveries that know their run, the channel they went through, when to
+remind and when they expire, and dialogues found by their delivery (an index).
 
 Revision ID: 0003
 Revises: 0002
@@ -70,9 +70,11 @@ def upgrade() -> None:
         batch.create_foreign_key("fk_deliveries_campaign_run_id_campaign_runs", "campaign_runs",
                                  ["campaign_run_id"], ["id"])
         batch.create_index("ix_deliveries_status_updated_at", ["status", "updated_at"])
+    op.create_index("ix_sessions_delivery_id", "sessions", ["delivery_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_delivery_id", "sessions")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_index("ix_deliveries_status_updated_at")
         batch.drop_constraint("fk_deliveries_campaign_run_id_campaign_runs", type_="foreignkey")
