@@ -6,7 +6,7 @@ The functions taking a Connection run synchronously inside one unit of work's ho
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -54,54 +54,84 @@ class Contact(NamedTuple):
     locale: str | None
 
 
+# The trigger path's statements, built once (storage/rollups.py says why: building and
+# keying a statement costs more CPU than SQLite takes to run it). Per dialect where they
+# say ON CONFLICT; the columns an INSERT or UPDATE sets come from its parameters.
+def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
+    return {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
+
+
+_CUSTOMER_COLUMNS = (_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone,
+                     _customers.c.locale, _customers.c.attributes)
+_CLAIM_TRIGGER = _per_dialect(lambda insert: insert(_triggers).on_conflict_do_nothing(
+    index_elements=["idempotency_key"]).returning(_triggers.c.id))
+_TRIGGER_RECORD = select(_triggers.c.payload, _triggers.c.response).where(
+    _triggers.c.idempotency_key == bindparam("k_key"))
+_TRIGGER_RESPONSE = update(_triggers).where(_triggers.c.id == bindparam("k_id"))
+_NEW_CUSTOMER = _per_dialect(lambda insert: insert(_customers).on_conflict_do_nothing(
+    index_elements=["external_id"]).returning(*_CUSTOMER_COLUMNS))
+_CUSTOMER = select(*_CUSTOMER_COLUMNS).where(_customers.c.external_id == bindparam("k_ext"))
+_CHANGE_CUSTOMER = update(_customers).where(_customers.c.id == bindparam("k_id"))
+
+
+def _bind(insert: Any) -> Any:
+    statement = insert(_identities)
+    return statement.on_conflict_do_update(
+        index_elements=["channel", "address"],
+        set_={"customer_id": statement.excluded.customer_id},
+        where=_identities.c.customer_id != statement.excluded.customer_id)
+
+
+_BIND_IDENTITY = _per_dialect(_bind)
+_REACHABLE = (select(_identities.c.channel, _identities.c.address)
+              .where(_identities.c.customer_id == bindparam("k_customer"),
+                     _identities.c.reachable)
+              .order_by(_identities.c.id))
+_SURVEYED = (select(_deliveries.c.id)
+             .where(_deliveries.c.customer_id == bindparam("k_customer"),
+                    _deliveries.c.due_at > bindparam("k_since"),
+                    _deliveries.c.status.in_(SURVEYED)).limit(1))
+_SURVEYED_THIS = _SURVEYED.where(_deliveries.c.survey_id == bindparam("k_survey"))
+_INSERT_DELIVERY = _deliveries.insert().returning(_deliveries.c.id)
+
+
 def claim_trigger(connection: Connection, source: str, key: str, payload: Mapping[str, Any],
                   now: datetime) -> int | None:
     """Record a trigger; None if its idempotency key was recorded before (on PostgreSQL a
     concurrent insert of the same key waits for the first transaction, then yields)."""
-    statement = (dialect_insert(connection, _triggers)
-                 .on_conflict_do_nothing(index_elements=["idempotency_key"])
-                 .returning(_triggers.c.id))
-    return connection.execute(statement, {
+    return connection.execute(_CLAIM_TRIGGER[connection.dialect.name], {
         "source": source, "idempotency_key": key, "payload": dict(payload),
         "received_at": now}).scalar()
 
 
 def trigger_record(connection: Connection, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The request a recorded trigger came with, and what it was answered."""
-    row = connection.execute(select(_triggers.c.payload, _triggers.c.response)
-                             .where(_triggers.c.idempotency_key == key)).one()
+    row = connection.execute(_TRIGGER_RECORD, {"k_key": key}).one()
     return row.payload, row.response
 
 
 def set_trigger_response(connection: Connection, trigger_id: int,
                          response: Mapping[str, Any]) -> None:
-    connection.execute(update(_triggers).where(_triggers.c.id == trigger_id)
-                       .values(response=dict(response)))
+    connection.execute(_TRIGGER_RESPONSE, {"k_id": trigger_id, "response": dict(response)})
 
 
 def upsert_customer(connection: Connection, external_id: str, values: Mapping[str, Any],
                     attributes: Mapping[str, Any], now: datetime) -> Contact:
     """The customer with this external id, created or updated: given fields replace the
     stored ones, attributes are merged key by key."""
-    columns = (_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone,
-               _customers.c.locale, _customers.c.attributes)
     given = {k: v for k, v in values.items() if v is not None}
-    inserted = connection.execute(
-        dialect_insert(connection, _customers)
-        .on_conflict_do_nothing(index_elements=["external_id"]).returning(*columns),
-        {"external_id": external_id, "attributes": dict(attributes), "created_at": now,
-         "updated_at": now, **given}).first()
+    inserted = connection.execute(_NEW_CUSTOMER[connection.dialect.name], {
+        "external_id": external_id, "attributes": dict(attributes), "created_at": now,
+        "updated_at": now, **given}).first()
     if inserted is not None:
         return Contact(inserted.id, False, inserted.timezone, inserted.locale)
-    row = connection.execute(select(*columns).where(
-        _customers.c.external_id == external_id)).one()
+    row = connection.execute(_CUSTOMER, {"k_ext": external_id}).one()
     merged = {**(row.attributes or {}), **attributes}
     changes = {k: v for k, v in given.items() if getattr(row, k, None) != v}
     if merged != (row.attributes or {}):
         changes["attributes"] = merged
     if changes:
-        connection.execute(update(_customers).where(_customers.c.id == row.id)
-                           .values(**changes, updated_at=now))
+        connection.execute(_CHANGE_CUSTOMER, {"k_id": row.id, **changes, "updated_at": now})
     return Contact(row.id, row.opted_out_at is not None, given.get("timezone", row.timezone),
                    given.get("locale", row.locale))
 
@@ -110,21 +140,14 @@ def bind_identity(connection: Connection, customer_id: int, channel: str, addres
                   now: datetime) -> None:
     """(channel, address) belongs to this customer from now on; its reachability stays as
     it was (a chat that blocked the bot is not reopened by a trigger)."""
-    insert = dialect_insert(connection, _identities)
-    connection.execute(
-        insert.on_conflict_do_update(index_elements=["channel", "address"],
-                                     set_={"customer_id": customer_id},
-                                     where=_identities.c.customer_id != customer_id),
-        {"customer_id": customer_id, "channel": channel, "address": address,
-         "reachable": True, "created_at": now})
+    connection.execute(_BIND_IDENTITY[connection.dialect.name], {
+        "customer_id": customer_id, "channel": channel, "address": address,
+        "reachable": True, "created_at": now})
 
 
 def reachable(connection: Connection, customer_id: int) -> dict[str, str]:
     """The customer's reachable addresses, by channel (the newest one of each)."""
-    rows = connection.execute(
-        select(_identities.c.channel, _identities.c.address)
-        .where(_identities.c.customer_id == customer_id, _identities.c.reachable)
-        .order_by(_identities.c.id)).all()
+    rows = connection.execute(_REACHABLE, {"k_customer": customer_id}).all()
     return {row.channel: row.address for row in rows}
 
 
@@ -132,17 +155,16 @@ def surveyed_since(connection: Connection, customer_id: int, since: datetime,
                    survey_id: str | None) -> bool:
     """Whether the customer had a survey (this one, or any when None) due since `since`:
     the anti-fatigue clock, one per customer across every channel."""
-    query = select(_deliveries.c.id).where(
-        _deliveries.c.customer_id == customer_id, _deliveries.c.due_at > since,
-        _deliveries.c.status.in_(SURVEYED)).limit(1)
-    if survey_id is not None:
-        query = query.where(_deliveries.c.survey_id == survey_id)
-    return connection.execute(query).first() is not None
+    if survey_id is None:
+        found = connection.execute(_SURVEYED, {"k_customer": customer_id, "k_since": since})
+    else:
+        found = connection.execute(_SURVEYED_THIS, {"k_customer": customer_id,
+                                                    "k_since": since, "k_survey": survey_id})
+    return found.first() is not None
 
 
 def insert_delivery(connection: Connection, values: Mapping[str, Any]) -> int:
-    return int(connection.execute(_deliveries.insert().returning(_deliveries.c.id),
-                                  dict(values)).scalar_one())
+    return int(connection.execute(_INSERT_DELIVERY, dict(values)).scalar_one())
 
 
 def claim_due(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
