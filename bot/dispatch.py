@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import ScriptCache
@@ -203,7 +203,7 @@ class DeliveryDispatcher:
                              customer=profile(customer.attributes, customer.first_name))
                 state, prompts = turn.state, turn.prompts
                 session_id = int(connection.execute(
-                    _sessions.insert().returning(_sessions.c.id),
+                    _NEW_SESSION,
                     {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
                      "survey_id": script.id, "script_version": script.version,
                      "current_step": state.step, "state": state.to_json(),
@@ -312,10 +312,14 @@ class DeliveryDispatcher:
 
 def _close(connection: Connection, session_id: int, status: SessionStatus,
            now: datetime) -> None:
-    connection.execute(update(_sessions).where(_sessions.c.id == session_id,
-                                               _sessions.c.status == SessionStatus.ACTIVE)
-                       .values(status=status, updated_at=now,
-                               revision=_sessions.c.revision + 1))
+    connection.execute(_CLOSE, {"k_id": session_id, "status": status, "updated_at": now})
+
+
+# Built once: a batch runs them for each of its deliveries.
+_NEW_SESSION = _sessions.insert().returning(_sessions.c.id)
+_CLOSE = (update(_sessions)
+          .where(_sessions.c.id == bindparam("k_id"), _sessions.c.status == SessionStatus.ACTIVE)
+          .values(revision=_sessions.c.revision + 1))
 
 
 class _Recorder:

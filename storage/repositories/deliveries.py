@@ -205,11 +205,12 @@ def finish_sending(connection: Connection, delivery_id: int, values: Mapping[str
                    now: datetime) -> bool:
     """Record a claimed delivery's outcome; False if it was not ours any more (recovered
     by another process after a timeout)."""
-    result = connection.execute(
-        update(_deliveries).where(_deliveries.c.id == delivery_id,
-                                  _deliveries.c.status == DeliveryStatus.SENDING)
-        .values(**values, updated_at=now))
+    result = connection.execute(_FINISH, {**values, "updated_at": now, "k_id": delivery_id})
     return bool(result.rowcount)
+
+
+_FINISH = update(_deliveries).where(_deliveries.c.id == bindparam("k_id"),
+                                    _deliveries.c.status == DeliveryStatus.SENDING)
 
 
 def due_reminders(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
