@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -85,6 +86,15 @@ async def forget_old_events(factory: async_sessionmaker[AsyncSession], *,
         await asyncio.sleep(every)
 
 
+def freeze_heap() -> None:
+    """Once started: move what start-up built (modules, SQLAlchemy's and pydantic's models,
+    the parsed scripts) out of the garbage collector's sight. A full collection then walks
+    only what serving allocates: on our 2-core VMs it took ~100 ms at a time, a tenth of
+    the CPU under load."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(settings: Settings) -> int:
     """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server,
     and the Telegram bot when BOT_TOKEN is set. Stops cleanly on SIGINT or SIGTERM."""
@@ -129,6 +139,7 @@ async def run(settings: Settings) -> int:
             polling = await telegram.start(settings, dispatcher, bot, i18n)
         else:
             log.info("Telegram: off (BOT_TOKEN is not set)")
+        freeze_heap()
         await stop.wait()
         log.info("stopping")
     finally:
