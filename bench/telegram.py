@@ -51,6 +51,7 @@ from pydantic import SecretStr
 from bench.minimal_bot import build_minimal_bot, serve_webhook
 from bot import telegram
 from bot.app import build_web_app
+from bot.commands import freeze_heap
 from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
@@ -139,6 +140,7 @@ async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
         await web.SockSite(runner, sock).start()
         await bot.set_webhook(url, secret_token=SECRET,
                               allowed_updates=dispatcher.resolve_used_update_types())
+        freeze_heap()  # as `otklik run` does once started
         yield url
     finally:
         await runner.cleanup()
