@@ -88,6 +88,28 @@ class UnitOfWork:
             return await raw.run_on_worker(fn, self.session.sync_session, True), True
         return await self.session.run_sync(fn, False), False
 
+    async def apply(self, fn: Callable[[Session], _T]) -> _T:
+        """`fn(session)` on the unit's synchronous session, then commit: a whole unit of
+        work in one go. If fn raises, nothing is committed (leaving the block rolls back).
+
+        On SQLite this is one thread hop, against a bare INSERT's two: fn runs on the
+        driver's thread, so it must do no I/O but through the Session it is given.
+        Elsewhere it runs in SQLAlchemy's greenlet."""
+        def run(session: Session, here: bool) -> _T:
+            result = fn(session)
+            if here:
+                _commit_here(session)
+            return result
+
+        result, on_worker = await self._run(run)
+        if on_worker:
+            # Committed on the worker: closing only returns the connection (with no hop: see
+            # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
+            await self.session.close()
+        else:
+            await self.session.commit()
+        return result
+
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
                    step: Step, *, now: datetime, event: Event | None = None
                    ) -> Stepped | Duplicate | None:
@@ -97,19 +119,10 @@ class UnitOfWork:
         With `event` (channel, id), an event seen before is not applied again: the result
         is DUPLICATE.
 
-        On SQLite this is one thread hop, against a bare INSERT's two: `step` runs on the
-        driver's thread, so it must do no I/O but through the Session it is given (to read
-        a script the process has not seen yet, say). Elsewhere it runs in SQLAlchemy's
-        greenlet, and StaleSession may come from a concurrent writer."""
-        stepped, on_worker = await self._run(functools.partial(
-            _step, find, params, step, now, event))
-        if on_worker:
-            # Committed on the worker: closing only returns the connection (with no hop: see
-            # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
-            await self.session.close()
-        else:
-            await self.session.commit()
-        return stepped
+        One thread hop on SQLite (see `apply`): `step` must do no I/O but through the
+        Session it is given (to read a script the process has not seen yet, say).
+        Elsewhere StaleSession may come from a concurrent writer."""
+        return await self.apply(functools.partial(_step, find, params, step, now, event))
 
     async def record(self, dialogue: SessionRow, turn: Turn, *, now: datetime,
                      timezone: str = "UTC", commit: bool = False) -> list[Recorded]:
@@ -130,7 +143,8 @@ class UnitOfWork:
         On SQLite the whole turn runs on the driver's thread, in one hop for all its
         statements (see AdaptedConnection.run_on_worker); elsewhere in SQLAlchemy's greenlet."""
         def run(session: Session, here: bool) -> list[Recorded]:
-            return _record(session, dialogue, turn, now, timezone, commit=commit and here)
+            return record_here(session, dialogue, turn, now, timezone,
+                               commit=commit and here)
 
         inserted, _ = await self._run(run)
         if commit:
@@ -206,21 +220,17 @@ RETRACT = (delete(_answers)
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
-          event: Event | None, session: Session, commit: bool) -> Stepped | Duplicate | None:
+          event: Event | None, session: Session) -> Stepped | Duplicate | None:
     # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
-        result: Stepped | Duplicate | None = DUPLICATE
-    elif (dialogue := session.scalar(find, params)) is None:
-        result = None  # the event stays claimed: "no dialogue" was the answer to it
-    else:
-        turn, timezone = step(session, dialogue)
-        recorded = []
-        if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
-            recorded = _record(session, dialogue, turn, now, timezone, commit=False)
-        result = Stepped(dialogue, turn, recorded)
-    if commit:
-        _commit_here(session)
-    return result
+        return DUPLICATE
+    if (dialogue := session.scalar(find, params)) is None:
+        return None  # the event stays claimed: "no dialogue" was the answer to it
+    turn, timezone = step(session, dialogue)
+    recorded = []
+    if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
+        recorded = record_here(session, dialogue, turn, now, timezone)
+    return Stepped(dialogue, turn, recorded)
 
 
 def _commit_here(session: Session) -> None:
@@ -229,12 +239,12 @@ def _commit_here(session: Session) -> None:
     session.connection().connection.dbapi_connection.commit()  # type: ignore[union-attr]
 
 
-def _record(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
-            timezone: str, *, commit: bool) -> list[Recorded]:
-    """UnitOfWork.record, run synchronously on the unit's session: one switch into
-    SQLAlchemy's greenlet (or one thread hop) for the whole turn instead of one per
-    statement. Core statements only: mapping the new rows as ORM objects cost a third of
-    the turn's CPU."""
+def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
+                timezone: str, *, commit: bool = False) -> list[Recorded]:
+    """UnitOfWork.record, run synchronously on the unit's session (in `apply`, or in its
+    own): one switch into SQLAlchemy's greenlet (or one thread hop) for the whole turn
+    instead of one per statement. Core statements only: mapping the new rows as ORM objects
+    cost a third of the turn's CPU."""
     connection = session.connection()
     state = turn.state
     if turn.retracted:

@@ -36,9 +36,9 @@ from storage.models import (
     SessionRow,
     SessionStatus,
 )
-from storage.repositories import alerts, deliveries, scripts
+from storage.repositories import alerts, customers, deliveries, events, scripts, sessions
 from storage.repositories.sessions import OPEN_AT
-from storage.uow import Duplicate, Event, Stepped, UnitOfWork
+from storage.uow import Duplicate, Event, Stepped, UnitOfWork, record_here
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -156,58 +156,72 @@ class SurveyService:
         With `token` (a deep link), the delivery it names: the address is bound to that
         delivery's customer. Without, the customer's pending delivery in this channel, else
         `survey_id`. A dialogue already open on the same survey is shown again, not started
-        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey."""
-        now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            if event is not None and not await uow.events.claim(*event, now=now):
-                return Outcome(0, duplicate=True)
-            delivery = None
-            if token is not None:
-                delivery = await uow.deliveries.by_token(token)
-                if delivery is None or delivery.status not in deliveries.OPEN:
-                    raise LinkExpired(token)
-                customer = await uow.customers.get(delivery.customer_id)
-                await uow.customers.upsert_identity(customer.id, who.channel, who.address,
-                                                    now=now)
-            else:
-                customer = await self._customer(uow, who, now)
-            if customer.opted_out_at is not None:
-                await uow.commit()  # the binding stands: the customer may opt in again
-                raise OptedOut(who.address)
-            if delivery is None:
-                delivery = await uow.deliveries.pending_for(customer.id, who.channel)
-            if delivery is not None:
-                survey_id, context = delivery.survey_id, delivery.context
-            if survey_id is None:
-                raise NoSurvey("no survey asked for")
-            outcome = await self._open(uow, who, customer, survey_id, context, delivery, now)
-            await uow.commit()
-            return outcome
+        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey.
 
-    async def _open(self, uow: UnitOfWork, who: Who, customer: CustomerRow, survey_id: str,
-                    context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
-                    now: datetime) -> Outcome:
+        One unit of work, in one thread hop on SQLite (UnitOfWork.apply)."""
+        now = self._clock()
+
+        def run(session: Session) -> Outcome | OptedOut:
+            return self._begin(session, who, survey_id, context, token, event, now)
+
+        async with UnitOfWork(self._factory) as uow:
+            outcome = await uow.apply(run)
+        if isinstance(outcome, OptedOut):
+            raise outcome
+        return outcome
+
+    def _begin(self, session: Session, who: Who, survey_id: str | None,
+               context: Mapping[str, Scalar] | None, token: str | None, event: Event | None,
+               now: datetime) -> Outcome | OptedOut:
+        """SurveyService.begin on the unit's synchronous session. OptedOut is returned, not
+        raised, so that the unit commits: the binding stands, the customer may opt in again.
+        LinkExpired and NoSurvey are raised: nothing is committed, the event not claimed."""
+        if event is not None and not events.claim(session.connection(), *event, now):
+            return Outcome(0, duplicate=True)
+        delivery = None
+        if token is not None:
+            delivery = deliveries.by_token(session, token)
+            if delivery is None or delivery.status not in deliveries.OPEN:
+                raise LinkExpired(token)
+            customer = customers.get(session, delivery.customer_id)
+            customers.bind(session.connection(), customer.id, who.channel, who.address,
+                           now=now)
+        else:
+            customer = self._customer(session, who, now)
+        if customer.opted_out_at is not None:
+            return OptedOut(who.address)
+        if delivery is None:
+            delivery = deliveries.pending_for(session, customer.id, who.channel)
+        if delivery is not None:
+            survey_id, context = delivery.survey_id, delivery.context
+        if survey_id is None:
+            raise NoSurvey("no survey asked for")
+        return self._open(session, who, customer, survey_id, context, delivery, now)
+
+    def _open(self, session: Session, who: Who, customer: CustomerRow, survey_id: str,
+              context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
+              now: datetime) -> Outcome:
         delivery_id = delivery.id if delivery is not None else None
-        dialogue = await uow.sessions.open_for(customer.id, who.channel)
+        dialogue = sessions.open_for(session, customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
-            script = await uow.session.run_sync(
-                self._script, dialogue.survey_id, dialogue.script_version)
+            script = self._script(session, dialogue.survey_id, dialogue.script_version)
             state = dialogue.dialogue_state()
             return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale)
         if dialogue is not None:
-            await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
-        row = await uow.scripts.active_for(survey_id)
-        if row is None:
+            sessions.save(session.connection(), dialogue, now,
+                          {"status": SessionStatus.ABANDONED, "completed_at": None})
+        version = scripts.active_version(session, survey_id)
+        if version is None:
             raise NoSurvey(survey_id)
-        script = self._parsed(row)
+        script = self._script(session, survey_id, version)
         turn = start(script, now=now, locale=customer.locale or who.locale,
                      context=context, customer=_profile(customer))
-        dialogue = await uow.sessions.start(customer.id, who.channel, script.id, script.version,
-                                            turn.state.to_json(), now=now,
-                                            delivery_id=delivery_id)
+        dialogue = sessions.start(session, customer.id, who.channel, script.id,
+                                  script.version, turn.state.to_json(), now=now,
+                                  delivery_id=delivery_id)
         if turn.finished:  # a script of messages only
-            await uow.record(dialogue, turn, now=now, timezone=script.timezone)
+            record_here(session, dialogue, turn, now, script.timezone)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
                        locale=turn.state.locale)
 
@@ -299,7 +313,7 @@ class SurveyService:
     async def _set_opt_out(self, who: Who, *, opted_out: bool) -> bool:
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await self._customer(uow, who, now)
+            customer = await uow.session.run_sync(self._customer, who, now)
             if (customer.opted_out_at is not None) == opted_out:
                 return False
             customer.opted_out_at = now if opted_out else None
@@ -324,7 +338,7 @@ class SurveyService:
         script speaks it); returns the open question, asked again in that language."""
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await self._customer(uow, who, now)
+            customer = await uow.session.run_sync(self._customer, who, now)
             customer.locale, customer.updated_at = locale, now
             dialogue = await uow.sessions.open_for(customer.id, who.channel)
             outcome = None
@@ -360,15 +374,16 @@ class SurveyService:
             tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
                   for a in answers))
 
-    async def _customer(self, uow: UnitOfWork, who: Who, now: datetime) -> CustomerRow:
+    @staticmethod
+    def _customer(session: Session, who: Who, now: datetime) -> CustomerRow:
         """The customer at this address, new if need be; the address is bound to them and
-        marked reachable again (upsert_identity): someone who writes to us can be written to."""
-        customer = await uow.customers.by_identity(who.channel, who.address)
+        marked reachable again (customers.bind): someone who writes to us can be written to."""
+        customer = customers.by_identity(session, who.channel, who.address)
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
-            customer = await uow.customers.add(now=now, first_name=who.first_name)
-        await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
+            customer = customers.add(session, now=now, first_name=who.first_name)
+        customers.bind(session.connection(), customer.id, who.channel, who.address, now=now)
         return customer
 
     def _script(self, session: Session, survey_id: str, version: int) -> Script:

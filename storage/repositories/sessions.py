@@ -31,6 +31,32 @@ OPEN_AT = (select(SessionRow)
            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
 
+# Parameters: k_customer_id, k_channel. The customer's latest active dialogue in a channel.
+_OPEN_FOR = (select(SessionRow)
+             .where(SessionRow.customer_id == bindparam("k_customer_id"),
+                    SessionRow.channel == bindparam("k_channel"),
+                    SessionRow.status == SessionStatus.ACTIVE)
+             .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+
+def open_for(session: Session, customer_id: int, channel: str) -> SessionRow | None:
+    """SessionRepository.open_for for code already running synchronously."""
+    return session.scalar(_OPEN_FOR, {"k_customer_id": customer_id, "k_channel": channel})
+
+
+def start(session: Session, customer_id: int, channel: str, survey_id: str, version: int,
+          state_json: Mapping[str, Any], *, now: datetime,
+          delivery_id: int | None = None) -> SessionRow:
+    """SessionRepository.start for code already running synchronously."""
+    row = SessionRow(customer_id=customer_id, channel=channel, survey_id=survey_id,
+                     script_version=version, current_step=state_json.get("step"),
+                     state=dict(state_json), status=SessionStatus.ACTIVE, revision=0,
+                     delivery_id=delivery_id, started_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
     """SessionRepository.save for code already running synchronously (UnitOfWork.record)."""
     values = {**values, "updated_at": now}
@@ -48,13 +74,11 @@ class SessionRepository(Repository):
     async def start(self, customer_id: int, channel: str, survey_id: str, version: int,
                     state_json: Mapping[str, Any], *, now: datetime,
                     delivery_id: int | None = None) -> SessionRow:
-        row = SessionRow(customer_id=customer_id, channel=channel, survey_id=survey_id,
-                         script_version=version, current_step=state_json.get("step"),
-                         state=dict(state_json), status=SessionStatus.ACTIVE, revision=0,
-                         delivery_id=delivery_id, started_at=now, updated_at=now)
-        self.session.add(row)
-        await self.session.flush()
-        return row
+        def run(session: Session) -> SessionRow:
+            return start(session, customer_id, channel, survey_id, version, state_json,
+                         now=now, delivery_id=delivery_id)
+
+        return await self.session.run_sync(run)
 
     async def get(self, session_id: int) -> SessionRow:
         """The dialogue, read from the database (every turn starts here, so unlike
@@ -66,10 +90,7 @@ class SessionRepository(Repository):
 
     async def open_for(self, customer_id: int, channel: str) -> SessionRow | None:
         """The customer's latest active dialogue in this channel."""
-        return await self.session.scalar(
-            select(SessionRow)
-            .filter_by(customer_id=customer_id, channel=channel, status=SessionStatus.ACTIVE)
-            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+        return await self.session.run_sync(open_for, customer_id, channel)
 
     async def save(self, row: SessionRow, *, now: datetime, **values: Any) -> None:
         """UPDATE the row if it is still at the revision it was read at, else StaleSession;
