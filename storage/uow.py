@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Self, TypeVar
 
 from sqlalchemy import Select, Table, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from conversations.engine import Turn
@@ -32,6 +32,7 @@ from storage.repositories import (
 )
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
+from storage.sqlite_writer import SqliteWriter
 
 _T = TypeVar("_T")
 
@@ -54,6 +55,8 @@ class UnitOfWork:
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
+        bind = factory.kw.get("bind")
+        self._engine = bind if isinstance(bind, AsyncEngine) else None
 
     async def __aenter__(self) -> Self:
         self.session = self._factory()
@@ -89,12 +92,19 @@ class UnitOfWork:
         return await self.session.run_sync(fn, False), False
 
     async def apply(self, fn: Callable[[Session], _T]) -> _T:
-        """`fn(session)` on the unit's synchronous session, then commit: a whole unit of
-        work in one go. If fn raises, nothing is committed (leaving the block rolls back).
+        """`fn(session)` on a synchronous session, then commit: a whole unit of work in one
+        go. If fn raises, nothing is committed (and the error is raised here).
 
-        On SQLite this is one thread hop, against a bare INSERT's two: fn runs on the
-        driver's thread, so it must do no I/O but through the Session it is given.
-        Elsewhere it runs in SQLAlchemy's greenlet."""
+        On our SQLite adapter fn runs on the driver's thread, so it must do no I/O but
+        through the Session it is given, and it is handed to the engine's SqliteWriter: one
+        hop for it and for every unit that came while the one before ran, each in its own
+        transaction on a Session of its own (unless this unit has begun a transaction
+        already: then on the unit's session, in a hop of its own). Elsewhere it runs on the
+        unit's session in SQLAlchemy's greenlet."""
+        writer = SqliteWriter.of(self._engine) if self._engine is not None else None
+        if writer is not None and not self.session.in_transaction():
+            return await writer.apply(fn)
+
         def run(session: Session, here: bool) -> _T:
             result = fn(session)
             if here:
@@ -119,8 +129,8 @@ class UnitOfWork:
         With `event` (channel, id), an event seen before is not applied again: the result
         is DUPLICATE.
 
-        One thread hop on SQLite (see `apply`): `step` must do no I/O but through the
-        Session it is given (to read a script the process has not seen yet, say).
+        On SQLite on the driver's thread (see `apply`): `step` must do no I/O but through
+        the Session it is given (to read a script the process has not seen yet, say).
         Elsewhere StaleSession may come from a concurrent writer."""
         return await self.apply(functools.partial(_step, find, params, step, now, event))
 
