@@ -6,7 +6,7 @@ and the outcome's prompts into their own UI; nothing here knows how a prompt loo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,6 @@ from conversations.engine import (
 from conversations.script import Script
 from storage.errors import StaleSession
 from storage.models import (
-    AlertRow,
     CustomerRow,
     DeliveryRow,
     ScriptRow,
@@ -275,24 +274,25 @@ class SurveyService:
             for answer in recorded if answer.alert_id is not None)
         # A text after a low score is the customer's comment: it goes under the latest alert.
         comments = tuple(Comment(alert.id, alert.message_id, answer.text)
-                         for alert in alerted[-1:] for answer in recorded if answer.text)
+                         for alert in alerted for answer in recorded if answer.text)
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale)
 
     async def _step_once(self, who: Who, to_reply: Callable[[Script, SessionRow], Reply],
                          event: Event | None
-                         ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow]]:
-        """The step, and the dialogue's alerts when the reply holds a text (a comment):
-        read in the step's own hop, not in a unit of work of their own."""
+                         ) -> tuple[Stepped | Duplicate | None, tuple[alerts.Posted, ...]]:
+        """The step, and the dialogue's latest alert when the reply holds a text (a
+        comment): read in the step's own hop, not in a unit of work of its own."""
         now = self._clock()
-        alerted: Sequence[AlertRow] = ()
+        alerted: tuple[alerts.Posted, ...] = ()
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
             nonlocal alerted
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
             turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
             if any(answer.text for answer in turn.answers):
-                alerted = alerts.for_session(session, dialogue.id)
+                latest = alerts.latest_for(session.connection(), dialogue.id)
+                alerted = (latest,) if latest is not None else ()
             return turn, script.timezone
 
         async with UnitOfWork(self._factory) as uow:

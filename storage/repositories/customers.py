@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import CustomerRow, IdentityRow
-from storage.repositories.base import Repository
+from storage.repositories.base import Repository, insert_row
 
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
 
@@ -51,12 +51,10 @@ def add(session: Session, *, now: datetime, external_id: str | None = None,
         locale: str | None = None, timezone: str | None = None,
         attributes: Mapping[str, Any] | None = None) -> CustomerRow:
     """CustomerRepository.add for code already running synchronously."""
-    row = CustomerRow(external_id=external_id, first_name=first_name, phone=phone,
-                      email=email, locale=locale, timezone=timezone,
-                      attributes=dict(attributes or {}), created_at=now, updated_at=now)
-    session.add(row)
-    session.flush()
-    return row
+    return insert_row(session, CustomerRow, {
+        "external_id": external_id, "first_name": first_name, "phone": phone, "email": email,
+        "locale": locale, "timezone": timezone, "attributes": dict(attributes or {}),
+        "opted_out_at": None, "created_at": now, "updated_at": now, "erased_at": None})
 
 
 def bind(connection: Connection, customer_id: int, channel: str, address: str, *,

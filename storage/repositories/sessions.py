@@ -10,7 +10,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
 from storage.models import IdentityRow, SessionRow, SessionStatus
-from storage.repositories.base import Repository
+from storage.repositories.base import Repository, insert_row
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
 # Built once: the columns to set come from the parameters (SQLAlchemy's compiled cache keys
@@ -48,13 +48,12 @@ def start(session: Session, customer_id: int, channel: str, survey_id: str, vers
           state_json: Mapping[str, Any], *, now: datetime,
           delivery_id: int | None = None) -> SessionRow:
     """SessionRepository.start for code already running synchronously."""
-    row = SessionRow(customer_id=customer_id, channel=channel, survey_id=survey_id,
-                     script_version=version, current_step=state_json.get("step"),
-                     state=dict(state_json), status=SessionStatus.ACTIVE, revision=0,
-                     delivery_id=delivery_id, started_at=now, updated_at=now)
-    session.add(row)
-    session.flush()
-    return row
+    return insert_row(session, SessionRow, {
+        "delivery_id": delivery_id, "customer_id": customer_id, "channel": channel,
+        "survey_id": survey_id, "script_version": version,
+        "current_step": state_json.get("step"), "state": dict(state_json),
+        "status": SessionStatus.ACTIVE, "revision": 0, "started_at": now, "updated_at": now,
+        "completed_at": None})
 
 
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
