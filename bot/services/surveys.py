@@ -178,6 +178,7 @@ class SurveyService:
         if event is not None and not events.claim(session.connection(), *event, now):
             return Outcome(0, duplicate=True)
         delivery = None
+        new = False  # created in this transaction: no delivery or dialogue can name them yet
         if token is not None:
             delivery = deliveries.by_token(session, token)
             if delivery is None or delivery.status not in deliveries.OPEN:
@@ -186,22 +187,22 @@ class SurveyService:
             customers.bind(session.connection(), customer.id, who.channel, who.address,
                            now=now)
         else:
-            customer = self._customer(session, who, now)
+            customer, new = self._customer(session, who, now)
         if customer.opted_out_at is not None:
             return OptedOut(who.address)
-        if delivery is None:
+        if delivery is None and not new:
             delivery = deliveries.pending_for(session, customer.id, who.channel)
         if delivery is not None:
             survey_id, context = delivery.survey_id, delivery.context
         if survey_id is None:
             raise NoSurvey("no survey asked for")
-        return self._open(session, who, customer, survey_id, context, delivery, now)
+        return self._open(session, who, customer, survey_id, context, delivery, now, new=new)
 
     def _open(self, session: Session, who: Who, customer: CustomerRow, survey_id: str,
               context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
-              now: datetime) -> Outcome:
+              now: datetime, *, new: bool = False) -> Outcome:
         delivery_id = delivery.id if delivery is not None else None
-        dialogue = sessions.open_for(session, customer.id, who.channel)
+        dialogue = None if new else sessions.open_for(session, customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
@@ -313,7 +314,7 @@ class SurveyService:
     async def _set_opt_out(self, who: Who, *, opted_out: bool) -> bool:
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await uow.session.run_sync(self._customer, who, now)
+            customer, _ = await uow.session.run_sync(self._customer, who, now)
             if (customer.opted_out_at is not None) == opted_out:
                 return False
             customer.opted_out_at = now if opted_out else None
@@ -338,7 +339,7 @@ class SurveyService:
         script speaks it); returns the open question, asked again in that language."""
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await uow.session.run_sync(self._customer, who, now)
+            customer, _ = await uow.session.run_sync(self._customer, who, now)
             customer.locale, customer.updated_at = locale, now
             dialogue = await uow.sessions.open_for(customer.id, who.channel)
             outcome = None
@@ -375,16 +376,18 @@ class SurveyService:
                   for a in answers))
 
     @staticmethod
-    def _customer(session: Session, who: Who, now: datetime) -> CustomerRow:
-        """The customer at this address, new if need be; the address is bound to them and
-        marked reachable again (customers.bind): someone who writes to us can be written to."""
+    def _customer(session: Session, who: Who, now: datetime) -> tuple[CustomerRow, bool]:
+        """The customer at this address, and whether they are new (created now); the address
+        is bound to them and marked reachable again (customers.bind): someone who writes to
+        us can be written to."""
         customer = customers.by_identity(session, who.channel, who.address)
+        new = customer is None
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
             customer = customers.add(session, now=now, first_name=who.first_name)
         customers.bind(session.connection(), customer.id, who.channel, who.address, now=now)
-        return customer
+        return customer, new
 
     def _script(self, session: Session, survey_id: str, version: int) -> Script:
         """Synchronous (it runs inside UnitOfWork.step): a dialogue finishes on the version
