@@ -5,18 +5,20 @@ MemoryStorage, one plain INSERT per answer) playing the same survey on the same 
 
 Each chat plays the NPS survey: /start, a tap on "9", a typed reason: three updates POSTed
 over HTTP to the bot's webhook, and two answers (score and reason) per chat for both bots.
-The bot under test runs in a process of its own (spawned afresh for each phase), as in
-production; the driver and the Bot API (tests/support/botapi.py's loopback stub), which
-play Telegram's side, share another process and its event loop. So the bot's figures do
-not include the stub's and the driver's CPU, except where both processes want the same
-core: the report gives the CPU each bot's process spent per chat, and how busy the driver's
-process was. The stub POSTs through one aiohttp client pool, so at most 100 updates are in
-flight at once (Telegram's own ceiling is max_connections <= 100): at 500 chats the others
-wait for a connection, and that wait is part of their latency. A step's latency runs from
-POSTing the update to the stub recording the bot's next message to that chat. Answers/s =
-answers committed (counted in the database, checked to be 2 per chat) / wall time of the
-phase. Each level runs for at least --seconds on a fresh SQLite file per bot after a
-warm-up, in alternating rounds (minimal bot, then Otklik), and the medians are reported.
+Otklik is assembled as `otklik run` assembles it (its start-up heap frozen too), the
+minimal bot as written by hand. The bot under test runs in a process of its own (spawned
+afresh for each phase), as in production; the driver and the Bot API (tests/support/
+botapi.py's loopback stub), which play Telegram's side, share another process and its
+event loop. So the bot's figures do not include the stub's and the driver's CPU, except
+where both processes want the same core: the report gives the CPU each bot's process spent
+per chat, and how busy the driver's process was. The stub POSTs through one aiohttp client
+pool, so at most 100 updates are in flight at once (Telegram's own ceiling is
+max_connections <= 100): at 500 chats the others wait for a connection, and that wait is
+part of their latency. A step's latency runs from POSTing the update to the stub recording
+the bot's next message to that chat. Answers/s = answers committed (counted in the
+database, checked to be 2 per chat) / wall time of the phase. Each level runs for at least
+--seconds on a fresh SQLite file per bot after a warm-up, in alternating rounds (minimal
+bot, then Otklik), and the medians are reported.
 
 Run: python -m bench.telegram [--seconds S] [--rounds N] [--chats-scale F]
 """
