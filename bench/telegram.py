@@ -5,15 +5,20 @@ MemoryStorage, one plain INSERT per answer) playing the same survey on the same 
 
 Each chat plays the NPS survey: /start, a tap on "9", a typed reason: three updates POSTed
 over HTTP to the bot's webhook, and two answers (score and reason) per chat for both bots.
-The Bot API is tests/support/botapi.py's loopback stub, and driver, stub and bot share one
-process and one event loop, so every figure includes the stub's and the driver's share of
-that loop. The stub POSTs through one aiohttp client pool, so at most 100 updates are in
-flight at once (Telegram's own ceiling is max_connections <= 100): at 500 chats the others
-wait for a connection, and that wait is part of their latency. A step's latency runs from
-POSTing the update to the stub recording the bot's next message to that chat. Answers/s =
-answers committed (counted in the database, checked to be 2 per chat) / wall time of the
-phase. Each level runs for at least --seconds on a fresh SQLite file per bot after a
-warm-up, in alternating rounds (minimal bot, then Otklik), and the medians are reported.
+Otklik is assembled as `otklik run` assembles it (its start-up heap frozen too), the
+minimal bot as written by hand. The bot under test runs in a process of its own (spawned
+afresh for each phase), as in production; the driver and the Bot API (tests/support/
+botapi.py's loopback stub), which play Telegram's side, share another process and its
+event loop. So the bot's figures do not include the stub's and the driver's CPU, except
+where both processes want the same core: the report gives the CPU each bot's process spent
+per chat, and how busy the driver's process was. The stub POSTs through one aiohttp client
+pool, so at most 100 updates are in flight at once (Telegram's own ceiling is
+max_connections <= 100): at 500 chats the others wait for a connection, and that wait is
+part of their latency. A step's latency runs from POSTing the update to the stub recording
+the bot's next message to that chat. Answers/s = answers committed (counted in the
+database, checked to be 2 per chat) / wall time of the phase. Each level runs for at least
+--seconds on a fresh SQLite file per bot after a warm-up, in alternating rounds (minimal
+bot, then Otklik), and the medians are reported.
 
 Run: python -m bench.telegram [--seconds S] [--rounds N] [--chats-scale F]
 """
@@ -24,14 +29,18 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import multiprocessing
 import socket
+import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +49,16 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 from pydantic import SecretStr
-from sqlalchemy import func, select
 
-from bench.minimal_bot import answers_committed, build_minimal_bot, serve_webhook
+from bench.minimal_bot import build_minimal_bot, serve_webhook
 from bot import telegram
 from bot.app import build_web_app
+from bot.commands import freeze_heap
 from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.models import AnswerRow
 from tests.support.botapi import BotApiStub, Call, iter_buttons
 
 JSON = dict[str, Any]
@@ -67,15 +75,9 @@ FIRST_CHAT = 1_000_000  # chat ids of measured chats; warm-up chats come before
 TARGET_CHATS, TARGET_RATE, TARGET_P99, TARGET_RATIO = 50, 300, 0.100, 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A bot being served: where to POST updates, and how to count its answers."""
-
-    url: str
-    answers: Callable[[], Awaitable[int]]
-
-
-Serve = Callable[[BotApiStub, Path], AbstractAsyncContextManager[Target]]
+# A bot served on a fresh database, talking to the Bot API at the base URL given; it yields
+# the URL of its webhook. Each runs in a process of its own (see BotProcess).
+Serve = Callable[[str, Path], AbstractAsyncContextManager[str]]
 
 
 @dataclass(slots=True)
@@ -87,6 +89,8 @@ class Phase:
     seconds: float
     latencies: list[float] = field(repr=False)  # seconds, one per step
     stub_calls: int = 0
+    bot_cpu: float = 0.0  # CPU seconds of the bot's process (all its threads)
+    driver_cpu: float = 0.0  # CPU seconds of the driver and stub's process
 
     @property
     def rate(self) -> float:
@@ -101,15 +105,15 @@ class Phase:
 
 
 @asynccontextmanager
-async def minimal(api: BotApiStub, db_path: Path) -> AsyncIterator[Target]:
+async def minimal(api_base: str, db_path: Path) -> AsyncIterator[str]:
     """bench/minimal_bot.py on its own webhook server."""
-    bot, dispatcher = build_minimal_bot(TOKEN, api.base_url, db_path)
+    bot, dispatcher = build_minimal_bot(TOKEN, api_base, db_path)
     async with serve_webhook(bot, dispatcher, secret_token=SECRET) as url:
-        yield Target(url, lambda: answers_committed(db_path))
+        yield url
 
 
 @asynccontextmanager
-async def otklik(api: BotApiStub, db_path: Path) -> AsyncIterator[Target]:
+async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
     """The product as `otklik run` assembles it in webhook mode: migrated database, surveys
     loaded, the webhook on the product's own aiohttp app."""
     database_url = f"sqlite+aiosqlite:///{db_path}"
@@ -122,7 +126,7 @@ async def otklik(api: BotApiStub, db_path: Path) -> AsyncIterator[Target]:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/telegram/webhook"
     values: dict[str, Any] = {
         "_env_file": None, "database_url": database_url, "bot_token": SecretStr(TOKEN),
-        "telegram_api_base": api.base_url, "webhook_url": url,
+        "telegram_api_base": api_base, "webhook_url": url,
         "webhook_secret": SecretStr(SECRET), "surveys_dir": SURVEYS, "default_survey": "nps",
         "admin_chat_id": None, "outbound_webhook_url": None, "smtp_url": None,
     }
@@ -134,17 +138,12 @@ async def otklik(api: BotApiStub, db_path: Path) -> AsyncIterator[Target]:
     telegram.add_webhook(app, settings, dispatcher, bot)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-
-    async def answers() -> int:
-        async with engine.connect() as connection:
-            return int((await connection.execute(
-                select(func.count()).select_from(AnswerRow))).scalar_one())
-
     try:
         await web.SockSite(runner, sock).start()
         await bot.set_webhook(url, secret_token=SECRET,
                               allowed_updates=dispatcher.resolve_used_update_types())
-        yield Target(url, answers)
+        freeze_heap()  # as `otklik run` does once started
+        yield url
     finally:
         await runner.cleanup()
         sock.close()  # closed already once the site has started; not if it never did
@@ -153,6 +152,80 @@ async def otklik(api: BotApiStub, db_path: Path) -> AsyncIterator[Target]:
 
 
 BOTS: dict[str, Serve] = {"minimal": minimal, "otklik": otklik}
+
+
+def answers_in(db_path: Path) -> int:
+    """Answers committed, counted in the database on a connection of its own: both bots
+    keep one row per answer in a table named `answers`."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        return int(db.execute("SELECT count(*) FROM answers").fetchone()[0])
+
+
+# -- the bot's process ----------------------------------------------------------------------
+
+
+def serve_in_process(name: str, api_base: str, db_path: Path, pipe: Connection) -> None:
+    """The child process: serve the bot, send its webhook URL (or why it failed) up the
+    pipe, then answer each "cpu" with the CPU seconds this process has used, until "stop"."""
+    asyncio.run(_serve_until_stopped(name, api_base, db_path, pipe))
+
+
+async def _serve_until_stopped(name: str, api_base: str, db_path: Path,
+                               pipe: Connection) -> None:
+    try:
+        async with BOTS[name](api_base, db_path) as url:
+            pipe.send(url)
+            # The pipe is read on a thread: the bot's event loop never blocks on it.
+            while await asyncio.to_thread(pipe.recv) == "cpu":
+                pipe.send(time.process_time())
+    except Exception:
+        pipe.send(RuntimeError(traceback.format_exc()))  # any exception's text pickles
+        raise
+
+
+class BotProcess:
+    """A bot in a process of its own, so that it has the event loop (and, on two cores, a
+    core) to itself, as it would in production, while this process plays Telegram."""
+
+    def __init__(self, name: str, api_base: str, db_path: Path) -> None:
+        self.url = ""
+        self._pipe, child = multiprocessing.Pipe()
+        # spawn, not fork: a fresh interpreter, not a copy of this one's running event loop
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=serve_in_process, args=(name, api_base, db_path, child), daemon=True,
+            name=f"bench-{name}")
+        self._child = child
+
+    async def __aenter__(self) -> BotProcess:
+        self._process.start()
+        self._child.close()  # ours closed: the pipe breaks (EOFError) if the child dies
+        try:
+            url = await asyncio.to_thread(self._pipe.recv)
+        except EOFError:
+            await asyncio.to_thread(self._process.join)
+            raise RuntimeError(f"{self._process.name} died on start-up, exit code "
+                               f"{self._process.exitcode}") from None
+        if isinstance(url, BaseException):
+            await self.__aexit__()
+            raise RuntimeError(f"{self._process.name} failed to start") from url
+        self.url = url
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            self._pipe.send("stop")
+        await asyncio.to_thread(self._process.join, 30)
+        if self._process.is_alive():
+            self._process.kill()
+        self._pipe.close()
+
+    async def cpu(self) -> float:
+        """CPU seconds the bot's process has used so far, all its threads."""
+        self._pipe.send("cpu")
+        seconds = await asyncio.to_thread(self._pipe.recv)
+        if isinstance(seconds, BaseException):
+            raise RuntimeError(f"{self._process.name} failed") from seconds
+        return float(seconds)
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -260,32 +333,36 @@ async def drive(api: BotApiStub, url: str, chats: Iterator[int], concurrency: in
     return played, latencies
 
 
-async def measure(serve: Serve, db_path: Path, concurrency: int, *, seconds: float = 0.0,
+async def measure(bot: str, db_path: Path, concurrency: int, *, seconds: float = 0.0,
                   chats: int | None = None, warmup: int = WARMUP_CHATS) -> Phase:
-    """Serve a bot on a fresh database and stub, warm it up, then play chats at
-    `concurrency` until `seconds` have passed (or `chats` were started, when given)."""
-    async with BotApiStub() as api, serve(api, db_path) as target:
+    """Serve a bot (a name in BOTS) in its own process on a fresh database and stub, warm it
+    up, then play chats at `concurrency` until `seconds` have passed (or `chats` were
+    started, when given)."""
+    async with BotApiStub() as api, BotProcess(bot, api.base_url, db_path) as served:
         warm = iter(range(FIRST_CHAT - warmup, FIRST_CHAT))
-        await drive(api, target.url, warm, min(concurrency, warmup), lambda: True)
-        before = await target.answers()
+        await drive(api, served.url, warm, min(concurrency, warmup), lambda: True)
+        before = await asyncio.to_thread(answers_in, db_path)
         if before != ANSWERS_PER_CHAT * warmup:
             raise RuntimeError(f"warm-up: {before} answers committed for {warmup} chats")
         calls = len(api.calls)
         ids = itertools.count(FIRST_CHAT) if chats is None else iter(
             range(FIRST_CHAT, FIRST_CHAT + chats))
-        began = time.perf_counter()
-        played, latencies = await drive(api, target.url, ids, concurrency,
+        bot_cpu = await served.cpu()
+        began, driver_cpu = time.perf_counter(), time.process_time()
+        played, latencies = await drive(api, served.url, ids, concurrency,
                                         lambda: time.perf_counter() - began < seconds
                                         or chats is not None)
-        elapsed = time.perf_counter() - began
-        answers = await target.answers() - before
+        elapsed, driver_cpu = time.perf_counter() - began, time.process_time() - driver_cpu
+        bot_cpu = await served.cpu() - bot_cpu
+        answers = await asyncio.to_thread(answers_in, db_path) - before
         if answers != ANSWERS_PER_CHAT * played:
             raise RuntimeError(f"{answers} answers committed for {played} chats, expected "
                                f"{ANSWERS_PER_CHAT * played}")
         if api.errors:
             raise RuntimeError(f"the bot made {len(api.errors)} failed Bot API call(s), "
                                f"the first: {api.errors[0]}")
-        return Phase(played, answers, elapsed, latencies, len(api.calls) - calls)
+        return Phase(played, answers, elapsed, latencies, len(api.calls) - calls,
+                     bot_cpu, driver_cpu)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -298,6 +375,8 @@ class Summary:
     p99: float
     chats: int
     calls_per_chat: float
+    cpu_per_chat: float = 0.0  # seconds of the bot's process
+    driver_load: float = 0.0  # the driver and stub's CPU seconds per second
 
 
 def summarise(phases: Sequence[Phase]) -> Summary:
@@ -306,7 +385,9 @@ def summarise(phases: Sequence[Phase]) -> Summary:
                    statistics.median(p.percentile(0.50) for p in phases),
                    statistics.median(p.percentile(0.99) for p in phases),
                    round(statistics.median(p.chats for p in phases)),
-                   statistics.median(p.stub_calls / p.chats for p in phases))
+                   statistics.median(p.stub_calls / p.chats for p in phases),
+                   statistics.median(p.bot_cpu / p.chats for p in phases),
+                   statistics.median(p.driver_cpu / p.seconds for p in phases))
 
 
 def ms(seconds: float) -> str:
@@ -331,6 +412,9 @@ def report(concurrency: int, product: Summary, baseline: Summary) -> list[str]:
         f"telegram, {chats} (SQLite): {describe(product)}{targets}",
         f"  baseline, minimal aiogram bot (MemoryStorage + plain INSERT): {describe(baseline)}"
         f"; ratio {ratio:.2f} (target >= {TARGET_RATIO}: {ratio_met})",
+        f"  CPU per chat in the bot's process: Otklik {ms(product.cpu_per_chat)}, minimal bot "
+        f"{ms(baseline.cpu_per_chat)}; the driver and stub's process busy "
+        f"{product.driver_load:.0%} / {baseline.driver_load:.0%} of a core",
     ]
 
 
@@ -354,18 +438,19 @@ def run(levels: Sequence[int], seconds: float, rounds: int) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="bench-telegram-") as tmp:
         for level in levels:
             for n in range(rounds):
-                for name, serve in BOTS.items():  # alternating, so noise weighs on both
+                for name in BOTS:  # alternating, so noise weighs on both
                     db_path = Path(tmp) / f"{name}-{level}-{n}.db"
                     phases.setdefault((name, level), []).append(
-                        asyncio.run(measure(serve, db_path, level, seconds=seconds)))
+                        asyncio.run(measure(name, db_path, level, seconds=seconds)))
     round_trip = asyncio.run(stub_round_trip())
     calls = {name: statistics.median(p.stub_calls / p.chats for level in levels
                                      for p in phases[name, level]) for name in BOTS}
     lines = [
-        f"driver, Bot API stub and bot in one process and one event loop; at most 100 updates "
-        f"in flight (the stub's HTTP pool); each level >= {seconds:g} s per bot after a "
-        f"warm-up, fresh SQLite file each, medians of {rounds} alternating rounds",
-        f"stub: {ms(round_trip)} per sendMessage round trip from aiogram; Bot API calls per "
+        f"the bot in a process of its own, the driver and Bot API stub in another; at most "
+        f"100 updates in flight (the stub's HTTP pool); each level >= {seconds:g} s per bot "
+        f"after a warm-up, fresh SQLite file each, medians of {rounds} alternating rounds",
+        f"stub: {ms(round_trip)} per sendMessage round trip from aiogram (one at a time, in "
+        f"one process); Bot API calls per "
         f"chat: Otklik {calls['otklik']:.1f}, minimal bot {calls['minimal']:.1f}",
     ]
     for level in levels:

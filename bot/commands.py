@@ -3,6 +3,7 @@ only it needs aiogram, whose import alone takes seconds)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -64,3 +65,12 @@ async def report(settings: Settings, survey_id: str, start: date | None, end: da
         await engine.dispose()
     print(format_report(result, start=start, end=end, channel=channel), end="")
     return 0
+
+
+def freeze_heap() -> None:
+    """Once started: move what start-up built (modules, SQLAlchemy's and pydantic's models,
+    the parsed scripts) out of the garbage collector's sight. A full collection then walks
+    only what serving allocates: on our 2-core VMs it took ~100 ms at a time, a tenth of
+    the CPU under load."""
+    gc.collect()
+    gc.freeze()

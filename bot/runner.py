@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import telegram
 from bot.app import build_services, build_web_app
-from bot.commands import configure_logging
+from bot.commands import configure_logging, freeze_heap
 from bot.dispatch import DeliveryDispatcher, Sender
 from bot.limits import Limiter, RateLimited
 from bot.scheduler import build_scheduler
@@ -115,6 +115,7 @@ async def run(settings: Settings) -> int:
             services.links.bot_username = (await bot.get_me()).username
         else:
             log.info("Telegram: off (BOT_TOKEN is not set)")
+        freeze_heap()
         await stop.wait()
         log.info("stopping")
     finally:

@@ -14,7 +14,8 @@ to run one of our statements, and SQLAlchemy's adapter (sqlalchemy.dialects.sqli
 
 - `AdaptedConnection.run_on_worker(fn)` runs a synchronous function that executes several
   statements (UnitOfWork.record) on aiosqlite's thread, all in one hop, and may end with
-  the DBAPI connection's commit: SQLAlchemy's own commit afterwards then costs no hop.
+  the DBAPI connection's commit (or rollback): SQLAlchemy's own commit afterwards then
+  costs no hop.
 
 A unit of work that reads a dialogue, records a turn and commits thus makes 2 hops, not 19.
 Everything else is SQLAlchemy's and aiosqlite's: dialect, pool, types, error mapping, the
@@ -71,6 +72,10 @@ def _statement(connection: sqlite3.Connection, begin: str | None, operation: str
                 connection.in_transaction)
     finally:
         cursor.close()
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Cursor(AsyncAdapt_aiosqlite_cursor):
@@ -196,8 +201,9 @@ class AdaptedConnection(AsyncAdapt_aiosqlite_connection):
         """`fn(*args)` on aiosqlite's thread, in one hop: the statements it runs through this
         connection (SQLAlchemy's synchronous API, e.g. a Session's) go to sqlite3 directly.
 
-        `fn` must do no other I/O: what would await (a pool checkout, a commit, a rollback)
-        fails there, since no greenlet links that thread to the event loop. It must also
+        `fn` must do no other I/O: what would await (a pool checkout) fails there, since no
+        greenlet links that thread to the event loop; this connection's commit and rollback
+        are done there directly. It must also
         touch nothing the event loop's thread uses meanwhile; the objects of the one task
         awaiting it are safe, and if that task is cancelled, this still waits for `fn` to
         end (its objects must not be used on two threads at once), then re-raises."""
@@ -211,17 +217,22 @@ class AdaptedConnection(AsyncAdapt_aiosqlite_connection):
                 self.worker_thread = None
 
         async with self._execute_mutex:
-            task = asyncio.ensure_future(driver._execute(on_worker))
             try:
-                return await asyncio.shield(task)
+                # Awaited in place, not through a task and a shield: the result is back two
+                # turns of the event loop after fn ends instead of four, and under load each
+                # turn is milliseconds during which the connection is held and idle.
+                result: _T = await driver._execute(on_worker)
+                return result
             except asyncio.CancelledError:
-                while not task.done():
+                # fn goes on to its end on the worker, which takes one call at a time: a
+                # no-op queued behind it returns once fn has ended. Wait for that, through
+                # further cancellations; the cancellation is what the caller gets.
+                behind = asyncio.ensure_future(driver._execute(_nothing))
+                while not behind.done():
                     try:
-                        await asyncio.wait({task})
+                        await asyncio.wait({behind})
                     except asyncio.CancelledError:
                         continue
-                if not task.cancelled():
-                    task.exception()  # retrieved: the cancellation is what the caller gets
                 raise
 
     def begin(self, statement: str) -> None:
@@ -244,9 +255,16 @@ class AdaptedConnection(AsyncAdapt_aiosqlite_connection):
 
     def rollback(self) -> None:
         self.pending_begin = None
-        if self.in_transaction:
+        if not self.in_transaction:
+            return
+        if self.worker_thread == threading.get_ident():  # inside run_on_worker: no hop
+            try:
+                cast(Any, self._connection)._conn.rollback()
+            except Exception as error:
+                self._handle_exception(error)
+        else:
             super().rollback()
-            self.in_transaction = False
+        self.in_transaction = False
 
 
 class _Module(AsyncAdapt_aiosqlite_dbapi):

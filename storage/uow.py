@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Self, TypeVar
 
 from sqlalchemy import Connection, Select, Table, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from conversations.engine import Turn
@@ -33,6 +33,7 @@ from storage.repositories import (
 from storage.repositories.deliveries import mark_answered
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
+from storage.sqlite_writer import SqliteWriter
 
 _T = TypeVar("_T")
 
@@ -55,6 +56,8 @@ class UnitOfWork:
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
+        bind = factory.kw.get("bind")
+        self._engine = bind if isinstance(bind, AsyncEngine) else None
 
     async def __aenter__(self) -> Self:
         self.session = self._factory()
@@ -91,20 +94,40 @@ class UnitOfWork:
 
     async def run(self, fn: Callable[[Connection], _T], *, commit: bool = False) -> _T:
         """`fn(connection)`: several Core statements in one hop on SQLite (see `_run`), and
-        with `commit=True` the commit too; elsewhere in SQLAlchemy's greenlet. `fn` must do
-        no I/O but through the connection it is given."""
-        def call(session: Session, here: bool) -> _T:
-            result = fn(session.connection())
-            if commit and here:
+        with `commit=True` the commit too, as `apply` does; elsewhere in SQLAlchemy's
+        greenlet. `fn` must do no I/O but through the connection it is given."""
+        if commit:
+            return await self.apply(lambda session: fn(session.connection()))
+        result, _ = await self._run(lambda session, here: fn(session.connection()))
+        return result
+
+    async def apply(self, fn: Callable[[Session], _T]) -> _T:
+        """`fn(session)` on a synchronous session, then commit: a whole unit of work in one
+        go. If fn raises, nothing is committed (and the error is raised here).
+
+        On our SQLite adapter fn runs on the driver's thread, so it must do no I/O but
+        through the Session it is given, and it is handed to the engine's SqliteWriter: one
+        hop for it and for every unit that came while the one before ran, each in its own
+        transaction on a Session of its own (unless this unit has begun a transaction
+        already: then on the unit's session, in a hop of its own). Elsewhere it runs on the
+        unit's session in SQLAlchemy's greenlet."""
+        writer = SqliteWriter.of(self._engine) if self._engine is not None else None
+        if writer is not None and not self.session.in_transaction():
+            return await writer.apply(fn)
+
+        def run(session: Session, here: bool) -> _T:
+            result = fn(session)
+            if here:
                 _commit_here(session)
             return result
 
-        result, on_worker = await self._run(call)
-        if commit:
-            if on_worker:  # committed there: closing only returns the connection
-                await self.session.close()
-            else:
-                await self.session.commit()
+        result, on_worker = await self._run(run)
+        if on_worker:
+            # Committed on the worker: closing only returns the connection (with no hop: see
+            # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
+            await self.session.close()
+        else:
+            await self.session.commit()
         return result
 
     async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
@@ -116,19 +139,10 @@ class UnitOfWork:
         With `event` (channel, id), an event seen before is not applied again: the result
         is DUPLICATE.
 
-        On SQLite this is one thread hop, against a bare INSERT's two: `step` runs on the
-        driver's thread, so it must do no I/O but through the Session it is given (to read
-        a script the process has not seen yet, say). Elsewhere it runs in SQLAlchemy's
-        greenlet, and StaleSession may come from a concurrent writer."""
-        stepped, on_worker = await self._run(functools.partial(
-            _step, find, params, step, now, event))
-        if on_worker:
-            # Committed on the worker: closing only returns the connection (with no hop: see
-            # AdaptedConnection.rollback), at a third of the CPU of SQLAlchemy's commit.
-            await self.session.close()
-        else:
-            await self.session.commit()
-        return stepped
+        On SQLite on the driver's thread (see `apply`): `step` must do no I/O but through
+        the Session it is given (to read a script the process has not seen yet, say).
+        Elsewhere StaleSession may come from a concurrent writer."""
+        return await self.apply(functools.partial(_step, find, params, step, now, event))
 
     async def record(self, dialogue: SessionRow, turn: Turn, *, now: datetime,
                      timezone: str = "UTC", commit: bool = False) -> list[Recorded]:
@@ -149,7 +163,8 @@ class UnitOfWork:
         On SQLite the whole turn runs on the driver's thread, in one hop for all its
         statements (see AdaptedConnection.run_on_worker); elsewhere in SQLAlchemy's greenlet."""
         def run(session: Session, here: bool) -> list[Recorded]:
-            return _record(session, dialogue, turn, now, timezone, commit=commit and here)
+            return record_here(session, dialogue, turn, now, timezone,
+                               commit=commit and here)
 
         inserted, _ = await self._run(run)
         if commit:
@@ -225,21 +240,17 @@ RETRACT = (delete(_answers)
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
-          event: Event | None, session: Session, commit: bool) -> Stepped | Duplicate | None:
+          event: Event | None, session: Session) -> Stepped | Duplicate | None:
     # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
-        result: Stepped | Duplicate | None = DUPLICATE
-    elif (dialogue := session.scalar(find, params)) is None:
-        result = None  # the event stays claimed: "no dialogue" was the answer to it
-    else:
-        turn, timezone = step(session, dialogue)
-        recorded = []
-        if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
-            recorded = _record(session, dialogue, turn, now, timezone, commit=False)
-        result = Stepped(dialogue, turn, recorded)
-    if commit:
-        _commit_here(session)
-    return result
+        return DUPLICATE
+    if (dialogue := session.scalar(find, params)) is None:
+        return None  # the event stays claimed: "no dialogue" was the answer to it
+    turn, timezone = step(session, dialogue)
+    recorded = []
+    if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
+        recorded = record_here(session, dialogue, turn, now, timezone)
+    return Stepped(dialogue, turn, recorded)
 
 
 def _commit_here(session: Session) -> None:
@@ -248,12 +259,12 @@ def _commit_here(session: Session) -> None:
     session.connection().connection.dbapi_connection.commit()  # type: ignore[union-attr]
 
 
-def _record(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
-            timezone: str, *, commit: bool) -> list[Recorded]:
-    """UnitOfWork.record, run synchronously on the unit's session: one switch into
-    SQLAlchemy's greenlet (or one thread hop) for the whole turn instead of one per
-    statement. Core statements only: mapping the new rows as ORM objects cost a third of
-    the turn's CPU."""
+def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
+                timezone: str, *, commit: bool = False) -> list[Recorded]:
+    """UnitOfWork.record, run synchronously on the unit's session (in `apply`, or in its
+    own): one switch into SQLAlchemy's greenlet (or one thread hop) for the whole turn
+    instead of one per statement. Core statements only: mapping the new rows as ORM objects
+    cost a third of the turn's CPU."""
     connection = session.connection()
     state = turn.state
     if turn.retracted:

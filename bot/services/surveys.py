@@ -6,7 +6,7 @@ and the outcome's prompts into their own UI; nothing here knows how a prompt loo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,6 @@ from conversations.engine import (
 from conversations.script import Script
 from storage.errors import StaleSession
 from storage.models import (
-    AlertRow,
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
@@ -40,9 +39,9 @@ from storage.models import (
     SessionRow,
     SessionStatus,
 )
-from storage.repositories import alerts, deliveries, scripts
+from storage.repositories import alerts, customers, deliveries, events, scripts, sessions
 from storage.repositories.sessions import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
-from storage.uow import Duplicate, Event, Stepped, UnitOfWork
+from storage.uow import Duplicate, Event, Stepped, UnitOfWork, record_here
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -167,34 +166,48 @@ class SurveyService:
         With `token` (a deep link), the delivery it names: the address is bound to that
         delivery's customer. Without, the customer's pending delivery in this channel, else
         `survey_id`. A dialogue already open on the same survey is shown again, not started
-        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey."""
+        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey.
+
+        One unit of work, in one thread hop on SQLite (UnitOfWork.apply)."""
         now = self._clock()
+
+        def run(session: Session) -> Outcome | OptedOut:
+            return self._begin(session, who, survey_id, context, token, event, now)
+
         async with UnitOfWork(self._factory) as uow:
-            if event is not None and not await uow.events.claim(*event, now=now):
-                return Outcome(0, duplicate=True)
-            delivery = None
-            if token is not None:
-                delivery = await uow.deliveries.by_token(token)
-                if delivery is None or delivery.status not in deliveries.OPEN:
-                    raise LinkExpired(token)
-                customer = await uow.customers.get(delivery.customer_id)
-                await uow.customers.upsert_identity(customer.id, who.channel, who.address,
-                                                    now=now)
-            else:
-                customer = await self._customer(uow, who, now)
-            if customer.opted_out_at is not None:
-                await uow.commit()  # the binding stands: the customer may opt in again
-                raise OptedOut(who.address)
-            if delivery is None:
-                delivery = await uow.deliveries.pending_for(customer.id, who.channel)
-            if delivery is not None:
-                survey_id, context = delivery.survey_id, delivery.context
-            if survey_id is None:
-                raise NoSurvey("no survey asked for")
-            outcome = await self._open(uow, who, customer, survey_id, context, delivery, now,
-                                       move=True)
-            await uow.commit()
-            return outcome
+            outcome = await uow.apply(run)
+        if isinstance(outcome, OptedOut):
+            raise outcome
+        return outcome
+
+    def _begin(self, session: Session, who: Who, survey_id: str | None,
+               context: Mapping[str, Scalar] | None, token: str | None, event: Event | None,
+               now: datetime) -> Outcome | OptedOut:
+        """SurveyService.begin on the unit's synchronous session. OptedOut is returned, not
+        raised, so that the unit commits: the binding stands, the customer may opt in again.
+        LinkExpired and NoSurvey are raised: nothing is committed, the event not claimed."""
+        if event is not None and not events.claim(session.connection(), *event, now):
+            return Outcome(0, duplicate=True)
+        delivery = None
+        new = False  # created in this transaction: no delivery or dialogue can name them yet
+        if token is not None:
+            delivery = deliveries.by_token(session, token)
+            if delivery is None or delivery.status not in deliveries.OPEN:
+                raise LinkExpired(token)
+            customer = customers.get(session, delivery.customer_id)
+            customers.bind(session.connection(), customer.id, who.channel, who.address,
+                           now=now)
+        else:
+            customer, new = self._customer(session, who, now)
+        if customer.opted_out_at is not None:
+            return OptedOut(who.address)
+        if delivery is None and not new:
+            delivery = deliveries.pending_for(session, customer.id, who.channel)
+        if delivery is not None:
+            survey_id, context = delivery.survey_id, delivery.context
+        if survey_id is None:
+            raise NoSurvey("no survey asked for")
+        return self._open(session, who, customer, survey_id, context, delivery, now, new=new)
 
     async def open_delivery(self, token: str, *, channel: str = "web",
                             locale: str | None = None) -> Outcome:
@@ -219,63 +232,58 @@ class SurveyService:
             return Outcome(view.id, current_prompts(script, state), locale=state.locale,
                            title=title(script, state.locale), questions=_page(script, state))
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            delivery = await uow.deliveries.by_token(token)
-            if delivery is None:
-                raise LinkExpired("unknown")
-            if delivery.status == DeliveryStatus.COMPLETED:
-                raise Finished(token)
-            if delivery.status not in deliveries.OPEN:
-                raise LinkExpired(delivery.status)
-            customer = await uow.customers.get(delivery.customer_id)
-            if customer.opted_out_at is not None:
-                raise OptedOut(token)
-            outcome = await self._open(uow, Who(channel, "", locale=locale), customer,
-                                       delivery.survey_id, delivery.context, delivery, now,
-                                       move=False)
-            await uow.commit()
-            return outcome
 
-    async def _open(self, uow: UnitOfWork, who: Who, customer: CustomerRow, survey_id: str,
-                    context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
-                    now: datetime, *, move: bool) -> Outcome:
+        def run(session: Session) -> Outcome:
+            delivery = deliveries.by_token(session, token)
+            if delivery is None or delivery.status not in deliveries.OPEN:
+                raise LinkExpired(token)  # closed since the read above
+            customer = customers.get(session, delivery.customer_id)
+            return self._open(session, Who(channel, "", locale=locale), customer,
+                              delivery.survey_id, delivery.context, delivery, now, move=False)
+
+        async with UnitOfWork(self._factory) as uow:
+            return await uow.apply(run)
+
+    def _open(self, session: Session, who: Who, customer: CustomerRow, survey_id: str,
+              context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
+              now: datetime, *, new: bool = False, move: bool = True) -> Outcome:
         """`move`: a delivery's dialogue under way in another channel continues in this
         one (the Telegram deep link of an e-mailed survey), so the channel's own lookups
         find it; without, it is only shown (a web page, which finds it by its token)."""
         delivery_id = delivery.id if delivery is not None else None
-        if delivery is not None and (
-                current := await uow.sessions.of_delivery(delivery.token or "")) is not None:
+        if delivery is not None and (current := session.scalar(
+                OF_DELIVERY, {"k_token": delivery.token or ""})) is not None:
             if move and current.channel != who.channel:
-                other = await uow.sessions.open_for(customer.id, who.channel)
+                other = sessions.open_for(session, customer.id, who.channel)
                 if other is not None:
-                    await uow.sessions.close(other, SessionStatus.ABANDONED, now=now)
-                await uow.sessions.save(current, now=now, channel=who.channel)
-            script = await uow.session.run_sync(
-                self._script, current.survey_id, current.script_version)
+                    sessions.save(session.connection(), other, now,
+                                  {"status": SessionStatus.ABANDONED, "completed_at": None})
+                sessions.save(session.connection(), current, now, {"channel": who.channel})
+            script = self._script(session, current.survey_id, current.script_version)
             state = current.dialogue_state()
             return Outcome(current.id, current_prompts(script, state), locale=state.locale,
                            title=title(script, state.locale), questions=_page(script, state))
-        dialogue = await uow.sessions.open_for(customer.id, who.channel)
+        dialogue = None if new else sessions.open_for(session, customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
-            script = await uow.session.run_sync(
-                self._script, dialogue.survey_id, dialogue.script_version)
+            script = self._script(session, dialogue.survey_id, dialogue.script_version)
             state = dialogue.dialogue_state()
             return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
                            title=title(script, state.locale), questions=_page(script, state))
         if dialogue is not None:
-            await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
-        row = await uow.scripts.active_for(survey_id)
-        if row is None:
+            sessions.save(session.connection(), dialogue, now,
+                          {"status": SessionStatus.ABANDONED, "completed_at": None})
+        version = scripts.active_version(session, survey_id)
+        if version is None:
             raise NoSurvey(survey_id)
-        script = self._parsed(row)
+        script = self._script(session, survey_id, version)
         turn = start(script, now=now, locale=customer.locale or who.locale,
                      context=context, customer=_profile(customer))
-        dialogue = await uow.sessions.start(customer.id, who.channel, script.id, script.version,
-                                            turn.state.to_json(), now=now,
-                                            delivery_id=delivery_id)
+        dialogue = sessions.start(session, customer.id, who.channel, script.id,
+                                  script.version, turn.state.to_json(), now=now,
+                                  delivery_id=delivery_id)
         if turn.finished:  # a script of messages only
-            await uow.record(dialogue, turn, now=now, timezone=script.timezone)
+            record_here(session, dialogue, turn, now, script.timezone)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
                        locale=turn.state.locale, title=title(script, turn.state.locale),
                        questions=_page(script, turn.state))
@@ -320,32 +328,33 @@ class SurveyService:
             for answer in recorded if answer.alert_id is not None)
         # A text after a low score is the customer's comment: it goes under the latest alert.
         comments = tuple(Comment(alert.id, alert.message_id, answer.text)
-                         for alert in alerted[-1:] for answer in recorded if answer.text)
+                         for alert in alerted for answer in recorded if answer.text)
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale, title=title(script, state.locale) if script else "")
 
     async def _step_once(self, find: Select[SessionRow], params: Mapping[str, Any],
                          to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
-                         ) -> tuple[Stepped | Duplicate | None, Sequence[AlertRow],
+                         ) -> tuple[Stepped | Duplicate | None, tuple[alerts.Posted, ...],
                                     Script | None]:
-        """The step; the dialogue's alerts when the reply holds a text (a comment), read in
-        the step's own hop, not in a unit of work of their own; and the dialogue's script."""
+        """The step; the dialogue's latest alert when the reply holds a text (a comment),
+        read in the step's own hop, not in a unit of work of its own; and its script."""
         now = self._clock()
-        alerted: Sequence[AlertRow] = ()
-        scripts: list[Script] = []
+        alerted: tuple[alerts.Posted, ...] = ()
+        used: list[Script] = []
 
         def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
             nonlocal alerted
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
-            scripts.append(script)
+            used.append(script)
             turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
             if any(answer.text for answer in turn.answers):
-                alerted = alerts.for_session(session, dialogue.id)
+                latest = alerts.latest_for(session.connection(), dialogue.id)
+                alerted = (latest,) if latest is not None else ()
             return turn, script.timezone
 
         async with UnitOfWork(self._factory) as uow:
             stepped = await uow.step(find, params, step, now=now, event=event)
-        return stepped, alerted, scripts[-1] if scripts else None
+        return stepped, alerted, used[-1] if used else None
 
     async def opt_out(self, who: Who) -> bool:
         """No more surveys for this customer, in any channel; the open dialogue ends.
@@ -379,7 +388,7 @@ class SurveyService:
     async def _set_opt_out(self, who: Who, *, opted_out: bool) -> bool:
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await self._customer(uow, who, now)
+            customer, _ = await uow.session.run_sync(self._customer, who, now)
             if (customer.opted_out_at is not None) == opted_out:
                 return False
             customer.opted_out_at = now if opted_out else None
@@ -410,7 +419,7 @@ class SurveyService:
         script speaks it); returns the open question, asked again in that language."""
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
-            customer = await self._customer(uow, who, now)
+            customer, _ = await uow.session.run_sync(self._customer, who, now)
             customer.locale, customer.updated_at = locale, now
             dialogue = await uow.sessions.open_for(customer.id, who.channel)
             outcome = None
@@ -446,16 +455,19 @@ class SurveyService:
             tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
                   for a in answers))
 
-    async def _customer(self, uow: UnitOfWork, who: Who, now: datetime) -> CustomerRow:
-        """The customer at this address, new if need be; the address is bound to them and
-        marked reachable again (upsert_identity): someone who writes to us can be written to."""
-        customer = await uow.customers.by_identity(who.channel, who.address)
+    @staticmethod
+    def _customer(session: Session, who: Who, now: datetime) -> tuple[CustomerRow, bool]:
+        """The customer at this address, and whether they are new (created now); the address
+        is bound to them and marked reachable again (customers.bind): someone who writes to
+        us can be written to."""
+        customer = customers.by_identity(session, who.channel, who.address)
+        new = customer is None
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
-            customer = await uow.customers.add(now=now, first_name=who.first_name)
-        await uow.customers.upsert_identity(customer.id, who.channel, who.address, now=now)
-        return customer
+            customer = customers.add(session, now=now, first_name=who.first_name)
+        customers.bind(session.connection(), customer.id, who.channel, who.address, now=now)
+        return customer, new
 
     def _script(self, session: Session, survey_id: str, version: int) -> Script:
         """Synchronous (it runs inside UnitOfWork.step): a dialogue finishes on the version

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
 from bot.settings import Settings
+from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
 from storage.errors import NotFound
 
@@ -94,5 +95,5 @@ def build_router() -> Router:
     router = Router(name="admin")
     router.message.filter(AdminChat())
     router.callback_query.filter(AdminChat())
-    router.callback_query.register(on_open_conversation, F.data.startswith("adm:conv:"))
+    router.callback_query.register(on_open_conversation, Check(F.data.startswith("adm:conv:")))
     return router

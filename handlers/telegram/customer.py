@@ -37,6 +37,7 @@ from conversations.engine import Prompt, Reply
 from conversations.replies import Problem
 from handlers.render import telegram as render
 from handlers.telegram import admin
+from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
 from storage.models import SessionStatus
 from storage.uow import Event
@@ -303,17 +304,17 @@ async def on_unknown_tap(query: CallbackQuery, i18n: I18n) -> None:
 def build_router() -> Router:
     """A new Router each time: aiogram attaches a router to one dispatcher only."""
     router = Router(name="customer")
-    router.message.filter(F.chat.type == "private")
-    router.callback_query.filter(F.message.chat.type == "private")
+    router.message.filter(Check(F.chat.type == "private"))
+    router.callback_query.filter(Check(F.message.chat.type == "private"))
     router.message.register(on_start, CommandStart())
     router.message.register(on_help, Command("help"))
     router.message.register(on_stop, Command("stop"))
     router.message.register(on_language, Command("language"))
-    router.message.register(on_text, F.text)
+    router.message.register(on_text, Check(F.text))
     router.message.register(on_other)
-    router.callback_query.register(on_tap, F.data.startswith("q:"))
-    router.callback_query.register(on_stop_answer, F.data.startswith("stop:"))
-    router.callback_query.register(on_resume, F.data == "resume")
-    router.callback_query.register(on_language_picked, F.data.startswith("lang:"))
+    router.callback_query.register(on_tap, Check(F.data.startswith("q:")))
+    router.callback_query.register(on_stop_answer, Check(F.data.startswith("stop:")))
+    router.callback_query.register(on_resume, Check(F.data == "resume"))
+    router.callback_query.register(on_language_picked, Check(F.data.startswith("lang:")))
     router.callback_query.register(on_unknown_tap)
     return router

@@ -1,13 +1,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import AlertRow
 from storage.repositories.base import Repository
+
+_alerts: Table = AlertRow.__table__  # type: ignore[assignment]
+# Built once: the hot path (a customer's comment) needs only where the latest alert went.
+_LATEST = (select(_alerts.c.id, _alerts.c.message_id)
+           .where(_alerts.c.session_id == bindparam("k_session_id"))
+           .order_by(_alerts.c.id.desc()).limit(1))
+
+
+class Posted(NamedTuple):
+    """An alert, and its message in the admin chat once posted."""
+
+    id: int
+    message_id: str | None
+
+
+def latest_for(connection: Connection, session_id: int) -> Posted | None:
+    """The dialogue's latest alert, for code already running synchronously."""
+    row = connection.execute(_LATEST, {"k_session_id": session_id}).first()
+    return Posted(row.id, row.message_id) if row is not None else None
 
 
 def for_session(session: Session, session_id: int) -> Sequence[AlertRow]:

