@@ -43,6 +43,7 @@ from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
+BUSY_CHAT_WAIT = timedelta(minutes=10)
 Factory = async_sessionmaker[AsyncSession]
 
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
@@ -177,6 +178,7 @@ class DeliveryDispatcher:
         scripts = {survey: self._scripts.active(connection, survey)
                    for survey in {row.survey_id for row in rows}}
         jobs: list[tuple[Job, int]] = []
+        opened: set[tuple[int, str]] = set()
         for row in rows:
             customer = customers[row.customer_id]
             plan = channel_plan(addresses.get(row.customer_id, {}), row.channel, self._senders)
@@ -191,6 +193,13 @@ class DeliveryDispatcher:
                 continue
             assert script is not None
             channel = plan[0]
+            if (row.customer_id, channel) in opened:
+                # A second survey for the same chat in one batch would open a second dialogue
+                # beside the first: it waits, and then takes over the chat as any new one does.
+                store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
+                                                          "due_at": now + BUSY_CHAT_WAIT}, now)
+                continue
+            opened.add((row.customer_id, channel))
             current = open_sessions.get((row.customer_id, channel))
             if current is not None and current.delivery_id == row.id:
                 state = DialogueState.from_json(current.state)  # a retry: ask it again

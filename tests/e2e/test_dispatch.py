@@ -313,3 +313,25 @@ async def test_concurrent_ticks_never_send_one_delivery_twice(db_url: str,
         assert sum(counts) == 60
         chats = [c.params["chat_id"] for c in w.stub.calls_of("sendMessage") if c.ok]
         assert sorted(chats) == [1000 + n for n in range(60)]
+
+
+async def test_two_surveys_due_together_for_one_chat_go_one_after_the_other(
+        db_url: str) -> None:
+    async with world(db_url) as w:
+        _, first = await w.api.post("/api/v1/triggers", {**trigger("a"), "delay": "PT0S"})
+        _, second = await w.api.post("/api/v1/triggers", {**trigger("b", survey="nps"),
+                                                          "delay": "PT0S"})
+        await w.dispatcher.tick()
+        assert len(w.questions()) == 1  # one dialogue open in the chat, not two
+        async with UnitOfWork(w.api.services.factory) as uow:
+            active = list(await uow.session.scalars(
+                select(SessionRow).filter_by(status="active")))
+        assert len(active) == 1
+        later = await w.delivery(second["delivery_id"])
+        assert (later.status, later.due_at) == ("scheduled",
+                                                w.api.clock.now + timedelta(minutes=10))
+        assert (await w.delivery(first["delivery_id"])).status == "sent"
+        w.api.clock.advance(minutes=10)
+        await w.dispatcher.tick()
+        assert len(w.questions()) == 2
+        assert (await w.delivery(second["delivery_id"])).status == "sent"
