@@ -8,9 +8,9 @@ more than one batch."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.scripts import ScriptCache
-from bot.services.triggers import Policy, decide, delivery_values
+from bot.services.triggers import PolicyService, decide, delivery_values
 from conversations.script import TimeZoneName
 from storage.models import CampaignRow, CampaignRunRow, CustomerRow, DeliveryStatus
 from storage.repositories import deliveries as store
@@ -142,14 +141,7 @@ def matches(segment: Mapping[str, Any], attributes: Mapping[str, Any] | None) ->
     return True
 
 
-class CampaignService:
-    def __init__(self, factory: Factory, *, policy: Policy | None = None,
-                 clock: Callable[[], datetime] | None = None,
-                 scripts: ScriptCache | None = None) -> None:
-        self._factory = factory
-        self._policy = policy or Policy()
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._scripts = scripts or ScriptCache()
+class CampaignService(PolicyService):
 
     async def save(self, spec: CampaignSpec, *, source: str, actor: str) -> tuple[int, bool]:
         """Create or replace the campaign of this name; (its id, whether it is new)."""

@@ -159,7 +159,9 @@ def delivery_values(contact: store.Contact, script: Script, decision: Decision,
             "created_at": now, "updated_at": now, **extra}
 
 
-class TriggerService:
+class PolicyService:
+    """What deciding on deliveries needs: storage, the policy, the time, the scripts."""
+
     def __init__(self, factory: Factory, *, policy: Policy | None = None,
                  clock: Callable[[], datetime] | None = None,
                  scripts: ScriptCache | None = None) -> None:
@@ -167,6 +169,9 @@ class TriggerService:
         self._policy = policy or Policy()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
+
+
+class TriggerService(PolicyService):
 
     async def accept(self, trigger: Trigger) -> Accepted:
         """Record the trigger once and schedule (or suppress) its delivery, in one
