@@ -58,13 +58,19 @@ def _locale(request: web.Request, fallback: str | None = None) -> str:
     return ui_locale(fallback or request.headers.get("Accept-Language", "")[:2])
 
 
+def _cookie(request: web.Request, name: str, new: web.RequestKey[str], size: int) -> str:
+    """This browser's value of cookie `name`, or a new random one of `size` bytes, kept
+    under `new` for the response to set (once per request)."""
+    value = request.cookies.get(name, "")
+    if len(value) < size:
+        value = request.get(new) or secrets.token_urlsafe(size)
+        request[new] = value
+    return value
+
+
 def _csrf(request: web.Request) -> str:
     """This browser's CSRF token: its cookie's, or a new one (set by `_respond`)."""
-    token = request.cookies.get(CSRF_COOKIE, "")
-    if len(token) < 32:
-        token = request.get(NEW_CSRF) or secrets.token_urlsafe(32)
-        request[NEW_CSRF] = token
-    return token
+    return _cookie(request, CSRF_COOKIE, NEW_CSRF, 32)
 
 
 def _check_csrf(request: web.Request, form: Form) -> None:
@@ -292,11 +298,7 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
 
 
 def _visitor(request: web.Request) -> str:
-    visitor = request.cookies.get(VISITOR_COOKIE, "")
-    if len(visitor) < 16:
-        visitor = request.get(NEW_VISITOR) or secrets.token_urlsafe(16)
-        request[NEW_VISITOR] = visitor
-    return visitor
+    return _cookie(request, VISITOR_COOKIE, NEW_VISITOR, 16)
 
 
 def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
