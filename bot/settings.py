@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -29,12 +30,21 @@ class Settings(BaseSettings):
     # More API tokens (comma-separated), e.g. one per integration that posts triggers.
     api_tokens: Annotated[list[SecretStr], NoDecode] = []
     admin_chat_id: int | None = None
+    # Telegram user ids allowed /report, /alerts and /export (comma-separated).
+    admin_user_ids: Annotated[list[int], NoDecode] = []
+    # The team's digest: when (daily or weekly, at DIGEST_TIME in DIGEST_TIMEZONE) and to
+    # whom by e-mail besides the admin chat (comma-separated addresses).
+    digest: Literal["off", "daily", "weekly"] = "daily"
+    digest_time: time = time(9, 0)
+    digest_timezone: str = "UTC"
+    digest_emails: Annotated[list[str], NoDecode] = []
     trigger_secret: SecretStr | None = None
     outbound_webhook_url: str | None = None
     outbound_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
     mail_from: str = "Otklik <otklik@localhost>"  # the From of e-mailed surveys
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.
     telegram_rate: float = Field(30.0, gt=0)
     telegram_chat_rate: float = Field(1.0, gt=0)
@@ -49,7 +59,8 @@ class Settings(BaseSettings):
     widget_origins: Annotated[list[str], NoDecode] = []
     anonymous_rate: int = Field(120, ge=1)  # requests a minute per address, anonymous routes
 
-    @field_validator("api_tokens", "widget_origins", mode="before")
+    @field_validator("api_tokens", "widget_origins", "admin_user_ids", "digest_emails",
+                     mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

@@ -226,6 +226,8 @@ class Script(_Model):
     policy: Policy = Policy()
     # On a web page: one question per screen ("step"), or the whole survey at once ("page").
     web_layout: Literal["step", "page"] = "step"
+    # An open low-score alert nobody has taken this long is re-sent to the team, overdue.
+    alert_sla: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     # cached_property lands in the instance __dict__: plain dict reads on the hot path,

@@ -311,6 +311,47 @@ class AlertRow(Base):
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     message_id: Mapped[str | None]  # the alert's message in the admin chat
+    # When it was re-sent to the admin chat because nobody took it within the script's
+    # alert_sla: once only.
+    overdue_at: Mapped[datetime | None]
+
+
+class ContextRollupRow(Base):
+    """RollupRow again, per trigger-context key and value (agent, call type, shop): an answer
+    is counted once under each key of its context, so a report by agent never scans
+    answers either."""
+
+    __tablename__ = "context_rollups"
+
+    survey_id: Mapped[str] = mapped_column(primary_key=True)
+    step_id: Mapped[str] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(primary_key=True)
+    segment: Mapped[str] = mapped_column(primary_key=True)
+    bucket: Mapped[str] = mapped_column(primary_key=True)
+    metric: Mapped[str]
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class OutboxRow(Base):
+    """Events for OUTBOUND_WEBHOOK_URL, written in the transaction that causes them and sent
+    later, with retries: a receiver that is down never blocks or loses a dialogue's event.
+    `key` orders delivery (one customer's events go out in the order they happened)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "delivered_at", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event: Mapped[str]  # answer.created, session.completed, alert.raised, alert.resolved
+    key: Mapped[str]
+    payload: Mapped[JsonDict]
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]  # the next attempt
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
 
 
 class ChannelEventRow(Base):

@@ -37,7 +37,7 @@ async def test_upgrade_from_empty_builds_exactly_the_models(db_url: str) -> None
         await engine.dispose()
     assert tables == sorted([*Base.metadata.tables, "alembic_version"])
     assert differences == []
-    assert versions == [("0003",)]
+    assert versions == [("0004",)]
 
 
 async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
@@ -56,7 +56,7 @@ async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
     finally:
         await engine.dispose()
     assert differences == []
-    assert versions == [("0003",)]
+    assert versions == [("0004",)]
     assert kept == 1
 
 
@@ -66,4 +66,4 @@ def test_upgrade_from_sync_code(tmp_path: Path) -> None:
     upgrade(url)
     with closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            ("0003",)]
+            ("0004",)]
