@@ -122,6 +122,26 @@ def require_bearer(request: web.Request) -> None:
                        "Authorization")
 
 
+# The dashboard's session middleware puts who is logged in here; an API call's actor is
+# its token's role.
+ACTOR = "otklik.actor"
+
+
+def require_admin(request: web.Request) -> str:
+    """Admin routes (metrics, answers, alerts, scripts, customers, audit) take ADMIN_TOKEN
+    or a dashboard session; API_TOKENS only post triggers. Returns who acts, for the
+    audit log."""
+    if (actor := request.get(ACTOR)) is not None:
+        return str(actor)
+    admin = request.app[SETTINGS].admin_token
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if (admin is None or scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.strip().encode(), admin.get_secret_value().encode())):
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>",
+                       "Authorization")
+    return "admin-token"
+
+
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
     """`sha256=` + hex HMAC-SHA256 of `<timestamp>.<raw body>`: the timestamp is signed,
     so a captured request cannot be replayed later under a new one."""
