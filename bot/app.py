@@ -52,7 +52,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                    channels: Collection[str] | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
     senders of its own."""
-    factory = session_factory(engine)
+    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.outbox import ENABLED as outbox_enabled
 from storage.sqlite_adapter import AIOSQLITE, AdaptedConnection
 
 BUSY_TIMEOUT_MS = 5000
@@ -50,8 +51,10 @@ def _is_file(url: URL) -> bool:
     return not memory
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: AsyncEngine, *, outbox: bool = False
+                    ) -> async_sessionmaker[AsyncSession]:
+    """`outbox`: units of work queue webhook events (storage.outbox.add writes them)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info={outbox_enabled: outbox})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
