@@ -12,14 +12,14 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.keys import CAMPAIGNS, ENGINE, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
+from bot.keys import CAMPAIGNS, ENGINE, FACTORY, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
 from bot.links import Links
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, health, pages, triggers, widget
+from handlers.web import api, campaigns, dashboard, health, pages, triggers, widget
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -72,11 +72,13 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous],
+    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous,
+                                       dashboard.dashboard],
                           client_max_size=MAX_BODY)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
     app[ENGINE] = engine
+    app[FACTORY] = services.factory
     app[TRIGGERS] = services.triggers
     app[CAMPAIGNS] = services.campaigns
     app[SURVEYS] = services.surveys
@@ -86,7 +88,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
-    for module in (health, triggers, campaigns, pages, widget):
+    for module in (health, triggers, campaigns, pages, widget, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

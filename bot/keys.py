@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.links import Links
 from bot.services.campaigns import CampaignService
@@ -14,6 +14,7 @@ from bot.services.triggers import TriggerService
 from bot.settings import Settings
 
 ENGINE = web.AppKey("engine", AsyncEngine)
+FACTORY: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("factory")
 SETTINGS = web.AppKey("settings", Settings)
 TRIGGERS = web.AppKey("triggers", TriggerService)
 CAMPAIGNS = web.AppKey("campaigns", CampaignService)

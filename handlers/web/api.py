@@ -124,7 +124,7 @@ def require_bearer(request: web.Request) -> None:
 
 # The dashboard's session middleware puts who is logged in here; an API call's actor is
 # its token's role.
-ACTOR = "otklik.actor"
+ACTOR = web.RequestKey("actor", str)
 
 
 def require_admin(request: web.Request) -> str:

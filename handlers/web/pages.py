@@ -68,12 +68,12 @@ def _cookie(request: web.Request, name: str, new: web.RequestKey[str], size: int
     return value
 
 
-def _csrf(request: web.Request) -> str:
+def csrf_token(request: web.Request) -> str:
     """This browser's CSRF token: its cookie's, or a new one (set by `_respond`)."""
     return _cookie(request, CSRF_COOKIE, NEW_CSRF, 32)
 
 
-def _check_csrf(request: web.Request, form: Form) -> None:
+def check_csrf(request: web.Request, form: Form) -> None:
     cookie, sent = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
     if not cookie or not isinstance(sent, str) or not hmac.compare_digest(
             cookie.encode(), sent.encode()):
@@ -82,7 +82,7 @@ def _check_csrf(request: web.Request, form: Form) -> None:
                         gettext("Please open the page again and answer once more.", locale))
 
 
-def _respond(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+def respond(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     if NEW_CSRF in request:
         response.set_cookie(CSRF_COOKIE, request[NEW_CSRF], httponly=True, samesite="Strict",
                             secure=request[SECURE], path="/")
@@ -94,7 +94,7 @@ def _render(request: web.Request, template: str, context: dict[str, Any],
     locale = context.setdefault("locale", _locale(request))
     context.setdefault("_", lambda text: gettext(text, locale))
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
-    return _respond(request, response)
+    return respond(request, response)
 
 
 def notice(request: web.Request, status: int, heading: str, *lines: str,
@@ -124,11 +124,11 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
         return _render(request, "page.html", {
             "title": outcome.title, "locale": locale, "messages": messages, "hint": hint,
             "questions": [q for q in outcome.questions if q.position >= prompt.position],
-            "csrf": _csrf(request), "session_id": outcome.session_id,
+            "csrf": csrf_token(request), "session_id": outcome.session_id,
             "telegram_link": links.telegram(token) if token else None}, status)
     return _render(request, "question.html", {
         "title": outcome.title, "locale": locale, "prompt": prompt, "messages": messages,
-        "hint": hint, "csrf": _csrf(request), "session_id": outcome.session_id,
+        "hint": hint, "csrf": csrf_token(request), "session_id": outcome.session_id,
         "autosubmit": prompt.kind is not PromptKind.TEXT and not prompt.multiple,
         "telegram_link": links.telegram(token) if token else None}, status)
 
@@ -176,7 +176,7 @@ async def _after(request: web.Request, outcome: Outcome | None, token: str | Non
     if problem is not None and problem not in (Problem.STALE, Problem.FINISHED) \
             and not outcome.finished:
         return question(request, outcome, token=token, status=422)
-    return _respond(request, _see_other(again))
+    return respond(request, _see_other(again))
 
 
 def _see_other(location: str) -> web.Response:
@@ -215,7 +215,7 @@ async def get_survey(request: web.Request) -> web.StreamResponse:
 async def post_survey(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     form = await _form(request)
-    _check_csrf(request, form)
+    check_csrf(request, form)
     surveys = request.app[SURVEYS]
     if form.get("layout") != "page":
         return await _after(request, await surveys.tap_delivery(
@@ -251,13 +251,13 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
     try:
         opened = await surveys.open_delivery(token, locale=_locale(request))
     except Finished:
-        return _respond(request, _see_other(f"/s/{token}"))
+        return respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut):
         raise _closed(request) from None
     first = opened.prompts[0] if opened.prompts else None
     if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
         # answered already (a second click, a mail scanner): the page shows where it is
-        return _respond(request, _see_other(f"/s/{token}"))
+        return respond(request, _see_other(f"/s/{token}"))
     values = [option.value for option in first.options]
     if score not in values:
         locale = ui_locale(opened.locale)
@@ -275,7 +275,7 @@ async def get_unsubscribe(request: web.Request) -> web.StreamResponse:
     return notice(request, 200, gettext("Stop all surveys?", locale),
                   gettext("We will not send you any more questions.", locale),
                   form_action=f"/u/{request.match_info['token']}",
-                  form_label=gettext("Yes, stop", locale), csrf=_csrf(request))
+                  form_label=gettext("Yes, stop", locale), csrf=csrf_token(request))
 
 
 @routes.post("/u/{token}")
@@ -284,7 +284,7 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
     no cookie: the unguessable token in the address is what authorises both."""
     form = await _form(request)
     if form.get("List-Unsubscribe") != "One-Click":
-        _check_csrf(request, form)
+        check_csrf(request, form)
     try:
         await request.app[SURVEYS].opt_out_delivery(request.match_info["token"])
     except LinkExpired:
@@ -306,7 +306,7 @@ def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.Str
         response.set_cookie(VISITOR_COOKIE, request[NEW_VISITOR], httponly=True,
                             samesite="Lax", secure=request[SECURE], path="/",
                             max_age=365 * 24 * 3600)
-    return _respond(request, response)
+    return respond(request, response)
 
 
 @routes.get("/favicon.ico")
@@ -344,7 +344,7 @@ async def get_web_survey(request: web.Request) -> web.StreamResponse:
 async def post_web_survey(request: web.Request) -> web.StreamResponse:
     survey = request.match_info["survey"]
     form = await _form(request)
-    _check_csrf(request, form)
+    check_csrf(request, form)
     who = Who("web", _visitor(request), locale=_locale(request))
     outcome = await request.app[SURVEYS].tap(who, _tap(form, _locale(request)))
     if outcome is not None and outcome.finished and outcome.reprompt is None:

@@ -1,0 +1,138 @@
+"""The dashboard, `/admin/`: server-rendered pages for the CX team.
+
+Login is ADMIN_TOKEN plus a name the person gives, which the audit log records. One shared
+secret was chosen over user accounts with argon2 hashes: the API already trusts that token,
+a small team needs no account management to start, and a deployment that needs per-person
+access puts single sign-on in front, which accounts of our own would not replace. The
+session is a cookie signed with a key derived from the token (itsdangerous): HttpOnly,
+SameSite=Strict, Secure on https, twelve hours; changing ADMIN_TOKEN ends every session.
+Every form carries the double-submit CSRF token the survey pages use."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from bot.keys import FACTORY, SETTINGS
+from bot.settings import Settings
+from handlers.web.api import ACTOR
+from handlers.web.pages import SECURE, Form, check_csrf, csrf_token, respond
+from storage.uow import UnitOfWork
+
+routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+COOKIE = "otklik_admin"
+SESSION_AGE = 12 * 3600
+MAX_NAME = 64
+PUBLIC = ("/admin/login",)
+WHO = web.RequestKey("admin_who", str)
+
+
+def _signer(settings: Settings) -> URLSafeTimedSerializer | None:
+    token = settings.admin_token
+    if token is None:
+        return None
+    return URLSafeTimedSerializer(token.get_secret_value(), salt="otklik-dashboard")
+
+
+def _who(request: web.Request) -> str | None:
+    signer = _signer(request.app[SETTINGS])
+    cookie = request.cookies.get(COOKIE)
+    if signer is None or not cookie:
+        return None
+    try:
+        session = signer.loads(cookie, max_age=SESSION_AGE)
+    except BadSignature:  # also SignatureExpired
+        return None
+    return session.get("who") if isinstance(session, dict) else None
+
+
+@web.middleware
+async def dashboard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Pages under /admin/ need a session; a form posted there needs its CSRF token."""
+    if not request.path.startswith("/admin/") or request.path in PUBLIC:
+        return await handler(request)
+    who = _who(request)
+    if who is None:
+        raise web.HTTPSeeOther(f"/admin/login?next={quote(request.path_qs, safe='')}")
+    request[WHO] = who
+    request[ACTOR] = f"dashboard:{who}"
+    if request.method == "POST":
+        check_csrf(request, await request.post())
+    return await handler(request)
+
+
+def render(request: web.Request, template: str, context: dict[str, Any],
+           status: int = 200) -> web.StreamResponse:
+    context = {"who": request.get(WHO), "csrf": csrf_token(request),
+               "path": request.path, **context}
+    response = aiohttp_jinja2.render_template(f"admin/{template}", request, context,
+                                              status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return respond(request, response)
+
+
+def form_text(form: Form, name: str, limit: int) -> str:
+    value = form.get(name, "")
+    return value.strip()[:limit] if isinstance(value, str) else ""
+
+
+def _next(request: web.Request, value: str) -> str:
+    # Only a path of ours: an open redirect would make the login page a phishing tool.
+    return value if value.startswith("/admin/") and not value.startswith("//") else "/admin/"
+
+
+@routes.get("/admin")
+async def admin_root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/admin/")
+
+
+@routes.get("/admin/login")
+async def login_page(request: web.Request) -> web.StreamResponse:
+    enabled = request.app[SETTINGS].admin_token is not None
+    return render(request, "login.html", {
+        "enabled": enabled, "next": _next(request, request.query.get("next", "")),
+        "error": None}, status=200 if enabled else 503)
+
+
+@routes.post("/admin/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    check_csrf(request, form)
+    signer = _signer(request.app[SETTINGS])
+    token, name = form_text(form, "token", 512), form_text(form, "name", MAX_NAME)
+    target = _next(request, form_text(form, "next", 2048))
+    admin = request.app[SETTINGS].admin_token
+    if signer is None or admin is None:
+        return render(request, "login.html", {"enabled": False, "next": target,
+                                              "error": None}, status=503)
+    if not name or not hmac.compare_digest(token.encode(),
+                                           admin.get_secret_value().encode()):
+        error = "Type your name." if not name else "That token is not the admin token."
+        return render(request, "login.html", {"enabled": True, "next": target,
+                                              "error": error}, status=401)
+    response = web.HTTPSeeOther(target)
+    response.set_cookie(COOKIE, signer.dumps({"who": name}), max_age=SESSION_AGE,
+                        httponly=True, samesite="Strict", secure=request[SECURE],
+                        path="/admin")
+    raise response
+
+
+@routes.post("/admin/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/admin/login")
+    response.del_cookie(COOKIE, path="/admin")
+    raise response
+
+
+@routes.get("/admin/")
+async def overview(request: web.Request) -> web.StreamResponse:
+    async with UnitOfWork(request.app[FACTORY]) as uow:
+        scripts = await uow.scripts.active()
+    return render(request, "overview.html", {"title": "Overview", "scripts": scripts})
