@@ -110,6 +110,9 @@ class AdminService:
         self.factory = factory
         self._clock = clock or (lambda: datetime.now(UTC))
 
+    def now(self) -> datetime:
+        return self._clock()
+
     async def audit(self, actor: str, action: str, target: str,
                     details: Mapping[str, Any] | None = None) -> int:
         return await audit(self.factory, actor, action, target, details, now=self._clock())

@@ -123,7 +123,7 @@ async def get_answers(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": 'attachment; filename="'
-                                   f'{csv_filename(filters, datetime.now(UTC).date())}"'})
+                                   f'{csv_filename(filters, admin.now().date())}"'})
         response.enable_chunked_encoding()
         await response.prepare(request)
         async for chunk in answers_csv(admin.factory, filters):
