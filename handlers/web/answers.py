@@ -100,7 +100,8 @@ OPERATIONS = [
     Operation("get", "/api/v1/answers",
               "Answers with their texts, newest first; Accept: text/csv streams them all as "
               "CSV (UTF-8 with a BOM, for Excel)",
-              {200: (AnswerPage, "a page (or, with Accept: text/csv, the CSV file)")},
+              {200: (AnswerPage, "a page (or, with Accept: text/csv, the CSV file)"),
+               400: (None, "a cursor this API did not give out")},
               tag="answers", parameters=PARAMETERS),
 ]
 
