@@ -69,6 +69,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+    # SQLite's lower() and LIKE fold ASCII only; a search in Russian texts needs Unicode.
+    dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+
+
+def _casefold(value: object) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
 
 
 def _sqlite_begin(connection: Connection) -> None:
