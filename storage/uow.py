@@ -55,13 +55,17 @@ class UnitOfWork:
     events: EventRepository
     deliveries: DeliveryRepository
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, factory: async_sessionmaker[AsyncSession], *,
+                 read_only: bool = False) -> None:
+        """`read_only`: the unit only reads (see `read`), e.g. a report or a page."""
         self._factory = factory
+        self._read_only = read_only
         bind = factory.kw.get("bind")
         self._engine = bind if isinstance(bind, AsyncEngine) else None
 
     async def __aenter__(self) -> Self:
-        self.session = self._factory()
+        self.session = (self._factory(execution_options={READ_ONLY: True})
+                        if self._read_only else self._factory())
         self.customers = CustomerRepository(self.session)
         self.scripts = ScriptRepository(self.session)
         self.sessions = SessionRepository(self.session)

@@ -119,7 +119,7 @@ class AdminService:
 
     async def audit_page(self, *, action: str | None, target: str | None,
                          before: int | None, limit: int) -> Sequence[AuditRow]:
-        async with UnitOfWork(self.factory) as uow:
+        async with UnitOfWork(self.factory, read_only=True) as uow:
             return await uow.audit.page(action=action, target=target, before=before,
                                         limit=limit)
 
@@ -127,7 +127,7 @@ class AdminService:
 
     async def script(self, survey_id: str, version: int | None = None) -> ScriptRow:
         """A stored version, the latest by default."""
-        async with UnitOfWork(self.factory) as uow:
+        async with UnitOfWork(self.factory, read_only=True) as uow:
             if version is None:
                 row = await uow.scripts.latest(survey_id)
                 if row is None:
@@ -140,7 +140,7 @@ class AdminService:
                 raise Unknown(f"{survey_id} has no version {version}", "version") from None
 
     async def versions(self, survey_id: str) -> Sequence[ScriptRow]:
-        async with UnitOfWork(self.factory) as uow:
+        async with UnitOfWork(self.factory, read_only=True) as uow:
             rows = await uow.scripts.versions(survey_id)
         if not rows:
             raise Unknown(f"no survey {survey_id!r}", "id")
@@ -226,7 +226,7 @@ class AdminService:
                                       .where(IdentityRow.address.in_({q, q.lower()})))]
         if (phone := _e164(q)) is not None:
             matches.append(CustomerRow.phone == phone)
-        async with UnitOfWork(self.factory) as uow:
+        async with UnitOfWork(self.factory, read_only=True) as uow:
             return (await uow.session.scalars(
                 select(CustomerRow).where(or_(*matches)).order_by(CustomerRow.id)
                 .limit(limit))).all()

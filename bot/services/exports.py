@@ -68,7 +68,7 @@ async def answers_page(factory: Factory, filters: AnswerFilters, *, cursor: str 
     """A page of answers, newest first, and the cursor of the next (None after the last).
     ValueError for a cursor this module did not make."""
     after = decode_cursor(cursor) if cursor else None
-    async with UnitOfWork(factory) as uow:
+    async with UnitOfWork(factory, read_only=True) as uow:
         rows = await uow.answers.page(filters, after, limit + 1)
     items = [_item(row) for row in rows[:limit]]
     following = None
@@ -89,7 +89,7 @@ async def answers_csv(factory: Factory, filters: AnswerFilters, *,
     yield (BOM + buffer.getvalue()).encode()
     after: Position | None = None
     while True:
-        async with UnitOfWork(factory) as uow:
+        async with UnitOfWork(factory, read_only=True) as uow:
             rows = await uow.answers.page(filters, after, size)
         if not rows:
             return

@@ -223,6 +223,10 @@ async def test_a_read_only_unit_takes_no_write_lock(engine: AsyncEngine) -> None
                 seen = await asyncio.wait_for(uow.read(lambda connection: connection.execute(
                     text("SELECT count(*) FROM t")).scalar_one()), timeout=1)
             assert seen == 0  # the writer's row is not committed yet
+            async with UnitOfWork(factory, read_only=True) as uow:
+                result = await asyncio.wait_for(uow.session.execute(
+                    text("SELECT count(*) FROM t")), timeout=1)
+                assert result.scalar_one() == 0
             async with UnitOfWork(factory) as uow:
                 with pytest.raises(TimeoutError):
                     await asyncio.wait_for(uow.run(lambda connection: connection.execute(
