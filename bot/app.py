@@ -12,14 +12,37 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.keys import CAMPAIGNS, ENGINE, FACTORY, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
+from bot.keys import (
+    ADMIN,
+    CAMPAIGNS,
+    ENGINE,
+    FACTORY,
+    LINKS,
+    NOTIFY,
+    SETTINGS,
+    SURVEYS,
+    TRIGGERS,
+)
 from bot.links import Links
+from bot.services.admin import AdminService
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, dashboard, health, pages, triggers, widget
+from handlers.web import (
+    answers,
+    api,
+    audit,
+    campaigns,
+    customers,
+    dashboard,
+    health,
+    pages,
+    surveys,
+    triggers,
+    widget,
+)
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -36,6 +59,7 @@ class Services:
     campaigns: CampaignService
     surveys: SurveyService
     links: Links
+    admin: AdminService
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -61,7 +85,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     return Services(factory, scripts,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
-                    SurveyService(factory, clock=clock), Links(settings.base_url))
+                    SurveyService(factory, clock=clock), Links(settings.base_url),
+                    AdminService(factory, clock=clock))
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -83,12 +108,14 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[CAMPAIGNS] = services.campaigns
     app[SURVEYS] = services.surveys
     app[LINKS] = services.links
+    app[ADMIN] = services.admin
     app[NOTIFY] = notify or _nobody
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
-    for module in (health, triggers, campaigns, pages, widget, dashboard):
+    for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
+                   audit, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

@@ -51,6 +51,10 @@ def _is_file(url: URL) -> bool:
     return not memory
 
 
+# Execution option of a connection that will only read (UnitOfWork.read).
+READ_ONLY = "otklik_read_only"
+
+
 def session_factory(engine: AsyncEngine, *, outbox: bool = False
                     ) -> async_sessionmaker[AsyncSession]:
     """`outbox`: units of work queue webhook events (storage.outbox.add writes them)."""
@@ -65,13 +69,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+    # SQLite's lower() and LIKE fold ASCII only; a search in Russian texts needs Unicode.
+    dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+
+
+def _casefold(value: object) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
 
 
 def _sqlite_begin(connection: Connection) -> None:
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-    # writes fails with "database is locked" instead of waiting for busy_timeout.
+    # writes fails with "database is locked" instead of waiting for busy_timeout. A unit
+    # that only reads (READ_ONLY) begins deferred: in WAL it then never waits for a writer
+    # or makes one wait, and readers no longer queue behind each other for the lock.
+    begin = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
     dbapi_connection = connection.connection.dbapi_connection
     if isinstance(dbapi_connection, AdaptedConnection):
-        dbapi_connection.begin("BEGIN IMMEDIATE")  # sent with the first statement: one hop
+        dbapi_connection.begin(begin)  # sent with the first statement: one hop
     else:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)

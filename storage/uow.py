@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from conversations.engine import Turn
 from conversations.replies import Problem
 from storage import rollups
+from storage.db import READ_ONLY
 from storage.models import AlertRow, AlertStatus, AnswerRow, SessionRow, SessionStatus
 from storage.repositories import (
     AlertRepository,
@@ -54,13 +55,17 @@ class UnitOfWork:
     events: EventRepository
     deliveries: DeliveryRepository
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, factory: async_sessionmaker[AsyncSession], *,
+                 read_only: bool = False) -> None:
+        """`read_only`: the unit only reads (see `read`), e.g. a report or a page."""
         self._factory = factory
+        self._read_only = read_only
         bind = factory.kw.get("bind")
         self._engine = bind if isinstance(bind, AsyncEngine) else None
 
     async def __aenter__(self) -> Self:
-        self.session = self._factory()
+        self.session = (self._factory(execution_options={READ_ONLY: True})
+                        if self._read_only else self._factory())
         self.customers = CustomerRepository(self.session)
         self.scripts = ScriptRepository(self.session)
         self.sessions = SessionRepository(self.session)
@@ -82,11 +87,14 @@ class UnitOfWork:
     async def rollback(self) -> None:
         await self.session.rollback()
 
-    async def _run(self, fn: Callable[[Session, bool], _T]) -> tuple[_T, bool]:
+    async def _run(self, fn: Callable[[Session, bool], _T], *, read_only: bool = False
+                   ) -> tuple[_T, bool]:
         """`fn(session, here)` on the unit's synchronous session: on SQLite on the driver's
         thread in one hop for all its statements (see AdaptedConnection.run_on_worker), where
         `here` is True and fn may commit on the spot; elsewhere in SQLAlchemy's greenlet."""
-        connection = await self.session.connection()  # checked out and begun here, not there
+        # Checked out and begun here, not there.
+        connection = await self.session.connection(
+            execution_options={READ_ONLY: True} if read_only else None)
         raw = (await connection.get_raw_connection()).dbapi_connection
         if isinstance(raw, AdaptedConnection):
             return await raw.run_on_worker(fn, self.session.sync_session, True), True
@@ -99,6 +107,15 @@ class UnitOfWork:
         if commit:
             return await self.apply(lambda session: fn(session.connection()))
         result, _ = await self._run(lambda session, here: fn(session.connection()))
+        return result
+
+    async def read(self, fn: Callable[[Connection], _T]) -> _T:
+        """`fn(connection)` for a unit that only reads: as `run`, in a transaction that on
+        SQLite takes no write lock (see storage.db.READ_ONLY), so pages that only show
+        something neither wait for writers nor queue behind one another. The unit must
+        not write afterwards."""
+        result, _ = await self._run(lambda session, here: fn(session.connection()),
+                                    read_only=True)
         return result
 
     async def apply(self, fn: Callable[[Session], _T]) -> _T:

@@ -101,20 +101,34 @@ async def load_scripts(factory: async_sessionmaker[AsyncSession], paths: Sequenc
                        actor: str, now: datetime) -> list[Loaded]:
     """Validate every file, then in one transaction store each changed script as a new,
     active version; an unchanged one keeps its version."""
-    scripts = read_scripts(paths)
+    scripts = [(str(path), script, source) for path, script, source in read_scripts(paths)]
+    return await store_scripts(factory, scripts, actor=actor, now=now)
+
+
+async def store_scripts(factory: async_sessionmaker[AsyncSession],
+                        scripts: Sequence[tuple[str, Script, str]], *, actor: str,
+                        now: datetime) -> list[Loaded]:
+    """(where it came from, the validated script, its source) each: in one transaction,
+    store each changed script as a new, active version, with an audit row naming the
+    versions before and after; an unchanged one keeps its version. The one way scripts are
+    stored, from files (`otklik scripts load`) and from the API alike."""
     loaded: list[Loaded] = []
     async with UnitOfWork(factory) as uow:
         for path, script, source in scripts:
             digest = checksum(script)
             latest = await uow.scripts.latest(script.id)
             if latest is not None and latest.checksum == digest:
-                loaded.append(Loaded(script.id, latest.version, False, str(path)))
+                loaded.append(Loaded(script.id, latest.version, False, path))
                 continue
+            active = await uow.scripts.active_for(script.id)
             row = await uow.scripts.add(script.id, script_to_data(script), source, digest,
                                         actor, script.title, now=now)
-            await uow.audit.add(actor, "script.stored", f"{script.id} v{row.version}",
-                                {"path": str(path), "checksum": digest}, now=now)
-            loaded.append(Loaded(script.id, row.version, True, str(path)))
+            await uow.audit.add(actor, "script.stored", script.id, {
+                "path": path, "checksum": digest, "version": row.version,
+                "before": latest.version if latest is not None else None,
+                "active_before": active.version if active is not None else None,
+            }, now=now)
+            loaded.append(Loaded(script.id, row.version, True, path))
         await uow.commit()
     return loaded
 

@@ -216,7 +216,7 @@ class SurveyService:
         for an unknown or closed delivery (Finished once it was answered), OptedOut,
         NoSurvey."""
         async with UnitOfWork(self._factory) as uow:
-            view = await uow.run(lambda connection: connection.execute(
+            view = await uow.read(lambda connection: connection.execute(
                 DELIVERY_VIEW, {"k_token": token}).first())
         if view is None:
             raise LinkExpired("unknown")

@@ -196,7 +196,8 @@ class TriggerService(PolicyService):
                  "email": customer.email, "locale": customer.locale,
                  "timezone": customer.timezone}, customer.attributes, now)
             for channel, address in customer.addresses().items():
-                store.bind_identity(connection, contact.id, channel, address, now)
+                if not contact.erased:
+                    store.bind_identity(connection, contact.id, channel, address, now)
             decision = decide(connection, contact, script, self._policy,
                               asked=trigger.channel, delay=trigger.delay, now=now)
             delivery_id = store.insert_delivery(connection, delivery_values(

@@ -184,6 +184,8 @@ class Operation:
     responses: Mapping[int, tuple[type[BaseModel] | None, str]]
     body: type[BaseModel] | None = None
     auth: Sequence[str] = ("bearer",)
+    # A request body that is not one JSON model (a script as YAML or JSON): its "content".
+    content: Mapping[str, Any] | None = None
     parameters: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     tag: str = "api"
 
@@ -221,7 +223,7 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
         for code, description in errors.items():
             if code == "401" and not op.auth:
                 continue
-            if code in ("400", "415") and op.body is None:
+            if code in ("400", "415") and op.body is None and op.content is None:
                 continue
             if code == "422" and op.body is None and not op.parameters:
                 continue
@@ -236,6 +238,8 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
         if op.body is not None:
             entry["requestBody"] = {"required": True, "content": {
                 "application/json": {"schema": refs[op.body, "validation"]}}}
+        elif op.content is not None:
+            entry["requestBody"] = {"required": True, "content": dict(op.content)}
         entry["security"] = [{scheme: []} for scheme in op.auth]
         paths.setdefault(op.path, {})[op.method] = entry
     return {

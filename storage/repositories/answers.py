@@ -1,12 +1,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
 
-from storage.models import AnswerRow
+from storage.models import AnswerRow, CustomerRow
 from storage.repositories.base import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerFilters:
+    """Which answers an admin reads or exports; None means "any". `start` is inclusive,
+    `end` exclusive; `q` is a case-insensitive search in the free text."""
+
+    survey: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    channel: str | None = None
+    step: str | None = None
+    score_min: int | None = None
+    score_max: int | None = None
+    has_text: bool | None = None
+    q: str | None = None
+
+
+# (answered_at, id) of the last answer of the page before: answers come newest first.
+Position = tuple[datetime, int]
+
+# What an admin sees of an answer: the customer by their external id, never their contacts.
+_COLUMNS = (AnswerRow.id, AnswerRow.survey_id, AnswerRow.script_version, AnswerRow.session_id,
+            CustomerRow.external_id, AnswerRow.step_id, AnswerRow.metric, AnswerRow.score,
+            AnswerRow.choices, AnswerRow.text, AnswerRow.channel, AnswerRow.segment,
+            AnswerRow.context, AnswerRow.answered_at)
 
 
 class AnswerRepository(Repository):
@@ -25,3 +52,44 @@ class AnswerRepository(Repository):
             .where(AnswerRow.survey_id == survey_id, AnswerRow.answered_at >= start,
                    AnswerRow.answered_at < end, AnswerRow.id > after_id)
             .order_by(AnswerRow.id).limit(limit))).all()
+
+    async def page(self, filters: AnswerFilters, after: Position | None, limit: int
+                   ) -> Sequence[RowMapping]:
+        """Up to `limit` answers matching `filters`, newest first, after `after`: keyset
+        paging, so a page costs the same deep in the table and answers arriving meanwhile
+        neither repeat nor skip one."""
+        query = (select(*_COLUMNS)
+                 .outerjoin(CustomerRow, CustomerRow.id == AnswerRow.customer_id)
+                 .where(*self._conditions(filters))
+                 .order_by(AnswerRow.answered_at.desc(), AnswerRow.id.desc()).limit(limit))
+        if after is not None:
+            at, answer_id = after
+            query = query.where(or_(AnswerRow.answered_at < at,
+                                    and_(AnswerRow.answered_at == at, AnswerRow.id < answer_id)))
+        return (await self.session.execute(query)).mappings().all()
+
+    def _conditions(self, f: AnswerFilters) -> Sequence[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        for column, value in ((AnswerRow.survey_id, f.survey), (AnswerRow.channel, f.channel),
+                              (AnswerRow.step_id, f.step)):
+            if value is not None:
+                found.append(column == value)
+        if f.start is not None:
+            found.append(AnswerRow.answered_at >= f.start)
+        if f.end is not None:
+            found.append(AnswerRow.answered_at < f.end)
+        if f.score_min is not None:
+            found.append(AnswerRow.score >= f.score_min)
+        if f.score_max is not None:
+            found.append(AnswerRow.score <= f.score_max)
+        if f.has_text is not None:
+            found.append(AnswerRow.text.is_not(None) if f.has_text else AnswerRow.text.is_(None))
+        if f.q:
+            if self.session.get_bind().dialect.name == "sqlite":
+                # SQLite's lower() and LIKE fold ASCII only: "отзыв" would miss "Отзыв".
+                # storage.db registers casefold() on every SQLite connection.
+                found.append(func.casefold(AnswerRow.text).contains(f.q.casefold(),
+                                                                     autoescape=True))
+            else:
+                found.append(AnswerRow.text.icontains(f.q, autoescape=True))
+        return found

@@ -53,6 +53,7 @@ class Contact(NamedTuple):
     opted_out: bool
     timezone: str | None
     locale: str | None
+    erased: bool = False  # their personal data was erased: store none of it again
 
 
 # The trigger path's statements, built once (storage/rollups.py says why: building and
@@ -63,7 +64,7 @@ def _per_dialect(build: Callable[[Any], Any]) -> dict[str, Any]:
 
 
 _CUSTOMER_COLUMNS = (_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone,
-                     _customers.c.locale, _customers.c.attributes)
+                     _customers.c.locale, _customers.c.attributes, _customers.c.erased_at)
 _CLAIM_TRIGGER = _per_dialect(lambda insert: insert(_triggers).on_conflict_do_nothing(
     index_elements=["idempotency_key"]).returning(_triggers.c.id))
 _TRIGGER_RECORD = select(_triggers.c.payload, _triggers.c.response).where(
@@ -127,6 +128,8 @@ def upsert_customer(connection: Connection, external_id: str, values: Mapping[st
     if inserted is not None:
         return Contact(inserted.id, False, inserted.timezone, inserted.locale)
     row = connection.execute(_CUSTOMER, {"k_ext": external_id}).one()
+    if row.erased_at is not None:
+        return Contact(row.id, True, row.timezone, row.locale, erased=True)
     merged = {**(row.attributes or {}), **attributes}
     changes = {k: v for k, v in given.items() if getattr(row, k, None) != v}
     if merged != (row.attributes or {}):

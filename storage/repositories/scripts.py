@@ -61,6 +61,12 @@ class ScriptRepository(Repository):
             select(ScriptRow).where(ScriptRow.survey_id == survey_id)
             .order_by(ScriptRow.version.desc()).limit(1))
 
+    async def versions(self, survey_id: str) -> Sequence[ScriptRow]:
+        """Every stored version of the survey, oldest first."""
+        return (await self.session.scalars(
+            select(ScriptRow).where(ScriptRow.survey_id == survey_id)
+            .order_by(ScriptRow.version))).all()
+
     async def get(self, survey_id: str, version: int) -> ScriptRow:
         return await self.session.run_sync(get, survey_id, version)
 

@@ -209,3 +209,28 @@ async def test_work_on_the_worker_that_fails_leaves_no_transaction_behind(
 async def _write(engine: AsyncEngine, statement: Any) -> None:
     async with engine.begin() as connection:
         await connection.execute(statement)
+
+
+async def test_a_read_only_unit_takes_no_write_lock(engine: AsyncEngine) -> None:
+    """UnitOfWork.read begins deferred: it reads while another process (here another engine
+    on the file) holds the write lock, where a unit that begins IMMEDIATE waits for it."""
+    other = create_engine(str(engine.url))
+    try:
+        factory = session_factory(other)
+        async with engine.connect() as writer:  # begins IMMEDIATE with its first statement
+            await writer.exec_driver_sql("INSERT INTO t (n) VALUES (1)")
+            async with UnitOfWork(factory) as uow:
+                seen = await asyncio.wait_for(uow.read(lambda connection: connection.execute(
+                    text("SELECT count(*) FROM t")).scalar_one()), timeout=1)
+            assert seen == 0  # the writer's row is not committed yet
+            async with UnitOfWork(factory, read_only=True) as uow:
+                result = await asyncio.wait_for(uow.session.execute(
+                    text("SELECT count(*) FROM t")), timeout=1)
+                assert result.scalar_one() == 0
+            async with UnitOfWork(factory) as uow:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(uow.run(lambda connection: connection.execute(
+                        text("SELECT count(*) FROM t")).scalar_one()), timeout=0.5)
+            await writer.rollback()
+    finally:
+        await other.dispose()

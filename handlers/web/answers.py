@@ -1,0 +1,141 @@
+"""GET /api/v1/answers: answers with their free texts, filtered, newest first, paged by an
+opaque cursor; with `Accept: text/csv` the same filters stream a CSV file."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+from bot.keys import ADMIN
+from bot.services.exports import AnswerFilters, answers_csv, answers_page, csv_filename
+from handlers.web.api import ApiError, Operation, Strict, query_param, require_admin, validate
+
+routes = web.RouteTableDef()
+
+
+class AnswerQuery(Strict):
+    """The query string; an unknown parameter is an error (a typo should not widen an
+    export silently)."""
+
+    survey: str | None = Field(None, min_length=1, max_length=64)
+    start: datetime | None = Field(None, alias="from")
+    end: datetime | None = Field(None, alias="to")
+    channel: str | None = Field(None, min_length=1, max_length=32)
+    step: str | None = Field(None, min_length=1, max_length=128)
+    score_min: int | None = Field(None, ge=-1000, le=1000)
+    score_max: int | None = Field(None, ge=-1000, le=1000)
+    has_text: bool | None = None
+    q: str | None = Field(None, min_length=1, max_length=200)
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(100, ge=1, le=500)
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _moment(cls, value: object, info: ValidationInfo) -> object:
+        """A date means that whole day in UTC (`to` includes it); a time without an
+        offset is UTC."""
+        if not isinstance(value, str):
+            return value
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("an ISO 8601 date or date-time, e.g. 2026-03-01 or "
+                                 "2026-03-01T09:00:00+03:00") from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if info.field_name == "end":
+            day += timedelta(days=1)
+        return datetime.combine(day, time(), UTC)
+
+    def filters(self) -> AnswerFilters:
+        return AnswerFilters(survey=self.survey, start=self.start, end=self.end,
+                             channel=self.channel, step=self.step, score_min=self.score_min,
+                             score_max=self.score_max, has_text=self.has_text, q=self.q)
+
+
+class AnswerItem(BaseModel):
+    id: int
+    survey_id: str
+    script_version: int
+    session_id: int
+    customer: str | None = Field(description="the customer's external_id (no contact data)")
+    step_id: str
+    metric: str
+    score: int | None
+    choices: list[str] | None
+    text: str | None
+    channel: str
+    segment: str
+    context: dict[str, Any]
+    answered_at: datetime
+
+
+class AnswerPage(BaseModel):
+    items: list[AnswerItem]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+PARAMETERS = [
+    query_param("survey", "a survey id"),
+    query_param("from", "answered at or after: an ISO date (that day, UTC) or date-time"),
+    query_param("to", "answered before: an ISO date (that whole day included) or date-time"),
+    query_param("channel", "telegram, email, web..."),
+    query_param("step", "a step id (an answer key: score, loyalty.switch...)"),
+    query_param("score_min", "scores at least this", {"type": "integer"}),
+    query_param("score_max", "scores at most this", {"type": "integer"}),
+    query_param("has_text", "true: only answers with a free text; false: only without",
+                {"type": "boolean"}),
+    query_param("q", "case-insensitive search in the free text"),
+    query_param("cursor", "next_cursor of the page before (JSON only)"),
+    query_param("limit", "at most this many (1-500, default 100; JSON only)",
+                {"type": "integer", "minimum": 1, "maximum": 500}),
+]
+
+OPERATIONS = [
+    Operation("get", "/api/v1/answers",
+              "Answers with their texts, newest first; Accept: text/csv streams them all as "
+              "CSV (UTF-8 with a BOM, for Excel)",
+              {200: (AnswerPage, "a page (or, with Accept: text/csv, the CSV file)"),
+               400: (None, "a cursor this API did not give out")},
+              tag="answers", parameters=PARAMETERS),
+]
+
+
+@routes.get("/api/v1/answers")
+async def get_answers(request: web.Request) -> web.StreamResponse:
+    actor = require_admin(request)
+    query = validate(AnswerQuery, dict(request.query))
+    if query.start and query.end and query.start >= query.end:
+        raise ApiError(422, "invalid", "to: must be after from", "to")
+    if (query.score_min is not None and query.score_max is not None
+            and query.score_min > query.score_max):
+        raise ApiError(422, "invalid", "score_max: must not be below score_min", "score_max")
+    admin = request.app[ADMIN]
+    if "text/csv" in request.headers.get("Accept", ""):
+        filters = query.filters()
+        await admin.audit(actor, "answers.exported", filters.survey or "*",
+                          query.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                           exclude={"cursor", "limit"}))
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="'
+                                   f'{csv_filename(filters, admin.now().date())}"'})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        async for chunk in answers_csv(admin.factory, filters):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    try:
+        items, following = await answers_page(admin.factory, query.filters(),
+                                              cursor=query.cursor, limit=query.limit)
+    except ValueError as error:
+        raise ApiError(400, "bad_cursor", str(error), "cursor") from None
+    page = AnswerPage(items=[AnswerItem.model_validate(item) for item in items],
+                      next_cursor=following)
+    return web.json_response(page.model_dump(mode="json"))
