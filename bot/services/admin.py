@@ -125,6 +125,11 @@ class AdminService:
 
     # -- scripts ---------------------------------------------------------------------------
 
+    async def surveys(self) -> list[tuple[ScriptRow, int | None]]:
+        """Every survey: its latest version and its active one (None: switched off)."""
+        async with UnitOfWork(self.factory, read_only=True) as uow:
+            return await uow.scripts.surveys()
+
     async def script(self, survey_id: str, version: int | None = None) -> ScriptRow:
         """A stored version, the latest by default."""
         async with UnitOfWork(self.factory, read_only=True) as uow:

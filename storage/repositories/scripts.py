@@ -61,6 +61,19 @@ class ScriptRepository(Repository):
             select(ScriptRow).where(ScriptRow.survey_id == survey_id)
             .order_by(ScriptRow.version.desc()).limit(1))
 
+    async def surveys(self) -> list[tuple[ScriptRow, int | None]]:
+        """Each survey's latest version, and the version that is active (None: off)."""
+        latest = (select(ScriptRow.survey_id, func.max(ScriptRow.version).label("version"))
+                  .group_by(ScriptRow.survey_id).subquery())
+        rows = (await self.session.scalars(
+            select(ScriptRow).join(latest, (ScriptRow.survey_id == latest.c.survey_id)
+                                   & (ScriptRow.version == latest.c.version))
+            .order_by(ScriptRow.survey_id))).all()
+        active = await self.session.execute(
+            select(ScriptRow.survey_id, ScriptRow.version).where(ScriptRow.active))
+        versions = {survey_id: version for survey_id, version in active}
+        return [(row, versions.get(row.survey_id)) for row in rows]
+
     async def versions(self, survey_id: str) -> Sequence[ScriptRow]:
         """Every stored version of the survey, oldest first."""
         return (await self.session.scalars(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.e2e.dashboard_support import csrf_of, log_in
+from tests.e2e.admin_support import answer_nps
+from tests.e2e.dashboard_support import csrf_of, log_in, submit
 from tests.e2e.trigger_support import serving
 
 pytestmark = pytest.mark.asyncio
@@ -102,3 +104,89 @@ async def test_logout_ends_the_session(db_url: str) -> None:
                                          allow_redirects=False)
         assert response.status == 303
         assert (await api.client.get("/admin/", allow_redirects=False)).status == 303
+
+
+BROKEN = """id: broken
+default_locale: en
+title: {en: Broken}
+steps:
+  - id: score
+    type: nps
+    text: {en: "How likely?"}
+    scale: 12
+"""
+
+GOOD = """id: quick
+default_locale: en
+title: {en: Quick check}
+steps:
+  - id: score
+    type: csat
+    text: {en: "How satisfied are you?"}
+"""
+
+
+async def test_a_broken_script_shows_its_line_and_field_and_stores_nothing(db_url: str) -> None:
+    async with serving(db_url) as api:
+        await log_in(api)
+        response = await submit(api, "/admin/scripts", "/admin/scripts", source=BROKEN)
+        assert response.status == 422
+        text = await response.text()
+        assert "pasted.yaml:8: steps.0.scale" in text
+        assert "How likely?" in text  # the pasted source is kept for fixing
+        assert "broken" not in [row.survey_id for row, _ in await api.services.admin.surveys()]
+
+
+async def test_a_script_uploaded_as_a_file_is_stored_switched_and_audited(db_url: str) -> None:
+    async with serving(db_url) as api:
+        await log_in(api)
+        csrf = await csrf_of(api, "/admin/scripts")
+        form = aiohttp.FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("file", GOOD.encode(), filename="quick.yaml",
+                       content_type="application/yaml")
+        response = await api.client.post("/admin/scripts", data=form)
+        assert response.status == 200
+        assert "quick stored as version 1" in await response.text()
+        changed = GOOD.replace("How satisfied", "How happy")
+        assert "quick stored as version 2" in await (await submit(
+            api, "/admin/scripts", "/admin/scripts", source=changed)).text()
+        page = await (await api.client.get("/admin/scripts/quick")).text()
+        assert "-    text: {en: &#34;How satisfied" in page  # the diff, escaped
+        response = await submit(api, "/admin/scripts/quick", "/admin/scripts/quick/activate",
+                                version="1")
+        assert response.status == 303
+        assert dict((r.survey_id, a) for r, a in await api.services.admin.surveys())[
+            "quick"] == 1
+        await submit(api, "/admin/scripts/quick", "/admin/scripts/quick/deactivate")
+        assert dict((r.survey_id, a) for r, a in await api.services.admin.surveys())[
+            "quick"] is None
+        audit = await (await api.client.get("/admin/audit")).text()
+        for action in ("script.stored", "script.activated", "script.deactivated"):
+            assert action in audit
+        assert "dashboard:Olga" in audit
+
+
+async def test_customers_are_found_exported_and_erased(db_url: str) -> None:
+    async with serving(db_url) as api:
+        await answer_nps(api, 7, 3, "Рекомендую, но долго", email="ivan@example.com",
+                         first_name="Ivan")
+        await log_in(api)
+        page = await (await api.client.get("/admin/customers?q=ivan@example.com")).text()
+        assert "crm-7" in page
+        assert "Ivan" in page
+        export = await api.client.get("/admin/customers/crm-7/export")
+        assert export.status == 200
+        assert "attachment" in export.headers["Content-Disposition"]
+        assert "Рекомендую, но долго" in await export.text()
+        unconfirmed = await submit(api, "/admin/customers", "/admin/customers/crm-7/erase")
+        assert unconfirmed.status == 303
+        assert "Ivan" in await (await api.client.get("/admin/customers?q=crm-7")).text()
+        erased = await submit(api, "/admin/customers", "/admin/customers/crm-7/erase",
+                              confirm="yes")
+        assert erased.headers["Location"] == "/admin/customers?erased=1"
+        page = await (await api.client.get("/admin/customers?q=crm-7")).text()
+        assert "Ivan" not in page
+        assert "(erased)" in page
+        audit = await (await api.client.get("/admin/audit?action=customer.erased")).text()
+        assert "crm-7" in audit
