@@ -82,11 +82,13 @@ class Bar:
     y: float
     width: float
     label: str
-    count: int
+    value: str
 
 
-def bars(values: Sequence[tuple[str, int]], *, row: int = 22) -> list[Bar]:
-    """Horizontal bars, one per (label, count): a score distribution or a drop-off funnel."""
-    most = max((count for _, count in values), default=0) or 1
-    return [Bar(i * row + 2, (WIDTH - 180) * count / most, label, count)
-            for i, (label, count) in enumerate(values)]
+def bars(values: Sequence[tuple[str, float]], *, row: int = 22) -> list[Bar]:
+    """Horizontal bars, one per (label, value): a score distribution, a drop-off funnel, a
+    metric by week. Negative values (an NPS below zero) draw as empty bars."""
+    most = max((value for _, value in values), default=0.0) or 1.0
+    return [Bar(i * row + 2, max(WIDTH - 180, 0) * max(value, 0.0) / most, label,
+                f"{value:.1f}".removesuffix(".0"))
+            for i, (label, value) in enumerate(values)]

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
+from sqlalchemy.orm import aliased
 
 from storage.models import AnswerRow, CustomerRow
 from storage.repositories.base import Repository
@@ -66,6 +67,25 @@ class AnswerRepository(Repository):
             at, answer_id = after
             query = query.where(or_(AnswerRow.answered_at < at,
                                     and_(AnswerRow.answered_at == at, AnswerRow.id < answer_id)))
+        return (await self.session.execute(query)).mappings().all()
+
+    async def comments(self, filters: AnswerFilters, limit: int) -> Sequence[RowMapping]:
+        """The newest free texts matching `filters`, each with its dialogue's score (its
+        session's first scored answer) as `dialogue_score`: score_min and score_max filter
+        on that, since a comment has no score of its own ("why 3?")."""
+        scored = aliased(AnswerRow)
+        score = (select(scored.score)
+                 .where(scored.session_id == AnswerRow.session_id, scored.score.is_not(None))
+                 .order_by(scored.id).limit(1).scalar_subquery())
+        plain = replace(filters, score_min=None, score_max=None, has_text=True)
+        query = (select(*_COLUMNS, score.label("dialogue_score"))
+                 .outerjoin(CustomerRow, CustomerRow.id == AnswerRow.customer_id)
+                 .where(*self._conditions(plain))
+                 .order_by(AnswerRow.answered_at.desc(), AnswerRow.id.desc()).limit(limit))
+        if filters.score_min is not None:
+            query = query.where(score >= filters.score_min)
+        if filters.score_max is not None:
+            query = query.where(score <= filters.score_max)
         return (await self.session.execute(query)).mappings().all()
 
     def _conditions(self, f: AnswerFilters) -> Sequence[ColumnElement[bool]]:
