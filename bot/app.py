@@ -12,14 +12,15 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.keys import CAMPAIGNS, ENGINE, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
+from bot.keys import ALERTS, CAMPAIGNS, ENGINE, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
 from bot.links import Links
+from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, health, pages, triggers, widget
+from handlers.web import alerts, api, campaigns, health, pages, triggers, widget
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -36,6 +37,7 @@ class Services:
     campaigns: CampaignService
     surveys: SurveyService
     links: Links
+    alerts: AlertService
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -61,7 +63,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     return Services(factory, scripts,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
-                    SurveyService(factory, clock=clock), Links(settings.base_url))
+                    SurveyService(factory, clock=clock), Links(settings.base_url),
+                    AlertService(factory, scripts=scripts, clock=clock))
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -81,12 +84,13 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[CAMPAIGNS] = services.campaigns
     app[SURVEYS] = services.surveys
     app[LINKS] = services.links
+    app[ALERTS] = services.alerts
     app[NOTIFY] = notify or _nobody
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
-    for module in (health, triggers, campaigns, pages, widget):
+    for module in (health, triggers, campaigns, pages, widget, alerts):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.links import Links
+from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import TriggerService
@@ -19,6 +20,7 @@ TRIGGERS = web.AppKey("triggers", TriggerService)
 CAMPAIGNS = web.AppKey("campaigns", CampaignService)
 SURVEYS = web.AppKey("surveys", SurveyService)
 LINKS = web.AppKey("links", Links)
+ALERTS = web.AppKey("alerts", AlertService)
 # Tells the team about an outcome's alerts and comments (the Telegram admin chat, when set).
 Notify = Callable[[Outcome], Awaitable[None]]
 NOTIFY: web.AppKey[Notify] = web.AppKey("notify")
