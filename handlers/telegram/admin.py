@@ -141,8 +141,8 @@ async def resend_overdue(bot: Bot, settings: Settings, alerts: AlertService) -> 
     for claimed in await alerts.claim_overdue():
         try:
             alert = await alerts.get(claimed.id)
-            minutes = int(((alert.overdue_at or alert.created_at) - alert.created_at)
-                          .total_seconds() // 60)
+            minutes = round(((alert.overdue_at or alert.created_at) - alert.created_at)
+                            .total_seconds() / 60)
             await bot.send_message(
                 settings.admin_chat_id, overdue_text(alert, minutes),
                 reply_markup=alert_markup(alert.id, alert.session_id),
