@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
@@ -19,6 +21,7 @@ from handlers.telegram import admin
 from storage.models import AlertRow, AuditRow
 from storage.uow import UnitOfWork
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
+from tests.e2e.test_cli import ROOT, _free_port, _run_with_telegram, _stop
 from tests.support.botapi import BotApiStub, iter_buttons
 from tests.support.clock import Clock
 
@@ -205,3 +208,37 @@ def test_the_sla_job_runs_every_minute() -> None:
     assert sla is not None
     assert sla.trigger.interval.total_seconds() == 60
     assert build_scheduler(None, None, None).get_job("alert-sla") is None  # type: ignore[arg-type]
+
+
+async def test_otklik_run_wires_the_loop(tmp_path: Path) -> None:
+    """The real process: the admin's reply typed under the alert reaches the customer, and
+    the API resolves it, both through what bot/runner.py wires."""
+    port = _free_port()
+    async with BotApiStub() as api:
+        process = await _run_with_telegram(
+            tmp_path, api, HTTP_PORT=str(port), ADMIN_CHAT_ID=str(ADMIN_CHAT),
+            ADMIN_TOKEN="admin-secret", PYTHONPATH=str(ROOT))  # this tree, not an install
+        try:
+            await api.push_update(api.message_update(7, "/start"))
+            [question] = await api.wait_sent(7, 1, timeout=30)
+            two = next(b["callback_data"] for b in iter_buttons(question) if b["text"] == "2")
+            await api.push_update(api.callback_update(7, two, api.messages(7)[0]["message_id"]))
+            [alert] = await api.wait_sent(ADMIN_CHAT, 1)
+            assert buttons(alert) == ["Reply", "Resolve", "Open conversation"]
+
+            alert_id = api.messages(ADMIN_CHAT)[0]["message_id"]
+            await api.push_update(api.message_update(ADMIN_CHAT, "We will call you today",
+                                                     reply_to_message_id=alert_id))
+            await api.wait_for(lambda: any(m["text"] == "We will call you today"
+                                           for m in api.messages(7)))
+            await api.wait_sent(ADMIN_CHAT, 2)
+            assert api.sent(ADMIN_CHAT)[1]["text"] == "Sent to the customer ✓"
+
+            async with aiohttp.ClientSession() as client, client.post(
+                    f"http://127.0.0.1:{port}/api/v1/alerts/1/resolve",
+                    headers={"Authorization": "Bearer admin-secret"}) as response:
+                assert response.status == 200
+                assert (await response.json())["status"] == "resolved"
+        finally:
+            output = await _stop(process)
+    assert "We will call you today" not in output  # nothing the team wrote is logged
