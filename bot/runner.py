@@ -92,6 +92,7 @@ async def run(settings: Settings) -> int:
             bots += [bot, sender_bot]
             updates = telegram.build_dispatcher(settings, surveys, i18n)
             updates["alerts"] = services.alerts
+            services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)
             senders["telegram"] = TelegramSender(sender_bot, i18n)
 
             async def notify(outcome: Outcome) -> None:  # alerts from the web and e-mail

@@ -8,7 +8,7 @@ in the same transaction."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -53,7 +53,11 @@ class SendFailed(AlertError):
 
 
 class BadText(AlertError):
-    """An empty text, or one longer than MAX_TEXT."""
+    """An empty text, or one longer than MAX_TEXT; `field` names which."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Replier(Protocol):
@@ -112,21 +116,28 @@ def _view(row: ViewRow) -> AlertView:
 def clean(text: str, name: str = "text") -> str:
     text = text.strip()
     if not text:
-        raise BadText(f"{name} is empty")
+        raise BadText(name, f"{name} is empty")
     if len(text) > MAX_TEXT:
-        raise BadText(f"{name} is longer than {MAX_TEXT} characters")
+        raise BadText(name, f"{name} is longer than {MAX_TEXT} characters")
     return text
+
+
+# Told of every resolve, wherever it came from (the API, the dashboard, the chat's button),
+# with a name to show: the team chat's alert message then says who, without its buttons.
+OnResolved = Callable[[AlertView, str], Awaitable[None]]
 
 
 class AlertService:
     def __init__(self, factory: Factory, *, scripts: ScriptCache | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 replier: Replier | None = None) -> None:
+                 replier: Replier | None = None,
+                 on_resolved: OnResolved | None = None) -> None:
         self._factory = factory
         self._scripts = scripts or ScriptCache()
         self._clock = clock or (lambda: datetime.now(UTC))
-        # Set by the process once its bot and SMTP sender exist (bot/runner.py).
+        # Both set by the process once its bot and SMTP sender exist (bot/runner.py).
         self.replier = replier
+        self.on_resolved = on_resolved
 
     async def queue(self, *, status: str | None = None, survey: str | None = None,
                    owner: str | None = None, overdue: bool | None = None,
@@ -199,9 +210,10 @@ class AlertService:
             await uow.commit()
         return await self.get(alert_id), target.channel
 
-    async def resolve(self, alert_id: int, author: str, note: str | None = None
-                      ) -> AlertView:
-        """Resolved now; an `alert.resolved` webhook event is queued with the change.
+    async def resolve(self, alert_id: int, author: str, note: str | None = None, *,
+                      by: str | None = None) -> AlertView:
+        """Resolved now; an `alert.resolved` webhook event is queued with the change, and
+        on_resolved is told, showing `by` (a person's name) or else the author.
         AlertResolved if it was already."""
         text = clean(note, "note") if note is not None else None
         async with UnitOfWork(self._factory) as uow:
@@ -224,7 +236,10 @@ class AlertService:
             await uow.audit.add(author, "alert.resolve", f"alert:{alert_id}",
                                 {"before": before, "note": text is not None}, now=now)
             await uow.commit()
-        return await self.get(alert_id)
+        view = await self.get(alert_id)
+        if self.on_resolved is not None:
+            await self.on_resolved(view, by or author)
+        return view
 
     async def claim_overdue(self) -> list[AlertView]:
         """Open alerts nobody took within their script's alert_sla, each marked overdue

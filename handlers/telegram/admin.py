@@ -51,10 +51,23 @@ PROMPT = "Reply to the customer (alert #{id}):"
 
 def alert_text(alert: Alert) -> str:
     return "\n".join([
-        f"⚠️ <b>Low {escape(alert.metric.upper())} score: {alert.score}</b> · alert "
-        f"#{alert.alert_id}",
+        _headline(alert.alert_id, alert.metric, alert.score),
         *_details(alert.survey_id, alert.step, alert.first_name, alert.customer_id,
                   alert.context)])
+
+
+def resolved_text(alert: AlertView, by: str) -> str:
+    return "\n".join([
+        _headline(alert.id, alert.metric, alert.score),
+        *_details(alert.survey_id, alert.step, alert.first_name, alert.customer_id,
+                  alert.context),
+        "", f"✅ Resolved by {escape(by)}"])
+
+
+def _headline(alert_id: int, metric: str | None, score: int | None) -> str:
+    # The metric is gone if the customer took the answer back; the alert stays.
+    what = f"Low {escape(metric.upper())} score" if metric else "Low score"
+    return f"⚠️ <b>{what}: {score}</b> · alert #{alert_id}"
 
 
 def overdue_text(alert: AlertView, minutes: int) -> str:
@@ -168,20 +181,33 @@ async def on_resolve(query: CallbackQuery, alerts: AlertService) -> None:
         await answer(query, "No such alert.")
         return
     try:
-        await alerts.resolve(alert_id, _actor(query.from_user.id))
+        # The alert's message is edited by show_resolved (AlertService.on_resolved).
+        alert = await alerts.resolve(alert_id, _actor(query.from_user.id),
+                                     by=query.from_user.full_name)
     except AlertError as error:
         await answer(query, _short(str(error)))
         return
     await answer(query, "Resolved ✓")
-    if isinstance(query.message, Message):
-        # The buttons go (an edit without reply_markup removes them); who resolved it stays.
-        try:
-            await query.message.edit_text(
-                f"{query.message.html_text}\n\n✅ Resolved by "
-                f"{escape(query.from_user.full_name)}")
+    if (isinstance(query.message, Message)
+            and str(query.message.message_id) != alert.message_id):
+        try:  # tapped on the overdue reminder: its buttons go too
+            await query.message.edit_reply_markup(reply_markup=None)
         except TelegramAPIError as error:
-            log.info("could not mark alert %s resolved in the chat: %s", alert_id,
+            log.info("could not take the buttons off alert %s's reminder: %s", alert_id,
                      type(error).__name__)
+
+
+async def show_resolved(bot: Bot, settings: Settings, alert: AlertView, by: str) -> None:
+    """AlertService.on_resolved: the alert's message in the team chat says who resolved it,
+    and loses its buttons (an edit without reply_markup removes them)."""
+    if settings.admin_chat_id is None or alert.message_id is None:
+        return
+    try:
+        await bot.edit_message_text(resolved_text(alert, by), chat_id=settings.admin_chat_id,
+                                    message_id=int(alert.message_id))
+    except TelegramAPIError as error:
+        log.info("could not mark alert %s resolved in the chat: %s", alert.id,
+                 type(error).__name__)
 
 
 async def on_reply_button(query: CallbackQuery, alerts: AlertService, bot: Bot) -> None:

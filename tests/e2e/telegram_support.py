@@ -3,6 +3,7 @@ Dispatcher, talking over HTTP to a Bot API stand-in on loopback."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from handlers.replies import ChannelReplier
+from handlers.telegram import admin
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow
@@ -51,6 +53,7 @@ class Product:
         # As bot/runner.py wires it: the team's replies go out as this process's bot.
         self.alerts = alerts or AlertService(self.factory)
         self.alerts.replier = ChannelReplier(self.bot, None, settings.mail_from)
+        self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
         self.dispatcher["alerts"] = self.alerts
 
     async def feed(self, update: JSON) -> None:

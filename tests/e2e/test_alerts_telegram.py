@@ -198,6 +198,14 @@ async def test_an_alert_nobody_took_is_re_sent_once_overdue(product: Product,
                                           reply_to_message_id=overdue_id))
     assert api.messages(ANNA)[-1]["text"] == "Calling you now"
 
+    # Resolved from the reminder: the alert says who, and neither keeps its buttons.
+    await product.tap(ADMIN_CHAT, "Resolve", message_id=overdue_id)
+    assert api.message(ADMIN_CHAT, overdue_id).get("reply_markup") is None
+    original = api.message(ADMIN_CHAT, int(str(alert["message_id"])))
+    assert original["text"].endswith("✅ Resolved by Anna")
+    assert buttons(original) == []
+    assert api.errors == []
+
 
 def test_the_sla_job_runs_every_minute() -> None:
     async def job() -> None:
@@ -239,6 +247,10 @@ async def test_otklik_run_wires_the_loop(tmp_path: Path) -> None:
                     headers={"Authorization": "Bearer admin-secret"}) as response:
                 assert response.status == 200
                 assert (await response.json())["status"] == "resolved"
+            # Resolved through the API: the team chat's alert says so, without buttons.
+            shown = api.message(ADMIN_CHAT, alert_id)
+            assert shown["text"].endswith("✅ Resolved by admin-token")
+            assert buttons(shown) == []
         finally:
             output = await _stop(process)
     assert "We will call you today" not in output  # nothing the team wrote is logged
