@@ -3,6 +3,7 @@ does with it — take, note, reply to the customer, resolve. Admin routes (requi
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -24,6 +25,7 @@ from bot.services.alerts import (
 )
 from handlers.web.api import (
     ApiError,
+    Handler,
     Operation,
     Strict,
     parse,
@@ -200,6 +202,18 @@ async def _act(request: web.Request) -> tuple[AlertService, str, int]:
     return request.app[ALERTS], actor, _alert_id(request)
 
 
+def refusals(handler: Handler) -> Handler:
+    """AlertService's refusals as the API's errors."""
+    @functools.wraps(handler)
+    async def mapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AlertError as error:
+            raise _mapped(error) from None
+
+    return mapped
+
+
 def _mapped(error: AlertError) -> ApiError:
     match error:
         case AlertNotFound():
@@ -213,7 +227,7 @@ def _mapped(error: AlertError) -> ApiError:
         case SendFailed():
             return ApiError(502, "send_failed", str(error), None)
         case BadText():
-            return ApiError(422, "invalid", str(error), "text")
+            return ApiError(422, "invalid", str(error), error.field)
     raise error  # a new kind of refusal, unmapped: a 500, loudly
 
 
@@ -238,53 +252,43 @@ async def get_alerts(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/alerts/{id}")
+@refusals
 async def get_alert(request: web.Request) -> web.Response:
     alerts, _, alert_id = await _act(request)
-    try:
-        return _json(detail(await alerts.get(alert_id)))
-    except AlertError as error:
-        raise _mapped(error) from None
+    return _json(detail(await alerts.get(alert_id)))
 
 
 @routes.post("/api/v1/alerts/{id}/reply")
+@refusals
 async def post_reply(request: web.Request) -> web.Response:
     alerts, actor, alert_id = await _act(request)
     body = await parse(request, TextBody)
-    try:
-        view, channel = await alerts.reply(alert_id, actor, body.text)
-    except AlertError as error:
-        raise _mapped(error) from None
+    view, channel = await alerts.reply(alert_id, actor, body.text)
     return _json(Replied.model_validate({"channel": channel, "alert": detail(view)}))
 
 
 @routes.post("/api/v1/alerts/{id}/resolve")
+@refusals
 async def post_resolve(request: web.Request) -> web.Response:
     alerts, actor, alert_id = await _act(request)
     body = await _body(request, ResolveBody)
-    try:
-        return _json(detail(await alerts.resolve(alert_id, actor, body.note)))
-    except AlertError as error:
-        raise _mapped(error) from None
+    return _json(detail(await alerts.resolve(alert_id, actor, body.note)))
 
 
 @routes.post("/api/v1/alerts/{id}/take")
+@refusals
 async def post_take(request: web.Request) -> web.Response:
     alerts, actor, alert_id = await _act(request)
     body = await _body(request, TakeBody)
-    try:
-        return _json(detail(await alerts.take(alert_id, body.owner or actor, actor=actor)))
-    except AlertError as error:
-        raise _mapped(error) from None
+    return _json(detail(await alerts.take(alert_id, body.owner or actor, actor=actor)))
 
 
 @routes.post("/api/v1/alerts/{id}/notes")
+@refusals
 async def post_note(request: web.Request) -> web.Response:
     alerts, actor, alert_id = await _act(request)
     body = await parse(request, TextBody)
-    try:
-        return _json(detail(await alerts.note(alert_id, actor, body.text)))
-    except AlertError as error:
-        raise _mapped(error) from None
+    return _json(detail(await alerts.note(alert_id, actor, body.text)))
 
 
 def _int(value: str, name: str, low: int, high: int) -> int:
