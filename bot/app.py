@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keys import (
     ADMIN,
+    ALERTS,
     CAMPAIGNS,
     ENGINE,
     FACTORY,
@@ -25,12 +26,14 @@ from bot.keys import (
 )
 from bot.links import Links
 from bot.services.admin import AdminService
+from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
 from handlers.web import (
+    alerts,
     answers,
     api,
     audit,
@@ -60,6 +63,7 @@ class Services:
     surveys: SurveyService
     links: Links
     admin: AdminService
+    alerts: AlertService
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -86,7 +90,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
                     SurveyService(factory, clock=clock), Links(settings.base_url),
-                    AdminService(factory, clock=clock))
+                    AdminService(factory, clock=clock),
+                    AlertService(factory, scripts=scripts, clock=clock))
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -109,13 +114,14 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[SURVEYS] = services.surveys
     app[LINKS] = services.links
     app[ADMIN] = services.admin
+    app[ALERTS] = services.alerts
     app[NOTIFY] = notify or _nobody
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, dashboard):
+                   audit, alerts, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.links import Links
 from bot.services.admin import AdminService
+from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import TriggerService
@@ -22,6 +23,7 @@ CAMPAIGNS = web.AppKey("campaigns", CampaignService)
 SURVEYS = web.AppKey("surveys", SurveyService)
 LINKS = web.AppKey("links", Links)
 ADMIN = web.AppKey("admin", AdminService)
+ALERTS = web.AppKey("alerts", AlertService)
 # Tells the team about an outcome's alerts and comments (the Telegram admin chat, when set).
 Notify = Callable[[Outcome], Awaitable[None]]
 NOTIFY: web.AppKey[Notify] = web.AppKey("notify")

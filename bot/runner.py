@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -24,6 +25,7 @@ from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
 from bot.services.surveys import Outcome, SurveyService
 from bot.settings import Settings
 from handlers.email.outbound import EmailSender, Smtp
+from handlers.replies import ChannelReplier
 from handlers.telegram import admin
 from handlers.telegram.outbound import TelegramSender
 from storage.db import create_engine
@@ -81,19 +83,23 @@ async def run(settings: Settings) -> int:
         surveys = services.surveys
         senders: dict[str, Sender] = {}
         notify = None
+        reply_bot: Bot | None = None  # the team's replies go as the bot, when there is one
+        smtp = Smtp.from_url(settings.smtp_url.get_secret_value()) if settings.smtp_url else None
         if settings.bot_token is not None:
             i18n = telegram.build_i18n()
-            bot = telegram.build_bot(settings, surveys)
+            bot = reply_bot = telegram.build_bot(settings, surveys)
             sender_bot = build_sender_bot(settings, surveys)
             bots += [bot, sender_bot]
             updates = telegram.build_dispatcher(settings, surveys, i18n)
+            updates["alerts"] = services.alerts
+            services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)
             senders["telegram"] = TelegramSender(sender_bot, i18n)
 
             async def notify(outcome: Outcome) -> None:  # alerts from the web and e-mail
                 await admin.notify(bot, settings, surveys, outcome)
-        if settings.smtp_url is not None:
-            senders["email"] = EmailSender(Smtp.from_url(settings.smtp_url.get_secret_value()),
-                                           settings.mail_from, services.links)
+        if smtp is not None:
+            senders["email"] = EmailSender(smtp, settings.mail_from, services.links)
+        services.alerts.replier = ChannelReplier(reply_bot, smtp, settings.mail_from)
         app = build_web_app(settings, engine, services, notify)
         if settings.bot_token is not None and settings.webhook_url:
             telegram.add_webhook(app, settings, updates, bot)
@@ -106,8 +112,10 @@ async def run(settings: Settings) -> int:
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         log.info("serving on http://%s:%s (health: /healthz, API: /openapi.json)",
                  settings.http_host, settings.http_port)
+        overdue = (functools.partial(admin.resend_overdue, reply_bot, settings, services.alerts)
+                   if reply_bot is not None and settings.admin_chat_id is not None else None)
         scheduler = build_scheduler(dispatcher, services.campaigns, factory,
-                                    interval=settings.dispatch_interval)
+                                    interval=settings.dispatch_interval, overdue=overdue)
         scheduler.start()
         if settings.bot_token is not None:
             polling = await telegram.start(settings, updates, bot, i18n)

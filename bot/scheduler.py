@@ -1,6 +1,6 @@
 """The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
-campaigns' cron schedules, and forgetting old channel events. The deliveries table, not
-the scheduler, holds what is due: a job that runs late or twice only finds less to do."""
+campaigns' cron schedules, overdue alerts, and forgetting old channel events. The tables,
+not the scheduler, hold what is due: a job that runs late or twice only finds less to do."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ CAMPAIGN_JOB = "campaign:"
 
 def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
                     factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
-                    follow_up_every: float = 30.0, campaigns_every: float = 30.0
+                    follow_up_every: float = 30.0, campaigns_every: float = 30.0,
+                    overdue: Callable[[], Awaitable[object]] | None = None
                     ) -> AsyncIOScheduler:
+    """`overdue`: re-sends alerts nobody took within their SLA (admin.resend_overdue),
+    when there is a team chat to send them to."""
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
 
@@ -46,6 +49,8 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
         await schedule_campaigns(scheduler, campaigns)
 
     every(campaigns_every, sync_campaigns, "campaigns")
+    if overdue is not None:
+        every(60, overdue, "alert-sla")
 
     async def forget_events() -> None:
         async with UnitOfWork(factory) as uow:

@@ -47,6 +47,12 @@ class Smtp:
                    unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None, tls)
 
+    async def send(self, message: EmailMessage, *, seconds: float) -> None:
+        """One message, within `seconds`; aiosmtplib's errors are the caller's to judge."""
+        await aiosmtplib.send(message, hostname=self.hostname, port=self.port,
+                              username=self.username, password=self.password,
+                              use_tls=self.use_tls, timeout=seconds)
+
 
 class EmailSender:
     def __init__(self, smtp: Smtp, sender: str, links: Links, *, timeout: float = 30) -> None:
@@ -94,11 +100,8 @@ class EmailSender:
 
     async def send(self, job: Job) -> str | None:
         message = self.compose(job)
-        smtp = self._smtp
         try:
-            await aiosmtplib.send(message, hostname=smtp.hostname, port=smtp.port,
-                                  username=smtp.username, password=smtp.password,
-                                  use_tls=smtp.use_tls, timeout=self._timeout)
+            await self._smtp.send(message, seconds=self._timeout)
         except aiosmtplib.SMTPRecipientsRefused as error:
             codes = [refused.code for refused in error.recipients]
             if codes and all(500 <= code < 600 for code in codes):

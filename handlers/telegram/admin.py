@@ -1,16 +1,31 @@
-"""The team's chat (ADMIN_CHAT_ID): low-score alerts, the customer's comment under each,
-and a button that opens the whole conversation."""
+"""The team's chat (ADMIN_CHAT_ID): low-score alerts with buttons to reply to the customer,
+resolve, and open the whole conversation; the customer's comment under each; an alert
+nobody took in time, again, overdue. An admin's message that replies to an alert (or to
+the bot's "Reply to the customer" prompt, or a comment) goes to the customer.
+
+Which alert a message is about is read from its first line ("alert #N"), not from state
+kept in a process: any process may take the admin's next update."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from html import escape
+from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    CallbackQuery,
+    ForceReply,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
 
+from bot.services.alerts import AlertError, AlertService, AlertView
 from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
 from bot.settings import Settings
 from handlers.telegram.filters import Check
@@ -29,15 +44,56 @@ class AdminChat(Filter):
                 and message.chat.id == settings.admin_chat_id)
 
 
+# The alert a message of the bot is about, on its first line.
+ALERT_REF = re.compile(r"alert #(\d+)")
+PROMPT = "Reply to the customer (alert #{id}):"
+
+
 def alert_text(alert: Alert) -> str:
-    who = escape(alert.first_name or "—")
-    lines = [f"⚠️ <b>Low {escape(alert.metric.upper())} score: {alert.score}</b>",
-             f"Survey: {escape(alert.survey_id)}, question {escape(alert.step)}",
-             f"Customer: {who} (#{alert.customer_id})"]
-    if alert.context:
+    return "\n".join([
+        _headline(alert.alert_id, alert.metric, alert.score),
+        *_details(alert.survey_id, alert.step, alert.first_name, alert.customer_id,
+                  alert.context)])
+
+
+def resolved_text(alert: AlertView, by: str) -> str:
+    return "\n".join([
+        _headline(alert.id, alert.metric, alert.score),
+        *_details(alert.survey_id, alert.step, alert.first_name, alert.customer_id,
+                  alert.context),
+        "", f"✅ Resolved by {escape(by)}"])
+
+
+def _headline(alert_id: int, metric: str | None, score: int | None) -> str:
+    # The metric is gone if the customer took the answer back; the alert stays.
+    what = f"Low {escape(metric.upper())} score" if metric else "Low score"
+    return f"⚠️ <b>{what}: {score}</b> · alert #{alert_id}"
+
+
+def overdue_text(alert: AlertView, minutes: int) -> str:
+    score = f"{escape((alert.metric or 'low').upper())} score {alert.score}"
+    return "\n".join([
+        f"⏰ <b>Overdue: alert #{alert.id}</b>, nobody took it in {minutes} min ({score})",
+        *_details(alert.survey_id, alert.step, alert.first_name, alert.customer_id,
+                  alert.context)])
+
+
+def _details(survey_id: str, step: str, first_name: str | None, customer_id: int,
+             context: Mapping[str, Any]) -> list[str]:
+    lines = [f"Survey: {escape(survey_id)}, question {escape(step)}",
+             f"Customer: {escape(first_name or '—')} (#{customer_id})"]
+    if context:
         lines.append("Context: " + ", ".join(f"{escape(str(k))}={escape(str(v))}"
-                                              for k, v in sorted(alert.context.items())))
-    return "\n".join(lines)
+                                              for k, v in sorted(context.items())))
+    return lines
+
+
+def alert_markup(alert_id: int, session_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[
+        [InlineKeyboardButton(text="Reply", callback_data=f"adm:reply:{alert_id}"),
+         InlineKeyboardButton(text="Resolve", callback_data=f"adm:res:{alert_id}")],
+        [InlineKeyboardButton(text="Open conversation",
+                              callback_data=f"adm:conv:{session_id}")]])
 
 
 def transcript_text(transcript: Transcript) -> str:
@@ -63,10 +119,9 @@ async def notify(bot: Bot, settings: Settings, surveys: SurveyService, outcome: 
         return
     try:
         for alert in outcome.alerts:
-            sent = await bot.send_message(
-                settings.admin_chat_id, alert_text(alert),
-                reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
-                    text="Open conversation", callback_data=f"adm:conv:{alert.session_id}")]]))
+            sent = await bot.send_message(settings.admin_chat_id, alert_text(alert),
+                                          reply_markup=alert_markup(alert.alert_id,
+                                                                    alert.session_id))
             await surveys.alert_posted(alert.alert_id, str(sent.message_id))
         for comment in outcome.comments:
             reply_to = int(comment.message_id) if comment.message_id else None
@@ -90,10 +145,123 @@ async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot
         await bot.send_message(query.message.chat.id, transcript_text(transcript))
 
 
+async def resend_overdue(bot: Bot, settings: Settings, alerts: AlertService) -> None:
+    """The SLA job: every open alert nobody took within its script's alert_sla, once more
+    to the team chat, marked overdue. Claimed (overdue_at set) before it is sent, so two
+    processes never both send one; one that fails to send is not tried again."""
+    if settings.admin_chat_id is None:
+        return
+    for claimed in await alerts.claim_overdue():
+        try:
+            alert = await alerts.get(claimed.id)
+            minutes = round(((alert.overdue_at or alert.created_at) - alert.created_at)
+                            .total_seconds() / 60)
+            await bot.send_message(
+                settings.admin_chat_id, overdue_text(alert, minutes),
+                reply_markup=alert_markup(alert.id, alert.session_id),
+                reply_to_message_id=int(alert.message_id) if alert.message_id else None,
+                allow_sending_without_reply=True)
+        except (TelegramAPIError, AlertError) as error:
+            log.warning("could not re-send overdue alert %s: %s", claimed.id,
+                        type(error).__name__)
+
+
+def _alert_id(query: CallbackQuery) -> int | None:
+    tail = (query.data or "").rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _actor(user_id: int | None) -> str:
+    return f"telegram:{user_id}"
+
+
+async def on_resolve(query: CallbackQuery, alerts: AlertService) -> None:
+    alert_id = _alert_id(query)
+    if alert_id is None:
+        await answer(query, "No such alert.")
+        return
+    try:
+        # The alert's message is edited by show_resolved (AlertService.on_resolved).
+        alert = await alerts.resolve(alert_id, _actor(query.from_user.id),
+                                     by=query.from_user.full_name)
+    except AlertError as error:
+        await answer(query, _short(str(error)))
+        return
+    await answer(query, "Resolved ✓")
+    if (isinstance(query.message, Message)
+            and str(query.message.message_id) != alert.message_id):
+        try:  # tapped on the overdue reminder: its buttons go too
+            await query.message.edit_reply_markup(reply_markup=None)
+        except TelegramAPIError as error:
+            log.info("could not take the buttons off alert %s's reminder: %s", alert_id,
+                     type(error).__name__)
+
+
+async def show_resolved(bot: Bot, settings: Settings, alert: AlertView, by: str) -> None:
+    """AlertService.on_resolved: the alert's message in the team chat says who resolved it,
+    and loses its buttons (an edit without reply_markup removes them)."""
+    if settings.admin_chat_id is None or alert.message_id is None:
+        return
+    try:
+        await bot.edit_message_text(resolved_text(alert, by), chat_id=settings.admin_chat_id,
+                                    message_id=int(alert.message_id))
+    except TelegramAPIError as error:
+        log.info("could not mark alert %s resolved in the chat: %s", alert.id,
+                 type(error).__name__)
+
+
+async def on_reply_button(query: CallbackQuery, alerts: AlertService, bot: Bot) -> None:
+    alert_id = _alert_id(query)
+    try:
+        alert = await alerts.get(alert_id or 0)
+    except AlertError as error:
+        await answer(query, _short(str(error)))
+        return
+    if alert.status == "resolved":
+        await answer(query, f"Alert #{alert.id} is resolved.")
+        return
+    await answer(query)
+    if query.message is not None:
+        await bot.send_message(
+            query.message.chat.id, PROMPT.format(id=alert.id),
+            reply_markup=ForceReply(input_field_placeholder="Your message to the customer"),
+            reply_to_message_id=query.message.message_id, allow_sending_without_reply=True)
+
+
+class RepliesToAlert(Filter):
+    """A text that replies to one of the bot's messages about an alert: the alert itself,
+    the Reply prompt, a comment or an overdue reminder. Passes the alert's id on."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
+        replied = message.reply_to_message
+        if (not message.text or replied is None or replied.from_user is None
+                or replied.from_user.id != bot.id):
+            return False
+        found = ALERT_REF.search((replied.text or "").split("\n", 1)[0])
+        return {"alert_id": int(found.group(1))} if found else False
+
+
+async def on_admin_reply(message: Message, alert_id: int, alerts: AlertService) -> None:
+    user = message.from_user.id if message.from_user else None
+    try:
+        await alerts.reply(alert_id, _actor(user), message.text or "")
+    except AlertError as error:
+        await message.reply(f"Not sent: {escape(str(error))}")
+        return
+    await message.reply("Sent to the customer ✓")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 190 else text[:189] + "…"  # a tap's answer: 200 at most
+
+
 def build_router() -> Router:
     """The team chat's handlers; another chat never reaches them."""
     router = Router(name="admin")
     router.message.filter(AdminChat())
     router.callback_query.filter(AdminChat())
+    router.message.register(on_admin_reply, RepliesToAlert())
     router.callback_query.register(on_open_conversation, Check(F.data.startswith("adm:conv:")))
+    router.callback_query.register(on_resolve, Check(F.data.startswith("adm:res:")))
+    router.callback_query.register(on_reply_button, Check(F.data.startswith("adm:reply:")))
     return router

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
-from storage.models import AlertRow
+from storage.models import (
+    AlertRow,
+    AlertStatus,
+    AnswerRow,
+    CustomerRow,
+    IdentityRow,
+    SessionRow,
+)
 from storage.repositories.base import Repository
 
 _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
@@ -15,6 +23,19 @@ _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
 _LATEST = (select(_alerts.c.id, _alerts.c.message_id)
            .where(_alerts.c.session_id == bindparam("k_session_id"))
            .order_by(_alerts.c.id.desc()).limit(1))
+
+# An alert as a human reads it: with its customer, its dialogue's channel and script
+# version, and the metric of the answer that raised it (gone if the customer took it back).
+VIEW = (
+    select(AlertRow, CustomerRow.external_id, CustomerRow.first_name, SessionRow.channel,
+           SessionRow.script_version, AnswerRow.metric)
+    .join(CustomerRow, CustomerRow.id == AlertRow.customer_id)
+    .join(SessionRow, SessionRow.id == AlertRow.session_id)
+    .outerjoin(AnswerRow, AnswerRow.id == AlertRow.answer_id))
+
+# The metric is None when the answer was taken back (its alert stays).
+ViewRow = Row[AlertRow, str | None, str | None, str, int, str]
+Candidate = Row[int, datetime, str, int]
 
 
 class Posted(NamedTuple):
@@ -45,6 +66,63 @@ class AlertRepository(Repository):
             raise NotFound(f"alert {alert_id}")
         return row
 
+    async def for_change(self, alert_id: int) -> AlertRow:
+        """The alert, locked until the unit ends (FOR UPDATE on PostgreSQL; SQLite's
+        transactions take the write lock up front): two admins acting on one alert at
+        once are applied one after the other."""
+        row = await self.session.scalar(
+            select(AlertRow).where(AlertRow.id == alert_id).with_for_update()
+            .execution_options(populate_existing=True))
+        if row is None:
+            raise NotFound(f"alert {alert_id}")
+        return row
+
+    async def view(self, alert_id: int) -> ViewRow:
+        row = (await self.session.execute(VIEW.where(AlertRow.id == alert_id))).first()
+        if row is None:
+            raise NotFound(f"alert {alert_id}")
+        return row
+
+    async def page(self, *, status: str | None = None, survey: str | None = None,
+                   owner: str | None = None, overdue: bool | None = None,
+                   before: int | None = None, limit: int = 50) -> Sequence[ViewRow]:
+        """Newest first; the next page starts `before` the last id of this one."""
+        query = VIEW
+        if status is not None:
+            query = query.where(AlertRow.status == status)
+        if survey is not None:
+            query = query.where(AlertRow.survey_id == survey)
+        if owner is not None:
+            query = query.where(AlertRow.owner == owner)
+        if overdue is not None:
+            query = query.where(AlertRow.overdue_at.is_not(None) if overdue
+                                else AlertRow.overdue_at.is_(None))
+        if before is not None:
+            query = query.where(AlertRow.id < before)
+        return (await self.session.execute(
+            query.order_by(AlertRow.id.desc()).limit(limit))).all()
+
+    async def unclaimed(self, created_before: datetime) -> Sequence[Candidate]:
+        """Open alerts never re-sent as overdue and raised before `created_before`, with
+        their dialogue's script: whether each is overdue depends on its script's SLA."""
+        return (await self.session.execute(
+            select(AlertRow.id, AlertRow.created_at, SessionRow.survey_id,
+                   SessionRow.script_version)
+            .join(SessionRow, SessionRow.id == AlertRow.session_id)
+            .where(AlertRow.status == AlertStatus.OPEN, AlertRow.overdue_at.is_(None),
+                   AlertRow.created_at <= created_before)
+            .order_by(AlertRow.id))).all()
+
+    async def mark_overdue(self, alert_id: int, now: datetime) -> bool:
+        """Set overdue_at unless another process did, or someone took the alert, since it
+        was read: True for the one process that goes on to re-send it."""
+        result = await self.session.execute(
+            update(AlertRow)
+            .where(AlertRow.id == alert_id, AlertRow.status == AlertStatus.OPEN,
+                   AlertRow.overdue_at.is_(None))
+            .values(overdue_at=now))
+        return bool(getattr(result, "rowcount", 0))
+
     async def for_session(self, session_id: int) -> Sequence[AlertRow]:
         return await self.session.run_sync(for_session, session_id)
 
@@ -52,3 +130,12 @@ class AlertRepository(Repository):
         """Where the alert was posted in the admin chat: the customer's comment follows it."""
         await self.session.execute(
             update(AlertRow).where(AlertRow.id == alert_id).values(message_id=message_id))
+
+    async def address(self, customer_id: int, channel: str) -> tuple[str, bool] | None:
+        """The customer's latest address in a channel, and whether it is reachable (not
+        blocked, not bounced); None when they have none there."""
+        row = (await self.session.execute(
+            select(IdentityRow.address, IdentityRow.reachable)
+            .where(IdentityRow.customer_id == customer_id, IdentityRow.channel == channel)
+            .order_by(IdentityRow.id.desc()).limit(1))).first()
+        return (row.address, row.reachable) if row is not None else None

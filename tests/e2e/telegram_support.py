@@ -3,6 +3,7 @@ Dispatcher, talking over HTTP to a Bot API stand-in on loopback."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,9 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import telegram
+from bot.services.alerts import AlertService
 from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
+from handlers.replies import ChannelReplier
+from handlers.telegram import admin
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow
@@ -35,7 +39,8 @@ class Product:
     """One process's Telegram side: its own engine, service, bot and dispatcher."""
 
     def __init__(self, api: BotApiStub, settings: Settings, engine: AsyncEngine,
-                 surveys: SurveyService | None = None) -> None:
+                 surveys: SurveyService | None = None, alerts: AlertService | None = None
+                 ) -> None:
         self.api = api
         self.settings = settings
         self.engine = engine
@@ -45,6 +50,11 @@ class Product:
         self.bot: Bot = telegram.build_bot(settings, self.surveys)
         self.dispatcher: Dispatcher = telegram.build_dispatcher(settings, self.surveys,
                                                                 self.i18n)
+        # As bot/runner.py wires it: the team's replies go out as this process's bot.
+        self.alerts = alerts or AlertService(self.factory)
+        self.alerts.replier = ChannelReplier(self.bot, None, settings.mail_from)
+        self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
+        self.dispatcher["alerts"] = self.alerts
 
     async def feed(self, update: JSON) -> None:
         await self.dispatcher.feed_raw_update(self.bot, update)

@@ -86,7 +86,7 @@ async def test_post_call_csat_low_score_branch_and_the_team_alert(
         [alert] = api.sent(ADMIN_CHAT)
         assert "Low CSAT score: 1" in alert["text"]
         assert "Anna" in alert["text"]
-        assert buttons(alert) == ["Open conversation"]
+        assert buttons(alert) == ["Reply", "Resolve", "Open conversation"]
         assert product.texts(ANNA)[1] == "Что пошло не так?"
 
         await product.tap(ANNA, "⬜ Долго ждал(а)")
