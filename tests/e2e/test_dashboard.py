@@ -190,3 +190,34 @@ async def test_customers_are_found_exported_and_erased(db_url: str) -> None:
         assert "(erased)" in page
         audit = await (await api.client.get("/admin/audit?action=customer.erased")).text()
         assert "crm-7" in audit
+
+
+async def test_an_alert_is_taken_noted_and_resolved_from_its_page(db_url: str) -> None:
+    async with serving(db_url) as api:
+        await answer_nps(api, 3, 2, "Никто не перезвонил", first_name="Olga")
+        [alert] = await api.services.alerts.queue(status="open")
+        await log_in(api, name="Pavel")
+        queue = await (await api.client.get("/admin/alerts")).text()
+        assert f'data-alert="{alert.id}"' in queue
+        page = f"/admin/alerts/{alert.id}"
+        assert "Никто не перезвонил" in await (await api.client.get(page)).text()
+        taken = await submit(api, page, f"{page}/take")
+        assert taken.headers["Location"] == f"{page}?done=take"
+        await submit(api, page, f"{page}/note", text="Calling her back today")
+        # No bot and no SMTP in this process: the reply is refused and nothing recorded.
+        refused = await submit(api, page, f"{page}/reply", text="Sorry!")
+        assert refused.status == 409
+        view = await api.services.alerts.get(alert.id)
+        assert view.owner == "Pavel"
+        assert view.status == "in_progress"
+        assert [note["text"] for note in view.notes] == ["Calling her back today"]
+        await submit(api, page, f"{page}/resolve", text="Refunded")
+        assert (await api.services.alerts.get(alert.id)).status == "resolved"
+        assert f'data-alert="{alert.id}"' not in await (
+            await api.client.get("/admin/alerts")).text()
+        resolved = await (await api.client.get("/admin/alerts?status=resolved")).text()
+        assert f'data-alert="{alert.id}"' in resolved
+        assert "Take it" not in await (await api.client.get(page)).text()
+        audit = await (await api.client.get("/admin/audit")).text()
+        assert "alert.take" in audit
+        assert "alert.resolve" in audit
