@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.keys import CAMPAIGNS, ENGINE, LINKS, NOTIFY, SETTINGS, SURVEYS, TRIGGERS
 from bot.links import Links
+from bot.observability import Metrics
 from bot.services.campaigns import CampaignService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, health, pages, triggers, widget
+from handlers.web import api, campaigns, health, pages, prometheus, triggers, widget
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -36,6 +37,7 @@ class Services:
     campaigns: CampaignService
     surveys: SurveyService
     links: Links
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -52,7 +54,9 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                    channels: Collection[str] | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
     senders of its own."""
-    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None)
+    metrics = Metrics()
+    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None,
+                              observe=metrics.recorded)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:
@@ -61,7 +65,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     return Services(factory, scripts,
                     TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
-                    SurveyService(factory, clock=clock), Links(settings.base_url))
+                    SurveyService(factory, clock=clock), Links(settings.base_url), metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -72,7 +76,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous],
+    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
+                                       widget.anonymous],
                           client_max_size=MAX_BODY)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
@@ -82,11 +87,12 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[SURVEYS] = services.surveys
     app[LINKS] = services.links
     app[NOTIFY] = notify or _nobody
+    app[prometheus.METRICS] = services.metrics
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
-    for module in (health, triggers, campaigns, pages, widget):
+    for module in (health, triggers, campaigns, pages, widget, prometheus):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

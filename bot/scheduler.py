@@ -1,5 +1,6 @@
 """The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
-campaigns' cron schedules, and forgetting old channel events. The deliveries table, not
+campaigns' cron schedules, the outbound webhook's sender, and forgetting old channel
+events and delivered webhook events. The deliveries table, not
 the scheduler, holds what is due: a job that runs late or twice only finds less to do."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.dispatch import DeliveryDispatcher
 from bot.services.campaigns import CampaignService
+from bot.webhooks import WebhookSender
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,8 @@ CAMPAIGN_JOB = "campaign:"
 
 def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
                     factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
-                    follow_up_every: float = 30.0, campaigns_every: float = 30.0
-                    ) -> AsyncIOScheduler:
+                    follow_up_every: float = 30.0, campaigns_every: float = 30.0,
+                    webhooks: WebhookSender | None = None) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
 
@@ -55,6 +57,11 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
             await uow.commit()
 
     every(3600, forget_events, "forget-events")
+    if webhooks is not None:
+        # Beside the dialogues, never in their way: a receiver that is down only delays
+        # its events.
+        every(interval, webhooks.tick, "webhooks")
+        every(3600, webhooks.prune, "forget-webhooks")
     return scheduler
 
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from conversations.engine import Turn
 from conversations.replies import Problem
-from storage import rollups
+from storage import outbox, rollups
+from storage.db import OBSERVE
 from storage.models import AlertRow, AlertStatus, AnswerRow, SessionRow, SessionStatus
 from storage.repositories import (
     AlertRepository,
@@ -303,6 +304,12 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
     save(connection, dialogue, now, changes)
     if dialogue.delivery_id is not None and (inserted or turn.finished):
         mark_answered(connection, dialogue.delivery_id, turn.finished, now)
+    completed = changes.get("status") == SessionStatus.COMPLETED
+    if session.info.get(outbox.ENABLED) and (inserted or completed):
+        outbox.add(session, outbox.turn_events(
+            connection, dialogue, inserted, state.context if completed else None), now)
+    if inserted and (observe := session.info.get(OBSERVE)) is not None:
+        observe(inserted)  # counted even if the commit fails: a metric, not a record
     if commit:
         _commit_here(session)
     return inserted
