@@ -114,6 +114,8 @@ class UnitOfWork:
         unit's session in SQLAlchemy's greenlet."""
         writer = SqliteWriter.of(self._engine) if self._engine is not None else None
         if writer is not None and not self.session.in_transaction():
+            if info := self._factory.kw.get("info"):  # the writer's Session is its own
+                fn = functools.partial(_informed, info, fn)
             return await writer.apply(fn)
 
         def run(session: Session, here: bool) -> _T:
@@ -252,6 +254,13 @@ def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: 
     if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
         recorded = record_here(session, dialogue, turn, now, timezone)
     return Stepped(dialogue, turn, recorded)
+
+
+def _informed(info: Mapping[str, Any], fn: Callable[[Session], _T], session: Session) -> _T:
+    """`fn(session)` on a Session that says what the unit's factory says (the outbox
+    switch, the metrics' observer: see storage.db.session_factory)."""
+    session.info.update(info)
+    return fn(session)
 
 
 def _commit_here(session: Session) -> None:
