@@ -24,8 +24,8 @@ log = logging.getLogger("otklik")
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Loud at DEBUG and with customer data in it: SQLAlchemy logs result rows, aiosqlite each
-# call with its arguments. Every job run would be an INFO line of APScheduler's.
+# Never below WARNING, even with LOG_LEVEL=DEBUG: at DEBUG SQLAlchemy logs result rows and
+# aiosqlite each call with its arguments (customer data); APScheduler each job run.
 QUIET = ("apscheduler", "sqlalchemy", "aiosqlite")
 
 
