@@ -9,12 +9,19 @@ import asyncio
 import hmac
 import itertools
 import json
+import os
 import random
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -27,8 +34,8 @@ from conversations.engine import Reply, advance
 from storage.db import session_factory
 from storage.models import AnswerRow, OutboxRow
 from storage.uow import UnitOfWork
-from tests.e2e.test_web_pages import delivery, page, submit
-from tests.e2e.trigger_support import Api, serving
+from tests.e2e.test_web_pages import delivery, form_of, page, submit
+from tests.e2e.trigger_support import SURVEYS, Api, serving
 from tests.integration.storage.support import NOW, begin, csat_script, store
 
 SECRET = "outbound-secret-for-tests"
@@ -295,3 +302,70 @@ async def test_events_share_the_fate_of_their_transaction(engine: Any, commit: b
         events = list(await uow.session.scalars(select(OutboxRow.event).order_by(OutboxRow.id)))
     assert inside == 2
     assert events == (["answer.created", "alert.raised"] if commit else [])
+
+
+def _run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+           "SURVEYS_DIR": str(SURVEYS), "ADMIN_TOKEN": "run-admin-token",
+           "PYTHONPATH": str(SURVEYS.parent), **extra}  # this checkout's code
+    for name in {"BOT_TOKEN", "SMTP_URL", "OUTBOUND_WEBHOOK_SECRET"} - extra.keys():
+        env.pop(name, None)
+    return env
+
+
+async def test_otklik_run_sends_the_events_and_logs_json(tmp_path: Path) -> None:
+    """The real process: its scheduler sends a web answer's event to the receiver."""
+    receiver = Receiver()
+    server = TestServer(receiver.app())
+    await server.start_server()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    env = _run_env(tmp_path, HTTP_PORT=str(port), LOG_FORMAT="json", LOG_LEVEL="DEBUG",
+                   OUTBOUND_WEBHOOK_URL=str(server.make_url("/hooks/otklik")),
+                   OUTBOUND_WEBHOOK_SECRET=SECRET)
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            for _ in range(150):
+                try:
+                    async with client.get(f"{base}/healthz"):
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert process.poll() is None, "otklik run exited early"
+                    await asyncio.sleep(0.2)
+            async with client.get(f"{base}/w/nps") as response:  # the anonymous survey
+                html = await response.text()
+            async with client.post(f"{base}/w/nps", data={**form_of(html), "answer": "9"},
+                                   allow_redirects=False) as response:
+                assert response.status == 303
+            for _ in range(100):
+                if receiver.got:
+                    break
+                await asyncio.sleep(0.1)
+            async with client.get(f"{base}/metrics", headers={
+                    "Authorization": "Bearer run-admin-token"}) as response:
+                metrics = await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+        await server.close()
+    assert process.returncode == 0, output
+    [event] = receiver.got
+    assert (event.event, event.signed, event.body["data"]["score"]) == ("answer.created",
+                                                                        True, 9)
+    assert 'otklik_webhook_attempts_total{result="delivered"} 1.0' in metrics
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert any(r["message"].startswith("serving on") for r in records)
+    assert "run-admin-token" not in output
+    assert SECRET not in output
+
+
+def test_otklik_run_refuses_a_webhook_url_without_its_secret(tmp_path: Path) -> None:
+    env = _run_env(tmp_path, OUTBOUND_WEBHOOK_URL="https://example.org/hooks")
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                            text=True, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "OUTBOUND_WEBHOOK_SECRET is required" in result.stderr
