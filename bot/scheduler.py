@@ -1,7 +1,7 @@
 """The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
 campaigns' cron schedules, the outbound webhook's sender, and forgetting old channel
-events and delivered webhook events. The deliveries table, not
-the scheduler, holds what is due: a job that runs late or twice only finds less to do."""
+events and delivered webhook events. The tables (deliveries, outbox), not the scheduler,
+hold what is due: a job that runs late or twice only finds less to do."""
 
 from __future__ import annotations
 
