@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from bot.keys import (
     TRIGGERS,
 )
 from bot.links import Links
+from bot.observability import Metrics
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
@@ -40,6 +41,7 @@ from handlers.web import (
     customers,
     health,
     pages,
+    prometheus,
     surveys,
     triggers,
     widget,
@@ -62,6 +64,7 @@ class Services:
     links: Links
     admin: AdminService
     alerts: AlertService
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -78,7 +81,9 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                    channels: Collection[str] | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
     senders of its own."""
-    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None)
+    metrics = Metrics()
+    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None,
+                              observe=metrics.recorded)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:
@@ -89,7 +94,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
                     SurveyService(factory, clock=clock), Links(settings.base_url),
                     AdminService(factory, clock=clock),
-                    AlertService(factory, scripts=scripts, clock=clock))
+                    AlertService(factory, scripts=scripts, clock=clock), metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -100,7 +105,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous],
+    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
+                                       widget.anonymous],
                           client_max_size=MAX_BODY)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
@@ -112,12 +118,13 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[ADMIN] = services.admin
     app[ALERTS] = services.alerts
     app[NOTIFY] = notify or _nobody
+    app[prometheus.METRICS] = services.metrics
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts):
+                   audit, alerts, prometheus):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app
