@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from bot.keys import (
     TRIGGERS,
 )
 from bot.links import Links
+from bot.observability import Metrics
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
@@ -42,6 +43,7 @@ from handlers.web import (
     dashboard,
     health,
     pages,
+    prometheus,
     surveys,
     triggers,
     widget,
@@ -64,6 +66,7 @@ class Services:
     links: Links
     admin: AdminService
     alerts: AlertService
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -80,7 +83,9 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                    channels: Collection[str] | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
     senders of its own."""
-    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None)
+    metrics = Metrics()
+    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None,
+                              observe=metrics.recorded)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:
@@ -91,7 +96,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
                     SurveyService(factory, clock=clock), Links(settings.base_url),
                     AdminService(factory, clock=clock),
-                    AlertService(factory, scripts=scripts, clock=clock))
+                    AlertService(factory, scripts=scripts, clock=clock), metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -102,8 +107,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[pages.pages, api.errors, widget.anonymous,
-                                       dashboard.dashboard],
+    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
+                                       widget.anonymous, dashboard.dashboard],
                           client_max_size=MAX_BODY)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
@@ -116,12 +121,13 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[ADMIN] = services.admin
     app[ALERTS] = services.alerts
     app[NOTIFY] = notify or _nobody
+    app[prometheus.METRICS] = services.metrics
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, dashboard):
+                   audit, alerts, prometheus, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

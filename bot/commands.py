@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TextIO
+
+from pythonjsonlogger.json import JsonFormatter
 
 from bot.services.reports import format_report, survey_report
 from bot.services.scripts import InvalidScripts, load_scripts
@@ -20,12 +23,23 @@ from storage.migrate import upgrade, upgrade_async
 log = logging.getLogger("otklik")
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Every job run would be an INFO line: only APScheduler's warnings and errors.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLevelName(
-        settings.log_level)))
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Never below WARNING, even with LOG_LEVEL=DEBUG: at DEBUG SQLAlchemy logs result rows and
+# aiosqlite each call with its arguments (customer data); APScheduler each job run.
+QUIET = ("apscheduler", "sqlalchemy", "aiosqlite")
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Text lines, or with LOG_FORMAT=json one JSON object per line (for log shippers)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter(
+        "%(levelname)s %(name)s %(message)s", timestamp="time",  # ISO 8601, UTC
+        rename_fields={"levelname": "level", "name": "logger"})
+        if settings.log_format == "json" else logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(
+            settings.log_level)))
 
 
 def migrate(settings: Settings) -> int:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.observability import Metrics
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, title
 from bot.services.triggers import channel_plan
@@ -107,7 +108,8 @@ class DeliveryDispatcher:
                  clock: Callable[[], datetime] | None = None, scripts: ScriptCache | None = None,
                  batch: int = 200, attempts: int = 5,
                  sending_timeout: timedelta = timedelta(minutes=5),
-                 backoff: timedelta = timedelta(seconds=30), concurrency: int = 100) -> None:
+                 backoff: timedelta = timedelta(seconds=30), concurrency: int = 100,
+                 metrics: Metrics | None = None) -> None:
         self._factory = factory
         self._senders = senders
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -117,6 +119,7 @@ class DeliveryDispatcher:
         self._sending_timeout = sending_timeout
         self._backoff = backoff
         self._slots = asyncio.Semaphore(concurrency)
+        self._metrics = metrics
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -228,19 +231,24 @@ class DeliveryDispatcher:
         return jobs
 
     async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
+        failure = None  # for the metrics: the closed channel's reason, transient, exception
         async with self._slots:
             try:
                 message_id = await self._senders[job.channel].send(job)
             except ChannelClosed as closed:
-                outcome = _Outcome(job, attempts, closed=closed.reason)
+                outcome, failure = _Outcome(job, attempts, closed=closed.reason), closed.reason
             except TryLater as later:
                 outcome = _Outcome(job, attempts, error=str(later),
                                    retry_after=later.retry_after)
+                failure = "transient"
             except Exception as error:  # a bug or an unforeseen failure: retried, then failed
                 log.exception("sending delivery %s failed", job.delivery_id)
                 outcome = _Outcome(job, attempts, error=type(error).__name__)
+                failure = "exception"
             else:
                 outcome = _Outcome(job, attempts, message_id=message_id)
+        if failure is not None and self._metrics is not None:
+            self._metrics.send_errors.labels(job.channel, failure).inc()
         await recorder.put(outcome)
 
     def _record(self, connection: Connection, outcomes: Sequence[_Outcome]) -> None:

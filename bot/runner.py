@@ -24,6 +24,7 @@ from bot.services.campaigns import CampaignFileError
 from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
 from bot.services.surveys import Outcome, SurveyService
 from bot.settings import Settings
+from bot.webhooks import WebhookSender
 from handlers.email.outbound import EmailSender, Smtp
 from handlers.replies import ChannelReplier
 from handlers.telegram import admin
@@ -56,6 +57,10 @@ async def run(settings: Settings) -> int:
         print("WEBHOOK_SECRET is required with WEBHOOK_URL: Telegram's requests are "
               "authenticated by it", file=sys.stderr)
         return 2
+    if settings.outbound_webhook_url and settings.outbound_webhook_secret is None:
+        print("OUTBOUND_WEBHOOK_SECRET is required with OUTBOUND_WEBHOOK_URL: receivers "
+              "verify the events by it", file=sys.stderr)
+        return 2
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     services = build_services(settings, engine)
@@ -64,6 +69,11 @@ async def run(settings: Settings) -> int:
     bots: list[Bot] = []
     polling: asyncio.Task[object] | None = None
     scheduler: AsyncIOScheduler | None = None
+    webhooks = None
+    if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
+        webhooks = WebhookSender(factory, settings.outbound_webhook_url,
+                                 settings.outbound_webhook_secret.get_secret_value().encode(),
+                                 metrics=services.metrics)
     try:
         try:
             loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
@@ -106,7 +116,8 @@ async def run(settings: Settings) -> int:
         dispatcher = DeliveryDispatcher(
             factory, senders, scripts=services.scripts, batch=settings.dispatch_batch,
             attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
-            sending_timeout=timedelta(seconds=settings.sending_timeout)) if senders else None
+            sending_timeout=timedelta(seconds=settings.sending_timeout),
+            metrics=services.metrics) if senders else None
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -115,7 +126,8 @@ async def run(settings: Settings) -> int:
         overdue = (functools.partial(admin.resend_overdue, reply_bot, settings, services.alerts)
                    if reply_bot is not None and settings.admin_chat_id is not None else None)
         scheduler = build_scheduler(dispatcher, services.campaigns, factory,
-                                    interval=settings.dispatch_interval, overdue=overdue)
+                                    interval=settings.dispatch_interval, overdue=overdue,
+                                    webhooks=webhooks)
         scheduler.start()
         if settings.bot_token is not None:
             polling = await telegram.start(settings, updates, bot, i18n)
@@ -135,6 +147,8 @@ async def run(settings: Settings) -> int:
                 await polling
         if runner is not None:
             await runner.cleanup()
+        if webhooks is not None:
+            await webhooks.close()
         for each in bots:
             await each.session.close()
         await engine.dispose()

@@ -1,5 +1,6 @@
 """The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
-campaigns' cron schedules, overdue alerts, and forgetting old channel events. The tables,
+campaigns' cron schedules, overdue alerts, the outbound webhook's sender, and forgetting
+old channel events and delivered webhook events. The tables (deliveries, alerts, outbox),
 not the scheduler, hold what is due: a job that runs late or twice only finds less to do."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.dispatch import DeliveryDispatcher
 from bot.services.campaigns import CampaignService
+from bot.webhooks import WebhookSender
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,8 @@ CAMPAIGN_JOB = "campaign:"
 def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
                     factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
                     follow_up_every: float = 30.0, campaigns_every: float = 30.0,
-                    overdue: Callable[[], Awaitable[object]] | None = None
-                    ) -> AsyncIOScheduler:
+                    overdue: Callable[[], Awaitable[object]] | None = None,
+                    webhooks: WebhookSender | None = None) -> AsyncIOScheduler:
     """`overdue`: re-sends alerts nobody took within their SLA (admin.resend_overdue),
     when there is a team chat to send them to."""
     scheduler = AsyncIOScheduler(timezone=UTC)
@@ -60,6 +62,11 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
             await uow.commit()
 
     every(3600, forget_events, "forget-events")
+    if webhooks is not None:
+        # Beside the dialogues, never in their way: a receiver that is down only delays
+        # its events.
+        every(interval, webhooks.tick, "webhooks")
+        every(3600, webhooks.prune, "forget-webhooks")
     return scheduler
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import URL, AsyncAdaptedQueuePool, Connection, event, make_url
@@ -53,12 +54,18 @@ def _is_file(url: URL) -> bool:
 
 # Execution option of a connection that will only read (UnitOfWork.read).
 READ_ONLY = "otklik_read_only"
+# Session.info key: a callable given the answers each recorded turn inserted (metrics).
+OBSERVE = "otklik.observe"
 
 
-def session_factory(engine: AsyncEngine, *, outbox: bool = False
+def session_factory(engine: AsyncEngine, *, outbox: bool = False,
+                    observe: Callable[[Sequence[Any]], None] | None = None
                     ) -> async_sessionmaker[AsyncSession]:
-    """`outbox`: units of work queue webhook events (storage.outbox.add writes them)."""
-    return async_sessionmaker(engine, expire_on_commit=False, info={outbox_enabled: outbox})
+    """`outbox`: units of work queue webhook events (storage.outbox.add writes them).
+    `observe`: told of every answer recorded (storage.uow.record_here), on the thread that
+    recorded it."""
+    return async_sessionmaker(engine, expire_on_commit=False,
+                              info={outbox_enabled: outbox, OBSERVE: observe})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -4,21 +4,26 @@ is told of a change that rolled back. bot/webhooks.py sends them later."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import OutboxRow
+from storage.models import CustomerRow, OutboxRow, SessionRow
+
+if TYPE_CHECKING:
+    from storage.uow import Recorded
 
 # Session.info key, set by storage.db.session_factory(outbox=True): with no webhook
 # configured, nothing is written (a reply's transaction stays as short as it was).
 ENABLED = "otklik.outbox"
 
 _outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
+_customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 INSERT = insert(_outbox)
+EXTERNAL_ID = select(_customers.c.external_id).where(_customers.c.id == bindparam("k_id"))
 
 # (event, key, payload): the key orders delivery, e.g. "customer:42".
 Event = tuple[str, str, Mapping[str, Any]]
@@ -32,3 +37,78 @@ def add(session: Session, events: Iterable[Event], now: datetime) -> None:
              "due_at": now, "attempts": 0} for event, key, payload in events]
     if rows:
         session.connection().execute(INSERT, rows)
+
+
+def customer_key(customer_id: int | None) -> str:
+    """One customer's events go out one after another, in the order they happened."""
+    return f"customer:{customer_id}"
+
+
+def turn_events(connection: Connection, dialogue: SessionRow, answers: Sequence[Recorded],
+                completed: Mapping[str, Any] | None) -> list[Event]:
+    """What one recorded turn tells the webhook: answer.created for each answer inserted,
+    alert.raised for each alert it raised, session.completed if the dialogue ended
+    (`completed` is then its trigger context). One
+    query (the customer's external id) per turn, and only when the outbox is enabled."""
+    external_id = connection.execute(EXTERNAL_ID, {"k_id": dialogue.customer_id}).scalar()
+    key = customer_key(dialogue.customer_id)
+    common = {"survey_id": dialogue.survey_id, "script_version": dialogue.script_version,
+              "session_id": dialogue.id, "delivery_id": dialogue.delivery_id,
+              "channel": dialogue.channel, "customer": {"external_id": external_id}}
+    events: list[Event] = []
+    for answer in answers:
+        data = {**common, "answer_id": answer.id, "step_id": answer.step_id,
+                "metric": answer.metric, "score": answer.score, "choices": answer.choices,
+                "text": answer.text, "context": answer.context,
+                "answered_at": answer.answered_at.isoformat(), "alert_id": answer.alert_id}
+        events.append(("answer.created", key, data))
+        if answer.alert_id is not None:
+            events.append(("alert.raised", key, data))
+    if completed is not None:
+        events.append(("session.completed", key, {**common, "context": dict(completed)}))
+    return events
+
+
+# -- the sender's side (bot/webhooks.py) ------------------------------------------------------
+
+# The first undelivered event of each key: only those may go, so a key's events go in order.
+_HEADS = (select(func.min(_outbox.c.id)).where(_outbox.c.delivered_at.is_(None))
+          .group_by(_outbox.c.key).scalar_subquery())
+
+
+def claim(connection: Connection, now: datetime, limit: int, lease: datetime) -> list[Row[Any]]:
+    """Take up to `limit` events due now, in id order, each the first undelivered one of
+    its key, and hold them until `lease` (their due_at meanwhile: a process that dies
+    mid-send leaves them to be sent again then). SKIP LOCKED: two processes claiming at
+    once never take the same event; SQLite serializes whole transactions instead."""
+    due = (select(_outbox.c.id)
+           .where(_outbox.c.id.in_(_HEADS), _outbox.c.delivered_at.is_(None),
+                  _outbox.c.due_at <= now)
+           .order_by(_outbox.c.id).limit(limit).with_for_update(skip_locked=True))
+    ids = list(connection.execute(due).scalars())
+    if not ids:
+        return []
+    rows = connection.execute(
+        update(_outbox).where(_outbox.c.id.in_(ids)).values(due_at=lease)
+        .returning(_outbox.c.id, _outbox.c.event, _outbox.c.payload, _outbox.c.created_at,
+                   _outbox.c.attempts)).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
+DELIVERED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
+             .values(delivered_at=bindparam("at"), last_error=None))
+FAILED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
+          .values(attempts=_outbox.c.attempts + 1, last_error=bindparam("error"),
+                  due_at=bindparam("due_at")))
+
+
+def prune(connection: Connection, before: datetime) -> int:
+    """Forget events delivered before `before`."""
+    result = connection.execute(delete(_outbox).where(_outbox.c.delivered_at < before))
+    return int(result.rowcount or 0)
+
+
+def pending(connection: Connection) -> int:
+    return int(connection.execute(
+        select(func.count()).select_from(_outbox).where(_outbox.c.delivered_at.is_(None))
+    ).scalar_one())

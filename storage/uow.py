@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from conversations.engine import Turn
 from conversations.replies import Problem
-from storage import rollups
-from storage.db import READ_ONLY
+from storage import outbox, rollups
+from storage.db import OBSERVE, READ_ONLY
 from storage.models import AlertRow, AlertStatus, AnswerRow, SessionRow, SessionStatus
 from storage.repositories import (
     AlertRepository,
@@ -130,6 +130,8 @@ class UnitOfWork:
         unit's session in SQLAlchemy's greenlet."""
         writer = SqliteWriter.of(self._engine) if self._engine is not None else None
         if writer is not None and not self.session.in_transaction():
+            if info := self._factory.kw.get("info"):  # the writer's Session is its own
+                fn = functools.partial(_informed, info, fn)
             return await writer.apply(fn)
 
         def run(session: Session, here: bool) -> _T:
@@ -270,6 +272,13 @@ def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: 
     return Stepped(dialogue, turn, recorded)
 
 
+def _informed(info: Mapping[str, Any], fn: Callable[[Session], _T], session: Session) -> _T:
+    """`fn(session)` on a Session that says what the unit's factory says (the outbox
+    switch, the metrics' observer: see storage.db.session_factory)."""
+    session.info.update(info)
+    return fn(session)
+
+
 def _commit_here(session: Session) -> None:
     """Commit on the driver's connection, inside run_on_worker's hop; SQLAlchemy's commit
     afterwards finds nothing left to do on SQLite's side (AdaptedConnection.commit)."""
@@ -320,6 +329,12 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
     save(connection, dialogue, now, changes)
     if dialogue.delivery_id is not None and (inserted or turn.finished):
         mark_answered(connection, dialogue.delivery_id, turn.finished, now)
+    completed = changes.get("status") == SessionStatus.COMPLETED
+    if session.info.get(outbox.ENABLED) and (inserted or completed):
+        outbox.add(session, outbox.turn_events(
+            connection, dialogue, inserted, state.context if completed else None), now)
+    if inserted and (observe := session.info.get(OBSERVE)) is not None:
+        observe(inserted)  # counted even if the commit fails: a metric, not a record
     if commit:
         _commit_here(session)
     return inserted

@@ -4,7 +4,6 @@ the same models the handlers parse and answer with, so it cannot drift from them
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -19,11 +18,14 @@ from pydantic.json_schema import models_json_schema
 
 from bot.keys import SETTINGS
 
+# Re-exported: triggers are signed as outbound webhooks are.
+from bot.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
+from bot.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from bot.signing import signature as signature
+
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-SIGNATURE_HEADER = "X-Otklik-Signature"
-TIMESTAMP_HEADER = "X-Otklik-Timestamp"
 REPLAY_WINDOW = 300  # seconds either way between the sender's clock and ours
 
 
@@ -140,13 +142,6 @@ def require_admin(request: web.Request) -> str:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>",
                        "Authorization")
     return "admin-token"
-
-
-def signature(secret: bytes, timestamp: str, body: bytes) -> str:
-    """`sha256=` + hex HMAC-SHA256 of `<timestamp>.<raw body>`: the timestamp is signed,
-    so a captured request cannot be replayed later under a new one."""
-    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
 
 
 async def require_signature_or_bearer(request: web.Request) -> None:

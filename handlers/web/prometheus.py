@@ -1,0 +1,39 @@
+"""GET /metrics for Prometheus (behind ADMIN_TOKEN when it is set), and the middleware
+that times every request by its route's pattern."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.keys import ENGINE, SETTINGS
+from bot.observability import Metrics
+from handlers.web.api import Handler, require_admin
+
+METRICS = web.AppKey("metrics", Metrics)
+routes = web.RouteTableDef()
+
+
+@web.middleware
+async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        # The pattern (/s/{token}), never the path: a token must not become a label.
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].http.labels(request.method, route).observe(
+            time.perf_counter() - started)
+
+
+@routes.get("/metrics")
+async def get_metrics(request: web.Request) -> web.Response:
+    if request.app[SETTINGS].admin_token is not None:
+        require_admin(request)
+    metrics = request.app[METRICS]
+    await metrics.refresh(request.app[ENGINE])
+    return web.Response(body=generate_latest(metrics.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
