@@ -16,6 +16,7 @@ from bot.keys import (
     ADMIN,
     ALERTS,
     CAMPAIGNS,
+    CLOCK,
     ENGINE,
     FACTORY,
     LINKS,
@@ -66,6 +67,7 @@ class Services:
     links: Links
     admin: AdminService
     alerts: AlertService
+    clock: Callable[[], datetime]  # "now" for every service: tests move it
     metrics: Metrics = field(default_factory=Metrics)
 
 
@@ -96,7 +98,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                     CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
                     SurveyService(factory, clock=clock), Links(settings.base_url),
                     AdminService(factory, clock=clock),
-                    AlertService(factory, scripts=scripts, clock=clock), metrics)
+                    AlertService(factory, scripts=scripts, clock=clock), clock, metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -114,6 +116,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[FACTORY] = services.factory
+    app[CLOCK] = services.clock
     app[TRIGGERS] = services.triggers
     app[CAMPAIGNS] = services.campaigns
     app[SURVEYS] = services.surveys

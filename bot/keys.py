@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +17,7 @@ from bot.services.triggers import TriggerService
 from bot.settings import Settings
 
 ENGINE = web.AppKey("engine", AsyncEngine)
+CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 FACTORY: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("factory")
 SETTINGS = web.AppKey("settings", Settings)
 TRIGGERS = web.AppKey("triggers", TriggerService)
