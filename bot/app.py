@@ -19,7 +19,7 @@ from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
 from bot.settings import Settings
-from handlers.web import api, campaigns, health, pages, triggers, widget
+from handlers.web import api, campaigns, health, metrics, pages, triggers, widget
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -86,7 +86,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
-    for module in (health, triggers, campaigns, pages, widget):
+    for module in (health, triggers, campaigns, pages, widget, metrics):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

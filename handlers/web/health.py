@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.keys import ENGINE
-from handlers.web import campaigns, triggers, widget
+from handlers.web import campaigns, metrics, triggers, widget
 from handlers.web.api import Operation, openapi_document
 
 routes = web.RouteTableDef()
@@ -43,7 +43,7 @@ async def get_health(request: web.Request) -> web.Response:
 
 def document() -> dict[str, object]:
     return openapi_document([*OPERATIONS, *triggers.OPERATIONS, *campaigns.OPERATIONS,
-                             *widget.OPERATIONS],
+                             *widget.OPERATIONS, *metrics.OPERATIONS],
                             version=version("otklik"))
 
 
