@@ -215,10 +215,11 @@ async def test_response_rate_counts_delivered_and_answered_deliveries(mix: Facto
         await uow.commit()
     statuses = ["sent", "answered", "completed", "reminded", "expired", "failed", "scheduled",
                 "suppressed", "completed"]
-    rows = [{"customer_id": customer.id, "survey_id": "mix", "channel": "auto",
-             "sent_channel": "email" if n == 8 else "telegram", "status": status,
-             "due_at": BASE + timedelta(days=n), "created_at": BASE, "updated_at": BASE,
-             "context": {}, "attempts": 0} for n, status in enumerate(statuses)]
+    rows: list[dict[str, Any]] = [
+        {"customer_id": customer.id, "survey_id": "mix", "channel": "auto",
+         "sent_channel": "email" if n == 8 else "telegram", "status": status,
+         "due_at": BASE + timedelta(days=n), "created_at": BASE, "updated_at": BASE,
+         "context": {}, "attempts": 0} for n, status in enumerate(statuses)]
     async with UnitOfWork(mix) as uow:
         await uow.session.execute(insert(DeliveryRow), rows)
         await uow.commit()
