@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -320,43 +320,99 @@ def _context(query: MetricsQuery) -> ContextKey | None:
     return None
 
 
-async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
-    """The query's figures from the rollups (context_rollups for a context filter or
-    grouping): one or two grouped reads of small tables, whatever the number of answers.
-    NotFound for an unknown survey."""
+class Scores(BaseModel):
+    """The figures alone, without the rates."""
+
+    overall: Figures
+    groups: list[Group]
+
+
+async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+    keys = scored_keys(script)
+    by = {"none": None, "week": "day", "month": "day", "quarter": "day"}.get(
+        query.group_by, "value" if query.context_key else query.group_by)
+    filters: dict[str, Any] = {"start": query.start, "end": query.end,
+                               "channel": query.channel, "segment": query.segment}
+    by_group: dict[Any, Counts] = {}
+    for group, key, bucket, n in await grouped(session, query.survey, keys, by=by,
+                                               context=_context(query), **filters):
+        _add(by_group.setdefault(group, {}), key, int(bucket), n)
+    overall: Counts = {}
+    if query.context_key and query.context is None:
+        # Answers without the key are in no group, but in the overall figures.
+        for _, key, bucket, n in await grouped(session, query.survey, keys, by=None,
+                                               **filters):
+            _add(overall, key, int(bucket), n)
+    else:
+        for counts in by_group.values():
+            _merge(overall, counts)
+    return _scores(script, query, overall, by_group)
+
+
+async def _from_answers(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+    since, until = _utc_range(script, query)
+    scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
+                   AnswerRow.segment, AnswerRow.context, AnswerRow.answered_at)
+            .where(AnswerRow.survey_id == query.survey,
+                   AnswerRow.step_id.in_(list(scored_keys(script))),
+                   AnswerRow.score.is_not(None)))
+    if since is not None:
+        scan = scan.where(AnswerRow.answered_at >= since)
+    if until is not None:
+        scan = scan.where(AnswerRow.answered_at < until)
+    for column, value in ((AnswerRow.channel, query.channel),
+                          (AnswerRow.segment, query.segment)):
+        if value is not None:
+            scan = scan.where(column == value)
+    group_of = _raw_group(script, query)
+    wanted = (query.context.key, query.context.value) if query.context else None
+    overall: Counts = {}
+    by_group: dict[Any, Counts] = {}
+    for step_id, score, channel, segment, context, answered_at in await session.execute(scan):
+        pairs = context_pairs(context)
+        if score is None or (wanted is not None and wanted not in pairs):
+            continue
+        _add(overall, step_id, score, 1)
+        for group in group_of(channel, segment, pairs, answered_at):
+            _add(by_group.setdefault(group, {}), step_id, score, 1)
+    return _scores(script, query, overall, by_group)
+
+
+def _scores(script: Script, query: MetricsQuery, overall: Counts,
+            by_group: Mapping[Any, Counts]) -> Scores:
+    groups = [] if query.group_by == "none" else _groups(script, query, by_group)
+    return Scores(overall=figures(script, overall), groups=groups)
+
+
+_SOURCES = {"rollups": _from_rollups, "answers": _from_answers}
+
+
+async def scores(factory: Factory, query: MetricsQuery, *,
+                 source: Literal["rollups", "answers"] = "rollups") -> Scores:
+    """Only the figures, from the rollups or from a scan of the raw answers: what the bench
+    times, without the rates' reads of deliveries and sessions."""
+    async with factory() as session:
+        script, _ = await _script(session, query.survey)
+        return await _SOURCES[source](session, script, query)
+
+
+async def _metrics(factory: Factory, query: MetricsQuery,
+                   source: Literal["rollups", "answers"]) -> MetricsResult:
     async with factory() as session:
         script, version = await _script(session, query.survey)
-        keys = scored_keys(script)
-        by = {"none": None, "week": "day", "month": "day", "quarter": "day"}.get(
-            query.group_by, "value" if query.context_key else query.group_by)
-        filters: dict[str, Any] = {"start": query.start, "end": query.end,
-                                   "channel": query.channel, "segment": query.segment}
-        by_group: dict[Any, Counts] = {}
-        for group, key, bucket, n in await grouped(session, query.survey, keys, by=by,
-                                                   context=_context(query), **filters):
-            _add(by_group.setdefault(group, {}), key, int(bucket), n)
-        if query.context_key and query.context is None:
-            # Answers without the key are in no group, but in the overall figures.
-            overall: Counts = {}
-            for _, key, bucket, n in await grouped(session, query.survey, keys, by=None,
-                                                   **filters):
-                _add(overall, key, int(bucket), n)
-        else:
-            overall = {}
-            for counts in by_group.values():
-                _merge(overall, counts)
+        found = await _SOURCES[source](session, script, query)
         rates = await _rates(session, script, query)
-    return _result(script, version, query, overall, by_group, rates)
-
-
-def _result(script: Script, version: int, query: MetricsQuery, overall: Counts,
-            by_group: Mapping[Any, Counts], rates: tuple[Rate, Rate, list[DropOff]]
-            ) -> MetricsResult:
-    groups = [] if query.group_by == "none" else _groups(script, query, by_group)
     return MetricsResult(survey=query.survey, version=version, timezone=script.timezone,
                          start=query.start, end=query.end, group_by=query.group_by,
-                         overall=figures(script, overall), groups=groups,
-                         response_rate=rates[0], completion_rate=rates[1], drop_off=rates[2])
+                         overall=found.overall, groups=found.groups, response_rate=rates[0],
+                         completion_rate=rates[1], drop_off=rates[2])
+
+
+async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
+    """The query's figures from the rollups (context_rollups for a context filter or
+    grouping): one or two grouped reads of small tables, whatever the number of answers,
+    and the rates. NotFound for an unknown survey."""
+    return await _metrics(factory, query, "rollups")
 
 
 async def metrics_from_answers(factory: Factory, query: MetricsQuery) -> MetricsResult:
@@ -364,36 +420,7 @@ async def metrics_from_answers(factory: Factory, query: MetricsQuery) -> Metrics
     rates come from the same deliveries and sessions): the reference for tests and the
     bench. Every answer's day is taken in the survey's (latest script's) time zone, as the
     rollups took it when the answer was recorded."""
-    async with factory() as session:
-        script, version = await _script(session, query.survey)
-        keys = scored_keys(script)
-        since, until = _utc_range(script, query)
-        scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
-                       AnswerRow.segment, AnswerRow.context, AnswerRow.answered_at)
-                .where(AnswerRow.survey_id == query.survey, AnswerRow.step_id.in_(list(keys)),
-                       AnswerRow.score.is_not(None)))
-        if since is not None:
-            scan = scan.where(AnswerRow.answered_at >= since)
-        if until is not None:
-            scan = scan.where(AnswerRow.answered_at < until)
-        for column, value in ((AnswerRow.channel, query.channel),
-                              (AnswerRow.segment, query.segment)):
-            if value is not None:
-                scan = scan.where(column == value)
-        rows = (await session.execute(scan)).all()
-        rates = await _rates(session, script, query)
-    group_of = _raw_group(script, query)
-    wanted = (query.context.key, query.context.value) if query.context else None
-    overall: Counts = {}
-    by_group: dict[Any, Counts] = {}
-    for step_id, score, channel, segment, context, answered_at in rows:
-        pairs = context_pairs(context)
-        if score is None or (wanted is not None and wanted not in pairs):
-            continue
-        _add(overall, step_id, score, 1)
-        for group in group_of(channel, segment, pairs, answered_at):
-            _add(by_group.setdefault(group, {}), step_id, score, 1)
-    return _result(script, version, query, overall, by_group, rates)
+    return await _metrics(factory, query, "answers")
 
 
 def _raw_group(script: Script, query: MetricsQuery
