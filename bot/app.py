@@ -46,6 +46,7 @@ from handlers.web import (
     triggers,
     widget,
 )
+from handlers.web import metrics as metrics_api
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -124,7 +125,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, prometheus):
+                   audit, alerts, prometheus, metrics_api):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app
