@@ -49,6 +49,7 @@ from handlers.web import (
     triggers,
     widget,
 )
+from handlers.web import metrics as metrics_api
 from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
@@ -130,7 +131,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, prometheus, dashboard):
+                   audit, alerts, prometheus, metrics_api, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     return app

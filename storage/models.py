@@ -200,7 +200,9 @@ class CampaignRunRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index(None, "status", "due_at"), Index(None, "status", "updated_at"))
+    # (survey_id, due_at): the metrics' response rate; columns no send changes.
+    __table_args__ = (Index(None, "status", "due_at"), Index(None, "status", "updated_at"),
+                      Index(None, "survey_id", "due_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
@@ -229,7 +231,10 @@ class SessionRow(Base):
     """A dialogue's durable state; `revision` is its optimistic lock."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index(None, "customer_id", "channel", "status"),)
+    # (survey_id, started_at): the metrics' completion rate and drop-off; columns no turn
+    # changes, so replies do not pay for it.
+    __table_args__ = (Index(None, "customer_id", "channel", "status"),
+                      Index(None, "survey_id", "started_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # Indexed: pages, e-mail links and deep links find a dialogue by its delivery.

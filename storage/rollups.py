@@ -1,5 +1,6 @@
-"""Rollup maintenance: one row per (survey, step, day, channel, segment, bucket), counted up
-and down in the transaction that writes or deletes the answer.
+"""Rollup maintenance: one row per (survey, step, day, channel, segment, bucket), and one per
+trigger-context key and value besides (context_rollups), counted up and down in the
+transaction that writes or deletes the answer.
 
 The statements are built once, here, with their parameters bound at execution: a statement
 built per call costs more CPU to construct and to key for SQLAlchemy's compiled cache than
@@ -8,21 +9,26 @@ the database takes to run it."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, bindparam, update
+from sqlalchemy import Connection, Table, Update, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Base, RollupRow
+from storage.models import Base, ContextRollupRow, RollupRow
 
 TEXT_BUCKET = "*"
 KEYS = ("survey_id", "step_id", "day", "channel", "segment", "bucket")
+CONTEXT_KEYS = ("survey_id", "step_id", "key", "value", "day", "channel", "segment", "bucket")
+# A context value longer than this is counted under its first MAX_VALUE characters: an id or
+# a name, never a free text, belongs in a report's groups.
+MAX_KEY, MAX_VALUE = 64, 200
 
 _rollups: Table = RollupRow.__table__  # type: ignore[assignment]
+_context_rollups: Table = ContextRollupRow.__table__  # type: ignore[assignment]
 
 
 def buckets(score: int | None, choices: Sequence[str] | None) -> tuple[str, ...]:
@@ -33,6 +39,15 @@ def buckets(score: int | None, choices: Sequence[str] | None) -> tuple[str, ...]
     if choices:
         return tuple(choices)
     return (TEXT_BUCKET,)
+
+
+def context_pairs(context: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The (key, value) pairs an answer is counted under in context_rollups: scalar values
+    only (a list or an object is no group), as text, truncated."""
+    if not context:
+        return []
+    return [(key[:MAX_KEY], str(value)[:MAX_VALUE]) for key, value in context.items()
+            if isinstance(value, str | int | float | bool)]
 
 
 def rollup_day(at: datetime, timezone: str) -> date:
@@ -46,39 +61,63 @@ def upsert_insert(session: AsyncSession, model: type[Base]) -> postgresql.Insert
     return sqlite.insert(model)
 
 
-def _count_up(insert: Any) -> postgresql.Insert | sqlite.Insert:
-    statement = insert(_rollups)
+def _count_up(insert: Any, table: Table, keys: Sequence[str]
+              ) -> postgresql.Insert | sqlite.Insert:
+    statement = insert(table)
     return statement.on_conflict_do_update(  # type: ignore[no-any-return]
-        index_elements=list(KEYS), set_={"count": _rollups.c.count + statement.excluded.count})
+        index_elements=list(keys), set_={"count": table.c.count + statement.excluded.count})
+
+
+def _count_down(table: Table, keys: Sequence[str]) -> Update:
+    return (update(table)
+            .where(*(table.c[key] == bindparam(f"k_{key}") for key in keys))
+            .values(count=table.c.count + bindparam("delta")))
 
 
 # Parameters: the KEYS, metric and count (the rows to add, > 0).
-COUNT_UP = {"postgresql": _count_up(postgresql.insert), "sqlite": _count_up(sqlite.insert)}
+COUNT_UP = {"postgresql": _count_up(postgresql.insert, _rollups, KEYS),
+            "sqlite": _count_up(sqlite.insert, _rollups, KEYS)}
 # Parameters: k_<key> for each of KEYS and delta (< 0). The row exists: it was counted up
 # when the answer was written.
-COUNT_DOWN = (update(_rollups)
-              .where(*(_rollups.c[key] == bindparam(f"k_{key}") for key in KEYS))
-              .values(count=_rollups.c.count + bindparam("delta")))
+COUNT_DOWN = _count_down(_rollups, KEYS)
+# The same for context_rollups, over CONTEXT_KEYS.
+CONTEXT_UP = {"postgresql": _count_up(postgresql.insert, _context_rollups, CONTEXT_KEYS),
+              "sqlite": _count_up(sqlite.insert, _context_rollups, CONTEXT_KEYS)}
+CONTEXT_DOWN = _count_down(_context_rollups, CONTEXT_KEYS)
 
 
 def count(connection: Connection, answers: Iterable[Any], timezone: str, delta: int) -> None:
     """Add `delta` (+1 or -1) to each bucket of each answer (an AnswerRow or a row with the
-    same attributes), on the day it was given: one statement for all of them."""
+    same attributes, context included), on the day it was given, in rollups and, under each
+    key of its context, in context_rollups: one statement for each table, none for a
+    table with nothing to count."""
     counted: Counter[tuple[Any, ...]] = Counter()
-    metrics: dict[tuple[Any, ...], str] = {}
+    in_context: Counter[tuple[Any, ...]] = Counter()
+    metrics: dict[tuple[Any, ...], str] = {}  # by (survey, step)
     for answer in answers:
         day = rollup_day(answer.answered_at, timezone)
+        pairs = context_pairs(answer.context)
+        metrics[answer.survey_id, answer.step_id] = answer.metric
         for bucket in buckets(answer.score, answer.choices):
-            key = (answer.survey_id, answer.step_id, day, answer.channel, answer.segment, bucket)
-            counted[key] += delta
-            metrics[key] = answer.metric
+            counted[answer.survey_id, answer.step_id, day, answer.channel, answer.segment,
+                    bucket] += delta
+            for key, value in pairs:
+                in_context[answer.survey_id, answer.step_id, key, value, day, answer.channel,
+                           answer.segment, bucket] += delta
+    _apply(connection, counted, KEYS, COUNT_UP, COUNT_DOWN, metrics, delta)
+    _apply(connection, in_context, CONTEXT_KEYS, CONTEXT_UP, CONTEXT_DOWN, metrics, delta)
+
+
+def _apply(connection: Connection, counted: Counter[tuple[Any, ...]], keys: Sequence[str],
+           up: dict[str, Any], down: Update, metrics: dict[tuple[Any, ...], str],
+           delta: int) -> None:
     if not counted:
         return
     if delta > 0:
-        connection.execute(COUNT_UP[connection.dialect.name], [
-            dict(zip(KEYS, key, strict=True), metric=metrics[key], count=n)
+        connection.execute(up[connection.dialect.name], [
+            dict(zip(keys, key, strict=True), metric=metrics[key[:2]], count=n)
             for key, n in counted.items()])
     else:
-        connection.execute(COUNT_DOWN, [
-            {f"k_{name}": value for name, value in zip(KEYS, key, strict=True)} | {"delta": n}
+        connection.execute(down, [
+            {f"k_{name}": value for name, value in zip(keys, key, strict=True)} | {"delta": n}
             for key, n in counted.items()])

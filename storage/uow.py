@@ -255,7 +255,7 @@ RETRACT = (delete(_answers)
                   _answers.c.step_id.in_(bindparam("k_steps", expanding=True)))
            .returning(*(_answers.c[name] for name in (
                "survey_id", "step_id", "metric", "score", "choices", "channel", "segment",
-               "answered_at"))))
+               "context", "answered_at"))))
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,

@@ -11,7 +11,17 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.keys import ENGINE
-from handlers.web import alerts, answers, audit, campaigns, customers, surveys, triggers, widget
+from handlers.web import (
+    alerts,
+    answers,
+    audit,
+    campaigns,
+    customers,
+    metrics,
+    surveys,
+    triggers,
+    widget,
+)
 from handlers.web.api import Operation, openapi_document
 
 routes = web.RouteTableDef()
@@ -44,7 +54,8 @@ async def get_health(request: web.Request) -> web.Response:
 def document() -> dict[str, object]:
     return openapi_document([*OPERATIONS, *triggers.OPERATIONS, *campaigns.OPERATIONS,
                              *widget.OPERATIONS, *answers.OPERATIONS, *customers.OPERATIONS,
-                             *surveys.OPERATIONS, *audit.OPERATIONS, *alerts.OPERATIONS],
+                             *surveys.OPERATIONS, *audit.OPERATIONS, *alerts.OPERATIONS,
+                             *metrics.OPERATIONS],
                             version=version("otklik"))
 
 

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import RollupRow
+from storage.models import ContextRollupRow, RollupRow
 from storage.repositories.base import Repository
 
 
@@ -51,3 +54,47 @@ class RollupRepository(Repository):
         for step_id, metric, bucket, count in await self.session.execute(query):
             result.setdefault(step_id, StepCounts(metric)).buckets[bucket] = int(count)
         return result
+
+
+# What a report may group rollups by, beside nothing: a column of both tables, or (context
+# rollups only) the context value.
+GROUP_COLUMNS = ("day", "channel", "segment", "value")
+
+
+@dataclass(frozen=True, slots=True)
+class ContextKey:
+    """Read context_rollups under this key, only its `value` if one is given."""
+
+    key: str
+    value: str | None = None
+
+
+async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str], *,
+                  by: str | None, start: date | None = None, end: date | None = None,
+                  channel: str | None = None, segment: str | None = None,
+                  context: ContextKey | None = None) -> list[tuple[Any, str, str, int]]:
+    """(group, step id, bucket, count) for the given answer keys over days start..end,
+    both included, grouped by one of GROUP_COLUMNS (or not: group None), from
+    context_rollups when `context` is given, else from rollups. Buckets that were counted
+    down to nothing are left out."""
+    table: Any = ContextRollupRow if context is not None else RollupRow
+    group = [getattr(table, by)] if by is not None else []
+    total = func.sum(table.count)
+    query = (select(*group, table.step_id, table.bucket, total)
+             .where(table.survey_id == survey_id, table.step_id.in_(list(steps)))
+             .group_by(*group, table.step_id, table.bucket).having(total > 0))
+    for column, value in (("channel", channel), ("segment", segment)):
+        if value is not None:
+            query = query.where(getattr(table, column) == value)
+    if start is not None:
+        query = query.where(table.day >= start)
+    if end is not None:
+        query = query.where(table.day <= end)
+    if context is not None:
+        query = query.where(table.key == context.key)
+        if context.value is not None:
+            query = query.where(table.value == context.value)
+    rows = (await session.execute(query)).all()
+    if by is None:
+        return [(None, row[0], row[1], int(row[2])) for row in rows]
+    return [(row[0], row[1], row[2], int(row[3])) for row in rows]

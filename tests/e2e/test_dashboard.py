@@ -221,3 +221,37 @@ async def test_an_alert_is_taken_noted_and_resolved_from_its_page(db_url: str) -
         audit = await (await api.client.get("/admin/audit")).text()
         assert "alert.take" in audit
         assert "alert.resolve" in audit
+
+
+async def test_the_overview_shows_the_apis_figures(db_url: str) -> None:
+    async with serving(db_url) as api:
+        for n, score in enumerate((10, 9, 9, 7, 3, 0)):
+            await answer_nps(api, n, score)
+        await log_in(api)
+        page = await (await api.client.get("/admin/?days=30")).text()
+        status, figures = await api.get("/api/v1/metrics?survey=nps&from=2026-02-01&to=2026-03-02")
+        assert status == 200
+        nps = figures["overall"]["nps"]
+        assert (nps["promoters"], nps["passives"], nps["detractors"]) == (3, 1, 2)
+        card = page[page.index('data-survey="nps"'):]
+        card = card[card.index('data-metric="nps"'):]
+        assert f'<div class="figure">{nps["score"]:+.1f}</div>' in card
+        assert "6 answers" in card
+        assert "<svg" in page  # the weekly trend
+
+
+async def test_a_surveys_page_filters_comments_by_the_dialogues_score(db_url: str) -> None:
+    async with serving(db_url) as api:
+        await answer_nps(api, 1, 2, "Ждал оператора сорок минут")
+        await answer_nps(api, 2, 10, "Всё быстро, спасибо")
+        await log_in(api)
+        page = await (await api.client.get("/admin/surveys/nps")).text()
+        assert "Ждал оператора" in page
+        assert "Всё быстро" in page
+        detractors = await (await api.client.get("/admin/surveys/nps?score=0-6")).text()
+        assert "Ждал оператора" in detractors
+        assert "Всё быстро" not in detractors
+        found = await (await api.client.get("/admin/surveys/nps?q=БЫСТРО")).text()
+        assert "Всё быстро" in found
+        assert "Ждал оператора" not in found
+        assert (await api.client.get("/admin/surveys/nope")).status == 404

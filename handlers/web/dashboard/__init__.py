@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp.web import RouteDef
 
-from handlers.web.dashboard import alerts, data, frame
+from handlers.web.dashboard import alerts, data, figures, frame
 from handlers.web.dashboard.frame import dashboard
 
-routes: list[RouteDef] = [*frame.routes, *data.routes, *alerts.routes]
+routes: list[RouteDef] = [*frame.routes, *figures.routes, *data.routes, *alerts.routes]
 
 __all__ = ["dashboard", "routes"]

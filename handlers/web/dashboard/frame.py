@@ -19,11 +19,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.keys import FACTORY, SETTINGS
+from bot.keys import SETTINGS
 from bot.settings import Settings
 from handlers.web.api import ACTOR
 from handlers.web.pages import SECURE, Form, check_csrf, csrf_token, respond
-from storage.uow import UnitOfWork
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -129,10 +128,3 @@ async def logout(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response
-
-
-@routes.get("/admin/")
-async def overview(request: web.Request) -> web.StreamResponse:
-    async with UnitOfWork(request.app[FACTORY]) as uow:
-        scripts = await uow.scripts.active()
-    return render(request, "overview.html", {"title": "Overview", "scripts": scripts})

@@ -1,0 +1,298 @@
+"""Metrics benchmark: a quarter's NPS grouped by week and by channel, read from the rollups
+(bot.services.metrics, as GET /api/v1/metrics reads them) and computed from a scan of the
+raw answers table, over 1,000,000 answers, in one run; the rollup time as a ratio to the scan.
+
+Fill: a fresh SQLite file, migrated to head, with the example surveys loaded; then --answers
+answers over two years (2024-10-01 to 2026-09-30) for 3 surveys (nps, post_call_csat in
+Europe/Moscow, ces_support), each response a session with its score and, 3 times in 10, a
+comment, in one of 3 channels and 3 segments, with an `agent` among 8 in its context. Rows
+are inserted in bulk (50,000 sessions and their answers per transaction, one executemany
+per table, values converted by the product's column types), and the rollups and context
+rollups are counted in Python by storage.rollups' own rules (buckets, rollup_day,
+context_pairs) and inserted once at the end.
+
+Timed: bot.services.metrics.scores() for the nps survey's 2026-Q2 grouped by week and by
+channel, from the rollups (median of --runs, after one warm-up) and from the raw answers
+(median of 3): both must give identical figures, or the bench fails. The whole API query
+(compute(), with the response rate, completion rate and drop-off, which read deliveries and
+sessions) is timed too, for information.
+
+Run: python -m bench.metrics [--answers N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import itertools
+import random
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import sqlalchemy as sa
+
+from bench.dispatch import SURVEYS, sqlite_url
+from bot.services.metrics import MetricsQuery, Scores, compute, scores
+from bot.services.scripts import load_scripts, read_script
+from storage import rollups
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade_async
+from storage.models import AnswerRow, SessionStatus
+
+ANSWERS = 1_000_000
+RUNS = 7
+RAW_RUNS = 3
+CHUNK = 50_000  # sessions per transaction
+FIRST, DAYS = datetime(2024, 10, 1, tzinfo=UTC), 730
+QUARTER = (date(2026, 4, 1), date(2026, 6, 30))
+TARGET_MS, TARGET_RATIO = 50.0, 20.0
+CUSTOMERS = 5_000
+COMMENT_SHARE = 0.3
+CHANNELS = (("telegram", 5), ("email", 3), ("web", 2))
+SEGMENTS = (("", 5), ("vip", 2), ("retail", 3))
+AGENTS = ("Anna", "Boris", "Vera", "Gleb", "Dina", "Egor", "Zoya", "Ivan")
+# survey: (share of responses, scored step, metric, score range and weights, comment step)
+SURVEYS_FILLED: dict[str, tuple[float, str, str, list[int], list[int], str]] = {
+    "nps": (0.4, "score", "nps", list(range(11)), [2, 1, 1, 2, 2, 4, 6, 10, 14, 20, 18],
+            "reason"),
+    "post_call_csat": (0.35, "csat", "csat", [1, 2, 3, 4, 5], [1, 1, 2, 5, 6], "details"),
+    "ces_support": (0.25, "effort", "ces", list(range(1, 8)), [1, 1, 2, 3, 4, 5, 3],
+                    "hardest"),
+}
+T = TypeVar("T")
+
+
+def _weighted(pairs: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
+    return [name for name, _ in pairs], list(itertools.accumulate(w for _, w in pairs))
+
+
+def responses(amount: int, seed: int = 7) -> Iterator[Response]:
+    """Sessions with their answers, in no order, until `amount` answers are made."""
+    rng = random.Random(seed)
+    surveys, survey_weights = _weighted(tuple(
+        (survey, int(100 * filled[0])) for survey, filled in SURVEYS_FILLED.items()))
+    scales = {survey: (values, list(itertools.accumulate(weights)))
+              for survey, (_, _, _, values, weights, _) in SURVEYS_FILLED.items()}
+    channels, channel_weights = _weighted(CHANNELS)
+    segments, segment_weights = _weighted(SEGMENTS)
+    made = 0
+    while made < amount:
+        survey = rng.choices(surveys, cum_weights=survey_weights)[0]
+        values, weights = scales[survey]
+        score = rng.choices(values, cum_weights=weights)[0]
+        comment = made + 1 < amount and rng.random() < COMMENT_SHARE
+        made += 1 + comment
+        yield Response(survey, score, comment,
+                       FIRST + timedelta(seconds=rng.randrange(DAYS * 86_400)),
+                       rng.choices(channels, cum_weights=channel_weights)[0],
+                       rng.choices(segments, cum_weights=segment_weights)[0],
+                       rng.choice(AGENTS), rng.randrange(1, CUSTOMERS + 1))
+
+
+class Response(NamedTuple):
+    survey: str
+    score: int
+    comment: bool
+    at: datetime
+    channel: str
+    segment: str
+    agent: str
+    customer: int
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))})")
+
+
+SESSION_COLUMNS = ("id", "customer_id", "channel", "survey_id", "script_version", "state",
+                   "status", "revision", "started_at", "updated_at", "completed_at")
+ANSWER_COLUMNS = ("session_id", "customer_id", "survey_id", "script_version", "step_id",
+                  "metric", "score", "text", "channel", "segment", "context", "alert",
+                  "answered_at")
+
+
+def fill(db_path: Path, amount: int) -> dict[str, int]:
+    """`amount` answers and their rollups into the migrated file; returns row counts. The
+    rows go to the driver's executemany as tuples, each value converted once by the
+    column's own SQLAlchemy type (a timestamp once per session for all its columns): the
+    stored text is what the product writes, at a fifth of the cost of a Core insert."""
+    scripts = {survey: read_script(SURVEYS / f"{survey}.yaml")[0] for survey in SURVEYS_FILLED}
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    stamp = _processor(AnswerRow, "answered_at", engine.dialect)
+    as_json = _processor(AnswerRow, "context", engine.dialect)
+    contexts = {agent: (as_json({"agent": agent}), rollups.context_pairs({"agent": agent}))
+                for agent in AGENTS}
+    empty, completed = as_json({}), str(SessionStatus.COMPLETED)
+    counted: Counter[tuple[Any, ...]] = Counter()
+    in_context: Counter[tuple[Any, ...]] = Counter()
+    metrics: dict[tuple[str, str], str] = {}
+    with engine.begin() as connection:
+        connection.exec_driver_sql("PRAGMA synchronous=OFF")
+        connection.exec_driver_sql(
+            _insert("customers", ("id", "attributes", "created_at", "updated_at")),
+            [(n, empty, stamp(FIRST), stamp(FIRST)) for n in range(1, CUSTOMERS + 1)])
+    session_rows: list[tuple[Any, ...]] = []
+    answer_rows: list[tuple[Any, ...]] = []
+    sessions = answers = 0
+
+    def flush() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(_insert("sessions", SESSION_COLUMNS), session_rows)
+            connection.exec_driver_sql(_insert("answers", ANSWER_COLUMNS), answer_rows)
+        session_rows.clear()
+        answer_rows.clear()
+
+    for r in responses(amount):
+        sessions += 1
+        script = scripts[r.survey]
+        _, step, metric, _, _, comment_step = SURVEYS_FILLED[r.survey]
+        at = stamp(r.at)
+        day = rollups.rollup_day(r.at, script.timezone)
+        context, pairs = contexts[r.agent]
+        session_rows.append((sessions, r.customer, r.channel, r.survey, script.version, empty,
+                             completed, 1 + r.comment, at, at, at))
+        given: list[tuple[str, str, int | None, str | None]] = [(step, metric, r.score, None)]
+        if r.comment:
+            given.append((comment_step, "text", None, "A comment on the service"))
+        for step_id, kind, score, text in given:
+            answer_rows.append((sessions, r.customer, r.survey, script.version, step_id, kind,
+                                score, text, r.channel, r.segment, context, False, at))
+            metrics[r.survey, step_id] = kind
+            bucket = rollups.buckets(score, None)[0]
+            counted[r.survey, step_id, day, r.channel, r.segment, bucket] += 1
+            for key, value in pairs:
+                in_context[r.survey, step_id, key, value, day, r.channel, r.segment,
+                           bucket] += 1
+        answers += len(given)
+        if len(session_rows) == CHUNK:
+            flush()
+    flush()
+    with engine.begin() as connection:
+        for table, keys, counts in (("rollups", rollups.KEYS, counted),
+                                    ("context_rollups", rollups.CONTEXT_KEYS, in_context)):
+            day_at = keys.index("day")
+            rows = [(*key[:day_at], key[day_at].isoformat(), *key[day_at + 1:],
+                     metrics[key[0], key[1]], n) for key, n in counts.items()]
+            connection.exec_driver_sql(_insert(table, (*keys, "metric", "count")), rows)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")  # what `otklik` never runs, but a DBA might
+    engine.dispose()
+    return {"answers": answers, "sessions": sessions, "rollups": len(counted),
+            "context rollups": len(in_context)}
+
+
+def _processor(model: Any, column: str, dialect: sa.Dialect) -> Callable[[Any], Any]:
+    convert = model.__table__.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+    assert convert is not None
+    return convert  # type: ignore[no-any-return]
+
+
+async def timed(fn: Callable[[], Awaitable[T]], runs: int) -> tuple[float, T]:
+    """Median wall time in ms of `runs` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = await fn()
+        times.append((time.perf_counter() - started) * 1000)
+    assert result is not None
+    return statistics.median(times), result
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
+    url = sqlite_url(db_path)
+    engine = create_engine(url)
+    factory = session_factory(engine)
+    lines = []
+    try:
+        for group_by in ("week", "channel"):
+            query = MetricsQuery.model_validate({
+                "survey": "nps", "from": QUARTER[0], "to": QUARTER[1], "group_by": group_by})
+            await scores(factory, query)  # warm-up: the script parsed, statements compiled
+            fast, from_rollups = await timed(functools.partial(scores, factory, query), runs)
+            slow, from_answers = await timed(
+                functools.partial(scores, factory, query, source="answers"), raw_runs)
+            if from_rollups != from_answers:
+                raise SystemExit(f"by {group_by}: the rollups and the raw answers disagree:\n"
+                                 f"{from_rollups}\n{from_answers}")
+            whole, _ = await timed(functools.partial(compute, factory, query), raw_runs)
+            lines += report(group_by, from_rollups, fast, slow, whole, runs, raw_runs)
+    finally:
+        await engine.dispose()
+    return lines
+
+
+def report(group_by: str, found: Scores, fast: float, slow: float, whole: float, runs: int,
+           raw_runs: int) -> list[str]:
+    nps = found.overall.nps
+    score = "—" if nps.score is None else f"{nps.score:+.1f}"
+    ratio = slow / fast if fast else float("inf")
+    return [
+        f"quarterly NPS ({QUARTER[0]} – {QUARTER[1]}) by {group_by}: {len(found.groups)} groups, "
+        f"{nps.total:,} answers, NPS {score}; identical from rollups and raw answers",
+        f"  rollups: {fast:.1f} ms (median of {runs}; target <= {TARGET_MS:g} ms: "
+        f"{verdict(fast <= TARGET_MS)})",
+        f"  baseline, raw answers scanned: {slow:,.0f} ms (median of {raw_runs}); ratio "
+        f"{ratio:,.0f} x (target >= {TARGET_RATIO:g} x: {verdict(ratio >= TARGET_RATIO)})",
+        f"  the whole API query (with response rate, completion rate and drop-off from "
+        f"deliveries and sessions): {whole:,.1f} ms",
+    ]
+
+
+def run(answers: int, runs: int, raw_runs: int = RAW_RUNS, directory: Path | None = None
+        ) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-", dir=directory) as tmp:
+        db_path = Path(tmp) / "metrics.db"
+        asyncio.run(_prepare(db_path))
+        started = time.perf_counter()
+        counts = fill(db_path, answers)
+        seconds = time.perf_counter() - started
+        size = db_path.stat().st_size / 2**20
+        return [
+            f"fill: {counts['answers']:,} answers in {counts['sessions']:,} sessions, 3 surveys, "
+            f"{FIRST:%Y-%m-%d} + {DAYS} days, in {seconds:.0f} s (bulk inserts, rollups counted "
+            f"in Python); {counts['rollups']:,} rollup rows, {counts['context rollups']:,} "
+            f"context rollup rows; SQLite file {size:,.0f} MiB",
+            *asyncio.run(measure(db_path, runs, raw_runs)),
+        ]
+
+
+async def _prepare(db_path: Path) -> None:
+    url = sqlite_url(db_path)
+    await upgrade_async(url)
+    engine = create_engine(url)
+    try:
+        await load_scripts(session_factory(engine), [SURVEYS / f"{survey}.yaml" for survey in
+                                                     SURVEYS_FILLED], actor="bench",
+                           now=FIRST)
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=int, default=ANSWERS,
+                        help=f"answers to fill (default {ANSWERS:,})")
+    parser.add_argument("--runs", type=int, default=RUNS,
+                        help=f"timed runs of each rollup query (default {RUNS})")
+    args = parser.parse_args(argv)
+    lines = run(args.answers, args.runs)
+    for line in lines:
+        print(line)
+    return lines
+
+
+if __name__ == "__main__":
+    main()

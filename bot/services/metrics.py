@@ -1,0 +1,450 @@
+"""A survey's metrics for a period, filtered and grouped, read from the rollups; and the same
+scores computed from the raw answers, the reference the rollups are tested and timed against.
+
+Scores are pooled per metric over the script's steps of that type (its latest version): a
+script with two NPS questions has one NPS over the answers to both; CES counts an answer as
+easy by its own step's scale and direction, and its mean is over the pooled scores; CLI
+reverse-scores "switch" by each step's own range and averages over all item answers.
+`answers` counts the answers to those scored steps (NPS, CSAT, CES, each CLI item)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.services.scripts import script_of
+from conversations import metrics
+from conversations.script import CLI_ITEMS, CesStep, CliStep, Script
+from storage.db import READ_ONLY
+from storage.errors import NotFound
+from storage.models import AnswerRow, DeliveryRow, DeliveryStatus, SessionRow, SessionStatus
+from storage.repositories.rollups import ContextKey, grouped
+from storage.repositories.scripts import ScriptRepository
+from storage.rollups import MAX_KEY, MAX_VALUE, context_pairs, rollup_day
+
+Factory = async_sessionmaker[AsyncSession]
+TIME_GROUPS = ("day", "week", "month", "quarter")
+GROUP_BY = re.compile(r"^(none|day|week|month|quarter|channel|segment|context\.[^\s]{1,64})$")
+DELIVERED = (DeliveryStatus.SENT, DeliveryStatus.ANSWERED, DeliveryStatus.COMPLETED,
+             DeliveryStatus.REMINDED, DeliveryStatus.EXPIRED)
+ANSWERED = (DeliveryStatus.ANSWERED, DeliveryStatus.COMPLETED)
+# {answer key: {score: answers}}: what both sources are reduced to before scoring.
+Counts = dict[str, dict[int, int]]
+
+
+class ContextFilter(BaseModel):
+    key: str = Field(min_length=1, max_length=MAX_KEY, description="a trigger-context key")
+    value: str = Field(min_length=1, max_length=MAX_VALUE,
+                       description="its value, as text (true/false as True/False)")
+
+
+class MetricsQuery(BaseModel):
+    """What to report. At most one context filter: context_rollups count an answer once per
+    context key, never per combination of keys, so agent=Anna AND shop=5 cannot be read
+    from them (it would take a scan of the raw answers). For the same reason a context
+    filter combines with grouping by context only on the same key."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    survey: str = Field(min_length=1, max_length=64, description="the survey's id")
+    start: date | None = Field(None, alias="from",
+                               description="first day, included, in the survey's time zone")
+    end: date | None = Field(None, alias="to",
+                             description="last day, included, in the survey's time zone")
+    channel: str | None = Field(None, min_length=1, max_length=32)
+    segment: str | None = Field(None, max_length=200)
+    context: ContextFilter | None = None
+    group_by: str = Field("none", description="none, day, week (ISO, from Monday), month, "
+                                              "quarter, channel, segment or context.KEY")
+
+    @field_validator("end")
+    @classmethod
+    def _period(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and start > end:
+            raise ValueError("must not be before from")
+        return end
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, group_by: str, info: ValidationInfo) -> str:
+        if not GROUP_BY.match(group_by):
+            raise ValueError("must be none, day, week, month, quarter, channel, segment or "
+                             "context.KEY")
+        context = info.data.get("context")
+        if (group_by.startswith("context.") and context is not None
+                and group_by.removeprefix("context.") != context.key):
+            raise ValueError("a context filter combines only with grouping by its own key")
+        return group_by
+
+    @property
+    def context_key(self) -> str | None:
+        """The key grouped by, for group_by=context.KEY."""
+        return self.group_by.removeprefix("context.") if self.group_by.startswith(
+            "context.") else None
+
+
+class NpsFigures(BaseModel):
+    promoters: int
+    passives: int
+    detractors: int
+    total: int
+    score: float | None = Field(description="(promoters - detractors) / total x 100")
+    margin: float | None = Field(description="95 % margin of error, in NPS points")
+
+
+class CsatFigures(BaseModel):
+    total: int
+    satisfied: int = Field(description="answers of 4 or 5")
+    percent: float | None
+    mean: float | None
+
+
+class CesFigures(BaseModel):
+    total: int
+    easy: int
+    percent_easy: float | None
+    mean: float | None
+
+
+class CliFigures(BaseModel):
+    total: int = Field(description="item answers")
+    mean: float | None = Field(description="'switch' reverse-scored")
+
+
+class Figures(BaseModel):
+    answers: int = Field(description="answers to the scored steps (NPS, CSAT, CES, CLI items)")
+    nps: NpsFigures
+    csat: CsatFigures
+    ces: CesFigures
+    cli: CliFigures
+
+
+class Group(Figures):
+    key: str = Field(description="2026-03-02, 2026-W10, 2026-03, 2026-Q1, a channel, a "
+                                 "segment or a context value")
+    start: date | None = Field(None, description="the period's first day, when grouped by time")
+
+
+class Rate(BaseModel):
+    of: int = Field(description="the denominator: deliveries delivered, sessions started")
+    count: int = Field(description="the numerator: deliveries answered, sessions completed")
+    percent: float | None
+
+
+class DropOff(BaseModel):
+    step: str
+    type: str
+    stopped: int = Field(description="sessions not completed whose current step is this one")
+    percent: float | None = Field(description="of the sessions started")
+
+
+class MetricsResult(BaseModel):
+    survey: str
+    version: int = Field(description="the script version whose steps are reported")
+    timezone: str = Field(description="the survey's time zone: days are its days")
+    start: date | None
+    end: date | None
+    group_by: str
+    overall: Figures
+    groups: list[Group]
+    response_rate: Rate = Field(description="answered / delivered deliveries, due in the "
+                                            "period, on the channel; segment and context "
+                                            "filters do not narrow it")
+    completion_rate: Rate = Field(description="completed / started sessions, started in the "
+                                              "period, on the channel; segment and context "
+                                              "filters do not narrow it")
+    drop_off: list[DropOff] = Field(description="per step, as completion_rate")
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+def scored_keys(script: Script) -> dict[str, str]:
+    """{answer key: metric} of the steps scored: NPS, CSAT, CES, and each CLI item."""
+    keys: dict[str, str] = {}
+    for step in script.steps:
+        if step.type in ("nps", "csat", "ces", "cli"):
+            keys |= dict.fromkeys(step.answer_keys(), step.type)
+    return keys
+
+
+def _pooled(counts: Counts, keys: Iterable[str]) -> dict[int, int]:
+    pooled: dict[int, int] = {}
+    for key in keys:
+        for score, n in counts.get(key, {}).items():
+            pooled[score] = pooled.get(score, 0) + n
+    return pooled
+
+
+def figures(script: Script, counts: Counts) -> Figures:
+    """The scores of one group's counts; both sources end here, so they agree whenever
+    their counts do."""
+    of = {kind: [step for step in script.steps if step.type == kind]
+          for kind in ("nps", "csat", "ces", "cli")}
+    nps = metrics.nps(_pooled(counts, (step.id for step in of["nps"])))
+    csat = metrics.csat(_pooled(counts, (step.id for step in of["csat"])))
+    ces_total = ces_easy = 0
+    for step in of["ces"]:
+        assert isinstance(step, CesStep)
+        ces = metrics.ces(counts.get(step.id, {}), step.scale, step.direction)
+        ces_total, ces_easy = ces_total + ces.total, ces_easy + ces.easy
+    ces_mean = metrics.mean(_pooled(counts, (step.id for step in of["ces"])))
+    cli_total = cli_points = 0
+    for step in of["cli"]:
+        assert isinstance(step, CliStep)
+        cli = metrics.cli({item: counts.get(f"{step.id}.{item}", {}) for item in CLI_ITEMS},
+                          *step.bounds)
+        # Points are whole numbers: mean x total gives them back exactly, for pooling.
+        cli_total += cli.total
+        cli_points += round(cli.mean * cli.total) if cli.mean is not None else 0
+    return Figures(
+        answers=nps.total + csat.total + ces_total + cli_total,
+        nps=NpsFigures(promoters=nps.promoters, passives=nps.passives,
+                       detractors=nps.detractors, total=nps.total, score=nps.score,
+                       margin=nps.margin),
+        csat=CsatFigures(total=csat.total, satisfied=csat.satisfied, percent=csat.percent,
+                         mean=csat.mean),
+        ces=CesFigures(total=ces_total, easy=ces_easy,
+                       percent_easy=metrics.share(ces_easy, ces_total), mean=ces_mean),
+        cli=CliFigures(total=cli_total, mean=cli_points / cli_total if cli_total else None))
+
+
+def period_of(day: date, group_by: str) -> tuple[str, date]:
+    """A day's group key and first day, grouped by day, week (ISO), month or quarter."""
+    if group_by == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}", day - timedelta(days=day.weekday())
+    if group_by == "month":
+        return f"{day.year}-{day.month:02d}", day.replace(day=1)
+    if group_by == "quarter":
+        quarter = (day.month - 1) // 3 + 1
+        return f"{day.year}-Q{quarter}", date(day.year, 3 * quarter - 2, 1)
+    return day.isoformat(), day
+
+
+def _add(counts: Counts, key: str, score: int, n: int) -> None:
+    scores = counts.setdefault(key, {})
+    scores[score] = scores.get(score, 0) + n
+
+
+def _groups(script: Script, query: MetricsQuery, by_group: Mapping[Any, Counts]
+            ) -> list[Group]:
+    """Groups in order: by time (keys are days then), else by key."""
+    if query.group_by in TIME_GROUPS:
+        periods: dict[str, tuple[date, Counts]] = {}
+        for day in sorted(by_group):
+            key, first = period_of(day, query.group_by)
+            counts = periods.setdefault(key, (first, {}))[1]
+            _merge(counts, by_group[day])
+        return [Group(key=key, start=first, **figures(script, counts).model_dump())
+                for key, (first, counts) in periods.items()]
+    return [Group(key=str(key), **figures(script, by_group[key]).model_dump())
+            for key in sorted(by_group, key=str)]
+
+
+def _merge(into: Counts, counts: Counts) -> Counts:
+    for key, scores in counts.items():
+        for score, n in scores.items():
+            _add(into, key, score, n)
+    return into
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+async def _script(session: AsyncSession, survey_id: str) -> tuple[Script, int]:
+    row = await ScriptRepository(session).latest(survey_id)
+    if row is None:
+        raise NotFound(f"unknown survey {survey_id!r}")
+    return script_of(row), row.version
+
+
+def _utc_range(script: Script, query: MetricsQuery) -> tuple[datetime | None, datetime | None]:
+    """The period's days in the survey's time zone as [from, to) in UTC."""
+    zone = ZoneInfo(script.timezone)
+
+    def midnight(day: date | None) -> datetime | None:
+        return None if day is None else datetime.combine(day, time(), zone).astimezone(UTC)
+    return midnight(query.start), midnight(query.end + timedelta(days=1) if query.end else None)
+
+
+async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
+                 ) -> tuple[Rate, Rate, list[DropOff]]:
+    since, until = _utc_range(script, query)
+    channel = func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel)
+    deliveries = (select(DeliveryRow.status, func.count())
+                  .where(DeliveryRow.survey_id == query.survey,
+                         DeliveryRow.status.in_(DELIVERED)).group_by(DeliveryRow.status))
+    sessions = (select(SessionRow.status, SessionRow.current_step, func.count())
+                .where(SessionRow.survey_id == query.survey)
+                .group_by(SessionRow.status, SessionRow.current_step))
+    if since is not None:
+        deliveries = deliveries.where(DeliveryRow.due_at >= since)
+        sessions = sessions.where(SessionRow.started_at >= since)
+    if until is not None:
+        deliveries = deliveries.where(DeliveryRow.due_at < until)
+        sessions = sessions.where(SessionRow.started_at < until)
+    if query.channel is not None:
+        deliveries = deliveries.where(channel == query.channel)
+        sessions = sessions.where(SessionRow.channel == query.channel)
+    by_status = {status: int(n) for status, n in await session.execute(deliveries)}
+    delivered = sum(by_status.values())
+    answered = sum(by_status.get(status, 0) for status in ANSWERED)
+    started = completed = 0
+    stopped: dict[str, int] = {}
+    for status, step, n in await session.execute(sessions):
+        started += n
+        if status == SessionStatus.COMPLETED:
+            completed += n
+        elif step is not None:
+            stopped[step] = stopped.get(step, 0) + n
+    return (Rate(of=delivered, count=answered, percent=metrics.share(answered, delivered)),
+            Rate(of=started, count=completed, percent=metrics.share(completed, started)),
+            [DropOff(step=step.id, type=step.type, stopped=stopped.get(step.id, 0),
+                     percent=metrics.share(stopped.get(step.id, 0), started))
+             for step in script.steps])
+
+
+def _context(query: MetricsQuery) -> ContextKey | None:
+    if query.context is not None:
+        return ContextKey(query.context.key, query.context.value)
+    if (key := query.context_key) is not None:
+        return ContextKey(key)
+    return None
+
+
+class Scores(BaseModel):
+    """The figures alone, without the rates."""
+
+    overall: Figures
+    groups: list[Group]
+
+
+async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+    keys = scored_keys(script)
+    by = {"none": None, "week": "day", "month": "day", "quarter": "day"}.get(
+        query.group_by, "value" if query.context_key else query.group_by)
+    filters: dict[str, Any] = {"start": query.start, "end": query.end,
+                               "channel": query.channel, "segment": query.segment}
+    by_group: dict[Any, Counts] = {}
+    for group, key, bucket, n in await grouped(session, query.survey, keys, by=by,
+                                               context=_context(query), **filters):
+        _add(by_group.setdefault(group, {}), key, int(bucket), n)
+    overall: Counts = {}
+    if query.context_key and query.context is None:
+        # Answers without the key are in no group, but in the overall figures.
+        for _, key, bucket, n in await grouped(session, query.survey, keys, by=None,
+                                               **filters):
+            _add(overall, key, int(bucket), n)
+    else:
+        for counts in by_group.values():
+            _merge(overall, counts)
+    return _scores(script, query, overall, by_group)
+
+
+async def _from_answers(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+    since, until = _utc_range(script, query)
+    scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
+                   AnswerRow.segment, AnswerRow.context, AnswerRow.answered_at)
+            .where(AnswerRow.survey_id == query.survey,
+                   AnswerRow.step_id.in_(list(scored_keys(script))),
+                   AnswerRow.score.is_not(None)))
+    if since is not None:
+        scan = scan.where(AnswerRow.answered_at >= since)
+    if until is not None:
+        scan = scan.where(AnswerRow.answered_at < until)
+    for column, value in ((AnswerRow.channel, query.channel),
+                          (AnswerRow.segment, query.segment)):
+        if value is not None:
+            scan = scan.where(column == value)
+    group_of = _raw_group(script, query)
+    wanted = (query.context.key, query.context.value) if query.context else None
+    overall: Counts = {}
+    by_group: dict[Any, Counts] = {}
+    for step_id, score, channel, segment, context, answered_at in await session.execute(scan):
+        pairs = context_pairs(context)
+        if score is None or (wanted is not None and wanted not in pairs):
+            continue
+        _add(overall, step_id, score, 1)
+        for group in group_of(channel, segment, pairs, answered_at):
+            _add(by_group.setdefault(group, {}), step_id, score, 1)
+    return _scores(script, query, overall, by_group)
+
+
+def _scores(script: Script, query: MetricsQuery, overall: Counts,
+            by_group: Mapping[Any, Counts]) -> Scores:
+    groups = [] if query.group_by == "none" else _groups(script, query, by_group)
+    return Scores(overall=figures(script, overall), groups=groups)
+
+
+_SOURCES = {"rollups": _from_rollups, "answers": _from_answers}
+
+
+async def scores(factory: Factory, query: MetricsQuery, *,
+                 source: Literal["rollups", "answers"] = "rollups") -> Scores:
+    """Only the figures, from the rollups or from a scan of the raw answers: what the bench
+    times, without the rates' reads of deliveries and sessions."""
+    async with factory(execution_options={READ_ONLY: True}) as session:
+        script, _ = await _script(session, query.survey)
+        return await _SOURCES[source](session, script, query)
+
+
+async def _metrics(factory: Factory, query: MetricsQuery,
+                   source: Literal["rollups", "answers"]) -> MetricsResult:
+    async with factory(execution_options={READ_ONLY: True}) as session:
+        script, version = await _script(session, query.survey)
+        found = await _SOURCES[source](session, script, query)
+        rates = await _rates(session, script, query)
+    return MetricsResult(survey=query.survey, version=version, timezone=script.timezone,
+                         start=query.start, end=query.end, group_by=query.group_by,
+                         overall=found.overall, groups=found.groups, response_rate=rates[0],
+                         completion_rate=rates[1], drop_off=rates[2])
+
+
+async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
+    """The query's figures from the rollups (context_rollups for a context filter or
+    grouping): one or two grouped reads of small tables, whatever the number of answers,
+    and the rates. NotFound for an unknown survey."""
+    return await _metrics(factory, query, "rollups")
+
+
+async def metrics_from_answers(factory: Factory, query: MetricsQuery) -> MetricsResult:
+    """compute's result from a scan of the raw answers table instead of the rollups (the
+    rates come from the same deliveries and sessions): the reference for tests and the
+    bench. Every answer's day is taken in the survey's (latest script's) time zone, as the
+    rollups took it when the answer was recorded."""
+    return await _metrics(factory, query, "answers")
+
+
+def _raw_group(script: Script, query: MetricsQuery
+               ) -> Callable[[str, str, list[tuple[str, str]], datetime], list[Any]]:
+    """An answer's groups: a day, its channel or segment, or its value under the context key
+    (none without the key)."""
+    group_by, key = query.group_by, query.context_key
+    if group_by in TIME_GROUPS:
+        return lambda channel, segment, pairs, at: [rollup_day(at, script.timezone)]
+    if group_by == "channel":
+        return lambda channel, segment, pairs, at: [channel]
+    if group_by == "segment":
+        return lambda channel, segment, pairs, at: [segment]
+    if key is not None:
+        return lambda channel, segment, pairs, at: [v for k, v in pairs if k == key]
+    return lambda channel, segment, pairs, at: []
+
+
+# The query's fields by the names a URL gives them, for the API's errors and documentation.
+PARAMETERS: dict[str, str] = {"survey": "the survey's id (required)",
+                              "from": "first day (YYYY-MM-DD), included",
+                              "to": "last day (YYYY-MM-DD), included",
+                              "channel": "telegram, email, web...",
+                              "segment": "the customer's segment attribute",
+                              "group_by": "none, day, week, month, quarter, channel, segment "
+                                          "or context.KEY"}

@@ -1,0 +1,172 @@
+"""Dashboard pages over the metrics: the overview (a card per metric of each active survey,
+with its trend and the change against the period before) and a survey's page (score
+distribution, drop-off per step, the latest comments with filters). Every figure comes from
+bot.services.metrics, the same as GET /api/v1/metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from aiohttp import web
+
+from bot.keys import ADMIN, CLOCK, FACTORY
+from bot.services.admin import AdminError
+from bot.services.metrics import (
+    Figures,
+    MetricsQuery,
+    MetricsResult,
+    compute,
+    scored_keys,
+)
+from bot.services.scripts import script_of
+from handlers.web import charts
+from handlers.web.dashboard.frame import render
+from storage.repositories.answers import AnswerFilters
+from storage.uow import UnitOfWork
+
+routes = web.RouteTableDef()
+PERIODS = {"30": 30, "90": 90, "365": 365}
+ORDER = ("nps", "csat", "ces", "cli")
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    metric: str
+    label: str
+    value: str
+    detail: str
+    change: str | None  # "+4.2" against the period before, if both have answers
+    better: bool | None
+    trend: list[charts.Bar]
+
+
+def _period(request: web.Request) -> tuple[str, date, date, date, date]:
+    days = request.query.get("days", "90")
+    length = PERIODS.get(days, 90)
+    end = request.app[CLOCK]().date()
+    start = end - timedelta(days=length - 1)
+    return (days if days in PERIODS else "90", start, end,
+            start - timedelta(days=length), start - timedelta(days=1))
+
+
+def _value(metric: str, figures: Figures) -> tuple[float | None, str, str]:
+    """The headline number, how it is shown, and what it rests on."""
+    match metric:
+        case "nps":
+            nps = figures.nps
+            margin = f" ±{nps.margin:.1f}" if nps.margin is not None else ""
+            return (nps.score, "—" if nps.score is None else f"{nps.score:+.1f}",
+                    f"{nps.total} answers{margin}: {nps.promoters} promoters, "
+                    f"{nps.passives} passives, {nps.detractors} detractors")
+        case "csat":
+            csat = figures.csat
+            mean = "—" if csat.mean is None else f"{csat.mean:.2f}"
+            return (csat.percent, "—" if csat.percent is None else f"{csat.percent:.1f} %",
+                    f"{csat.total} answers, mean {mean} of 5")
+        case "ces":
+            ces = figures.ces
+            easy = "—" if ces.percent_easy is None else f"{ces.percent_easy:.1f} %"
+            return (ces.mean, "—" if ces.mean is None else f"{ces.mean:.2f}",
+                    f"{ces.total} answers, {easy} easy")
+        case _:
+            cli = figures.cli
+            return (cli.mean, "—" if cli.mean is None else f"{cli.mean:.2f}",
+                    f"{cli.total} item answers ('switch' reverse-scored)")
+
+
+LABELS = {"nps": "NPS", "csat": "CSAT (% 4–5)", "ces": "CES (mean)", "cli": "CLI (mean)"}
+
+
+def _cards(metrics: list[str], current: MetricsResult, previous: MetricsResult
+           ) -> list[Card]:
+    cards = []
+    for metric in metrics:
+        now, shown, detail = _value(metric, current.overall)
+        before, _, _ = _value(metric, previous.overall)
+        change = better = None
+        if now is not None and before is not None:
+            change = f"{now - before:+.1f}"
+            # Low effort is good only on a low-is-easy scale; the card says "mean", so the
+            # arrow for CES is left neutral.
+            better = None if metric == "ces" or now == before else now > before
+        trend = charts.bars([(group.key, _value(metric, group)[0] or 0.0)
+                             for group in current.groups])
+        cards.append(Card(metric, LABELS[metric], shown, detail, change, better, trend))
+    return cards
+
+
+def _trend(result: MetricsResult) -> charts.Trend:
+    return charts.nps_trend([
+        charts.Period(group.key, group.nps.promoters, group.nps.passives,
+                      group.nps.detractors, group.nps.score)
+        for group in result.groups if group.nps.total])
+
+
+async def _survey_figures(request: web.Request, survey: str, start: date, end: date,
+                          before: tuple[date, date], channel: str | None = None
+                          ) -> tuple[list[str], MetricsResult, MetricsResult]:
+    factory = request.app[FACTORY]
+    script = script_of(await request.app[ADMIN].script(survey))
+    kinds = set(scored_keys(script).values())
+    metrics = [metric for metric in ORDER if metric in kinds]
+    current = await compute(factory, MetricsQuery(survey=survey, start=start, end=end,
+                                                  channel=channel, group_by="week"))
+    previous = await compute(factory, MetricsQuery(survey=survey, start=before[0],
+                                                   end=before[1], channel=channel))
+    return metrics, current, previous
+
+
+@routes.get("/admin/")
+async def overview(request: web.Request) -> web.StreamResponse:
+    days, start, end, before_start, before_end = _period(request)
+    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
+        active = await uow.scripts.active()
+    surveys = []
+    for row in active:
+        metrics, current, previous = await _survey_figures(
+            request, row.survey_id, start, end, (before_start, before_end))
+        surveys.append({"id": row.survey_id, "title": row.title.get("en") or
+                        next(iter(row.title.values()), row.survey_id),
+                        "cards": _cards(metrics, current, previous),
+                        "trend": _trend(current) if "nps" in metrics else None,
+                        "response": current.response_rate})
+    return render(request, "overview.html", {
+        "title": "Overview", "surveys": surveys, "days": days, "start": start, "end": end,
+        "before_start": before_start, "before_end": before_end})
+
+
+@routes.get("/admin/surveys/{survey}")
+async def survey(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["survey"]
+    days, start, end, before_start, before_end = _period(request)
+    channel = request.query.get("channel") or None
+    try:
+        metrics, current, previous = await _survey_figures(
+            request, name, start, end, (before_start, before_end), channel)
+    except AdminError as error:
+        raise web.HTTPNotFound(text=str(error)) from None
+    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
+        counts = await uow.rollups.counts(name, start=start, end=end, channel=channel)
+    script = script_of(await request.app[ADMIN].script(name))
+    distributions = [(key, charts.bars([(str(score), float(n)) for score, n in
+                                        sorted(counts[key].scores.items())]))
+                     for key in scored_keys(script) if key in counts]
+    started = current.completion_rate.of
+    funnel = charts.bars([(f"{d.step} ({d.type})", float(d.stopped)) for d in current.drop_off])
+    score = request.query.get("score", "")
+    low, _, high = score.partition("-")
+    filters = AnswerFilters(
+        survey=name, has_text=True, channel=channel,
+        start=datetime.combine(start, datetime.min.time(), UTC),
+        score_min=int(low) if low.isdigit() else None,
+        score_max=int(high) if high.isdigit() else (int(low) if low.isdigit() else None),
+        q=request.query.get("q", "").strip()[:200] or None)
+    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
+        comments = await uow.answers.comments(filters, 50)
+    return render(request, "survey.html", {
+        "title": f"Survey {name}", "survey": name, "days": days, "start": start, "end": end,
+        "channel": channel or "", "cards": _cards(metrics, current, previous),
+        "trend": _trend(current) if "nps" in metrics else None, "result": current,
+        "distributions": distributions, "funnel": funnel, "started": started,
+        "comments": comments, "score": score, "q": request.query.get("q", "")})

@@ -1,0 +1,117 @@
+"""GET /api/v1/metrics over real HTTP on loopback, on SQLite and PostgreSQL: admin only, the
+figures the service computes from the rollups, and every bad filter refused with a JSON
+error naming the parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+from pydantic import SecretStr
+
+from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
+from bot.services.scripts import script_of
+from conversations.engine import Reply, advance, start
+from storage.uow import UnitOfWork
+from tests.e2e.trigger_support import NOON, Api, serving
+
+API_TOKEN = "api-token-for-tests"
+
+
+@pytest.fixture
+async def api(db_url: str) -> Any:
+    async with serving(db_url, api_tokens=[SecretStr(API_TOKEN)]) as api:
+        yield api
+
+
+async def answer(api: Api, score: str, *, agent: str, channel: str = "telegram",
+                 segment: str = "") -> None:
+    """A customer answers the example NPS survey's first question."""
+    async with UnitOfWork(api.services.factory) as uow:
+        row = await uow.scripts.latest("nps")
+        assert row is not None
+        script = script_of(row)
+        customer = await uow.customers.add(now=NOON)
+        turn = start(script, now=NOON, context={"agent": agent},
+                     customer={"segment": segment})
+        dialogue = await uow.sessions.start(customer.id, channel, "nps", script.version,
+                                            turn.state.to_json(), now=NOON)
+        turn = advance(script, turn.state, Reply.typed(score), NOON)
+        await uow.record(dialogue, turn, now=NOON, timezone=script.timezone)
+        await uow.commit()
+
+
+async def test_metrics_need_the_admin_token(api: Api) -> None:
+    # An API token posts triggers, but reads no metrics.
+    for token in (None, "wrong", API_TOKEN):
+        status, body = await api.get("/api/v1/metrics?survey=nps", token=token)
+        assert status == 401
+        assert body["error"]["field"] == "Authorization"
+    status, _ = await api.get("/api/v1/metrics?survey=nps")
+    assert status == 200
+
+
+async def test_the_figures_are_the_services_and_the_raw_answers(api: Api) -> None:
+    await answer(api, "10", agent="Anna")
+    await answer(api, "9", agent="Anna", channel="web", segment="vip")
+    await answer(api, "2", agent="Boris")
+
+    status, body = await api.get("/api/v1/metrics?survey=nps&group_by=context.agent"
+                                 "&from=2026-03-01&to=2026-03-31")
+    assert status == 200
+    assert body["overall"]["nps"] | {"margin": None} == {
+        "promoters": 2, "passives": 0, "detractors": 1, "total": 3,
+        "score": pytest.approx(100 / 3), "margin": None}
+    assert [(g["key"], g["nps"]["score"]) for g in body["groups"]] == [
+        ("Anna", 100.0), ("Boris", -100.0)]
+    asked = MetricsQuery.model_validate({"survey": "nps", "group_by": "context.agent",
+                                         "from": "2026-03-01", "to": "2026-03-31"})
+    expected = await compute(api.services.factory, asked)
+    assert body == expected.model_dump(mode="json")
+    assert expected == await metrics_from_answers(api.services.factory, asked)
+
+    status, body = await api.get("/api/v1/metrics?survey=nps&context.agent=Anna"
+                                 "&group_by=channel")
+    assert status == 200
+    assert [(g["key"], g["answers"]) for g in body["groups"]] == [("telegram", 1), ("web", 1)]
+    status, body = await api.get("/api/v1/metrics?survey=nps&segment=vip&channel=web")
+    assert (status, body["overall"]["answers"]) == (200, 1)
+    status, body = await api.get("/api/v1/metrics?survey=nps&to=2026-03-01")
+    assert (status, body["overall"]["answers"], body["groups"]) == (200, 0, [])
+
+
+@pytest.mark.parametrize(("query", "status", "field"), [
+    ("", 422, "survey"),
+    ("survey=nps&from=2026-13-01", 422, "from"),
+    ("survey=nps&to=yesterday", 422, "to"),
+    ("survey=nps&from=2026-03-02&to=2026-03-01", 422, "to"),
+    ("survey=nps&group_by=year", 422, "group_by"),
+    ("survey=nps&group_by=context.", 422, "group_by"),
+    ("survey=nps&context.agent=Anna&group_by=context.shop", 422, "group_by"),
+    ("survey=nps&context.agent=Anna&context.shop=5", 400, "context.shop"),
+    ("survey=nps&context.agent=" + "x" * 201, 422, "context.agent"),
+    ("survey=nps&context.agent=", 422, "context.agent"),
+    ("survey=nps&period=Q1", 400, "period"),
+    ("survey=nps&channel=web&channel=email", 400, "channel"),
+    ("survey=nope", 404, "survey"),
+])
+async def test_bad_filters_name_the_parameter(api: Api, query: str, status: int,
+                                              field: str) -> None:
+    got, body = await api.get(f"/api/v1/metrics?{query}")
+    assert got == status
+    assert body["error"]["field"] == field
+    assert body["error"]["message"]
+
+
+async def test_the_route_is_in_the_openapi_document(api: Api) -> None:
+    status, document = await api.get("/openapi.json", token=None)
+    assert status == 200
+    validate(document)
+    operation = document["paths"]["/api/v1/metrics"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == {
+        "survey", "from", "to", "channel", "segment", "group_by", "context.KEY"}
+    assert {"200", "400", "401", "404", "422"} <= set(operation["responses"])
+    schema = document["components"]["schemas"]["MetricsResult"]
+    assert {"overall", "groups", "response_rate", "completion_rate", "drop_off"} <= set(
+        schema["properties"])

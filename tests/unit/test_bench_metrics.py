@@ -1,0 +1,58 @@
+"""bench/metrics.py at a tiny size: the fill's rollups are what recording would have counted,
+both sources give identical figures, and the report names the ratio and the targets."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from bench import metrics
+from bot.services.metrics import Figures, Scores
+
+
+def test_a_tiny_run_reports_both_sources_and_the_targets(tmp_path: Path) -> None:
+    lines = metrics.run(answers=3000, runs=2, raw_runs=1, directory=tmp_path)
+
+    assert lines[0].startswith("fill: 3,000 answers in ")
+    for group_by in ("week", "channel"):
+        [header] = [line for line in lines if line.startswith("quarterly NPS") and
+                    f"by {group_by}:" in line]
+        assert header.endswith("identical from rollups and raw answers")
+    assert sum("ratio" in line and "target >= 20 x" in line for line in lines) == 2
+    assert sum("target <= 50 ms" in line for line in lines) == 2
+
+
+async def test_the_fill_counts_rollups_as_recording_would(tmp_path: Path) -> None:
+    db_path = tmp_path / "m.db"
+    await metrics._prepare(db_path)
+    counts = metrics.fill(db_path, 2000)
+
+    with closing(sqlite3.connect(db_path)) as db:
+        def one(sql: str) -> object:
+            return db.execute(sql).fetchone()[0]
+
+        assert one("SELECT count(*) FROM answers") == counts["answers"] == 2000
+        # Every answer is counted once in rollups and once under its one context key.
+        assert one("SELECT sum(count) FROM rollups") == 2000
+        assert one("SELECT sum(count) FROM context_rollups WHERE key = 'agent'") == 2000
+        # Stored as the product stores timestamps, so the raw scan's range filters hold.
+        assert one("SELECT answered_at FROM answers WHERE session_id = 1") == one(
+            "SELECT started_at FROM sessions WHERE id = 1")
+        stamp = str(one("SELECT answered_at FROM answers LIMIT 1"))
+        assert len(stamp) == len("2026-04-01 12:00:00.000000")
+        assert "+" not in stamp
+
+
+def test_the_report_says_missed_when_missed() -> None:
+    empty = Figures.model_validate({
+        "answers": 0, "nps": {"promoters": 0, "passives": 0, "detractors": 0, "total": 0,
+                              "score": None, "margin": None},
+        "csat": {"total": 0, "satisfied": 0, "percent": None, "mean": None},
+        "ces": {"total": 0, "easy": 0, "percent_easy": None, "mean": None},
+        "cli": {"total": 0, "mean": None}})
+    lines = metrics.report("week", Scores(overall=empty, groups=[]), fast=80.0, slow=400.0,
+                           whole=90.0, runs=7, raw_runs=3)
+
+    assert lines[1].endswith("80.0 ms (median of 7; target <= 50 ms: MISSED)")
+    assert lines[2].endswith("400 ms (median of 3); ratio 5 x (target >= 20 x: MISSED)")
