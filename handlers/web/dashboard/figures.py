@@ -90,8 +90,9 @@ def _cards(metrics: list[str], current: MetricsResult, previous: MetricsResult
             # Low effort is good only on a low-is-easy scale; the card says "mean", so the
             # arrow for CES is left neutral.
             better = None if metric == "ces" or now == before else now > before
-        trend = charts.bars([(group.key, _value(metric, group)[0] or 0.0)
-                             for group in current.groups])
+        # NPS has its own chart, stacked by week, under the cards
+        trend = [] if metric == "nps" else charts.bars(
+            [(group.key, _value(metric, group)[0] or 0.0) for group in current.groups])
         cards.append(Card(metric, LABELS[metric], shown, detail, change, better, trend))
     return cards
 
