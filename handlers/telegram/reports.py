@@ -82,7 +82,7 @@ async def on_report(message: Message, command: CommandObject, settings: Settings
     try:
         asked, period = await _asked(factory, settings, command, "report")
     except Asked as error:
-        await message.answer(escape(str(error)))
+        await message.answer(escape(str(error), quote=False))
         return
     result = await weekly(factory, asked.id, period)
     await message.answer(report_text(asked.title, result, asked.metrics))
@@ -128,7 +128,7 @@ async def on_export(message: Message, command: CommandObject, settings: Settings
     try:
         asked, period = await _asked(factory, settings, command, "export")
     except Asked as error:
-        await message.answer(escape(str(error)))
+        await message.answer(escape(str(error), quote=False))
         return
     zone = ZoneInfo(asked.timezone)
     filters = AnswerFilters(
