@@ -93,9 +93,13 @@ def test_the_chart_is_a_png_and_none_without_answers() -> None:
     weeks = [Group(key=f"2026-W{n:02d}", start=date(2026, 3, 2), **figures(n, 1, 2).model_dump())
              for n in (10, 11, 12)]
     png = trend_png("NPS", weeks, {"nps"})
-    assert png is not None and png.startswith(PNG) and len(png) > 5000
+    assert png is not None
+    assert png.startswith(PNG)
+    assert len(png) > 5000
     ces = trend_png("CES", weeks, {"ces"})
-    assert ces is not None and ces.startswith(PNG) and ces != png
+    assert ces is not None
+    assert ces.startswith(PNG)
+    assert ces != png
     assert trend_png("NPS", [], {"nps"}) is None
     assert trend_png("nothing scored", weeks, set()) is None
 
