@@ -1,7 +1,9 @@
 """The trend chart of /report and the digest, as PNG bytes: NPS by week as promoters,
 passives and detractors stacked (shares of the week's answers) under the NPS line; for a
 survey without NPS, its main metric by week. Pure and blocking (matplotlib renders on the
-CPU): call `render` off the event loop, e.g. `await asyncio.to_thread(trend_png, ...)`."""
+CPU): call it off the event loop, e.g. `await asyncio.to_thread(trend_png, ...)`. Built
+on a Figure of its own, not pyplot: pyplot's global figure registry is not thread-safe,
+and two reports may render at once in two worker threads."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import io
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display: before pyplot is imported
+matplotlib.use("Agg")  # no display, whoever imports pyplot later in this process
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from bot.services.metrics import Group
 from bot.services.report_text import headline, main_metric
@@ -28,7 +30,8 @@ def trend_png(title: str, groups: list[Group], metrics: set[str]) -> bytes | Non
         return None
     labels = [group.key.split("-", 1)[1] for group in weeks]  # "W09": the year is in the title
     x = range(len(weeks))
-    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    figure = Figure(figsize=(8, 4.5), dpi=100)
+    axes = figure.subplots()
     try:
         if metric == "nps":
             shares = {kind: [100 * getattr(g.nps, kind) / g.nps.total for g in weeks]
@@ -62,4 +65,4 @@ def trend_png(title: str, groups: list[Group], metrics: set[str]) -> bytes | Non
         figure.savefig(out, format="png")
         return out.getvalue()
     finally:
-        plt.close(figure)
+        figure.clear()  # nothing registers it anywhere: dropping it frees it

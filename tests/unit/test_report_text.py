@@ -3,6 +3,7 @@ PNG, the digest's period and its cron trigger."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -121,3 +122,12 @@ def test_the_digest_trigger_fires_at_its_time_in_its_zone() -> None:
     assert weekly.get_next_fire_time(None, after) == datetime(2026, 3, 16, 9, 30, tzinfo=moscow)
     daily = digest_trigger("daily", time(9, 30), "Europe/Moscow")
     assert daily.get_next_fire_time(None, after) == datetime(2026, 3, 11, 9, 30, tzinfo=moscow)
+
+
+def test_charts_render_at_once_in_worker_threads() -> None:
+    weeks = [Group(key=f"2026-W{n:02d}", start=date(2026, 3, 2), **figures(n, 1, 2).model_dump())
+             for n in (10, 11, 12)]
+    alone = trend_png("NPS", weeks, {"nps"})
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: trend_png("NPS", weeks, {"nps"}), range(8)))
+    assert together == [alone] * 8
