@@ -199,8 +199,9 @@ class Digest:
     async def run(self) -> bool:
         """The scheduler's job: the digest of the period just ended, unless sent already.
         True when this call sent it."""
-        if self._bot is None and not self._emails:
-            return False
+        if (self._bot is None or self._chat_id is None) and (
+                self._smtp is None or not self._emails):
+            return False  # nowhere to send it: nothing is claimed either
         now = self._clock()
         period = period_for(self._cadence, now, self._zone)
         key = f"{self._cadence}:{period.start.isoformat()}"

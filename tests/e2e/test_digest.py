@@ -166,3 +166,10 @@ async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> No
         2026, 3, 16, 6, 0, tzinfo=UTC)
     assert build_scheduler(None, CampaignService(product.factory),
                            product.factory).get_job("digest") is None
+
+
+async def test_a_digest_with_nowhere_to_go_claims_nothing(product: Product) -> None:
+    nowhere = Digest(product.factory, cadence="daily", timezone="UTC", bot=product.bot,
+                     chat_id=None, emails=TEAM, clock=Clock(NINE))  # no SMTP_URL
+    assert await nowhere.run() is False
+    assert await sent_audit(product) == []
