@@ -19,8 +19,9 @@ from bot.app import build_services, build_web_app
 from bot.commands import configure_logging, freeze_heap
 from bot.dispatch import DeliveryDispatcher, Sender
 from bot.limits import Limiter, RateLimited
-from bot.scheduler import build_scheduler
+from bot.scheduler import build_scheduler, digest_trigger
 from bot.services.campaigns import CampaignFileError
+from bot.services.digest import Digest
 from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
 from bot.services.surveys import Outcome, SurveyService
 from bot.settings import Settings
@@ -102,6 +103,7 @@ async def run(settings: Settings) -> int:
             bots += [bot, sender_bot]
             updates = telegram.build_dispatcher(settings, surveys, i18n)
             updates["alerts"] = services.alerts
+            updates["factory"] = factory
             services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)
             senders["telegram"] = TelegramSender(sender_bot, i18n)
 
@@ -125,9 +127,16 @@ async def run(settings: Settings) -> int:
                  settings.http_host, settings.http_port)
         overdue = (functools.partial(admin.resend_overdue, reply_bot, settings, services.alerts)
                    if reply_bot is not None and settings.admin_chat_id is not None else None)
+        digest = None
+        if settings.digest != "off":
+            digest = (digest_trigger(settings.digest, settings.digest_time,
+                                     settings.digest_timezone),
+                      Digest(factory, cadence=settings.digest, timezone=settings.digest_timezone,
+                             bot=reply_bot, chat_id=settings.admin_chat_id, smtp=smtp,
+                             mail_from=settings.mail_from, emails=settings.digest_emails).run)
         scheduler = build_scheduler(dispatcher, services.campaigns, factory,
                                     interval=settings.dispatch_interval, overdue=overdue,
-                                    webhooks=webhooks)
+                                    webhooks=webhooks, digest=digest)
         scheduler.start()
         if settings.bot_token is not None:
             polling = await telegram.start(settings, updates, bot, i18n)

@@ -1,5 +1,6 @@
 """The few timed jobs (APScheduler 3): the dispatcher's tick, reminders and expiry, the
-campaigns' cron schedules, overdue alerts, the outbound webhook's sender, and forgetting
+campaigns' cron schedules, overdue alerts, the team's digest, the outbound webhook's
+sender, and forgetting
 old channel events and delivered webhook events. The tables (deliveries, alerts, outbox),
 not the scheduler, hold what is due: a job that runs late or twice only finds less to do."""
 
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,9 +29,12 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
                     factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
                     follow_up_every: float = 30.0, campaigns_every: float = 30.0,
                     overdue: Callable[[], Awaitable[object]] | None = None,
-                    webhooks: WebhookSender | None = None) -> AsyncIOScheduler:
+                    webhooks: WebhookSender | None = None,
+                    digest: tuple[CronTrigger, Callable[[], Awaitable[object]]] | None = None
+                    ) -> AsyncIOScheduler:
     """`overdue`: re-sends alerts nobody took within their SLA (admin.resend_overdue),
-    when there is a team chat to send them to."""
+    when there is a team chat to send them to. `digest`: the team's digest (Digest.run)
+    and when (digest_trigger)."""
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
 
@@ -62,12 +68,23 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
             await uow.commit()
 
     every(3600, forget_events, "forget-events")
+    if digest is not None:
+        # A process started within the hour after the time still sends it; Digest.run
+        # claims the period, so every other process (and a second run) sends nothing.
+        scheduler.add_job(digest[1], digest[0], id="digest", name="digest", max_instances=1,
+                          coalesce=True, misfire_grace_time=3600)
     if webhooks is not None:
         # Beside the dialogues, never in their way: a receiver that is down only delays
         # its events.
         every(interval, webhooks.tick, "webhooks")
         every(3600, webhooks.prune, "forget-webhooks")
     return scheduler
+
+
+def digest_trigger(cadence: str, at: time, timezone: str) -> CronTrigger:
+    """DIGEST_TIME in DIGEST_TIMEZONE, every day or on Mondays."""
+    return CronTrigger(day_of_week="mon" if cadence == "weekly" else "*", hour=at.hour,
+                       minute=at.minute, timezone=ZoneInfo(timezone))
 
 
 async def schedule_campaigns(scheduler: AsyncIOScheduler, campaigns: CampaignService) -> None:

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from bot.services.surveys import SurveyService, Who
 from bot.settings import Settings
-from handlers.telegram import admin, customer
+from handlers.telegram import admin, customer, reports
 
 log = logging.getLogger(__name__)
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -128,7 +128,8 @@ def build_bot(settings: Settings, surveys: SurveyService, *, retry: bool = True)
 def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> Dispatcher:
     """Services go in as workflow data: handlers ask for them by parameter name."""
     dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n)
-    dispatcher.include_routers(admin.build_router(), customer.build_router())
+    dispatcher.include_routers(admin.build_router(), reports.build_router(),
+                               customer.build_router())
     dispatcher.errors.register(on_error)
     return dispatcher
 

@@ -55,6 +55,7 @@ class Product:
         self.alerts.replier = ChannelReplier(self.bot, None, settings.mail_from)
         self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
         self.dispatcher["alerts"] = self.alerts
+        self.dispatcher["factory"] = self.factory
 
     async def feed(self, update: JSON) -> None:
         await self.dispatcher.feed_raw_update(self.bot, update)

@@ -48,6 +48,11 @@ BOT_FIRST_NAME = "Otklik Test"
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64
 MAX_CALLBACK_ANSWER = 200
+MAX_CAPTION = 1024
+MAX_PHOTO_BYTES = 10 * 2**20  # Telegram's limits for a bot's uploads
+MAX_DOCUMENT_BYTES = 50 * 2**20
+# What Telegram (like any image library) recognises a photo by.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 
 # Form bodies carry every value as a string: these are turned back into what Telegram reads.
 _JSON_FIELDS = frozenset({
@@ -126,6 +131,18 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    """A file sent in a multipart body (sendPhoto, sendDocument)."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+    def __repr__(self) -> str:  # transcripts show the file, not its bytes
+        return f"<file {self.filename} {len(self.content)} bytes>"
+
+
+@dataclass(frozen=True, slots=True)
 class ApiError:
     """An error response: `injected` by `fail`, or a rejection Telegram would also make."""
 
@@ -197,6 +214,8 @@ class BotApiStub:
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
         self._last_token: str | None = None
+        self._files: dict[str, Upload] = {}  # by file_id: what the bot uploaded
+        self._file_ids = itertools.count(1)
         self._methods: dict[str, tuple[str, Callable[[JSON, JSON], Any]]] = {
             name.lower(): (name, handler) for name, handler in {
                 "getMe": self._get_me,
@@ -210,6 +229,8 @@ class BotApiStub:
                 "getMyCommands": self._get_my_commands,
                 "setChatMenuButton": _true,
                 "getChatMenuButton": lambda bot, params: {"type": "commands"},
+                "sendPhoto": self._send_photo,
+                "sendDocument": self._send_document,
                 "sendChatAction": _true,
                 "setMyDescription": _true,
                 "setMyShortDescription": _true,
@@ -275,6 +296,16 @@ class BotApiStub:
         """The params of each sendMessage to `chat_id` that succeeded, in order."""
         return [call.params for call in self.calls if call.ok and call.method == "sendMessage"
                 and call.params.get("chat_id") == chat_id]
+
+    def uploads(self, chat_id: int, method: str) -> list[tuple[JSON, Upload]]:
+        """Each successful sendPhoto or sendDocument (`method`) to `chat_id`, in order: its
+        params and the file it uploaded."""
+        found = []
+        for call in self.calls:
+            if call.ok and call.method == method and call.params.get("chat_id") == chat_id:
+                field = "photo" if method == "sendPhoto" else "document"
+                found.append((call.params, self._upload(call.params, field)))
+        return found
 
     def messages(self, chat_id: int) -> list[JSON]:
         """The bot's messages in the chat as they are now: edited, and without deleted ones."""
@@ -516,6 +547,65 @@ class BotApiStub:
         self._sources[chat_id, message["message_id"]] = (params["text"], params.get("parse_mode"))
         return copy.deepcopy(message)
 
+    def _send_photo(self, bot: JSON, params: JSON) -> JSON:
+        upload = self._upload(params, "photo")
+        if len(upload.content) > MAX_PHOTO_BYTES:
+            raise _bad("file is too big")
+        if not upload.content.startswith(_IMAGE_MAGIC):
+            raise _bad("IMAGE_PROCESS_FAILED")
+        file_id = self._store(upload)
+        return self._send_media(bot, params, {"photo": [{
+            "file_id": file_id, "file_unique_id": f"u{file_id}", "width": 1, "height": 1,
+            "file_size": len(upload.content)}]})
+
+    def _send_document(self, bot: JSON, params: JSON) -> JSON:
+        upload = self._upload(params, "document")
+        if len(upload.content) > MAX_DOCUMENT_BYTES:
+            raise _Reject(413, "Request Entity Too Large")
+        file_id = self._store(upload)
+        return self._send_media(bot, params, {"document": {
+            "file_id": file_id, "file_unique_id": f"u{file_id}", "file_name": upload.filename,
+            "mime_type": upload.content_type, "file_size": len(upload.content)}})
+
+    def _upload(self, params: JSON, field: str) -> Upload:
+        """The file a media method sends: uploaded in the body under `field` itself or
+        under the name `attach://<name>` gives, or a file_id sent before."""
+        value = params.get(field)
+        if isinstance(value, str) and value.startswith("attach://"):
+            value = params.get(value.removeprefix("attach://"))
+        elif isinstance(value, str):
+            value = self._files.get(value)
+            if value is None:
+                raise _bad("wrong file identifier/HTTP URL specified")
+        if value is None or value == "":
+            raise _bad(f"there is no {field} in the request")
+        if not isinstance(value, Upload):
+            raise _bad(f"wrong remote file identifier specified: can't unserialize {field}")
+        if not value.content:
+            raise _bad("file must be non-empty")
+        return value
+
+    def _store(self, upload: Upload) -> str:
+        file_id = f"file-{next(self._file_ids)}"
+        self._files[file_id] = upload
+        return file_id
+
+    def _send_media(self, bot: JSON, params: JSON, media: JSON) -> JSON:
+        chat_id = _chat_id(params)
+        caption = params.get("caption")
+        reply_to = self._replied(chat_id, params)
+        message: JSON = {"message_id": self._next_message_id(chat_id), "from": bot,
+                         "chat": self._chat(chat_id), "date": int(time.time()), **media}
+        if caption:
+            text = _text({"text": caption, "parse_mode": params.get("parse_mode")})
+            if len(text) > MAX_CAPTION:
+                raise _bad("message caption is too long")
+            message["caption"] = text
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        self._messages.setdefault(chat_id, {})[message["message_id"]] = message
+        return copy.deepcopy(message)
+
     def _edit_message_text(self, bot: JSON, params: JSON) -> JSON:
         chat_id, message = self._editable(params)
         text = _text(params)
@@ -730,8 +820,10 @@ async def _read_params(request: web.Request) -> JSON:
         params.update(body)
     elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         for key, value in (await request.post()).items():
-            params[key] = (f"<file {value.filename}>" if isinstance(value, FileField)
-                           else value if isinstance(value, str) else bytes(value).decode())
+            if isinstance(value, FileField):
+                params[key] = Upload(value.filename, value.content_type, value.file.read())
+            else:
+                params[key] = value if isinstance(value, str) else bytes(value).decode()
     return params
 
 

@@ -1,0 +1,261 @@
+"""The team's digest (DIGEST=daily|weekly): for each active survey, the period's figures
+with the change against the period before, the response rate, new comments from customers
+who scored low, and the open alerts; to the team chat (text and charts) and by e-mail.
+
+Sent at most once per period, whatever the number of processes and restarts: the period is
+claimed (channel_events, primary key ("digest", key)) and recorded in the audit log in one
+transaction before anything is sent; a process that finds either sends nothing. A digest
+whose sending fails is logged, not tried again (never twice beats maybe twice)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from zoneinfo import ZoneInfo
+
+import aiosmtplib
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BufferedInputFile
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot.services.charts import trend_png
+from bot.services.metrics import MetricsQuery, MetricsResult, compute, scored_keys
+from bot.services.report_text import (
+    Period,
+    change,
+    figure_lines,
+    headline,
+)
+from bot.services.scripts import script_of
+from handlers.email.outbound import Smtp
+from storage.models import AlertRow, AlertStatus, AnswerRow, ScriptRow
+from storage.uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+Factory = async_sessionmaker[AsyncSession]
+COMMENTS = 5  # per survey: the digest points at the dashboard, it does not replace it
+COMMENT_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """A survey as reports name it: title, its scored metrics, its time zone."""
+
+    id: str
+    title: str
+    metrics: set[str]
+    timezone: str
+
+
+async def survey(factory: Factory, survey_id: str) -> Survey | None:
+    async with UnitOfWork(factory, read_only=True) as uow:
+        row = await uow.scripts.latest(survey_id)
+    return None if row is None else _survey(row)
+
+
+async def active_surveys(factory: Factory) -> list[Survey]:
+    async with UnitOfWork(factory, read_only=True) as uow:
+        return [_survey(row) for row in await uow.scripts.active()]
+
+
+def _survey(row: ScriptRow) -> Survey:
+    script = script_of(row)
+    return Survey(script.id, script.title.get(script.default_locale, script.id),
+                  set(scored_keys(script).values()), script.timezone)
+
+
+async def weekly(factory: Factory, survey_id: str, period: Period) -> MetricsResult:
+    """The period's figures from the rollups, grouped by week for the chart."""
+    return await compute(factory, MetricsQuery(survey=survey_id, start=period.start,
+                                               end=period.end, group_by="week"))
+
+
+async def chart(title: str, result: MetricsResult, metrics: set[str]) -> bytes | None:
+    """trend_png in a worker thread: matplotlib would hold the event loop for ~100 ms."""
+    return await asyncio.to_thread(trend_png, title, result.groups, metrics)
+
+
+def _utc(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), zone).astimezone(UTC)
+
+
+async def low_score_comments(factory: Factory, survey_id: str, since: datetime,
+                             until: datetime, limit: int) -> list[str]:
+    """Free-text answers given in [since, until), newest first, in dialogues where the
+    customer gave a score low enough to raise an alert (the script's rule: detractors,
+    dissatisfied, hard effort)."""
+    comment = aliased(AnswerRow)
+    low = (select(AnswerRow.id).where(AnswerRow.session_id == comment.session_id,
+                                      AnswerRow.alert.is_(True), AnswerRow.score.is_not(None))
+           .exists())
+    async with UnitOfWork(factory, read_only=True) as uow:
+        rows = await uow.session.scalars(
+            select(comment.text).where(comment.survey_id == survey_id, comment.text.is_not(None),
+                                       comment.answered_at >= since,
+                                       comment.answered_at < until, low)
+            .order_by(comment.answered_at.desc(), comment.id.desc()).limit(limit))
+        return [text for text in rows.all() if text and text.strip()]
+
+
+async def open_alerts(factory: Factory, survey_id: str) -> int:
+    async with UnitOfWork(factory, read_only=True) as uow:
+        return int(await uow.session.scalar(
+            select(func.count()).select_from(AlertRow)
+            .where(AlertRow.survey_id == survey_id, AlertRow.status == AlertStatus.OPEN)) or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    survey: Survey
+    lines: list[str]  # plain text
+    chart: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    key: str
+    period: Period
+    sections: list[Section]
+
+    def text(self) -> str:
+        head = f"Otklik digest, {self.period}"
+        body = [f"\n{section.survey.title} ({section.survey.id})\n" + "\n".join(section.lines)
+                for section in self.sections] or ["\nNo active surveys."]
+        return head + "\n" + "\n".join(body)
+
+
+def period_for(cadence: str, now: datetime, zone: ZoneInfo) -> Period:
+    """The period a digest sent at `now` covers: yesterday (daily) or last Monday to
+    Sunday (weekly), in the digest's time zone."""
+    today = now.astimezone(zone).date()
+    if cadence == "weekly":
+        monday = today - timedelta(days=today.weekday())
+        return Period(monday - timedelta(days=7), monday - timedelta(days=1))
+    return Period(today - timedelta(days=1), today - timedelta(days=1))
+
+
+class Digest:
+    def __init__(self, factory: Factory, *, cadence: str, timezone: str,
+                 bot: Bot | None = None, chat_id: int | None = None,
+                 smtp: Smtp | None = None, mail_from: str = "", emails: list[str] | None = None,
+                 clock: Callable[[], datetime] | None = None, timeout: float = 60) -> None:
+        self._factory = factory
+        self._cadence = cadence
+        self._zone = ZoneInfo(timezone)
+        self._bot = bot
+        self._chat_id = chat_id
+        self._smtp = smtp
+        self._mail_from = mail_from
+        self._emails = emails or []
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._timeout = timeout
+
+    async def build(self, period: Period) -> Built:
+        since, until = _utc(period.start, self._zone), _utc(period.end + timedelta(1), self._zone)
+        sections = []
+        for each in await active_surveys(self._factory):
+            now = await weekly(self._factory, each.id, period)
+            before = await compute(self._factory, MetricsQuery(
+                survey=each.id, start=period.previous().start, end=period.previous().end))
+            lines = []
+            for metric, line in zip(sorted(each.metrics, key=_order),
+                                    figure_lines(now.overall, each.metrics), strict=True):
+                moved = change(headline(now.overall, metric), headline(before.overall, metric))
+                lines.append(f"{line}; change {moved}")
+            rate = now.response_rate
+            lines.append("Response rate " + ("—" if rate.percent is None else
+                                             f"{rate.percent:.1f} %")
+                         + f" ({rate.count} of {rate.of})")
+            comments = await low_score_comments(self._factory, each.id, since, until,
+                                                COMMENTS)
+            if comments:
+                lines.append("Comments from low scores:")
+                lines += [f"  • {_short(comment)}" for comment in comments]
+            lines.append(f"Open alerts: {await open_alerts(self._factory, each.id)}")
+            image = await chart(f"{each.title}, {period}", now, each.metrics)
+            sections.append(Section(each, lines, image))
+        return Built(f"{self._cadence}:{period.start.isoformat()}", period, sections)
+
+    async def claim(self, key: str, now: datetime) -> bool:
+        """True for the one process that sends the digest `key`."""
+        async with UnitOfWork(self._factory) as uow:
+            if await uow.audit.page(action="digest.sent", target=key, limit=1):
+                return False
+            if not await uow.events.claim("digest", key, now=now):
+                return False
+            await uow.audit.add("digest", "digest.sent", key,
+                                {"chat": self._chat_id is not None, "emails": len(self._emails)},
+                                now=now)
+            await uow.commit()
+        return True
+
+    async def run(self) -> bool:
+        """The scheduler's job: the digest of the period just ended, unless sent already.
+        True when this call sent it."""
+        if (self._bot is None or self._chat_id is None) and (
+                self._smtp is None or not self._emails):
+            return False  # nowhere to send it: nothing is claimed either
+        now = self._clock()
+        period = period_for(self._cadence, now, self._zone)
+        key = f"{self._cadence}:{period.start.isoformat()}"
+        if not await self.claim(key, now):
+            log.info("digest %s: sent already", key)
+            return False
+        built = await self.build(period)
+        await self._to_chat(built)
+        await self._by_email(built)
+        log.info("digest %s sent", key)
+        return True
+
+    async def _to_chat(self, built: Built) -> None:
+        if self._bot is None or self._chat_id is None:
+            return
+        try:
+            # Plain text: comments are the customers' words, cut anywhere to fit.
+            await self._bot.send_message(self._chat_id, _fit(built.text()), parse_mode=None)
+            for section in built.sections:
+                if section.chart is not None:
+                    await self._bot.send_photo(
+                        self._chat_id, BufferedInputFile(section.chart, f"{section.survey.id}.png"),
+                        caption=f"{section.survey.title}, {built.period}", parse_mode=None)
+        except TelegramAPIError as error:
+            log.warning("digest %s: not sent to the team chat: %s", built.key,
+                        type(error).__name__)
+
+    async def _by_email(self, built: Built) -> None:
+        if self._smtp is None or not self._emails:
+            return
+        message = EmailMessage()
+        message["From"] = self._mail_from
+        message["To"] = ", ".join(self._emails)
+        message["Subject"] = f"Otklik digest, {built.period}"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(built.text())
+        for section in built.sections:
+            if section.chart is not None:
+                message.add_attachment(section.chart, maintype="image", subtype="png",
+                                       filename=f"{section.survey.id}-{built.period.start}.png")
+        try:
+            await self._smtp.send(message, seconds=self._timeout)
+        except (aiosmtplib.SMTPException, OSError) as error:
+            log.warning("digest %s: not e-mailed: %s", built.key, type(error).__name__)
+
+
+def _order(metric: str) -> int:
+    return ("nps", "csat", "ces", "cli").index(metric)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= COMMENT_CHARS else text[:COMMENT_CHARS - 1] + "…"
+
+
+def _fit(text: str, limit: int = 4000) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
