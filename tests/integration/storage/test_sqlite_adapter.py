@@ -66,9 +66,10 @@ async def test_a_turn_costs_a_hop_to_read_one_to_record_and_one_to_commit(
 
     await reply(factory, script, dialogue.id, "4")
 
-    # BEGIN IMMEDIATE rides with the SELECT; record's statements run in one hop; no rollback
-    # when the connection goes back.
-    assert statements == ["SELECT", "INSERT", "INSERT", "UPDATE"]
+    # BEGIN IMMEDIATE rides with the SELECT; record's statements (the answer, its rollup,
+    # its context's rollup: the dialogue has an agent) run in one hop; no rollback when the
+    # connection goes back.
+    assert statements == ["SELECT", "INSERT", "INSERT", "INSERT", "UPDATE"]
     assert hops == ["_statement", "on_worker", "commit"]
 
 
