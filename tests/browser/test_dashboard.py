@@ -16,21 +16,12 @@ from playwright.async_api import expect
 
 from tests.browser.conftest import Visitor
 from tests.e2e.admin_support import answer_nps
+from tests.e2e.dashboard_support import BROKEN
 from tests.e2e.trigger_support import ADMIN, NOON, Api, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the browser's loop (conftest)
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
-BROKEN = """id: broken
-default_locale: en
-title: {en: Broken}
-steps:
-  - id: score
-    type: nps
-    text: {en: "How likely?"}
-    scale: 12
-"""
-
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:

@@ -11,6 +11,16 @@ from aiohttp import ClientResponse
 from tests.e2e.trigger_support import ADMIN, Api
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+# A script with one error: NPS has no scale (line 8, steps.0.scale).
+BROKEN = """id: broken
+default_locale: en
+title: {en: Broken}
+steps:
+  - id: score
+    type: nps
+    text: {en: "How likely?"}
+    scale: 12
+"""
 
 
 async def csrf_of(api: Api, path: str) -> str:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.admin_support import answer_nps
-from tests.e2e.dashboard_support import csrf_of, log_in, submit
+from tests.e2e.dashboard_support import BROKEN, csrf_of, log_in, submit
 from tests.e2e.trigger_support import serving
 
 pytestmark = pytest.mark.asyncio
@@ -105,16 +105,6 @@ async def test_logout_ends_the_session(db_url: str) -> None:
         assert response.status == 303
         assert (await api.client.get("/admin/", allow_redirects=False)).status == 303
 
-
-BROKEN = """id: broken
-default_locale: en
-title: {en: Broken}
-steps:
-  - id: score
-    type: nps
-    text: {en: "How likely?"}
-    scale: 12
-"""
 
 GOOD = """id: quick
 default_locale: en
