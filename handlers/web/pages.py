@@ -359,8 +359,8 @@ def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
     said = [p.text for p in outcome.prompts] if outcome else []
     return notice(request, 200, gettext("Thank you!", locale), *said,
                   gettext("Your answers are saved in Otklik's database: the team sees them "
-                          "in its reports (otklik report --survey {survey}).",
-                          locale).format(survey=survey),
+                          "on the dashboard (/admin/surveys/{survey}) and in its reports "
+                          "(otklik report --survey {survey}).", locale).format(survey=survey),
                   locale=locale, link=f"/w/{survey}?again=1",
                   link_label=gettext("Answer again", locale))
 
