@@ -294,12 +294,46 @@ _Loader.add_implicit_resolver(
 )
 
 
+# Far above any real script (100 steps in several languages is ~50 KB, nesting ~8 deep):
+# what is beyond them is a mistake or an attack, refused before anything is built from it.
+MAX_SOURCE = 256 * 1024
+MAX_DEPTH = 20
+
+
+def _limits(source: str, filename: str) -> None:
+    """Refuse an oversized or too deeply nested script, and YAML anchors and aliases (a
+    few lines of them expand to millions of nodes: the "billion laughs"), reading the
+    event stream once, before any tree is built."""
+    if len(source) > MAX_SOURCE:
+        raise ScriptError([ScriptIssue("", f"the script is {len(source):,} characters, over "
+                                           f"the limit of {MAX_SOURCE:,}", 1)], filename)
+    depth = 0
+    try:
+        for event in yaml.parse(source, Loader=_Loader):
+            line = event.start_mark.line + 1 if event.start_mark else None
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ScriptError([ScriptIssue(
+                    "", "YAML anchors and aliases (& and *) are not allowed in a script: "
+                        "write the text out where it is used", line)], filename)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ScriptError([ScriptIssue(
+                        "", f"nested more than {MAX_DEPTH} levels deep", line)], filename)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return  # not valid YAML: parse_script says where, with its own message
+
+
 def parse_script(source: str, filename: str = "<script>") -> Script:
     """Parse and validate one script; raise ScriptError listing every issue with its line."""
     is_json = filename.endswith(".json")
+    # The YAML tree serves line numbers; JSON may indent with tabs, which YAML refuses.
+    text = source.replace("\t", " ") if is_json else source
+    _limits(text, filename)
     try:
-        # The YAML tree serves line numbers; JSON may indent with tabs, which YAML refuses.
-        root = yaml.compose(source.replace("\t", " ") if is_json else source, Loader=_Loader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

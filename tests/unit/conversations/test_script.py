@@ -379,6 +379,46 @@ def test_every_issue_is_reported_at_once_and_formatted_with_file_and_line() -> N
     assert ScriptIssue("", "x").format("f.yaml") == "f.yaml:1: <script>: x"
 
 
+# --- limits: bombs and giants are refused before anything is built from them -----------------
+
+LAUGHS = """id: lol
+default_locale: en
+title: {en: T}
+steps:
+  - id: s
+    type: nps
+    text: &a {en: "ha"}
+    low_label: [&b [*a, *a, *a, *a, *a, *a, *a, *a, *a]]
+    high_label: [[*b, *b, *b, *b, *b, *b, *b, *b, *b]]
+"""
+
+
+def test_anchors_and_aliases_are_refused_at_the_first() -> None:
+    """A "billion laughs" script: nine aliases a level multiply the nodes that validation
+    would walk; the first anchor is refused instead, with its line."""
+    assert issues(LAUGHS) == [("", 7, "YAML anchors and aliases (& and *) are not allowed "
+                                      "in a script: write the text out where it is used")]
+
+
+def test_a_script_over_the_size_limit_is_refused() -> None:
+    steps = "".join(f"  - id: s{i}\n    type: text\n    text: {{en: '{'x' * 900}'}}\n"
+                    for i in range(300))
+    source = f"id: big\ndefault_locale: en\ntitle: {{en: T}}\nsteps:\n{steps}"
+    [(path, line, message)] = issues(source)
+    assert (path, line) == ("", 1)
+    assert message.endswith("over the limit of 262,144")
+
+
+def test_nesting_beyond_the_limit_is_refused_with_its_line() -> None:
+    source = "id: deep\ndefault_locale: en\ntitle: {en: T}\nsteps: " + "[" * 25 + "]" * 25
+    assert issues(source) == [("", 4, "nested more than 20 levels deep")]
+
+
+def test_the_example_scripts_are_well_within_the_limits() -> None:
+    for path in script_files([SURVEYS]):
+        parse_script(path.read_text(encoding="utf-8"), str(path))
+
+
 # --- JSON --------------------------------------------------------------------------------------
 
 VALID_YAML = """\
