@@ -4,8 +4,11 @@ storage/migrations/."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -28,10 +31,37 @@ def alembic_config(url: str = "") -> Config:
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """Upgrade from inside a running event loop (the app, async tests): Alembic works on a
     sync connection lent by run_sync, in one transaction that also holds the lock."""
+    await _migrate(url, functools.partial(_upgrade, revision=revision, url=url))
+
+
+async def downgrade_async(url: str, revision: str) -> None:
+    """Back to an earlier revision (dropping what came after), as upgrade_async."""
+    await _migrate(url, functools.partial(_downgrade, revision=revision, url=url))
+
+
+async def _migrate(url: str, migrate: Callable[[Connection], None]) -> None:
     engine = create_engine(url)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade, revision, url)
+        async with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite's batch mode rebuilds a table by copy, drop and rename, which its
+                # foreign keys refuse while rows point at the table (sessions at
+                # deliveries). They can only be switched off outside a transaction, so on
+                # the driver's connection before the migration's BEGIN; checked whole
+                # before the commit instead (SQLite's own recipe for altering tables).
+                driver: Any = (await connection.get_raw_connection()).driver_connection
+                await driver.execute("PRAGMA foreign_keys = OFF")
+            try:
+                await connection.run_sync(migrate)
+                if sqlite and (broken := (await connection.exec_driver_sql(
+                        "PRAGMA foreign_key_check")).first()) is not None:
+                    raise RuntimeError(f"the migration broke a foreign key: {tuple(broken)}")
+                await connection.commit()
+            finally:
+                if sqlite:
+                    await connection.rollback()
+                    await driver.execute("PRAGMA foreign_keys = ON")
     finally:
         await engine.dispose()
 
@@ -53,3 +83,9 @@ def _upgrade(connection: Connection, revision: str, url: str) -> None:
     config = alembic_config(url)
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+
+
+def _downgrade(connection: Connection, revision: str, url: str) -> None:
+    config = alembic_config(url)
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
