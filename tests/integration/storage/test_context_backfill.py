@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from alembic import command
-from sqlalchemy import Connection, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
 
-from storage.migrate import alembic_config, upgrade_async
+from storage.migrate import downgrade_async, upgrade_async
 from storage.models import ContextRollupRow
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import Factory, store
@@ -24,14 +22,7 @@ async def _rows(factory: Factory) -> set[tuple[object, ...]]:
                 if r.count}
 
 
-def _downgrade(connection: Connection, url: str) -> None:
-    config = alembic_config(url)
-    config.attributes["connection"] = connection
-    command.downgrade(config, "0003")
-
-
-async def test_upgrade_backfills_context_rollups(db_url: str, engine: AsyncEngine,
-                                                 factory: Factory) -> None:
+async def test_upgrade_backfills_context_rollups(db_url: str, factory: Factory) -> None:
     await store(factory, SCRIPT, MIX_YAML)
     context = (("agent", "Anna"), ("shop", 3), ("vip", True), ("note", "y" * 300))
     for n, (replies, channel) in enumerate([(("9", "4", "2"), "telegram"),
@@ -45,8 +36,7 @@ async def test_upgrade_backfills_context_rollups(db_url: str, engine: AsyncEngin
     recorded = await _rows(factory)
     assert len(recorded) == 3 * 4 + 2 * 3 + 1 * 2  # keys x buckets of each dialogue
 
-    async with engine.begin() as connection:
-        await connection.run_sync(_downgrade, db_url)
+    await downgrade_async(db_url, "0003")
     await upgrade_async(db_url)
 
     assert await _rows(factory) == recorded
