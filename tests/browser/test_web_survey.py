@@ -72,6 +72,20 @@ def option(page: Page, label: str) -> Locator:
     return page.locator("label.option").filter(has_text=re.compile(rf"^{re.escape(label)}$"))
 
 
+async def give_the_reason(api: Api, phone: Visitor, page: Page) -> None:
+    """The follow-up typed and sent after a 9: the thank-you page, both answers stored
+    from the web, the delivery completed, and no console error on the way."""
+    await page.get_by_label(REASON).fill(WHY)
+    await page.get_by_role("button", name="Next").tap()
+
+    await expect(page.get_by_role("heading")).to_have_text("Thank you!")
+    await phone.shoot(page, "thanks")
+    assert await stored(api) == [("score", 9, None, "web"), ("reason", None, WHY, "web")]
+    [delivery] = await api.deliveries()
+    assert delivery.status == "completed"
+    assert phone.errors == []
+
+
 async def test_a_customer_answers_the_hosted_page_on_a_phone(api: Api, phone: Visitor) -> None:
     token = await deliver(api)
     page = await phone.open(url(api, f"/s/{token}"))
@@ -83,15 +97,7 @@ async def test_a_customer_answers_the_hosted_page_on_a_phone(api: Api, phone: Vi
     await expect(page.get_by_label(REASON)).to_be_visible()
     assert page.url == url(api, f"/s/{token}")  # POST, then redirect back: reload-safe
     await phone.shoot(page, "reason")
-    await page.get_by_label(REASON).fill(WHY)
-    await page.get_by_role("button", name="Next").tap()
-
-    await expect(page.get_by_role("heading")).to_have_text("Thank you!")
-    await phone.shoot(page, "thanks")
-    assert await stored(api) == [("score", 9, None, "web"), ("reason", None, WHY, "web")]
-    [delivery] = await api.deliveries()
-    assert delivery.status == "completed"
-    assert phone.errors == []
+    await give_the_reason(api, phone, page)
 
 
 async def test_without_javascript_the_next_button_sends_the_answer(
@@ -108,15 +114,7 @@ async def test_without_javascript_the_next_button_sends_the_answer(
     await page.get_by_role("button", name="Next").tap()
     await expect(page.get_by_label(REASON)).to_be_visible()
     await phone.shoot(page, "reason")
-    await page.get_by_label(REASON).fill(WHY)
-    await page.get_by_role("button", name="Next").tap()
-
-    await expect(page.get_by_role("heading")).to_have_text("Thank you!")
-    await phone.shoot(page, "thanks")
-    assert await stored(api) == [("score", 9, None, "web"), ("reason", None, WHY, "web")]
-    [delivery] = await api.deliveries()
-    assert delivery.status == "completed"
-    assert phone.errors == []
+    await give_the_reason(api, phone, page)
 
 
 async def focused(page: Page) -> str:
