@@ -133,12 +133,9 @@ class AdminService:
     async def script(self, survey_id: str, version: int | None = None) -> ScriptRow:
         """A stored version, the latest by default."""
         async with UnitOfWork(self.factory, read_only=True) as uow:
+            latest = await self._known(uow, survey_id)
             if version is None:
-                row = await uow.scripts.latest(survey_id)
-                if row is None:
-                    raise Unknown(f"no survey {survey_id!r}", "id")
-                return row
-            await self._known(uow, survey_id)
+                return latest
             try:
                 return await uow.scripts.get(survey_id, version)
             except NotFound:

@@ -20,6 +20,7 @@ from bot.services.metrics import (
     scored_keys,
 )
 from bot.services.scripts import script_of
+from conversations.script import Script
 from handlers.web import charts
 from handlers.web.dashboard.frame import render
 from storage.repositories.answers import AnswerFilters
@@ -106,7 +107,9 @@ def _trend(result: MetricsResult) -> charts.Trend:
 
 async def _survey_figures(request: web.Request, survey: str, start: date, end: date,
                           before: tuple[date, date], channel: str | None = None
-                          ) -> tuple[list[str], MetricsResult, MetricsResult]:
+                          ) -> tuple[Script, list[str], MetricsResult, MetricsResult]:
+    """The survey's script (its latest version), the metrics it has, and its figures for
+    the period by week and for the period before."""
     factory = request.app[FACTORY]
     script = script_of(await request.app[ADMIN].script(survey))
     kinds = set(scored_keys(script).values())
@@ -115,7 +118,7 @@ async def _survey_figures(request: web.Request, survey: str, start: date, end: d
                                                   channel=channel, group_by="week"))
     previous = await compute(factory, MetricsQuery(survey=survey, start=before[0],
                                                    end=before[1], channel=channel))
-    return metrics, current, previous
+    return script, metrics, current, previous
 
 
 @routes.get("/admin/")
@@ -125,7 +128,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         active = await uow.scripts.active()
     surveys = []
     for row in active:
-        metrics, current, previous = await _survey_figures(
+        _, metrics, current, previous = await _survey_figures(
             request, row.survey_id, start, end, (before_start, before_end))
         surveys.append({"id": row.survey_id, "title": row.title.get("en") or
                         next(iter(row.title.values()), row.survey_id),
@@ -143,13 +146,12 @@ async def survey(request: web.Request) -> web.StreamResponse:
     days, start, end, before_start, before_end = _period(request)
     channel = request.query.get("channel") or None
     try:
-        metrics, current, previous = await _survey_figures(
+        script, metrics, current, previous = await _survey_figures(
             request, name, start, end, (before_start, before_end), channel)
     except AdminError as error:
         raise web.HTTPNotFound(text=str(error)) from None
     async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
         counts = await uow.rollups.counts(name, start=start, end=end, channel=channel)
-    script = script_of(await request.app[ADMIN].script(name))
     distributions = [(key, charts.bars([(str(score), float(n)) for score, n in
                                         sorted(counts[key].scores.items())]))
                      for key in scored_keys(script) if key in counts]
