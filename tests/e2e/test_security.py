@@ -59,10 +59,9 @@ def url(tmp_path: Path) -> str:
 
 @asynccontextmanager
 async def site(url: str, **overrides: Any) -> AsyncIterator[Api]:
-    """`serving` with an integration's API token, the widget's origin and room for the few
-    wrong secrets a test sends on purpose."""
+    """`serving` with an integration's API token and the widget's origin."""
     values: dict[str, Any] = {"api_tokens": [API_TOKEN], "widget_origins": [ORIGIN],
-                              "failed_attempts": 100, **overrides}
+                              **overrides}
     async with serving(url, **values) as api:
         yield api
 
