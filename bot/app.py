@@ -46,6 +46,7 @@ from handlers.web import (
     pages,
     prometheus,
     surveys,
+    throttle,
     triggers,
     widget,
 )
@@ -110,10 +111,11 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
-                                       widget.anonymous, dashboard.dashboard],
+    app = web.Application(middlewares=[prometheus.timed, pages.pages, throttle.failed_attempts,
+                                       api.errors, widget.anonymous, dashboard.dashboard],
                           client_max_size=MAX_BODY)
-    app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
+    app[throttle.LIMITER] = throttle.PerAddress(settings.anonymous_rate)
+    app[throttle.FAILURES] = throttle.PerAddress(settings.failed_attempts)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[FACTORY] = services.factory

@@ -6,7 +6,7 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -58,9 +58,14 @@ class Settings(BaseSettings):
     # Sites that may embed the pop-up survey (widget.js), comma-separated origins; "*": any.
     widget_origins: Annotated[list[str], NoDecode] = []
     anonymous_rate: int = Field(120, ge=1)  # requests a minute per address, anonymous routes
+    # Wrong tokens, passwords and survey links a minute per address before a pause (429).
+    failed_attempts: int = Field(10, ge=1)
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names
+    # the client, for the two limits above.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
 
     @field_validator("api_tokens", "widget_origins", "admin_user_ids", "digest_emails",
-                     mode="before")
+                     "trusted_proxies", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):

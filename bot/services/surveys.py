@@ -58,6 +58,10 @@ class LinkExpired(SurveyError):
     """A deep link or survey token that is unknown, used up or past its delivery."""
 
 
+class UnknownLink(LinkExpired):
+    """A survey token no delivery has: a typo, or someone guessing."""
+
+
 class NoSurvey(SurveyError):
     """Nothing to ask: the survey asked for is not active."""
 
@@ -219,7 +223,7 @@ class SurveyService:
             view = await uow.read(lambda connection: connection.execute(
                 DELIVERY_VIEW, {"k_token": token}).first())
         if view is None:
-            raise LinkExpired("unknown")
+            raise UnknownLink("unknown")
         if view.status == DeliveryStatus.COMPLETED:
             raise Finished(token)
         if view.status not in deliveries.OPEN:
@@ -369,7 +373,7 @@ class SurveyService:
         async with UnitOfWork(self._factory) as uow:
             delivery = await uow.deliveries.by_token(token)
             if delivery is None:
-                raise LinkExpired("unknown")
+                raise UnknownLink("unknown")
             customer = await uow.customers.get(delivery.customer_id)
             if customer.opted_out_at is not None:
                 return False

@@ -4,7 +4,6 @@ the same models the handlers parse and answer with, so it cannot drift from them
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ from bot.keys import SETTINGS
 # Re-exported: triggers are signed as outbound webhooks are.
 from bot.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
 from bot.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+from bot.signing import same_secret
 from bot.signing import signature as signature
 
 log = logging.getLogger(__name__)
@@ -101,20 +101,22 @@ def validate(model: type[M], data: object) -> M:
 # -- authentication ---------------------------------------------------------------------------
 
 
-def _tokens(request: web.Request) -> list[bytes]:
+def _tokens(request: web.Request) -> list[str]:
     settings = request.app[SETTINGS]
     tokens = [settings.admin_token, *settings.api_tokens]
-    return [token.get_secret_value().encode() for token in tokens if token is not None]
+    return [token.get_secret_value() for token in tokens if token is not None]
+
+
+def _presented(request: web.Request) -> str | None:
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" and presented.strip() else None
 
 
 def bearer_ok(request: web.Request) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
+    if (presented := _presented(request)) is None:
         return False
     # Every configured token is compared, in constant time, whatever matches first.
-    matches = [hmac.compare_digest(presented.strip().encode(), token)
-               for token in _tokens(request)]
+    matches = [same_secret(presented, token) for token in _tokens(request)]
     return any(matches)
 
 
@@ -135,10 +137,9 @@ def require_admin(request: web.Request) -> str:
     audit log."""
     if (actor := request.get(ACTOR)) is not None:
         return str(actor)
-    admin = request.app[SETTINGS].admin_token
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if (admin is None or scheme.lower() != "bearer" or not hmac.compare_digest(
-            presented.strip().encode(), admin.get_secret_value().encode())):
+    admin, presented = request.app[SETTINGS].admin_token, _presented(request)
+    if admin is None or presented is None or not same_secret(presented,
+                                                              admin.get_secret_value()):
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>",
                        "Authorization")
     return "admin-token"
@@ -161,7 +162,7 @@ async def require_signature_or_bearer(request: web.Request) -> None:
         raise ApiError(401, "stale_signature", f"{TIMESTAMP_HEADER} is more than "
                        f"{REPLAY_WINDOW // 60} minutes away from our clock", TIMESTAMP_HEADER)
     expected = signature(secret.get_secret_value().encode(), stamp, await request.read())
-    if not hmac.compare_digest(request.headers[SIGNATURE_HEADER].encode(), expected.encode()):
+    if not same_secret(request.headers[SIGNATURE_HEADER], expected):
         raise ApiError(401, "bad_signature", "the signature does not match the body",
                        SIGNATURE_HEADER)
 

@@ -8,10 +8,9 @@ question's position, so a form sent twice (or from an old tab) changes nothing."
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp_jinja2
@@ -25,12 +24,16 @@ from bot.services.surveys import (
     NoSurvey,
     OptedOut,
     Outcome,
+    SurveyError,
     Tap,
+    UnknownLink,
     Who,
 )
+from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 from conversations.replies import Problem
+from handlers.web.throttle import WRONG
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,8 +78,7 @@ def csrf_token(request: web.Request) -> str:
 
 def check_csrf(request: web.Request, form: Form) -> None:
     cookie, sent = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
-    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(
-            cookie.encode(), sent.encode()):
+    if not cookie or not isinstance(sent, str) or not same_secret(sent, cookie):
         locale = _locale(request)
         raise PageError(403, gettext("This form has expired", locale),
                         gettext("Please open the page again and answer once more.", locale))
@@ -184,8 +186,10 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def _closed(request: web.Request, locale: str | None = None) -> PageError:
-    locale = _locale(request, locale)
+def _closed(request: web.Request, error: SurveyError | None = None) -> PageError:
+    if isinstance(error, UnknownLink):
+        request[WRONG] = True  # someone guessing tokens is slowed down (throttle.py)
+    locale = _locale(request)
     return PageError(410, gettext("This survey has closed", locale),
                      gettext("This link has expired or was already used. Thank you all the "
                              "same!", locale))
@@ -203,8 +207,8 @@ async def get_survey(request: web.Request) -> web.StreamResponse:
         locale = _locale(request)
         return notice(request, 200, gettext("Thank you!", locale),
                       gettext("Your answers are saved. Thank you!", locale))
-    except (LinkExpired, NoSurvey):
-        raise _closed(request) from None
+    except (LinkExpired, NoSurvey) as error:
+        raise _closed(request, error) from None
     except OptedOut:
         locale = _locale(request)
         raise PageError(410, gettext("You asked us not to send you surveys.", locale)) from None
@@ -224,8 +228,8 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
     # (a branch not taken leaves its fields unread), until the end or one that does not fit.
     try:
         outcome: Outcome | None = await surveys.open_delivery(token)
-    except (Finished, LinkExpired, NoSurvey, OptedOut):
-        raise _closed(request) from None
+    except (Finished, LinkExpired, NoSurvey, OptedOut) as error:
+        raise _closed(request, error) from None
     for _ in range(MAX_QUESTIONS):
         asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
             if outcome is not None else []
@@ -252,8 +256,8 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
         opened = await surveys.open_delivery(token, locale=_locale(request))
     except Finished:
         return respond(request, _see_other(f"/s/{token}"))
-    except (LinkExpired, NoSurvey, OptedOut):
-        raise _closed(request) from None
+    except (LinkExpired, NoSurvey, OptedOut) as error:
+        raise _closed(request, error) from None
     first = opened.prompts[0] if opened.prompts else None
     if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
         # answered already (a second click, a mail scanner): the page shows where it is
@@ -287,8 +291,8 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
         check_csrf(request, form)
     try:
         await request.app[SURVEYS].opt_out_delivery(request.match_info["token"])
-    except LinkExpired:
-        raise _closed(request) from None
+    except LinkExpired as error:
+        raise _closed(request, error) from None
     locale = _locale(request)
     return notice(request, 200, gettext("You are unsubscribed", locale), gettext(
         "Done: you will not receive any more surveys from us.", locale))
@@ -378,12 +382,19 @@ async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except PageError as error:
         response = notice(request, error.status, error.heading, *error.lines)
-    if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    except web.HTTPException as error:  # a redirect, or aiohttp's own 404, 405, 413...
+        _protect(request, error.headers)
+        raise
+    _protect(request, response.headers)
     return response
+
+
+def _protect(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from bot.keys import NOTIFY, SETTINGS, SURVEYS
 from bot.services.surveys import NoSurvey, OptedOut, Outcome, Tap, Who
 from conversations.engine import Prompt, PromptKind
 from handlers.web.api import ApiError, Operation, Strict, error_response, parse, path_param
+from handlers.web.throttle import LIMITER, client_address
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -140,30 +139,6 @@ async def post_widget_answer(request: web.Request) -> web.Response:
     return web.json_response(_state(body.visitor, outcome).model_dump(mode="json"))
 
 
-class PerAddress:
-    """At most `per_minute` requests a minute from one client address (a token bucket per
-    address; the least recently seen are forgotten past `kept`)."""
-
-    def __init__(self, per_minute: int, kept: int = 50_000) -> None:
-        self._rate = per_minute / 60
-        self._burst = float(per_minute)
-        self._kept = kept
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, address: str) -> bool:
-        now = time.monotonic()
-        tokens, then = self._buckets.pop(address, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - then) * self._rate)
-        allowed = tokens >= 1
-        self._buckets[address] = (tokens - 1 if allowed else tokens, now)
-        if len(self._buckets) > self._kept:
-            self._buckets.popitem(last=False)
-        return allowed
-
-
-LIMITER = web.AppKey("anonymous_limiter", PerAddress)
-
-
 def cors_headers(request: web.Request) -> dict[str, str]:
     origin = request.headers.get("Origin")
     allowed = request.app[SETTINGS].widget_origins
@@ -187,7 +162,7 @@ async def anonymous(request: web.Request, handler: Handler) -> web.StreamRespons
                            "(WIDGET_ORIGINS)", "Origin")
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204)
-        elif not request.app[LIMITER].allow(request.remote or "?"):
+        elif not request.app[LIMITER].allow(client_address(request)):
             if not api:
                 raise web.HTTPTooManyRequests(text="Too many requests: try again in a minute.",
                                               headers={"Retry-After": "60"})

@@ -10,7 +10,6 @@ Every form carries the double-submit CSRF token the survey pages use."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +20,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from bot.keys import SETTINGS
 from bot.settings import Settings
+from bot.signing import same_secret
 from handlers.web.api import ACTOR
 from handlers.web.pages import SECURE, Form, check_csrf, csrf_token, respond
 
@@ -111,8 +111,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if signer is None or admin is None:
         return render(request, "login.html", {"enabled": False, "next": target,
                                               "error": None}, status=503)
-    if not name or not hmac.compare_digest(token.encode(),
-                                           admin.get_secret_value().encode()):
+    if not name or not same_secret(token, admin.get_secret_value()):
         error = "Type your name." if not name else "That token is not the admin token."
         return render(request, "login.html", {"enabled": True, "next": target,
                                               "error": error}, status=401)
