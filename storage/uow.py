@@ -156,7 +156,7 @@ class UnitOfWork:
         the reply does to it (a turn, and the survey's time zone to count it in), record
         the turn unless it only re-asks, and commit. None if `find` finds no dialogue.
         With `event` (channel, id), an event seen before is not applied again: the result
-        is DUPLICATE.
+        is a Duplicate.
 
         On SQLite on the driver's thread (see `apply`): `step` must do no I/O but through
         the Session it is given (to read a script the process has not seen yet, say).
@@ -204,10 +204,10 @@ class Stepped(NamedTuple):
 
 
 class Duplicate(NamedTuple):
-    """UnitOfWork.step was given an event it had applied before: nothing was done."""
+    """UnitOfWork.step was given an event it had applied before: nothing was done. The
+    dialogue as it is now (None if `find` finds none), to show where it stands."""
 
-
-DUPLICATE = Duplicate()
+    dialogue: SessionRow | None = None
 
 
 # A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
@@ -262,7 +262,7 @@ def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: 
           event: Event | None, session: Session) -> Stepped | Duplicate | None:
     # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
-        return DUPLICATE
+        return Duplicate(session.scalar(find, params))
     if (dialogue := session.scalar(find, params)) is None:
         return None  # the event stays claimed: "no dialogue" was the answer to it
     turn, timezone = step(session, dialogue)

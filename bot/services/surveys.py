@@ -322,7 +322,7 @@ class SurveyService:
         if stepped is None:
             return None
         if isinstance(stepped, Duplicate):
-            return Outcome(0, duplicate=True)
+            return await self._where_it_stands(stepped.dialogue)
         dialogue, turn, recorded = stepped
         state = turn.state
         raised = tuple(
@@ -335,6 +335,19 @@ class SurveyService:
                          for alert in alerted for answer in recorded if answer.text)
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale, title=title(script, state.locale) if script else "")
+
+    async def _where_it_stands(self, dialogue: SessionRow | None) -> Outcome:
+        """A redelivered event's outcome: the question the dialogue is at. The channel
+        resends an event when it did not hear back, and the first handling may have died
+        after its commit and before its reply: asking again beats never asking."""
+        if dialogue is None or dialogue.status != SessionStatus.ACTIVE:
+            return Outcome(0, duplicate=True)
+        async with UnitOfWork(self._factory, read_only=True) as uow:
+            script = await uow.session.run_sync(self._script, dialogue.survey_id,
+                                                dialogue.script_version)
+        state = dialogue.dialogue_state()
+        return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
+                       duplicate=True)
 
     async def _step_once(self, find: Select[SessionRow], params: Mapping[str, Any],
                          to_reply: Callable[[Script, SessionRow], Reply], event: Event | None

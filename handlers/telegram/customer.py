@@ -171,7 +171,7 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
         await message.answer(i18n.gettext(
             "This survey has closed. Thank you for your time!" if closed else
             "There is no open survey right now. Send /start to answer one.", locale=locale))
-    elif not outcome.duplicate:
+    else:  # a redelivered update shows again where the dialogue stands (SurveyService)
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
@@ -201,8 +201,9 @@ async def on_tap(query: CallbackQuery, surveys: SurveyService, settings: Setting
         await answer(query, _("This survey is closed. Thank you!"))
         await _edit_markup(message, None)
         return
-    if outcome.duplicate:
+    if outcome.duplicate:  # shown again where it stands: see SurveyService._where_it_stands
         await answer(query)
+        await show(bot, message.chat.id, outcome, surveys, i18n, settings)
         return
     problem = outcome.reprompt.problem if outcome.reprompt else None
     if problem in (Problem.STALE, Problem.FINISHED, Problem.EXPIRED):

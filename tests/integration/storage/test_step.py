@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from conversations.engine import Reply, Turn, advance
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.repositories.sessions import BY_ID, OPEN_AT
-from storage.uow import DUPLICATE, Step, Stepped, UnitOfWork
+from storage.uow import Duplicate, Step, Stepped, UnitOfWork
 from tests.integration.storage.support import NOW, Factory, begin, csat_script, load
 
 SCRIPT = csat_script()
@@ -133,9 +133,11 @@ async def test_an_event_is_applied_once_even_after_its_dialogue_ended(factory: F
                                     event=("telegram", "update-2"))
 
     assert isinstance(first, Stepped)
-    assert again is DUPLICATE
+    assert isinstance(again, Duplicate)
+    assert again.dialogue is not None
+    assert again.dialogue.id == dialogue.id  # where it stands, to be shown again
     assert lost is None
-    assert lost_again is DUPLICATE
+    assert lost_again == Duplicate(None)
     assert await _stored(factory) == ([("csat", 4)], 0)
     assert (await load(factory, dialogue.id)).revision == 1
 
