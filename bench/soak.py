@@ -26,13 +26,15 @@ documented, and each such case is printed).
 
 Reply latency: from an answer sent to the next question seen (the bot's next message; for a
 form, the POST and the GET of the page it redirects to). Answers/s: answers stored over the
-run. The ratios: answers/s to the answers the customers offered (the rate x 2 answers a
-survey), memory and descriptors at the end to after the warm-up (the first fifth of the
-run; 1.00 = no growth), and p99 latency to the loopback round trip of a bare aiohttp "hello"
-measured in the same run.
+run. The ratios: surveys started a second to --rate (the load was kept up), answers stored
+to answers the customers gave (1.00: none lost, none doubled), memory and descriptors at the
+end to after the warm-up (the first fifth of the run; 1.00 = no growth), and p99 latency to
+the loopback round trip of a bare aiohttp "hello" measured in the same run. With
+--processes N, N processes share the database behind one URL (the README's deployment): each
+request goes to any of them, as from a load balancer.
 
 Run: python -m bench.soak [--seconds 300] [--customers 1000] [--rate 20] [--databases
-sqlite,postgres] [--kills 0]   (PostgreSQL from OTKLIK_BENCH_POSTGRES_URL or
+sqlite,postgres] [--kills 0] [--processes 1]   (PostgreSQL from OTKLIK_BENCH_POSTGRES_URL or
 OTKLIK_TEST_POSTGRES_URL, a fresh database per run)
 """
 
@@ -121,6 +123,7 @@ class Config:
     rate: float
     think: tuple[float, float]
     kills: int = 0
+    processes: int = 1  # behind one URL: each request goes to any of them
     sample: float = 10.0
     seed: int = 1
 
@@ -134,7 +137,8 @@ class Ledger:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     surveys: Counter[str] = field(default_factory=Counter)
-    samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, pid, kB, fds
+    # t, process slot, pid, resident kB, open descriptors
+    samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # the monotonic time of each kill
     first_errors: dict[str, str] = field(default_factory=dict)
 
@@ -207,9 +211,9 @@ class Product:
         return pid, rss, fds
 
 
-def product_env(database: str, port: int, api: BotApiStub, smtp_port: int, surveys: Path
-                ) -> dict[str, str]:
-    url = f"http://127.0.0.1:{port}"
+def product_env(database: str, port: int, url: str, api: BotApiStub, smtp_port: int,
+                surveys: Path) -> dict[str, str]:
+    """The settings of one process listening on `port`, all of them behind `url`."""
     return {**os.environ, **SECRETS, "DATABASE_URL": database, "SURVEYS_DIR": str(surveys),
             "DEFAULT_SURVEY": SURVEY, "BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE": api.base_url,
             "HTTP_PORT": str(port), "PUBLIC_URL": url, "WEBHOOK_URL": f"{url}/telegram/hook",
@@ -288,7 +292,7 @@ class Chats:
 @dataclass
 class World:
     config: Config
-    product: Product
+    products: list[Product]
     api: BotApiStub
     chats: Chats
     inbox: Inbox
@@ -297,6 +301,10 @@ class World:
     tickets: asyncio.Queue[None]
     rng: random.Random
     numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def base(self) -> str:
+        """The load balancer: any process, request by request."""
+        return self.rng.choice(self.products).url
 
     async def think(self) -> None:
         await asyncio.sleep(self.rng.uniform(*self.config.think))
@@ -327,7 +335,7 @@ class World:
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: stamp,
                        SIGNATURE_HEADER: signature(SECRETS["TRIGGER_SECRET"].encode(), stamp,
                                                    body)}
-            async with self.http.post(f"{self.product.url}/api/v1/triggers", data=body,
+            async with self.http.post(f"{self.base()}/api/v1/triggers", data=body,
                                       headers=headers) as response:
                 if response.status >= 500:
                     return False
@@ -366,7 +374,7 @@ async def telegram_step(w: World, chat: int, update: JSON) -> None:
     began = time.monotonic()
 
     async def post() -> bool:
-        status = await w.api.post_webhook(f"{w.product.url}/telegram/hook", update,
+        status = await w.api.post_webhook(f"{w.base()}/telegram/hook", update,
                                           SECRETS["WEBHOOK_SECRET"])
         if status >= 500:
             return False
@@ -388,7 +396,7 @@ class Browser:
 
     async def request(self, method: str, path: str, data: dict[str, str] | None = None
                       ) -> tuple[int, str, str]:
-        url = path if path.startswith("http") else f"{self.w.product.url}{path}"
+        url = f"{self.w.base()}{re.sub(r'^https?://[^/]+', '', path)}"
         cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         async with self.w.http.request(method, url, data=data, allow_redirects=False,
                                        headers={"Cookie": cookie} if cookie else {}
@@ -531,8 +539,9 @@ async def tickets(w: World, deadline: float) -> None:
 
 async def sampler(w: World, began: float) -> None:
     while True:
-        if (sample := w.product.sample()) is not None:
-            w.ledger.samples.append((time.monotonic() - began, *sample))
+        for slot, product in enumerate(w.products):
+            if (sample := product.sample()) is not None:
+                w.ledger.samples.append((time.monotonic() - began, slot, *sample))
         await asyncio.sleep(w.config.sample)
 
 
@@ -541,9 +550,10 @@ async def killer(w: World, began: float) -> None:
     moments = sorted(w.rng.uniform(0.15, 0.8) * w.config.seconds for _ in range(w.config.kills))
     for moment in moments:
         await asyncio.sleep(max(0.0, began + moment - time.monotonic()))
-        await w.product.kill()
+        product = w.rng.choice(w.products)
+        await product.kill()
         w.ledger.kills.append(time.monotonic())
-        await w.product.start()
+        await product.start()
 
 
 @asynccontextmanager
@@ -597,15 +607,18 @@ async def soak(config: Config, workdir: Path) -> Result:
     try:
         async with BotApiStub() as api:
             await upgrade_async(url)
-            port = free_port()
-            product = Product(product_env(url, port, api, smtp.port, surveys), port,
-                              workdir / "otklik.log")
+            ports = [free_port() for _ in range(config.processes)]
+            products = [Product(product_env(url, port, f"http://127.0.0.1:{ports[0]}", api,
+                                            smtp.port, surveys), port,
+                                workdir / f"otklik-{slot}.log")
+                        for slot, port in enumerate(ports)]
             chats = Chats(api)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                              cookie_jar=aiohttp.DummyCookieJar(),
                                              timeout=aiohttp.ClientTimeout(total=60)) as http:
-                await product.start()
-                w = World(config, product, api, chats, inbox, http, ledger, asyncio.Queue(),
+                for product in products:  # one at a time: each migrates first
+                    await product.start()
+                w = World(config, products, api, chats, inbox, http, ledger, asyncio.Queue(),
                           random.Random(config.seed))
                 began = time.monotonic()
                 deadline = began + config.seconds
@@ -624,7 +637,7 @@ async def soak(config: Config, workdir: Path) -> Result:
                     for task in background:
                         task.cancel()
                     await asyncio.gather(*background, return_exceptions=True)
-                    await product.stop()
+                    await asyncio.gather(*(product.stop() for product in products))
             violations, doubles, stored = await check(url, ledger, api, inbox)
     finally:
         smtp.stop()
@@ -751,20 +764,18 @@ async def rollups_match(engine: Any) -> list[str]:
 def report(result: Result) -> list[str]:
     config, ledger = result.config, result.ledger
     name = "PostgreSQL" if config.database.startswith("postgres") else "SQLite"
-    offered = 2 * config.rate
-    rate = result.stored / result.seconds
-    # Growth within the last process's life, from the end of its warm-up (its first fifth,
-    # or the run's, whichever is later): a restarted process starts small.
-    life = [s for s in ledger.samples if ledger.samples and s[1] == ledger.samples[-1][1]]
-    start = max(config.seconds / 5, life[0][0] + (life[-1][0] - life[0][0]) / 5) if life else 0
-    last_life = [s for s in life if s[0] >= start]
+    started = sum(ledger.surveys.values()) + sum(ledger.errors.values())
+    given = len({(channel, who, step) for channel, who, step, _ in ledger.tried})
     lines = [
         f"{name}: {config.customers} customers, {config.rate:g} surveys/s for "
-        f"{result.seconds:.0f} s, think {config.think[0]:g}-{config.think[1]:g} s, "
-        f"{len(ledger.kills)} kill(s)",
+        f"{config.seconds:.0f} s (then {result.seconds - config.seconds:.0f} s for the last "
+        f"to finish), think {config.think[0]:g}-{config.think[1]:g} s, "
+        f"{config.processes} process(es), {len(ledger.kills)} kill(s)",
         "  surveys answered: " + ", ".join(f"{k} {v}" for k, v in sorted(ledger.surveys.items())),
-        f"  answers stored {result.stored}: {rate:.1f}/s, {rate / offered:.2f}x the "
-        f"{offered:g}/s offered",
+        f"  surveys started {started / config.seconds:.1f}/s: "
+        f"{started / config.seconds / config.rate:.2f}x the {config.rate:g}/s asked for",
+        f"  answers stored {result.stored}, {result.stored / result.seconds:.1f}/s: "
+        f"{result.stored / max(given, 1):.2f}x the {given} answers given",
         f"  reply latency p50 {1000 * percentile(ledger.latencies, 0.5):.0f} ms, p99 "
         f"{1000 * percentile(ledger.latencies, 0.99):.0f} ms ({len(ledger.latencies)} "
         f"replies; p99 {percentile(ledger.latencies, 0.99) / result.hello_p99:.0f}x a bare "
@@ -773,14 +784,7 @@ def report(result: Result) -> list[str]:
         + "".join(f"; {kind} {count}, first: {ledger.first_errors[kind]}"
                   for kind, count in sorted(ledger.errors.items())),
     ]
-    if len(last_life) >= 2:
-        first, last = last_life[0], last_life[-1]
-        series = " ".join(f"{s[0]:.0f}s:{s[2] / 1024:.0f}M/{s[3]}" for s in ledger.samples)
-        lines += [
-            f"  memory after warm-up {first[2] / 1024:.0f} MiB -> end {last[2] / 1024:.0f} "
-            f"MiB ({last[2] / first[2]:.2f}x); open descriptors {first[3]} -> {last[3]} "
-            f"({last[3] / first[3]:.2f}x)",
-            f"  over time (s:RSS/fds): {series}"]
+    lines += [line for slot in range(config.processes) for line in growth(result, slot)]
     lines.append("  invariants: " + ("hold (every answer taken stored once with its value, "
                                      "one dialogue a customer, rollups = recount, no "
                                      "delivery sent twice)" if not result.violations else
@@ -788,6 +792,24 @@ def report(result: Result) -> list[str]:
                                      + "; ".join(result.violations[:5])))
     lines += [f"  sent twice at a kill: {d}" for d in result.doubles]
     return lines
+
+
+def growth(result: Result, slot: int) -> list[str]:
+    """Memory and descriptors of one process over its last life (a restarted process starts
+    small), from the end of its warm-up (the first fifth of that life or of the run,
+    whichever ends later) to the end."""
+    mine = [s for s in result.ledger.samples if s[1] == slot]
+    life = [s for s in mine if s[2] == mine[-1][2]] if mine else []
+    if len(life) < 2:
+        return []
+    start = max(result.config.seconds / 5, life[0][0] + (life[-1][0] - life[0][0]) / 5)
+    warm = [s for s in life if s[0] >= start] or life[-1:]
+    first, last = warm[0], life[-1]
+    series = " ".join(f"{s[0]:.0f}s:{s[3] / 1024:.0f}M/{s[4]}" for s in mine)
+    return [f"  process {slot + 1}: memory after warm-up {first[3] / 1024:.0f} MiB -> end "
+            f"{last[3] / 1024:.0f} MiB ({last[3] / first[3]:.2f}x); open descriptors "
+            f"{first[4]} -> {last[4]} ({last[4] / first[4]:.2f}x)",
+            f"    over time (s:RSS/fds): {series}"]
 
 
 async def fresh_soak(config: Config, workdir: Path) -> Result:
@@ -809,6 +831,7 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--think", type=float, nargs=2, default=(2.0, 40.0))
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--kills", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args(argv)
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -819,7 +842,8 @@ def main(argv: list[str] | None = None) -> list[str]:
                 lines.append("PostgreSQL: not run (set OTKLIK_BENCH_POSTGRES_URL)")
                 continue
             result = asyncio.run(fresh_soak(Config(
-                url, args.seconds, args.customers, args.rate, tuple(args.think), args.kills),
+                url, args.seconds, args.customers, args.rate, tuple(args.think), args.kills,
+                args.processes),
                 Path(tmp) / name))
             lines += report(result)
             print("\n".join(report(result)), flush=True)
