@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display, whoever imports pyplot later in this process
-
-from matplotlib.figure import Figure
-
 from bot.services.metrics import Group
 from bot.services.report_text import headline, main_metric
 
@@ -30,6 +24,9 @@ def trend_png(title: str, groups: list[Group], metrics: set[str]) -> bytes | Non
         return None
     labels = [group.key.split("-", 1)[1] for group in weeks]  # "W09": the year is in the title
     x = range(len(weeks))
+    # Imported here: matplotlib costs every process a second at start, most never chart.
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(8, 4.5), dpi=100)
     axes = figure.subplots()
     try:
