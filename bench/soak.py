@@ -14,7 +14,9 @@ and answers both in forms. Each customer is new each time (a new chat, address o
 and thinks for a random --think seconds before each answer. A request that fails (the
 product restarting) is sent again, as Telegram resends an update and a person reloads.
 
-With --kills K the product is killed with SIGKILL K times at random moments and restarted at
+With --api-faults S, Telegram refuses every message the product sends for S seconds from 30%
+of the run (429 with retry_after and 500, two seconds each by turns). With --kills K the
+product is killed with SIGKILL K times at random moments and restarted at
 once. Every --sample seconds the product's resident memory (VmRSS) and open file
 descriptors are read from /proc. At the end (the product stopped) the database is checked:
 every answer a customer saw taken is stored exactly once with its value, no dialogue holds
@@ -63,7 +65,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -113,6 +115,7 @@ HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^
 FIELD = re.compile(r'name="(?:answer|text)"')  # a question's options or text box
 
 JSON = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Config:
     think: tuple[float, float]
     kills: int = 0
     processes: int = 1  # behind one URL: each request goes to any of them
+    api_faults: float = 0.0  # seconds of Telegram refusing every message (429s and 500s)
     sample: float = 10.0
     seed: int = 1
 
@@ -140,6 +144,7 @@ class Ledger:
     # t, process slot, pid, resident kB, open descriptors
     samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # the monotonic time of each kill
+    faults: tuple[float, float] | None = None  # when Telegram refused every message
     first_errors: dict[str, str] = field(default_factory=dict)
 
     def error(self, what: str, detail: str) -> None:
@@ -219,7 +224,9 @@ def product_env(database: str, port: int, url: str, api: BotApiStub, smtp_port: 
             "HTTP_PORT": str(port), "PUBLIC_URL": url, "WEBHOOK_URL": f"{url}/telegram/hook",
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "LOG_LEVEL": "WARNING",
             "DIGEST": "off", "DISPATCH_INTERVAL": "0.2", "TELEGRAM_RATE": "1000",
-            "TELEGRAM_CHAT_RATE": "100", "ANONYMOUS_RATE": "100000000", "RETRY_BACKOFF": "1",
+            # A failed send is retried 5, 10, 20, 40 s later: a minute of refusals is lived
+            # through; a send cut by a kill is taken again after 10 s.
+            "TELEGRAM_CHAT_RATE": "100", "ANONYMOUS_RATE": "100000000", "RETRY_BACKOFF": "5",
             "SENDING_TIMEOUT": "10", "ADMIN_CHAT_ID": "", "OUTBOUND_WEBHOOK_URL": ""}
 
 
@@ -346,12 +353,19 @@ class World:
         await self.until("trigger", post)
 
 
+async def seen(future: asyncio.Future[T], what: str) -> T:
+    try:
+        return await asyncio.wait_for(future, STEP_TIMEOUT)
+    except TimeoutError:
+        raise RuntimeError(what) from None
+
+
 async def telegram_customer(w: World, n: int) -> None:
     chat = FIRST_CHAT + n
     question = w.chats.expect(chat)
     await w.trigger({"external_id": f"tg-{n}", "telegram_id": chat, "first_name": "Anna",
                      "locale": "en"}, "telegram")
-    sent = await asyncio.wait_for(question, STEP_TIMEOUT)
+    sent = await seen(question, f"chat {chat}: no question {STEP_TIMEOUT:g} s after the trigger")
     score = w.rng.randint(0, 10)
     data = next(button["callback_data"] for button in iter_buttons(sent.params)
                 if button["text"] == str(score))
@@ -383,7 +397,7 @@ async def telegram_step(w: World, chat: int, update: JSON) -> None:
         return True
 
     await w.until(f"chat {chat}", post)
-    sent = await asyncio.wait_for(reply, STEP_TIMEOUT)
+    sent = await seen(reply, f"chat {chat}: no reply {STEP_TIMEOUT:g} s after an answer")
     w.ledger.latencies.append(sent.at - began)
 
 
@@ -451,7 +465,7 @@ async def email_customer(w: World, n: int) -> None:
     invited = w.inbox.expect(address)
     await w.trigger({"external_id": f"mail-{n}", "email": address, "first_name": "Anna",
                      "locale": "en"}, "email")
-    message = await asyncio.wait_for(invited, STEP_TIMEOUT)
+    message = await seen(invited, f"{address}: no e-mail {STEP_TIMEOUT:g} s after the trigger")
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     links = {int(score): token for token, score in E_LINK.findall(body.get_content())}
@@ -556,6 +570,25 @@ async def killer(w: World, began: float) -> None:
         await product.start()
 
 
+async def api_faults(w: World, began: float) -> None:
+    """From 30% of the run, for `api_faults` seconds, Telegram refuses every sendMessage:
+    429 (retry after 1 s) and 500 by turns, two seconds each."""
+    if not w.config.api_faults:
+        return
+    await asyncio.sleep(max(0.0, began + 0.3 * w.config.seconds - time.monotonic()))
+    start = time.monotonic()
+    try:
+        for status in itertools.cycle((429, 500)):
+            if time.monotonic() - start >= w.config.api_faults:
+                break
+            w.api.clear_faults()
+            w.api.fail("sendMessage", status=status, times=None)
+            await asyncio.sleep(min(2.0, start + w.config.api_faults - time.monotonic()))
+    finally:
+        w.api.clear_faults()
+        w.ledger.faults = (start, time.monotonic())
+
+
 @asynccontextmanager
 async def database(config_url: str) -> AsyncIterator[str]:
     """A fresh database: the SQLite file as named, or a new PostgreSQL database on the
@@ -624,7 +657,8 @@ async def soak(config: Config, workdir: Path) -> Result:
                 deadline = began + config.seconds
                 background = [asyncio.create_task(chats.watch()),
                               asyncio.create_task(sampler(w, began)),
-                              asyncio.create_task(killer(w, began))]
+                              asyncio.create_task(killer(w, began)),
+                              asyncio.create_task(api_faults(w, began))]
                 try:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(tickets(w, deadline))
@@ -770,7 +804,9 @@ def report(result: Result) -> list[str]:
         f"{name}: {config.customers} customers, {config.rate:g} surveys/s for "
         f"{config.seconds:.0f} s (then {result.seconds - config.seconds:.0f} s for the last "
         f"to finish), think {config.think[0]:g}-{config.think[1]:g} s, "
-        f"{config.processes} process(es), {len(ledger.kills)} kill(s)",
+        f"{config.processes} process(es), {len(ledger.kills)} kill(s)"
+        + (f", Telegram refusing every message for {ledger.faults[1] - ledger.faults[0]:.0f} s"
+           if ledger.faults else ""),
         "  surveys answered: " + ", ".join(f"{k} {v}" for k, v in sorted(ledger.surveys.items())),
         f"  surveys started {started / config.seconds:.1f}/s: "
         f"{started / config.seconds / config.rate:.2f}x the {config.rate:g}/s asked for",
@@ -832,6 +868,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--kills", type=int, default=0)
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--api-faults", type=float, default=0.0, metavar="SECONDS",
+                        help="Telegram refuses every message (429, 500) this long")
     args = parser.parse_args(argv)
     lines: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -843,7 +881,7 @@ def main(argv: list[str] | None = None) -> list[str]:
                 continue
             result = asyncio.run(fresh_soak(Config(
                 url, args.seconds, args.customers, args.rate, tuple(args.think), args.kills,
-                args.processes),
+                args.processes, args.api_faults),
                 Path(tmp) / name))
             lines += report(result)
             print("\n".join(report(result)), flush=True)
