@@ -43,6 +43,7 @@ from handlers.web import (
     customers,
     dashboard,
     health,
+    outage,
     pages,
     prometheus,
     surveys,
@@ -111,8 +112,10 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
+    # Innermost, outages: its 503 and 507 get the CORS and page headers of the others.
     app = web.Application(middlewares=[prometheus.timed, pages.pages, throttle.failed_attempts,
-                                       api.errors, widget.anonymous, dashboard.dashboard],
+                                       api.errors, widget.anonymous, dashboard.dashboard,
+                                       outage.outages],
                           client_max_size=MAX_BODY)
     app[throttle.LIMITER] = throttle.PerAddress(settings.anonymous_rate)
     app[throttle.FAILURES] = throttle.PerAddress(settings.failed_attempts)

@@ -32,6 +32,7 @@ from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, title
 from bot.services.triggers import channel_plan
 from conversations.engine import DialogueState, Prompt, current_prompts, start
+from storage.db import patiently
 from storage.models import (
     CustomerRow,
     DeliveryRow,
@@ -365,6 +366,11 @@ class _Recorder:
         """Wait until every outcome put so far is written (or its write has failed)."""
         await self._queue.join()
 
+    async def _save(self, outcomes: list[_Outcome]) -> None:
+        async with UnitOfWork(self._dispatcher._factory) as uow:
+            await uow.run(functools.partial(self._dispatcher._record, outcomes=outcomes),
+                          commit=True)
+
     async def _write(self) -> None:
         done = False
         while not done:
@@ -380,9 +386,12 @@ class _Recorder:
                 item = self._queue.get_nowait()
             try:
                 if outcomes:
-                    async with UnitOfWork(self._dispatcher._factory) as uow:
-                        await uow.run(functools.partial(self._dispatcher._record,
-                                                        outcomes=outcomes), commit=True)
+                    # Unwritten, they would be sent again after sending_timeout: a database
+                    # that is only away for a while is waited for (well within that time).
+                    await patiently(functools.partial(self._save, outcomes),
+                                    what=f"the outcomes of {len(outcomes)} sends",
+                                    patience=min(60.0, self._dispatcher._sending_timeout
+                                                 .total_seconds() / 2))
             except Exception:
                 # Left in `sending`: recovered after the timeout and sent again.
                 log.exception("could not record %s send outcomes", len(outcomes))

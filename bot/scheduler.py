@@ -19,10 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.dispatch import DeliveryDispatcher
 from bot.services.campaigns import CampaignService
 from bot.webhooks import WebhookSender
+from storage.db import Outage, outage
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 CAMPAIGN_JOB = "campaign:"
+# APScheduler's log (under "apscheduler", kept at WARNING and above) without its warning
+# each time a job's turn comes while its last run goes on: by design here (max_instances=1,
+# coalesce), yet five a second while a tick waits for Telegram or for the database.
+_APSCHEDULER_LOG = logging.getLogger("apscheduler.scheduler.otklik")
+_APSCHEDULER_LOG.addFilter(
+    lambda record: "maximum number of running instances" not in str(record.msg))
 
 
 def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
@@ -35,14 +42,15 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
     """`overdue`: re-sends alerts nobody took within their SLA (admin.resend_overdue),
     when there is a team chat to send them to. `digest`: the team's digest (Digest.run)
     and when (digest_trigger)."""
-    scheduler = AsyncIOScheduler(timezone=UTC)
+    scheduler = AsyncIOScheduler(timezone=UTC, logger=_APSCHEDULER_LOG)
     now = datetime.now(UTC)
+    outages = _Outages(factory)
 
     def every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
         # One instance at a time; runs missed while one was busy collapse into one.
-        scheduler.add_job(job, IntervalTrigger(seconds=seconds), id=name, name=name,
-                          max_instances=1, coalesce=True, next_run_time=now,
-                          misfire_grace_time=None)
+        scheduler.add_job(outages.guard(job, name), IntervalTrigger(seconds=seconds),
+                          id=name, name=name, max_instances=1, coalesce=True,
+                          next_run_time=now, misfire_grace_time=None)
 
     if dispatcher is not None:
         every(interval, dispatcher.tick, "dispatch")
@@ -71,14 +79,48 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
     if digest is not None:
         # A process started within the hour after the time still sends it; Digest.run
         # claims the period, so every other process (and a second run) sends nothing.
-        scheduler.add_job(digest[1], digest[0], id="digest", name="digest", max_instances=1,
-                          coalesce=True, misfire_grace_time=3600)
+        scheduler.add_job(outages.guard(digest[1], "digest"), digest[0], id="digest",
+                          name="digest", max_instances=1, coalesce=True, misfire_grace_time=3600)
     if webhooks is not None:
         # Beside the dialogues, never in their way: a receiver that is down only delays
         # its events.
         every(interval, webhooks.tick, "webhooks")
         every(3600, webhooks.prune, "forget-webhooks")
     return scheduler
+
+
+class _Outages:
+    """Jobs that fail on an unavailable (or full) database say so in one line when the
+    first of them fails, and in another when one of them went through again, instead of a
+    traceback every tick: each simply runs again on its next turn, and the tables still
+    hold whatever was due."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._failing: set[str] = set()
+
+    def guard(self, job: Callable[[], Awaitable[object]], name: str
+                ) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as error:
+                kind = outage(error)
+                if kind is None:
+                    raise
+                if not self._failing and kind is Outage.FULL:
+                    log.error("the database disk is full (%s): scheduled jobs wait for space",
+                              self._factory.kw["bind"].url.database)
+                elif not self._failing:
+                    log.warning("the database is unavailable (%s): scheduled jobs wait for it",
+                                type(error).__name__)
+                self._failing.add(name)
+                return
+            if name in self._failing:  # what failed went through: the others will too
+                self._failing.clear()
+                log.warning("the database is back: scheduled jobs go on")
+
+        return run
 
 
 def digest_trigger(cadence: str, at: time, timezone: str) -> CronTrigger:

@@ -2,8 +2,8 @@
 webhook on the product's own HTTP server.
 
 Every Bot API call goes through `Resilient`: 429 waits `retry_after`, network and server
-errors are retried with backoff, and 403 (the customer blocked the bot) marks the chat
-unreachable so nothing more is sent there."""
+errors are retried with backoff (for up to a minute), and 403 (the customer blocked the
+bot) marks the chat unreachable so nothing more is sent there."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.exceptions import (
     TelegramForbiddenError,
     TelegramNetworkError,
@@ -40,6 +41,8 @@ from bot.services.surveys import SurveyService, Who
 from bot.settings import Settings
 from bot.signing import same_secret
 from handlers.telegram import admin, customer, reports
+from handlers.telegram.outage import WaitForDatabase
+from storage.db import Outage, outage
 
 log = logging.getLogger(__name__)
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -58,39 +61,50 @@ def build_i18n() -> I18n:
 
 
 class Resilient(BaseRequestMiddleware):
-    """Retries what Telegram asks us to retry, and stops writing to who blocked us."""
+    """Retries what Telegram asks us to retry, and stops writing to who blocked us.
 
-    def __init__(self, on_blocked: Callable[[int], Awaitable[None]], *, attempts: int = 4,
-                 backoff: float = 0.5, max_wait: float = 60.0) -> None:
+    A call is tried until it goes through, `attempts` are made or the next wait would end
+    more than `patience` seconds after the first try: a reply to a customer outlives a
+    minute of Telegram's 429s, 5xx and timeouts instead of being lost after a few tries."""
+
+    def __init__(self, on_blocked: Callable[[int], Awaitable[None]], *,
+                 attempts: int | None = None, backoff: float = 0.5, max_backoff: float = 5.0,
+                 max_wait: float = 60.0, patience: float = 60.0) -> None:
         self._on_blocked = on_blocked
         self._attempts = attempts
         self._backoff = backoff
+        self._max_backoff = max_backoff
         self._max_wait = max_wait
+        self._patience = patience
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot,
                        method: TelegramMethod[TelegramType]) -> Response[TelegramType]:
-        for attempt in range(1, self._attempts + 1):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._patience
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt == self._attempts
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as error:
-                if attempt == self._attempts or error.retry_after > self._max_wait:
+                wait = float(error.retry_after)
+                if last or wait > self._max_wait or loop.time() + wait > deadline:
                     raise
                 log.warning("Telegram asked to wait %ss (%s)", error.retry_after,
                             type(method).__name__)
-                await asyncio.sleep(error.retry_after)
             except (TelegramNetworkError, TelegramServerError) as error:
-                if attempt == self._attempts:
+                wait = min(self._backoff * 2 ** (attempt - 1), self._max_backoff)
+                if last or loop.time() + wait > deadline:
                     raise
-                delay = self._backoff * 2 ** (attempt - 1)
                 log.warning("Telegram %s failed (%s); again in %.1fs", type(method).__name__,
-                            type(error).__name__, delay)
-                await asyncio.sleep(delay)
+                            type(error).__name__, wait)
             except TelegramForbiddenError:
                 chat_id = getattr(method, "chat_id", None)
                 if isinstance(chat_id, int):
                     await self._on_blocked(chat_id)
                 raise
-        raise AssertionError("unreachable")
+            await asyncio.sleep(wait)
 
 
 class KeepResponseTypes(BaseRequestMiddleware):
@@ -121,7 +135,7 @@ def build_bot(settings: Settings, surveys: SurveyService, *, retry: bool = True)
         log.info("a customer blocked the bot: their chat is marked unreachable")
 
     session.middleware(KeepResponseTypes())
-    session.middleware(Resilient(on_blocked, attempts=4 if retry else 1))
+    session.middleware(Resilient(on_blocked, attempts=None if retry else 1))
     return Bot(settings.bot_token.get_secret_value(), session=session,
                default=DefaultBotProperties(parse_mode="HTML"))
 
@@ -131,17 +145,30 @@ def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> 
     dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n)
     dispatcher.include_routers(admin.build_router(), reports.build_router(),
                                customer.build_router())
+    # Telegram sends a webhook's failed update again by itself: waiting long would only
+    # hold back the updates behind it. With polling nobody would.
+    dispatcher.update.outer_middleware(WaitForDatabase(5.0 if settings.webhook_url else 30.0))
     dispatcher.errors.register(on_error)
     return dispatcher
 
 
-async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n) -> bool:
+async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, settings: Settings) -> bool:
     """Whatever went wrong stays in our log (its kind and the update's id: no personal
-    data); the customer gets a short apology, never a traceback."""
+    data); the customer gets a short apology, never a traceback. An update that still
+    finds the database unavailable (after WaitForDatabase) fails the webhook's request
+    instead, so that Telegram sends it again."""
     update = event.update
-    # Where it failed, not the exception's message: that may quote what the customer wrote.
-    log.error("update %s failed: %s\n%s", update.update_id, type(event.exception).__name__,
-              "".join(traceback.format_tb(event.exception.__traceback__)).rstrip())
+    if (kind := outage(event.exception)) is not None:
+        log.error("update %s failed: %s (%s)", update.update_id, kind.value,
+                  type(event.exception).__name__)
+        if kind is Outage.UNAVAILABLE and settings.webhook_url:
+            raise SkipHandler  # unhandled: the webhook answers 503 (handlers/web/outage)
+    else:
+        # Where it failed, not the exception's message: that may quote what the customer
+        # wrote.
+        log.error("update %s failed: %s\n%s", update.update_id,
+                  type(event.exception).__name__,
+                  "".join(traceback.format_tb(event.exception.__traceback__)).rstrip())
     if isinstance(event.exception, TelegramForbiddenError):
         return True
     chat, user = None, None

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import URL, AsyncAdaptedQueuePool, Connection, event, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
 from storage.outbox import ENABLED as outbox_enabled
 from storage.sqlite_adapter import AIOSQLITE, AdaptedConnection
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 BUSY_TIMEOUT_MS = 5000
 SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait for a writer
@@ -95,3 +103,80 @@ def _sqlite_begin(connection: Connection) -> None:
         dbapi_connection.begin(begin)  # sent with the first statement: one hop
     else:
         connection.exec_driver_sql(begin)
+
+
+class Outage(StrEnum):
+    """What a failed statement can say about the database itself (see `outage`)."""
+
+    UNAVAILABLE = "database_unavailable"  # locked, unreachable, connection lost: it passes
+    FULL = "storage_full"  # no space left for the write: someone must make some
+
+
+# SQLSTATEs that pass by themselves: connection exceptions (class 08), the server shutting
+# down or starting up, too many connections. 53100 is a full disk.
+_PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03", "53300")
+_PG_FULL = "53100"
+
+
+def outage(error: BaseException) -> Outage | None:
+    """Whether `error` says the database is out of reach for now (SQLite's write lock held
+    past busy_timeout, no pooled connection within pool_timeout, a server refusing or
+    dropping connections) or out of space. None for anything else (a broken constraint, a
+    bug), which waiting would not mend."""
+    if isinstance(error, PoolTimeout):
+        return Outage.UNAVAILABLE
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return Outage.UNAVAILABLE
+        if error.orig is None:
+            return None
+        error = error.orig  # the driver's own
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        primary = code & 0xFF  # extended codes keep the primary one in the low byte
+        return (Outage.UNAVAILABLE if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                else Outage.FULL if primary == sqlite3.SQLITE_FULL else None)
+    state = getattr(error, "sqlstate", None)
+    if isinstance(state, str):
+        return (Outage.FULL if state == _PG_FULL
+                else Outage.UNAVAILABLE if state.startswith(_PG_UNAVAILABLE) else None)
+    if isinstance(error, OSError) and _through_sqlalchemy(error):
+        # asyncpg fails to connect with the socket's own error (refused, unreachable, timed
+        # out), which SQLAlchemy passes on unwrapped. Any other OSError (SMTP, Telegram) is
+        # not the database's.
+        return Outage.UNAVAILABLE
+    return None
+
+
+def _through_sqlalchemy(error: BaseException) -> bool:
+    frame = error.__traceback__
+    while frame is not None:
+        if str(frame.tb_frame.f_globals.get("__name__", "")).startswith("sqlalchemy."):
+            return True
+        frame = frame.tb_next
+    return False
+
+
+async def patiently(call: Callable[[], Awaitable[_T]], *, what: str,
+                    patience: float = 30.0) -> _T:
+    """`call()`, made again with backoff (0.5 s, doubling up to 5 s) while it fails on an
+    unavailable database, for up to `patience` seconds; then its error. Only for a call
+    that leaves nothing behind when it fails, as a unit of work that rolled back. `what`
+    names it in the one warning logged (no personal data)."""
+    loop = asyncio.get_running_loop()
+    deadline, delay, failed = loop.time() + patience, 0.5, False
+    while True:
+        try:
+            result = await call()
+        except Exception as error:
+            if outage(error) is not Outage.UNAVAILABLE or loop.time() + delay > deadline:
+                raise
+            if not failed:
+                log.warning("%s waits for the database (%s)", what, type(error).__name__)
+                failed = True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if failed:
+            log.info("%s went through once the database was back", what)
+        return result

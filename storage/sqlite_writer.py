@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
+from storage.db import Outage, outage
 from storage.sqlite_adapter import AIOSQLITE, AdaptedConnection
 
 _T = TypeVar("_T")
@@ -124,10 +125,16 @@ _writers: weakref.WeakKeyDictionary[Any, SqliteWriter] = weakref.WeakKeyDictiona
 
 def _apply_all(connection: Connection, fns: list[Callable[[Session], Any]]
                ) -> list[tuple[bool, Any]]:
-    """On aiosqlite's thread: each function in its own transaction, in order."""
+    """On aiosqlite's thread: each function in its own transaction, in order. Once one
+    could not have the write lock within busy_timeout, the rest fail with it: each would
+    wait as long again, and a batch of 50 would hold every writer for minutes."""
     outcomes: list[tuple[bool, Any]] = []
     dbapi_connection: Any = connection.connection.dbapi_connection
+    locked: BaseException | None = None
     for fn in fns:
+        if locked is not None:
+            outcomes.append((False, locked))
+            continue
         try:
             with Session(bind=connection, expire_on_commit=False) as session:
                 value = fn(session)
@@ -138,6 +145,8 @@ def _apply_all(connection: Connection, fns: list[Callable[[Session], Any]]
                 dbapi_connection.commit()
         except BaseException as error:  # the caller's to see; the next function goes on
             outcomes.append((False, error))
+            if outage(error) is Outage.UNAVAILABLE:
+                locked = error
         else:
             outcomes.append((True, value))
     return outcomes

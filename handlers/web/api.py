@@ -215,9 +215,14 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
             responses[str(status)] = response
         errors = {"400": "the body is not JSON", "401": "not authenticated",
                   "415": "the body is not application/json",
-                  "422": "a field is missing or invalid (error.field names it)"}
+                  "422": "a field is missing or invalid (error.field names it)",
+                  "503": "the database is unavailable for a moment: try again after "
+                         "Retry-After seconds (error.code database_unavailable)",
+                  "507": "the database's storage is full (error.code storage_full)"}
         for code, description in errors.items():
             if code == "401" and not op.auth:
+                continue
+            if code == "507" and op.method == "get":  # reads need no space
                 continue
             if code in ("400", "415") and op.body is None and op.content is None:
                 continue

@@ -27,26 +27,29 @@ SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 FIRST_CHAT = 500_000
 
 
-async def due_deliveries(db_url: str, count: int) -> None:
-    """A migrated database with the example surveys and `count` NPS deliveries due now,
-    each to its own Telegram chat."""
+async def due_deliveries(db_url: str, count: int, *, first: int = 1,
+                         due_in: timedelta = timedelta(seconds=-1)) -> None:
+    """A migrated database with the example surveys and `count` NPS deliveries due now
+    (or `due_in` from now), each to its own Telegram chat: customers `first`, `first` + 1,
+    ... in chats FIRST_CHAT + their number."""
     await upgrade_async(db_url)
     engine = create_engine(db_url)
     now = datetime.now(UTC)
+    numbers = range(first, first + count)
     try:
         await load_scripts(session_factory(engine), [SURVEYS], actor="tests", now=now)
         async with engine.begin() as connection:
             await connection.execute(insert(CustomerRow), [
                 {"id": n, "external_id": f"c{n}", "attributes": {}, "created_at": now,
-                 "updated_at": now} for n in range(1, count + 1)])
+                 "updated_at": now} for n in numbers])
             await connection.execute(insert(IdentityRow), [
                 {"customer_id": n, "channel": "telegram", "address": str(FIRST_CHAT + n),
-                 "reachable": True, "created_at": now} for n in range(1, count + 1)])
+                 "reachable": True, "created_at": now} for n in numbers])
             await connection.execute(insert(DeliveryRow), [
                 {"customer_id": n, "survey_id": "nps", "script_version": 1,
-                 "channel": "telegram", "due_at": now - timedelta(seconds=1),
+                 "channel": "telegram", "due_at": now + due_in,
                  "status": "scheduled", "attempts": 0, "context": {}, "token": f"t{n}",
-                 "created_at": now, "updated_at": now} for n in range(1, count + 1)])
+                 "created_at": now, "updated_at": now} for n in numbers])
     finally:
         await engine.dispose()
 

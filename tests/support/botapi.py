@@ -11,7 +11,8 @@ It answers like Telegram does, errors included, so the bot meets the failures it
 in production: a 400 for what Telegram rejects (empty or too long text, bad HTML, a
 callback_data over 64 bytes, a button without an action, a second answer to one callback
 query, an edit of a missing or unchanged message), a 409 for getUpdates while a webhook is
-set or when a second poller takes over, and any fault a test injects with `fail` or `delay`.
+set or when a second poller takes over, and any fault a test injects with `fail`, `delay`
+or `drop`.
 Every request is kept in `calls`, every error response in `errors`.
 
 Chats are private chats with a user whose id is the chat id. Message ids are per chat and
@@ -173,6 +174,9 @@ class _Fault:
             self.times -= 1
 
 
+_DROPPED = 0  # the status _serve gives a dropped call: no answer at all
+
+
 class _Reject(Exception):
     def __init__(self, status: int, description: str, parameters: JSON | None = None) -> None:
         super().__init__(description)
@@ -213,6 +217,7 @@ class BotApiStub:
         self._commands: dict[str, list[JSON]] = {}
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
+        self._drops: list[_Fault] = []
         self._last_token: str | None = None
         self._files: dict[str, Upload] = {}  # by file_id: what the bot uploaded
         self._file_ids = itertools.count(1)
@@ -449,9 +454,17 @@ class BotApiStub:
         _check_times(times)
         self._delays.append(_Fault(method.lower(), chat_id, times, seconds=seconds))
 
+    def drop(self, method: str, times: int | None = 1, *, chat_id: int | None = None) -> None:
+        """Close the connection of the next `times` calls of `method` without an answer and
+        without doing them: what the bot sees of a request lost on the way or timed out
+        (a network error). Recorded in `calls` with the error "dropped"."""
+        _check_times(times)
+        self._drops.append(_Fault(method.lower(), chat_id, times))
+
     def clear_faults(self) -> None:
         self._faults.clear()
         self._delays.clear()
+        self._drops.clear()
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -467,6 +480,10 @@ class BotApiStub:
             return request.transport is not None and not request.transport.is_closing()
 
         status, body, params = await self._serve(token, method, raw, connected)
+        if status == _DROPPED:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()  # written to a closed connection: nobody gets it
         if (delay := _take(self._delays, method, params)) is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay.seconds):
@@ -483,6 +500,9 @@ class BotApiStub:
         injected = False
         try:
             params = {key: _decode(key, value) for key, value in raw.items()}
+            if _take(self._drops, name, params) is not None:
+                await self._record(Call(name, params, at, "dropped"))
+                return _DROPPED, {}, params
             if (fault := _take(self._faults, name, params)) is not None:
                 injected = True
                 raise _Reject(fault.status, fault.description,

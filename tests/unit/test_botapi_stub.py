@@ -239,6 +239,17 @@ async def test_a_delayed_response_times_out_the_client_but_the_message_was_sent(
     assert [params["text"] for params in api.sent(CHAT)] == ["Slow", "Fast"]
 
 
+async def test_a_dropped_call_is_a_network_error_and_does_nothing(api: BotApiStub,
+                                                                  bot: Bot) -> None:
+    api.drop("sendMessage", chat_id=CHAT)
+    with pytest.raises(TelegramNetworkError):
+        await bot.send_message(CHAT, "Lost")
+    await bot.send_message(CHAT, "Sent")
+
+    assert [params["text"] for params in api.sent(CHAT)] == ["Sent"]
+    assert [call.error for call in api.calls_of("sendMessage")] == ["dropped", None]
+
+
 async def test_wait_sent_waits_and_explains_a_timeout(api: BotApiStub, bot: Bot) -> None:
     async def later() -> None:
         await asyncio.sleep(0.02)

@@ -47,13 +47,13 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return slept
 
 
-def blocked() -> tuple[Resilient, list[int]]:
+def blocked(**options: Any) -> tuple[Resilient, list[int]]:
     chats: list[int] = []
 
     async def on_blocked(chat_id: int) -> None:
         chats.append(chat_id)
 
-    return Resilient(on_blocked, attempts=4, backoff=0.5), chats
+    return Resilient(on_blocked, **{"attempts": 4, "backoff": 0.5, **options}), chats
 
 
 @pytest.mark.parametrize(("errors", "waits"), [
@@ -81,6 +81,23 @@ async def test_gives_up_after_the_last_attempt(error: Exception, sleeps: list[fl
     with pytest.raises(type(error)):
         await middleware(request, BOT, METHOD)
     assert request.calls == 4
+
+
+async def test_without_a_limit_of_attempts_it_tries_for_its_patience(
+        sleeps: list[float]) -> None:
+    middleware, _ = blocked(attempts=None, patience=60)
+    request = Script(*[TelegramServerError(METHOD, "Bad Gateway")] * 7)
+    response = await middleware(request, BOT, METHOD)
+    assert response.result is True
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]  # doubling, at most 5 s apart
+
+
+async def test_a_wait_past_its_patience_is_not_slept(sleeps: list[float]) -> None:
+    middleware, _ = blocked(patience=2)
+    with pytest.raises(TelegramRetryAfter):
+        await middleware(Script(TelegramRetryAfter(METHOD, "flood", retry_after=3)), BOT,
+                         METHOD)
+    assert sleeps == []
 
 
 async def test_a_wait_longer_than_a_minute_is_not_slept(sleeps: list[float]) -> None:

@@ -4,6 +4,7 @@ thread in one hop, each in a transaction of its own. SQLite only."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
-from storage.db import create_engine, session_factory
+from storage import db
+from storage.db import Outage, create_engine, outage, session_factory
 from storage.uow import UnitOfWork
 
 Unit = Callable[[Session], int]
@@ -129,3 +131,31 @@ async def test_a_unit_already_in_a_transaction_applies_on_its_own_session(
         assert await uow.apply(insert(2)) == 2
 
     assert await stored(engine) == [1, 2]
+
+
+async def test_units_behind_one_that_found_the_lock_taken_fail_with_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the write lock: the first unit waits busy_timeout for it and
+    fails; the nine queued behind it fail with it, instead of waiting as long each."""
+    monkeypatch.setattr(db, "SQLITE_PRAGMAS", ("PRAGMA busy_timeout=300",
+                                               *db.SQLITE_PRAGMAS[1:]))
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
+    lock = sqlite3.connect(path, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    loop = asyncio.get_running_loop()
+    try:
+        began = loop.time()
+        results = await asyncio.gather(*(apply(engine, insert(n)) for n in range(10)),
+                                       return_exceptions=True)
+        took = loop.time() - began
+        lock.rollback()
+        assert await apply(engine, insert(10)) == 10  # the lock gone, writes go through
+    finally:
+        lock.close()
+        await engine.dispose()
+    assert all(isinstance(r, BaseException) and outage(r) is Outage.UNAVAILABLE
+               for r in results), results
+    assert took < 1.5  # one busy_timeout, not ten

@@ -1,0 +1,65 @@
+"""The real scheduler's jobs through a database outage: one warning when it begins, one
+when it ends, no traceback each tick, and the jobs go on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from bot.app import build_services
+from bot.dispatch import DeliveryDispatcher
+from bot.scheduler import build_scheduler
+from bot.settings import Settings
+from storage.db import create_engine
+from storage.migrate import upgrade_async
+
+
+class Dispatcher:
+    """Ticks that find the database away `down` times, then go through."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.ticks = 0
+        self.recovered = asyncio.Event()
+
+    async def tick(self) -> int:
+        self.ticks += 1
+        if self.ticks <= self.down:
+            raise PoolTimeout("QueuePool limit of size 1 overflow 0 reached")
+        if self.ticks == self.down + 2:
+            self.recovered.set()
+        return 0
+
+    async def remind(self) -> int:
+        return 0
+
+    async def expire(self) -> int:
+        return 0
+
+
+async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
+    await upgrade_async(db_url)
+    engine = create_engine(db_url)
+    services = build_services(Settings(_env_file=None, database_url=db_url), engine)
+    dispatcher = Dispatcher(down=5)
+    caplog.set_level(logging.INFO)
+    scheduler = build_scheduler(cast(DeliveryDispatcher, dispatcher), services.campaigns,
+                                services.factory, interval=0.02)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(dispatcher.recovered.wait(), timeout=10)
+    finally:
+        scheduler.shutdown(wait=False)
+        await engine.dispose()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records
+            if r.name == "bot.scheduler"] == [
+        ("WARNING", "the database is unavailable (TimeoutError): scheduled jobs wait for it"),
+        ("WARNING", "the database is back: scheduled jobs go on")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
