@@ -152,6 +152,9 @@ def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> 
     return dispatcher
 
 
+TRANSIENT = (TelegramRetryAfter, TelegramServerError, TelegramNetworkError)
+
+
 async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, settings: Settings) -> bool:
     """Whatever went wrong stays in our log (its kind and the update's id: no personal
     data); the customer gets a short apology, never a traceback. An update that still
@@ -163,6 +166,13 @@ async def on_error(event: ErrorEvent, bot: Bot, i18n: I18n, settings: Settings) 
                   type(event.exception).__name__)
         if kind is Outage.UNAVAILABLE and settings.webhook_url:
             raise SkipHandler  # unhandled: the webhook answers 503 (handlers/web/outage)
+    elif isinstance(event.exception, TRANSIENT) and settings.webhook_url:
+        # Telegram refused our reply past Resilient's patience: an apology would meet the
+        # same refusal. Unhandled, the webhook answers 500 and Telegram sends the update
+        # again later; the answer is taken once and the question is shown then.
+        log.error("update %s failed: Telegram refused the reply (%s)", update.update_id,
+                  type(event.exception).__name__)
+        raise SkipHandler
     else:
         # Where it failed, not the exception's message: that may quote what the customer
         # wrote.

@@ -216,6 +216,34 @@ async def test_a_webhook_update_that_finds_the_database_away_is_sent_again(
         assert await product.answers() == [("score", 9, None, None)]
 
 
+async def test_a_webhook_update_whose_reply_telegram_refuses_is_sent_again(
+        tmp_path: Path) -> None:
+    """A reply Telegram refuses past the bot's patience (here a bot that tries once) fails
+    the webhook's request instead of ending in an apology nobody receives: Telegram sends
+    the update again, the answer is taken once and the next question is shown."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
+    anna = 1002
+    async with BotApiStub() as api, running(
+            db_url, api, webhook_url="https://example.org/tg/hook",
+            webhook_secret="s3cret") as product:
+        impatient = telegram.build_bot(product.settings, product.surveys, retry=False)
+        app = build_web_app(product.settings, product.engine)
+        telegram.add_webhook(app, product.settings, product.dispatcher, impatient)
+        try:
+            async with TestServer(app) as server:
+                url = str(server.make_url("/tg/hook"))
+                start = api.message_update(anna, "/start")
+                assert await api.post_webhook(url, start, secret="s3cret") == 200
+                update = tap(api, anna, "9")
+                api.fail("sendMessage", status=500, chat_id=anna)
+                assert await api.post_webhook(url, update, secret="s3cret") == 500
+                assert await api.post_webhook(url, update, secret="s3cret") == 200
+        finally:
+            await impatient.session.close()
+        assert texts(api, anna) == [NPS_QUESTION, FOLLOW_UP]
+        assert await product.answers() == [("score", 9, None, None)]
+
+
 # -- the Bot API failing ---------------------------------------------------------------------
 
 
