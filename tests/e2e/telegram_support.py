@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import telegram
+from bot.app import build_web_app
 from bot.services.alerts import AlertService
 from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
@@ -111,3 +113,22 @@ async def running(db_url: str, api: BotApiStub, **overrides: Any) -> AsyncIterat
     finally:
         await product.close()
         await engine.dispose()
+
+
+WEBHOOK_SECRET = "s3cret"
+
+
+@asynccontextmanager
+async def webhook(product: Product, bot: Bot | None = None) -> AsyncIterator[str]:
+    """The product's web app with Telegram's webhook (of `bot`, the product's by default) on
+    a loopback server; yields the webhook's URL. The product runs with
+    webhook_url=…/tg/hook and webhook_secret=WEBHOOK_SECRET."""
+    app = build_web_app(product.settings, product.engine)
+    telegram.add_webhook(app, product.settings, product.dispatcher, bot or product.bot)
+    async with TestServer(app) as server:
+        yield str(server.make_url("/tg/hook"))
+
+
+def in_webhook_mode(db_url: str, api: BotApiStub) -> AbstractAsyncContextManager[Product]:
+    return running(db_url, api, webhook_url="https://example.org/tg/hook",
+                   webhook_secret=WEBHOOK_SECRET)

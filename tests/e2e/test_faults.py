@@ -26,14 +26,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import make_url, select
 
 from bot import telegram
-from bot.app import build_web_app
 from storage.db import create_engine
 from storage.models import AnswerRow, SessionRow
-from tests.e2e.telegram_support import running
+from tests.e2e.telegram_support import WEBHOOK_SECRET, in_webhook_mode, webhook
 from tests.e2e.test_cli import _free_port
 from tests.e2e.test_dispatch_processes import FIRST_CHAT, due_deliveries, start, statuses
 from tests.e2e.test_web_pages import answers, delivery, page, submit
@@ -199,19 +197,14 @@ async def test_a_webhook_update_that_finds_the_database_away_is_sent_again(
     answers 503 and Telegram sends it again: taken once, and the dialogue goes on."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
     anna = 1001
-    async with BotApiStub() as api, reachable(db_url) as (_, away), running(
-            db_url, api, webhook_url="https://example.org/tg/hook",
-            webhook_secret="s3cret") as product:
-        app = build_web_app(product.settings, product.engine)
-        telegram.add_webhook(app, product.settings, product.dispatcher, product.bot)
-        async with TestServer(app) as server:
-            url = str(server.make_url("/tg/hook"))
-            start = api.message_update(anna, "/start")
-            assert await api.post_webhook(url, start, secret="s3cret") == 200
-            update = tap(api, anna, "9")
-            async with away():
-                assert await api.post_webhook(url, update, secret="s3cret") == 503
-            assert await api.post_webhook(url, update, secret="s3cret") == 200
+    async with BotApiStub() as api, reachable(db_url) as (_, away), in_webhook_mode(
+            db_url, api) as product, webhook(product) as url:
+        start = api.message_update(anna, "/start")
+        assert await api.post_webhook(url, start, WEBHOOK_SECRET) == 200
+        update = tap(api, anna, "9")
+        async with away():
+            assert await api.post_webhook(url, update, WEBHOOK_SECRET) == 503
+        assert await api.post_webhook(url, update, WEBHOOK_SECRET) == 200
         assert texts(api, anna) == [NPS_QUESTION, FOLLOW_UP]
         assert await product.answers() == [("score", 9, None, None)]
 
@@ -223,21 +216,16 @@ async def test_a_webhook_update_whose_reply_telegram_refuses_is_sent_again(
     the update again, the answer is taken once and the next question is shown."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
     anna = 1002
-    async with BotApiStub() as api, running(
-            db_url, api, webhook_url="https://example.org/tg/hook",
-            webhook_secret="s3cret") as product:
+    async with BotApiStub() as api, in_webhook_mode(db_url, api) as product:
         impatient = telegram.build_bot(product.settings, product.surveys, retry=False)
-        app = build_web_app(product.settings, product.engine)
-        telegram.add_webhook(app, product.settings, product.dispatcher, impatient)
         try:
-            async with TestServer(app) as server:
-                url = str(server.make_url("/tg/hook"))
+            async with webhook(product, impatient) as url:
                 start = api.message_update(anna, "/start")
-                assert await api.post_webhook(url, start, secret="s3cret") == 200
+                assert await api.post_webhook(url, start, WEBHOOK_SECRET) == 200
                 update = tap(api, anna, "9")
                 api.fail("sendMessage", status=500, chat_id=anna)
-                assert await api.post_webhook(url, update, secret="s3cret") == 500
-                assert await api.post_webhook(url, update, secret="s3cret") == 200
+                assert await api.post_webhook(url, update, WEBHOOK_SECRET) == 500
+                assert await api.post_webhook(url, update, WEBHOOK_SECRET) == 200
         finally:
             await impatient.session.close()
         assert texts(api, anna) == [NPS_QUESTION, FOLLOW_UP]

@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from bot import telegram
-from bot.app import build_web_app
 from bot.services.surveys import OptedOut, Outcome, SurveyService, Who
 from conversations.engine import Reply
 from storage.models import (
@@ -25,7 +23,14 @@ from storage.models import (
     SessionRow,
 )
 from storage.uow import Event, UnitOfWork
-from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
+from tests.e2e.telegram_support import (
+    ADMIN_CHAT,
+    WEBHOOK_SECRET,
+    Product,
+    in_webhook_mode,
+    running,
+    webhook,
+)
 from tests.support.botapi import BotApiStub, iter_buttons
 
 ANNA = 1001
@@ -377,18 +382,13 @@ async def test_an_unexpected_error_gets_an_apology_and_a_log_without_personal_da
 
 
 async def test_the_webhook_checks_telegrams_secret_token(db_url: str, api: BotApiStub) -> None:
-    async with running(db_url, api, webhook_url="https://example.org/tg/hook",
-                       webhook_secret="s3cret") as product:
-        app = build_web_app(product.settings, product.engine)
-        telegram.add_webhook(app, product.settings, product.dispatcher, product.bot)
-        async with TestServer(app) as server:
-            url = str(server.make_url("/tg/hook"))
-            start = api.message_update(ANNA, "/start")
-            assert await api.post_webhook(url, start, secret="wrong") == 401
-            assert await api.post_webhook(url, start) == 401
-            assert api.sent(ANNA) == []
-            assert await api.post_webhook(url, start, secret="s3cret") == 200
-            assert product.texts(ANNA)[0].startswith(NPS_QUESTION)
+    async with in_webhook_mode(db_url, api) as product, webhook(product) as url:
+        start = api.message_update(ANNA, "/start")
+        assert await api.post_webhook(url, start, secret="wrong") == 401
+        assert await api.post_webhook(url, start) == 401
+        assert api.sent(ANNA) == []
+        assert await api.post_webhook(url, start, secret=WEBHOOK_SECRET) == 200
+        assert product.texts(ANNA)[0].startswith(NPS_QUESTION)
 
 
 async def test_commands_are_registered_in_english_and_russian(product: Product,
