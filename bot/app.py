@@ -54,8 +54,6 @@ from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
 TEMPLATES, STATIC = WEB / "templates", WEB / "static"
-# Request bodies larger than this are refused with 413 (a trigger is a few hundred bytes).
-MAX_BODY = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     services = services or build_services(settings, engine)
     app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
                                        widget.anonymous, dashboard.dashboard],
-                          client_max_size=MAX_BODY)
+                          client_max_size=api.MAX_BODY)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
     app[ENGINE] = engine

@@ -137,7 +137,7 @@ def _tap(form: Form, locale: str) -> Tap:
     """The form as a tap on its question: option indexes, or a typed text (an empty one
     skips an optional question, as its Skip button does)."""
     def number(value: object) -> int:
-        if not isinstance(value, str) or not value.isdigit() or len(value) > 9:
+        if not isinstance(value, str) or not value.isdecimal() or len(value) > 9:
             raise PageError(400, gettext("Something is wrong with this form", locale),
                             gettext("Please open the page again and answer once more.",
                                     locale))
