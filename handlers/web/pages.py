@@ -8,6 +8,7 @@ question's position, so a form sent twice (or from an old tab) changes nothing."
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import secrets
@@ -346,7 +347,8 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     check_csrf(request, form)
     who = Who("web", _visitor(request), locale=_locale(request))
-    outcome = await request.app[SURVEYS].tap(who, _tap(form, _locale(request)))
+    tap = dataclasses.replace(_tap(form, _locale(request)), survey=survey)
+    outcome = await request.app[SURVEYS].tap(who, tap)
     if outcome is not None and outcome.finished and outcome.reprompt is None:
         await request.app[NOTIFY](outcome)
         return _with_visitor(request, _thanks(request, survey, outcome))

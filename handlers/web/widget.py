@@ -142,7 +142,8 @@ async def post_widget_answer(request: web.Request) -> web.Response:
     body = await parse(request, Answer)
     outcome = await request.app[SURVEYS].tap(Who("web", body.visitor), Tap(
         body.session_id, body.position, picked=tuple(body.picked), skip=body.skip,
-        back=body.back, text=body.text if body.text and not body.picked else None))
+        back=body.back, text=body.text if body.text and not body.picked else None,
+        survey=request.match_info["survey"]))
     if outcome is None:
         raise ApiError(410, "closed", "this survey is closed; start again", "session_id")
     await request.app[NOTIFY](outcome)
