@@ -111,6 +111,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
                                        widget.anonymous, dashboard.dashboard],
                           client_max_size=api.MAX_BODY)
+    app.on_response_prepare.append(pages.secure_headers)
     app[widget.LIMITER] = widget.PerAddress(settings.anonymous_rate)
     app[SETTINGS] = settings
     app[ENGINE] = engine

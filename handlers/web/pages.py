@@ -372,20 +372,23 @@ def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
 
 @web.middleware
 async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Friendly pages for PageError, and the headers every page of ours carries: a strict
-    CSP (no inline script or style), no framing, and no Referer, which would carry the
-    survey token to other sites."""
+    """Friendly pages for PageError."""
     request[SECURE] = request.app[SETTINGS].base_url.startswith("https://")
     try:
-        response = await handler(request)
+        return await handler(request)
     except PageError as error:
-        response = notice(request, error.status, error.heading, *error.lines)
+        return notice(request, error.status, error.heading, *error.lines)
+
+
+async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The headers every response of ours carries, set as it is prepared, so a streamed
+    one (a CSV export) has them too: a strict CSP (no inline script or style), no
+    framing, and no Referer, which would carry the survey token to other sites."""
     if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return response
 
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
