@@ -4,20 +4,14 @@ answer one the document describes (its status, content type, headers and body). 
 database holds the example surveys and one answered dialogue with its alert, so reads find
 rows; the Bot API is the stand-in, so a reply to a customer goes nowhere.
 
-schemathesis speaks HTTP through `requests`, which blocks: the product serves on its own
-event loop in a thread, as it would in another process."""
+The product serves from a thread (tests/e2e/fuzz_support.py): schemathesis blocks."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import threading
 import time
-from collections.abc import Coroutine, Iterator
-from contextlib import AsyncExitStack
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -34,12 +28,9 @@ from schemathesis.specs.openapi.checks import (
 
 from handlers.web.api import MAX_BODY, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from handlers.web.health import document
-from tests.conftest import POSTGRES_ENV
-from tests.e2e.test_alerts import loop
+from tests.e2e.fuzz_support import BACKENDS, world_in_thread
 from tests.e2e.trigger_support import ADMIN, SECRET
-from tests.support.databases import postgres_database
 
-T = TypeVar("T")
 Case = schemathesis.Case[Any]
 SCHEMA = schemathesis.openapi.from_dict(document())
 # Routing (a 405 for another method) is aiohttp's: the time goes to the handlers instead.
@@ -75,47 +66,11 @@ class Signed(requests.auth.AuthBase):
         return request
 
 
-class Background:
-    """An event loop in a thread, for the product to serve on while the test blocks."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-
-async def _start(stack: AsyncExitStack, backend: str, folder: Path) -> str:
-    if backend == "sqlite":
-        db_url = f"sqlite+aiosqlite:///{folder / 'otklik.db'}"
-    else:
-        # Set but unreachable must fail, not skip, as for `db_url`.
-        db_url = await stack.enter_async_context(postgres_database(os.environ[POSTGRES_ENV]))
-    # The rate limit on anonymous routes would answer most widget cases with a 429.
-    world = await stack.enter_async_context(loop(db_url, anonymous_rate=100_000))
-    await world.low_score()
-    return str(world.api.client.make_url("")).rstrip("/")
-
-
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=BACKENDS)
 def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[str]:
-    if request.param == "postgres" and not os.environ.get(POSTGRES_ENV):
-        pytest.skip(f"{POSTGRES_ENV} is not set")
-    background, stack = Background(), AsyncExitStack()
-    try:
-        yield background.run(_start(stack, request.param, tmp_path_factory.mktemp("fuzz")))
-    finally:
-        background.run(stack.aclose())
-        background.close()
+    with world_in_thread(request.param, tmp_path_factory.mktemp("fuzz")) as (_, world):
+        yield str(world.api.client.make_url("")).rstrip("/")
 
 
 @pytest.fixture(scope="module")
