@@ -56,8 +56,6 @@ from storage.db import session_factory
 
 WEB = Path(pages.__file__).parent
 TEMPLATES, STATIC = WEB / "templates", WEB / "static"
-# Request bodies larger than this are refused with 413 (a trigger is a few hundred bytes).
-MAX_BODY = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +114,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app = web.Application(middlewares=[prometheus.timed, pages.pages, throttle.failed_attempts,
                                        api.errors, widget.anonymous, dashboard.dashboard,
                                        outage.outages],
-                          client_max_size=MAX_BODY)
+                          client_max_size=api.MAX_BODY)
+    app.on_response_prepare.append(pages.secure_headers)
     app[throttle.LIMITER] = throttle.PerAddress(settings.anonymous_rate)
     app[throttle.FAILURES] = throttle.PerAddress(settings.failed_attempts)
     app[SETTINGS] = settings

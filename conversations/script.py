@@ -341,6 +341,11 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
             exc.problem) else ""
         raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: {exc.problem}{advice}", line)],
                           filename) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses anywhere: NUL, BEL...
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: character "
+                                           f"#x{exc.character:04x} is not allowed", line)],
+                          filename) from None
     if root is None:
         raise ScriptError([ScriptIssue("", "the file is empty", 1)], filename)
     issues = list(_duplicate_keys(root, ()))

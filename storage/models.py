@@ -51,6 +51,23 @@ class Timestamp(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class NulFree(TypeDecorator[str]):
+    """Text without NUL characters, on every backend: PostgreSQL can neither store nor
+    compare one (a customer's answer with one failed as a whole), and SQLite keeps the
+    same text so both hold the same data. Nothing anyone reads is lost with it."""
+
+    impl = String()
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.replace("\x00", "") if value is not None and "\x00" in value else value
+
+
+class LongText(NulFree):
+    impl = Text()
+    cache_ok = True
+
+
 class Base(DeclarativeBase):
     # Named constraints: Alembic's batch mode on SQLite can only drop what has a name.
     metadata = MetaData(naming_convention={
@@ -62,7 +79,7 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: Timestamp(),
         date: Date(),
-        str: String(),
+        str: NulFree(),
         JsonDict: JSON(none_as_null=True),
         list[str]: JSON(none_as_null=True),
         list[JsonDict]: JSON(none_as_null=True),
@@ -140,7 +157,7 @@ class ScriptRow(Base):
     version: Mapped[int]
     title: Mapped[JsonDict]
     body: Mapped[JsonDict]  # the validated script as data (script_to_data)
-    source: Mapped[str] = mapped_column(Text)  # the file as written, comments and all
+    source: Mapped[str] = mapped_column(LongText())  # the file as written, comments and all
     checksum: Mapped[str] = mapped_column(String(64))  # sha256 of the body without version
     created_by: Mapped[str]
     created_at: Mapped[datetime]
@@ -215,7 +232,7 @@ class DeliveryRow(Base):
     status: Mapped[str] = mapped_column(default=DeliveryStatus.SCHEDULED)
     reason: Mapped[str | None]
     attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText())
     context: Mapped[JsonDict] = mapped_column(default=dict)
     token: Mapped[str | None] = mapped_column(unique=True)
     message_id: Mapped[str | None]
@@ -272,7 +289,7 @@ class AnswerRow(Base):
     metric: Mapped[str]
     score: Mapped[int | None]
     choices: Mapped[list[str] | None]
-    text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(LongText())
     channel: Mapped[str]
     segment: Mapped[str] = mapped_column(default="")
     context: Mapped[JsonDict] = mapped_column(default=dict)
@@ -355,7 +372,7 @@ class OutboxRow(Base):
     created_at: Mapped[datetime]
     due_at: Mapped[datetime]  # the next attempt
     attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText())
     delivered_at: Mapped[datetime | None]
 
 

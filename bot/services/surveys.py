@@ -92,6 +92,7 @@ class Tap:
     skip: bool = False
     back: bool = False
     text: str | None = None  # typed on a form shown for this question (the web page)
+    survey: str | None = None  # the survey the question was shown for, where the URL says
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,7 +517,8 @@ def _tapped(tap: Tap) -> Callable[[Script, SessionRow], Reply]:
     shown (a double submission, an old keyboard), else its answer."""
     def to_reply(script: Script, dialogue: SessionRow) -> Reply:
         keys = script.answer_keys()
-        if dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys):
+        if (dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys)
+                or tap.survey not in (None, script.id)):
             return Reply.button("", "")  # no question has an empty key: stale
         key = keys[tap.position - 1]
         if tap.back:

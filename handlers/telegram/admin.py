@@ -168,7 +168,8 @@ async def resend_overdue(bot: Bot, settings: Settings, alerts: AlertService) -> 
 
 def _alert_id(query: CallbackQuery) -> int | None:
     tail = (query.data or "").rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    # At most 18 digits: a longer id is none of ours, and PostgreSQL could not compare it.
+    return int(tail) if tail.isdecimal() and len(tail) <= 18 else None
 
 
 def _actor(user_id: int | None) -> str:

@@ -24,14 +24,18 @@ from bot.services.alerts import (
     Unreachable,
 )
 from handlers.web.api import (
+    MAX_ID,
     ApiError,
     Handler,
     Operation,
     Strict,
+    number,
     parse,
     path_param,
     query_param,
     require_admin,
+    whole,
+    whole_schema,
 )
 from storage.models import AlertStatus
 
@@ -121,7 +125,7 @@ class Replied(BaseModel):
     alert: AlertDetail
 
 
-ID = path_param("id", "the alert id", {"type": "integer"})
+ID = path_param("id", "the alert id", whole_schema(1, MAX_ID))
 _RESPONSES_404 = {404: (None, "no such alert")}
 OPERATIONS = [
     Operation("get", "/api/v1/alerts", "The alert queue, newest first",
@@ -133,9 +137,10 @@ OPERATIONS = [
                   query_param("owner", "who took it"),
                   query_param("overdue", "true: re-sent overdue; false: not",
                               {"type": "boolean"}),
-                  query_param("cursor", "next_cursor of the page before"),
+                  query_param("cursor", "next_cursor of the page before",
+                              whole_schema(1, MAX_ID)),
                   query_param("limit", f"at most this many (1-{MAX_LIMIT}, default 50)",
-                              {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT})]),
+                              whole_schema(1, MAX_LIMIT))]),
     Operation("get", "/api/v1/alerts/{id}", "One alert, its conversation and notes",
               {200: (AlertDetail, "the alert"), **_RESPONSES_404}, tag="alerts",
               parameters=[ID]),
@@ -149,11 +154,11 @@ OPERATIONS = [
     Operation("post", "/api/v1/alerts/{id}/resolve", "Mark the alert handled",
               {200: (AlertDetail, "resolved"), **_RESPONSES_404,
                409: (None, "resolved already")},
-              body=ResolveBody, tag="alerts", parameters=[ID]),
+              body=ResolveBody, body_required=False, tag="alerts", parameters=[ID]),
     Operation("post", "/api/v1/alerts/{id}/take", "Take the alert: in progress, with an owner",
               {200: (AlertDetail, "taken"), **_RESPONSES_404,
                409: (None, "the alert is resolved")},
-              body=TakeBody, tag="alerts", parameters=[ID]),
+              body=TakeBody, body_required=False, tag="alerts", parameters=[ID]),
     Operation("post", "/api/v1/alerts/{id}/notes", "Add a note for the team",
               {200: (AlertDetail, "noted"), **_RESPONSES_404},
               body=TextBody, tag="alerts", parameters=[ID]),
@@ -184,9 +189,9 @@ def _json(model: BaseModel) -> web.Response:
 
 def _alert_id(request: web.Request) -> int:
     value = request.match_info["id"]
-    if not value.isdigit() or not 1 <= int(value) <= 2**62:
+    if not (alert_id := number(value, MAX_ID)):  # 0 names no alert either
         raise ApiError(404, "not_found", f"no alert {value}", "id")
-    return int(value)
+    return alert_id
 
 
 async def _body(request: web.Request, model: type[B]) -> B:
@@ -241,8 +246,8 @@ async def get_alerts(request: web.Request) -> web.Response:
     overdue = query.get("overdue")
     if overdue is not None and overdue not in ("true", "false"):
         raise ApiError(422, "invalid", "overdue: true or false", "overdue")
-    before = _int(query["cursor"], "cursor", 1, 2**62) if "cursor" in query else None
-    limit = _int(query.get("limit", "50"), "limit", 1, MAX_LIMIT)
+    before = whole(query["cursor"], "cursor", 1, MAX_ID) if "cursor" in query else None
+    limit = whole(query.get("limit", "50"), "limit", 1, MAX_LIMIT)
     views = await request.app[ALERTS].queue(
         status=status, survey=query.get("survey"), owner=query.get("owner"),
         overdue=None if overdue is None else overdue == "true", before=before, limit=limit)
@@ -289,9 +294,3 @@ async def post_note(request: web.Request) -> web.Response:
     alerts, actor, alert_id = await _act(request)
     body = await parse(request, TextBody)
     return _json(detail(await alerts.note(alert_id, actor, body.text)))
-
-
-def _int(value: str, name: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise ApiError(422, "invalid", f"{name}: a whole number from {low} to {high}", name)
-    return int(value)

@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from bot.keys import ADMIN
 from bot.services.exports import AnswerFilters, answers_csv, answers_page, csv_filename
-from handlers.web.api import ApiError, Operation, Strict, query_param, require_admin, validate
+from handlers.web.api import (
+    ApiError,
+    Operation,
+    Strict,
+    query_param,
+    require_admin,
+    text_schema,
+    validate,
+    whole_schema,
+)
 
 routes = web.RouteTableDef()
 
@@ -80,20 +89,27 @@ class AnswerPage(BaseModel):
     next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
 
 
+MOMENT = {"anyOf": [{"type": "string", "format": "date"},
+                    {"type": "string", "format": "date-time"}]}
+SCORE = whole_schema(-1000, 1000)
+
 PARAMETERS = [
-    query_param("survey", "a survey id"),
-    query_param("from", "answered at or after: an ISO date (that day, UTC) or date-time"),
-    query_param("to", "answered before: an ISO date (that whole day included) or date-time"),
-    query_param("channel", "telegram, email, web..."),
-    query_param("step", "a step id (an answer key: score, loyalty.switch...)"),
-    query_param("score_min", "scores at least this", {"type": "integer"}),
-    query_param("score_max", "scores at most this", {"type": "integer"}),
+    query_param("survey", "a survey id", text_schema(64)),
+    query_param("from", "answered at or after: an ISO date (that day, UTC) or date-time",
+                MOMENT),
+    query_param("to", "answered before: an ISO date (that whole day included) or date-time",
+                MOMENT),
+    query_param("channel", "telegram, email, web...", text_schema(32)),
+    query_param("step", "a step id (an answer key: score, loyalty.switch...)", text_schema(128)),
+    query_param("score_min", "scores at least this", SCORE),
+    query_param("score_max", "scores at most this", SCORE),
     query_param("has_text", "true: only answers with a free text; false: only without",
                 {"type": "boolean"}),
-    query_param("q", "case-insensitive search in the free text"),
-    query_param("cursor", "next_cursor of the page before (JSON only)"),
+    query_param("q", "case-insensitive search in the free text", text_schema(200)),
+    query_param("cursor", "next_cursor of the page before (JSON only)",
+                {"type": "string", "maxLength": 200}),
     query_param("limit", "at most this many (1-500, default 100; JSON only)",
-                {"type": "integer", "minimum": 1, "maximum": 500}),
+                whole_schema(1, 500)),
 ]
 
 OPERATIONS = [
@@ -102,7 +118,8 @@ OPERATIONS = [
               "CSV (UTF-8 with a BOM, for Excel)",
               {200: (AnswerPage, "a page (or, with Accept: text/csv, the CSV file)"),
                400: (None, "a cursor this API did not give out")},
-              tag="answers", parameters=PARAMETERS),
+              tag="answers", parameters=PARAMETERS,
+              media={200: {"text/csv": {"schema": {"type": "string"}}}}),
 ]
 
 

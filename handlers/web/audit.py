@@ -9,7 +9,15 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from bot.keys import ADMIN
-from handlers.web.api import ApiError, Operation, query_param, require_admin
+from handlers.web.api import (
+    MAX_ID,
+    ApiError,
+    Operation,
+    query_param,
+    require_admin,
+    whole,
+    whole_schema,
+)
 
 routes = web.RouteTableDef()
 
@@ -35,9 +43,10 @@ OPERATIONS = [
                                                 "script.deactivated, customer.erased, "
                                                 "customer.exported, answers.exported..."),
                           query_param("target", "a survey id, a customer's external id..."),
-                          query_param("cursor", "next_cursor of the page before"),
+                          query_param("cursor", "next_cursor of the page before",
+                                      whole_schema(1, MAX_ID)),
                           query_param("limit", "at most this many (1-500, default 100)",
-                                      {"type": "integer", "minimum": 1, "maximum": 500})]),
+                                      whole_schema(1, 500))]),
 ]
 
 
@@ -49,8 +58,8 @@ async def get_audit(request: web.Request) -> web.Response:
     if unknown:
         name = sorted(unknown)[0]
         raise ApiError(422, "invalid", f"{name}: not a parameter of this route", name)
-    before = _int(query["cursor"], "cursor", 2**62) if "cursor" in query else None
-    limit = _int(query.get("limit", "100"), "limit", 500)
+    before = whole(query["cursor"], "cursor", 1, MAX_ID) if "cursor" in query else None
+    limit = whole(query.get("limit", "100"), "limit", 1, 500)
     rows = await request.app[ADMIN].audit_page(action=query.get("action"),
                                                target=query.get("target"),
                                                before=before, limit=limit)
@@ -58,9 +67,3 @@ async def get_audit(request: web.Request) -> web.Response:
                             for row in rows],
                      next_cursor=str(rows[-1].id) if len(rows) == limit else None)
     return web.json_response(page.model_dump(mode="json"))
-
-
-def _int(value: str, name: str, high: int) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= high:
-        raise ApiError(422, "invalid", f"{name}: a whole number from 1 to {high}", name)
-    return int(value)

@@ -7,7 +7,16 @@ from pydantic import BaseModel
 
 from bot.keys import CAMPAIGNS
 from bot.services.campaigns import CampaignSpec
-from handlers.web.api import ApiError, Operation, parse, path_param, require_bearer
+from handlers.web.api import (
+    MAX_ID,
+    ApiError,
+    Operation,
+    number,
+    parse,
+    path_param,
+    require_bearer,
+    whole_schema,
+)
 
 routes = web.RouteTableDef()
 
@@ -37,7 +46,7 @@ OPERATIONS = [
     Operation("post", "/api/v1/campaigns/{id}/run", "Run a campaign now",
               {200: (CampaignRun, "the run, finished"), 404: (None, "no such campaign")},
               tag="campaigns",
-              parameters=[path_param("id", "the campaign id", {"type": "integer"})]),
+              parameters=[path_param("id", "the campaign id", whole_schema(1, MAX_ID))]),
 ]
 
 
@@ -64,9 +73,10 @@ async def post_campaign_run(request: web.Request) -> web.Response:
     require_bearer(request)
     raw = request.match_info["id"]
     service = request.app[CAMPAIGNS]
-    if not raw.isdigit() or int(raw) not in dict(await service.all()):
+    campaign_id = number(raw, MAX_ID)
+    if campaign_id is None or campaign_id not in dict(await service.all()):
         raise ApiError(404, "not_found", f"no campaign {raw}", "id")
-    run = await service.run(int(raw))
+    run = await service.run(campaign_id)
     return web.json_response(CampaignRun(run_id=run.run_id, campaign=run.campaign,
                                          status=run.status, scheduled=run.scheduled,
                                          suppressed=run.suppressed).model_dump(mode="json"))

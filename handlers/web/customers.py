@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 
 from bot.keys import ADMIN
 from bot.services.admin import Unknown
-from handlers.web.api import ApiError, Operation, path_param, query_param, require_admin
+from handlers.web.api import (
+    ApiError,
+    Operation,
+    path_param,
+    query_param,
+    require_admin,
+    text_schema,
+)
 
 routes = web.RouteTableDef()
 
@@ -57,7 +64,9 @@ OPERATIONS = [
     Operation("get", "/api/v1/customers", "Find customers by external id, e-mail or phone",
               {200: (CustomerList, "the matches (at most 20)")}, tag="customers",
               parameters=[{**query_param("q", "an external id, e-mail address, phone number "
-                                              "or channel address"), "required": True}]),
+                                              "or channel address",
+                                         text_schema(200) | {"pattern": r"\S"}),
+                           "required": True}]),
     Operation("get", "/api/v1/customers/{external_id}/export",
               "Everything stored about a customer",
               {200: (CustomerExport, "the customer's data"), 404: (None, "no such customer")},

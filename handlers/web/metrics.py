@@ -6,12 +6,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.keys import FACTORY
-from bot.services.metrics import PARAMETERS, MetricsQuery, MetricsResult, compute
-from handlers.web.api import ApiError, Operation, query_param, require_admin, validate
+from bot.services.metrics import GROUP_BY, PARAMETERS, MetricsQuery, MetricsResult, compute
+from handlers.web.api import (
+    ApiError,
+    Operation,
+    query_param,
+    require_admin,
+    text_schema,
+    validate,
+)
 from storage.errors import NotFound
+from storage.rollups import MAX_VALUE
 
 routes = web.RouteTableDef()
 CONTEXT = "context."
+DAY = {"type": "string", "format": "date"}
+SCHEMAS = {"survey": text_schema(64), "from": DAY, "to": DAY, "channel": text_schema(32),
+           "segment": text_schema(200, 0),
+           "group_by": {"type": "string", "pattern": GROUP_BY.pattern}}
 
 OPERATIONS = [
     Operation("get", "/api/v1/metrics", "A survey's metrics, filtered and grouped",
@@ -21,15 +33,14 @@ OPERATIONS = [
                404: (None, "no such survey")},
               tag="metrics",
               parameters=[
-                  {**query_param(name, description), "required": name == "survey",
-                   **({"schema": {"type": "string", "format": "date"}}
-                      if name in ("from", "to") else {})}
+                  {**query_param(name, description, SCHEMAS[name]),
+                   "required": name == "survey"}
                   for name, description in PARAMETERS.items()] + [
                   {"name": "context.KEY", "in": "query", "required": False,
                    "description": "at most one trigger-context filter, e.g. "
                                   "context.agent=Anna: rollups count an answer once per "
                                   "context key, never per combination of keys",
-                   "schema": {"type": "string"}}]),
+                   "schema": text_schema(MAX_VALUE)}]),
 ]
 
 

@@ -8,9 +8,10 @@ question's position, so a form sent twice (or from an old tab) changes nothing."
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp_jinja2
@@ -139,7 +140,7 @@ def _tap(form: Form, locale: str) -> Tap:
     """The form as a tap on its question: option indexes, or a typed text (an empty one
     skips an optional question, as its Skip button does)."""
     def number(value: object) -> int:
-        if not isinstance(value, str) or not value.isdigit() or len(value) > 9:
+        if not isinstance(value, str) or not value.isdecimal() or len(value) > 9:
             raise PageError(400, gettext("Something is wrong with this form", locale),
                             gettext("Please open the page again and answer once more.",
                                     locale))
@@ -350,7 +351,8 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     check_csrf(request, form)
     who = Who("web", _visitor(request), locale=_locale(request))
-    outcome = await request.app[SURVEYS].tap(who, _tap(form, _locale(request)))
+    tap = dataclasses.replace(_tap(form, _locale(request)), survey=survey)
+    outcome = await request.app[SURVEYS].tap(who, tap)
     if outcome is not None and outcome.finished and outcome.reprompt is None:
         await request.app[NOTIFY](outcome)
         return _with_visitor(request, _thanks(request, survey, outcome))
@@ -374,27 +376,23 @@ def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
 
 @web.middleware
 async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Friendly pages for PageError, and the headers every page of ours carries: a strict
-    CSP (no inline script or style), no framing, and no Referer, which would carry the
-    survey token to other sites."""
+    """Friendly pages for PageError."""
     request[SECURE] = request.app[SETTINGS].base_url.startswith("https://")
     try:
-        response = await handler(request)
+        return await handler(request)
     except PageError as error:
-        response = notice(request, error.status, error.heading, *error.lines)
-    except web.HTTPException as error:  # a redirect, or aiohttp's own 404, 405, 413...
-        _protect(request, error.headers)
-        raise
-    _protect(request, response.headers)
-    return response
+        return notice(request, error.status, error.heading, *error.lines)
 
 
-def _protect(request: web.Request, headers: MutableMapping[str, str]) -> None:
+async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The headers every response of ours carries, set as it is prepared, so a streamed
+    one (a CSV export) has them too: a strict CSP (no inline script or style), no
+    framing, and no Referer, which would carry the survey token to other sites."""
     if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

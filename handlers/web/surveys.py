@@ -14,7 +14,17 @@ from pydantic import BaseModel, Field
 
 from bot.keys import ADMIN
 from bot.services.admin import AdminError, BadScript, Mismatch, Unknown
-from handlers.web.api import ApiError, Operation, path_param, query_param, require_admin
+from handlers.web.api import (
+    MAX_VERSION,
+    SURVEY_ID,
+    ApiError,
+    Operation,
+    path_param,
+    query_param,
+    require_admin,
+    whole,
+    whole_schema,
+)
 
 routes = web.RouteTableDef()
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -82,40 +92,41 @@ class ScriptProblems(BaseModel):
     error: ScriptProblem
 
 
-SURVEY_ID = path_param("id", "the survey's id")
-VERSION = query_param("version", "a stored version (default: the latest)", {"type": "integer"})
+SURVEY = path_param("id", "the survey's id", SURVEY_ID)
+VERSION_NUMBER = whole_schema(1, MAX_VERSION)
+VERSION = query_param("version", "a stored version (default: the latest)", VERSION_NUMBER)
 NOT_FOUND = (None, "no such survey or version (error.field says which)")
 TEXT = {"type": "string"}
 OPERATIONS = [
     Operation("get", "/api/v1/surveys/{id}", "A stored version of a survey script",
               {200: (ScriptVersion, "the version"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY_ID, VERSION]),
+              parameters=[SURVEY, VERSION]),
     Operation("get", "/api/v1/surveys/{id}/versions", "Every stored version of a survey",
               {200: (VersionList, "oldest first"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY_ID]),
+              parameters=[SURVEY]),
     Operation("get", "/api/v1/surveys/{id}/diff", "What changed between two versions",
               {200: (ScriptDiff, "a unified diff"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY_ID,
+              parameters=[SURVEY,
                           query_param("from", "default: the version before `to`",
-                                      {"type": "integer"}),
-                          query_param("to", "default: the latest", {"type": "integer"})]),
+                                      VERSION_NUMBER),
+                          query_param("to", "default: the latest", VERSION_NUMBER)]),
     Operation("put", "/api/v1/surveys/{id}",
               "Store a script as the survey's new active version (unless unchanged)",
               {201: (Stored, "stored as a new version, now active"),
                200: (Stored, "unchanged: the latest version is this script"),
                422: (ScriptProblems, "the script does not validate: every issue with its "
                                      "line and field")},
-              tag="surveys", parameters=[SURVEY_ID],
+              tag="surveys", parameters=[SURVEY],
               content={**{kind: {"schema": TEXT} for kind in YAML_TYPES},
                        "application/json": {"schema": {"type": "object"}}}),
     Operation("post", "/api/v1/surveys/{id}/activate",
               "Start new dialogues on a version (default: the latest)",
               {200: (Activation, "active"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY_ID, VERSION]),
+              parameters=[SURVEY, VERSION]),
     Operation("post", "/api/v1/surveys/{id}/deactivate",
               "Start no new dialogues of this survey (those under way finish)",
               {200: (Activation, "switched off"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY_ID]),
+              parameters=[SURVEY]),
 ]
 
 
@@ -217,6 +228,4 @@ def _version(request: web.Request, name: str) -> int | None:
     value = request.query.get(name)
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 2**31:
-        raise ApiError(422, "invalid", f"{name}: a version number (1, 2, ...)", name)
-    return int(value)
+    return whole(value, name, 1, MAX_VERSION)

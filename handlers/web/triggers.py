@@ -14,6 +14,7 @@ from bot.keys import TRIGGERS
 from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
 from conversations.script import TimeZoneName
 from handlers.web.api import (
+    MAX_ID,
     ApiError,
     Operation,
     Strict,
@@ -22,6 +23,8 @@ from handlers.web.api import (
     query_param,
     require_bearer,
     require_signature_or_bearer,
+    whole,
+    whole_schema,
 )
 
 routes = web.RouteTableDef()
@@ -32,7 +35,8 @@ MAX_DELAY = timedelta(days=90)
 class CustomerBody(Strict):
     external_id: str = Field(min_length=1, max_length=200,
                              description="the customer's id in your system")
-    telegram_id: int | None = Field(None, gt=0, description="Telegram user id (private chat)")
+    telegram_id: int | None = Field(None, gt=0, le=2**63 - 1,
+                                    description="Telegram user id (private chat)")
     email: EmailStr | None = None
     phone: str | None = Field(None, max_length=40, examples=["+14155550123"],
                               description="international format; stored as E.164")
@@ -60,7 +64,8 @@ class CustomerBody(Strict):
 
 
 class TriggerBody(Strict):
-    survey: str = Field(min_length=1, max_length=64, description="the survey's id")
+    survey: str = Field(min_length=1, max_length=64, description="the survey's id",
+                        examples=["post_call_csat"])
     idempotency_key: str = Field(min_length=1, max_length=200,
                                  description="the same key again returns the first answer")
     customer: CustomerBody
@@ -137,13 +142,14 @@ OPERATIONS = [
               parameters=[query_param("customer", "a customer's external_id"),
                           query_param("status", "scheduled, sent, suppressed..."),
                           query_param("survey", "a survey id"),
-                          query_param("cursor", "next_cursor of the page before"),
+                          query_param("cursor", "next_cursor of the page before",
+                                      whole_schema(0, MAX_ID)),
                           query_param("limit", "at most this many (1-500, default 100)",
-                                      {"type": "integer", "minimum": 1, "maximum": 500})]),
+                                      whole_schema(1, 500))]),
     Operation("get", "/api/v1/deliveries/{id}", "One delivery and its decision",
               {200: (Delivery, "the delivery"), 404: (None, "no such delivery")},
               tag="triggers", parameters=[path_param("id", "the delivery id",
-                                                     {"type": "integer"})]),
+                                                     whole_schema(1, MAX_ID))]),
 ]
 
 
@@ -183,8 +189,8 @@ async def get_surveys(request: web.Request) -> web.Response:
 async def get_deliveries(request: web.Request) -> web.Response:
     require_bearer(request)
     query = request.query
-    after = _int(query.get("cursor", "0"), "cursor", 0, 2**62)
-    limit = _int(query.get("limit", "100"), "limit", 1, 500)
+    after = whole(query.get("cursor", "0"), "cursor", 0, MAX_ID)
+    limit = whole(query.get("limit", "100"), "limit", 1, 500)
     rows = await request.app[TRIGGERS].deliveries(
         customer=query.get("customer"), status=query.get("status"),
         survey=query.get("survey"), after=after, limit=limit)
@@ -196,14 +202,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
 @routes.get("/api/v1/deliveries/{id}")
 async def get_delivery(request: web.Request) -> web.Response:
     require_bearer(request)
-    delivery_id = _int(request.match_info["id"], "id", 1, 2**62)
+    delivery_id = whole(request.match_info["id"], "id", 1, MAX_ID)
     row = await request.app[TRIGGERS].delivery(delivery_id)
     if row is None:
         raise ApiError(404, "not_found", f"no delivery {delivery_id}", "id")
     return web.json_response(Delivery.model_validate(row).model_dump(mode="json"))
-
-
-def _int(value: str, name: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise ApiError(422, "invalid", f"{name}: a whole number from {low} to {high}", name)
-    return int(value)

@@ -17,7 +17,15 @@ from pydantic import BaseModel, Field
 from bot.keys import NOTIFY, SETTINGS, SURVEYS
 from bot.services.surveys import NoSurvey, OptedOut, Outcome, Tap, Who
 from conversations.engine import Prompt, PromptKind
-from handlers.web.api import ApiError, Operation, Strict, error_response, parse, path_param
+from handlers.web.api import (
+    SURVEY_ID,
+    ApiError,
+    Operation,
+    Strict,
+    error_response,
+    parse,
+    path_param,
+)
 from handlers.web.throttle import LIMITER, client_address
 
 routes = web.RouteTableDef()
@@ -25,6 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WIDGET_JS = Path(__file__).with_name("static") / "widget.js"
 VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 ANONYMOUS = ("/w/", "/api/v1/widget/")
+SURVEY = path_param("survey", "a survey id", SURVEY_ID)
 
 
 class Start(Strict):
@@ -74,12 +83,12 @@ OPERATIONS = [
     Operation("post", "/api/v1/widget/{survey}/start", "Open (or resume) a visitor's survey",
               {200: (WidgetState, "the question to show"), 404: (None, "no such survey"),
                429: (None, "too many requests from this address")}, body=Start, auth=(),
-              tag="widget", parameters=[path_param("survey", "a survey id")]),
+              tag="widget", parameters=[SURVEY]),
     Operation("post", "/api/v1/widget/{survey}/answer", "Answer the question shown",
               {200: (WidgetState, "what to show next"),
                410: (None, "the dialogue is closed"),
                429: (None, "too many requests from this address")}, body=Answer, auth=(),
-              tag="widget", parameters=[path_param("survey", "a survey id")]),
+              tag="widget", parameters=[SURVEY]),
 ]
 
 
@@ -132,7 +141,8 @@ async def post_widget_answer(request: web.Request) -> web.Response:
     body = await parse(request, Answer)
     outcome = await request.app[SURVEYS].tap(Who("web", body.visitor), Tap(
         body.session_id, body.position, picked=tuple(body.picked), skip=body.skip,
-        back=body.back, text=body.text if body.text and not body.picked else None))
+        back=body.back, text=body.text if body.text and not body.picked else None,
+        survey=request.match_info["survey"]))
     if outcome is None:
         raise ApiError(410, "closed", "this survey is closed; start again", "session_id")
     await request.app[NOTIFY](outcome)

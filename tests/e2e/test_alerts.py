@@ -58,11 +58,11 @@ class Loop:
 
 
 @asynccontextmanager
-async def loop(db_url: str) -> AsyncIterator[Loop]:
+async def loop(db_url: str, **overrides: Any) -> AsyncIterator[Loop]:
     async with BotApiStub() as stub, serving(
             db_url, telegram_api_base=stub.base_url, default_survey="post_call_csat",
             outbound_webhook_url="http://127.0.0.1:9/hooks",
-            api_tokens=[SecretStr(API_TOKEN)]) as api:
+            api_tokens=[SecretStr(API_TOKEN)], **overrides) as api:
         customer = Product(stub, api.settings, api.engine, api.services.surveys,
                            api.services.alerts)  # wires the replier to its bot, as runner
         try:

@@ -151,6 +151,8 @@ async def test_csv_streams_every_page_with_a_bom_and_proper_quoting(
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Transfer-Encoding"] == "chunked"
+    # Streamed, so prepared before any middleware could add them: set as it is prepared.
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Content-Disposition"] == (
         'attachment; filename="answers-nps-2026-03-02.csv"')
     rows = _rows(await response.read())

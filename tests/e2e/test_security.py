@@ -30,10 +30,11 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from bot import telegram
-from bot.app import MAX_BODY, build_web_app
+from bot.app import build_web_app
 from bot.keys import SETTINGS
 from bot.settings import Settings
 from bot.signing import signature
+from handlers.web.api import MAX_BODY
 from handlers.web.throttle import client_address
 from storage.models import DeliveryRow
 from storage.uow import UnitOfWork

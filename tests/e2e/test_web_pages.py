@@ -248,10 +248,11 @@ async def test_the_anonymous_survey_and_the_demo_at_the_root(api: Api) -> None:
     assert (await api.client.get("/w/no_such_survey")).status == 404
 
 
-async def widget(api: Api, path: str, body: Any, origin: str | None = ORIGIN
-                 ) -> tuple[int, dict[str, Any], dict[str, str]]:
+async def widget(api: Api, path: str, body: Any, origin: str | None = ORIGIN,
+                 survey: str = "nps") -> tuple[int, dict[str, Any], dict[str, str]]:
     headers = {"Origin": origin} if origin else {}
-    response = await api.client.post(f"/api/v1/widget/nps/{path}", json=body, headers=headers)
+    response = await api.client.post(f"/api/v1/widget/{survey}/{path}", json=body,
+                                     headers=headers)
     return response.status, await response.json(), dict(response.headers)
 
 
@@ -267,6 +268,10 @@ async def test_the_widget_api_plays_the_survey_for_an_allowed_origin(api: Api) -
     assert len(state["prompt"]["options"]) == 11
     visitor = state["visitor"]
     answer = {"visitor": visitor, "session_id": state["session_id"], "position": 1}
+    # The URL names the survey: an answer posted under another one is stale, not taken.
+    status, _, _ = await widget(api, "answer", {**answer, "picked": [3]}, survey="ces_support")
+    assert status == 200
+    assert await answers(api) == []
     status, state, _ = await widget(api, "answer", {**answer, "picked": [3]})
     assert state["prompt"]["kind"] == "text"
     status, state, _ = await widget(api, "answer", {**answer, "position": 2, "text": "Slow"})

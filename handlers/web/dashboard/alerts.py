@@ -10,7 +10,7 @@ from aiohttp import web
 
 from bot.keys import ALERTS
 from bot.services.alerts import AlertError, AlertNotFound
-from handlers.web.api import ACTOR
+from handlers.web.api import ACTOR, MAX_ID, number
 from handlers.web.dashboard.frame import WHO, form_text, render
 
 routes = web.RouteTableDef()
@@ -20,9 +20,9 @@ MAX_TEXT = 4000
 
 def _alert_id(request: web.Request) -> int:
     value = request.match_info["alert"]
-    if not value.isdigit():
+    if (alert_id := number(value, MAX_ID)) is None:
         raise web.HTTPNotFound(text="no such alert")
-    return int(value)
+    return alert_id
 
 
 @routes.get("/admin/alerts")
@@ -32,7 +32,7 @@ async def queue(request: web.Request) -> web.StreamResponse:
     before = request.query.get("before", "")
     alerts = await request.app[ALERTS].queue(
         status=status if status in STATUSES else None, overdue=True if overdue else None,
-        before=int(before) if before.isdigit() else None, limit=50)
+        before=number(before, MAX_ID), limit=50)
     return render(request, "alerts.html", {
         "title": "Alerts", "alerts": alerts, "status": status, "overdue": overdue,
         "next": alerts[-1].id if len(alerts) == 50 else None})

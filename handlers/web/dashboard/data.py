@@ -13,7 +13,7 @@ from bot.keys import ADMIN
 from bot.services.admin import AdminError
 from conversations.errors import ScriptError
 from conversations.script import parse_script
-from handlers.web.api import ACTOR
+from handlers.web.api import ACTOR, MAX_ID, MAX_VERSION, number
 from handlers.web.dashboard.frame import form_text, render
 
 routes = web.RouteTableDef()
@@ -71,7 +71,7 @@ async def script(request: web.Request) -> web.StreamResponse:
     try:
         versions = await admin.versions(survey)
         wanted = request.query.get("version", "")
-        shown = await admin.script(survey, int(wanted) if wanted.isdigit() else None)
+        shown = await admin.script(survey, number(wanted, MAX_VERSION))
         diff = ""
         if shown.version > versions[0].version:
             _, _, diff = await admin.diff(survey, shown.version - 1, shown.version)
@@ -87,7 +87,7 @@ async def activate(request: web.Request) -> web.StreamResponse:
     survey = request.match_info["survey"]
     version = form_text(await request.post(), "version", 12)
     try:
-        await request.app[ADMIN].activate(survey, int(version) if version.isdigit() else None,
+        await request.app[ADMIN].activate(survey, number(version, MAX_VERSION),
                                           actor=request[ACTOR])
     except AdminError as error:
         raise web.HTTPNotFound(text=str(error)) from None
@@ -148,8 +148,7 @@ async def audit(request: web.Request) -> web.StreamResponse:
     before = request.query.get("before", "")
     action = request.query.get("action", "").strip()[:100] or None
     rows = await request.app[ADMIN].audit_page(
-        action=action, target=None, before=int(before) if before.isdigit() else None,
-        limit=50)
+        action=action, target=None, before=number(before, MAX_ID), limit=50)
     return render(request, "audit.html", {
         "title": "Audit log", "rows": rows, "action": action or "",
         "next": rows[-1].id if len(rows) == 50 else None})

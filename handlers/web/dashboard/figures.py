@@ -22,9 +22,12 @@ from bot.services.metrics import (
 from bot.services.scripts import script_of
 from conversations.script import Script
 from handlers.web import charts
+from handlers.web.api import number
 from handlers.web.dashboard.frame import render
 from storage.repositories.answers import AnswerFilters
 from storage.uow import UnitOfWork
+
+MAX_SCORE = 1000  # as the answers API's score filters
 
 routes = web.RouteTableDef()
 PERIODS = {"30": 30, "90": 90, "365": 365}
@@ -159,11 +162,11 @@ async def survey(request: web.Request) -> web.StreamResponse:
     funnel = charts.bars([(f"{d.step} ({d.type})", float(d.stopped)) for d in current.drop_off])
     score = request.query.get("score", "")
     low, _, high = score.partition("-")
+    low_score, high_score = number(low, MAX_SCORE), number(high, MAX_SCORE)
     filters = AnswerFilters(
         survey=name, has_text=True, channel=channel,
         start=datetime.combine(start, datetime.min.time(), UTC),
-        score_min=int(low) if low.isdigit() else None,
-        score_max=int(high) if high.isdigit() else (int(low) if low.isdigit() else None),
+        score_min=low_score, score_max=low_score if high_score is None else high_score,
         q=request.query.get("q", "").strip()[:200] or None)
     async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
         comments = await uow.answers.comments(filters, 50)

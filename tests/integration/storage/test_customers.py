@@ -41,3 +41,15 @@ async def test_one_customer_in_every_channel(factory: Factory) -> None:
         owner = await uow.customers.by_identity("telegram", "1001")
         assert owner is not None
         assert owner.id == boris.id
+
+
+async def test_text_is_stored_and_compared_without_nul_characters(factory: Factory) -> None:
+    """PostgreSQL can neither store nor compare a NUL: a customer's answer with one failed
+    whole (a Telegram text, found by fuzzing). Both backends keep the rest of the text."""
+    async with UnitOfWork(factory) as uow:
+        anna = await uow.customers.add(now=NOW, external_id="crm-\x001", first_name="An\x00na")
+        await uow.commit()
+    async with UnitOfWork(factory) as uow:
+        found = await uow.customers.by_external_id("crm-\x001")
+        assert found is not None
+        assert (found.id, found.external_id, found.first_name) == (anna.id, "crm-1", "Anna")

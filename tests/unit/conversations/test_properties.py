@@ -1,18 +1,22 @@
-"""Property tests: any sequence of any replies, on every example survey and on a script
-that uses every branching feature, keeps the engine's promises."""
+"""Property tests: any sequence of any replies, on every example survey, on a script that
+uses every branching feature and on any script that validates (generated: every kind of
+step, branches on nested conditions, loops back), keeps the engine's promises. Every call
+returns: a dialogue the engine could not finish would hang here."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from bot.services.scripts import script_files
 from conversations.engine import DialogueState, Reply, Turn, advance, current_prompts, start
+from conversations.errors import ScriptError
 from conversations.replies import Problem
 from conversations.script import (
     CesStep,
@@ -139,8 +143,8 @@ WORDS = ["skip", "пропустить", "-", "back", "назад", "да", "н�
 def replies(script: Script, state: DialogueState) -> st.SearchStrategy[Reply]:
     """Anything at all, but mostly what the question being asked offers, so that dialogues
     get deep into the script instead of stalling on the first re-prompt."""
-    keys = script.answer_keys()
-    values = buttons(script)
+    keys = script.answer_keys() or [""]  # a script of messages alone asks nothing
+    values = buttons(script) or [("", "")]
     anything = st.one_of(
         st.text(max_size=60).map(Reply.typed),
         st.sampled_from(WORDS).map(Reply.typed),
@@ -204,6 +208,14 @@ def check_answers(script: Script, turn: Turn) -> None:
                 pytest.fail(f"an answer to message {step.id}")
 
 
+def check_turn(script: Script, turn: Turn) -> None:
+    check_state(script, turn.state)
+    check_answers(script, turn)
+    # Each step shows at most once in a turn (a CLI step: its lead-in and a question): a
+    # turn that walked a loop of messages would never have returned at all.
+    assert len(turn.prompts) <= len(script.steps) + 1
+
+
 def check_state(script: Script, state: DialogueState) -> None:
     keys = set(script.answer_keys())
     assert DialogueState.from_json(json.loads(json.dumps(state.to_json()))) == state
@@ -220,18 +232,11 @@ def check_state(script: Script, state: DialogueState) -> None:
     assert prompt.step == step.answer_keys()[state.part]
 
 
-@pytest.mark.parametrize("name", list(SCRIPTS))
-@settings(max_examples=200, deadline=None)
-@given(data=st.data(), locale=st.sampled_from(["en", "ru", "de", None]), context=people,
-       customer=people)
-def test_any_replies_keep_the_engine_s_promises(
-    name: str, data: st.DataObject, locale: str | None, context: dict[str, str | int | bool],
-    customer: dict[str, str | int | bool],
-) -> None:
-    script = SCRIPTS[name]
+def play(script: Script, data: st.DataObject, locale: str | None,
+         context: dict[str, str | int | bool], customer: dict[str, str | int | bool]) -> None:
+    """A dialogue of up to 30 drawn replies, every turn checked against the promises."""
     turn = start(script, now=NOW, locale=locale, context=context, customer=customer)
-    check_state(script, turn.state)
-    check_answers(script, turn)
+    check_turn(script, turn)
     finished = turn.finished
     after_the_end = 0
     for _ in range(data.draw(st.integers(0, 30), label="replies")):
@@ -242,8 +247,7 @@ def test_any_replies_keep_the_engine_s_promises(
         reply = data.draw(replies(script, before), label="reply")
         delay = data.draw(delays, label="delay")
         turn = advance(script, before, reply, NOW + delay)
-        check_state(script, turn.state)
-        check_answers(script, turn)
+        check_turn(script, turn)
         assert set(turn.retracted) <= set(script.answer_keys())
         assert turn.finished == (turn.state.step is None)
         if finished:
@@ -261,6 +265,125 @@ def test_any_replies_keep_the_engine_s_promises(
             assert turn.prompts
             assert turn.prompts[-1] == current_prompts(script, turn.state)[0]
         finished = turn.finished
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), locale=st.sampled_from(["en", "ru", "de", None]), context=people,
+       customer=people)
+def test_any_replies_keep_the_engine_s_promises(
+    name: str, data: st.DataObject, locale: str | None, context: dict[str, str | int | bool],
+    customer: dict[str, str | int | bool],
+) -> None:
+    play(SCRIPTS[name], data, locale, context, customer)
+
+
+# -- any script that validates -----------------------------------------------------------------
+
+LOCALES = [["en"], ["en", "ru"]]
+CONTEXT_KEYS = ["agent_name", "churn_risk", "segment"]
+SCALES: dict[str, dict[str, Any]] = {
+    "nps": {}, "csat": {}, "ces": {"scale": 5, "direction": "low_is_easy"},
+    "rating": {"min": -2, "max": 3}, "cli": {"scale_min": 0},
+}
+operands = st.one_of(st.integers(-3, 11), st.sampled_from(["yes", "no", "a", "b", "x"]),
+                     st.booleans())
+
+
+def localized(languages: list[str], text: str) -> dict[str, str]:
+    return {locale: f"{text} ({locale})" for locale in languages}
+
+
+@st.composite
+def conditions(draw: st.DrawFn, keys: list[str], depth: int = 0) -> dict[str, Any]:
+    """A comparison on an answer, the context or the customer, or and / or / not of some."""
+    if depth < 2 and draw(st.integers(0, 3)) == 0:
+        kind = draw(st.sampled_from(["and", "or", "not"]))
+        inner = conditions(keys, depth + 1)
+        return {"not": draw(inner)} if kind == "not" else {
+            kind: draw(st.lists(inner, min_size=1, max_size=3))}
+    subject = draw(st.sampled_from(["step"] * 3 + ["context", "customer"]) if keys else
+                   st.sampled_from(["context", "customer"]))
+    name = draw(st.sampled_from(keys if subject == "step" else CONTEXT_KEYS))
+    op = draw(st.sampled_from(["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in",
+                               "contains", "exists"]))
+    operand: object = (draw(st.booleans()) if op == "exists" else
+                       draw(st.integers(-3, 11)) if op in ("lt", "lte", "gt", "gte") else
+                       draw(st.lists(operands, min_size=1, max_size=3))
+                       if op in ("in", "not_in") else draw(operands))
+    return {subject: name, op: operand}
+
+
+@st.composite
+def steps(draw: st.DrawFn, index: int, languages: list[str]) -> dict[str, Any]:
+    kind = draw(st.sampled_from([*SCALES, "choice", "yes_no", "text", "message"]))
+    step: dict[str, Any] = {
+        "id": f"s{index}", "type": kind,
+        "text": localized(languages, draw(st.sampled_from(
+            ["Question", "Hi {customer.first_name|there}", "{context.agent_name}, how?"])))}
+    if kind in SCALES:
+        step.update(SCALES[kind])
+        if draw(st.booleans()):
+            step["alert"] = draw(st.sampled_from([False, {"lte": 2}, {"in": [0, 1]}]))
+    if kind == "cli":
+        step["questions"] = {item: localized(languages, item) for item in
+                             ("recommend", "retain", "upsell", "switch")}
+    if kind == "choice":
+        count = draw(st.integers(2, 4))
+        step["options"] = [{"id": f"o{i}", "text": localized(languages, f"Option {i}")}
+                           for i in range(count)]
+        if draw(st.booleans()):
+            low = draw(st.integers(1, count))
+            step.update(multiple=True, min_choices=low,
+                        max_choices=draw(st.integers(low, count)))
+    if kind == "text":
+        step["max_length"] = draw(st.integers(1, 30))
+    if kind == "yes_no" and draw(st.booleans()):
+        step["alert"] = {"eq": "no"}
+    if kind != "message":
+        step["optional"] = draw(st.booleans())
+    return step
+
+
+@st.composite
+def valid_scripts(draw: st.DrawFn) -> Script:
+    """A script of 1-7 steps of any kinds, with rules that branch on conditions and may
+    go back (a loop) or straight to the end; one that does not validate is not drawn."""
+    languages = draw(st.sampled_from(LOCALES))
+    count = draw(st.integers(1, 7))
+    drawn = [draw(steps(i, languages)) for i in range(count)]
+    keys = [key for step in drawn if step["type"] != "message"
+            for key in ([f"{step['id']}.{item}" for item in
+                         ("recommend", "retain", "upsell", "switch")]
+                        if step["type"] == "cli" else [step["id"]])]
+    targets = st.sampled_from([s["id"] for s in drawn] + ["end"])
+    for step in drawn:
+        # Conditional mostly: a rule without one cuts off what follows, and most of
+        # those scripts do not validate (a step never reached, a loop with no way out).
+        rules = draw(st.lists(st.fixed_dictionaries(
+            {"goto": targets, "when": conditions(keys)}), max_size=2))
+        if draw(st.integers(0, 9)) == 0:
+            rules.append({"goto": draw(targets)})
+        if rules:
+            step["next"] = rules
+    data = {"id": "generated", "version": 1, "default_locale": "en",
+            "locales": languages, "title": localized(languages, "Generated"),
+            "allow_back": draw(st.booleans()), "steps": drawn,
+            "policy": draw(st.sampled_from([{}, {"expires_after": "P2D"}]))}
+    try:
+        return parse_script(json.dumps(data, ensure_ascii=False), "generated.json")
+    except ScriptError:  # a step nothing reaches, a loop with no way out: not a script
+        reject()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(script=valid_scripts(), data=st.data(), locale=st.sampled_from(["en", "ru", "de", None]),
+       context=people, customer=people)
+def test_any_valid_script_and_any_replies_keep_the_engine_s_promises(
+    script: Script, data: st.DataObject, locale: str | None,
+    context: dict[str, str | int | bool], customer: dict[str, str | int | bool],
+) -> None:
+    play(script, data, locale, context, customer)
 
 
 def test_every_example_survey_is_exercised() -> None:

@@ -346,6 +346,9 @@ def test_script_issue(source: str, expected: list[tuple[str, int, str]]) -> None
         ("id: s\nsteps:\n  - a\n b: 1\n", 4, "not valid YAML/JSON: expected <block end>"),
         ("id: s\n\tsteps: 1\n", 2, "not valid YAML/JSON: found character '\\t'"),
         ("id: s\ntitle: 'open\n", 3, "not valid YAML/JSON: found unexpected end of stream"),
+        # Characters YAML refuses anywhere (they escaped as a ReaderError: a 500 on PUT).
+        ("id: s\ntitle: a\x00b\n", 2, "not valid YAML/JSON: character #x0000 is not allowed"),
+        ("\x07", 1, "not valid YAML/JSON: character #x0007 is not allowed"),
     ],
 )
 def test_invalid_yaml_names_its_line(source: str, line: int, message: str) -> None:
