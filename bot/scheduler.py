@@ -6,6 +6,7 @@ not the scheduler, hold what is due: a job that runs late or twice only finds le
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
@@ -104,6 +105,11 @@ class _Outages:
         async def run() -> None:
             try:
                 await job()
+            except asyncio.CancelledError:
+                # Shutdown cancels a job under way; what it claimed and did not finish is
+                # taken up again (SENDING_TIMEOUT). Not an error, so no traceback.
+                log.info("%s: stopped mid-run by the shutdown", name)
+                return
             except Exception as error:
                 kind = outage(error)
                 if kind is None:

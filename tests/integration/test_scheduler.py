@@ -63,3 +63,33 @@ async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
         ("WARNING", "the database is unavailable (TimeoutError): scheduled jobs wait for it"),
         ("WARNING", "the database is back: scheduled jobs go on")]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+class Busy(Dispatcher):
+    """A tick that is under way when the scheduler shuts down."""
+
+    async def tick(self) -> int:
+        self.recovered.set()
+        await asyncio.sleep(3600)
+        return 0
+
+
+async def test_a_job_under_way_at_shutdown_stops_without_an_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
+    engine = create_engine(db_url)
+    services = build_services(Settings(_env_file=None, database_url=db_url), engine)
+    dispatcher = Busy(down=0)
+    caplog.set_level(logging.INFO)
+    scheduler = build_scheduler(cast(DeliveryDispatcher, dispatcher), services.campaigns,
+                                services.factory, interval=0.02)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(dispatcher.recovered.wait(), timeout=10)
+    finally:
+        scheduler.shutdown(wait=False)  # as `otklik run` stops: the tick is cancelled
+        await asyncio.sleep(0.1)
+        await engine.dispose()
+    assert ("INFO", "dispatch: stopped mid-run by the shutdown") in [
+        (r.levelname, r.getMessage()) for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
