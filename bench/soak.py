@@ -59,8 +59,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from email.message import EmailMessage
@@ -71,9 +70,7 @@ import aiohttp
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import func, make_url, select
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import func, select
 
 from bench.dispatch import serve
 from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
@@ -82,6 +79,7 @@ from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DeliveryRow, IdentityRow, SessionRow
 from tests.support.botapi import BotApiStub, Call, iter_buttons
+from tests.support.databases import postgres_database
 
 TOKEN = "123456:SOAK-otklik_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRETS = {"WEBHOOK_SECRET": "soak-webhook", "TRIGGER_SECRET": "soak-trigger",
@@ -589,25 +587,6 @@ async def api_faults(w: World, began: float) -> None:
         w.ledger.faults = (start, time.monotonic())
 
 
-@asynccontextmanager
-async def database(config_url: str) -> AsyncIterator[str]:
-    """A fresh database: the SQLite file as named, or a new PostgreSQL database on the
-    server named, dropped after."""
-    if config_url.startswith("sqlite"):
-        yield config_url
-        return
-    admin = create_async_engine(config_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"otklik_soak_{secrets.token_hex(4)}"
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(config_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as connection:
-            await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.dispose()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -849,7 +828,11 @@ def growth(result: Result, slot: int) -> list[str]:
 
 
 async def fresh_soak(config: Config, workdir: Path) -> Result:
-    async with database(config.database) as url:
+    """The soak on a fresh database: the SQLite file named, or a new database on the
+    PostgreSQL server named (dropped after)."""
+    if config.database.startswith("sqlite"):
+        return await soak(config, workdir)
+    async with postgres_database(config.database) as url:
         return await soak(replace(config, database=url), workdir)
 
 
