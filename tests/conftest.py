@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade_async
+from tests.support.migrated import migrate
 
 POSTGRES_ENV = "OTKLIK_TEST_POSTGRES_URL"
 
@@ -49,7 +49,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on a database migrated to head."""
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
     yield engine
     await engine.dispose()

@@ -19,16 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import telegram
 from bot.app import build_web_app
 from bot.services.alerts import AlertService
-from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from handlers.replies import ChannelReplier
 from handlers.telegram import admin
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade_async
 from storage.models import AnswerRow
 from storage.uow import UnitOfWork
 from tests.support.botapi import BotApiStub, iter_buttons
+from tests.support.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 ADMIN_CHAT = -1001234
@@ -104,9 +103,9 @@ def settings_for(db_url: str, api: BotApiStub, **overrides: Any) -> Settings:
 async def running(db_url: str, api: BotApiStub, **overrides: Any) -> AsyncIterator[Product]:
     """Migrated database, example surveys loaded, one process over them."""
     settings = settings_for(db_url, api, **overrides)
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
-    await load_scripts(session_factory(engine), [SURVEYS], actor="tests", now=datetime.now(UTC))
+    await load_examples(session_factory(engine), datetime.now(UTC))
     product = Product(api, settings, engine)
     try:
         yield product

@@ -15,16 +15,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade_async
 from storage.sqlite_adapter import AdaptedConnection
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import begin, csat_script, reply, store
+from tests.support.migrated import migrate
 
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'adapter.db'}"
-    await upgrade_async(url)
+    await migrate(url)
     engine = create_engine(url)
     async with engine.begin() as connection:
         await connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER)")
