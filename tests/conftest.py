@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -28,28 +29,31 @@ POSTGRES_ENV = "OTKLIK_TEST_POSTGRES_URL"
 
 
 class PostgresDatabases:
-    """Creates each test's database before the test asks for it and drops it after, on a
-    thread of its own: the server's quarter of a second per CREATE DATABASE (copying
+    """Creates each test's database before the test asks for it and drops it after, on
+    threads of their own: the server's quarter of a second per CREATE DATABASE (copying
     template1, fsyncs) overlaps the tests instead of adding to them."""
 
     def __init__(self, server: str) -> None:
         self.server = server
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="test-databases")
-        self.next = self.worker.submit(self._create)
+        self.worker = ThreadPoolExecutor(2, thread_name_prefix="test-databases")
+        # Two at once, two ahead: one thread alone fell behind tests that take less time.
+        self.ready = deque(self.worker.submit(self._create) for _ in range(2))
         self.dropped: list[Future[None]] = []
 
     def take(self) -> str:
         """A new empty database's URL. Set but unreachable, the server fails the test."""
-        name = self.next.result()
-        self.next = self.worker.submit(self._create)
+        name = self.ready[0].result()
+        self.ready.popleft()
+        self.ready.append(self.worker.submit(self._create))
         return make_url(self.server).set(database=name).render_as_string(hide_password=False)
 
     def drop(self, url: str) -> None:
         self.dropped.append(self.worker.submit(self._drop, make_url(url).database or ""))
 
     def close(self) -> None:
-        if self.next.exception() is None:
-            self.dropped.append(self.worker.submit(self._drop, self.next.result()))
+        for unused in self.ready:
+            if unused.exception() is None:
+                self.dropped.append(self.worker.submit(self._drop, unused.result()))
         self.worker.shutdown()
         for dropped in self.dropped:
             dropped.result()
