@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -19,16 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import telegram
 from bot.app import build_web_app
 from bot.services.alerts import AlertService
-from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from handlers.replies import ChannelReplier
 from handlers.telegram import admin
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade_async
 from storage.models import AnswerRow
 from storage.uow import UnitOfWork
 from tests.support.botapi import BotApiStub, iter_buttons
+from tests.support.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 ADMIN_CHAT = -1001234
@@ -90,7 +90,14 @@ class Product:
             return [(a.step_id, a.score, a.choices, a.text) for a in rows]
 
     async def close(self) -> None:
-        await self.bot.session.close()
+        await close_bot(self.bot)
+
+
+async def close_bot(bot: Bot) -> None:
+    """bot.session.close() without the quarter of a second it then waits for TLS
+    connections to end: the Bot API stub speaks plain HTTP."""
+    assert isinstance(bot.session, AiohttpSession)
+    await (await bot.session.create_session()).close()
 
 
 def settings_for(db_url: str, api: BotApiStub, **overrides: Any) -> Settings:
@@ -104,9 +111,9 @@ def settings_for(db_url: str, api: BotApiStub, **overrides: Any) -> Settings:
 async def running(db_url: str, api: BotApiStub, **overrides: Any) -> AsyncIterator[Product]:
     """Migrated database, example surveys loaded, one process over them."""
     settings = settings_for(db_url, api, **overrides)
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
-    await load_scripts(session_factory(engine), [SURVEYS], actor="tests", now=datetime.now(UTC))
+    await load_examples(session_factory(engine), datetime.now(UTC))
     product = Product(api, settings, engine)
     try:
         yield product

@@ -24,7 +24,7 @@ from handlers.telegram.outbound import TelegramSender
 from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
-from tests.e2e.telegram_support import Product
+from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
 from tests.support.botapi import BotApiStub
 
@@ -86,7 +86,7 @@ async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIt
             yield World(api, stub, customer, dispatcher, fake_mail)
         finally:
             await customer.close()
-            await sender_bot.session.close()
+            await close_bot(sender_bot)
 
 
 async def test_a_trigger_is_sent_when_due_and_answered_in_telegram(db_url: str) -> None:

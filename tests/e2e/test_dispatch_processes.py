@@ -16,12 +16,11 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from bot.services.scripts import load_scripts
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade_async
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
 from tests.e2e.test_cli import _free_port
 from tests.support.botapi import BotApiStub
+from tests.support.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 FIRST_CHAT = 500_000
@@ -32,12 +31,12 @@ async def due_deliveries(db_url: str, count: int, *, first: int = 1,
     """A migrated database with the example surveys and `count` NPS deliveries due now
     (or `due_in` from now), each to its own Telegram chat: customers `first`, `first` + 1,
     ... in chats FIRST_CHAT + their number."""
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
     now = datetime.now(UTC)
     numbers = range(first, first + count)
     try:
-        await load_scripts(session_factory(engine), [SURVEYS], actor="tests", now=now)
+        await load_examples(session_factory(engine), now)
         async with engine.begin() as connection:
             await connection.execute(insert(CustomerRow), [
                 {"id": n, "external_id": f"c{n}", "attributes": {}, "created_at": now,

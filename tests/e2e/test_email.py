@@ -26,7 +26,7 @@ from handlers.email.outbound import EmailSender, Smtp
 from handlers.telegram.outbound import TelegramSender
 from storage.models import AnswerRow, CustomerRow, IdentityRow, SessionRow
 from storage.uow import UnitOfWork
-from tests.e2e.telegram_support import Product
+from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
 from tests.support.botapi import BotApiStub
 
@@ -97,7 +97,7 @@ async def world(db_url: str, *, smtp_port: int | None = None) -> AsyncIterator[W
                 yield World(api, stub, mailbox, dispatcher, customer)
             finally:
                 await customer.close()
-                await sender_bot.session.close()
+                await close_bot(sender_bot)
     finally:
         controller.stop()
 

@@ -19,14 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import Services, build_services, build_web_app
 from bot.keys import Notify
-from bot.services.scripts import load_scripts
 from bot.settings import Settings
 from handlers.web.api import signature
 from storage.db import create_engine
-from storage.migrate import upgrade_async
 from storage.models import DeliveryRow, TriggerRow
 from storage.uow import UnitOfWork
 from tests.support.clock import Clock
+from tests.support.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 ADMIN = "admin-token-for-tests"
@@ -95,11 +94,11 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 async def serving(db_url: str, now: datetime = NOON, channels: Collection[str] | None = None,
                   notify: Notify | None = None, **overrides: Any) -> AsyncIterator[Api]:
     settings = settings_for(db_url, **overrides)
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
     clock = Clock(now)
     services = build_services(settings, engine, clock=clock, channels=channels)
-    await load_scripts(services.factory, [SURVEYS], actor="tests", now=now)
+    await load_examples(services.factory, now)
     client = TestClient(TestServer(build_web_app(settings, engine, services, notify)))
     await client.start_server()
     try:

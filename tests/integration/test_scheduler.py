@@ -16,7 +16,7 @@ from bot.dispatch import DeliveryDispatcher
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from storage.db import create_engine
-from storage.migrate import upgrade_async
+from tests.support.migrated import migrate
 
 
 class Dispatcher:
@@ -45,7 +45,7 @@ class Dispatcher:
 async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
-    await upgrade_async(db_url)
+    await migrate(db_url)
     engine = create_engine(db_url)
     services = build_services(Settings(_env_file=None, database_url=db_url), engine)
     dispatcher = Dispatcher(down=5)

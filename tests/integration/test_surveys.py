@@ -18,6 +18,7 @@ from conversations.replies import Problem
 from storage.db import create_engine, session_factory
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.uow import UnitOfWork
+from tests.support.migrated import load_examples
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 NOW = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)
@@ -26,7 +27,7 @@ Factory = async_sessionmaker[AsyncSession]
 
 
 async def loaded(factory: Factory) -> SurveyService:
-    await load_scripts(factory, [SURVEYS], actor="tests", now=NOW)
+    await load_examples(factory, NOW)
     return SurveyService(factory, clock=lambda: NOW)
 
 

@@ -4,6 +4,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.db import create_engine
 from storage.migrate import upgrade, upgrade_async
 from storage.models import Base
+from tests.support.migrated import migrate
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -38,6 +40,28 @@ async def test_upgrade_from_empty_builds_exactly_the_models(db_url: str) -> None
     assert tables == sorted([*Base.metadata.tables, "alembic_version"])
     assert differences == []
     assert versions == [("0004",)]
+
+
+async def test_the_tests_shortcut_builds_exactly_the_models(
+        db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """tests.support.migrated.migrate: the second empty database of a process gets a copy
+    of what the migrations built on the first (SQLite's file, PostgreSQL's statements)."""
+    if db_url.startswith("sqlite"):
+        other = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    else:
+        databases = request.getfixturevalue("postgres_databases")
+        other = databases.take()
+        request.addfinalizer(lambda: databases.drop(other))
+    schemas = []
+    for url in (db_url, other):
+        await migrate(url)
+        engine = create_engine(url)
+        try:
+            schemas.append(await _schema(engine))
+        finally:
+            await engine.dispose()
+    assert schemas[0] == schemas[1] == (
+        sorted([*Base.metadata.tables, "alembic_version"]), [], [("0004",)])
 
 
 async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
