@@ -42,14 +42,13 @@ class Dispatcher:
         return 0
 
 
-async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def run_until_recovered(tmp_path: Path, dispatcher: Dispatcher) -> None:
+    """The real scheduler ticking `dispatcher` until it says so, then shut down as
+    `otklik run` shuts it down (a job under way is cancelled)."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
     await migrate(db_url)
     engine = create_engine(db_url)
     services = build_services(Settings(_env_file=None, database_url=db_url), engine)
-    dispatcher = Dispatcher(down=5)
-    caplog.set_level(logging.INFO)
     scheduler = build_scheduler(cast(DeliveryDispatcher, dispatcher), services.campaigns,
                                 services.factory, interval=0.02)
     scheduler.start()
@@ -57,7 +56,14 @@ async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
         await asyncio.wait_for(dispatcher.recovered.wait(), timeout=10)
     finally:
         scheduler.shutdown(wait=False)
+        await asyncio.sleep(0.1)  # for the cancelled job to end
         await engine.dispose()
+
+
+async def test_ticks_failing_on_an_outage_log_one_warning_and_go_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    await run_until_recovered(tmp_path, Dispatcher(down=5))
     assert [(r.levelname, r.getMessage()) for r in caplog.records
             if r.name == "bot.scheduler"] == [
         ("WARNING", "the database is unavailable (TimeoutError): scheduled jobs wait for it"),
@@ -76,20 +82,8 @@ class Busy(Dispatcher):
 
 async def test_a_job_under_way_at_shutdown_stops_without_an_error(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
-    engine = create_engine(db_url)
-    services = build_services(Settings(_env_file=None, database_url=db_url), engine)
-    dispatcher = Busy(down=0)
     caplog.set_level(logging.INFO)
-    scheduler = build_scheduler(cast(DeliveryDispatcher, dispatcher), services.campaigns,
-                                services.factory, interval=0.02)
-    scheduler.start()
-    try:
-        await asyncio.wait_for(dispatcher.recovered.wait(), timeout=10)
-    finally:
-        scheduler.shutdown(wait=False)  # as `otklik run` stops: the tick is cancelled
-        await asyncio.sleep(0.1)
-        await engine.dispose()
+    await run_until_recovered(tmp_path, Busy(down=0))
     assert ("INFO", "dispatch: stopped mid-run by the shutdown") in [
         (r.levelname, r.getMessage()) for r in caplog.records]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
