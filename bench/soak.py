@@ -12,7 +12,9 @@ e-mail customer's fires an e-mailed trigger and the customer clicks the score in
 then types the "why?" on the page it leads to; a web customer opens the anonymous survey page
 and answers both in forms. Each customer is new each time (a new chat, address or visitor)
 and thinks for a random --think seconds before each answer. A request that fails (the
-product restarting) is sent again, as Telegram resends an update and a person reloads.
+product restarting) is sent again, as Telegram resends an update and a person reloads; when
+the resent one is the last answer and finds the survey over (the first try was taken, and
+its closing words died with it), that is counted, not an error.
 
 With --api-faults S, Telegram refuses every message the product sends for S seconds from 30%
 of the run (429 with retry_after and 500, two seconds each by turns). With --kills K the
@@ -106,6 +108,7 @@ steps:
 """
 STEP_TIMEOUT = 120.0  # a reply not seen by then is an error (a restart takes seconds)
 RETRY_PAUSE = 0.5
+CLOSING_WAIT = 10.0  # for closing words after a resent last answer
 EXCUSED = " (the first just before a kill)"
 FIRST_CHAT = 7_000_000_000
 E_LINK = re.compile(r"/e/([A-Za-z0-9_-]+)/(\d+)")
@@ -143,6 +146,10 @@ class Ledger:
     samples: list[tuple[float, int, int, int, int]] = field(default_factory=list)
     kills: list[float] = field(default_factory=list)  # the monotonic time of each kill
     faults: tuple[float, float] | None = None  # when Telegram refused every message
+    # The last answer, sent again after its first try failed, found the survey closed: it
+    # was taken the first time, and the closing words died with that try (a kill between
+    # the commit and the reply, or a reply Telegram refused). Stored all the same (checked).
+    closings_lost: int = 0
     first_errors: dict[str, str] = field(default_factory=dict)
 
     def error(self, what: str, detail: str) -> None:
@@ -314,15 +321,17 @@ class World:
     async def think(self) -> None:
         await asyncio.sleep(self.rng.uniform(*self.config.think))
 
-    async def until(self, what: str, attempt: Callable[[], Awaitable[bool]]) -> None:
+    async def until(self, what: str, attempt: Callable[[], Awaitable[bool]]) -> int:
         """`attempt` again, RETRY_PAUSE apart, until it says done: a request that met the
         product restarting (refused, cut, a 5xx) is sent again, like Telegram resends an
-        update and a person reloads a page."""
+        update and a person reloads a page. Returns how many tries it took."""
         deadline = time.monotonic() + STEP_TIMEOUT
+        tries = 0
         while True:
+            tries += 1
             try:
                 if await attempt():
-                    return
+                    return tries
             except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
                 detail = repr(error)
             else:
@@ -375,11 +384,11 @@ async def telegram_customer(w: World, n: int) -> None:
     await w.think()
     reason = f"reason {n}"
     w.ledger.trying("telegram", str(chat), "reason", reason)
-    await telegram_step(w, chat, w.api.message_update(chat, reason))
+    await telegram_step(w, chat, w.api.message_update(chat, reason), last=True)
     w.ledger.took("telegram", str(chat), "reason", reason)
 
 
-async def telegram_step(w: World, chat: int, update: JSON) -> None:
+async def telegram_step(w: World, chat: int, update: JSON, *, last: bool = False) -> None:
     """Post the update (again, with the same update_id, while the product cannot take it) and
     wait for the bot's next message: the reply latency."""
     reply = w.chats.expect(chat)
@@ -394,8 +403,14 @@ async def telegram_step(w: World, chat: int, update: JSON) -> None:
             raise RuntimeError(f"the webhook answered {status}")
         return True
 
-    await w.until(f"chat {chat}", post)
-    sent = await seen(reply, f"chat {chat}: no reply {STEP_TIMEOUT:g} s after an answer")
+    if await w.until(f"chat {chat}", post) > 1 and last:
+        try:  # the resent update finds the survey over: nothing more is said
+            sent = await asyncio.wait_for(asyncio.shield(reply), CLOSING_WAIT)
+        except TimeoutError:
+            w.ledger.closings_lost += 1
+            return
+    else:
+        sent = await seen(reply, f"chat {chat}: no reply {STEP_TIMEOUT:g} s after an answer")
     w.ledger.latencies.append(sent.at - began)
 
 
@@ -433,19 +448,24 @@ class Browser:
         await self.w.until(f"GET {path}", get)
         return body
 
-    async def answer(self, path: str, page: str, answer: dict[str, str]) -> str:
+    async def answer(self, path: str, page: str, answer: dict[str, str], *,
+                     last: bool = False) -> str:
         """POST the page's form with this answer (an option's index as "answer", a typed
         one as "text"); the page it leads to ("" for the thank-you page)."""
         form = dict(HIDDEN.findall(page)) | answer
         began = time.monotonic()
         next_page = ""
+        tries = 0
 
         async def post() -> bool:
-            nonlocal next_page
+            nonlocal next_page, tries
+            tries += 1
             status, location, body = await self.request("POST", path, form)
             if status >= 500:
                 return False
-            if status == 303:
+            if status == 410 and last and tries > 1:  # "closed": taken by the first try
+                self.w.ledger.closings_lost += 1
+            elif status == 303:
                 next_page = await self.page(location)
             elif status == 200 and not FIELD.search(body):
                 next_page = ""  # the thank-you page
@@ -491,7 +511,7 @@ async def email_customer(w: World, n: int) -> None:
     await w.think()
     reason = f"reason {n}"
     w.ledger.trying("email", address, "reason", reason)
-    await browser.answer(follow_up, page, {"text": reason})
+    await browser.answer(follow_up, page, {"text": reason}, last=True)
     w.ledger.took("email", address, "reason", reason)
 
 
@@ -508,7 +528,7 @@ async def web_customer(w: World, n: int) -> None:
     await w.think()
     reason = f"reason {n}"
     w.ledger.trying("web", visitor, "reason", reason)
-    await browser.answer(path, page, {"text": reason})
+    await browser.answer(path, page, {"text": reason}, last=True)
     w.ledger.took("web", visitor, "reason", reason)
 
 
@@ -795,6 +815,8 @@ def report(result: Result) -> list[str]:
         f"{1000 * percentile(ledger.latencies, 0.99):.0f} ms ({len(ledger.latencies)} "
         f"replies; p99 {percentile(ledger.latencies, 0.99) / result.hello_p99:.0f}x a bare "
         f"aiohttp hello's {1000 * result.hello_p99:.1f} ms)",
+        f"  closing words lost with a failed first try of the last answer: "
+        f"{ledger.closings_lost}",
         f"  errors: {sum(ledger.errors.values())}"
         + "".join(f"; {kind} {count}, first: {ledger.first_errors[kind]}"
                   for kind, count in sorted(ledger.errors.items())),
