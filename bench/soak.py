@@ -56,7 +56,6 @@ import random
 import re
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -82,6 +81,7 @@ from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DeliveryRow, IdentityRow, SessionRow
 from tests.support.botapi import BotApiStub, Call, iter_buttons
 from tests.support.databases import postgres_database
+from tests.support.net import free_port
 
 TOKEN = "123456:SOAK-otklik_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRETS = {"WEBHOOK_SECRET": "soak-webhook", "TRIGGER_SECRET": "soak-trigger",
@@ -606,11 +606,6 @@ async def api_faults(w: World, began: float) -> None:
         w.api.clear_faults()
         w.ledger.faults = (start, time.monotonic())
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

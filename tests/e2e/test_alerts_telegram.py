@@ -21,9 +21,10 @@ from handlers.telegram import admin
 from storage.models import AlertRow, AuditRow
 from storage.uow import UnitOfWork
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
-from tests.e2e.test_cli import ROOT, _free_port, _run_with_telegram, _stop
+from tests.e2e.test_cli import ROOT, _run_with_telegram, _stop
 from tests.support.botapi import BotApiStub, iter_buttons
 from tests.support.clock import Clock
+from tests.support.net import free_port
 
 ANNA = 1001
 
@@ -221,7 +222,7 @@ def test_the_sla_job_runs_every_minute() -> None:
 async def test_otklik_run_wires_the_loop(tmp_path: Path) -> None:
     """The real process: the admin's reply typed under the alert reaches the customer, and
     the API resolves it, both through what bot/runner.py wires."""
-    port = _free_port()
+    port = free_port()
     async with BotApiStub() as api:
         process = await _run_with_telegram(
             tmp_path, api, HTTP_PORT=str(port), ADMIN_CHAT_ID=str(ADMIN_CHAT),

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
 from storage.uow import UnitOfWork
 from tests.support.botapi import BotApiStub
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEYS = ROOT / "surveys"
@@ -174,14 +174,9 @@ async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> 
     assert "nps" in unknown.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
            "HTTP_PORT": str(port), "SURVEYS_DIR": str(SURVEYS), "LOG_LEVEL": "INFO"}
     process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
@@ -213,7 +208,7 @@ async def _run_with_telegram(tmp_path: Path, api: BotApiStub, **extra: str
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tg.db'}",
            "SURVEYS_DIR": str(SURVEYS), "LOG_LEVEL": "INFO", "BOT_TOKEN": "123456:cli-test",
            "TELEGRAM_API_BASE": api.base_url, **extra}
-    env.setdefault("HTTP_PORT", str(_free_port()))
+    env.setdefault("HTTP_PORT", str(free_port()))
     return subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -242,7 +237,7 @@ async def test_run_answers_in_telegram_by_long_polling(tmp_path: Path) -> None:
 
 
 async def test_run_answers_in_telegram_by_webhook(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     hook = f"http://127.0.0.1:{port}/telegram/hook"
     async with BotApiStub() as api:
         process = await _run_with_telegram(tmp_path, api, HTTP_PORT=str(port),

@@ -24,9 +24,10 @@ from storage.models import AuditRow
 from storage.uow import UnitOfWork
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
 from tests.e2e.test_admin_commands import PNG, answer
-from tests.e2e.test_email import Mailbox, free_port
+from tests.e2e.test_email import Mailbox
 from tests.support.botapi import BotApiStub
 from tests.support.clock import Clock
+from tests.support.net import free_port
 
 TEAM = ["team@example.com", "lead@example.com"]
 # Digest time on Tuesday 10 March: the digest covers Monday 9 March.

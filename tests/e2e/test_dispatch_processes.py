@@ -18,9 +18,9 @@ from sqlalchemy import func, insert, select
 
 from storage.db import create_engine, session_factory
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
-from tests.e2e.test_cli import _free_port
 from tests.support.botapi import BotApiStub
 from tests.support.migrated import load_examples, migrate
+from tests.support.net import free_port
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 FIRST_CHAT = 500_000
@@ -74,7 +74,7 @@ async def settled(db_url: str, expected: Counter[str], seconds: float) -> None:
 
 
 def start(db_url: str, api: BotApiStub, cwd: Path, **extra: str) -> subprocess.Popen[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "SURVEYS_DIR": str(SURVEYS),
            "LOG_LEVEL": "WARNING", "BOT_TOKEN": "123456:dispatch-test",
            "TELEGRAM_API_BASE": api.base_url, "HTTP_PORT": str(port),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from storage.uow import UnitOfWork
 from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
 from tests.support.botapi import BotApiStub
+from tests.support.net import free_port
 
 REFUSED = "nobody@example.com"
 CHAT = 4242
@@ -54,11 +54,6 @@ class Mailbox:
         self.recipients += envelope.rcpt_tos
         return "250 Message accepted"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

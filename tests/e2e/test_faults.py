@@ -32,11 +32,11 @@ from bot import telegram
 from storage.db import create_engine
 from storage.models import AnswerRow, SessionRow
 from tests.e2e.telegram_support import WEBHOOK_SECRET, in_webhook_mode, webhook
-from tests.e2e.test_cli import _free_port
 from tests.e2e.test_dispatch_processes import FIRST_CHAT, due_deliveries, start, statuses
 from tests.e2e.test_web_pages import answers, delivery, page, submit
 from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
 from tests.support.botapi import BotApiStub, iter_buttons
+from tests.support.net import free_port
 from tests.support.proxy import Proxy
 
 OUTAGE = 10.0  # seconds a fault lasts: the issue's database outage (its minute of Bot API
@@ -57,7 +57,7 @@ class Running:
 @asynccontextmanager
 async def otklik(db_url: str, api: BotApiStub, cwd: Path, **env: str) -> AsyncIterator[Running]:
     """`otklik run` with Telegram by long polling; stopped with SIGTERM at the end."""
-    port = _free_port()
+    port = free_port()
     process = start(db_url, api, cwd, HTTP_PORT=str(port), WEBHOOK_URL="", WEBHOOK_SECRET="",
                     ADMIN_TOKEN=ADMIN, **env)
     assert process.stdout is not None
