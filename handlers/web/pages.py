@@ -34,6 +34,7 @@ from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 from conversations.replies import Problem
+from handlers.web.api import number
 from handlers.web.throttle import WRONG
 
 routes = web.RouteTableDef()
@@ -48,6 +49,7 @@ Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 SECURE = web.RequestKey("secure", bool)  # whether cookies must be Secure (an https site)
 MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
 MAX_QUESTIONS = 500  # a script has at most 100 steps; a CLI step asks four questions
+MAX_FIELD = 10**9 - 1  # a form's session id, position or option: nine digits at most
 
 
 class PageError(Exception):
@@ -139,22 +141,22 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
 def _tap(form: Form, locale: str) -> Tap:
     """The form as a tap on its question: option indexes, or a typed text (an empty one
     skips an optional question, as its Skip button does)."""
-    def number(value: object) -> int:
-        if not isinstance(value, str) or not value.isdecimal() or len(value) > 9:
+    def whole(value: object) -> int:
+        if not isinstance(value, str) or (found := number(value, MAX_FIELD)) is None:
             raise PageError(400, gettext("Something is wrong with this form", locale),
                             gettext("Please open the page again and answer once more.",
                                     locale))
-        return int(value)
+        return found
 
-    picked = tuple(number(value) for value in form.getall("answer", []))
+    picked = tuple(whole(value) for value in form.getall("answer", []))
     text = form.get("text")
     if text is not None and not isinstance(text, str):
-        number(None)  # a file where a text should be
+        whole(None)  # a file where a text should be
     if isinstance(text, str) and len(text) > MAX_TEXT:
         raise PageError(413, gettext("This answer is too long", locale),
                         gettext("Please shorten it and send it again.", locale))
     typed = text.strip() if isinstance(text, str) and not picked else None
-    return Tap(number(form.get("session")), number(form.get("position")), picked=picked,
+    return Tap(whole(form.get("session")), whole(form.get("position")), picked=picked,
                skip="skip" in form or typed == "", back="back" in form, text=typed or None)
 
 
