@@ -6,23 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 from storage.db import create_engine, session_factory
+from tests.support.databases import create_database, drop_database
 from tests.support.migrated import migrate
 
 POSTGRES_ENV = "OTKLIK_TEST_POSTGRES_URL"
@@ -42,13 +39,12 @@ class PostgresDatabases:
 
     def take(self) -> str:
         """A new empty database's URL. Set but unreachable, the server fails the test."""
-        name = self.ready[0].result()
-        self.ready.popleft()
+        url = self.ready.popleft().result()
         self.ready.append(self.worker.submit(self._create))
-        return make_url(self.server).set(database=name).render_as_string(hide_password=False)
+        return url
 
     def drop(self, url: str) -> None:
-        self.dropped.append(self.worker.submit(self._drop, make_url(url).database or ""))
+        self.dropped.append(self.worker.submit(self._drop, url))
 
     def close(self) -> None:
         for unused in self.ready:
@@ -59,21 +55,10 @@ class PostgresDatabases:
             dropped.result()
 
     def _create(self) -> str:
-        name = f"otklik_test_{secrets.token_hex(6)}"
-        asyncio.run(self._admin(f'CREATE DATABASE "{name}"'))
-        return name
+        return asyncio.run(create_database(self.server))
 
-    def _drop(self, name: str) -> None:
-        asyncio.run(self._admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
-
-    async def _admin(self, statement: str) -> None:
-        admin = create_async_engine(self.server, isolation_level="AUTOCOMMIT",
-                                    poolclass=NullPool)
-        try:
-            async with admin.connect() as connection:
-                await connection.exec_driver_sql(statement)
-        finally:
-            await admin.dispose()
+    def _drop(self, url: str) -> None:
+        asyncio.run(drop_database(self.server, url))
 
 
 @pytest.fixture(scope="session")
