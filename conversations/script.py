@@ -226,6 +226,9 @@ class Script(_Model):
     policy: Policy = Policy()
     # On a web page: one question per screen ("step"), or the whole survey at once ("page").
     web_layout: Literal["step", "page"] = "step"
+    # Whether visitors nobody knows may answer it on /w/{survey} and in the widget; off, only
+    # customers the product knows (a delivery, a messenger chat) get the survey.
+    anonymous: bool = False
     # An open low-score alert nobody has taken this long is re-sent to the team, overdue.
     alert_sla: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
     steps: list[Step] = Field(min_length=1, max_length=100)
