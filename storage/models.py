@@ -112,6 +112,15 @@ class SessionStatus(StrEnum):
     ABANDONED = "abandoned"
 
 
+class Respondent(StrEnum):
+    """Whose answers: a customer the product knows (through a trigger, the API, an import,
+    a delivery's link or a messenger chat), or a visitor of /w/{survey} or the widget whom
+    nobody knows. Fixed when the dialogue starts: one dialogue is never split."""
+
+    KNOWN = "known"
+    ANONYMOUS = "anonymous"
+
+
 class AlertStatus(StrEnum):
     OPEN = "open"
     IN_PROGRESS = "in_progress"
@@ -262,6 +271,7 @@ class SessionRow(Base):
     survey_id: Mapped[str]
     script_version: Mapped[int]
     current_step: Mapped[str | None]
+    respondent: Mapped[str] = mapped_column(default=Respondent.KNOWN)
     state: Mapped[JsonDict]  # DialogueState.to_json()
     status: Mapped[str] = mapped_column(default=SessionStatus.ACTIVE)
     revision: Mapped[int] = mapped_column(default=0)
@@ -292,6 +302,7 @@ class AnswerRow(Base):
     text: Mapped[str | None] = mapped_column(LongText())
     channel: Mapped[str]
     segment: Mapped[str] = mapped_column(default="")
+    respondent: Mapped[str] = mapped_column(default=Respondent.KNOWN)  # its dialogue's
     context: Mapped[JsonDict] = mapped_column(default=dict)
     alert: Mapped[bool] = mapped_column(default=False)
     answered_at: Mapped[datetime]
@@ -300,7 +311,7 @@ class AnswerRow(Base):
 class RollupRow(Base):
     """Answer counts per day and bucket, kept in step with answers so reports never scan
     them. A bucket is a score ("9", yes/no as "1"/"0"), an option id ("price") or "*" for
-    a text."""
+    a text or a choice answer as a whole (storage/rollups.py)."""
 
     __tablename__ = "rollups"
 
@@ -309,6 +320,7 @@ class RollupRow(Base):
     day: Mapped[date] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(primary_key=True)
     segment: Mapped[str] = mapped_column(primary_key=True)
+    respondent: Mapped[str] = mapped_column(primary_key=True)
     bucket: Mapped[str] = mapped_column(primary_key=True)
     metric: Mapped[str]
     count: Mapped[int] = mapped_column(default=0)
@@ -352,6 +364,7 @@ class ContextRollupRow(Base):
     day: Mapped[date] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(primary_key=True)
     segment: Mapped[str] = mapped_column(primary_key=True)
+    respondent: Mapped[str] = mapped_column(primary_key=True)
     bucket: Mapped[str] = mapped_column(primary_key=True)
     metric: Mapped[str]
     count: Mapped[int] = mapped_column(default=0)

@@ -1,6 +1,13 @@
-"""Rollup maintenance: one row per (survey, step, day, channel, segment, bucket), and one per
-trigger-context key and value besides (context_rollups), counted up and down in the
-transaction that writes or deletes the answer.
+"""Rollup maintenance: one row per (survey, step, day, channel, segment, respondent, bucket),
+and one per trigger-context key and value besides (context_rollups), counted up and down in
+the transaction that writes or deletes the answer.
+
+An answer is counted under its score; a choice answer under each option picked AND once
+under TEXT_BUCKET ("*"); a text answer under TEXT_BUCKET. So a step's number of answers is
+the sum of its score buckets for a scored step (NPS, CSAT, CES, CLI, yes/no) and its "*"
+bucket for a text or choice step: a multiple choice of three options is one answer, not
+three. `respondent` keeps known customers' answers apart from anonymous visitors'
+(storage.models.Respondent): every report reads one or the other, never a blend by accident.
 
 The statements are built once, here, with their parameters bound at execution: a statement
 built per call costs more CPU to construct and to key for SQLAlchemy's compiled cache than
@@ -21,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Base, ContextRollupRow, RollupRow
 
 TEXT_BUCKET = "*"
-KEYS = ("survey_id", "step_id", "day", "channel", "segment", "bucket")
-CONTEXT_KEYS = ("survey_id", "step_id", "key", "value", "day", "channel", "segment", "bucket")
+KEYS = ("survey_id", "step_id", "day", "channel", "segment", "respondent", "bucket")
+CONTEXT_KEYS = ("survey_id", "step_id", "key", "value", "day", "channel", "segment",
+                "respondent", "bucket")
 # A context value longer than this is counted under its first MAX_VALUE characters: an id or
 # a name, never a free text, belongs in a report's groups.
 MAX_KEY, MAX_VALUE = 64, 200
@@ -33,11 +41,12 @@ _context_rollups: Table = ContextRollupRow.__table__  # type: ignore[assignment]
 
 def buckets(score: int | None, choices: Sequence[str] | None) -> tuple[str, ...]:
     """Where an answer is counted: its score (a yes/no answer counts as 1 or 0, as
-    metrics.share expects), else each option picked, else the text bucket."""
+    metrics.share expects), else each option picked and the answer once in the text bucket,
+    else the text bucket."""
     if score is not None:
         return (str(score),)
     if choices:
-        return tuple(choices)
+        return (*choices, TEXT_BUCKET)
     return (TEXT_BUCKET,)
 
 
@@ -100,10 +109,10 @@ def count(connection: Connection, answers: Iterable[Any], timezone: str, delta: 
         metrics[answer.survey_id, answer.step_id] = answer.metric
         for bucket in buckets(answer.score, answer.choices):
             counted[answer.survey_id, answer.step_id, day, answer.channel, answer.segment,
-                    bucket] += delta
+                    answer.respondent, bucket] += delta
             for key, value in pairs:
                 in_context[answer.survey_id, answer.step_id, key, value, day, answer.channel,
-                           answer.segment, bucket] += delta
+                           answer.segment, answer.respondent, bucket] += delta
     _apply(connection, counted, KEYS, COUNT_UP, COUNT_DOWN, metrics, delta)
     _apply(connection, in_context, CONTEXT_KEYS, CONTEXT_UP, CONTEXT_DOWN, metrics, delta)
 

@@ -234,6 +234,7 @@ class Recorded(NamedTuple):
     text: str | None
     channel: str
     segment: str
+    respondent: str
     context: dict[str, Any]
     alert: bool
     answered_at: datetime
@@ -255,7 +256,7 @@ RETRACT = (delete(_answers)
                   _answers.c.step_id.in_(bindparam("k_steps", expanding=True)))
            .returning(*(_answers.c[name] for name in (
                "survey_id", "step_id", "metric", "score", "choices", "channel", "segment",
-               "context", "answered_at"))))
+               "respondent", "context", "answered_at"))))
 
 
 def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
@@ -307,7 +308,8 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
             "step_id": answer.step, "metric": answer.metric, "score": answer.score,
             "choices": list(answer.choices) or None, "text": answer.text,
             "channel": dialogue.channel, "segment": str(state.customer.get("segment", "")),
-            "context": dict(state.context), "alert": answer.alert, "answered_at": now}
+            "respondent": dialogue.respondent, "context": dict(state.context),
+            "alert": answer.alert, "answered_at": now}
         answer_id = connection.execute(insert, values).scalar()
         if answer_id is None:  # this answer was recorded before
             continue

@@ -9,7 +9,14 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.errors import NotFound, StaleSession
-from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow, SessionStatus
+from storage.models import (
+    CustomerRow,
+    DeliveryRow,
+    IdentityRow,
+    Respondent,
+    SessionRow,
+    SessionStatus,
+)
 from storage.repositories.base import Repository, insert_row
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
@@ -63,13 +70,14 @@ def open_for(session: Session, customer_id: int, channel: str) -> SessionRow | N
 
 
 def start(session: Session, customer_id: int, channel: str, survey_id: str, version: int,
-          state_json: Mapping[str, Any], *, now: datetime,
-          delivery_id: int | None = None) -> SessionRow:
+          state_json: Mapping[str, Any], *, now: datetime, delivery_id: int | None = None,
+          respondent: str = Respondent.KNOWN) -> SessionRow:
     """SessionRepository.start for code already running synchronously."""
     return insert_row(session, SessionRow, {
         "delivery_id": delivery_id, "customer_id": customer_id, "channel": channel,
         "survey_id": survey_id, "script_version": version,
         "current_step": state_json.get("step"), "state": dict(state_json),
+        "respondent": respondent,
         "status": SessionStatus.ACTIVE, "revision": 0, "started_at": now, "updated_at": now,
         "completed_at": None})
 

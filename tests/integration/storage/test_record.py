@@ -56,7 +56,8 @@ async def test_a_turn_writes_answer_state_and_rollup(factory: Factory) -> None:
     assert (saved.status, saved.completed_at, saved.current_step) == ("completed", later, None)
     assert await _answers(factory, dialogue.id) == [
         ("csat", 4, None), ("mattered", None, ["speed", "result"])]
-    assert await _counts(factory) == {"csat": {"4": 1}, "mattered": {"result": 1, "speed": 1}}
+    assert await _counts(factory) == {"csat": {"4": 1},
+                                      "mattered": {"result": 1, "speed": 1, "*": 1}}
 
 
 @pytest.mark.parametrize("failing", ["rollup", "state"])

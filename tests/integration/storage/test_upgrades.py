@@ -26,7 +26,7 @@ async def _counts(api: Api) -> dict[str, int]:
             for name in FIRST_TABLES}
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
 async def test_an_upgrade_from_an_earlier_revision_keeps_every_row(db_url: str,
                                                                    revision: str) -> None:
     async with serving(db_url) as api:
