@@ -32,7 +32,9 @@ from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, title
 from bot.services.triggers import channel_plan
 from conversations.engine import DialogueState, Prompt, current_prompts, start
-from storage.db import patiently
+from conversations.policy import next_allowed
+from conversations.script import Script
+from storage.db import each_alone, patiently
 from storage.models import (
     CustomerRow,
     DeliveryRow,
@@ -46,6 +48,7 @@ from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 BUSY_CHAT_WAIT = timedelta(minutes=10)
+LONGEST_WAIT = timedelta(days=1)  # a peer's retry_after past this is not taken at its word
 Factory = async_sessionmaker[AsyncSession]
 
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
@@ -162,7 +165,7 @@ class DeliveryDispatcher:
         customer_ids = list({row.customer_id for row in rows})
         customers = {c.id: c for c in connection.execute(
             select(_customers.c.id, _customers.c.opted_out_at, _customers.c.locale,
-                   _customers.c.first_name, _customers.c.attributes)
+                   _customers.c.timezone, _customers.c.first_name, _customers.c.attributes)
             .where(_customers.c.id.in_(customer_ids)))}
         addresses: dict[int, dict[str, str]] = {}
         for identity in connection.execute(
@@ -181,55 +184,86 @@ class DeliveryDispatcher:
 
         scripts = {survey: self._scripts.active(connection, survey)
                    for survey in {row.survey_id for row in rows}}
-        jobs: list[tuple[Job, int]] = []
-        opened: set[tuple[int, str]] = set()
-        for row in rows:
-            customer = customers[row.customer_id]
-            plan = channel_plan(addresses.get(row.customer_id, {}), row.channel, self._senders)
-            script = scripts[row.survey_id]
-            settle = ("opted_out" if customer.opted_out_at is not None else
-                      "no_channel" if not plan else "survey_inactive" if script is None else None)
-            if settle is not None:
-                status = (DeliveryStatus.SUPPRESSED if settle == "opted_out"
-                          else DeliveryStatus.FAILED)
-                store.finish_sending(connection, row.id, {"status": status, "reason": settle},
-                                     now)
-                continue
-            assert script is not None
-            channel = plan[0]
-            if (row.customer_id, channel) in opened:
-                # A second survey for the same chat in one batch would open a second dialogue
-                # beside the first: it waits, and then takes over the chat as any new one does.
-                store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
-                                                          "due_at": now + BUSY_CHAT_WAIT}, now)
-                continue
-            opened.add((row.customer_id, channel))
-            current = open_sessions.get((row.customer_id, channel))
-            if current is not None and current.delivery_id == row.id:
-                state = DialogueState.from_json(current.state)  # a retry: ask it again
-                job_script = self._scripts.get(connection, state.script_id, state.version)
-                prompts, session_id = current_prompts(job_script, state), current.id
-            else:
-                if current is not None:  # one open dialogue per channel: the new one wins
-                    _close(connection, current.id, SessionStatus.ABANDONED, now)
-                turn = start(script, now=now, locale=customer.locale, context=row.context,
-                             customer=profile(customer.attributes, customer.first_name))
-                state, prompts = turn.state, turn.prompts
-                session_id = int(connection.execute(
-                    _NEW_SESSION,
-                    {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
-                     "survey_id": script.id, "script_version": script.version,
-                     "current_step": state.step, "state": state.to_json(),
-                     "status": SessionStatus.COMPLETED if turn.finished
-                     else SessionStatus.ACTIVE, "revision": 0, "started_at": now,
-                     "updated_at": now, "completed_at": now if turn.finished else None}
-                ).scalar_one())
-            jobs.append((Job(row.id, row.survey_id, row.token or "", channel,
-                             addresses[row.customer_id][channel], session_id, prompts,
-                             state.locale, remind_after=script.policy.reminder_after,
-                             expires_after=script.policy.expires_after,
-                             title=title(script, state.locale)), row.attempts))
-        return jobs
+        opened: set[tuple[int, str]] = set()  # (customer, channel) given a dialogue now
+
+        def open_each(batch: Sequence[DeliveryRow]) -> list[tuple[Job, int]]:
+            before, jobs = set(opened), []
+            try:
+                for row in batch:
+                    job = self._open(connection, row, customers[row.customer_id],
+                                     addresses.get(row.customer_id, {}),
+                                     scripts[row.survey_id], open_sessions, opened, now)
+                    if job is not None:
+                        jobs.append((job, row.attempts))
+            except BaseException:
+                opened.intersection_update(before)  # rolled back: not opened after all
+                raise
+            return jobs
+
+        def unsendable(row: DeliveryRow, error: Exception) -> None:
+            log.error("delivery %s could not be prepared (%s): failed, not sent", row.id,
+                      type(error).__name__)
+            store.finish_sending(connection, row.id, {
+                "status": DeliveryStatus.FAILED, "reason": "unprocessable",
+                "last_error": _describe(error)}, now)
+
+        return each_alone(connection, rows, open_each, unsendable)
+
+    def _open(self, connection: Connection, row: DeliveryRow, customer: Any,
+              addresses: dict[str, str], script: Script | None,
+              open_sessions: dict[tuple[int, str], Any], opened: set[tuple[int, str]],
+              now: datetime) -> Job | None:
+        """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
+        that sends its first prompt; None when the delivery is settled or put off here."""
+        plan = channel_plan(addresses, row.channel, self._senders)
+        settle = ("opted_out" if customer.opted_out_at is not None else
+                  "no_channel" if not plan else "survey_inactive" if script is None else None)
+        if settle is not None:
+            status = (DeliveryStatus.SUPPRESSED if settle == "opted_out"
+                      else DeliveryStatus.FAILED)
+            store.finish_sending(connection, row.id, {"status": status, "reason": settle}, now)
+            return None
+        assert script is not None
+        # A late send (a retry after backoff, a delivery recovered after sending_timeout)
+        # keeps the quiet hours as they are now, not as they were when it was scheduled.
+        allowed = next_allowed(now, script.policy.quiet_hours,
+                               customer.timezone or script.timezone)
+        if allowed > now:
+            store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
+                                                      "due_at": allowed}, now)
+            return None
+        channel = plan[0]
+        if (row.customer_id, channel) in opened:
+            # A second survey for the same chat in one batch would open a second dialogue
+            # beside the first: it waits, and then takes over the chat as any new one does.
+            store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
+                                                      "due_at": now + BUSY_CHAT_WAIT}, now)
+            return None
+        opened.add((row.customer_id, channel))
+        current = open_sessions.get((row.customer_id, channel))
+        if current is not None and current.delivery_id == row.id:
+            state = DialogueState.from_json(current.state)  # a retry: ask it again
+            job_script = self._scripts.get(connection, state.script_id, state.version)
+            prompts, session_id = current_prompts(job_script, state), current.id
+        else:
+            if current is not None:  # one open dialogue per channel: the new one wins
+                _close(connection, current.id, SessionStatus.ABANDONED, now)
+            turn = start(script, now=now, locale=customer.locale, context=row.context,
+                         customer=profile(customer.attributes, customer.first_name))
+            state, prompts = turn.state, turn.prompts
+            session_id = int(connection.execute(
+                _NEW_SESSION,
+                {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
+                 "survey_id": script.id, "script_version": script.version,
+                 "current_step": state.step, "state": state.to_json(),
+                 "status": SessionStatus.COMPLETED if turn.finished
+                 else SessionStatus.ACTIVE, "revision": 0, "started_at": now,
+                 "updated_at": now, "completed_at": now if turn.finished else None}
+            ).scalar_one())
+        return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
+                   session_id, prompts, state.locale,
+                   remind_after=script.policy.reminder_after,
+                   expires_after=script.policy.expires_after, title=title(script, state.locale))
 
     async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
         failure = None  # for the metrics: the closed channel's reason, transient, exception
@@ -254,35 +288,51 @@ class DeliveryDispatcher:
 
     def _record(self, connection: Connection, outcomes: Sequence[_Outcome]) -> None:
         now = self._clock()
-        for outcome in outcomes:
-            job = outcome.job
-            values: dict[str, Any]
-            if outcome.closed is None and outcome.error is None:
-                remind, expire = job.remind_after, job.expires_after
-                values = {"status": DeliveryStatus.SENT, "sent_channel": job.channel,
-                          "message_id": outcome.message_id, "sent_at": now,
-                          "remind_at": now + remind if remind else None,
-                          "expires_at": now + expire if expire else None, "last_error": None}
-            elif outcome.closed is not None:
-                connection.execute(
-                    update(_identities).where(_identities.c.channel == job.channel,
-                                              _identities.c.address == job.address)
-                    .values(reachable=False, unreachable_reason=outcome.closed))
-                _close(connection, job.session_id, SessionStatus.ABANDONED, now)
-                values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
-                          "last_error": f"{job.channel}: {outcome.closed}"}
-            elif outcome.attempts + 1 >= self._attempts:
-                _close(connection, job.session_id, SessionStatus.ABANDONED, now)
-                values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
-                          "attempts": outcome.attempts + 1, "last_error": outcome.error}
-            else:
-                wait = max(self._backoff.total_seconds() * 2 ** outcome.attempts,
-                           outcome.retry_after or 0)
-                values = {"status": DeliveryStatus.SCHEDULED, "attempts": outcome.attempts + 1,
-                          "due_at": now + timedelta(seconds=wait), "last_error": outcome.error}
-            if not store.finish_sending(connection, job.delivery_id, values, now):
-                log.warning("delivery %s was taken back before its outcome was recorded",
-                            job.delivery_id)
+
+        def record_each(batch: Sequence[_Outcome]) -> list[None]:
+            for outcome in batch:
+                self._record_one(connection, outcome, now)
+            return []
+
+        def unrecordable(outcome: _Outcome, error: Exception) -> None:
+            # Left in `sending`, it would go out again after sending_timeout, and again.
+            log.error("the outcome of delivery %s could not be recorded (%s): failed, not "
+                      "sent again", outcome.job.delivery_id, type(error).__name__)
+            store.finish_sending(connection, outcome.job.delivery_id, {
+                "status": DeliveryStatus.FAILED, "reason": "unrecordable",
+                "message_id": outcome.message_id, "last_error": _describe(error)}, now)
+
+        each_alone(connection, outcomes, record_each, unrecordable)
+
+    def _record_one(self, connection: Connection, outcome: _Outcome, now: datetime) -> None:
+        job = outcome.job
+        values: dict[str, Any]
+        if outcome.closed is None and outcome.error is None:
+            remind, expire = job.remind_after, job.expires_after
+            values = {"status": DeliveryStatus.SENT, "sent_channel": job.channel,
+                      "message_id": outcome.message_id, "sent_at": now,
+                      "remind_at": now + remind if remind else None,
+                      "expires_at": now + expire if expire else None, "last_error": None}
+        elif outcome.closed is not None:
+            connection.execute(
+                update(_identities).where(_identities.c.channel == job.channel,
+                                          _identities.c.address == job.address)
+                .values(reachable=False, unreachable_reason=outcome.closed))
+            _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+            values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
+                      "last_error": f"{job.channel}: {outcome.closed}"}
+        elif outcome.attempts + 1 >= self._attempts:
+            _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+            values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
+                      "attempts": outcome.attempts + 1, "last_error": outcome.error}
+        else:
+            wait = min(max(self._backoff.total_seconds() * 2 ** outcome.attempts,
+                           outcome.retry_after or 0), LONGEST_WAIT.total_seconds())
+            values = {"status": DeliveryStatus.SCHEDULED, "attempts": outcome.attempts + 1,
+                      "due_at": now + timedelta(seconds=wait), "last_error": outcome.error}
+        if not store.finish_sending(connection, job.delivery_id, values, now):
+            log.warning("delivery %s was taken back before its outcome was recorded",
+                        job.delivery_id)
 
     # -- reminders and expiry ---------------------------------------------------------------
 
@@ -292,24 +342,28 @@ class DeliveryDispatcher:
         now = self._clock()
 
         def claim(connection: Connection) -> list[Job]:
-            jobs = []
-            for row in store.due_reminders(connection, now, self._batch):
-                session = connection.execute(
-                    select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
-                    .where(_sessions.c.delivery_id == row.id,
-                           _sessions.c.status == SessionStatus.ACTIVE)
-                    .order_by(_sessions.c.id.desc()).limit(1)).first()
-                addresses = store.reachable(connection, row.customer_id)
-                plan = channel_plan(addresses, row.sent_channel, self._senders)
-                if session is None or not plan:
-                    continue
-                state = DialogueState.from_json(session.state)
-                script = self._scripts.get(connection, state.script_id, state.version)
-                jobs.append(Job(row.id, row.survey_id, row.token or "", plan[0],
-                                addresses[plan[0]], session.id, current_prompts(script, state),
-                                state.locale, reminder=True,
-                                title=title(script, state.locale)))
-            return jobs
+            rows = store.due_reminders(connection, now, self._batch)
+            if not rows:
+                return []
+            customers = {c.id: c for c in connection.execute(
+                select(_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone)
+                .where(_customers.c.id.in_({row.customer_id for row in rows})))}
+
+            def remind_each(batch: Sequence[DeliveryRow]) -> list[Job]:
+                jobs = []
+                for row in batch:
+                    job = self._reminder(connection, row, customers[row.customer_id], now)
+                    if job is not None:
+                        jobs.append(job)
+                return jobs
+
+            def unremindable(row: DeliveryRow, error: Exception) -> None:
+                log.error("the reminder of delivery %s could not be prepared (%s): not sent",
+                          row.id, type(error).__name__)
+                connection.execute(_deliveries.update().where(_deliveries.c.id == row.id)
+                                   .values(last_error=_describe(error)))
+
+            return each_alone(connection, rows, remind_each, unremindable)
 
         async with UnitOfWork(self._factory) as uow:
             jobs = await uow.run(claim, commit=True)
@@ -321,11 +375,43 @@ class DeliveryDispatcher:
                             type(error).__name__)
         return len(jobs)
 
+    def _reminder(self, connection: Connection, row: DeliveryRow, customer: Any,
+                  now: datetime) -> Job | None:
+        """The reminder of a claimed delivery; None when there is none to send now: the
+        customer opted out since (none at all), it is their quiet hours (put off until
+        they end), or no dialogue or channel is left."""
+        session = connection.execute(
+            select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
+            .where(_sessions.c.delivery_id == row.id,
+                   _sessions.c.status == SessionStatus.ACTIVE)
+            .order_by(_sessions.c.id.desc()).limit(1)).first()
+        addresses = store.reachable(connection, row.customer_id)
+        plan = channel_plan(addresses, row.sent_channel, self._senders)
+        if session is None or not plan or customer.opted_out_at is not None:
+            return None
+        state = DialogueState.from_json(session.state)
+        script = self._scripts.get(connection, state.script_id, state.version)
+        allowed = next_allowed(now, script.policy.quiet_hours,
+                               customer.timezone or script.timezone)
+        if allowed > now:  # claimed as reminded: back to sent, reminded when they end
+            connection.execute(_deliveries.update().where(_deliveries.c.id == row.id).values(
+                status=DeliveryStatus.SENT, remind_at=allowed, updated_at=now))
+            return None
+        return Job(row.id, row.survey_id, row.token or "", plan[0], addresses[plan[0]],
+                   session.id, current_prompts(script, state), state.locale, reminder=True,
+                   title=title(script, state.locale))
+
     async def expire(self) -> int:
         now = self._clock()
         async with UnitOfWork(self._factory) as uow:
             return await uow.run(lambda connection: store.expire_due(connection, now),
                                  commit=True)
+
+
+def _describe(error: Exception) -> str:
+    """Why a write was set aside, for the row's last_error (never logged: a message may
+    quote a value)."""
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def _close(connection: Connection, session_id: int, status: SessionStatus,

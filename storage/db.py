@@ -24,6 +24,7 @@ from storage.sqlite_adapter import AIOSQLITE, AdaptedConnection
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 BUSY_TIMEOUT_MS = 5000
 SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",  # first: switching to WAL may wait for a writer
@@ -64,16 +65,22 @@ def _is_file(url: URL) -> bool:
 READ_ONLY = "otklik_read_only"
 # Session.info key: a callable given the answers each recorded turn inserted (metrics).
 OBSERVE = "otklik.observe"
+# Session.info key: how many alerts anonymous answers may raise per survey in an hour.
+ANONYMOUS_ALERTS = "otklik.anonymous_alerts"
+ANONYMOUS_ALERTS_PER_HOUR = 10
 
 
 def session_factory(engine: AsyncEngine, *, outbox: bool = False,
-                    observe: Callable[[Sequence[Any]], None] | None = None
+                    observe: Callable[[Sequence[Any]], None] | None = None,
+                    anonymous_alerts: int = ANONYMOUS_ALERTS_PER_HOUR
                     ) -> async_sessionmaker[AsyncSession]:
     """`outbox`: units of work queue webhook events (storage.outbox.add writes them).
     `observe`: told of every answer recorded (storage.uow.record_here), on the thread that
-    recorded it."""
+    recorded it. `anonymous_alerts`: the alerts anonymous answers may raise per survey in
+    an hour; beyond, they are stored without one."""
     return async_sessionmaker(engine, expire_on_commit=False,
-                              info={outbox_enabled: outbox, OBSERVE: observe})
+                              info={outbox_enabled: outbox, OBSERVE: observe,
+                                    ANONYMOUS_ALERTS: anonymous_alerts})
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -180,3 +187,33 @@ async def patiently(call: Callable[[], Awaitable[_T]], *, what: str,
         if failed:
             log.info("%s went through once the database was back", what)
         return result
+
+
+
+def each_alone(connection: Connection, items: Sequence[_I],
+               write: Callable[[Sequence[_I]], list[_T]],
+               poisoned: Callable[[_I, Exception], None]) -> list[_T]:
+    """`write(items)` in a savepoint; if it raises, `write([item])` for each item in a
+    savepoint of its own, and `poisoned(item, error)` for an item that raises again: one
+    item that cannot be written (a poison) never takes the rest of its batch down with it,
+    which would leave them all to be done again, and again. The results of the writes
+    that held, in order. `poisoned` must settle its item for good (and say why).
+
+    An error that says the database itself is away or full (`outage`) is no poison: it is
+    raised at once, for the whole unit to be tried again later."""
+    try:
+        with connection.begin_nested():
+            return write(items)
+    except Exception as error:
+        if outage(error) is not None:
+            raise
+    results: list[_T] = []
+    for item in items:
+        try:
+            with connection.begin_nested():
+                results.extend(write([item]))
+        except Exception as error:
+            if outage(error) is not None:
+                raise
+            poisoned(item, error)
+    return results
