@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from conversations.script import MAX_THROTTLE_DAYS
+from storage.db import ANONYMOUS_ALERTS_PER_HOUR
+
+# The dispatcher adds the last retry's wait (RETRY_BACKOFF doubled SEND_ATTEMPTS - 2 times)
+# to a date: far beyond any useful retry, and far inside what a date can be moved by.
+MAX_RETRY_WAIT = timedelta(days=3650)
 
 
 class Settings(BaseSettings):
@@ -48,16 +55,20 @@ class Settings(BaseSettings):
     # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.
     telegram_rate: float = Field(30.0, gt=0)
     telegram_chat_rate: float = Field(1.0, gt=0)
-    dispatch_interval: float = Field(1.0, gt=0)  # seconds between looks for due deliveries
+    dispatch_interval: float = Field(1.0, gt=0, le=3600)  # seconds between looks for due sends
     dispatch_batch: int = Field(200, ge=1, le=10_000)
     send_attempts: int = Field(5, ge=1, le=100)  # transient failures before "failed"
-    retry_backoff: float = Field(30.0, gt=0)  # seconds before the first retry; doubles
-    sending_timeout: float = Field(300.0, gt=0)  # seconds before a stuck send is retried
-    throttle_days: int = Field(0, ge=0, le=3650)  # one survey per customer in N days, all
+    retry_backoff: float = Field(30.0, gt=0, le=3600)  # seconds before the first retry; doubles
+    sending_timeout: float = Field(300.0, gt=0, le=86400)  # seconds before a stuck send is retried
+    # One survey per customer in N days, all surveys.
+    throttle_days: int = Field(0, ge=0, le=MAX_THROTTLE_DAYS)
     campaigns_file: Path | None = None  # default: SURVEYS_DIR/campaigns.yaml, if present
     # Sites that may embed the pop-up survey (widget.js), comma-separated origins; "*": any.
     widget_origins: Annotated[list[str], NoDecode] = []
     anonymous_rate: int = Field(120, ge=1)  # requests a minute per address, anonymous routes
+    # Alerts anonymous answers (/w/, the widget) may raise per survey in an hour; beyond,
+    # their answers are stored without one: anyone can send them, in bulk.
+    anonymous_alerts_per_hour: int = Field(ANONYMOUS_ALERTS_PER_HOUR, ge=0)
     # Wrong tokens, passwords and survey links a minute per address before a pause (429).
     failed_attempts: int = Field(10, ge=1)
     # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names
@@ -71,6 +82,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _last_retry(self) -> Settings:
+        # In seconds, as a float: the timedelta itself may be too long to exist.
+        wait = self.retry_backoff * 2.0 ** max(0, self.send_attempts - 2)
+        if wait > MAX_RETRY_WAIT.total_seconds():
+            raise ValueError(f"SEND_ATTEMPTS={self.send_attempts} with RETRY_BACKOFF="
+                             f"{self.retry_backoff:g}, doubling, would wait more than "
+                             f"{MAX_RETRY_WAIT.days} days before the last retry: make either "
+                             "smaller")
+        return self
 
     @property
     def base_url(self) -> str:

@@ -60,12 +60,35 @@ class QuietHours(_Model):
     end: time
 
 
+# The longest durations a script may set: longer than any survey needs, and far inside what
+# a date can be moved by, so that adding one at send time never overflows (such a send
+# failed, and took its batch's writes with it). The trigger API's `delay` has the same bound.
+MAX_DELAY = timedelta(days=90)
+MAX_REMINDER_AFTER = timedelta(days=30)
+MAX_EXPIRES_AFTER = timedelta(days=365)
+MAX_ALERT_SLA = timedelta(days=30)
+MAX_THROTTLE_DAYS = 3650
+
+
+def _duration(most: timedelta, zero: bool) -> AfterValidator:
+    """Never negative; zero only where it means something (send at once)."""
+
+    def check(value: timedelta) -> timedelta:
+        if value < timedelta(0) or not (zero or value):
+            raise ValueError("must not be negative" if zero else "must be longer than zero")
+        if value > most:
+            raise ValueError(f"must be at most {most.days} days (P{most.days}D)")
+        return value
+
+    return AfterValidator(check)
+
+
 class Policy(_Model):
-    throttle_days: int = Field(0, ge=0, le=3650)
+    throttle_days: int = Field(0, ge=0, le=MAX_THROTTLE_DAYS)
     throttle_scope: Literal["survey", "all"] = "survey"
-    delay: timedelta | None = None
-    expires_after: timedelta | None = None
-    reminder_after: timedelta | None = None
+    delay: Annotated[timedelta, _duration(MAX_DELAY, zero=True)] | None = None
+    expires_after: Annotated[timedelta, _duration(MAX_EXPIRES_AFTER, zero=False)] | None = None
+    reminder_after: Annotated[timedelta, _duration(MAX_REMINDER_AFTER, zero=False)] | None = None
     quiet_hours: QuietHours | None = None
 
 
@@ -230,7 +253,7 @@ class Script(_Model):
     # customers the product knows (a delivery, a messenger chat) get the survey.
     anonymous: bool = False
     # An open low-score alert nobody has taken this long is re-sent to the team, overdue.
-    alert_sla: timedelta = Field(timedelta(minutes=30), gt=timedelta(0))
+    alert_sla: Annotated[timedelta, _duration(MAX_ALERT_SLA, zero=False)] = timedelta(minutes=30)
     steps: list[Step] = Field(min_length=1, max_length=100)
 
     # cached_property lands in the instance __dict__: plain dict reads on the hot path,

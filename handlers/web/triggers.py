@@ -12,7 +12,7 @@ from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from bot.keys import TRIGGERS
 from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
-from conversations.script import TimeZoneName
+from conversations.script import MAX_DELAY, TimeZoneName
 from handlers.web.api import (
     MAX_ID,
     ApiError,
@@ -29,7 +29,6 @@ from handlers.web.api import (
 
 routes = web.RouteTableDef()
 Scalar = str | int | float | bool
-MAX_DELAY = timedelta(days=90)
 
 
 class CustomerBody(Strict):
@@ -81,7 +80,7 @@ class TriggerBody(Strict):
     @classmethod
     def _delay(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and not timedelta(0) <= value <= MAX_DELAY:
-            raise ValueError("must be between PT0S and P90D")
+            raise ValueError(f"must be between PT0S and P{MAX_DELAY.days}D")
         return value
 
 

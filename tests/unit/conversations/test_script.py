@@ -477,6 +477,86 @@ def test_what_yaml_takes_but_json_does_not_is_refused_in_a_json_file(source: str
     assert message.startswith("not valid JSON: ")
 
 
+# --- durations ---------------------------------------------------------------------------------
+
+ONE_STEP = """\
+id: s
+default_locale: en
+title: {en: T}
+steps:
+  - id: a
+    type: nps
+    text: {en: Q}
+"""  # what follows starts on line 8
+
+
+def with_duration(path: str, value: str) -> str:
+    """ONE_STEP with `path` set: a top-level field on line 8, a policy field on line 9."""
+    if path.startswith("policy."):
+        return ONE_STEP + f"policy:\n  {path.removeprefix('policy.')}: {value}\n"
+    return ONE_STEP + f"{path}: {value}\n"
+
+
+NEGATIVE = "must not be negative"
+NOT_ZERO = "must be longer than zero"
+REFUSED = [
+    ("policy.delay", "P3000000D", "must be at most 90 days (P90D)"),
+    ("policy.delay", "P90DT1S", "must be at most 90 days (P90D)"),
+    ("policy.delay", "7776001", "must be at most 90 days (P90D)"),  # a number is seconds
+    ("policy.delay", "-PT1S", NEGATIVE),
+    ("policy.delay", "-1", NEGATIVE),
+    ("policy.reminder_after", "P3000000D", "must be at most 30 days (P30D)"),
+    ("policy.reminder_after", "P30DT1S", "must be at most 30 days (P30D)"),
+    ("policy.reminder_after", "PT0S", NOT_ZERO),
+    ("policy.reminder_after", "-P1D", NOT_ZERO),
+    ("policy.expires_after", "P3000000D", "must be at most 365 days (P365D)"),
+    ("policy.expires_after", "P1Y1D", "must be at most 365 days (P365D)"),
+    ("policy.expires_after", "P365DT1S", "must be at most 365 days (P365D)"),
+    ("policy.expires_after", "P0D", NOT_ZERO),
+    ("policy.expires_after", "-PT1H", NOT_ZERO),
+    ("policy.expires_after", "P1000000000D",
+     "Input should be a valid timedelta, durations may not exceed 999,999,999 days"),
+    ("alert_sla", "P3000000D", "must be at most 30 days (P30D)"),
+    ("alert_sla", "P30DT1S", "must be at most 30 days (P30D)"),
+    ("alert_sla", "PT0S", NOT_ZERO),
+    ("alert_sla", "-PT30M", NOT_ZERO),
+    ("policy.throttle_days", "3651", "Input should be less than or equal to 3650"),
+    ("policy.throttle_days", "-1", "Input should be greater than or equal to 0"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), REFUSED,
+                         ids=[f"{path}={value}" for path, value, _ in REFUSED])
+def test_a_duration_out_of_bounds_is_refused_at_its_line(path: str, value: str,
+                                                          message: str) -> None:
+    line = 9 if path.startswith("policy.") else 8
+    assert issues(with_duration(path, value), "s.yaml") == [(path, line, message)]
+
+
+ACCEPTED = [
+    ("policy.delay", "P90D", timedelta(days=90)),
+    ("policy.delay", "PT0S", timedelta(0)),  # send at once
+    ("policy.reminder_after", "P30D", timedelta(days=30)),
+    ("policy.reminder_after", "PT1S", timedelta(seconds=1)),
+    ("policy.expires_after", "P365D", timedelta(days=365)),
+    ("policy.expires_after", "P1Y", timedelta(days=365)),
+    ("alert_sla", "P30D", timedelta(days=30)),
+    ("alert_sla", "PT1M", timedelta(minutes=1)),
+    ("policy.throttle_days", "3650", 3650),
+    ("policy.throttle_days", "0", 0),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), ACCEPTED,
+                         ids=[f"{path}={value}" for path, value, _ in ACCEPTED])
+def test_a_duration_at_its_bound_is_accepted(path: str, value: str,
+                                             expected: timedelta | int) -> None:
+    script = parse_script(with_duration(path, value))
+    owner = script.policy if path.startswith("policy.") else script
+    assert getattr(owner, path.rpartition(".")[2]) == expected
+    assert parse_script(json.dumps(script_to_data(script)), "s.json") == script  # stored
+
+
 # --- YAML 1.2 scalars --------------------------------------------------------------------------
 
 SCALARS = """\
