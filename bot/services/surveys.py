@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Row, Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from conversations.conditions import Scalar
 from conversations.engine import (
     DialogueState,
     Prompt,
+    PromptKind,
     Reply,
     Reprompt,
     Turn,
@@ -32,9 +33,11 @@ from conversations.engine import (
 from conversations.script import Script
 from storage.errors import StaleSession
 from storage.models import (
+    Channel,
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    Respondent,
     ScriptRow,
     SessionRow,
     SessionStatus,
@@ -44,6 +47,7 @@ from storage.repositories.sessions import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
 from storage.uow import Duplicate, Event, Stepped, UnitOfWork, record_here
 
 Factory = async_sessionmaker[AsyncSession]
+_View = TypeVar("_View", bound=Row[*tuple[Any, ...]])
 
 
 class SurveyError(RuntimeError):
@@ -134,6 +138,18 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Preview:
+    """A delivery's page as a link that picks a value of its first question would show it,
+    worked out in memory: the questions due now, and what the engine would say next."""
+
+    prompts: tuple[Prompt, ...]
+    then: tuple[Prompt, ...] = ()  # empty for a value the question does not offer
+    finished: bool = False  # the value would end the survey
+    locale: str = "en"
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerLine:
     step: str
     score: int | None
@@ -221,16 +237,8 @@ class SurveyService:
         for an unknown or closed delivery (Finished once it was answered), OptedOut,
         NoSurvey."""
         async with UnitOfWork(self._factory) as uow:
-            view = await uow.read(lambda connection: connection.execute(
-                DELIVERY_VIEW, {"k_token": token}).first())
-        if view is None:
-            raise UnknownLink("unknown")
-        if view.status == DeliveryStatus.COMPLETED:
-            raise Finished(token)
-        if view.status not in deliveries.OPEN:
-            raise LinkExpired(view.status)
-        if view.opted_out_at is not None:
-            raise OptedOut(token)
+            view = await uow.read(lambda connection: _open_view(connection.execute(
+                DELIVERY_VIEW, {"k_token": token}).first(), token))
         script = self._scripts.get((view.survey_id, view.script_version)) if view.id else None
         if script is not None:  # shown again: one read, no write
             state = DialogueState.from_json(view.state)
@@ -248,6 +256,40 @@ class SurveyService:
 
         async with UnitOfWork(self._factory) as uow:
             return await uow.apply(run)
+
+    async def preview_delivery(self, token: str, value: str, *,
+                               locale: str | None = None) -> Preview:
+        """The delivery's first question due with `value` picked, as its page shows it
+        before the customer sends it: read and worked out in memory, nothing written, so a
+        mail scanner that follows every score link of an e-mail answers nothing and starts
+        nothing. Refuses as open_delivery does."""
+        now = self._clock()
+
+        def read(session: Session) -> tuple[Script, DialogueState]:
+            view = _open_view(session.execute(DELIVERY_VIEW, {"k_token": token}).first(),
+                              token)
+            if view.id is not None:  # under way: where it stands
+                script = self._script(session, view.survey_id, view.script_version)
+                return script, DialogueState.from_json(view.state)
+            delivery = deliveries.by_token(session, token)
+            assert delivery is not None  # the view above found it
+            version = scripts.active_version(session, delivery.survey_id)
+            if version is None:
+                raise NoSurvey(delivery.survey_id)
+            customer = customers.get(session, delivery.customer_id)
+            script = self._script(session, delivery.survey_id, version)
+            return script, start(script, now=now, locale=customer.locale or locale,
+                                 context=delivery.context, customer=_profile(customer)).state
+
+        async with UnitOfWork(self._factory, read_only=True) as uow:
+            script, state = await uow.session.run_sync(read)
+        prompts = current_prompts(script, state)
+        asked = [p for p in prompts if p.kind is not PromptKind.MESSAGE]
+        heading = title(script, state.locale)
+        if not asked or value not in (option.value for option in asked[0].options):
+            return Preview(prompts, locale=state.locale, title=heading)
+        turn = advance(script, state, Reply.button(asked[0].step, value), now)
+        return Preview(prompts, turn.prompts, turn.finished, state.locale, heading)
 
     def _open(self, session: Session, who: Who, customer: CustomerRow, survey_id: str,
               context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
@@ -282,16 +324,29 @@ class SurveyService:
         if version is None:
             raise NoSurvey(survey_id)
         script = self._script(session, survey_id, version)
+        respondent = respondent_of(who.channel, delivery_id)
+        if respondent == Respondent.ANONYMOUS and not script.anonymous:
+            raise NoSurvey(survey_id)  # as if unknown: a stranger learns nothing of it
         turn = start(script, now=now, locale=customer.locale or who.locale,
                      context=context, customer=_profile(customer))
         dialogue = sessions.start(session, customer.id, who.channel, script.id,
                                   script.version, turn.state.to_json(), now=now,
-                                  delivery_id=delivery_id)
+                                  delivery_id=delivery_id, respondent=respondent)
         if turn.finished:  # a script of messages only
             record_here(session, dialogue, turn, now, script.timezone)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
                        locale=turn.state.locale, title=title(script, turn.state.locale),
                        questions=_page(script, turn.state))
+
+    async def open_to_visitors(self, survey_id: str) -> bool:
+        """Whether anyone may answer this survey without being known (its script says
+        `anonymous: true`): False for a survey that does not exist either."""
+        def run(session: Session) -> bool:
+            version = scripts.active_version(session, survey_id)
+            return version is not None and self._script(session, survey_id, version).anonymous
+
+        async with UnitOfWork(self._factory, read_only=True) as uow:
+            return await uow.session.run_sync(run)
 
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
@@ -500,12 +555,35 @@ class SurveyService:
         return self._scripts[key]
 
 
+def respondent_of(channel: str, delivery_id: int | None) -> Respondent:
+    """The rule migration 0005 applies to older dialogues too: a dialogue on the web
+    without a delivery was opened by a visitor (/w/{survey}, the widget) and is anonymous;
+    any other (a delivery's page or e-mail, a messenger chat) is a known customer's."""
+    if channel == Channel.WEB and delivery_id is None:
+        return Respondent.ANONYMOUS
+    return Respondent.KNOWN
+
+
 def title(script: Script, locale: str) -> str:
     return script.title.get(locale) or script.title.get(script.default_locale) or script.id
 
 
 def _page(script: Script, state: DialogueState) -> tuple[Prompt, ...]:
     return all_questions(script, state) if script.web_layout == "page" else ()
+
+
+def _open_view(view: _View | None, token: str) -> _View:
+    """A delivery's DELIVERY_VIEW row, if its survey may be answered: UnknownLink,
+    Finished, LinkExpired or OptedOut if not."""
+    if view is None:
+        raise UnknownLink("unknown")
+    if view.status == DeliveryStatus.COMPLETED:
+        raise Finished(token)
+    if view.status not in deliveries.OPEN:
+        raise LinkExpired(view.status)
+    if view.opted_out_at is not None:
+        raise OptedOut(token)
+    return view
 
 
 def _at(who: Who) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""The web channel: a delivery's hosted survey page (`/s/{token}`), the one-click scores of
-an e-mail (`/e/{token}/{score}`), its unsubscribe link (`/u/{token}`), and the anonymous
+"""The web channel: a delivery's hosted survey page (`/s/{token}`), the score links of an
+e-mail (`/e/{token}/{score}`), its unsubscribe link (`/u/{token}`), and the anonymous
 survey (`/w/{survey}`, the demo at `/`). Server-rendered forms that work without
 JavaScript; answers go through SurveyService like Telegram's.
 
@@ -111,7 +111,8 @@ def notice(request: web.Request, status: int, heading: str, *lines: str,
 
 def question(request: web.Request, outcome: Outcome, *, token: str | None = None,
              status: int = 200) -> web.StreamResponse:
-    """The open question, after any messages before it; the thank-you page at the end."""
+    """The open question, after any messages before it; the thank-you page at the end.
+    A delivery's forms are sent to its page, whichever link showed them (`/e/`)."""
     locale = ui_locale(outcome.locale)
     messages = [p.text for p in outcome.prompts if p.kind is PromptKind.MESSAGE]
     asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE]
@@ -130,11 +131,13 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
             "title": outcome.title, "locale": locale, "messages": messages, "hint": hint,
             "questions": [q for q in outcome.questions if q.position >= prompt.position],
             "csrf": csrf_token(request), "session_id": outcome.session_id,
+            "action": f"/s/{token}" if token else None,
             "telegram_link": links.telegram(token) if token else None}, status)
     return _render(request, "question.html", {
         "title": outcome.title, "locale": locale, "prompt": prompt, "messages": messages,
         "hint": hint, "csrf": csrf_token(request), "session_id": outcome.session_id,
         "autosubmit": prompt.kind is not PromptKind.TEXT and not prompt.multiple,
+        "action": f"/s/{token}" if token else None,
         "telegram_link": links.telegram(token) if token else None}, status)
 
 
@@ -158,6 +161,16 @@ def _tap(form: Form, locale: str) -> Tap:
     typed = text.strip() if isinstance(text, str) and not picked else None
     return Tap(whole(form.get("session")), whole(form.get("position")), picked=picked,
                skip="skip" in form or typed == "", back="back" in form, text=typed or None)
+
+
+def _one(form: Form, session: object, position: int) -> Form:
+    """The fields of one question of a form that shows several (named with a -POSITION
+    suffix), as a form of that question alone."""
+    one: MultiDict[str | bytes | bytearray | web.FileField] = MultiDict(
+        [("session", str(session)), ("position", str(position)),
+         ("text", form.get(f"text-{position}", ""))])
+    one.extend(("answer", value) for value in form.getall(f"answer-{position}", []))
+    return MultiDictProxy(one)
 
 
 async def _form(request: web.Request) -> Form:
@@ -238,13 +251,8 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
             if outcome is not None else []
         if outcome is None or not asked or outcome.finished:
             break
-        position = str(asked[0].position)
-        one: MultiDict[str | bytes | bytearray | web.FileField] = MultiDict(
-            [("session", form.get("session", "")), ("position", position),
-             ("text", form.get(f"text-{position}", ""))])
-        one.extend(("answer", value) for value in form.getall(f"answer-{position}", []))
-        outcome = await surveys.tap_delivery(token, _tap(MultiDictProxy(one),
-                                                        _locale(request)))
+        outcome = await surveys.tap_delivery(token, _tap(
+            _one(form, form.get("session", ""), asked[0].position), _locale(request)))
         if outcome is not None and outcome.reprompt is not None and not outcome.finished:
             break
     return await _after(request, outcome, token, f"/s/{token}")
@@ -252,8 +260,43 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/e/{token}/{score}")
 async def get_email_score(request: web.Request) -> web.StreamResponse:
-    """One click in an e-mail: the score is recorded, the page asks the follow-up."""
+    """A score tapped in an e-mail: the page with that score chosen and the follow-up
+    under it, in one form. Nothing is stored, nor any dialogue started, until the
+    customer sends it: mail scanners and link previews fetch every link of a message."""
     token, score = request.match_info["token"], request.match_info["score"]
+    try:
+        preview = await request.app[SURVEYS].preview_delivery(token, score,
+                                                               locale=_locale(request))
+    except Finished:
+        return respond(request, _see_other(f"/s/{token}"))
+    except (LinkExpired, NoSurvey, OptedOut) as error:
+        raise _closed(request, error) from None
+    asked = [p for p in preview.prompts if p.kind is not PromptKind.MESSAGE]
+    first = asked[0] if asked else None
+    if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
+        return respond(request, _see_other(f"/s/{token}"))  # past the score: where it is
+    values = [option.value for option in first.options]
+    if score not in values:
+        locale = ui_locale(preview.locale)
+        raise PageError(422, gettext("This score is not on the scale", locale),
+                        f"{values[0]}–{values[-1]}")
+    then = [p for p in preview.then if p.kind is not PromptKind.MESSAGE]
+    follow_up = then[0] if then and not preview.finished else None
+    return _render(request, "score.html", {
+        "title": preview.title, "locale": ui_locale(preview.locale), "question": first,
+        "chosen": values.index(score), "follow_up": follow_up, "csrf": csrf_token(request),
+        "messages": [p.text for p in preview.then if p.kind is PromptKind.MESSAGE]
+        if follow_up else []})
+
+
+@routes.post("/e/{token}/{score}")
+async def post_email_score(request: web.Request) -> web.StreamResponse:
+    """The page above sent: the score picked on it, then the follow-up typed under it if
+    that is still what the engine asks after this score (another score may lead
+    elsewhere: then the page asks what it leads to)."""
+    token = request.match_info["token"]
+    form = await _form(request)
+    check_csrf(request, form)
     surveys = request.app[SURVEYS]
     try:
         opened = await surveys.open_delivery(token, locale=_locale(request))
@@ -261,17 +304,17 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
         return respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut) as error:
         raise _closed(request, error) from None
-    first = opened.prompts[0] if opened.prompts else None
-    if first is None or first.kind is not PromptKind.SCALE or first.position != 1:
-        # answered already (a second click, a mail scanner): the page shows where it is
+    asked = [p for p in opened.prompts if p.kind is not PromptKind.MESSAGE]
+    if not asked or asked[0].position != 1:  # sent already (a second tap, another tab)
         return respond(request, _see_other(f"/s/{token}"))
-    values = [option.value for option in first.options]
-    if score not in values:
-        locale = ui_locale(opened.locale)
-        raise PageError(422, gettext("This score is not on the scale", locale),
-                        f"{values[0]}–{values[-1]}")
-    outcome = await surveys.tap_delivery(token, Tap(opened.session_id, first.position,
-                                                    picked=(values.index(score),)))
+    locale = ui_locale(opened.locale)
+    outcome = await surveys.tap_delivery(token, _tap(_one(form, opened.session_id, 1), locale))
+    asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
+        if outcome is not None and outcome.reprompt is None and not outcome.finished else []
+    if outcome is not None and asked and form.get("follow") == str(asked[0].position):
+        await request.app[NOTIFY](outcome)  # the score's alert first: the text comments it
+        outcome = await surveys.tap_delivery(token, _tap(
+            _one(form, opened.session_id, asked[0].position), locale))
     return await _after(request, outcome, token, f"/s/{token}")
 
 
@@ -337,8 +380,8 @@ async def get_web_survey(request: web.Request) -> web.StreamResponse:
     try:
         outcome = await surveys.begin(who, survey, context={k: v for k, v in context.items()
                                                             if v})
-    except NoSurvey:
-        raise web.HTTPNotFound(text=f"no survey {survey!r}") from None
+    except NoSurvey:  # unknown, or not open to visitors: the same page for both
+        raise _no_survey(request) from None
     except OptedOut:
         raise PageError(410, gettext("You asked us not to send you surveys.",
                                      _locale(request))) from None
@@ -355,10 +398,18 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
     who = Who("web", _visitor(request), locale=_locale(request))
     tap = dataclasses.replace(_tap(form, _locale(request)), survey=survey)
     outcome = await request.app[SURVEYS].tap(who, tap)
+    if outcome is None and not await request.app[SURVEYS].open_to_visitors(survey):
+        raise _no_survey(request)
     if outcome is not None and outcome.finished and outcome.reprompt is None:
         await request.app[NOTIFY](outcome)
         return _with_visitor(request, _thanks(request, survey, outcome))
     return _with_visitor(request, await _after(request, outcome, None, f"/w/{survey}"))
+
+
+def _no_survey(request: web.Request) -> PageError:
+    locale = _locale(request)
+    return PageError(404, gettext("There is no such survey", locale),
+                     gettext("Please check the address of the page.", locale))
 
 
 def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None

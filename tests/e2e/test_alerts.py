@@ -5,7 +5,6 @@ the Bot API stand-in and an e-mail customer through a real SMTP server (aiosmtpd
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from handlers.replies import ChannelReplier
 from storage.models import AlertRow, AuditRow, IdentityRow, OutboxRow
 from storage.uow import UnitOfWork
 from tests.e2e.telegram_support import Product
-from tests.e2e.test_email import by_email, parts, world
+from tests.e2e.test_email import SCORE_LINK, by_email, parts, send_score, world
 from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
 from tests.support.botapi import BotApiStub
 
@@ -303,10 +302,10 @@ async def test_a_reply_to_an_e_mail_customer_arrives_as_a_reply_e_mail(db_url: s
         await w.dispatcher.tick()
         [invitation] = w.mailbox.messages
         text, _ = parts(invitation)
-        three = next(link for link in re.findall(r"https?://\S+/e/[\w-]+/\d+", text)
-                     if link.endswith("/3"))
-        response = await w.api.client.get(w.path(three), allow_redirects=False)
-        assert response.status == 303
+        three = next(link for link in SCORE_LINK.findall(text) if link.endswith("/3"))
+        response = await send_score(w.api.client.session,
+                                    str(w.api.client.make_url(w.path(three))))
+        assert response.status == 200
         _, page = await w.api.get("/api/v1/alerts")
         [alert] = page["alerts"]
         assert (alert["score"], alert["channel"]) == (3, "email")

@@ -1,7 +1,8 @@
 """The e-mail channel against a real SMTP server in the test process (aiosmtpd): the
-invitation arrives in HTML and plain text, its links work, one click records the score,
-the unsubscribe link opts out; a refused address falls back to the next channel; and a
-customer who starts by e-mail finishes in Telegram, in one dialogue."""
+invitation arrives in HTML and plain text, its links work, a score link opens the page with
+that score chosen and Send records it, the unsubscribe link opts out; a refused address
+falls back to the next channel; and a customer who starts by e-mail finishes in Telegram,
+in one dialogue."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+from aiohttp import ClientResponse, ClientSession
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
@@ -32,6 +34,10 @@ from tests.support.net import free_port
 
 REFUSED = "nobody@example.com"
 CHAT = 4242
+SCORE_LINK = re.compile(r"https?://\S+/e/[\w-]+/\d+")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+CHOSEN = re.compile(r'name="answer-1" value="(\d+)"[^>]*\bchecked\b')
+FOLLOW = re.compile(r'name="follow" value="(\d+)"')
 
 
 @dataclass
@@ -69,7 +75,9 @@ class World:
 
 
 @asynccontextmanager
-async def world(db_url: str, *, smtp_port: int | None = None) -> AsyncIterator[World]:
+async def world(db_url: str, *, smtp_port: int | None = None, **settings: Any
+                ) -> AsyncIterator[World]:
+    """The product serving on loopback with Telegram and e-mail; `settings` as serving's."""
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
@@ -77,7 +85,8 @@ async def world(db_url: str, *, smtp_port: int | None = None) -> AsyncIterator[W
     try:
         async with BotApiStub() as stub, serving(
                 db_url, channels=("telegram", "email"), telegram_api_base=stub.base_url,
-                telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{port}") as api:
+                telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{port}",
+                **settings) as api:
             customer = Product(stub, api.settings, api.engine, api.services.surveys)
             sender_bot = build_sender_bot(api.settings, api.services.surveys)
             senders: dict[str, Sender] = {
@@ -103,6 +112,27 @@ def by_email(address: str = "anna@example.com", **extra: Any) -> dict[str, Any]:
     return {**body, "channel": "email", "delay": "PT0S"}
 
 
+async def score_form(client: ClientSession, url: str, text: str = "") -> dict[str, str]:
+    """A person on a score link of an e-mail: the page opens with that score chosen and the
+    follow-up under it, where they type `text` (or nothing); the form Send would post."""
+    page = await client.get(url)
+    html = await page.text()
+    assert page.status == 200, html
+    csrf, chosen = CSRF.search(html), CHOSEN.search(html)
+    assert csrf is not None
+    assert chosen is not None
+    form = {"csrf": csrf[1], "answer-1": chosen[1]}
+    if (follow := FOLLOW.search(html)) is not None:
+        form |= {"follow": follow[1], f"text-{follow[1]}": text}
+    return form
+
+
+async def send_score(client: ClientSession, url: str, text: str = "") -> ClientResponse:
+    """score_form, sent."""
+    form = await score_form(client, url, text)
+    return await client.post(url, data=form, allow_redirects=False)
+
+
 def parts(message: EmailMessage) -> tuple[str, str]:
     text = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
@@ -122,7 +152,7 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         text, html = parts(message)
         assert "How likely are you to recommend us" in text
         assert "How likely are you to recommend us" in html
-        links = re.findall(r"https?://\S+/e/[\w-]+/\d+", text)
+        links = SCORE_LINK.findall(text)
         assert len(links) == 11
         assert all(link in html for link in links)
         assert "t.me/otklik_test_bot?start=" in text
@@ -136,14 +166,19 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         assert delivery.message_id == message["Message-ID"]
 
         eight = next(link for link in links if link.endswith("/8"))
-        response = await w.api.client.get(w.path(eight), allow_redirects=False)
-        assert response.status == 303  # recorded; the page asks the follow-up
-        page = await w.api.client.get(response.headers["Location"])
+        page = await w.api.client.get(w.path(eight), allow_redirects=False)
+        assert page.status == 200  # the score chosen, the follow-up under it, nothing stored
         assert "main reason for your score" in await page.text()
         async with UnitOfWork(w.api.services.factory) as uow:
-            answer = await uow.session.scalar(select(AnswerRow))
-        assert answer is not None
-        assert (answer.step_id, answer.score, answer.channel) == ("score", 8, "email")
+            assert await uow.session.scalar(select(AnswerRow)) is None
+        sent = await send_score(w.api.client.session, str(w.api.client.make_url(w.path(eight))),
+                                "Quick delivery")
+        assert sent.status == 200
+        assert "Thank you for your feedback!" in await sent.text()
+        async with UnitOfWork(w.api.services.factory) as uow:
+            stored = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+        assert [(a.step_id, a.score, a.text, a.channel) for a in stored] == [
+            ("score", 8, None, "email"), ("reason", None, "Quick delivery", "email")]
 
         w.api.client.session.cookie_jar.clear()
         opt_out = await w.api.client.post(w.path(unsubscribe),
@@ -202,9 +237,20 @@ async def test_score_by_email_then_the_follow_up_in_telegram_is_one_dialogue(
         await w.dispatcher.tick()
         [message] = w.mailbox.messages
         text, _ = parts(message)
-        three = next(link for link in re.findall(r"https?://\S+/e/[\w-]+/\d+", text)
-                     if link.endswith("/3"))
-        assert (await w.api.client.get(w.path(three), allow_redirects=False)).status == 303
+        three = next(link for link in SCORE_LINK.findall(text) if link.endswith("/3"))
+        assert (await w.api.client.get(w.path(three), allow_redirects=False)).status == 200
+        # The score link's page stores nothing: the score is sent on the e-mail's page link.
+        page = re.search(r"Answer on the web: (\S+)", text)
+        assert page is not None
+        form = await w.api.client.get(w.path(page[1]))
+        csrf = CSRF.search(await form.text())
+        session = re.search(r'name="session" value="(\d+)"', await form.text())
+        assert csrf is not None
+        assert session is not None
+        sent = await w.api.client.post(w.path(page[1]), data={
+            "csrf": csrf[1], "session": session[1], "position": "1", "answer": "3"},
+            allow_redirects=False)
+        assert sent.status == 303
         token = re.search(r"start=([\w-]+)", text)
         assert token is not None
         await w.customer.send(CHAT, f"/start {token[1]}")  # the deep link, in Telegram

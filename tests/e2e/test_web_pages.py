@@ -1,6 +1,7 @@
-"""The web channel over real HTTP on loopback: a delivery's hosted page, one-click e-mail
-scores, unsubscribe, the anonymous survey and the widget's API. Every bad request gets a
-clear 4xx page or JSON error, and nothing is stored twice."""
+"""The web channel over real HTTP on loopback: a delivery's hosted page, e-mail score
+links (the score chosen, stored on Send), unsubscribe, the anonymous survey and the
+widget's API. Every bad request gets a clear 4xx page or JSON error, and nothing is stored
+twice."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import select, update
 
 from bot.services.scripts import load_scripts
 from bot.services.surveys import Outcome
-from storage.models import AnswerRow, CustomerRow, DeliveryRow
+from storage.models import AnswerRow, CustomerRow, DeliveryRow, SessionRow
 from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
 
@@ -177,23 +178,81 @@ async def test_the_page_speaks_the_customers_language(api: Api) -> None:
     assert "Далее" in html
 
 
-async def test_one_click_from_an_email_records_the_score_once(api: Api) -> None:
+async def sessions(api: Api) -> int:
+    async with UnitOfWork(api.services.factory) as uow:
+        return len(list(await uow.session.scalars(select(SessionRow))))
+
+
+def chosen(html: str, position: int = 1) -> list[str]:
+    """The options of question `position` that the page shows checked (their indexes)."""
+    return re.findall(rf'name="answer-{position}" value="(\d+)"[^>]*\bchecked\b', html)
+
+
+async def test_an_email_score_link_shows_the_score_chosen_and_send_records_it_once(
+        api: Api) -> None:
     token = await delivery(api)
-    response = await api.client.get(f"/e/{token}/9", allow_redirects=False)
-    assert (response.status, response.headers["Location"]) == (303, f"/s/{token}")
-    _, html, _ = await page(api, f"/s/{token}")
-    assert "main reason for your score" in html  # the follow-up
-    again = await api.client.get(f"/e/{token}/3", allow_redirects=False)
-    assert again.status == 303
-    assert await answers(api) == [("score", 9, None)]
-    late = await api.client.get(f"/e/{token}/11", allow_redirects=False)
+    for _ in range(2):  # a mail scanner, then the customer: neither stores anything
+        assert (await api.client.head(f"/e/{token}/9")).status == 200
+        status, html, _ = await page(api, f"/e/{token}/9")
+        assert status == 200
+        assert chosen(html) == ["9"]
+        assert "main reason for your score" in html  # the follow-up, in the same form
+        assert 'name="follow" value="2"' in html
+    assert (await answers(api), await sessions(api)) == ([], 0)
+    assert await status_of(api, token) == "scheduled"
+    form = {"csrf": CSRF.findall(html)[0], "follow": "2", "answer-1": "9",
+            "text-2": "Fast and friendly"}
+    response = await api.client.post(f"/e/{token}/9", data=form, allow_redirects=False)
+    assert response.status == 200
+    assert "Thank you for your feedback!" in await response.text()
+    again = await api.client.post(f"/e/{token}/9", data=form, allow_redirects=False)
+    assert (again.status, again.headers["Location"]) == (303, f"/s/{token}")  # the thanks
+    late = await api.client.get(f"/e/{token}/3", allow_redirects=False)
     assert late.status == 303  # answered already: the page, whatever the link says
+    assert await answers(api) == [("score", 9, None), ("reason", None, "Fast and friendly")]
+    assert await status_of(api, token) == "completed"
+
     other = await delivery(api, "k2", external_id="c2", telegram_id=5)
     out_of_range = await api.client.get(f"/e/{other}/11")
     assert out_of_range.status == 422
     assert "not on the scale" in await out_of_range.text()
     assert (await api.client.get("/e/nope/9")).status == 410
-    assert await answers(api) == [("score", 9, None)]
+    forged = await api.client.post(f"/e/{other}/9", data={**form, "csrf": "x" * 43})
+    assert forged.status == 403
+    assert len(await answers(api)) == 2
+
+
+async def test_the_follow_up_of_an_email_score_is_the_one_its_branch_asks(api: Api) -> None:
+    token = await delivery(api, survey="ces_support")
+    _, low, _ = await page(api, f"/e/{token}/2")
+    assert chosen(low) == ["1"]  # the second option of 1-7
+    assert "hardest part" in low
+    _, high, _ = await page(api, f"/e/{token}/6")
+    assert chosen(high) == ["5"]
+    assert "hardest part" not in high
+    assert 'name="follow"' not in high
+    # On the page of a 2 the customer picks 6 instead: 6 asks nothing more, so the text
+    # typed for a 2 is no answer to anything.
+    response = await api.client.post(f"/e/{token}/2", data={
+        "csrf": CSRF.findall(low)[0], "follow": "2", "answer-1": "5",
+        "text-2": "The hold music"}, allow_redirects=False)
+    assert response.status == 200
+    assert "Thanks" in await response.text()
+    assert await answers(api) == [("effort", 6, None)]
+
+
+async def test_a_follow_up_the_engine_refuses_is_asked_again_on_the_page(api: Api) -> None:
+    token = await delivery(api)
+    _, html, _ = await page(api, f"/e/{token}/3")
+    response = await api.client.post(f"/e/{token}/3", data={
+        "csrf": CSRF.findall(html)[0], "follow": "2", "answer-1": "3", "text-2": "y" * 2500})
+    assert response.status == 422  # longer than the script's max_length of 2000
+    body = await response.text()
+    assert f'action="/s/{token}"' in body  # the corrected text goes to the page
+    code, _, done = await submit(api, f"/s/{token}", body, text="Too slow")
+    assert code == 200
+    assert "Thank you for your feedback!" in done
+    assert await answers(api) == [("score", 3, None), ("reason", None, "Too slow")]
 
 
 async def test_unsubscribe_asks_first_and_then_opts_out(api: Api) -> None:
