@@ -88,7 +88,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     senders of its own."""
     metrics = Metrics()
     factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None,
-                              observe=metrics.recorded)
+                              observe=metrics.recorded,
+                              anonymous_alerts=settings.anonymous_alerts_per_hour)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:

@@ -328,6 +328,8 @@ class RollupRow(Base):
 
 class AlertRow(Base):
     __tablename__ = "alerts"
+    # The anonymous answers' alert limit counts a survey's alerts of the last hour.
+    __table_args__ = (Index(None, "survey_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[int] = mapped_column(BigId, ForeignKey("sessions.id"), index=True)

@@ -17,8 +17,15 @@ from sqlalchemy.orm import Session
 from conversations.engine import Turn
 from conversations.replies import Problem
 from storage import outbox, rollups
-from storage.db import OBSERVE, READ_ONLY
-from storage.models import AlertRow, AlertStatus, AnswerRow, SessionRow, SessionStatus
+from storage.db import ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR, OBSERVE, READ_ONLY
+from storage.models import (
+    AlertRow,
+    AlertStatus,
+    AnswerRow,
+    Respondent,
+    SessionRow,
+    SessionStatus,
+)
 from storage.repositories import (
     AlertRepository,
     AnswerRepository,
@@ -31,6 +38,7 @@ from storage.repositories import (
     SessionRepository,
     events,
 )
+from storage.repositories.alerts import anonymous_alert_allowed
 from storage.repositories.deliveries import mark_answered
 from storage.repositories.sessions import save
 from storage.sqlite_adapter import AdaptedConnection
@@ -302,6 +310,10 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
     inserted: list[Recorded] = []
     insert = INSERT_ANSWER[connection.dialect.name]
     for answer in turn.answers:
+        # Anyone may send anonymous answers: a burst of them must not flood the team.
+        alert = answer.alert and (dialogue.respondent != Respondent.ANONYMOUS or (
+            anonymous_alert_allowed(connection, dialogue.survey_id, now, session.info.get(
+                ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR))))
         values: dict[str, Any] = {
             "session_id": dialogue.id, "customer_id": dialogue.customer_id,
             "survey_id": dialogue.survey_id, "script_version": dialogue.script_version,
@@ -309,12 +321,12 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
             "choices": list(answer.choices) or None, "text": answer.text,
             "channel": dialogue.channel, "segment": str(state.customer.get("segment", "")),
             "respondent": dialogue.respondent, "context": dict(state.context),
-            "alert": answer.alert, "answered_at": now}
+            "alert": alert, "answered_at": now}
         answer_id = connection.execute(insert, values).scalar()
         if answer_id is None:  # this answer was recorded before
             continue
         alert_id = None
-        if answer.alert:
+        if alert:
             alert_id = connection.execute(INSERT_ALERT, {
                 "session_id": dialogue.id, "answer_id": answer_id,
                 "customer_id": dialogue.customer_id, "survey_id": dialogue.survey_id,

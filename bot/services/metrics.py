@@ -21,22 +21,35 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import script_of
 from conversations import metrics
-from conversations.script import CLI_ITEMS, CesStep, CliStep, Script
+from conversations.script import CLI_ITEMS, END, CesStep, CliStep, MessageStep, Script
 from storage.db import READ_ONLY
 from storage.errors import NotFound
-from storage.models import AnswerRow, DeliveryRow, DeliveryStatus, SessionRow, SessionStatus
+from storage.models import (
+    AnswerRow,
+    DeliveryRow,
+    DeliveryStatus,
+    Respondent,
+    SessionRow,
+    SessionStatus,
+)
 from storage.repositories.rollups import ContextKey, grouped
 from storage.repositories.scripts import ScriptRepository
 from storage.rollups import MAX_KEY, MAX_VALUE, context_pairs, rollup_day
 
 Factory = async_sessionmaker[AsyncSession]
 TIME_GROUPS = ("day", "week", "month", "quarter")
-GROUP_BY = re.compile(r"^(none|day|week|month|quarter|channel|segment|context\.[^\s]{1,64})$")
+GROUP_BY = re.compile(
+    r"^(none|day|week|month|quarter|channel|segment|respondent|context\.[^\s]{1,64})$")
 DELIVERED = (DeliveryStatus.SENT, DeliveryStatus.ANSWERED, DeliveryStatus.COMPLETED,
              DeliveryStatus.REMINDED, DeliveryStatus.EXPIRED)
 ANSWERED = (DeliveryStatus.ANSWERED, DeliveryStatus.COMPLETED)
 # {answer key: {score: answers}}: what both sources are reduced to before scoring.
 Counts = dict[str, dict[int, int]]
+# The NPS margin of error is given from this many answers up. It rests on the normal
+# approximation, which needs a few dozen answers to hold; below that it says "±60" where
+# the truth is "we cannot tell yet". From 30 up it is at most 1.96 / sqrt(30) x 100 = 35.8.
+MARGIN_MIN_ANSWERS = 30
+TOO_FEW_ANSWERS = "too few answers"
 
 
 class ContextFilter(BaseModel):
@@ -61,8 +74,12 @@ class MetricsQuery(BaseModel):
     channel: str | None = Field(None, min_length=1, max_length=32)
     segment: str | None = Field(None, max_length=200)
     context: ContextFilter | None = None
+    respondent: Literal["known", "anonymous"] | None = Field(
+        None, description="whose answers the figures are: known customers' (the default) or "
+                          "anonymous visitors' (/w/, the widget)")
     group_by: str = Field("none", description="none, day, week (ISO, from Monday), month, "
-                                              "quarter, channel, segment or context.KEY")
+                                              "quarter, channel, segment, respondent or "
+                                              "context.KEY")
 
     @field_validator("end")
     @classmethod
@@ -76,13 +93,18 @@ class MetricsQuery(BaseModel):
     @classmethod
     def _group_by(cls, group_by: str, info: ValidationInfo) -> str:
         if not GROUP_BY.match(group_by):
-            raise ValueError("must be none, day, week, month, quarter, channel, segment or "
-                             "context.KEY")
+            raise ValueError("must be none, day, week, month, quarter, channel, segment, "
+                             "respondent or context.KEY")
         context = info.data.get("context")
         if (group_by.startswith("context.") and context is not None
                 and group_by.removeprefix("context.") != context.key):
             raise ValueError("a context filter combines only with grouping by its own key")
         return group_by
+
+    @property
+    def shown(self) -> str:
+        """The respondents the overall figures are of: known customers unless asked."""
+        return self.respondent or Respondent.KNOWN
 
     @property
     def context_key(self) -> str | None:
@@ -97,7 +119,10 @@ class NpsFigures(BaseModel):
     detractors: int
     total: int
     score: float | None = Field(description="(promoters - detractors) / total x 100")
-    margin: float | None = Field(description="95 % margin of error, in NPS points")
+    margin: float | None = Field(description="95 % margin of error, in NPS points (0-100), "
+                                             f"from {MARGIN_MIN_ANSWERS} answers up")
+    margin_note: str | None = Field(None, description=f"'{TOO_FEW_ANSWERS}' when margin is "
+                                                      f"null for lack of answers")
 
 
 class CsatFigures(BaseModel):
@@ -134,16 +159,24 @@ class Group(Figures):
 
 
 class Rate(BaseModel):
-    of: int = Field(description="the denominator: deliveries delivered, sessions started")
-    count: int = Field(description="the numerator: deliveries answered, sessions completed")
-    percent: float | None
+    of: int = Field(description="the denominator: surveys sent, dialogues started")
+    count: int = Field(description="the numerator: surveys answered, dialogues completed")
+    percent: float | None = Field(description="null when the denominator is 0")
+
+
+class ResponseRate(Rate):
+    anonymous_answers: int = Field(
+        description="answers to the scored steps from anonymous visitors (/w/, the widget) "
+                    "in the period, filtered as the figures are: nobody sent them a survey, "
+                    "so they are in neither side of the rate")
 
 
 class DropOff(BaseModel):
     step: str
     type: str
-    stopped: int = Field(description="sessions not completed whose current step is this one")
-    percent: float | None = Field(description="of the sessions started")
+    stopped: int = Field(description="dialogues started, not completed, whose current step "
+                                     "is this one")
+    percent: float | None = Field(description="of the dialogues started")
 
 
 class MetricsResult(BaseModel):
@@ -155,12 +188,20 @@ class MetricsResult(BaseModel):
     group_by: str
     overall: Figures
     groups: list[Group]
-    response_rate: Rate = Field(description="answered / delivered deliveries, due in the "
-                                            "period, on the channel; segment and context "
-                                            "filters do not narrow it")
-    completion_rate: Rate = Field(description="completed / started sessions, started in the "
-                                              "period, on the channel; segment and context "
-                                              "filters do not narrow it")
+    response_rate: ResponseRate = Field(
+        description="of the surveys sent (deliveries due in the period that went out: sent, "
+                    "reminded, answered, completed or expired; not those suppressed by the "
+                    "policy, failed or still scheduled), those answered; on the channel "
+                    "they went out in. Known customers only: anonymous answers are counted "
+                    "beside it. Segment and context filters do not narrow it")
+    completion_rate: Rate = Field(
+        description="of the dialogues started in the period (a dialogue starts at its first "
+                    "answer), those completed; on the channel; segment and context filters "
+                    "do not narrow it")
+    opened_not_answered: int = Field(
+        description="dialogues opened in the period (a survey shown in Telegram, a page "
+                    "opened) that stand unanswered at their first question: in neither "
+                    "completion_rate nor drop_off")
     drop_off: list[DropOff] = Field(description="per step, as completion_rate")
 
 
@@ -205,16 +246,26 @@ def figures(script: Script, counts: Counts) -> Figures:
         # Points are whole numbers: mean x total gives them back exactly, for pooling.
         cli_total += cli.total
         cli_points += round(cli.mean * cli.total) if cli.mean is not None else 0
+    margin = nps_margin(nps)
     return Figures(
         answers=nps.total + csat.total + ces_total + cli_total,
         nps=NpsFigures(promoters=nps.promoters, passives=nps.passives,
                        detractors=nps.detractors, total=nps.total, score=nps.score,
-                       margin=nps.margin),
+                       margin=margin,
+                       margin_note=TOO_FEW_ANSWERS if margin is None and nps.total else None),
         csat=CsatFigures(total=csat.total, satisfied=csat.satisfied, percent=csat.percent,
                          mean=csat.mean),
         ces=CesFigures(total=ces_total, easy=ces_easy,
                        percent_easy=metrics.share(ces_easy, ces_total), mean=ces_mean),
         cli=CliFigures(total=cli_total, mean=cli_points / cli_total if cli_total else None))
+
+
+def nps_margin(nps: metrics.Nps) -> float | None:
+    """The margin every report shows: none below MARGIN_MIN_ANSWERS answers, never above
+    100 NPS points (the scale's half-width)."""
+    if nps.margin is None or nps.total < MARGIN_MIN_ANSWERS:
+        return None
+    return min(nps.margin, 100.0)
 
 
 def period_of(day: date, group_by: str) -> tuple[str, date]:
@@ -276,8 +327,32 @@ def _utc_range(script: Script, query: MetricsQuery) -> tuple[datetime | None, da
     return midnight(query.start), midnight(query.end + timedelta(days=1) if query.end else None)
 
 
+def entry_steps(script: Script) -> set[str]:
+    """The questions a dialogue stands at before its first answer: the first question, after
+    the opening messages on any branch they take. A dialogue that loops back to one of them
+    later reads as unanswered too: its answer there was retracted, the others were not."""
+    entries: set[str] = set()
+    todo, seen = [script.steps[0].id], set()
+    while todo:
+        if (step_id := todo.pop()) in seen or step_id == END:
+            continue
+        seen.add(step_id)
+        step = script.step(step_id)
+        if not isinstance(step, MessageStep):
+            entries.add(step_id)
+            continue
+        todo += [rule.goto for rule in step.next]
+        following = script.position(step_id) + 1
+        if all(rule.when is not None for rule in step.next) and following < len(script.steps):
+            todo.append(script.steps[following].id)
+    return entries
+
+
 async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
-                 ) -> tuple[Rate, Rate, list[DropOff]]:
+                 ) -> tuple[Rate, Rate, int, list[DropOff]]:
+    """The response rate (without its anonymous answers), the completion rate, the dialogues
+    opened but not answered, and the drop-off: two grouped reads that the indexes of
+    migration 0006 answer alone, without visiting a row."""
     since, until = _utc_range(script, query)
     channel = func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel)
     deliveries = (select(DeliveryRow.status, func.count())
@@ -298,16 +373,22 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
     by_status = {status: int(n) for status, n in await session.execute(deliveries)}
     delivered = sum(by_status.values())
     answered = sum(by_status.get(status, 0) for status in ANSWERED)
-    started = completed = 0
+    entries = entry_steps(script)
+    started = completed = unanswered = 0
     stopped: dict[str, int] = {}
     for status, step, n in await session.execute(sessions):
-        started += n
         if status == SessionStatus.COMPLETED:
-            completed += n
-        elif step is not None:
-            stopped[step] = stopped.get(step, 0) + n
+            started, completed = started + n, completed + n
+        elif step in entries:
+            unanswered += n
+        else:
+            # A dialogue that expired on a late reply has no step left to stop at.
+            started += n
+            if step is not None:
+                stopped[step] = stopped.get(step, 0) + n
     return (Rate(of=delivered, count=answered, percent=metrics.share(answered, delivered)),
             Rate(of=started, count=completed, percent=metrics.share(completed, started)),
+            unanswered,
             [DropOff(step=step.id, type=step.type, stopped=stopped.get(step.id, 0),
                      percent=metrics.share(stopped.get(step.id, 0), started))
              for step in script.steps])
@@ -326,34 +407,47 @@ class Scores(BaseModel):
 
     overall: Figures
     groups: list[Group]
+    anonymous: int = Field(0, description="answers to the scored steps from anonymous "
+                                          "visitors, filtered as the figures are")
 
 
 async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
     keys = scored_keys(script)
-    by = {"none": None, "week": "day", "month": "day", "quarter": "day"}.get(
-        query.group_by, "value" if query.context_key else query.group_by)
     filters: dict[str, Any] = {"start": query.start, "end": query.end,
                                "channel": query.channel, "segment": query.segment}
+    # Overall, per kind of respondent, in one read: the figures are the shown kind's, and
+    # the anonymous answers are counted beside them. Answers without the key grouped by are
+    # in no group, but in the overall figures.
+    only = ContextKey(query.context.key, query.context.value) if query.context else None
+    by_respondent: dict[Any, Counts] = {}
+    for group, key, bucket, n in await grouped(session, query.survey, keys, by="respondent",
+                                               context=only, **filters):
+        _add(by_respondent.setdefault(group, {}), key, int(bucket), n)
+    overall = by_respondent.get(query.shown, {})
     by_group: dict[Any, Counts] = {}
-    for group, key, bucket, n in await grouped(session, query.survey, keys, by=by,
-                                               context=_context(query), **filters):
-        _add(by_group.setdefault(group, {}), key, int(bucket), n)
-    overall: Counts = {}
-    if query.context_key and query.context is None:
-        # Answers without the key are in no group, but in the overall figures.
-        for _, key, bucket, n in await grouped(session, query.survey, keys, by=None,
-                                               **filters):
-            _add(overall, key, int(bucket), n)
-    else:
-        for counts in by_group.values():
-            _merge(overall, counts)
-    return _scores(script, query, overall, by_group)
+    if query.group_by == "respondent":
+        by_group = {kind: counts for kind, counts in by_respondent.items()
+                    if query.respondent in (None, kind)}
+    elif query.group_by != "none":
+        by = {"week": "day", "month": "day", "quarter": "day"}.get(
+            query.group_by, "value" if query.context_key else query.group_by)
+        for group, key, bucket, n in await grouped(
+                session, query.survey, keys, by=by, context=_context(query),
+                respondent=query.shown, **filters):
+            _add(by_group.setdefault(group, {}), key, int(bucket), n)
+    return _scores(script, query, overall, by_group,
+                   _answers(by_respondent.get(Respondent.ANONYMOUS, {})))
+
+
+def _answers(counts: Counts) -> int:
+    return sum(n for scores in counts.values() for n in scores.values())
 
 
 async def _from_answers(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
     since, until = _utc_range(script, query)
     scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
-                   AnswerRow.segment, AnswerRow.context, AnswerRow.answered_at)
+                   AnswerRow.segment, AnswerRow.respondent, AnswerRow.context,
+                   AnswerRow.answered_at)
             .where(AnswerRow.survey_id == query.survey,
                    AnswerRow.step_id.in_(list(scored_keys(script))),
                    AnswerRow.score.is_not(None)))
@@ -369,20 +463,27 @@ async def _from_answers(session: AsyncSession, script: Script, query: MetricsQue
     wanted = (query.context.key, query.context.value) if query.context else None
     overall: Counts = {}
     by_group: dict[Any, Counts] = {}
-    for step_id, score, channel, segment, context, answered_at in await session.execute(scan):
+    anonymous = 0
+    for step_id, score, channel, segment, respondent, context, answered_at in (
+            await session.execute(scan)):
         pairs = context_pairs(context)
         if score is None or (wanted is not None and wanted not in pairs):
+            continue
+        anonymous += respondent == Respondent.ANONYMOUS
+        if query.group_by == "respondent" and query.respondent in (None, respondent):
+            _add(by_group.setdefault(respondent, {}), step_id, score, 1)
+        if respondent != query.shown:
             continue
         _add(overall, step_id, score, 1)
         for group in group_of(channel, segment, pairs, answered_at):
             _add(by_group.setdefault(group, {}), step_id, score, 1)
-    return _scores(script, query, overall, by_group)
+    return _scores(script, query, overall, by_group, anonymous)
 
 
 def _scores(script: Script, query: MetricsQuery, overall: Counts,
-            by_group: Mapping[Any, Counts]) -> Scores:
+            by_group: Mapping[Any, Counts], anonymous: int) -> Scores:
     groups = [] if query.group_by == "none" else _groups(script, query, by_group)
-    return Scores(overall=figures(script, overall), groups=groups)
+    return Scores(overall=figures(script, overall), groups=groups, anonymous=anonymous)
 
 
 _SOURCES = {"rollups": _from_rollups, "answers": _from_answers}
@@ -402,11 +503,14 @@ async def _metrics(factory: Factory, query: MetricsQuery,
     async with factory(execution_options={READ_ONLY: True}) as session:
         script, version = await _script(session, query.survey)
         found = await _SOURCES[source](session, script, query)
-        rates = await _rates(session, script, query)
+        response, completion, unanswered, drop_off = await _rates(session, script, query)
     return MetricsResult(survey=query.survey, version=version, timezone=script.timezone,
                          start=query.start, end=query.end, group_by=query.group_by,
-                         overall=found.overall, groups=found.groups, response_rate=rates[0],
-                         completion_rate=rates[1], drop_off=rates[2])
+                         overall=found.overall, groups=found.groups,
+                         response_rate=ResponseRate(**response.model_dump(),
+                                                    anonymous_answers=found.anonymous),
+                         completion_rate=completion, opened_not_answered=unanswered,
+                         drop_off=drop_off)
 
 
 async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
@@ -446,5 +550,6 @@ PARAMETERS: dict[str, str] = {"survey": "the survey's id (required)",
                               "to": "last day (YYYY-MM-DD), included",
                               "channel": "telegram, email, web...",
                               "segment": "the customer's segment attribute",
-                              "group_by": "none, day, week, month, quarter, channel, segment "
-                                          "or context.KEY"}
+                              "respondent": "known (the default) or anonymous",
+                              "group_by": "none, day, week, month, quarter, channel, segment, "
+                                          "respondent or context.KEY"}

@@ -16,6 +16,7 @@ from handlers.web.api import (
     validate,
 )
 from storage.errors import NotFound
+from storage.models import Respondent
 from storage.rollups import MAX_VALUE
 
 routes = web.RouteTableDef()
@@ -23,6 +24,7 @@ CONTEXT = "context."
 DAY = {"type": "string", "format": "date"}
 SCHEMAS = {"survey": text_schema(64), "from": DAY, "to": DAY, "channel": text_schema(32),
            "segment": text_schema(200, 0),
+           "respondent": {"type": "string", "enum": [kind.value for kind in Respondent]},
            "group_by": {"type": "string", "pattern": GROUP_BY.pattern}}
 
 OPERATIONS = [

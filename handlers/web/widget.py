@@ -81,11 +81,13 @@ class WidgetState(BaseModel):
 
 OPERATIONS = [
     Operation("post", "/api/v1/widget/{survey}/start", "Open (or resume) a visitor's survey",
-              {200: (WidgetState, "the question to show"), 404: (None, "no such survey"),
+              {200: (WidgetState, "the question to show"),
+               404: (None, "no such survey open to visitors (the script's anonymous)"),
                429: (None, "too many requests from this address")}, body=Start, auth=(),
               tag="widget", parameters=[SURVEY]),
     Operation("post", "/api/v1/widget/{survey}/answer", "Answer the question shown",
               {200: (WidgetState, "what to show next"),
+               404: (None, "no such survey open to visitors (the script's anonymous)"),
                410: (None, "the dialogue is closed"),
                429: (None, "too many requests from this address")}, body=Answer, auth=(),
               tag="widget", parameters=[SURVEY]),
@@ -129,7 +131,7 @@ async def post_widget_start(request: web.Request) -> web.Response:
         outcome = await request.app[SURVEYS].begin(
             Who("web", visitor, locale=request.headers.get("Accept-Language", "")[:2] or None),
             request.match_info["survey"], context=context)
-    except NoSurvey:
+    except NoSurvey:  # unknown, or not open to visitors: the same answer for both
         raise ApiError(404, "not_found", "no such survey", "survey") from None
     except OptedOut:
         raise ApiError(410, "opted_out", "this visitor asked for no surveys", "visitor") from None
@@ -144,6 +146,8 @@ async def post_widget_answer(request: web.Request) -> web.Response:
         back=body.back, text=body.text if body.text and not body.picked else None,
         survey=request.match_info["survey"]))
     if outcome is None:
+        if not await request.app[SURVEYS].open_to_visitors(request.match_info["survey"]):
+            raise ApiError(404, "not_found", "no such survey", "survey")
         raise ApiError(410, "closed", "this survey is closed; start again", "session_id")
     await request.app[NOTIFY](outcome)
     return web.json_response(_state(body.visitor, outcome).model_dump(mode="json"))

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Row, Table, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
@@ -14,11 +14,33 @@ from storage.models import (
     AnswerRow,
     CustomerRow,
     IdentityRow,
+    Respondent,
     SessionRow,
 )
 from storage.repositories.base import Repository
 
 _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
+_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+# Parameters: k_survey_id, k_since. Alerts anonymous answers raised on a survey since then.
+_ANONYMOUS_SINCE = (select(func.count())
+                    .select_from(_alerts.join(_sessions, _sessions.c.id == _alerts.c.session_id))
+                    .where(_alerts.c.survey_id == bindparam("k_survey_id"),
+                           _alerts.c.created_at > bindparam("k_since"),
+                           _sessions.c.respondent == Respondent.ANONYMOUS))
+
+
+def anonymous_alert_allowed(connection: Connection, survey_id: str, now: datetime,
+                            per_hour: int) -> bool:
+    """Whether an anonymous answer may raise one more alert on this survey: fewer than
+    `per_hour` in the hour before `now`. Counted in the caller's transaction, in the
+    alerts table, so the limit holds across processes: on PostgreSQL a transaction lock
+    per survey makes concurrent writers count one after the other (SQLite's writers are
+    one at a time already)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                           {"key": f"otklik.anonymous_alerts:{survey_id}"})
+    return connection.execute(_ANONYMOUS_SINCE, {
+        "k_survey_id": survey_id, "k_since": now - timedelta(hours=1)}).scalar_one() < per_hour
 # Built once: the hot path (a customer's comment) needs only where the latest alert went.
 _LATEST = (select(_alerts.c.id, _alerts.c.message_id)
            .where(_alerts.c.session_id == bindparam("k_session_id"))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ContextRollupRow, RollupRow
 from storage.repositories.base import Repository
+from storage.rollups import TEXT_BUCKET
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,16 +27,21 @@ class StepCounts:
 
     @property
     def total(self) -> int:
-        """Answers, except that a multiple choice counts once per option picked."""
-        return sum(self.buckets.values())
+        """Answers: a text or choice step's "*" bucket (where a choice is counted once as a
+        whole, besides once per option picked), else the sum of the score buckets."""
+        if TEXT_BUCKET in self.buckets:
+            return self.buckets[TEXT_BUCKET]
+        return sum(self.scores.values())
 
 
 class RollupRepository(Repository):
     async def counts(self, survey_id: str, *, start: date | None = None,
                      end: date | None = None, channel: str | None = None,
-                     segment: str | None = None) -> dict[str, StepCounts]:
+                     segment: str | None = None, respondent: str | None = None
+                     ) -> dict[str, StepCounts]:
         """Counts per step id ("score", "loyalty.switch") over days start..end, both
-        included, optionally for one channel or segment."""
+        included, optionally for one channel, segment or kind of respondent (known or
+        anonymous; both without)."""
         query = (select(RollupRow.step_id, RollupRow.metric, RollupRow.bucket,
                         func.sum(RollupRow.count))
                  .where(RollupRow.survey_id == survey_id)
@@ -50,6 +56,8 @@ class RollupRepository(Repository):
             query = query.where(RollupRow.channel == channel)
         if segment is not None:
             query = query.where(RollupRow.segment == segment)
+        if respondent is not None:
+            query = query.where(RollupRow.respondent == respondent)
         result: dict[str, StepCounts] = {}
         for step_id, metric, bucket, count in await self.session.execute(query):
             result.setdefault(step_id, StepCounts(metric)).buckets[bucket] = int(count)
@@ -58,7 +66,7 @@ class RollupRepository(Repository):
 
 # What a report may group rollups by, beside nothing: a column of both tables, or (context
 # rollups only) the context value.
-GROUP_COLUMNS = ("day", "channel", "segment", "value")
+GROUP_COLUMNS = ("day", "channel", "segment", "respondent", "value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +80,8 @@ class ContextKey:
 async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str], *,
                   by: str | None, start: date | None = None, end: date | None = None,
                   channel: str | None = None, segment: str | None = None,
-                  context: ContextKey | None = None) -> list[tuple[Any, str, str, int]]:
+                  respondent: str | None = None, context: ContextKey | None = None
+                  ) -> list[tuple[Any, str, str, int]]:
     """(group, step id, bucket, count) for the given answer keys over days start..end,
     both included, grouped by one of GROUP_COLUMNS (or not: group None), from
     context_rollups when `context` is given, else from rollups. Buckets that were counted
@@ -83,7 +92,8 @@ async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str],
     query = (select(*group, table.step_id, table.bucket, total)
              .where(table.survey_id == survey_id, table.step_id.in_(list(steps)))
              .group_by(*group, table.step_id, table.bucket).having(total > 0))
-    for column, value in (("channel", channel), ("segment", segment)):
+    for column, value in (("channel", channel), ("segment", segment),
+                          ("respondent", respondent)):
         if value is not None:
             query = query.where(getattr(table, column) == value)
     if start is not None:

@@ -110,7 +110,9 @@ async def test_the_route_is_in_the_openapi_document(api: Api) -> None:
     validate(document)
     operation = document["paths"]["/api/v1/metrics"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {
-        "survey", "from", "to", "channel", "segment", "group_by", "context.KEY"}
+        "survey", "from", "to", "channel", "segment", "respondent", "group_by", "context.KEY"}
+    [respondent] = [p for p in operation["parameters"] if p["name"] == "respondent"]
+    assert respondent["schema"]["enum"] == ["known", "anonymous"]
     assert {"200", "400", "401", "404", "422"} <= set(operation["responses"])
     schema = document["components"]["schemas"]["MetricsResult"]
     assert {"overall", "groups", "response_rate", "completion_rate", "drop_off"} <= set(

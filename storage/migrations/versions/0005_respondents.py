@@ -1,8 +1,9 @@
-"""Known and anonymous respondents: a `respondent` on dialogues and answers, and in the
-rollups' keys; and a choice answer counted once as a whole in the text bucket "*" besides
-once per option picked. The dialogues visitors opened (on the web, without a delivery) and
-their answers become anonymous; both rollup tables are rebuilt from the answers, so they
-equal what recording them now would have counted.
+"""Known and anonymous respondents: a `respondent` on dialogues and answers and in the
+rollups' keys, and an index for the anonymous answers' alert limit; a choice answer is
+counted once as a whole in the text bucket "*" besides once per option picked. The
+dialogues visitors opened (on the web, without a delivery) and their answers become
+anonymous; both rollup tables are rebuilt from the answers, so they equal what recording
+them now would have counted.
 
 Revision ID: 0005
 Revises: 0004
@@ -51,10 +52,12 @@ def upgrade() -> None:
     op.execute(sa.update(answers).where(answers.c.session_id.in_(
         sa.select(sessions.c.id).where(sessions.c.respondent == ANONYMOUS)))
                .values(respondent=ANONYMOUS))
+    op.create_index("ix_alerts_survey_id_created_at", "alerts", ["survey_id", "created_at"])
     _rebuild(respondents=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_alerts_survey_id_created_at", "alerts")
     for name in ("answers", "sessions"):
         with op.batch_alter_table(name) as batch:
             batch.drop_column("respondent")
