@@ -1,8 +1,9 @@
 """The web channel in a real headless Chromium: a customer answers the NPS survey on a
-delivery's hosted page on a phone (JavaScript on and off, and by keyboard alone), on the
-anonymous demo page, and through the widget embedded in a page of another site; the
-answers are in the database. Every page state is saved as a screenshot in tests/artifacts/
-(and the survey page for the README in docs/ with OTKLIK_UPDATE_SCREENSHOT=1)."""
+delivery's hosted page on a phone (JavaScript on and off, and by keyboard alone), from an
+e-mail's score link (stored only when they tap Send), on the anonymous demo page, and
+through the widget embedded in a page of another site; the answers are in the database.
+Every page state is saved as a screenshot in tests/artifacts/ (and the survey page for the
+README in docs/ with OTKLIK_UPDATE_SCREENSHOT=1)."""
 
 from __future__ import annotations
 
@@ -115,6 +116,62 @@ async def test_without_javascript_the_next_button_sends_the_answer(
     await expect(page.get_by_label(REASON)).to_be_visible()
     await phone.shoot(page, "reason")
     await give_the_reason(api, phone, page)
+
+
+async def untouched(api: Api, token: str) -> None:
+    """Nothing stored for this delivery: no answer, no dialogue, still waiting to be sent."""
+    async with UnitOfWork(api.services.factory) as uow:
+        dialogues = list(await uow.session.scalars(select(SessionRow)))
+    [delivery] = await api.deliveries()
+    assert (await stored(api), dialogues, delivery.token, delivery.status) == (
+        [], [], token, "scheduled")
+
+
+async def test_an_email_score_link_opens_the_page_and_only_send_records_it(
+        api: Api, phone: Visitor) -> None:
+    """A browser that loads an e-mail's score link and runs its scripts (a link scanner
+    does as much) answers nothing; the customer's tap on Send does, once."""
+    token = await deliver(api)
+    page = await phone.open(url(api, f"/e/{token}/9"))
+    await page.wait_for_load_state("networkidle")
+    assert await page.evaluate("() => document.readyState") == "complete"  # scripts ran
+    await expect(page.get_by_role("radio", name="9")).to_be_checked()
+    chosen = await option(page, "9").evaluate("e => getComputedStyle(e).backgroundColor")
+    other = await option(page, "8").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert (chosen, other) == ("rgb(29, 78, 216)", "rgba(0, 0, 0, 0)")  # marked, in blue
+    await expect(page.get_by_label(REASON)).to_be_visible()  # the follow-up, under it
+    await phone.shoot(page, "score-chosen")
+    await page.wait_for_timeout(500)  # anything the page's scripts might send, sent
+    await untouched(api, token)
+    twice = await phone.open(url(api, f"/e/{token}/9"))  # the e-mail's link tapped again
+    await untouched(api, token)
+
+    await page.get_by_label(REASON).fill(WHY)
+    await page.get_by_role("button", name="Send").tap()
+    await expect(page.get_by_role("heading")).to_have_text("Thank you!")
+    await phone.shoot(page, "thanks")
+    assert await stored(api) == [("score", 9, None, "web"), ("reason", None, WHY, "web")]
+    await twice.get_by_role("button", name="Send").tap()  # the other tab's form, sent late
+    await expect(twice.get_by_role("heading")).to_have_text("Thank you!")
+    assert await stored(api) == [("score", 9, None, "web"), ("reason", None, WHY, "web")]
+    assert phone.errors == []
+
+
+async def test_on_an_email_score_page_another_score_can_be_picked_without_javascript(
+        api: Api, phone_without_js: Visitor) -> None:
+    phone = phone_without_js
+    token = await deliver(api)
+    page = await phone.open(url(api, f"/e/{token}/3"))
+    await expect(page.get_by_role("radio", name="3")).to_be_checked()
+    await option(page, "8").tap()
+    await expect(page.get_by_role("radio", name="8")).to_be_checked()
+    await phone.shoot(page, "score-changed")
+    await untouched(api, token)
+    await page.get_by_role("button", name="Send").tap()  # the follow-up left empty
+    await expect(page.get_by_role("heading")).to_have_text("Thank you!")
+    assert [(a.step_id, a.score) for a in await answers(api)] == [("score", 8)]
+    [delivery] = await api.deliveries()
+    assert delivery.status == "completed"
 
 
 async def focused(page: Page) -> str:
