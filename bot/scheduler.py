@@ -150,5 +150,5 @@ async def schedule_campaigns(scheduler: AsyncIOScheduler, campaigns: CampaignSer
             scheduler.add_job(campaigns.run, trigger, args=[campaign_id], id=job_id,
                               name=f"campaign {spec.name}", max_instances=1, coalesce=True)
             log.info("campaign %s scheduled: %s (%s)", spec.name, spec.schedule, spec.timezone)
-        elif str(job.trigger) != str(trigger):
+        elif job.trigger != trigger:
             job.reschedule(trigger)

@@ -8,15 +8,17 @@ more than one batch."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import yaml
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
+from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,8 +44,8 @@ class CampaignSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     survey: str = Field(min_length=1, max_length=64)
-    schedule: str = Field(description="crontab: minute hour day month weekday",
-                          examples=["0 10 * * 1"])
+    schedule: str = Field(description="crontab line as Debian's cron reads it: minute hour "
+                                      "day month weekday", examples=["0 10 * * 1"])
     timezone: TimeZoneName = Field("UTC", description="IANA time zone the schedule is read in")
     segment: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict, description="customer attributes that must match: a value, "
@@ -56,44 +58,62 @@ class CampaignSpec(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        try:
-            cron_trigger(value, "UTC")
-        except ValueError as error:
-            raise ValueError(f"not a crontab expression: {error}") from None
-        return value
+        return crontab(value)
 
-    def trigger(self) -> CronTrigger:
-        return cron_trigger(self.schedule, self.timezone)
+    def trigger(self) -> CrontabTrigger:
+        return CrontabTrigger(self.schedule, self.timezone)
 
 
-# crontab numbers weekdays from Sunday (0 or 7); APScheduler 3 from Monday (0): names agree.
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Each field, named as cronsim's errors name it, with the values it takes.
+_FIELDS = {"minute": "0-59", "hour": "0-23", "day-of-month": "1-31, a day its months have",
+           "month": "1-12 or jan-dec", "day-of-week": "0-7 (0 and 7 are Sunday) or sun-sat"}
+# crontab(5)'s grammar: a comma list of values (numbers or three-letter names), and of *
+# or ranges a-b with an optional /step. cronsim takes more (seconds, L, W, #, 5/2), which
+# Debian's cron refuses or reads otherwise.
+_VALUE = r"(?:[0-9]+|[a-z]{3})"
+_ITEM = rf"(?:\*|{_VALUE}-{_VALUE})(?:/[0-9]+)?|{_VALUE}"
+_FIELD = re.compile(rf"(?:{_ITEM})(?:,(?:{_ITEM}))*", re.ASCII | re.IGNORECASE)
+_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _weekdays(field: str) -> str:
-    if field in ("0-6", "0-7", "1-7"):
-        return "*"
-    parts = []
-    for part in field.split(","):
-        base, _, step = part.partition("/")
-        if base == "*" and step:  # every n-th day counted from Sunday, as cron does
-            parts.append(",".join(_WEEKDAYS[day] for day in range(0, 7, int(step))))
-            continue
-        named = "-".join(_WEEKDAYS[int(x)] if x.isdigit() and int(x) <= 7 else x
-                         for x in base.split("-"))
-        parts.append(named + (f"/{step}" if step else ""))
-    return ",".join(parts)
-
-
-def cron_trigger(expression: str, timezone: str) -> CronTrigger:
-    """A standard five-field crontab line (weekday 0 or 7 is Sunday, names work too) as
-    APScheduler's trigger in `timezone`."""
+def crontab(expression: str) -> str:
+    """`expression` if it is a five-field crontab line that fires some day, as Debian's
+    cron reads it (cronsim); a ValueError saying what is wrong otherwise."""
+    if not expression.isascii():
+        raise ValueError("only ASCII digits, names and * , - / are allowed")
     fields = expression.split()
     if len(fields) != 5:
-        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
-    minute, hour, day, month, weekday = fields
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=_weekdays(weekday), timezone=ZoneInfo(timezone))
+        hint = "; macros such as @daily are not supported" if expression.startswith("@") else ""
+        raise ValueError(
+            f"expected 5 fields (minute hour day month weekday), got {len(fields)}{hint}")
+    for name, field in zip(_FIELDS, fields, strict=True):
+        if not _FIELD.fullmatch(field):
+            raise ValueError(f"{name} {field!r}: expected *, a number or name, a range a-b, "
+                             "*/n or a-b/n, or a list of them")
+    try:
+        first = next(CronSim(expression, _SINCE), None)
+    except CronSimError as error:  # "Bad day-of-month"
+        name = str(error).removeprefix("Bad ")
+        raise ValueError(f"{name}: takes {_FIELDS.get(name, 'other values')}; a range a-b "
+                         "needs a <= b, a step 1 or more") from None
+    if first is None:
+        raise ValueError("never fires")
+    return expression
+
+
+@dataclass(frozen=True, slots=True)
+class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # apscheduler has no type hints
+    """APScheduler 3's trigger for a campaign: the fire times Debian's cron would pick in
+    `timezone` (cronsim), daylight saving days included. Equal when the schedule is, so the
+    scheduler reschedules only changed campaigns."""
+
+    expression: str
+    timezone: str
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        start = (previous_fire_time or now).astimezone(ZoneInfo(self.timezone))
+        return next(CronSim(self.expression, start), None)
 
 
 class CampaignFileError(ValueError):
