@@ -1,7 +1,8 @@
 """Surveys by e-mail: the dispatcher's Sender for the e-mail channel. An invitation in HTML
-and plain text (templates per locale) whose score buttons are links that record the score
-in one click and open the hosted page at the follow-up; an unsubscribe link and the
-List-Unsubscribe headers; sent with aiosmtplib to SMTP_URL.
+and plain text (templates per locale) whose score buttons are links to the page with that
+score chosen and the follow-up under it (stored when the customer sends it, never on the
+link's fetch: handlers/web/pages.py); an unsubscribe link and the List-Unsubscribe
+headers; sent with aiosmtplib to SMTP_URL.
 
 A recipient the server refuses for good (5xx at RCPT) closes the channel for that address,
 so the delivery falls back to the next one; anything else is tried again later."""

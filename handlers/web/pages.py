@@ -286,14 +286,15 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
         "title": preview.title, "locale": ui_locale(preview.locale), "question": first,
         "chosen": values.index(score), "follow_up": follow_up, "csrf": csrf_token(request),
         "messages": [p.text for p in preview.then if p.kind is PromptKind.MESSAGE]
-        if follow_up else []})
+        if follow_up else [], "telegram_link": request.app[LINKS].telegram(token)})
 
 
 @routes.post("/e/{token}/{score}")
 async def post_email_score(request: web.Request) -> web.StreamResponse:
     """The page above sent: the score picked on it, then the follow-up typed under it if
-    that is still what the engine asks after this score (another score may lead
-    elsewhere: then the page asks what it leads to)."""
+    that is what the engine asks after this score (another score may lead elsewhere: then
+    the page asks what it leads to). Sent again, it changes nothing, unless its first try
+    stored only the score: then its follow-up is taken now."""
     token = request.match_info["token"]
     form = await _form(request)
     check_csrf(request, form)
@@ -304,17 +305,21 @@ async def post_email_score(request: web.Request) -> web.StreamResponse:
         return respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut) as error:
         raise _closed(request, error) from None
-    asked = [p for p in opened.prompts if p.kind is not PromptKind.MESSAGE]
-    if not asked or asked[0].position != 1:  # sent already (a second tap, another tab)
-        return respond(request, _see_other(f"/s/{token}"))
     locale = ui_locale(opened.locale)
-    outcome = await surveys.tap_delivery(token, _tap(_one(form, opened.session_id, 1), locale))
-    asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
-        if outcome is not None and outcome.reprompt is None and not outcome.finished else []
-    if outcome is not None and asked and form.get("follow") == str(asked[0].position):
-        await request.app[NOTIFY](outcome)  # the score's alert first: the text comments it
+    asked = [p for p in opened.prompts if p.kind is not PromptKind.MESSAGE]
+    outcome: Outcome | None = None
+    if asked and asked[0].position == 1:
+        outcome = await surveys.tap_delivery(token, _tap(_one(form, opened.session_id, 1),
+                                                         locale))
+        asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
+            if outcome is not None and outcome.reprompt is None and not outcome.finished else []
+    if asked and form.get("follow") == str(asked[0].position):
+        if outcome is not None:
+            await request.app[NOTIFY](outcome)  # the score's alert first: the text comments it
         outcome = await surveys.tap_delivery(token, _tap(
             _one(form, opened.session_id, asked[0].position), locale))
+    if outcome is None:  # sent already (a second tap, another tab): the page says where it is
+        return respond(request, _see_other(f"/s/{token}"))
     return await _after(request, outcome, token, f"/s/{token}")
 
 

@@ -222,6 +222,20 @@ async def test_an_email_score_link_shows_the_score_chosen_and_send_records_it_on
     assert len(await answers(api)) == 2
 
 
+async def test_a_send_resent_after_its_score_was_stored_stores_only_its_follow_up(
+        api: Api) -> None:
+    token = await delivery(api)
+    _, html, _ = await page(api, f"/e/{token}/4")
+    form = {"csrf": CSRF.findall(html)[0], "follow": "2", "answer-1": "4", "text-2": "Slow"}
+    # Its first try stored the score and no more (the process was killed in between):
+    _, first, _ = await page(api, f"/s/{token}")
+    await submit(api, f"/s/{token}", first, answer="4")
+    response = await api.client.post(f"/e/{token}/4", data=form, allow_redirects=False)
+    assert response.status == 200
+    assert "Thank you for your feedback!" in await response.text()
+    assert await answers(api) == [("score", 4, None), ("reason", None, "Slow")]
+
+
 async def test_the_follow_up_of_an_email_score_is_the_one_its_branch_asks(api: Api) -> None:
     token = await delivery(api, survey="ces_support")
     _, low, _ = await page(api, f"/e/{token}/2")
