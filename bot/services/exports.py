@@ -27,7 +27,7 @@ Factory = async_sessionmaker[AsyncSession]
 CSV_PAGE = 1000  # answers read per unit of work while streaming a CSV
 CSV_COLUMNS = ("id", "answered_at", "survey_id", "script_version", "session_id", "customer",
                "step_id", "metric", "score", "choices", "text", "channel", "segment",
-               "context")
+               "respondent", "context")
 # Excel opens a UTF-8 file as UTF-8 (and Cyrillic as such) only when it starts with a BOM.
 BOM = "\ufeff"
 # A cell starting with one of these is a formula to a spreadsheet: a customer's "=1+1", or
@@ -60,7 +60,8 @@ def _item(row: RowMapping) -> dict[str, Any]:
             "customer": row["external_id"], "step_id": row["step_id"],
             "metric": row["metric"], "score": row["score"], "choices": row["choices"],
             "text": row["text"], "channel": row["channel"], "segment": row["segment"],
-            "context": row["context"], "answered_at": row["answered_at"]}
+            "respondent": row["respondent"], "context": row["context"],
+            "answered_at": row["answered_at"]}
 
 
 async def answers_page(factory: Factory, filters: AnswerFilters, *, cursor: str | None,
@@ -109,7 +110,7 @@ def _cells(row: RowMapping) -> list[object]:
     return [row["id"], row["answered_at"].isoformat(), row["survey_id"], row["script_version"],
             row["session_id"], row["external_id"] or "", row["step_id"], row["metric"],
             "" if row["score"] is None else row["score"], ";".join(row["choices"] or ()),
-            text or "", row["channel"], row["segment"],
+            text or "", row["channel"], row["segment"], row["respondent"],
             json.dumps(row["context"], ensure_ascii=False) if row["context"] else ""]
 
 

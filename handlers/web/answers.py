@@ -4,7 +4,7 @@ opaque cursor; with `Accept: text/csv` the same filters stream a CSV file."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
@@ -21,6 +21,7 @@ from handlers.web.api import (
     validate,
     whole_schema,
 )
+from storage.models import Respondent
 
 routes = web.RouteTableDef()
 
@@ -38,6 +39,7 @@ class AnswerQuery(Strict):
     score_max: int | None = Field(None, ge=-1000, le=1000)
     has_text: bool | None = None
     q: str | None = Field(None, min_length=1, max_length=200)
+    respondent: Literal["known", "anonymous"] | None = None
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(100, ge=1, le=500)
 
@@ -64,7 +66,8 @@ class AnswerQuery(Strict):
     def filters(self) -> AnswerFilters:
         return AnswerFilters(survey=self.survey, start=self.start, end=self.end,
                              channel=self.channel, step=self.step, score_min=self.score_min,
-                             score_max=self.score_max, has_text=self.has_text, q=self.q)
+                             score_max=self.score_max, has_text=self.has_text, q=self.q,
+                             respondent=self.respondent)
 
 
 class AnswerItem(BaseModel):
@@ -80,6 +83,8 @@ class AnswerItem(BaseModel):
     text: str | None
     channel: str
     segment: str
+    respondent: str = Field(description="known: a customer the product knows; anonymous: a "
+                                        "visitor of /w/ or the widget")
     context: dict[str, Any]
     answered_at: datetime
 
@@ -106,6 +111,8 @@ PARAMETERS = [
     query_param("has_text", "true: only answers with a free text; false: only without",
                 {"type": "boolean"}),
     query_param("q", "case-insensitive search in the free text", text_schema(200)),
+    query_param("respondent", "known or anonymous (default: both)",
+                {"type": "string", "enum": [kind.value for kind in Respondent]}),
     query_param("cursor", "next_cursor of the page before (JSON only)",
                 {"type": "string", "maxLength": 200}),
     query_param("limit", "at most this many (1-500, default 100; JSON only)",

@@ -25,6 +25,7 @@ class AnswerFilters:
     score_max: int | None = None
     has_text: bool | None = None
     q: str | None = None
+    respondent: str | None = None  # known or anonymous (storage.models.Respondent)
 
 
 # (answered_at, id) of the last answer of the page before: answers come newest first.
@@ -34,7 +35,7 @@ Position = tuple[datetime, int]
 _COLUMNS = (AnswerRow.id, AnswerRow.survey_id, AnswerRow.script_version, AnswerRow.session_id,
             CustomerRow.external_id, AnswerRow.step_id, AnswerRow.metric, AnswerRow.score,
             AnswerRow.choices, AnswerRow.text, AnswerRow.channel, AnswerRow.segment,
-            AnswerRow.context, AnswerRow.answered_at)
+            AnswerRow.respondent, AnswerRow.context, AnswerRow.answered_at)
 
 
 class AnswerRepository(Repository):
@@ -91,7 +92,7 @@ class AnswerRepository(Repository):
     def _conditions(self, f: AnswerFilters) -> Sequence[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
         for column, value in ((AnswerRow.survey_id, f.survey), (AnswerRow.channel, f.channel),
-                              (AnswerRow.step_id, f.step)):
+                              (AnswerRow.step_id, f.step), (AnswerRow.respondent, f.respondent)):
             if value is not None:
                 found.append(column == value)
         if f.start is not None:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from bot.services import exports
 from bot.services.exports import AnswerFilters, answers_csv
 from tests.e2e.admin_support import answer_nps
+from tests.e2e.test_web_pages import page, submit
 from tests.e2e.trigger_support import NOON, Api, serving
 
 
@@ -92,7 +93,7 @@ async def test_filters(api: Api) -> None:
     ("score_min=5&score_max=3", "score_max"), ("from=yesterday", "from"),
     ("to=2026-13-01", "to"), ("from=2026-03-05&to=2026-03-01", "to"),
     ("has_text=maybe", "has_text"), ("limit=0", "limit"), ("limit=501", "limit"),
-    ("sruvey=nps", "sruvey"), ("q=", "q"),
+    ("sruvey=nps", "sruvey"), ("q=", "q"), ("respondent=everyone", "respondent"),
 ])
 async def test_bad_filters_name_the_parameter(api: Api, query: str, field: str) -> None:
     status, body = await api.get(f"/api/v1/answers?{query}")
@@ -164,7 +165,8 @@ async def test_csv_streams_every_page_with_a_bom_and_proper_quoting(
     assert texts == {"crm-1": tricky, "crm-2": "'=HYPERLINK(\"http://evil\")"}
     scores = sorted(int(row[8]) for row in data if row[8])
     assert scores == [1, 8, 10, 10, 10]
-    assert {row[13] for row in data} == {'{"shop": "moscow-1"}'}
+    assert {row[13] for row in data} == {"known"}
+    assert {row[14] for row in data} == {'{"shop": "moscow-1"}'}
 
     _, audit = await api.get("/api/v1/audit?action=answers.exported")
     [entry] = audit["items"]
@@ -182,3 +184,28 @@ async def test_the_csv_generator_reads_one_page_per_chunk(api: Api) -> None:
     only_texts = [chunk async for chunk in answers_csv(
         api.services.factory, AnswerFilters(has_text=True, q="WHY 2"), page_size=4)]
     assert [row[10] for row in _rows(b"".join(only_texts))[1:]] == ["why 2"]
+
+
+async def test_answers_say_whose_they_are_and_filter_on_it(api: Api) -> None:
+    await answer_nps(api, 1, 9, "Всё хорошо")  # a known customer, in Telegram
+    _, html, _ = await page(api, "/w/nps")  # a visitor of the demo: anonymous
+    code, _, _ = await submit(api, "/w/nps", html, answer="4")
+    assert code == 303
+
+    _, body = await api.get("/api/v1/answers")
+    assert sorted((item["channel"], item["step_id"], item["respondent"])
+                  for item in body["items"]) == [
+        ("telegram", "reason", "known"), ("telegram", "score", "known"),
+        ("web", "score", "anonymous")]
+    _, body = await api.get("/api/v1/answers?respondent=anonymous")
+    assert [(item["score"], item["respondent"]) for item in body["items"]] == [
+        (4, "anonymous")]
+    _, body = await api.get("/api/v1/answers?respondent=known")
+    assert {item["respondent"] for item in body["items"]} == {"known"}
+    assert len(body["items"]) == 2
+
+    response = await api.client.get("/api/v1/answers?respondent=anonymous", headers={
+        "Authorization": "Bearer admin-token-for-tests", "Accept": "text/csv"})
+    header, *data = _rows(await response.read())
+    column = header.index("respondent")
+    assert [(row[8], row[column]) for row in data] == [("4", "anonymous")]
