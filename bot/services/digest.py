@@ -33,9 +33,10 @@ from bot.services.report_text import (
     figure_lines,
     headline,
 )
+from bot.services.reports import anonymous_lines
 from bot.services.scripts import script_of
 from handlers.email.outbound import Smtp
-from storage.models import AlertRow, AlertStatus, AnswerRow, ScriptRow
+from storage.models import AlertRow, AlertStatus, AnswerRow, Respondent, ScriptRow
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,17 @@ async def low_score_comments(factory: Factory, survey_id: str, since: datetime,
                              until: datetime, limit: int) -> list[str]:
     """Free-text answers given in [since, until), newest first, in dialogues where the
     customer gave a score low enough to raise an alert (the script's rule: detractors,
-    dissatisfied, hard effort)."""
+    dissatisfied, hard effort); known customers' only."""
     comment = aliased(AnswerRow)
     low = (select(AnswerRow.id).where(AnswerRow.session_id == comment.session_id,
                                       AnswerRow.alert.is_(True), AnswerRow.score.is_not(None))
            .exists())
+    known = comment.respondent == Respondent.KNOWN  # anonymous answers are kept apart
     async with UnitOfWork(factory, read_only=True) as uow:
         rows = await uow.session.scalars(
             select(comment.text).where(comment.survey_id == survey_id, comment.text.is_not(None),
                                        comment.answered_at >= since,
-                                       comment.answered_at < until, low)
+                                       comment.answered_at < until, low, known)
             .order_by(comment.answered_at.desc(), comment.id.desc()).limit(limit))
         return [text for text in rows.all() if text and text.strip()]
 
@@ -169,6 +171,7 @@ class Digest:
                                     figure_lines(now.overall, each.metrics), strict=True):
                 moved = change(headline(now.overall, metric), headline(before.overall, metric))
                 lines.append(f"{line}; change {moved}")
+            lines += anonymous_lines(now.response_rate.anonymous_answers)
             rate = now.response_rate
             lines.append("Response rate " + ("—" if rate.percent is None else
                                              f"{rate.percent:.1f} %")

@@ -7,10 +7,13 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.metrics import nps_margin, scored_keys
+from bot.services.report_text import margin_text
 from bot.services.scripts import script_of
 from conversations import metrics
 from conversations.script import CLI_ITEMS, CesStep, ChoiceStep, CliStep, Script, Step
 from storage.errors import NotFound
+from storage.models import Respondent
 from storage.repositories.rollups import StepCounts
 from storage.uow import UnitOfWork
 
@@ -29,6 +32,7 @@ class Report:
     version: int
     title: str
     lines: list[Line]
+    anonymous: int = 0  # anonymous visitors' answers to the scored steps: not in `lines`
 
 
 async def survey_report(factory: async_sessionmaker[AsyncSession], survey_id: str, *,
@@ -39,12 +43,16 @@ async def survey_report(factory: async_sessionmaker[AsyncSession], survey_id: st
         if row is None:
             known = ", ".join(sorted({r.survey_id for r in await uow.scripts.active()}))
             raise NotFound(f"unknown survey {survey_id!r}; known: {known or 'none'}")
-        counts = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel)
+        counts = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel,
+                                          respondent=Respondent.KNOWN)
+        apart = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel,
+                                         respondent=Respondent.ANONYMOUS)
     script = script_of(row)
     lines = [line for step in script.steps if step.type != "message"
              for line in [_line(script, step, counts)] if line is not None]
     title = script.title.get(script.default_locale, script.id)
-    return Report(survey_id, row.version, title, lines)
+    anonymous = sum(apart[key].total for key in scored_keys(script) if key in apart)
+    return Report(survey_id, row.version, title, lines, anonymous)
 
 
 def _line(script: Script, step: Step, counts: dict[str, StepCounts]) -> Line | None:
@@ -61,9 +69,8 @@ def _line(script: Script, step: Step, counts: dict[str, StepCounts]) -> Line | N
     match step.type:
         case "nps":
             nps = metrics.nps(scores)
-            margin = f" ±{nps.margin:.1f}" if nps.margin is not None else ""
             return Line(step.id, "NPS", n,
-                        f"{_signed(nps.score)}{margin} (promoters {nps.promoters}, passives "
+                        f"{_signed(nps.score)}{margin_text(nps_margin(nps), n)} (promoters {nps.promoters}, passives "
                         f"{nps.passives}, detractors {nps.detractors})")
         case "csat":
             csat = metrics.csat(scores)
@@ -97,7 +104,15 @@ def format_report(report: Report, *, start: date | None, end: date | None,
         (line.step, line.metric, str(line.answers), line.result) for line in report.lines]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     table = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]
-    return "\n".join([header, *table]) + "\n"
+    return "\n".join([header, *table, *anonymous_lines(report.anonymous)]) + "\n"
+
+
+def anonymous_lines(answers: int) -> list[str]:
+    """The anonymous answers' count beside known customers' figures, when there are any."""
+    if not answers:
+        return []
+    return [f"+ {answers} anonymous answer{'s' * (answers != 1)} (/w/, the widget), "
+            "not in these figures"]
 
 
 def _num(value: float | None) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import script_files, script_of
+from bot.services.surveys import SurveyService, Who
 from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
@@ -152,6 +153,11 @@ async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> 
         # 5 promoters, 3 passives, 2 detractors: NPS = (5 - 2) / 10 = +30.0
         await _answer_nps(session_factory(engine), [10, 9, 9, 10, 9, 7, 8, 8, 3, 6], day)
         await _answer_nps(session_factory(engine), [0], day + timedelta(days=30))
+        # Two visitors of /w/nps, detractors: anonymous, beside the figures, not in them.
+        visitors = SurveyService(session_factory(engine), clock=lambda: day)
+        for n in range(2):
+            await visitors.begin(Who("web", f"visitor-report-{n}"), "nps")
+            await visitors.reply(Who("web", f"visitor-report-{n}"), Reply.typed("1"))
     finally:
         await engine.dispose()
 
@@ -162,6 +168,8 @@ async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> 
     assert score_line.split()[1:4] == ["NPS", "10", "+30.0"]
     assert "promoters 5, passives 3, detractors 2" in score_line
     assert "10 comments" in period.stdout
+    assert period.stdout.splitlines()[-1] == (
+        "+ 2 anonymous answers (/w/, the widget), not in these figures")
 
     everything = otklik("report", "--survey", "nps", db_url=db_url, cwd=tmp_path)
     score_line = next(line for line in everything.stdout.splitlines() if line.startswith("score"))

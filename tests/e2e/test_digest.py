@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.scheduler import build_scheduler, digest_trigger
 from bot.services.campaigns import CampaignService
 from bot.services.digest import Digest
+from bot.services.surveys import SurveyService, Who
+from conversations.engine import Reply
 from handlers.email.outbound import Smtp
 from storage.db import create_engine, session_factory
 from storage.models import AuditRow
@@ -174,3 +176,27 @@ async def test_a_digest_with_nowhere_to_go_claims_nothing(product: Product) -> N
                      chat_id=None, emails=TEAM, clock=Clock(NINE))  # no SMTP_URL
     assert await nowhere.run() is False
     assert await sent_audit(product) == []
+
+
+async def test_anonymous_answers_are_counted_beside_the_known_figures(
+        product: Product, api: BotApiStub, mailbox: tuple[Mailbox, int]) -> None:
+    _, port = mailbox
+    await seed(product)
+    monday = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
+    visitors = SurveyService(product.factory, clock=lambda: monday)
+    for n, score in enumerate(("3", "0")):
+        visitor = Who("web", f"visitor-digest-{n}")
+        await visitors.begin(visitor, "nps")
+        await visitors.reply(visitor, Reply.typed(score))
+        await visitors.reply(visitor, Reply.typed(f"Anonymous gripe {n}"))
+
+    assert await digest(product, port, Clock(NINE)).run() is True
+
+    [text] = [params["text"] for params in api.sent(ADMIN_CHAT)]
+    section = text.split("Net Promoter Score (nps)\n", 1)[1].split("\n\n", 1)[0]
+    lines = section.splitlines()
+    # The known customers' figures as without the visitors, their answers counted beside.
+    assert lines[0].startswith("NPS +0.0 ")
+    assert "(promoters 1 / passives 0 / detractors 1, n=2); change -100.0" in lines[0]
+    assert lines[1] == "+ 2 anonymous answers (/w/, the widget), not in these figures"
+    assert "Anonymous gripe" not in text
