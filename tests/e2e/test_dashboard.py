@@ -8,6 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.services.surveys import Who
+from conversations.engine import Reply
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.dashboard_support import BROKEN, csrf_of, log_in, submit
 from tests.e2e.trigger_support import serving
@@ -245,3 +247,26 @@ async def test_a_surveys_page_filters_comments_by_the_dialogues_score(db_url: st
         assert "Всё быстро" in found
         assert "Ждал оператора" not in found
         assert (await api.client.get("/admin/surveys/nope")).status == 404
+
+
+async def test_the_pages_show_known_figures_and_count_the_anonymous_beside(db_url: str) -> None:
+    async with serving(db_url) as api:
+        for n, score in enumerate((10, 9, 3)):
+            await answer_nps(api, n, score, f"known customer {n}")
+        for n in range(2):  # visitors of /w/nps
+            visitor = Who("web", f"visitor-dashboard-{n}")
+            await api.services.surveys.begin(visitor, "nps")
+            await api.services.surveys.reply(visitor, Reply.typed("0"))
+            await api.services.surveys.reply(visitor, Reply.typed(f"visitor gripe {n}"))
+        await log_in(api)
+        overview = await (await api.client.get("/admin/?days=30")).text()
+        card = overview[overview.index('data-survey="nps"'):]
+        assert "+ 2 anonymous answers, not in them" in card
+        card = card[card.index('data-metric="nps"'):]
+        assert '<div class="figure">+33.3</div>' in card  # (2 - 1) / 3: the known three
+        assert "3 answers" in card
+
+        page = await (await api.client.get("/admin/surveys/nps?days=30")).text()
+        assert "+ 2 anonymous answers, not in them" in page
+        assert "known customer 2" in page
+        assert "visitor gripe" not in page

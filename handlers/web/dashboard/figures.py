@@ -24,6 +24,7 @@ from conversations.script import Script
 from handlers.web import charts
 from handlers.web.api import number
 from handlers.web.dashboard.frame import render
+from storage.models import Respondent
 from storage.repositories.answers import AnswerFilters
 from storage.uow import UnitOfWork
 
@@ -154,7 +155,8 @@ async def survey(request: web.Request) -> web.StreamResponse:
     except AdminError as error:
         raise web.HTTPNotFound(text=str(error)) from None
     async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
-        counts = await uow.rollups.counts(name, start=start, end=end, channel=channel)
+        counts = await uow.rollups.counts(name, start=start, end=end, channel=channel,
+                                          respondent=Respondent.KNOWN)
     distributions = [(key, charts.bars([(str(score), float(n)) for score, n in
                                         sorted(counts[key].scores.items())]))
                      for key in scored_keys(script) if key in counts]
@@ -164,7 +166,7 @@ async def survey(request: web.Request) -> web.StreamResponse:
     low, _, high = score.partition("-")
     low_score, high_score = number(low, MAX_SCORE), number(high, MAX_SCORE)
     filters = AnswerFilters(
-        survey=name, has_text=True, channel=channel,
+        survey=name, has_text=True, channel=channel, respondent=Respondent.KNOWN,
         start=datetime.combine(start, datetime.min.time(), UTC),
         score_min=low_score, score_max=low_score if high_score is None else high_score,
         q=request.query.get("q", "").strip()[:200] or None)
