@@ -98,10 +98,11 @@ class SessionRepository(Repository):
 
     async def start(self, customer_id: int, channel: str, survey_id: str, version: int,
                     state_json: Mapping[str, Any], *, now: datetime,
-                    delivery_id: int | None = None) -> SessionRow:
+                    delivery_id: int | None = None,
+                    respondent: str = Respondent.KNOWN) -> SessionRow:
         def run(session: Session) -> SessionRow:
             return start(session, customer_id, channel, survey_id, version, state_json,
-                         now=now, delivery_id=delivery_id)
+                         now=now, delivery_id=delivery_id, respondent=respondent)
 
         return await self.session.run_sync(run)
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.engine import Reply, Turn, advance, start
 from conversations.script import Script, parse_script, script_to_data
-from storage.models import SessionRow
+from storage.models import Respondent, SessionRow
 from storage.uow import Recorded, UnitOfWork
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -62,14 +62,15 @@ async def store(factory: Factory, script: Script, source: str = CSAT_YAML) -> in
 
 
 async def begin(factory: Factory, script: Script, *, channel: str = "telegram",
-                segment: str = "vip", now: datetime = NOW) -> SessionRow:
+                segment: str = "vip", now: datetime = NOW,
+                respondent: str = Respondent.KNOWN) -> SessionRow:
     """A customer and a dialogue on `script`, opened at its first question."""
     async with UnitOfWork(factory) as uow:
         customer = await uow.customers.add(now=now, attributes={"segment": segment})
         turn = start(script, now=now, context={"agent": "Anna"},
                      customer={"segment": segment})
         row = await uow.sessions.start(customer.id, channel, script.id, script.version,
-                                       turn.state.to_json(), now=now)
+                                       turn.state.to_json(), now=now, respondent=respondent)
         await uow.commit()
     return row
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from conversations import metrics
 from conversations.engine import Reply
 from conversations.script import parse_script
-from storage.models import RollupRow
+from storage.models import ContextRollupRow, Respondent, RollupRow
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import Factory, begin, csat_script, reply
 
@@ -99,3 +99,27 @@ async def test_buckets_of_each_kind_of_answer(factory: Factory) -> None:
         "comment": ("text", {"*": 1}),
     }
     assert metrics.nps(counts["nps"].scores).score == 100.0
+
+
+async def test_respondents_are_counted_apart_and_a_choice_once(factory: Factory) -> None:
+    script = csat_script()
+    known = await begin(factory, script)
+    for text in ("5", "speed, result"):
+        await reply(factory, script, known.id, text)
+    visitor = await begin(factory, script, channel="web", respondent=Respondent.ANONYMOUS)
+    for message in ("4", Reply.back(), "5", "manner, result"):  # 4 taken back
+        await reply(factory, script, visitor.id, message)
+
+    async with UnitOfWork(factory) as uow:
+        mine = await uow.rollups.counts("call_csat", respondent=Respondent.KNOWN)
+        theirs = await uow.rollups.counts("call_csat", respondent=Respondent.ANONYMOUS)
+        both = await uow.rollups.counts("call_csat")
+        in_context = {(r.respondent, r.bucket): r.count for r in await uow.session.scalars(
+            select(ContextRollupRow).where(ContextRollupRow.step_id == "csat"))}
+    assert {step: c.buckets for step, c in mine.items()} == {
+        "csat": {"5": 1}, "mattered": {"speed": 1, "result": 1, "*": 1}}
+    assert {step: c.buckets for step, c in theirs.items()} == {
+        "csat": {"5": 1}, "mattered": {"manner": 1, "result": 1, "*": 1}}
+    assert (mine["mattered"].total, both["mattered"].total) == (1, 2)  # answers, not picks
+    assert both["mattered"].buckets["result"] == 2
+    assert in_context == {("known", "5"): 1, ("anonymous", "4"): 0, ("anonymous", "5"): 1}
