@@ -8,13 +8,14 @@ SMTP server (aiosmtpd) that receives its e-mails, the help desk that POSTs signe
 and --customers customers. Surveys start at a steady --rate per second (a ticket each, taken
 by whichever idle customer waits first): a Telegram customer's ticket fires a trigger and
 the customer answers the 0-10 question with a button and the "why?" with a typed message; an
-e-mail customer's fires an e-mailed trigger and the customer clicks the score in the e-mail,
-then types the "why?" on the page it leads to; a web customer opens the anonymous survey page
-and answers both in forms. Each customer is new each time (a new chat, address or visitor)
-and thinks for a random --think seconds before each answer. A request that fails (the
-product restarting) is sent again, as Telegram resends an update and a person reloads; when
-the resent one is the last answer and finds the survey over (the first try was taken, and
-its closing words died with it), that is counted, not an error.
+e-mail customer's fires an e-mailed trigger, the customer's mail gateway fetches another
+score link of the message (which must store nothing), and the customer clicks the score,
+types the "why?" under it on the page it opens and sends both; a web customer opens the
+anonymous survey page and answers both in forms. Each customer is new each time (a new chat,
+address or visitor) and thinks for a random --think seconds before each answer. A request
+that fails (the product restarting) is sent again, as Telegram resends an update and a
+person reloads; when the resent one is the last answer and finds the survey over (the first
+try was taken, and its closing words died with it), that is counted, not an error.
 
 With --api-faults S, Telegram refuses every message the product sends for S seconds from 30%
 of the run (429 with retry_after and 500, two seconds each by turns). With --kills K the
@@ -88,12 +89,14 @@ SECRETS = {"WEBHOOK_SECRET": "soak-webhook", "TRIGGER_SECRET": "soak-trigger",
            "ADMIN_TOKEN": "soak-admin"}
 SURVEY = "soak"
 # The NPS example without its policy: quiet hours and throttling would hold surveys back.
+# Open to visitors (anonymous): the web customers answer it on /w/soak.
 SCRIPT = """\
 id: soak
 version: 1
 default_locale: en
 title: {en: Soak NPS}
 timezone: UTC
+anonymous: true
 steps:
   - id: score
     type: nps
@@ -114,6 +117,7 @@ FIRST_CHAT = 7_000_000_000
 E_LINK = re.compile(r"/e/([A-Za-z0-9_-]+)/(\d+)")
 HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"')
 FIELD = re.compile(r'name="(?:answer|text)"')  # a question's options or text box
+CHOSEN = re.compile(r'name="answer-1" value="(\d+)"[^>]*\bchecked\b')  # an e-mail's score
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -479,6 +483,9 @@ class Browser:
 
 
 async def email_customer(w: World, n: int) -> None:
+    """A score tapped in the e-mail opens the page with it chosen; the reason typed under
+    it; Send. Before that the customer's mail gateway fetches another score link of the
+    message, as scanners do: an answer stored from it would be one nobody gave."""
     address = f"customer-{n}@soak.example"
     invited = w.inbox.expect(address)
     await w.trigger({"external_id": f"mail-{n}", "email": address, "first_name": "Anna",
@@ -488,30 +495,63 @@ async def email_customer(w: World, n: int) -> None:
     assert body is not None
     links = {int(score): token for token, score in E_LINK.findall(body.get_content())}
     score = w.rng.randint(0, 10)
+    scanned = w.rng.choice([other for other in links if other != score])
+    scanner = Browser(w)
+
+    async def scan() -> bool:
+        for method in ("HEAD", "GET"):
+            status, _, text = await scanner.request(method, f"/e/{links[scanned]}/{scanned}")
+            if status >= 500:
+                return False
+            if status != 200:
+                raise RuntimeError(f"e-mail link, scanned: {status} {text[:300]}")
+        return True
+
+    await w.until(f"scanner of {address}", scan)
     browser = Browser(w)
+    path = f"/e/{links[score]}/{score}"
     await w.think()
-    w.ledger.trying("email", address, "score", str(score))
     began = time.monotonic()
-    follow_up = ""
+    page = ""
 
     async def click() -> bool:
-        nonlocal follow_up
-        status, location, text = await browser.request("GET", f"/e/{links[score]}/{score}")
+        nonlocal page
+        status, _, page = await browser.request("GET", path)
         if status >= 500:
             return False
-        if status != 303:
-            raise RuntimeError(f"e-mail link: {status} {text[:300]}")
-        follow_up = location
+        if status != 200 or CHOSEN.search(page) is None:
+            raise RuntimeError(f"e-mail link: {status} without the score chosen: {page[:300]}")
         return True
 
     await w.until(f"e-mail link of {address}", click)
-    page = await browser.page(follow_up)
+    w.ledger.latencies.append(time.monotonic() - began)
+    chosen, form = CHOSEN.search(page), dict(HIDDEN.findall(page))
+    assert chosen is not None
+    if chosen[1] != str(score):
+        raise RuntimeError(f"e-mail link of {score}: {chosen[1]} chosen")
+    reason = f"reason {n}"
+    form |= {"answer-1": chosen[1], f"text-{form.get('follow')}": reason}
+    await w.think()
+    w.ledger.trying("email", address, "score", str(score))
+    w.ledger.trying("email", address, "reason", reason)
+    began = time.monotonic()
+    tries = 0
+
+    async def send() -> bool:
+        nonlocal tries
+        tries += 1
+        status, _, text = await browser.request("POST", path, form)
+        if status >= 500:
+            return False
+        if status == 303 and tries > 1:  # the survey over: taken by the first try
+            w.ledger.closings_lost += 1
+        elif status != 200 or "Thank you" not in text:
+            raise RuntimeError(f"POST {path}: {status} {text[:300]}")
+        return True
+
+    await w.until(f"POST {path}", send)
     w.ledger.latencies.append(time.monotonic() - began)
     w.ledger.took("email", address, "score", str(score))
-    await w.think()
-    reason = f"reason {n}"
-    w.ledger.trying("email", address, "reason", reason)
-    await browser.answer(follow_up, page, {"text": reason}, last=True)
     w.ledger.took("email", address, "reason", reason)
 
 
