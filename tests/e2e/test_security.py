@@ -441,6 +441,10 @@ async def test_every_page_and_error_page_carries_the_security_headers(url: str) 
         errors += [await api.client.post(f"/s/{mine}", data=TOO_BIG, headers={
             "Content-Type": "application/x-www-form-urlencoded"}),
             await api.client.get("/admin/logout")]
+        # A score link of a delivery answered already redirects (303) to its page.
+        _, first, _ = await page(api, f"/s/{mine}")
+        await submit(api, f"/s/{mine}", first, answer="9")
+        errors.append(await api.client.get(f"/e/{mine}/9", allow_redirects=False))
         for response in errors:
             assert_protected(response.url.path, response.headers)
             seen.add(response.status)
