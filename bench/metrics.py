@@ -1,21 +1,25 @@
-"""Metrics benchmark: a quarter's NPS grouped by week and by channel, read from the rollups
-(bot.services.metrics, as GET /api/v1/metrics reads them) and computed from a scan of the
-raw answers table, over 1,000,000 answers, in one run; the rollup time as a ratio to the scan.
+"""Metrics benchmark: the whole GET /api/v1/metrics call for a quarter's NPS grouped by week
+and by channel (figures from the rollups, response rate, completion rate and drop-off from
+the deliveries and dialogues, the JSON body) over 1,000,000 answers, as a ratio to the same
+call with the figures computed from a scan of the raw answers table, in one run.
 
 Fill: a fresh SQLite file, migrated to head, with the example surveys loaded; then --answers
 answers over two years (2024-10-01 to 2026-09-30) for 3 surveys (nps, post_call_csat in
 Europe/Moscow, ces_support), each response a session with its score and, 3 times in 10, a
-comment, in one of 3 channels and 3 segments, with an `agent` among 8 in its context. Rows
-are inserted in bulk (50,000 sessions and their answers per transaction, one executemany
-per table, values converted by the product's column types), and the rollups and context
-rollups are counted in Python by storage.rollups' own rules (buckets, rollup_day,
-context_pairs) and inserted once at the end.
+comment, in one of 3 channels and 3 segments, with an `agent` among 8 in its context; half
+the web ones from anonymous visitors, the others from a delivery due an hour before; 1.2
+surveys sent and never answered per answered one (a tenth of the page links and every
+Telegram message opened), and a fifth of the dialogues without a comment stopped before it.
+Rows are inserted in bulk (50,000 sessions and their answers and deliveries per transaction,
+one executemany per table, values converted by the product's column types), and the rollups
+and context rollups are counted in Python by storage.rollups' own rules (buckets,
+rollup_day, context_pairs) and inserted once at the end.
 
-Timed: bot.services.metrics.scores() for the nps survey's 2026-Q2 grouped by week and by
-channel, from the rollups (median of --runs, after one warm-up) and from the raw answers
-(median of 3): both must give identical figures, or the bench fails. The whole API query
-(compute(), with the response rate, completion rate and drop-off, which read deliveries and
-sessions) is timed too, for information.
+Timed: the service GET /api/v1/metrics calls (bot.services.metrics.compute) and the JSON
+body it sends, in this process (no HTTP), for the nps survey's 2026-Q2 grouped by week and
+by channel (median of --runs, after one warm-up), and of that the figures alone
+(scores()); the baseline is the same call with the figures from the raw answers
+(metrics_from_answers, median of 3). Both must give identical results, or the bench fails.
 
 Run: python -m bench.metrics [--answers N] [--runs N]
 """
@@ -39,12 +43,19 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from bench.dispatch import SURVEYS, sqlite_url
-from bot.services.metrics import MetricsQuery, Scores, compute, scores
+from bot.services.metrics import (
+    Factory,
+    MetricsQuery,
+    MetricsResult,
+    compute,
+    metrics_from_answers,
+    scores,
+)
 from bot.services.scripts import load_scripts, read_script
 from storage import rollups
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.models import AnswerRow, SessionStatus
+from storage.models import AnswerRow, Respondent, SessionStatus
 
 ANSWERS = 1_000_000
 RUNS = 7
@@ -55,6 +66,8 @@ QUARTER = (date(2026, 4, 1), date(2026, 6, 30))
 TARGET_MS, TARGET_RATIO = 50.0, 20.0
 CUSTOMERS = 5_000
 COMMENT_SHARE = 0.3
+ANONYMOUS_WEB_SHARE = 0.5
+STOPPED_SHARE = 0.2
 CHANNELS = (("telegram", 5), ("email", 3), ("web", 2))
 SEGMENTS = (("", 5), ("vip", 2), ("retail", 3))
 AGENTS = ("Anna", "Boris", "Vera", "Gleb", "Dina", "Egor", "Zoya", "Ivan")
@@ -89,11 +102,13 @@ def responses(amount: int, seed: int = 7) -> Iterator[Response]:
         score = rng.choices(values, cum_weights=weights)[0]
         comment = made + 1 < amount and rng.random() < COMMENT_SHARE
         made += 1 + comment
+        channel = rng.choices(channels, cum_weights=channel_weights)[0]
         yield Response(survey, score, comment,
-                       FIRST + timedelta(seconds=rng.randrange(DAYS * 86_400)),
-                       rng.choices(channels, cum_weights=channel_weights)[0],
+                       FIRST + timedelta(seconds=rng.randrange(DAYS * 86_400)), channel,
                        rng.choices(segments, cum_weights=segment_weights)[0],
-                       rng.choice(AGENTS), rng.randrange(1, CUSTOMERS + 1))
+                       rng.choice(AGENTS), rng.randrange(1, CUSTOMERS + 1),
+                       anonymous=channel == "web" and rng.random() < ANONYMOUS_WEB_SHARE,
+                       stopped=not comment and rng.random() < STOPPED_SHARE)
 
 
 class Response(NamedTuple):
@@ -105,6 +120,8 @@ class Response(NamedTuple):
     segment: str
     agent: str
     customer: int
+    anonymous: bool  # a visitor of /w/ or the widget: a dialogue without a delivery
+    stopped: bool  # the score given, the comment never: the dialogue expired there
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:
@@ -112,25 +129,42 @@ def _insert(table: str, columns: Sequence[str]) -> str:
             f"VALUES ({', '.join('?' * len(columns))})")
 
 
-SESSION_COLUMNS = ("id", "customer_id", "channel", "survey_id", "script_version", "state",
-                   "status", "revision", "started_at", "updated_at", "completed_at")
+SESSION_COLUMNS = ("id", "delivery_id", "customer_id", "channel", "survey_id",
+                   "script_version", "current_step", "respondent", "state", "status",
+                   "revision", "started_at", "updated_at", "completed_at")
 ANSWER_COLUMNS = ("session_id", "customer_id", "survey_id", "script_version", "step_id",
-                  "metric", "score", "text", "channel", "segment", "context", "alert",
-                  "answered_at")
+                  "metric", "score", "text", "channel", "segment", "respondent", "context",
+                  "alert", "answered_at")
+DELIVERY_COLUMNS = ("id", "customer_id", "survey_id", "script_version", "channel", "due_at",
+                    "status", "attempts", "context", "sent_channel", "created_at",
+                    "updated_at", "sent_at")
+# The surveys we sent that nobody answered, by status, and the share of them whose
+# dialogue was opened (Telegram opens one with the first question; a page its visitor
+# opened) but never answered.
+UNANSWERED = (("expired", 70), ("reminded", 12), ("sent", 12), ("failed", 3),
+              ("suppressed", 3))
+OPENED = {"telegram": 1.0, "email": 0.1, "web": 0.1}
 
 
 def fill(db_path: Path, amount: int) -> dict[str, int]:
     """`amount` answers and their rollups into the migrated file; returns row counts. The
     rows go to the driver's executemany as tuples, each value converted once by the
     column's own SQLAlchemy type (a timestamp once per session for all its columns): the
-    stored text is what the product writes, at a fifth of the cost of a Core insert."""
+    stored text is what the product writes, at a fifth of the cost of a Core insert.
+
+    Besides the answers: each known respondent's dialogue comes from a delivery due an hour
+    before it (anonymous visitors' from none); 0-2 (1.2 on average) surveys sent that were
+    never answered for each answered one, some of them opened; and a dialogue that stopped
+    after its score in STOPPED_SHARE of those without a comment."""
     scripts = {survey: read_script(SURVEYS / f"{survey}.yaml")[0] for survey in SURVEYS_FILLED}
     engine = sa.create_engine(f"sqlite:///{db_path}")
     stamp = _processor(AnswerRow, "answered_at", engine.dialect)
     as_json = _processor(AnswerRow, "context", engine.dialect)
     contexts = {agent: (as_json({"agent": agent}), rollups.context_pairs({"agent": agent}))
                 for agent in AGENTS}
-    empty, completed = as_json({}), str(SessionStatus.COMPLETED)
+    empty = as_json({})
+    completed, expired = str(SessionStatus.COMPLETED), str(SessionStatus.EXPIRED)
+    known, anonymous = str(Respondent.KNOWN), str(Respondent.ANONYMOUS)
     counted: Counter[tuple[Any, ...]] = Counter()
     in_context: Counter[tuple[Any, ...]] = Counter()
     metrics: dict[tuple[str, str], str] = {}
@@ -141,38 +175,72 @@ def fill(db_path: Path, amount: int) -> dict[str, int]:
             [(n, empty, stamp(FIRST), stamp(FIRST)) for n in range(1, CUSTOMERS + 1)])
     session_rows: list[tuple[Any, ...]] = []
     answer_rows: list[tuple[Any, ...]] = []
-    sessions = answers = 0
+    delivery_rows: list[tuple[Any, ...]] = []
+    sessions = answers = deliveries = 0
+    rng = random.Random(8)
+    channels, channel_weights = _weighted(CHANNELS)
+    statuses, status_weights = _weighted(UNANSWERED)
 
     def flush() -> None:
         with engine.begin() as connection:
+            connection.exec_driver_sql(_insert("deliveries", DELIVERY_COLUMNS), delivery_rows)
             connection.exec_driver_sql(_insert("sessions", SESSION_COLUMNS), session_rows)
             connection.exec_driver_sql(_insert("answers", ANSWER_COLUMNS), answer_rows)
-        session_rows.clear()
-        answer_rows.clear()
+        for rows in (delivery_rows, session_rows, answer_rows):
+            rows.clear()
+
+    def deliver(r: Response, status: str, due: datetime, channel: str) -> int:
+        nonlocal deliveries
+        deliveries += 1
+        at = stamp(due)
+        delivery_rows.append((deliveries, r.customer, r.survey, scripts[r.survey].version,
+                              channel, at, status, 1, contexts[r.agent][0], channel, at, at,
+                              at))
+        return deliveries
 
     for r in responses(amount):
-        sessions += 1
         script = scripts[r.survey]
         _, step, metric, _, _, comment_step = SURVEYS_FILLED[r.survey]
+        first = script.steps[0].id
+        delivery = None
+        if not r.anonymous:
+            delivery = deliver(r, "answered" if r.stopped else "completed",
+                               r.at - timedelta(hours=1), r.channel)
+            for _ in range(rng.choice((0, 1, 1, 1, 2, 2))):
+                status = rng.choices(statuses, cum_weights=status_weights)[0]
+                channel = rng.choices(channels, cum_weights=channel_weights)[0]
+                due = FIRST + timedelta(seconds=rng.randrange(DAYS * 86_400))
+                opened = deliver(r, status, due, channel)
+                if status not in ("failed", "suppressed") and rng.random() < OPENED[channel]:
+                    sessions += 1
+                    at = stamp(due)
+                    session_rows.append((sessions, opened, r.customer, channel, r.survey,
+                                         script.version, first, known, empty, expired, 0,
+                                         at, at, None))
+        sessions += 1
         at = stamp(r.at)
         day = rollups.rollup_day(r.at, script.timezone)
         context, pairs = contexts[r.agent]
-        session_rows.append((sessions, r.customer, r.channel, r.survey, script.version, empty,
-                             completed, 1 + r.comment, at, at, at))
+        respondent = anonymous if r.anonymous else known
+        session_rows.append((sessions, delivery, r.customer, r.channel, r.survey,
+                             script.version, comment_step if r.stopped else None, respondent,
+                             empty, expired if r.stopped else completed, 1 + r.comment, at,
+                             at, None if r.stopped else at))
         given: list[tuple[str, str, int | None, str | None]] = [(step, metric, r.score, None)]
         if r.comment:
             given.append((comment_step, "text", None, "A comment on the service"))
         for step_id, kind, score, text in given:
             answer_rows.append((sessions, r.customer, r.survey, script.version, step_id, kind,
-                                score, text, r.channel, r.segment, context, False, at))
+                                score, text, r.channel, r.segment, respondent, context, False,
+                                at))
             metrics[r.survey, step_id] = kind
             bucket = rollups.buckets(score, None)[0]
-            counted[r.survey, step_id, day, r.channel, r.segment, bucket] += 1
+            counted[r.survey, step_id, day, r.channel, r.segment, respondent, bucket] += 1
             for key, value in pairs:
                 in_context[r.survey, step_id, key, value, day, r.channel, r.segment,
-                           bucket] += 1
+                           respondent, bucket] += 1
         answers += len(given)
-        if len(session_rows) == CHUNK:
+        if len(session_rows) >= CHUNK:
             flush()
     flush()
     with engine.begin() as connection:
@@ -185,8 +253,8 @@ def fill(db_path: Path, amount: int) -> dict[str, int]:
     with engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")  # what `otklik` never runs, but a DBA might
     engine.dispose()
-    return {"answers": answers, "sessions": sessions, "rollups": len(counted),
-            "context rollups": len(in_context)}
+    return {"answers": answers, "sessions": sessions, "deliveries": deliveries,
+            "rollups": len(counted), "context rollups": len(in_context)}
 
 
 def _processor(model: Any, column: str, dialect: sa.Dialect) -> Callable[[Any], Any]:
@@ -210,6 +278,15 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+async def api_call(factory: Factory, query: MetricsQuery, source: str = "rollups"
+                   ) -> tuple[MetricsResult, str]:
+    """What GET /api/v1/metrics does once it has parsed the URL: the service's result and
+    its JSON body (handlers.web.metrics.get_metrics), from the rollups or, for the
+    baseline, from a scan of the raw answers."""
+    result = await (compute if source == "rollups" else metrics_from_answers)(factory, query)
+    return result, result.model_dump_json()
+
+
 async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
     url = sqlite_url(db_path)
     engine = create_engine(url)
@@ -219,34 +296,40 @@ async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
         for group_by in ("week", "channel"):
             query = MetricsQuery.model_validate({
                 "survey": "nps", "from": QUARTER[0], "to": QUARTER[1], "group_by": group_by})
-            await scores(factory, query)  # warm-up: the script parsed, statements compiled
-            fast, from_rollups = await timed(functools.partial(scores, factory, query), runs)
-            slow, from_answers = await timed(
-                functools.partial(scores, factory, query, source="answers"), raw_runs)
-            if from_rollups != from_answers:
+            await api_call(factory, query)  # warm-up: the script parsed, statements compiled
+            whole, (result, _) = await timed(functools.partial(api_call, factory, query), runs)
+            fast, _ = await timed(functools.partial(scores, factory, query), runs)
+            slow, (from_answers, _) = await timed(
+                functools.partial(api_call, factory, query, "answers"), raw_runs)
+            if result != from_answers:
                 raise SystemExit(f"by {group_by}: the rollups and the raw answers disagree:\n"
-                                 f"{from_rollups}\n{from_answers}")
-            whole, _ = await timed(functools.partial(compute, factory, query), raw_runs)
-            lines += report(group_by, from_rollups, fast, slow, whole, runs, raw_runs)
+                                 f"{result}\n{from_answers}")
+            lines += report(group_by, result, whole, fast, slow, runs, raw_runs)
     finally:
         await engine.dispose()
     return lines
 
 
-def report(group_by: str, found: Scores, fast: float, slow: float, whole: float, runs: int,
-           raw_runs: int) -> list[str]:
-    nps = found.overall.nps
+def report(group_by: str, result: MetricsResult, whole: float, fast: float, slow: float,
+           runs: int, raw_runs: int) -> list[str]:
+    nps, response = result.overall.nps, result.response_rate
     score = "—" if nps.score is None else f"{nps.score:+.1f}"
-    ratio = slow / fast if fast else float("inf")
+    ratio = slow / whole if whole else float("inf")
+    percent = "—" if response.percent is None else f"{response.percent:.1f} %"
+    completion = result.completion_rate
     return [
-        f"quarterly NPS ({QUARTER[0]} – {QUARTER[1]}) by {group_by}: {len(found.groups)} groups, "
-        f"{nps.total:,} answers, NPS {score}; identical from rollups and raw answers",
-        f"  rollups: {fast:.1f} ms (median of {runs}; target <= {TARGET_MS:g} ms: "
-        f"{verdict(fast <= TARGET_MS)})",
-        f"  baseline, raw answers scanned: {slow:,.0f} ms (median of {raw_runs}); ratio "
-        f"{ratio:,.0f} x (target >= {TARGET_RATIO:g} x: {verdict(ratio >= TARGET_RATIO)})",
-        f"  the whole API query (with response rate, completion rate and drop-off from "
-        f"deliveries and sessions): {whole:,.1f} ms",
+        f"quarterly NPS ({QUARTER[0]} – {QUARTER[1]}) by {group_by}: {len(result.groups)} "
+        f"groups, {nps.total:,} answers, NPS {score}; response rate {percent} "
+        f"({response.count:,} answered of {response.of:,} sent; {response.anonymous_answers:,} "
+        f"anonymous answers beside it); {completion.count:,} of {completion.of:,} dialogues "
+        f"started completed, {result.opened_not_answered:,} opened, not answered; identical "
+        f"from rollups and raw answers",
+        f"  the whole GET /api/v1/metrics (the service the handler calls, and the JSON body): "
+        f"{whole:.1f} ms (median of {runs}; target <= {TARGET_MS:g} ms: "
+        f"{verdict(whole <= TARGET_MS)}); of which the figures from the rollups {fast:.1f} ms",
+        f"  baseline, the same call with the figures from a scan of the raw answers: "
+        f"{slow:,.0f} ms (median of {raw_runs}); ratio {ratio:,.0f} x (target >= "
+        f"{TARGET_RATIO:g} x: {verdict(ratio >= TARGET_RATIO)})",
     ]
 
 
@@ -260,10 +343,11 @@ def run(answers: int, runs: int, raw_runs: int = RAW_RUNS, directory: Path | Non
         seconds = time.perf_counter() - started
         size = db_path.stat().st_size / 2**20
         return [
-            f"fill: {counts['answers']:,} answers in {counts['sessions']:,} sessions, 3 surveys, "
-            f"{FIRST:%Y-%m-%d} + {DAYS} days, in {seconds:.0f} s (bulk inserts, rollups counted "
-            f"in Python); {counts['rollups']:,} rollup rows, {counts['context rollups']:,} "
-            f"context rollup rows; SQLite file {size:,.0f} MiB",
+            f"fill: {counts['answers']:,} answers in {counts['sessions']:,} sessions, "
+            f"{counts['deliveries']:,} deliveries, 3 surveys, {FIRST:%Y-%m-%d} + {DAYS} days, in "
+            f"{seconds:.0f} s (bulk inserts, rollups counted in Python); {counts['rollups']:,} "
+            f"rollup rows, {counts['context rollups']:,} context rollup rows; SQLite file "
+            f"{size:,.0f} MiB",
             *asyncio.run(measure(db_path, runs, raw_runs)),
         ]
 

@@ -226,9 +226,11 @@ class CampaignRunRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    # (survey_id, due_at): the metrics' response rate; columns no send changes.
+    # ix_deliveries_rates holds every column the metrics' response rate reads, so it is
+    # counted without visiting a row (bot.services.metrics._rates; migration 0006).
     __table_args__ = (Index(None, "status", "due_at"), Index(None, "status", "updated_at"),
-                      Index(None, "survey_id", "due_at"))
+                      Index("ix_deliveries_rates", "survey_id", "status", "due_at",
+                            "sent_channel", "channel"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
@@ -257,10 +259,13 @@ class SessionRow(Base):
     """A dialogue's durable state; `revision` is its optimistic lock."""
 
     __tablename__ = "sessions"
-    # (survey_id, started_at): the metrics' completion rate and drop-off; columns no turn
-    # changes, so replies do not pay for it.
+    # ix_sessions_rates holds every column the metrics' completion rate and drop-off read,
+    # so they are counted without visiting a row (bot.services.metrics._rates; migration
+    # 0006). A turn that moves current_step updates it: one index entry, against a read
+    # that visited every dialogue of the period.
     __table_args__ = (Index(None, "customer_id", "channel", "status"),
-                      Index(None, "survey_id", "started_at"))
+                      Index("ix_sessions_rates", "survey_id", "respondent", "status",
+                            "current_step", "started_at", "channel"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # Indexed: pages, e-mail links and deep links find a dialogue by its delivery.
@@ -314,6 +319,9 @@ class RollupRow(Base):
     a text or a choice answer as a whole (storage/rollups.py)."""
 
     __tablename__ = "rollups"
+    # On SQLite the rows live in the primary key's b-tree (migration 0006): a report reads
+    # `count` where it finds the key, instead of looking each row up in a table beside it.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     survey_id: Mapped[str] = mapped_column(primary_key=True)
     step_id: Mapped[str] = mapped_column(primary_key=True)
@@ -358,6 +366,7 @@ class ContextRollupRow(Base):
     answers either."""
 
     __tablename__ = "context_rollups"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # as rollups
 
     survey_id: Mapped[str] = mapped_column(primary_key=True)
     step_id: Mapped[str] = mapped_column(primary_key=True)

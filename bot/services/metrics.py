@@ -16,7 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.scripts import script_of
@@ -29,6 +29,7 @@ from storage.models import (
     DeliveryRow,
     DeliveryStatus,
     Respondent,
+    ScriptRow,
     SessionRow,
     SessionStatus,
 )
@@ -351,15 +352,17 @@ def entry_steps(script: Script) -> set[str]:
 async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
                  ) -> tuple[Rate, Rate, int, list[DropOff]]:
     """The response rate (without its anonymous answers), the completion rate, the dialogues
-    opened but not answered, and the drop-off: two grouped reads that the indexes of
-    migration 0006 answer alone, without visiting a row."""
+    opened but not answered, and the drop-off, of the respondents shown. Both reads are
+    answered by an index alone (migration 0006), each equality column given, so SQLite
+    seeks to each (status, step) and counts along the time range in index order."""
     since, until = _utc_range(script, query)
-    channel = func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel)
     deliveries = (select(DeliveryRow.status, func.count())
                   .where(DeliveryRow.survey_id == query.survey,
                          DeliveryRow.status.in_(DELIVERED)).group_by(DeliveryRow.status))
     sessions = (select(SessionRow.status, SessionRow.current_step, func.count())
-                .where(SessionRow.survey_id == query.survey)
+                .where(SessionRow.survey_id == query.survey,
+                       SessionRow.respondent == query.shown,
+                       SessionRow.status.in_(list(SessionStatus)))
                 .group_by(SessionRow.status, SessionRow.current_step))
     if since is not None:
         deliveries = deliveries.where(DeliveryRow.due_at >= since)
@@ -368,15 +371,25 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
         deliveries = deliveries.where(DeliveryRow.due_at < until)
         sessions = sessions.where(SessionRow.started_at < until)
     if query.channel is not None:
-        deliveries = deliveries.where(channel == query.channel)
+        deliveries = deliveries.where(
+            func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel) == query.channel)
         sessions = sessions.where(SessionRow.channel == query.channel)
-    by_status = {status: int(n) for status, n in await session.execute(deliveries)}
+    # Nobody sends anonymous visitors a survey: theirs is no rate.
+    by_status = ({status: int(n) for status, n in await session.execute(deliveries)}
+                 if query.shown == Respondent.KNOWN else {})
     delivered = sum(by_status.values())
     answered = sum(by_status.get(status, 0) for status in ANSWERED)
+    # The steps of every version, for dialogues still on an older one. "IS NULL OR IN"
+    # would make SQLite scan the survey's index entries of all time: two reads instead.
+    step_ids = await session.scalars(select(ScriptRow.body["steps"]).where(
+        ScriptRow.survey_id == query.survey))
+    steps = sorted({step["id"] for steps in step_ids for step in steps})
     entries = entry_steps(script)
     started = completed = unanswered = 0
     stopped: dict[str, int] = {}
-    for status, step, n in await session.execute(sessions):
+    for status, step, n in await session.execute(union_all(
+            sessions.where(SessionRow.current_step.in_(steps)),
+            sessions.where(SessionRow.current_step.is_(None)))):
         if status == SessionStatus.COMPLETED:
             started, completed = started + n, completed + n
         elif step in entries:
@@ -415,27 +428,32 @@ async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQue
     keys = scored_keys(script)
     filters: dict[str, Any] = {"start": query.start, "end": query.end,
                                "channel": query.channel, "segment": query.segment}
-    # Overall, per kind of respondent, in one read: the figures are the shown kind's, and
-    # the anonymous answers are counted beside them. Answers without the key grouped by are
-    # in no group, but in the overall figures.
+    by = {"none": (), "respondent": (), "week": ("day",), "month": ("day",),
+          "quarter": ("day",)}.get(query.group_by,
+                                   ("value",) if query.context_key else (query.group_by,))
+    # Answers without the context key grouped by are in no group, but in the overall
+    # figures: those need a read of their own. Any other grouping puts every answer in a
+    # group, so one read, by respondent and group, gives the groups, the overall figures
+    # (the shown respondents') and the anonymous answers counted beside them.
+    apart = query.context_key is not None and query.context is None
     only = ContextKey(query.context.key, query.context.value) if query.context else None
     by_respondent: dict[Any, Counts] = {}
-    for group, key, bucket, n in await grouped(session, query.survey, keys, by="respondent",
-                                               context=only, **filters):
-        _add(by_respondent.setdefault(group, {}), key, int(bucket), n)
-    overall = by_respondent.get(query.shown, {})
     by_group: dict[Any, Counts] = {}
+    for (respondent, *group), key, bucket, n in await grouped(
+            session, query.survey, keys, by=("respondent", *(() if apart else by)),
+            context=only, **filters):
+        _add(by_respondent.setdefault(respondent, {}), key, int(bucket), n)
+        if group and respondent == query.shown:
+            _add(by_group.setdefault(group[0], {}), key, int(bucket), n)
     if query.group_by == "respondent":
         by_group = {kind: counts for kind, counts in by_respondent.items()
                     if query.respondent in (None, kind)}
-    elif query.group_by != "none":
-        by = {"week": "day", "month": "day", "quarter": "day"}.get(
-            query.group_by, "value" if query.context_key else query.group_by)
-        for group, key, bucket, n in await grouped(
+    elif apart:
+        for (group,), key, bucket, n in await grouped(
                 session, query.survey, keys, by=by, context=_context(query),
                 respondent=query.shown, **filters):
             _add(by_group.setdefault(group, {}), key, int(bucket), n)
-    return _scores(script, query, overall, by_group,
+    return _scores(script, query, by_respondent.get(query.shown, {}), by_group,
                    _answers(by_respondent.get(Respondent.ANONYMOUS, {})))
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
 
-from bot.services.metrics import Figures, MetricsResult
+from bot.services.metrics import TOO_FEW_ANSWERS, Figures, MetricsResult
 
 PERIODS_HELP = ("7d, 30d, 90d, quarter (this quarter), year (this year) or "
                 "YYYY-MM-DD..YYYY-MM-DD")
@@ -68,15 +68,23 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} %"
 
 
+def margin_text(margin: float | None, answers: int) -> str:
+    """" ±12.0" after an NPS; below the answers a margin needs, " (too few answers for a
+    margin)", so a missing margin is not read as a certain score; nothing without answers."""
+    if margin is not None:
+        return f" ±{margin:.1f}"
+    return f" ({TOO_FEW_ANSWERS} for a margin)" if answers else ""
+
+
 def figure_lines(figures: Figures, metrics: set[str]) -> list[str]:
     """One line per metric the script has, e.g. "NPS +33.3 ±12.0 (P 5 / P 2 / D 3, n=10)"."""
     lines = []
     if "nps" in metrics:
         nps = figures.nps
         score = "—" if nps.score is None else f"{nps.score:+.1f}"
-        margin = f" ±{nps.margin:.1f}" if nps.margin is not None else ""
-        lines.append(f"NPS {score}{margin} (promoters {nps.promoters} / passives "
-                     f"{nps.passives} / detractors {nps.detractors}, n={nps.total})")
+        lines.append(f"NPS {score}{margin_text(nps.margin, nps.total)} (promoters "
+                     f"{nps.promoters} / passives {nps.passives} / detractors "
+                     f"{nps.detractors}, n={nps.total})")
     if "csat" in metrics:
         csat = figures.csat
         lines.append(f"CSAT {_pct(csat.percent)} satisfied, mean {_num(csat.mean, 2)} "
@@ -90,12 +98,24 @@ def figure_lines(figures: Figures, metrics: set[str]) -> list[str]:
     return lines
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def rate_lines(result: MetricsResult) -> list[str]:
+    """The response rate of the surveys sent, with the anonymous answers beside it (never
+    in it), and the completion rate of the dialogues started, with those opened but never
+    answered beside it."""
     response, completion = result.response_rate, result.completion_rate
-    return [f"Response rate {_pct(response.percent)} ({response.count} of {response.of} "
-            f"delivered)",
+    sent = (f"{response.count} answered of {response.of} sent" if response.of
+            else "no surveys sent")
+    anonymous = (f"; {_plural(response.anonymous_answers, 'anonymous answer')}"
+                 if response.anonymous_answers else "")
+    opened = (f"; {result.opened_not_answered} opened, not answered"
+              if result.opened_not_answered else "")
+    return [f"Response rate {_pct(response.percent)} ({sent}{anonymous})",
             f"Completion rate {_pct(completion.percent)} ({completion.count} of "
-            f"{completion.of} started)"]
+            f"{completion.of} started{opened})"]
 
 
 def report_text(title: str, result: MetricsResult, metrics: set[str]) -> str:

@@ -70,8 +70,8 @@ def _line(script: Script, step: Step, counts: dict[str, StepCounts]) -> Line | N
         case "nps":
             nps = metrics.nps(scores)
             return Line(step.id, "NPS", n,
-                        f"{_signed(nps.score)}{margin_text(nps_margin(nps), n)} (promoters {nps.promoters}, passives "
-                        f"{nps.passives}, detractors {nps.detractors})")
+                        f"{_signed(nps.score)}{margin_text(nps_margin(nps), n)} (promoters "
+                        f"{nps.promoters}, passives {nps.passives}, detractors {nps.detractors})")
         case "csat":
             csat = metrics.csat(scores)
             return Line(step.id, "CSAT", n,

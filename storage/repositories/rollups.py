@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -78,16 +78,16 @@ class ContextKey:
 
 
 async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str], *,
-                  by: str | None, start: date | None = None, end: date | None = None,
+                  by: Sequence[str], start: date | None = None, end: date | None = None,
                   channel: str | None = None, segment: str | None = None,
                   respondent: str | None = None, context: ContextKey | None = None
-                  ) -> list[tuple[Any, str, str, int]]:
+                  ) -> list[tuple[tuple[Any, ...], str, str, int]]:
     """(group, step id, bucket, count) for the given answer keys over days start..end,
-    both included, grouped by one of GROUP_COLUMNS (or not: group None), from
-    context_rollups when `context` is given, else from rollups. Buckets that were counted
-    down to nothing are left out."""
+    both included, grouped by columns of GROUP_COLUMNS (the group is their values, () for
+    none), from context_rollups when `context` is given, else from rollups. Buckets that
+    were counted down to nothing are left out."""
     table: Any = ContextRollupRow if context is not None else RollupRow
-    group = [getattr(table, by)] if by is not None else []
+    group = [getattr(table, column) for column in by]
     total = func.sum(table.count)
     query = (select(*group, table.step_id, table.bucket, total)
              .where(table.survey_id == survey_id, table.step_id.in_(list(steps)))
@@ -104,7 +104,6 @@ async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str],
         query = query.where(table.key == context.key)
         if context.value is not None:
             query = query.where(table.value == context.value)
-    rows = (await session.execute(query)).all()
-    if by is None:
-        return [(None, row[0], row[1], int(row[2])) for row in rows]
-    return [(row[0], row[1], row[2], int(row[3])) for row in rows]
+    width = len(group)
+    return [(tuple(row[:width]), row[width], row[width + 1], int(row[width + 2]))
+            for row in await session.execute(query)]

@@ -98,7 +98,8 @@ async def test_the_digest_goes_once_to_the_chat_and_by_email(
     assert text.startswith("Otklik digest, 2026-03-09..2026-03-09")
     section = text.split("Net Promoter Score (nps)\n", 1)[1].split("\n\n", 1)[0]
     assert section.splitlines() == [
-        "NPS +0.0 ±138.6 (promoters 1 / passives 0 / detractors 1, n=2); change -100.0",
+        "NPS +0.0 (too few answers for a margin) (promoters 1 / passives 0 / detractors 1, "
+        "n=2); change -100.0",
         "Response rate — (0 of 0)",
         "Comments from low scores:",
         "  • Delivery took three weeks",

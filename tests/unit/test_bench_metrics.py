@@ -6,9 +6,10 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 from bench import metrics
-from bot.services.metrics import Figures, Scores
+from bot.services.metrics import Figures, MetricsResult
 
 
 def test_a_tiny_run_reports_both_sources_and_the_targets(tmp_path: Path) -> None:
@@ -29,7 +30,7 @@ async def test_the_fill_counts_rollups_as_recording_would(tmp_path: Path) -> Non
     counts = metrics.fill(db_path, 2000)
 
     with closing(sqlite3.connect(db_path)) as db:
-        def one(sql: str) -> object:
+        def one(sql: str) -> Any:
             return db.execute(sql).fetchone()[0]
 
         assert one("SELECT count(*) FROM answers") == counts["answers"] == 2000
@@ -37,8 +38,20 @@ async def test_the_fill_counts_rollups_as_recording_would(tmp_path: Path) -> Non
         assert one("SELECT sum(count) FROM rollups") == 2000
         assert one("SELECT sum(count) FROM context_rollups WHERE key = 'agent'") == 2000
         # Stored as the product stores timestamps, so the raw scan's range filters hold.
-        assert one("SELECT answered_at FROM answers WHERE session_id = 1") == one(
-            "SELECT started_at FROM sessions WHERE id = 1")
+        assert one("SELECT answered_at FROM answers WHERE id = 1") == one(
+            "SELECT started_at FROM sessions JOIN answers ON session_id = sessions.id "
+            "WHERE answers.id = 1")
+        # Known customers answer a delivery, anonymous visitors none; surveys sent and
+        # never answered are there too, some opened at their first question.
+        assert one("SELECT count(*) FROM deliveries") == counts["deliveries"]
+        assert one("SELECT count(*) FROM sessions WHERE respondent = 'known' AND "
+                   "delivery_id IS NULL") == 0
+        assert one("SELECT count(*) FROM sessions WHERE respondent = 'anonymous' AND "
+                   "delivery_id IS NOT NULL") == 0
+        assert one("SELECT count(*) FROM answers WHERE respondent = 'anonymous'") > 0
+        assert one("SELECT count(*) FROM deliveries WHERE status = 'expired'") > 0
+        assert one("SELECT count(*) FROM sessions LEFT JOIN answers ON session_id = "
+                   "sessions.id WHERE answers.id IS NULL") > 0
         stamp = str(one("SELECT answered_at FROM answers LIMIT 1"))
         assert len(stamp) == len("2026-04-01 12:00:00.000000")
         assert "+" not in stamp
@@ -51,8 +64,15 @@ def test_the_report_says_missed_when_missed() -> None:
         "csat": {"total": 0, "satisfied": 0, "percent": None, "mean": None},
         "ces": {"total": 0, "easy": 0, "percent_easy": None, "mean": None},
         "cli": {"total": 0, "mean": None}})
-    lines = metrics.report("week", Scores(overall=empty, groups=[]), fast=80.0, slow=400.0,
-                           whole=90.0, runs=7, raw_runs=3)
+    none = {"of": 0, "count": 0, "percent": None}
+    result = MetricsResult.model_validate({
+        "survey": "nps", "version": 1, "timezone": "UTC", "start": None, "end": None,
+        "group_by": "week", "overall": empty, "groups": [],
+        "response_rate": none | {"anonymous_answers": 0}, "completion_rate": none,
+        "opened_not_answered": 0, "drop_off": []})
+    lines = metrics.report("week", result, whole=80.0, fast=30.0, slow=400.0, runs=7,
+                           raw_runs=3)
 
-    assert lines[1].endswith("80.0 ms (median of 7; target <= 50 ms: MISSED)")
+    assert lines[1].endswith("80.0 ms (median of 7; target <= 50 ms: MISSED); of which the "
+                             "figures from the rollups 30.0 ms")
     assert lines[2].endswith("400 ms (median of 3); ratio 5 x (target >= 20 x: MISSED)")

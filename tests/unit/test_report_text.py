@@ -21,8 +21,16 @@ from bot.services.metrics import (
     MetricsResult,
     NpsFigures,
     Rate,
+    ResponseRate,
 )
-from bot.services.report_text import BadPeriod, Period, change, parse_period, report_text
+from bot.services.report_text import (
+    BadPeriod,
+    Period,
+    change,
+    figure_lines,
+    parse_period,
+    report_text,
+)
 
 TODAY = date(2026, 5, 20)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -40,12 +48,16 @@ def figures(promoters: int, passives: int, detractors: int) -> Figures:
         cli=CliFigures(total=0, mean=None))
 
 
-def result(groups: list[Group]) -> MetricsResult:
+def result(groups: list[Group], sent: int = 20, anonymous: int = 0, opened: int = 0
+           ) -> MetricsResult:
     return MetricsResult(
         survey="nps", version=1, timezone="UTC", start=date(2026, 2, 20), end=TODAY,
         group_by="week", overall=figures(5, 2, 3), groups=groups,
-        response_rate=Rate(of=20, count=10, percent=50.0),
-        completion_rate=Rate(of=10, count=8, percent=80.0), drop_off=[])
+        response_rate=ResponseRate(of=sent, count=sent // 2,
+                                   percent=50.0 if sent else None,
+                                   anonymous_answers=anonymous),
+        completion_rate=Rate(of=10, count=8, percent=80.0), opened_not_answered=opened,
+        drop_off=[])
 
 
 @pytest.mark.parametrize(("text", "start", "end"), [
@@ -78,10 +90,30 @@ def test_report_text_shows_only_the_scripts_metrics() -> None:
         "📊 <b>Loyalty &amp; co</b> (nps), 2026-02-20..2026-05-20",
         "NPS +20.0 ±12.5 (promoters 5 / passives 2 / detractors 3, n=10)",
         "Answers: 10",
-        "Response rate 50.0 % (10 of 20 delivered)",
+        "Response rate 50.0 % (10 answered of 20 sent)",
         "Completion rate 80.0 % (8 of 10 started)"]
     assert "CES mean 2.25, 75.0 % easy (n=4)" in report_text("t", result([]), {"nps", "ces"})
     assert "CSAT" not in report_text("t", result([]), {"nps", "ces"})
+
+
+def test_the_rate_is_of_surveys_sent_and_the_anonymous_answers_stand_beside_it() -> None:
+    lines = report_text("t", result([], sent=0, anonymous=5, opened=3), {"nps"}).splitlines()
+    assert lines[-2:] == [
+        "Response rate — (no surveys sent; 5 anonymous answers)",
+        "Completion rate 80.0 % (8 of 10 started; 3 opened, not answered)"]
+    one = report_text("t", result([], anonymous=1), {"nps"}).splitlines()
+    assert one[-2] == "Response rate 50.0 % (10 answered of 20 sent; 1 anonymous answer)"
+
+
+def test_a_missing_margin_says_why() -> None:
+    few = figures(1, 0, 1).model_copy(update={"nps": NpsFigures(
+        promoters=1, passives=0, detractors=1, total=2, score=0.0, margin=None,
+        margin_note="too few answers")})
+    assert figure_lines(few, {"nps"}) == [
+        "NPS +0.0 (too few answers for a margin) (promoters 1 / passives 0 / detractors 1, "
+        "n=2)"]
+    assert figure_lines(figures(0, 0, 0), {"nps"}) == [
+        "NPS — (promoters 0 / passives 0 / detractors 0, n=0)"]
 
 
 def test_change() -> None:

@@ -19,6 +19,7 @@ from bot.services.metrics import (
     compute,
     scored_keys,
 )
+from bot.services.report_text import margin_text
 from bot.services.scripts import script_of
 from conversations.script import Script
 from handlers.web import charts
@@ -60,9 +61,9 @@ def _value(metric: str, figures: Figures) -> tuple[float | None, str, str]:
     match metric:
         case "nps":
             nps = figures.nps
-            margin = f" ±{nps.margin:.1f}" if nps.margin is not None else ""
             return (nps.score, "—" if nps.score is None else f"{nps.score:+.1f}",
-                    f"{nps.total} answers{margin}: {nps.promoters} promoters, "
+                    f"{nps.total} answers{margin_text(nps.margin, nps.total)}: "
+                    f"{nps.promoters} promoters, "
                     f"{nps.passives} passives, {nps.detractors} detractors")
         case "csat":
             csat = figures.csat
