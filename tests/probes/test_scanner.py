@@ -1,16 +1,18 @@
 """Probe: a link scanner on the score links of an e-mail.
 
 Found: GET /e/{token}/{score} recorded the score, so a mail gateway or link preview that
-fetches every link of a message answered the survey (with whichever link it fetched
-first) before the customer saw it. Here a real invitation goes through the product's
-e-mail channel to an SMTP server on loopback; a scanner (a client of its own, no cookies)
-sends HEAD and GET to each of its score links, three times, following redirects and not:
-no table of the database changes. Then the customer's Send on the page stores the score
-and the follow-up once, and the same form sent again stores nothing more."""
+fetches every link of a message answered the survey (with whichever link it fetched first)
+before the customer saw it. Here a real invitation goes through the product's e-mail
+channel to an SMTP server on loopback; a scanner (a client of its own, no cookies) sends
+HEAD and GET to each of its score links (and its page and unsubscribe links), three times,
+following redirects and not: no table of the database changes. Then the customer's Send on
+the page stores the score and the follow-up once, and the same form sent again stores
+nothing more."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -58,9 +60,14 @@ async def test_a_scanner_on_every_score_link_records_nothing(db_url: str) -> Non
         links = [base + w.path(link).lstrip("/") for link in SCORE_LINK.findall(text)]
         assert len(links) == 11
         assert all(w.path(link) in html for link in SCORE_LINK.findall(text))
+        page = re.search(r"Answer on the web: (\S+)", text)
+        assert page is not None
+        # The message's other links of ours, its page and its unsubscribe link, as well.
+        others = [base + w.path(link).lstrip("/")
+                  for link in (page[1], message["List-Unsubscribe"].strip("<>"))]
         sent = await database(w)
 
-        assert set(await scan(w, links)) == {200}
+        assert set(await scan(w, links + others)) == {200}
         assert await database(w) == sent
 
         # The customer taps 2 in the e-mail, types why on the page and sends it.
