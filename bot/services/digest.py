@@ -32,6 +32,7 @@ from bot.services.report_text import (
     change,
     figure_lines,
     headline,
+    response_text,
 )
 from bot.services.reports import anonymous_lines
 from bot.services.scripts import script_of
@@ -172,10 +173,7 @@ class Digest:
                 moved = change(headline(now.overall, metric), headline(before.overall, metric))
                 lines.append(f"{line}; change {moved}")
             lines += anonymous_lines(now.response_rate.anonymous_answers)
-            rate = now.response_rate
-            lines.append("Response rate " + ("—" if rate.percent is None else
-                                             f"{rate.percent:.1f} %")
-                         + f" ({rate.count} of {rate.of})")
+            lines.append(response_text(now.response_rate))
             comments = await low_score_comments(self._factory, each.id, since, until,
                                                 COMMENTS)
             if comments:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
 
-from bot.services.metrics import TOO_FEW_ANSWERS, Figures, MetricsResult
+from bot.services.metrics import TOO_FEW_ANSWERS, Figures, MetricsResult, Rate
 
 PERIODS_HELP = ("7d, 30d, 90d, quarter (this quarter), year (this year) or "
                 "YYYY-MM-DD..YYYY-MM-DD")
@@ -102,18 +102,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' * (n != 1)}"
 
 
+def response_text(rate: Rate, beside: str = "") -> str:
+    """"Response rate 40.0 % (4 answered of 10 sent)", or "— (no surveys sent)": never a
+    rate of nothing. `beside` goes in the brackets after it."""
+    sent = f"{rate.count} answered of {rate.of} sent" if rate.of else "no surveys sent"
+    return f"Response rate {_pct(rate.percent)} ({sent}{beside})"
+
+
 def rate_lines(result: MetricsResult) -> list[str]:
     """The response rate of the surveys sent, with the anonymous answers beside it (never
     in it), and the completion rate of the dialogues started, with those opened but never
     answered beside it."""
     response, completion = result.response_rate, result.completion_rate
-    sent = (f"{response.count} answered of {response.of} sent" if response.of
-            else "no surveys sent")
     anonymous = (f"; {_plural(response.anonymous_answers, 'anonymous answer')}"
                  if response.anonymous_answers else "")
     opened = (f"; {result.opened_not_answered} opened, not answered"
               if result.opened_not_answered else "")
-    return [f"Response rate {_pct(response.percent)} ({sent}{anonymous})",
+    return [response_text(response, anonymous),
             f"Completion rate {_pct(completion.percent)} ({completion.count} of "
             f"{completion.of} started{opened})"]
 

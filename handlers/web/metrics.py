@@ -29,7 +29,10 @@ SCHEMAS = {"survey": text_schema(64), "from": DAY, "to": DAY, "channel": text_sc
 
 OPERATIONS = [
     Operation("get", "/api/v1/metrics", "A survey's metrics, filtered and grouped",
-              {200: (MetricsResult, "the figures: overall, per group, rates and drop-off"),
+              {200: (MetricsResult, "the figures: overall, per group, the response rate of "
+                                    "the surveys sent (anonymous answers beside it), the "
+                                    "completion rate, the dialogues opened but not "
+                                    "answered, and drop-off"),
                400: (None, "an unknown, repeated or second context parameter "
                            "(error.field names it)"),
                404: (None, "no such survey")},

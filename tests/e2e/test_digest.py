@@ -100,7 +100,7 @@ async def test_the_digest_goes_once_to_the_chat_and_by_email(
     assert section.splitlines() == [
         "NPS +0.0 (too few answers for a margin) (promoters 1 / passives 0 / detractors 1, "
         "n=2); change -100.0",
-        "Response rate — (0 of 0)",
+        "Response rate — (no surveys sent)",
         "Comments from low scores:",
         "  • Delivery took three weeks",
         "Open alerts: 2"]
