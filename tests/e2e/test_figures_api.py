@@ -17,6 +17,7 @@ from bot.services.surveys import Who
 from conversations.engine import Reply
 from storage.models import DeliveryRow
 from storage.uow import UnitOfWork
+from tests.e2e.dashboard_support import log_in
 from tests.e2e.test_cli import otklik
 from tests.e2e.test_dispatch import world
 from tests.e2e.test_observability import samples, value
@@ -106,6 +107,13 @@ async def test_the_response_rate_is_of_the_surveys_sent_in_the_period(db_url: st
         assert later["opened_not_answered"] == 2
         whole = await metrics(w.api)
         assert (whole["response_rate"]["of"], whole["response_rate"]["count"]) == (14, 5)
+        # The dashboard says the same, in words.
+        assert (await log_in(w.api)).status == 303
+        overview = await (await w.api.client.get("/admin/")).text()
+        assert "Response rate: 5 answered of 14 surveys sent (35.7 %)" in overview
+        survey = await (await w.api.client.get("/admin/surveys/nps")).text()
+        assert ("5 dialogues started (at their first answer), 4 completed (80.0 %); "
+                "9 opened, not answered") in survey
 
 
 async def test_the_margin_needs_30_answers_and_never_passes_100(db_url: str) -> None:
