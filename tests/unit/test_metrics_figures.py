@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from bot.services.metrics import figures, period_of, scored_keys
+from bot.services.metrics import entry_steps, figures, period_of, scored_keys
 from conversations.script import parse_script
 from storage.rollups import context_pairs
 
@@ -90,3 +90,29 @@ def test_context_pairs_keep_scalars_as_text_cut_short() -> None:
         ("note", "n" * 200), ("k" * 64, "v")]
     assert context_pairs({}) == []
     assert context_pairs(None) == []
+
+
+BRANCHING_WELCOME = """
+id: welcome
+default_locale: en
+title: {en: Welcome}
+steps:
+  - id: hello
+    type: message
+    text: {en: Hello}
+    next:
+      - {when: {context: tier, in: [vip]}, goto: vip_score}
+  - id: note
+    type: message
+    text: {en: "A note"}
+  - {id: score, type: nps, text: {en: Score}}
+  - {id: vip_score, type: csat, text: {en: VIP}}
+  - {id: why, type: text, text: {en: Why}}
+"""
+
+
+def test_a_dialogue_stands_at_an_entry_step_until_its_first_answer() -> None:
+    # The opening messages lead to `score`, or to `vip_score` for a VIP: both are where a
+    # dialogue waits before its first answer; `why` comes only after one.
+    assert entry_steps(parse_script(BRANCHING_WELCOME)) == {"score", "vip_score"}
+    assert entry_steps(parse_script(TWO_OF_EACH)) == {"nps_a"}
