@@ -359,6 +359,7 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
     deliveries = (select(DeliveryRow.status, func.count())
                   .where(DeliveryRow.survey_id == query.survey,
                          DeliveryRow.status.in_(DELIVERED)).group_by(DeliveryRow.status))
+    # Every status named, so the index is sought per status rather than scanned.
     sessions = (select(SessionRow.status, SessionRow.current_step, func.count())
                 .where(SessionRow.survey_id == query.survey,
                        SessionRow.respondent == query.shown,
@@ -379,8 +380,9 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
                  if query.shown == Respondent.KNOWN else {})
     delivered = sum(by_status.values())
     answered = sum(by_status.get(status, 0) for status in ANSWERED)
-    # The steps of every version, for dialogues still on an older one. "IS NULL OR IN"
-    # would make SQLite scan the survey's index entries of all time: two reads instead.
+    # Likewise every step a dialogue can stand at (of every version: some are still on an
+    # older one), and the ended ones without a step read apart: "IS NULL OR IN" would make
+    # SQLite scan the survey's index entries of all time.
     step_ids = await session.scalars(select(ScriptRow.body["steps"]).where(
         ScriptRow.survey_id == query.survey))
     steps = sorted({step["id"] for steps in step_ids for step in steps})
