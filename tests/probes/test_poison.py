@@ -1,0 +1,106 @@
+"""Probe: one delivery whose outcome cannot be written, in a batch of 200.
+
+Found: a script's duration that overflowed at send time failed its outcome inside a
+group-committed batch; the whole batch rolled back, every delivery in it stayed `sending`
+and went out again after SENDING_TIMEOUT, for ever. Here the poison is the database's own
+refusal (a trigger that refuses to mark one delivery sent), so the probe holds whatever
+the product's code looks like: 199 recorded, one failed with its reason, nothing sent
+twice. A database that is away for 10 s mid-batch is no poison: nothing fails, nothing is
+sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage.models import DeliveryRow
+from storage.uow import UnitOfWork
+from tests.e2e.test_dispatch import World, world
+from tests.e2e.test_faults import reachable
+from tests.e2e.trigger_support import trigger
+
+BATCH = 200
+FIRST_CHAT = 10_000
+
+
+async def due_now(w: World, count: int) -> list[int]:
+    """`count` customers, each with a Telegram chat and a survey due now; their deliveries."""
+    ids = []
+    for n in range(count):
+        status, body = await w.api.post("/api/v1/triggers", {
+            **trigger(f"call-{n}", external_id=f"crm-{n}", telegram_id=FIRST_CHAT + n),
+            "delay": "PT0S"})
+        assert status == 202, body
+        ids.append(body["delivery_id"])
+    return ids
+
+
+@asynccontextmanager
+async def refusing_to_mark_sent(engine: AsyncEngine, delivery_id: int) -> AsyncIterator[None]:
+    """The database refuses to mark this one delivery sent (anything else it allows)."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            await connection.execute(text(
+                f"CREATE TRIGGER poison BEFORE UPDATE ON deliveries WHEN NEW.id = {delivery_id}"
+                " AND NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'poison'); END"))
+        else:
+            await connection.execute(text(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = "
+                f"{delivery_id} AND NEW.status = 'sent' THEN RAISE EXCEPTION 'poison'; END IF;"
+                " RETURN NEW; END $$ LANGUAGE plpgsql"))
+            await connection.execute(text(
+                "CREATE TRIGGER poison BEFORE UPDATE ON deliveries FOR EACH ROW "
+                "EXECUTE FUNCTION poison()"))
+    yield
+
+
+async def deliveries(w: World) -> dict[int, DeliveryRow]:
+    async with UnitOfWork(w.api.services.factory) as uow:
+        return {row.id: row for row in await uow.session.scalars(select(DeliveryRow))}
+
+
+def messages_per_chat(w: World) -> Counter[int]:
+    return Counter(call.params["chat_id"] for call in w.stub.calls_of("sendMessage") if call.ok)
+
+
+async def test_one_unrecordable_outcome_fails_alone_and_nothing_is_sent_twice(
+        db_url: str) -> None:
+    async with world(db_url, telegram_rate=10_000.0) as w:
+        ids = await due_now(w, BATCH)
+        poison = ids[BATCH // 2]
+        async with refusing_to_mark_sent(w.api.engine, poison):
+            assert await w.dispatcher.tick() == BATCH
+            rows = await deliveries(w)
+            assert Counter(row.status for row in rows.values()) == {"sent": 199, "failed": 1}
+            assert (rows[poison].status, rows[poison].reason) == ("failed", "unrecordable")
+            assert "poison" in (rows[poison].last_error or "")
+            assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
+
+            w.api.clock.advance(minutes=6)  # past SENDING_TIMEOUT (5 minutes)
+            assert await w.dispatcher.tick() == 0
+            assert await w.dispatcher.recover() == 0
+        assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
+
+
+async def test_a_10s_outage_mid_batch_fails_nothing_and_sends_nothing_twice(
+        db_url: str) -> None:
+    async with reachable(db_url) as (url, away), world(url, telegram_rate=10_000.0) as w:
+        await due_now(w, BATCH)
+        w.stub.delay("sendMessage", 1.0, times=None)  # the batch is under way for a second
+        sending = asyncio.create_task(w.dispatcher.tick())
+        await w.stub.wait_for(lambda: len(w.stub.calls_of("sendMessage")) >= BATCH // 2)
+        async with away():
+            await asyncio.sleep(10)
+        assert await asyncio.wait_for(sending, timeout=120) == BATCH
+        w.stub.clear_faults()
+        rows = await deliveries(w)
+        assert Counter(row.status for row in rows.values()) == {"sent": BATCH}
+        w.api.clock.advance(minutes=6)
+        assert await w.dispatcher.tick() == 0
+        assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
