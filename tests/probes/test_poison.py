@@ -14,7 +14,6 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
