@@ -18,9 +18,9 @@ from tests.e2e.trigger_support import trigger
 MORNING = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # 09:00 in Novosibirsk: quiet hours end
 
 
-async def sent_now(w: World, **customer: object) -> int:
+async def sent_now(w: World) -> int:
     status, body = await w.api.post("/api/v1/triggers", {
-        **trigger(timezone="Asia/Novosibirsk", **customer), "delay": "PT0S"})
+        **trigger(timezone="Asia/Novosibirsk"), "delay": "PT0S"})
     assert status == 202, body
     return int(body["delivery_id"])
 
