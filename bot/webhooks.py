@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.observability import Metrics
 from bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage import outbox
+from storage.db import each_alone
 from storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ DELIVERY_HEADER = "X-Otklik-Delivery"
 FIRST_RETRY = 10.0  # seconds; doubles with each failed attempt
 LONGEST_WAIT = 3600.0
 KEEP_DELIVERED = timedelta(days=7)
+
+
+class Unsendable(str):
+    """Why an event could not be made into a request (its body): no retry would mend it."""
+
+    __slots__ = ()
 
 
 class WebhookSender:
@@ -93,7 +100,10 @@ class WebhookSender:
     async def _post(self, row: Row[Any]) -> str | None:
         """POST one event; None if the receiver took it, else why not (a status or an
         exception's class: never a body, which could echo what we sent)."""
-        body = self.body(row)
+        try:
+            body = self.body(row)
+        except Exception as exc:  # it would fail the same way every time: a poison
+            return Unsendable(type(exc).__name__)
         stamp = str(int(self._clock().timestamp()))
         headers = {"Content-Type": "application/json", EVENT_HEADER: row.event,
                    DELIVERY_HEADER: str(row.id), TIMESTAMP_HEADER: stamp,
@@ -113,15 +123,36 @@ class WebhookSender:
 
     def _record(self, rows: Sequence[Row[Any]], errors: Sequence[str | None], now: datetime,
                 connection: Connection) -> None:
-        for row, error in zip(rows, errors, strict=True):
-            if error is None:
-                connection.execute(outbox.DELIVERED, {"k_id": row.id, "at": now})
-                continue
+        def record_each(batch: Sequence[tuple[Row[Any], str | None]]) -> list[None]:
+            for row, error in batch:
+                self._record_one(connection, row, error, now)
+            return []
+
+        def set_aside(item: tuple[Row[Any], str | None], error: Exception) -> None:
+            # Left as it is, it would be sent again after the lease, and again.
+            self._set_aside(connection, item[0], type(error).__name__, now)
+
+        each_alone(connection, list(zip(rows, errors, strict=True)), record_each, set_aside)
+
+    def _record_one(self, connection: Connection, row: Row[Any], error: str | None,
+                    now: datetime) -> None:
+        if error is None:
+            connection.execute(outbox.DELIVERED, {"k_id": row.id, "at": now})
+        elif isinstance(error, Unsendable):
+            self._set_aside(connection, row, error, now)
+        else:
             wait = self.backoff(row.attempts)
             log.warning("webhook event %s (%s) not delivered: %s; attempt %s, next in %.0f s",
                         row.id, row.event, error, row.attempts + 1, wait)
             connection.execute(outbox.FAILED, {"k_id": row.id, "error": error,
                                                "due_at": now + timedelta(seconds=wait)})
+
+    @staticmethod
+    def _set_aside(connection: Connection, row: Row[Any], why: str, now: datetime) -> None:
+        log.error("webhook event %s (%s) set aside, never to be sent: %s", row.id, row.event,
+                  why)
+        connection.execute(outbox.SET_ASIDE, {"k_id": row.id, "at": now,
+                                              "error": f"set aside: {why}"})
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failed ones: 10 s doubling up to

@@ -398,6 +398,9 @@ class OutboxRow(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(LongText())
     delivered_at: Mapped[datetime | None]
+    # Set aside: it could not be sent or its outcome recorded (a poison). Never sent again,
+    # and no longer holding back its key's later events.
+    failed_at: Mapped[datetime | None]
 
 
 class ChannelEventRow(Base):

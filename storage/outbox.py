@@ -8,7 +8,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from storage.models import CustomerRow, OutboxRow, SessionRow
@@ -71,8 +82,9 @@ def turn_events(connection: Connection, dialogue: SessionRow, answers: Sequence[
 
 # -- the sender's side (bot/webhooks.py) ------------------------------------------------------
 
-# The first undelivered event of each key: only those may go, so a key's events go in order.
-_HEADS = (select(func.min(_outbox.c.id)).where(_outbox.c.delivered_at.is_(None))
+# The first pending event of each key: only those may go, so a key's events go in order.
+_PENDING = (_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
+_HEADS = (select(func.min(_outbox.c.id)).where(*_PENDING)
           .group_by(_outbox.c.key).scalar_subquery())
 
 
@@ -82,8 +94,7 @@ def claim(connection: Connection, now: datetime, limit: int, lease: datetime) ->
     mid-send leaves them to be sent again then). SKIP LOCKED: two processes claiming at
     once never take the same event; SQLite serializes whole transactions instead."""
     due = (select(_outbox.c.id)
-           .where(_outbox.c.id.in_(_HEADS), _outbox.c.delivered_at.is_(None),
-                  _outbox.c.due_at <= now)
+           .where(_outbox.c.id.in_(_HEADS), *_PENDING, _outbox.c.due_at <= now)
            .order_by(_outbox.c.id).limit(limit).with_for_update(skip_locked=True))
     ids = list(connection.execute(due).scalars())
     if not ids:
@@ -97,18 +108,21 @@ def claim(connection: Connection, now: datetime, limit: int, lease: datetime) ->
 
 DELIVERED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
              .values(delivered_at=bindparam("at"), last_error=None))
+SET_ASIDE = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
+             .values(failed_at=bindparam("at"), last_error=bindparam("error")))
 FAILED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
           .values(attempts=_outbox.c.attempts + 1, last_error=bindparam("error"),
                   due_at=bindparam("due_at")))
 
 
 def prune(connection: Connection, before: datetime) -> int:
-    """Forget events delivered before `before`."""
-    result = connection.execute(delete(_outbox).where(_outbox.c.delivered_at < before))
+    """Forget events delivered, or set aside, before `before`."""
+    result = connection.execute(delete(_outbox).where(
+        or_(_outbox.c.delivered_at < before, _outbox.c.failed_at < before)))
     return int(result.rowcount or 0)
 
 
 def pending(connection: Connection) -> int:
     return int(connection.execute(
-        select(func.count()).select_from(_outbox).where(_outbox.c.delivered_at.is_(None))
+        select(func.count()).select_from(_outbox).where(*_PENDING)
     ).scalar_one())

@@ -1,4 +1,5 @@
-"""Probe: one delivery whose outcome cannot be written, in a batch of 200.
+"""Probe: one delivery whose outcome cannot be written, in a batch of 200; one webhook event
+whose delivery cannot be recorded.
 
 Found: a script's duration that overflowed at send time failed its outcome inside a
 group-committed batch; the whole batch rolled back, every delivery in it stayed `sending`
@@ -22,6 +23,8 @@ from storage.models import DeliveryRow
 from storage.uow import UnitOfWork
 from tests.e2e.test_dispatch import World, world
 from tests.e2e.test_faults import reachable
+from tests.e2e.test_webhooks import answer_nps
+from tests.e2e.test_webhooks import world as webhooks
 from tests.e2e.trigger_support import trigger
 
 BATCH = 200
@@ -103,3 +106,45 @@ async def test_a_10s_outage_mid_batch_fails_nothing_and_sends_nothing_twice(
         w.api.clock.advance(minutes=6)
         assert await w.dispatcher.tick() == 0
         assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
+
+
+@asynccontextmanager
+async def refusing_to_mark_delivered(engine: AsyncEngine, event_id: int
+                                     ) -> AsyncIterator[None]:
+    """The database refuses to mark this one outbox event delivered."""
+    async with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            await connection.execute(text(
+                f"CREATE TRIGGER poison BEFORE UPDATE ON outbox WHEN NEW.id = {event_id}"
+                " AND NEW.delivered_at IS NOT NULL BEGIN SELECT RAISE(ABORT, 'poison'); END"))
+        else:
+            await connection.execute(text(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = "
+                f"{event_id} AND NEW.delivered_at IS NOT NULL THEN RAISE EXCEPTION 'poison';"
+                " END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+            await connection.execute(text(
+                "CREATE TRIGGER poison BEFORE UPDATE ON outbox FOR EACH ROW "
+                "EXECUTE FUNCTION poison()"))
+    yield
+
+
+async def test_one_unrecordable_webhook_event_is_set_aside_and_the_rest_go_once(
+        db_url: str) -> None:
+    async with webhooks(db_url) as w:
+        for n in range(3):  # three customers, an answer, an alert and a comment each
+            await answer_nps(w.api, f"k{n}", 3, "Slow", external_id=f"crm-{n}",
+                             telegram_id=n + 1)
+        events = await w.outbox()
+        poison = events[0].id
+        async with refusing_to_mark_delivered(w.api.engine, poison):
+            await w.sender.tick()
+            w.api.clock.advance(minutes=10)  # past every lease and retry
+            await w.sender.tick()
+        rows = {row.id: row for row in await w.outbox()}
+        assert rows[poison].failed_at is not None
+        assert rows[poison].delivered_at is None
+        assert "set aside" in (rows[poison].last_error or "")
+        # the poisoned customer's later events were not held back behind it
+        assert all(row.delivered_at is not None for row in rows.values() if row.id != poison)
+        sent = Counter(item.delivery for item in w.receiver.got)
+        assert sent == {row.id: 1 for row in events}
