@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -70,10 +71,18 @@ MAX_ALERT_SLA = timedelta(days=30)
 MAX_THROTTLE_DAYS = 3650
 
 
-def _duration(most: timedelta, zero: bool) -> AfterValidator:
-    """Never negative; zero only where it means something (send at once)."""
+# Validation context of a version read back from storage (`stored`): see _duration.
+STORED = "stored"
 
-    def check(value: timedelta) -> timedelta:
+
+def _duration(most: timedelta, zero: bool) -> AfterValidator:
+    """Never negative; zero only where it means something (send at once). A version stored
+    before these bounds existed validated then and must still run: read back, a longer
+    duration is taken as the longest allowed, never refused."""
+
+    def check(value: timedelta, info: ValidationInfo) -> timedelta:
+        if info.context and info.context.get(STORED):
+            return min(max(value, timedelta(0)), most)
         if value < timedelta(0) or not (zero or value):
             raise ValueError("must not be negative" if zero else "must be longer than zero")
         if value > most:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.errors import ScriptError, ScriptIssue
-from conversations.script import Script, parse_script, script_to_data
+from conversations.script import STORED, Script, parse_script, script_to_data
 from storage.errors import NotFound
 from storage.models import ScriptRow
 from storage.uow import UnitOfWork
@@ -135,7 +136,13 @@ async def store_scripts(factory: async_sessionmaker[AsyncSession],
 
 def script_of(row: ScriptRow) -> Script:
     """The engine's script from a stored version."""
-    return Script.model_validate(row.body)
+    return stored(row.body)
+
+
+def stored(body: Mapping[str, Any]) -> Script:
+    """A stored version's script: validated as it was stored, with durations beyond
+    today's bounds taken at the bound (conversations.script.STORED)."""
+    return Script.model_validate(body, context={STORED: True})
 
 
 class ScriptCache:
@@ -162,7 +169,7 @@ class ScriptCache:
                                       ).scalar()
             if body is None:
                 raise NotFound(f"script {survey_id} v{version}")
-            self._parsed[key] = Script.model_validate(body)
+            self._parsed[key] = stored(body)
         return self._parsed[key]
 
 

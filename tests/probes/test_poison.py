@@ -15,11 +15,12 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.models import DeliveryRow
+from storage.models import DeliveryRow, ScriptRow
 from storage.uow import UnitOfWork
 from tests.e2e.test_dispatch import World, world
 from tests.e2e.test_faults import reachable
@@ -148,3 +149,23 @@ async def test_one_unrecordable_webhook_event_is_set_aside_and_the_rest_go_once(
         assert all(row.delivered_at is not None for row in rows.values() if row.id != poison)
         sent = Counter(item.delivery for item in w.receiver.got)
         assert sent == {row.id: 1 for row in events}
+
+
+async def test_a_version_stored_before_the_bounds_still_sends_with_its_durations_capped(
+        db_url: str) -> None:
+    """A script stored when a year and a half to expire validated: today's bounds refuse it
+    as a new version, but the stored one keeps running, capped at the bounds (refused when
+    read back, it would fail every batch it is in)."""
+    async with world(db_url) as w:
+        async with w.api.engine.begin() as connection:
+            body = (await connection.execute(select(ScriptRow.body).where(
+                ScriptRow.survey_id == "post_call_csat", ScriptRow.active))).scalar_one()
+            body["policy"] |= {"expires_after": "P500D", "reminder_after": "P60D"}
+            await connection.execute(update(ScriptRow).where(
+                ScriptRow.survey_id == "post_call_csat", ScriptRow.active).values(body=body))
+        [delivery_id] = await due_now(w, 1)
+        assert await w.dispatcher.tick() == 1
+        delivery = (await deliveries(w))[delivery_id]
+        assert delivery.status == "sent"
+        assert delivery.expires_at == w.api.clock.now + timedelta(days=365)
+        assert delivery.remind_at == w.api.clock.now + timedelta(days=30)
