@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import select, text, update
@@ -44,23 +42,22 @@ async def due_now(w: World, count: int) -> list[int]:
     return ids
 
 
-@asynccontextmanager
-async def refusing_to_mark_sent(engine: AsyncEngine, delivery_id: int) -> AsyncIterator[None]:
-    """The database refuses to mark this one delivery sent (anything else it allows)."""
+async def refusing(engine: AsyncEngine, table: str, row_id: int, change: str) -> None:
+    """The database refuses one change of one row (`change`: a condition on NEW), and
+    allows anything else: a poison that needs no hook in the product's code."""
     async with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             await connection.execute(text(
-                f"CREATE TRIGGER poison BEFORE UPDATE ON deliveries WHEN NEW.id = {delivery_id}"
-                " AND NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'poison'); END"))
+                f"CREATE TRIGGER poison BEFORE UPDATE ON {table} WHEN NEW.id = {row_id}"
+                f" AND {change} BEGIN SELECT RAISE(ABORT, 'poison'); END"))
         else:
             await connection.execute(text(
-                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = "
-                f"{delivery_id} AND NEW.status = 'sent' THEN RAISE EXCEPTION 'poison'; END IF;"
-                " RETURN NEW; END $$ LANGUAGE plpgsql"))
+                f"CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = {row_id}"
+                f" AND {change} THEN RAISE EXCEPTION 'poison'; END IF; RETURN NEW; END $$"
+                " LANGUAGE plpgsql"))
             await connection.execute(text(
-                "CREATE TRIGGER poison BEFORE UPDATE ON deliveries FOR EACH ROW "
+                f"CREATE TRIGGER poison BEFORE UPDATE ON {table} FOR EACH ROW "
                 "EXECUTE FUNCTION poison()"))
-    yield
 
 
 async def deliveries(w: World) -> dict[int, DeliveryRow]:
@@ -77,17 +74,15 @@ async def test_one_unrecordable_outcome_fails_alone_and_nothing_is_sent_twice(
     async with world(db_url, telegram_rate=10_000.0) as w:
         ids = await due_now(w, BATCH)
         poison = ids[BATCH // 2]
-        async with refusing_to_mark_sent(w.api.engine, poison):
-            assert await w.dispatcher.tick() == BATCH
-            rows = await deliveries(w)
-            assert Counter(row.status for row in rows.values()) == {"sent": 199, "failed": 1}
-            assert (rows[poison].status, rows[poison].reason) == ("failed", "unrecordable")
-            assert "poison" in (rows[poison].last_error or "")
-            assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
-
-            w.api.clock.advance(minutes=6)  # past SENDING_TIMEOUT (5 minutes)
-            assert await w.dispatcher.tick() == 0
-            assert await w.dispatcher.recover() == 0
+        await refusing(w.api.engine, "deliveries", poison, "NEW.status = 'sent'")
+        assert await w.dispatcher.tick() == BATCH
+        rows = await deliveries(w)
+        assert Counter(row.status for row in rows.values()) == {"sent": 199, "failed": 1}
+        assert (rows[poison].status, rows[poison].reason) == ("failed", "unrecordable")
+        assert "poison" in (rows[poison].last_error or "")
+        w.api.clock.advance(minutes=6)  # past SENDING_TIMEOUT (5 minutes)
+        assert await w.dispatcher.tick() == 0
+        assert await w.dispatcher.recover() == 0
         assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
 
 
@@ -109,26 +104,6 @@ async def test_a_10s_outage_mid_batch_fails_nothing_and_sends_nothing_twice(
         assert messages_per_chat(w) == {FIRST_CHAT + n: 1 for n in range(BATCH)}
 
 
-@asynccontextmanager
-async def refusing_to_mark_delivered(engine: AsyncEngine, event_id: int
-                                     ) -> AsyncIterator[None]:
-    """The database refuses to mark this one outbox event delivered."""
-    async with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            await connection.execute(text(
-                f"CREATE TRIGGER poison BEFORE UPDATE ON outbox WHEN NEW.id = {event_id}"
-                " AND NEW.delivered_at IS NOT NULL BEGIN SELECT RAISE(ABORT, 'poison'); END"))
-        else:
-            await connection.execute(text(
-                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN IF NEW.id = "
-                f"{event_id} AND NEW.delivered_at IS NOT NULL THEN RAISE EXCEPTION 'poison';"
-                " END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
-            await connection.execute(text(
-                "CREATE TRIGGER poison BEFORE UPDATE ON outbox FOR EACH ROW "
-                "EXECUTE FUNCTION poison()"))
-    yield
-
-
 async def test_one_unrecordable_webhook_event_is_set_aside_and_the_rest_go_once(
         db_url: str) -> None:
     async with webhooks(db_url) as w:
@@ -137,10 +112,10 @@ async def test_one_unrecordable_webhook_event_is_set_aside_and_the_rest_go_once(
                              telegram_id=n + 1)
         events = await w.outbox()
         poison = events[0].id
-        async with refusing_to_mark_delivered(w.api.engine, poison):
-            await w.sender.tick()
-            w.api.clock.advance(minutes=10)  # past every lease and retry
-            await w.sender.tick()
+        await refusing(w.api.engine, "outbox", poison, "NEW.delivered_at IS NOT NULL")
+        await w.sender.tick()
+        w.api.clock.advance(minutes=10)  # past every lease and retry
+        await w.sender.tick()
         rows = {row.id: row for row in await w.outbox()}
         assert rows[poison].failed_at is not None
         assert rows[poison].delivered_at is None
