@@ -16,6 +16,7 @@ pytestmark = pytest.mark.asyncio
 # Public on purpose, and what authorises each instead of a login.
 PUBLIC = {
     ("POST", "/s/{token}"): "the delivery's unguessable token and the form's CSRF token",
+    ("POST", "/e/{token}/{score}"): "the delivery's unguessable token and the form's CSRF token",
     ("POST", "/u/{token}"): "the delivery's unguessable token",
     ("POST", "/w/{survey}"): "an anonymous survey: the CSRF token, a rate limit per address",
     ("POST", "/api/v1/widget/{survey}/start"): "the pop-up: allowed origins, a rate limit",
