@@ -13,6 +13,7 @@ from sqlalchemy import URL, AsyncAdaptedQueuePool, Connection, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -31,6 +32,9 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA synchronous=NORMAL",
+    # Freed space (a deleted row, an erased text, an index entry) is overwritten with zeros,
+    # so erasure leaves nothing in the file; some builds of SQLite do this by default, not all.
+    "PRAGMA secure_delete=ON",
 )
 
 
@@ -54,6 +58,53 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+async def scrub(engine: AsyncEngine, tables: Sequence[str]) -> bool | None:
+    """After rows of `tables` were erased and committed, take what they held out of the
+    database's files as far as the backend allows.
+
+    SQLite (secure_delete has zeroed the freed space): a TRUNCATE checkpoint moves every
+    page of the write-ahead log into the database file and empties the log, whose older
+    frames still hold the erased rows (a plain checkpoint leaves them there). True once
+    done; False when another process's reader or writer kept it from finishing within
+    SCRUB_WAIT_MS (logged; the next erasure or SQLite's own checkpoints try again).
+
+    PostgreSQL: VACUUM of `tables`, which frees the dead row versions the erasure left for
+    reuse; their bytes can stay on disk until reused, in the WAL until it is recycled,
+    and in archives and backups (README). None: the files cannot be said to be clean.
+    False if VACUUM could not run (logged)."""
+    async with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            return await _checkpoint(connection)
+        names = ", ".join(engine.dialect.identifier_preparer.quote(t) for t in tables)
+        try:
+            # VACUUM cannot run inside a transaction block.
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.exec_driver_sql(f"VACUUM {names}")
+        except DBAPIError as error:
+            log.warning("VACUUM after an erasure failed (%s)", type(error.orig).__name__)
+            return False
+        return None
+
+
+SCRUB_WAIT_MS = 1000  # the pool's one connection is held meanwhile: every unit of work waits
+
+
+async def _checkpoint(connection: AsyncConnection) -> bool:
+    # On the driver's connection, outside any transaction: SQLAlchemy would BEGIN first (a
+    # checkpoint cannot empty the log under a transaction), and its AUTOCOMMIT level would
+    # leave the connection in sqlite3's legacy transaction mode when it is reset.
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    await driver.execute_fetchall(f"PRAGMA busy_timeout={SCRUB_WAIT_MS}")
+    try:
+        [(busy, _, _)] = await driver.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        await driver.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    if busy:
+        log.warning("the write-ahead log could not be emptied after an erasure: another "
+                    "process was reading or writing")
+    return not busy
 
 
 def _is_file(url: URL) -> bool:

@@ -17,24 +17,30 @@ and keeps what the metrics are made of, so every rollup stays true:
   scheduled ones are suppressed (reason "erased");
 - the triggers that named the customer keep only survey, idempotency key and external id
   (the same request again is then a conflict, not a replay);
-- webhook events about the customer still in the outbox are deleted unsent.
-Erasing again changes nothing and answers the same (the first erasure's time)."""
+- webhook events about the customer are deleted: those still in the outbox unsent, and
+  those delivered or set aside, which are kept 7 days and carry the comments' texts.
+Then the files: on SQLite, secure_delete (storage.db) has zeroed what the rows held and a
+checkpoint empties the write-ahead log; on PostgreSQL the touched tables are vacuumed
+(storage.db.scrub; README says what stays in WAL archives and backups).
+Erasing again changes nothing and answers the same (the first erasure's time), and tries
+the files again."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import phonenumbers
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.services.scripts import Loaded, store_scripts
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import parse_script
+from storage.db import scrub
 from storage.errors import NotFound
 from storage.models import (
     AlertRow,
@@ -54,6 +60,10 @@ from storage.models import (
 from storage.uow import UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
+# What erase_customer changes or deletes rows of.
+ERASED_TABLES = tuple(str(row.__tablename__) for row in (
+    CustomerRow, IdentityRow, AnswerRow, AlertRow, SessionRow, TriggerRow, DeliveryRow,
+    OutboxRow))
 
 
 class AdminError(RuntimeError):
@@ -102,6 +112,8 @@ class Erased:
     sessions: int
     deliveries: int
     alerts: int
+    # storage.db.scrub's answer: on SQLite whether the files hold nothing erased any more.
+    files_clean: bool | None = None
 
 
 class AdminService:
@@ -265,7 +277,8 @@ class AdminService:
 
     async def erase_customer(self, external_id: str, *, actor: str) -> Erased:
         """Remove the customer's personal data and texts, keep anonymous scores (see the
-        module's docstring for what goes and what stays). One transaction."""
+        module's docstring for what goes and what stays). One transaction, then the
+        files are scrubbed of what it removed."""
         now = self._clock()
         async with UnitOfWork(self.factory) as uow:
             customer = await self._customer(uow, external_id)
@@ -310,7 +323,9 @@ class AdminService:
             await uow.audit.add(actor, "customer.erased", external_id, {
                 "customer_id": who, "again": again, "answers": erased.answers}, now=now)
             await uow.commit()
-        return erased
+        engine = self.factory.kw["bind"]
+        assert isinstance(engine, AsyncEngine)
+        return replace(erased, files_clean=await scrub(engine, ERASED_TABLES))
 
     @staticmethod
     async def _customer(uow: UnitOfWork, external_id: str) -> CustomerRow:
