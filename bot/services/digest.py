@@ -35,6 +35,7 @@ from bot.services.report_text import (
     response_text,
 )
 from bot.services.reports import anonymous_lines
+from bot.services.safe_text import isolate
 from bot.services.scripts import script_of
 from handlers.email.outbound import Smtp
 from storage.models import AlertRow, AlertStatus, AnswerRow, Respondent, ScriptRow
@@ -178,7 +179,7 @@ class Digest:
                                                 COMMENTS)
             if comments:
                 lines.append("Comments from low scores:")
-                lines += [f"  • {_short(comment)}" for comment in comments]
+                lines += [f"  • {isolate(_short(comment))}" for comment in comments]
             lines.append(f"Open alerts: {await open_alerts(self._factory, each.id)}")
             image = await chart(f"{each.title}, {period}", now, each.metrics)
             sections.append(Section(each, lines, image))

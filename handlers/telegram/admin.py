@@ -26,6 +26,7 @@ from aiogram.types import (
 )
 
 from bot.services.alerts import AlertError, AlertService, AlertView
+from bot.services.safe_text import isolate
 from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
 from bot.settings import Settings
 from handlers.telegram.filters import Check
@@ -81,11 +82,19 @@ def overdue_text(alert: AlertView, minutes: int) -> str:
 def _details(survey_id: str, step: str, first_name: str | None, customer_id: int,
              context: Mapping[str, Any]) -> list[str]:
     lines = [f"Survey: {escape(survey_id)}, question {escape(step)}",
-             f"Customer: {escape(first_name or '—')} (#{customer_id})"]
+             f"Customer: {_shown(first_name or '—')} (#{customer_id})"]
     if context:
-        lines.append("Context: " + ", ".join(f"{escape(str(k))}={escape(str(v))}"
-                                              for k, v in sorted(context.items())))
+        lines.append(_context(context))
     return lines
+
+
+def _shown(text: object) -> str:
+    """Customer text in our HTML message: isolated (bot.services.safe_text), escaped."""
+    return escape(isolate(text))
+
+
+def _context(context: Mapping[str, Any]) -> str:
+    return "Context: " + ", ".join(f"{_shown(k)}={_shown(v)}" for k, v in sorted(context.items()))
 
 
 def alert_markup(alert_id: int, session_id: int) -> InlineKeyboardMarkup:
@@ -99,14 +108,13 @@ def alert_markup(alert_id: int, session_id: int) -> InlineKeyboardMarkup:
 def transcript_text(transcript: Transcript) -> str:
     lines = [f"<b>Conversation #{transcript.session_id}</b> ({escape(transcript.survey_id)}, "
              f"{escape(transcript.status)})",
-             f"Customer: {escape(transcript.first_name or '—')} (#{transcript.customer_id})"]
+             f"Customer: {_shown(transcript.first_name or '—')} (#{transcript.customer_id})"]
     if transcript.context:
-        lines.append("Context: " + ", ".join(f"{escape(str(k))}={escape(str(v))}"
-                                              for k, v in sorted(transcript.context.items())))
+        lines.append(_context(transcript.context))
     for line in transcript.answers:
         value = (str(line.score) if line.score is not None
                  else ", ".join(line.choices) or line.text or "")
-        lines.append(f"• {escape(line.step)}: {escape(value)}")
+        lines.append(f"• {escape(line.step)}: {_shown(value)}")
     if not transcript.answers:
         lines.append("No answers yet.")
     return "\n".join(lines)
@@ -127,7 +135,7 @@ async def notify(bot: Bot, settings: Settings, surveys: SurveyService, outcome: 
             reply_to = int(comment.message_id) if comment.message_id else None
             await bot.send_message(
                 settings.admin_chat_id,
-                f"💬 Comment on alert #{comment.alert_id}:\n{escape(comment.text)}",
+                f"💬 Comment on alert #{comment.alert_id}:\n{_shown(comment.text)}",
                 reply_to_message_id=reply_to)
     except TelegramAPIError as error:
         log.warning("could not tell the admin chat about session %s: %s",

@@ -181,7 +181,7 @@ async def test_an_alert_nobody_took_is_re_sent_once_overdue(product: Product,
     [overdue] = api.sent(ADMIN_CHAT)[sent:]
     shown = api.messages(ADMIN_CHAT)[-1]["text"]
     assert shown.startswith("⏰ Overdue: alert #1, nobody took it in 31 min (CSAT score 1)")
-    assert "Customer: Anna" in shown
+    assert "Customer: \u2068Anna\u2069" in shown
     assert overdue["reply_to_message_id"] == alert["message_id"]  # under the alert
     assert [b["text"] for row in overdue["reply_markup"]["inline_keyboard"] for b in row] == [
         "Reply", "Resolve", "Open conversation"]

@@ -102,7 +102,7 @@ async def test_the_digest_goes_once_to_the_chat_and_by_email(
         "n=2); change -100.0",
         "Response rate — (no surveys sent)",
         "Comments from low scores:",
-        "  • Delivery took three weeks",
+        "  • \u2068Delivery took three weeks\u2069",  # isolated: the customer's words
         "Open alerts: 2"]
     assert "Lovely people" not in text
     assert "Next day's complaint" not in text
@@ -134,7 +134,7 @@ async def test_the_digest_goes_once_to_the_chat_and_by_email(
     latest = api.sent(ADMIN_CHAT)[-1]["text"]
     assert "NPS -100.0" in latest
     assert "(promoters 0 / passives 0 / detractors 1, n=1); change -100.0" in latest
-    assert "  • Next day's complaint" in latest
+    assert "  • \u2068Next day's complaint\u2069" in latest
     assert len(box.messages) == 2
 
 
