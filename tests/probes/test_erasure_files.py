@@ -9,6 +9,8 @@ On PostgreSQL, erasure vacuums the tables it changed."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,31 @@ async def test_erased_data_is_nowhere_in_the_sqlite_files(db_url: str) -> None:
         assert found(after, EXTERNAL_ID) == ["utf-8"]  # kept: a later trigger finds them out
         # Erasing again answers the same, and the files stay clean.
         assert (await erase(w))["files_clean"] is True
+        assert all(found(database_bytes(db_url), secret) == [] for secret in SECRETS)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_reader_in_another_process_delays_the_clean_files_and_the_answer_says_so(
+        db_url: str) -> None:
+    """A reader that holds the write-ahead log keeps it from being emptied: the erasure
+    stands, answers files_clean false after a bounded wait, and erasing again once the
+    reader is done empties it."""
+    async with world(db_url) as w:
+        await answered_and_sent(w)
+        reader = sqlite3.connect(str(make_url(db_url).database), isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM answers").fetchall()
+            started = time.monotonic()
+            first = await erase(w)
+            assert time.monotonic() - started < 5
+            assert first["files_clean"] is False
+            assert found(database_bytes(db_url), COMMENT) == ["utf-8"]
+            reader.execute("COMMIT")
+        finally:
+            reader.close()
+        again = await erase(w)
+        assert again == {**first, "files_clean": True}
         assert all(found(database_bytes(db_url), secret) == [] for secret in SECRETS)
 
 
