@@ -27,6 +27,7 @@ from bot.keys import (
 )
 from bot.links import Links
 from bot.observability import Metrics
+from bot.ratelimit import limiter
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
@@ -111,14 +112,18 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   notify: Callable[[Outcome], Awaitable[None]] | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
-    # Innermost, outages: its 503 and 507 get the CORS and page headers of the others.
+    # Outages inside the others, so its 503 and 507 get their CORS and page headers; only
+    # the checks of credentials, which read and write the audit log and sessions, inside it.
     app = web.Application(middlewares=[prometheus.timed, pages.pages, throttle.failed_attempts,
-                                       api.errors, widget.anonymous, dashboard.dashboard,
-                                       outage.outages],
-                          client_max_size=api.MAX_BODY)
+                                       api.errors, widget.anonymous, outage.outages,
+                                       api.authenticate, dashboard.dashboard],
+                          client_max_size=api.MAX_BODY,
+                          # api.body decodes a body's Content-Encoding, or refuses it.
+                          handler_args={"auto_decompress": False})
     app.on_response_prepare.append(pages.secure_headers)
-    app[throttle.LIMITER] = throttle.PerAddress(settings.anonymous_rate)
-    app[throttle.FAILURES] = throttle.PerAddress(settings.failed_attempts)
+    redis = settings.redis_url.get_secret_value() if settings.redis_url else None
+    app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, engine, redis)
+    app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, engine, redis)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[FACTORY] = services.factory
@@ -139,4 +144,5 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                    audit, alerts, prometheus, metrics_api, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
+    api.check_scopes(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,18 +10,22 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from conversations.script import MAX_THROTTLE_DAYS
+from conversations.script import MAX_THROTTLE_DAYS, HeaderText, TimeZoneName
 from storage.db import ANONYMOUS_ALERTS_PER_HOUR
 
 # The dispatcher adds the last retry's wait (RETRY_BACKOFF doubled SEND_ATTEMPTS - 2 times)
 # to a date: far beyond any useful retry, and far inside what a date can be moved by.
 MAX_RETRY_WAIT = timedelta(days=3650)
+# An integration token's name, as the audit log shows it (token:<name>).
+TOKEN_NAME = re.compile(r"[a-z0-9_-]{1,40}")
 
 
 class Settings(BaseSettings):
     # Empty values in .env (`BOT_TOKEN=`) mean "not set", as in .env.example.
+    # An error never repeats the value it refuses: it may be a secret (API_TOKENS, say).
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True,
+        hide_input_in_errors=True,
     )
 
     database_url: str = "sqlite+aiosqlite:///./otklik.db"
@@ -34,8 +39,9 @@ class Settings(BaseSettings):
     surveys_dir: Path = Path("surveys")
     default_survey: str = "nps"
     admin_token: SecretStr | None = None
-    # More API tokens (comma-separated), e.g. one per integration that posts triggers.
-    api_tokens: Annotated[list[SecretStr], NoDecode] = []
+    # Integration tokens, by name: they post triggers and nothing else. Comma-separated
+    # `name:secret` items; a bare secret is named api-1, api-2... in order.
+    api_tokens: Annotated[dict[str, SecretStr], NoDecode] = {}
     admin_chat_id: int | None = None
     # Telegram user ids allowed /report, /alerts and /export (comma-separated).
     admin_user_ids: Annotated[list[int], NoDecode] = []
@@ -43,13 +49,13 @@ class Settings(BaseSettings):
     # whom by e-mail besides the admin chat (comma-separated addresses).
     digest: Literal["off", "daily", "weekly"] = "daily"
     digest_time: time = time(9, 0)
-    digest_timezone: str = "UTC"
-    digest_emails: Annotated[list[str], NoDecode] = []
+    digest_timezone: TimeZoneName = "UTC"
+    digest_emails: Annotated[list[HeaderText], NoDecode] = []
     trigger_secret: SecretStr | None = None
     outbound_webhook_url: str | None = None
     outbound_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
-    mail_from: str = "Otklik <otklik@localhost>"  # the From of e-mailed surveys
+    mail_from: HeaderText = "Otklik <otklik@localhost>"  # the From of e-mailed surveys
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.
@@ -74,14 +80,52 @@ class Settings(BaseSettings):
     # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names
     # the client, for the two limits above.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # Where the two limits above are counted: Redis (redis://host:6379/0) when set, else
+    # the database; either way every process shares them.
+    redis_url: SecretStr | None = None
 
-    @field_validator("api_tokens", "widget_origins", "admin_user_ids", "digest_emails",
-                     "trusted_proxies", mode="before")
+    @field_validator("widget_origins", "admin_user_ids", "digest_emails", "trusted_proxies",
+                     mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _named_tokens(cls, value: object) -> object:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        named: dict[str, str] = {}
+        bare = 0
+        for number, item in enumerate(items, 1):
+            raw = (item.get_secret_value() if isinstance(item, SecretStr) else str(item)).strip()
+            if not raw:  # a trailing comma
+                continue
+            name, colon, secret = raw.partition(":")
+            if not colon:
+                bare += 1
+                name, secret = f"api-{bare}", raw
+            if not TOKEN_NAME.fullmatch(name):
+                raise ValueError(f"item {number}: a name is 1-40 of a-z, 0-9, _ and -, "
+                                 "then ':' and the secret")
+            if not secret.strip():
+                raise ValueError(f"item {number} ({name}): no secret after the name")
+            if name in named:
+                raise ValueError(f"item {number}: the name {name} is taken")
+            named[name] = secret.strip()
+        if len(set(named.values())) < len(named):
+            raise ValueError("two tokens have the same secret: give each integration its own")
+        return named
+
+    @model_validator(mode="after")
+    def _admin_apart(self) -> Settings:
+        admin = self.admin_token.get_secret_value() if self.admin_token else None
+        if admin is not None and admin in {t.get_secret_value() for t in self.api_tokens.values()}:
+            raise ValueError("API_TOKENS holds ADMIN_TOKEN: an integration would act as admin")
+        return self
 
     @model_validator(mode="after")
     def _last_retry(self) -> Settings:

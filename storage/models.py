@@ -424,3 +424,30 @@ class AuditRow(Base):
     target: Mapped[str]
     details: Mapped[JsonDict] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LimitRow(Base):
+    """Per-address counts for a minute (bot/ratelimit.py): the failed-attempts budget and
+    the anonymous rate, shared by every process on the database. `minute` is the minute's
+    first second (Unix time) and leads the key, so pruning past minutes is a range."""
+
+    __tablename__ = "limits"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # looked up only by its key
+
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    scope: Mapped[str] = mapped_column(primary_key=True)  # "failed" or "anonymous"
+    address: Mapped[str] = mapped_column(primary_key=True)
+    count: Mapped[int]
+
+
+class AdminSessionRow(Base):
+    """A dashboard login: its cookie carries the id, signed, and every request reads this
+    row by it, so logging out (`revoked_at`) ends that session on the server, not only in
+    that browser. Rows past the session's age are deleted at the next login."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[str] = mapped_column(primary_key=True)  # 192 random bits
+    who: Mapped[str]  # the name typed at login
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -2,7 +2,8 @@
 call (widget.py), and FAILED_ATTEMPTS wrong secrets a minute, wherever one is presented: a
 bearer token, a signature, Telegram's webhook secret, the dashboard's login form, a survey
 link's token. ADMIN_TOKEN is the dashboard's password and the API's key at once, so both
-places spend the same budget.
+places spend the same budget. Both are counted in the database, or in Redis with REDIS_URL
+(bot/ratelimit.py), so every process serving the product shares them.
 
 Behind a reverse proxy every request comes from the proxy: list it in TRUSTED_PROXIES and
 the client's address is read from X-Forwarded-For (never otherwise: anyone can send it)."""
@@ -10,19 +11,19 @@ the client's address is read from X-Forwarded-For (never otherwise: anyone can s
 from __future__ import annotations
 
 import ipaddress
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import IPvAnyNetwork
 
 from bot.keys import SETTINGS
-from bot.signing import SIGNATURE_HEADER
-from handlers.web.api import error_response
+from bot.ratelimit import Limiter, Spent
+from bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, same_secret, signature
+from handlers.web.api import ApiError, body, error_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CREDENTIALS = ("Authorization", SIGNATURE_HEADER, "X-Telegram-Bot-Api-Secret-Token")
 LINKS = ("/s/", "/e/", "/u/")  # a delivery's token in the path
 LOGIN = "/admin/login"
 # Set by a handler that found the secret it was given wrong without answering 401 (an
@@ -30,39 +31,8 @@ LOGIN = "/admin/login"
 WRONG = web.RequestKey("wrong_secret", bool)
 
 
-class PerAddress:
-    """At most `per_minute` a minute from one client address (a token bucket per address;
-    the least recently seen are forgotten past `kept`)."""
-
-    def __init__(self, per_minute: int, kept: int = 50_000) -> None:
-        self._rate = per_minute / 60
-        self._burst = float(per_minute)
-        self._kept = kept
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def _refilled(self, address: str) -> float:
-        now = time.monotonic()
-        tokens, then = self._buckets.pop(address, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - then) * self._rate)
-        self._buckets[address] = (tokens, now)
-        if len(self._buckets) > self._kept:
-            self._buckets.popitem(last=False)
-        return tokens
-
-    def allow(self, address: str) -> bool:
-        """Takes one from the address's budget; False (taking nothing) when it is spent."""
-        tokens = self._refilled(address)
-        if tokens < 1:
-            return False
-        self._buckets[address] = (tokens - 1, self._buckets[address][1])
-        return True
-
-    def exhausted(self, address: str) -> bool:
-        return self._refilled(address) < 1
-
-
-LIMITER = web.AppKey("anonymous_limiter", PerAddress)
-FAILURES = web.AppKey("failed_attempts", PerAddress)
+LIMITER = web.AppKey("anonymous_limiter", Limiter)
+FAILURES = web.AppKey("failed_attempts", Limiter)
 
 
 def _trusted(address: str, proxies: Sequence[IPvAnyNetwork]) -> bool:
@@ -85,29 +55,111 @@ def client_address(request: web.Request) -> str:
     return next((hop for hop in reversed(hops) if not _trusted(hop, proxies)), hops[0])
 
 
-def _presents_secret(request: web.Request) -> bool:
-    return (request.path.startswith(LINKS) or any(h in request.headers for h in CREDENTIALS)
-            or (request.method == "POST" and request.path == LOGIN))
+class Presented(NamedTuple):
+    """A request whose body has been read: what a credential's check may look at."""
+
+    request: web.Request
+    body: bytes
+    form: MultiDictProxy[str | bytes | bytearray | web.FileField]
+
+
+def _bearer(given: Presented) -> bool:
+    settings = given.request.app[SETTINGS]
+    scheme, _, presented = given.request.headers["Authorization"].partition(" ")
+    tokens = [token.get_secret_value() for token in (settings.admin_token,
+                                                      *settings.api_tokens.values()) if token]
+    # Every token is compared, in constant time, whatever matches first. A right token on a
+    # route it may not call is no guess: api.authenticate answers that 403, uncounted.
+    return scheme.lower() == "bearer" and any(
+        [same_secret(presented.strip(), token) for token in tokens])
+
+
+def _signed(given: Presented) -> bool:
+    secret, headers = given.request.app[SETTINGS].trigger_secret, given.request.headers
+    return secret is not None and same_secret(headers[SIGNATURE_HEADER], signature(
+        secret.get_secret_value().encode(), headers.get(TIMESTAMP_HEADER, ""), given.body))
+
+
+def _telegram(given: Presented) -> bool:
+    secret = given.request.app[SETTINGS].webhook_secret
+    return secret is not None and same_secret(
+        given.request.headers[TELEGRAM_SECRET], secret.get_secret_value())
+
+
+def _login(given: Presented) -> bool:
+    admin, token = given.request.app[SETTINGS].admin_token, given.form.get("token", "")
+    # As the login form reads it (dashboard/frame.py: form_text(form, "token", 512)).
+    return (admin is not None and isinstance(token, str)
+            and same_secret(token.strip()[:512], admin.get_secret_value()))
+
+
+TELEGRAM_SECRET = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header's name)
+# Each header that carries a secret, and how to tell whether it is ours: a channel that
+# brings a credential of its own (a platform's signature) adds it here, and its guesses
+# spend the budget like any other.
+CREDENTIALS: dict[str, Callable[[Presented], bool]] = {
+    "Authorization": _bearer, SIGNATURE_HEADER: _signed, TELEGRAM_SECRET: _telegram}
+
+
+def _checks(request: web.Request) -> list[Callable[[Presented], bool]]:
+    checks = [check for header, check in CREDENTIALS.items() if header in request.headers]
+    if request.method == "POST" and request.path == LOGIN:
+        checks.append(_login)
+    return checks
+
+
+def _refused(request: web.Request) -> web.StreamResponse:
+    message = "too many failed attempts from this address: try again in a minute"
+    if request.path.startswith("/api/"):
+        return error_response(429, "rate_limited", message, headers={"Retry-After": "60"})
+    raise web.HTTPTooManyRequests(text=message.capitalize() + ".", headers={"Retry-After": "60"})
+
+
+async def _read(request: web.Request) -> Presented:
+    if request.content_type == "multipart/form-data":  # read once, as the form it is
+        return Presented(request, b"", await request.post())
+    try:
+        decoded = await body(request)  # what a signature signs
+    except ApiError:
+        decoded = b""  # refused by the handler, which reads it again, as it is
+    return Presented(request, decoded, await request.post())
 
 
 @web.middleware
 async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Counts the wrong secrets from each address; once FAILED_ATTEMPTS a minute are spent,
-    every request presenting one gets 429, right or wrong, until the budget refills: a
-    guess a few seconds at most. A request that presents none is never held back."""
-    if not _presents_secret(request):
+    every request presenting one gets 429, right or wrong, until the minute is over. A
+    request that presents none is never held back, and a right secret costs nothing.
+
+    The whole body is read first, then the secret judged in one step of the limiter
+    (bot/ratelimit.py: the budget checked, the secret compared, a failure recorded, nothing
+    from the address judged in between): a guess whose body came late is judged against the
+    budget as it is then, not as it was when its headers came. The handler then compares
+    the same secret again (a pure function of the request read) and answers 401 itself. A
+    survey link's token is found or not by a database lookup, not in that step: the budget
+    is checked before it and a link not found spends one after."""
+    checks = _checks(request)
+    if not checks and not request.path.startswith(LINKS):
         return await handler(request)
     budget, address = request.app[FAILURES], client_address(request)
-    if budget.exhausted(address):
-        message = "too many failed attempts from this address: try again in a minute"
-        if request.path.startswith("/api/"):
-            return error_response(429, "rate_limited", message, headers={"Retry-After": "60"})
-        raise web.HTTPTooManyRequests(text=message.capitalize() + ".",
-                                      headers={"Retry-After": "60"})
+    try:
+        given = await _read(request)
+    except web.HTTPRequestEntityTooLarge as error:
+        if not request.path.startswith("/api/"):
+            raise
+        return error_response(413, "too_large", error.reason)
+    try:
+        if checks:
+            await budget.verdict(address, lambda: all(check(given) for check in checks) or None)
+        else:
+            await budget.verdict(address, lambda: True)  # spent? nothing is compared here
+    except Spent:
+        return _refused(request)
     response: web.StreamResponse | None = None
     try:
         response = await handler(request)
         return response
     finally:
-        if request.get(WRONG) or (response is not None and response.status == 401):
-            budget.allow(address)  # spends one
+        if not checks and (request.get(WRONG) or (response is not None
+                                                  and response.status == 401)):
+            await budget.hit(address)  # spends one

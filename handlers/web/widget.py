@@ -176,7 +176,7 @@ async def anonymous(request: web.Request, handler: Handler) -> web.StreamRespons
                            "(WIDGET_ORIGINS)", "Origin")
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204)
-        elif not request.app[LIMITER].allow(client_address(request)):
+        elif not await request.app[LIMITER].hit(client_address(request)):
             if not api:
                 raise web.HTTPTooManyRequests(text="Too many requests: try again in a minute.",
                                               headers={"Retry-After": "60"})

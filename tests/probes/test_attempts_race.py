@@ -1,0 +1,174 @@
+"""Probe (issue 16): the failed-attempts budget cannot be raced. With FAILED_ATTEMPTS=10, a
+hundred guesses whose bodies come late are judged against the budget as it is when each
+body is complete, so only ten are ever compared; the real token sent after them is refused.
+Right secrets never spend it: 32 signed triggers at once all pass. The budget lives in the
+database (SQLite, PostgreSQL) or in Redis, and two `otklik run` processes on one PostgreSQL
+share it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from limits.storage import storage_from_string
+
+from tests.conftest import PostgresDatabases
+from tests.e2e.dashboard_support import csrf_of
+from tests.e2e.test_dispatch_processes import start, stop
+from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
+from tests.support.botapi import BotApiStub
+from tests.support.migrated import migrate
+from tests.support.net import free_port
+
+LIMIT = 10
+REDIS = "redis://127.0.0.1:6379/7"  # a database of its own, emptied by each test here
+
+
+@pytest.fixture(params=["database", "redis"])
+async def redis_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
+    """Where the limits live: the database (None) or Redis, emptied of limits first."""
+    if request.param == "database":
+        yield None
+        return
+    await storage_from_string(f"async+{REDIS}").reset()
+    yield REDIS
+
+
+async def a_fresh_minute(needed: float = 20) -> None:
+    """Waits, if need be, for a minute with `needed` seconds left: the budget is per clock
+    minute, and a test that straddled two would see it renewed half-way."""
+    if (left := 60 - time.time() % 60) < needed:
+        await asyncio.sleep(left + 0.1)
+
+
+@dataclass
+class Held:
+    """A request sent but for its body's last byte."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    last: bytes
+
+    async def release(self) -> int:
+        self.writer.write(self.last)
+        await self.writer.drain()
+        status = await asyncio.wait_for(self.reader.readline(), 30)
+        self.writer.close()
+        return int(status.split()[1])
+
+
+async def hold(port: int, path: str, headers: dict[str, str], body: bytes) -> Held:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in {
+        "Host": f"127.0.0.1:{port}", "Content-Length": str(len(body)), "Connection": "close",
+        **headers}.items())
+    writer.write(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body[:-1])
+    await writer.drain()
+    return Held(reader, writer, body[-1:])
+
+
+async def race(port: int, request: Any, real: str) -> tuple[Counter[int], int]:
+    """99 wrong guesses and the real token, all with their bodies held back; the guesses'
+    bodies are let go together, then, once they are answered, the real one's. Returns the
+    guesses' statuses and the real one's."""
+    held = [await hold(port, *request(f"guess-{n}")) for n in range(99)]
+    real_one = await hold(port, *request(real))
+    await asyncio.sleep(0.5)  # every request's headers in, waiting for its body
+    guesses = Counter(await asyncio.gather(*(one.release() for one in held)))
+    return guesses, await real_one.release()
+
+
+@pytest.fixture
+async def api(db_url: str, redis_url: str | None) -> AsyncIterator[Api]:
+    async with serving(db_url, failed_attempts=LIMIT, redis_url=redis_url) as api:
+        await a_fresh_minute()
+        yield api
+
+
+async def test_late_logins_spend_the_budget_and_the_real_token_is_refused(api: Api) -> None:
+    csrf = await csrf_of(api, "/admin/login")
+
+    def login(token: str) -> tuple[str, dict[str, str], bytes]:
+        return "/admin/login", {"Content-Type": "application/x-www-form-urlencoded",
+                                "Cookie": f"otklik_csrf={csrf}"}, urlencode(
+            {"csrf": csrf, "name": "Olga", "token": token}).encode()
+
+    guesses, real = await race(api.client.port or 0, login, ADMIN)
+    assert guesses == Counter({401: LIMIT, 429: 99 - LIMIT})
+    assert real == 429
+
+
+async def test_late_bearer_tokens_spend_the_budget_and_the_real_one_is_refused(
+        api: Api) -> None:
+    def bearer(token: str) -> tuple[str, dict[str, str], bytes]:
+        return "/api/v1/triggers", {"Content-Type": "application/json",
+                                    "Authorization": f"Bearer {token}"}, json.dumps(
+            trigger(key=f"race-{token}")).encode()
+
+    guesses, real = await race(api.client.port or 0, bearer, ADMIN)
+    assert guesses == Counter({401: LIMIT, 429: 99 - LIMIT})
+    assert real == 429
+    assert await api.trigger_count() == 0
+
+
+async def test_right_secrets_at_once_never_spend_the_budget(api: Api) -> None:
+    # One wrong guess short of the limit: a right secret that took a unit even for a
+    # moment would find the budget spent with the 32 at once.
+    for n in range(LIMIT - 1):
+        assert (await api.post("/api/v1/triggers", trigger(), token=f"guess-{n}"))[0] == 401
+    results = await asyncio.gather(*(api.signed("/api/v1/triggers", trigger(key=f"call-{n}"))
+                                     for n in range(32)))
+    assert [status for status, _ in results] == [202] * 32
+    assert (await api.post("/api/v1/triggers", trigger(), token="guess-last"))[0] == 401
+    assert (await api.post("/api/v1/triggers", trigger(key="late"), token=ADMIN))[0] == 429
+
+
+@pytest.mark.postgres
+async def test_two_processes_share_one_budget(postgres_databases: PostgresDatabases,
+                                              redis_url: str | None, tmp_path: Path) -> None:
+    db_url = postgres_databases.take()
+    await migrate(db_url)
+    ports = [free_port(), free_port()]
+    extra = {"ADMIN_TOKEN": ADMIN, "FAILED_ATTEMPTS": str(LIMIT)}
+    if redis_url:
+        extra["REDIS_URL"] = redis_url
+    async with BotApiStub() as stub, aiohttp.ClientSession() as http:
+        processes = [start(db_url, stub, tmp_path, HTTP_PORT=str(port), **extra)
+                     for port in ports]
+        try:
+            async def answers(n: int, token: str) -> int:
+                url = f"http://127.0.0.1:{ports[n % 2]}/api/v1/answers"
+                async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+                    return r.status
+
+            for port in ports:
+                await serves(http, port)
+            await a_fresh_minute()
+            assert [await answers(n, f"guess-{n}") for n in range(LIMIT)] == [401] * LIMIT
+            # The 11th is refused whichever process gets it, and so is the real token.
+            assert [await answers(n, f"guess-{n}") for n in (LIMIT, LIMIT + 1)] == [429] * 2
+            assert [await answers(n, ADMIN) for n in (0, 1)] == [429] * 2
+        finally:
+            await stop(*processes)
+    postgres_databases.drop(db_url)
+
+
+async def serves(http: aiohttp.ClientSession, port: int) -> None:
+    for _ in range(300):
+        try:
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing serves on {port} after 30 s")
