@@ -68,7 +68,8 @@ async def scrub(engine: AsyncEngine, tables: Sequence[str]) -> bool | None:
     page of the write-ahead log into the database file and empties the log, whose older
     frames still hold the erased rows (a plain checkpoint leaves them there). True once
     done; False when another process's reader or writer kept it from finishing within
-    SCRUB_WAIT_MS (logged; the next erasure or SQLite's own checkpoints try again).
+    SCRUB_WAIT_MS (logged; erasing again tries again: SQLite's own checkpoints do not
+    empty the log).
 
     PostgreSQL: VACUUM of `tables`, which frees the dead row versions the erasure left for
     reuse; their bytes can stay on disk until reused, in the WAL until it is recycled,
