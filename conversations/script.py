@@ -9,7 +9,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from datetime import time, timedelta
 from functools import cached_property
 from typing import Annotated, Literal, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 import yaml
 from pydantic import (
@@ -34,16 +34,40 @@ CLI_ITEMS = ("recommend", "retain", "upsell", "switch")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z0-9_]+)(?:\|([^{}]*))?\}")
 NAMESPACES = ("context", "customer")
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-    return value
+# tzdata's zone names, legacy aliases included (a CRM may still send Europe/Kiev, and UTC
+# must stay); not Factory, localtime (whatever this machine's clock says) nor the posix/
+# and right/ copies (right/ counts leap seconds, so its local times are off by them).
+ZONES = frozenset(zone for zone in available_timezones()
+                  if zone not in ("Factory", "localtime")
+                  and not zone.startswith(("posix/", "right/")))
 
 
-# An IANA time zone name, checked against the system's zone database.
+def _zone(value: str, info: ValidationInfo) -> str:
+    # A version stored before this check ran with any name ZoneInfo took, and still does.
+    if value in ZONES or (info.context and info.context.get(STORED)):
+        return value
+    raise ValueError(f"unknown time zone {value[:64]!r}; use a tzdata name such as "
+                     "Europe/Moscow or UTC")
+
+
+# A tzdata time zone name, for scripts, customers, campaigns and the digest.
 TimeZoneName: TypeAlias = Annotated[str, AfterValidator(_zone)]
+
+
+def _one_line(value: str, info: ValidationInfo) -> str:
+    """A text that goes into a header (a title is the e-mail's Subject): a line break there
+    would start another header, so no control character at all. A version stored before
+    this check is read back with each one as a space."""
+    if not CONTROL.search(value):
+        return value
+    if info.context and info.context.get(STORED):
+        return CONTROL.sub(" ", value)
+    raise ValueError("must be one line: no line break or other control character")
+
+
+# A text in a mail or HTTP header (e-mail Subject).
+HeaderText: TypeAlias = Annotated[str, AfterValidator(_one_line)]
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 LocalizedText: TypeAlias = dict[
     Annotated[str, Field(pattern=LOCALE_PATTERN)], Annotated[str, Field(min_length=1)]
@@ -252,7 +276,8 @@ class Script(_Model):
     version: int = Field(1, ge=1)
     default_locale: str = Field(pattern=LOCALE_PATTERN)
     locales: list[Annotated[str, Field(pattern=LOCALE_PATTERN)]] | None = None
-    title: LocalizedText
+    title: dict[Annotated[str, Field(pattern=LOCALE_PATTERN)],
+                Annotated[HeaderText, Field(min_length=1)]]
     timezone: TimeZoneName = "UTC"
     allow_back: bool = False
     policy: Policy = Policy()
@@ -307,13 +332,15 @@ class Script(_Model):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 core scalars: `no`/`on` stay strings and `21:00` is not base 60."""
+    """YAML 1.2 core scalars: `no`/`on` stay strings and `21:00` is not base 60; a lone `=`
+    is a string too (YAML 1.1's "value" tag, which no safe constructor builds)."""
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool",
                                                               "tag:yaml.org,2002:int",
-                                                              "tag:yaml.org,2002:float")]
+                                                              "tag:yaml.org,2002:float",
+                                                              "tag:yaml.org,2002:value")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
@@ -329,36 +356,127 @@ _Loader.add_implicit_resolver(
 )
 
 
-# Far above any real script (100 steps in several languages is ~50 KB, nesting ~8 deep):
-# what is beyond them is a mistake or an attack, refused before anything is built from it.
+# libyaml's parser, where PyYAML was built with it: the same events and nodes some 25 times
+# faster than the pure-Python one, which stays for the scripts libyaml refuses (its error
+# messages are the ones script writers know) and where libyaml is missing.
+_FastLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+if _FastLoader is not None:
+    _FastLoader = type("_FastLoader", (_FastLoader,),
+                       {"yaml_implicit_resolvers": _Loader.yaml_implicit_resolvers})
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Builds the data from the checked tree; a value Python cannot hold (a 30 February, an
+    integer of 5,000 digits) is an error at its node, not a ValueError from nowhere."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> object:
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark) from None
+
+
+# Far above any real script (100 steps in several languages is ~50 KB, nesting ~8 deep; 100
+# steps of 20 options each in 3 languages is ~25,000 values, and a step's text a few hundred
+# characters): what is beyond them is a mistake or an attack, refused from the parser's
+# event stream, before any tree is built, so a refusal costs milliseconds.
 MAX_SOURCE = 256 * 1024
 MAX_DEPTH = 20
+MAX_NODES = 30_000
+MAX_TEXT = 10_000
+MAX_KEY = 100
+# Nobody reads past the first hundred issues, and finding each one's line takes time.
+MAX_ISSUES = 100
 
 
-def _limits(source: str, filename: str) -> None:
-    """Refuse an oversized or too deeply nested script, and YAML anchors and aliases (a
-    few lines of them expand to millions of nodes: the "billion laughs"), reading the
-    event stream once, before any tree is built."""
+def _limits(source: str, filename: str, loader: type[yaml.SafeLoader]) -> None:
+    """Refuse, at the first one, what is too big or not plain data: a script over the size,
+    depth, value count or text length limits; YAML anchors and aliases (a few lines of them
+    expand to millions of nodes: the "billion laughs"); YAML tags (`!!python/...` asks for
+    objects, and a script is data); a list or mapping as a mapping key."""
     if len(source) > MAX_SOURCE:
         raise ScriptError([ScriptIssue("", f"the script is {len(source):,} characters, over "
                                            f"the limit of {MAX_SOURCE:,}", 1)], filename)
-    depth = 0
+    nodes = 0
+    # Per open collection: None for a list; for a mapping, whether its next node is a key.
+    open_: list[bool | None] = []
     try:
-        for event in yaml.parse(source, Loader=_Loader):
-            line = event.start_mark.line + 1 if event.start_mark else None
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ScriptError([ScriptIssue(
-                    "", "YAML anchors and aliases (& and *) are not allowed in a script: "
-                        "write the text out where it is used", line)], filename)
+        for event in yaml.parse(source, Loader=loader):
+            if isinstance(event, yaml.CollectionEndEvent):
+                open_.pop()
+            if not isinstance(event, yaml.NodeEvent):
+                continue
+            is_key = bool(open_) and open_[-1] is True
+            if open_ and open_[-1] is not None:
+                open_[-1] = not is_key
+            nodes += 1
+            problem = _problem(event, nodes, is_key, len(open_))
+            if problem:
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise ScriptError([ScriptIssue("", problem, line)], filename)
             if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise ScriptError([ScriptIssue(
-                        "", f"nested more than {MAX_DEPTH} levels deep", line)], filename)
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+                open_.append(True if isinstance(event, yaml.MappingStartEvent) else None)
     except yaml.YAMLError:
         return  # not valid YAML: parse_script says where, with its own message
+
+
+def _problem(event: yaml.NodeEvent, nodes: int, is_key: bool, depth: int) -> str | None:
+    if nodes > MAX_NODES:
+        return (f"more than {MAX_NODES:,} values (texts, numbers, lists and mappings): far "
+                "beyond any survey")
+    if isinstance(event, yaml.AliasEvent) or event.anchor:
+        return ("YAML anchors and aliases (& and *) are not allowed in a script: write the "
+                "text out where it is used")
+    if getattr(event, "tag", None):
+        return ("YAML tags (!!str, !!binary, !custom...) are not allowed in a script: write "
+                "the value plainly")
+    if isinstance(event, yaml.ScalarEvent):
+        if is_key and len(event.value) > MAX_KEY:
+            return f"a mapping key of more than {MAX_KEY} characters: keys are field names"
+        if len(event.value) > MAX_TEXT:
+            return f"a text of more than {MAX_TEXT:,} characters"
+    elif is_key:
+        return "mapping keys must be plain strings, not lists or mappings"
+    elif depth >= MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep"
+    return None
+
+
+def _compose(text: str, filename: str) -> yaml.Node | None:
+    """The script's YAML tree, after _limits; ScriptError says where it is not valid."""
+    if _FastLoader is not None:
+        try:
+            _limits(text, filename, _FastLoader)
+            return yaml.compose(text, Loader=_FastLoader)
+        except yaml.YAMLError:
+            pass  # said again by the pure parser, within the same limits, in its own words
+    _limits(text, filename, _Loader)
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        raise ScriptError([_not_yaml(exc)], filename) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses anywhere: NUL, BEL...
+        line = text.count("\n", 0, exc.position) + 1
+        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: character "
+                                           f"#x{exc.character:04x} is not allowed", line)],
+                          filename) from None
+
+
+def _not_yaml(exc: yaml.MarkedYAMLError) -> ScriptIssue:
+    mark = exc.problem_mark or exc.context_mark
+    advice = " (put texts with ':', '?', ',' or '#' in quotes)" if "expected" in str(
+        exc.problem) and not isinstance(exc, yaml.constructor.ConstructorError) else ""
+    return ScriptIssue("", f"not valid YAML/JSON: {exc.problem}{advice}",
+                       mark.line + 1 if mark else None)
+
+
+class _NotJson:
+    """NaN, Infinity or -Infinity in a JSON script: no field takes one, so validation
+    refuses it where it is, with its line."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 def parse_script(source: str, filename: str = "<script>") -> Script:
@@ -366,39 +484,34 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     is_json = filename.endswith(".json")
     # The YAML tree serves line numbers; JSON may indent with tabs, which YAML refuses.
     text = source.replace("\t", " ") if is_json else source
-    _limits(text, filename)
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        advice = " (put texts with ':', '?', ',' or '#' in quotes)" if "expected" in str(
-            exc.problem) else ""
-        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: {exc.problem}{advice}", line)],
-                          filename) from None
-    except yaml.reader.ReaderError as exc:  # a character YAML refuses anywhere: NUL, BEL...
-        line = text.count("\n", 0, exc.position) + 1
-        raise ScriptError([ScriptIssue("", f"not valid YAML/JSON: character "
-                                           f"#x{exc.character:04x} is not allowed", line)],
-                          filename) from None
+    root = _compose(text, filename)
     if root is None:
         raise ScriptError([ScriptIssue("", "the file is empty", 1)], filename)
     issues = list(_duplicate_keys(root, ()))
     try:
-        data = json.loads(source) if is_json else yaml.load(source, _Loader)  # noqa: S506
+        # NaN and Infinity, which JSON has not, are read as a value no field takes.
+        data = (json.loads(source, parse_constant=_NotJson) if is_json
+                else _Constructor().construct_document(root))
     except json.JSONDecodeError as exc:  # YAML accepts what JSON does not: ',}', '#', 'x'
         raise ScriptError([ScriptIssue("", f"not valid JSON: {exc.msg}", exc.lineno)],
                           filename) from None
+    except yaml.MarkedYAMLError as exc:  # `<<: 1`, a 30 February...
+        raise ScriptError([_not_yaml(exc)], filename) from None
     if not isinstance(data, dict):
         raise ScriptError([ScriptIssue("", "a script must be a mapping of fields", 1)], filename)
     try:
         script = Script.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(root, *_explain(err), tagged=True) for err in exc.errors()]
+        issues += [_issue(root, *_explain(err), tagged=True)
+                   for err in exc.errors()[:MAX_ISSUES + 1]]
     else:
         issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
     if issues:
-        raise ScriptError(sorted(issues, key=lambda issue: issue.line or 0), filename)
+        issues.sort(key=lambda issue: issue.line or 0)
+        if len(issues) > MAX_ISSUES:
+            issues[MAX_ISSUES:] = [ScriptIssue("", f"more issues after these first "
+                                                   f"{MAX_ISSUES}", issues[MAX_ISSUES].line)]
+        raise ScriptError(issues, filename)
     return script
 
 

@@ -37,9 +37,8 @@ import phonenumbers
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.services.scripts import Loaded, store_scripts
+from bot.services.scripts import Loaded, parse_apart, store_scripts
 from conversations.errors import ScriptError, ScriptIssue
-from conversations.script import parse_script
 from storage.db import scrub
 from storage.errors import NotFound
 from storage.models import (
@@ -183,7 +182,7 @@ class AdminService:
         `otklik scripts load` does; an unchanged script keeps its version."""
         filename = f"{survey_id}.{'json' if is_json else 'yaml'}"
         try:
-            script = parse_script(source, filename)
+            script = await parse_apart(source, filename)
         except ScriptError as exc:
             raise BadScript(exc.issues, filename) from None
         if script.id != survey_id:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,10 @@ from storage.uow import UnitOfWork
 
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
 CAMPAIGNS_FILE = "campaigns.yaml"  # beside the scripts, but not one of them
+# Scripts sent to the server are parsed here, one at a time: the event loop goes on
+# answering while a big or hostile one is read (up to a second of a core), and a burst of
+# them queues for this one thread instead of taking every core from the loop.
+_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otklik-script")
 
 
 class InvalidScripts(Exception):
@@ -58,6 +64,12 @@ def read_script(path: Path) -> tuple[Script, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScriptError([ScriptIssue("", f"cannot read: {exc}", None)], str(path)) from None
     return parse_script(source, str(path)), source
+
+
+async def parse_apart(source: str, filename: str) -> Script:
+    """parse_script in the parsing thread, for a script sent to the server."""
+    return await asyncio.get_running_loop().run_in_executor(_PARSER, parse_script, source,
+                                                            filename)
 
 
 def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from bot.keys import ADMIN
 from bot.services.admin import AdminError
+from bot.services.scripts import parse_apart
 from conversations.errors import ScriptError
-from conversations.script import parse_script
 from handlers.web.api import ACTOR, MAX_ID, MAX_VERSION, number
 from handlers.web.dashboard.frame import form_text, render
 
@@ -50,7 +50,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         return await _scripts_page(request, errors=[
             f"{filename}: the script is over {MAX_SCRIPT // 1024} KiB"], status=413)
     try:
-        script = parse_script(source, filename)
+        script = await parse_apart(source, filename)
         loaded = await request.app[ADMIN].store_script(
             script.id, source, is_json=filename.endswith(".json"), actor=request[ACTOR])
     except ScriptError as error:

@@ -295,7 +295,8 @@ steps:
   - id: a
     type: nps
     text: {en: Q}
-""", [("timezone", 4, "unknown time zone 'Mars/Olympus'; use an IANA name")]),
+""", [("timezone", 4, "unknown time zone 'Mars/Olympus'; use a tzdata name such as "
+      "Europe/Moscow or UTC")]),
 
     "unknown placeholder": (HEAD + """\
   - id: a
@@ -415,6 +416,83 @@ def test_a_script_over_the_size_limit_is_refused() -> None:
 def test_nesting_beyond_the_limit_is_refused_with_its_line() -> None:
     source = "id: deep\ndefault_locale: en\ntitle: {en: T}\nsteps: " + "[" * 25 + "]" * 25
     assert issues(source) == [("", 4, "nested more than 20 levels deep")]
+
+
+TAGS = ("YAML tags (!!str, !!binary, !custom...) are not allowed in a script: write the value "
+        "plainly")
+KEYS = "mapping keys must be plain strings, not lists or mappings"
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        # Tags escaped the loader as a ConstructorError, a 500 with a traceback on PUT.
+        ("id: s\nx: !!python/object/apply:os.system [date]\n", 2, TAGS),
+        ("id: s\ntitle: !!python/object:builtins.dict {en: T}\n", 2, TAGS),
+        ("id: s\nx: !!binary aGk=\n", 2, TAGS),
+        ("id: s\nx: !custom y\n", 2, TAGS),
+        ("id: !!str s\n", 1, TAGS),
+        ("id: s\nsteps: !!seq\n  - a\n", 2, TAGS),
+        ('{"id": "s",\n "x": ! "y"}', 2, TAGS),
+        # A list or mapping as a key was a TypeError (unhashable), a 500 as well.
+        ("id: s\n? [a, b]\n: 1\n", 2, KEYS),
+        ("id: s\nx: {[1]: x}\n", 2, KEYS),
+        ("id: s\nx:\n  {a: 1}: x\n", 3, KEYS),
+        # Values Python cannot hold were a ValueError from nowhere; `=` had no constructor.
+        ("id: s\nx: 2026-02-30\n", 2, "not valid YAML/JSON: cannot read this value: day is "
+                                      "out of range for month"),
+        ("id: s\n<<: 1\n", 2, "not valid YAML/JSON: expected a mapping or list of mappings "
+                              "for merging, but found scalar"),
+    ],
+)
+def test_tags_non_scalar_keys_and_unreadable_values_are_issues_with_their_line(
+        source: str, line: int, message: str) -> None:
+    assert issues(source, "s.json" if source.startswith("{") else "s.yaml")[0] == (
+        "", line, message)
+
+
+def test_a_lone_equals_sign_is_a_text() -> None:
+    source = HEAD + "  - id: q\n    type: text\n    text: {en: '=', ru: =}\n"
+    assert parse_script(source).steps[0].text == {"en": "=", "ru": "="}
+
+
+def values(count: int) -> str:
+    """A script of exactly `count` YAML values: its mapping, `id`, `s`, `x`, the list and
+    the numbers in it."""
+    return "id: s\nx: [" + "1, " * (count - 6) + "1]\n"
+
+
+def test_the_value_count_is_bounded_before_anything_is_built() -> None:
+    assert ("", 2, "more than 30,000 values (texts, numbers, lists and mappings): far beyond "
+                   "any survey") in issues(values(30_001))
+    at_the_limit = issues(values(30_000))
+    assert ("x", 2, "Extra inputs are not permitted") in at_the_limit  # read, then refused
+    assert not any("values" in message for _, _, message in at_the_limit)
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "message"),
+    [
+        ("id: s\ntitle: {en: " + "x" * 10_001 + "}\n", 2,
+         "a text of more than 10,000 characters"),
+        ("id: s\n" + "k" * 101 + ": 1\n", 2,
+         "a mapping key of more than 100 characters: keys are field names"),
+    ],
+)
+def test_texts_and_keys_are_bounded(source: str, line: int, message: str) -> None:
+    assert issues(source) == [("", line, message)]
+    longest = source.replace("x" * 10_001, "x" * 10_000).replace("k" * 101, "k" * 100)
+    assert not any("characters" in message for _, _, message in issues(longest))
+
+
+def test_issues_past_the_first_hundred_are_summed_up_in_one() -> None:
+    source = "".join(f"field{i}: 1\n" for i in range(300))
+    found = issues(source)
+    assert len(found) == 101
+    [(line, _)] = [(line, path) for path, line, message in found
+                   if message == "more issues after these first 100"]
+    assert line is not None
+    assert line >= max(other or 0 for _, other, _ in found)
 
 
 def test_the_example_scripts_are_well_within_the_limits() -> None:
