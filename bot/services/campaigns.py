@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.services.triggers import PolicyService, decide, delivery_values
 from conversations.script import TimeZoneName
 from storage.models import CampaignRow, CampaignRunRow, CustomerRow, DeliveryStatus
+from storage.repositories import audit
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
 
@@ -202,26 +203,34 @@ class CampaignService(PolicyService):
             segment=row.segment, channel=row.channel, batch_size=row.batch_size,
             active=row.active)) for row in rows]
 
-    async def run(self, campaign_id: int, *, at: datetime | None = None) -> Run:
+    async def run(self, campaign_id: int, *, at: datetime | None = None,
+                  actor: str = "scheduler") -> Run:
         """Fire the campaign for the minute of `at` (now by default): schedule deliveries
-        for its segment, a batch per transaction, resuming a run that was cut short."""
+        for its segment, a batch per transaction, resuming a run that was cut short. The
+        audit log says who started the run (`actor`), once per run."""
         fired = (at or self._clock()).replace(second=0, microsecond=0)
         while True:
             async with UnitOfWork(self._factory) as uow:
                 run = await uow.run(lambda connection: self._batch(connection, campaign_id,
-                                                                   fired), commit=True)
+                                                                   fired, actor),
+                                    commit=True)
             if run.status != "running":
                 return run
 
-    def _batch(self, connection: Connection, campaign_id: int, fired: datetime) -> Run:
+    def _batch(self, connection: Connection, campaign_id: int, fired: datetime,
+               actor: str) -> Run:
         now = self._clock()
         campaign = connection.execute(select(_campaigns).where(
             _campaigns.c.id == campaign_id)).one()
         insert = store.dialect_insert(connection, _runs).on_conflict_do_nothing(
-            index_elements=["campaign_id", "scheduled_for"])
-        connection.execute(insert, {"campaign_id": campaign_id, "scheduled_for": fired,
-                                    "status": "running", "cursor": 0, "scheduled": 0,
-                                    "suppressed": 0, "started_at": now, "updated_at": now})
+            index_elements=["campaign_id", "scheduled_for"]).returning(_runs.c.id)
+        started = connection.execute(insert, {
+            "campaign_id": campaign_id, "scheduled_for": fired, "status": "running",
+            "cursor": 0, "scheduled": 0, "suppressed": 0, "started_at": now,
+            "updated_at": now}).first()
+        if started is not None:  # a new run, not one resumed or fired by another process
+            audit.add(connection, actor, "campaign.run", f"campaign:{campaign.name}",
+                      {"run_id": started.id, "scheduled_for": fired.isoformat()}, now=now)
         # FOR UPDATE: two processes resuming one run take its batches in turn.
         run = connection.execute(select(_runs).where(
             _runs.c.campaign_id == campaign_id, _runs.c.scheduled_for == fired)

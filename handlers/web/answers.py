@@ -1,22 +1,34 @@
 """GET /api/v1/answers: answers with their free texts, filtered, newest first, paged by an
-opaque cursor; with `Accept: text/csv` the same filters stream a CSV file."""
+opaque cursor; with `Accept: text/csv` the same filters stream a CSV file, and with the XLSX
+media type in Accept they give the same rows as an Excel workbook. The format is chosen by
+Accept alone, as the CSV always was: no other route takes a format parameter."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from bot.keys import ADMIN
-from bot.services.exports import AnswerFilters, answers_csv, answers_page, csv_filename
+from bot.services.exports import (
+    XLSX_TYPE,
+    AnswerFilters,
+    answers_csv,
+    answers_page,
+    answers_xlsx,
+    export_filename,
+)
+from bot.services.metrics import FIRST_DAY, LAST_DAY
 from handlers.web.api import (
     ApiError,
     Operation,
     Strict,
+    actor_of,
     query_param,
-    require_admin,
     text_schema,
     validate,
     whole_schema,
@@ -24,6 +36,9 @@ from handlers.web.api import (
 from storage.models import Respondent
 
 routes = web.RouteTableDef()
+
+
+OUTSIDE = f"must be from {FIRST_DAY} to {LAST_DAY} (in UTC)"
 
 
 class AnswerQuery(Strict):
@@ -58,7 +73,16 @@ class AnswerQuery(Strict):
             except ValueError:
                 raise ValueError("an ISO 8601 date or date-time, e.g. 2026-03-01 or "
                                  "2026-03-01T09:00:00+03:00") from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            try:
+                day = moment.astimezone(UTC).date()
+            except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+                day = date.min
+            if not FIRST_DAY <= day <= LAST_DAY:
+                raise ValueError(OUTSIDE) from None
+            return moment
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(OUTSIDE)
         if info.field_name == "end":
             day += timedelta(days=1)
         return datetime.combine(day, time(), UTC)
@@ -122,17 +146,20 @@ PARAMETERS = [
 OPERATIONS = [
     Operation("get", "/api/v1/answers",
               "Answers with their texts, newest first; Accept: text/csv streams them all as "
-              "CSV (UTF-8 with a BOM, for Excel)",
-              {200: (AnswerPage, "a page (or, with Accept: text/csv, the CSV file)"),
+              f"CSV (UTF-8 with a BOM, for Excel), Accept: {XLSX_TYPE} gives the same rows "
+              "as an XLSX workbook. In both files a text cell that would start a formula "
+              "(= + - @ tab CR) starts with an apostrophe, and bidi controls are dropped",
+              {200: (AnswerPage, "a page (or, by Accept, the CSV or XLSX file)"),
                400: (None, "a cursor this API did not give out")},
               tag="answers", parameters=PARAMETERS,
-              media={200: {"text/csv": {"schema": {"type": "string"}}}}),
+              media={200: {"text/csv": {"schema": {"type": "string"}},
+                           XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}),
 ]
 
 
 @routes.get("/api/v1/answers")
 async def get_answers(request: web.Request) -> web.StreamResponse:
-    actor = require_admin(request)
+    actor = actor_of(request)
     query = validate(AnswerQuery, dict(request.query))
     if query.start and query.end and query.start >= query.end:
         raise ApiError(422, "invalid", "to: must be after from", "to")
@@ -140,15 +167,18 @@ async def get_answers(request: web.Request) -> web.StreamResponse:
             and query.score_min > query.score_max):
         raise ApiError(422, "invalid", "score_max: must not be below score_min", "score_max")
     admin = request.app[ADMIN]
-    if "text/csv" in request.headers.get("Accept", ""):
+    accept = request.headers.get("Accept", "")
+    if XLSX_TYPE in accept or "text/csv" in accept:
         filters = query.filters()
         await admin.audit(actor, "answers.exported", filters.survey or "*",
                           query.model_dump(mode="json", by_alias=True, exclude_none=True,
                                            exclude={"cursor", "limit"}))
+        if XLSX_TYPE in accept:
+            return await _xlsx(request, filters)
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": 'attachment; filename="'
-                                   f'{csv_filename(filters, admin.now().date())}"'})
+                                   f'{export_filename(filters, admin.now().date(), "csv")}"'})
         response.enable_chunked_encoding()
         await response.prepare(request)
         async for chunk in answers_csv(admin.factory, filters):
@@ -163,3 +193,18 @@ async def get_answers(request: web.Request) -> web.StreamResponse:
     page = AnswerPage(items=[AnswerItem.model_validate(item) for item in items],
                       next_cursor=following)
     return web.json_response(page.model_dump(mode="json"))
+
+
+async def _xlsx(request: web.Request, filters: AnswerFilters) -> web.StreamResponse:
+    """A workbook is a zip whose directory comes last: it is written whole to a temporary
+    file, page by page, and then sent from there."""
+    admin = request.app[ADMIN]
+    name = export_filename(filters, admin.now().date(), "xlsx")
+    with tempfile.TemporaryDirectory(prefix="otklik-export-") as folder:
+        path = Path(folder) / name
+        await answers_xlsx(admin.factory, filters, path)
+        response = web.FileResponse(path, headers={
+            "Content-Type": XLSX_TYPE,
+            "Content-Disposition": f'attachment; filename="{name}"'})
+        await response.prepare(request)  # sends the file: the folder may go after this
+    return response

@@ -7,15 +7,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from bot.keys import SETTINGS
+from bot.keys import CLOCK, FACTORY, SETTINGS
+from bot.services.admin import audit
 
 # Re-exported: triggers are signed as outbound webhooks are.
 from bot.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
@@ -67,20 +71,53 @@ def _field_of(error: ValidationError) -> tuple[str, str]:
     return path, f"{path}: {message}" if path else message
 
 
-def _nul_at(data: object) -> str | None:
-    """Where a NUL character is in parsed JSON (in a string or a key), as a dotted path.
+class _Constant(float):
+    """NaN, Infinity or -Infinity where the body had it: JSON has no such numbers, and
+    Python's parser, which reads them, would store them where PostgreSQL's JSON cannot."""
+
+    def __new__(cls, text: str) -> _Constant:
+        made = super().__new__(cls, text)
+        made.text = text
+        return made
+
+    text: str
+
+
+class _Twice(dict[str, object]):
+    """An object in which a key came twice: JSON says nothing of which one counts."""
+
+    key: str
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    made = dict(pairs)
+    if len(made) == len(pairs):
+        return made
+    twice = _Twice(made)
+    twice.key = next(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    return twice
+
+
+def _fault_at(data: object) -> tuple[str, str] | None:
+    """The first thing parsed JSON must not hold, as (dotted path, message): a NUL
+    character in a string or a key, NaN or Infinity, a key twice in one object.
     A loop, not recursion: the body may be nested as deeply as json.loads allows."""
     stack: list[tuple[str, object]] = [("", data)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, str) and NUL in value:
-            return path
+            return path, "must not contain a NUL character"
+        if isinstance(value, _Constant):
+            return path, f"{value.text} is not a JSON number; send a finite number"
+        if isinstance(value, _Twice):
+            where = f"{path}.{value.key}" if path else value.key
+            return where, "this key comes twice in one object; send it once"
         pairs = (value.items() if isinstance(value, dict) else
                  enumerate(value) if isinstance(value, list) else ())
         for key, item in pairs:
             where = f"{path}.{key}" if path else str(key)
             if NUL in str(key):
-                return where
+                return where, "must not contain a NUL character"
             stack.append((where, item))
     return None
 
@@ -116,6 +153,55 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             k: v for k, v in error.headers.items() if k.lower() == "allow"})
 
 
+# Codings a request body may come in; aiohttp's own decoding is off (bot.app), as it lets
+# an unknown coding through undecoded and answers a false one with a 500 or plain text.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_DECODED = web.RequestKey("decoded_body", bytes)
+
+
+async def body(request: web.Request) -> bytes:
+    """The request body, decoded as its Content-Encoding says: gzip, deflate or none;
+    anything else, or a body that is not what the header says, is a 422 naming the header."""
+    if _DECODED in request:
+        return request[_DECODED]
+    raw = await request.read()
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding in ("", "identity"):
+        decoded = raw
+    elif coding not in _CODINGS:
+        raise ApiError(422, "invalid", "Content-Encoding: only gzip or deflate (or none) is "
+                       f"accepted, not {coding[:40]!r}", "Content-Encoding")
+    else:
+        decoder = zlib.decompressobj(_CODINGS[coding])
+        try:
+            decoded = decoder.decompress(raw, MAX_BODY + 1)
+        except zlib.error:
+            decoded = b""
+        if len(decoded) > MAX_BODY:
+            raise ApiError(413, "too_large", f"the body is over {MAX_BODY:,} bytes decoded",
+                           "body")
+        if not decoder.eof or decoder.unused_data:
+            raise ApiError(422, "invalid", f"Content-Encoding: the body is not one {coding} "
+                           "stream", "Content-Encoding")
+    request[_DECODED] = decoded
+    return decoded
+
+
+def loads(raw: bytes) -> object:
+    """Parsed JSON, or a 400 if it does not parse and a 422 naming the path of a NUL
+    character, NaN, Infinity or a key that comes twice in one object."""
+    try:
+        data = json.loads(raw, parse_constant=_Constant, object_pairs_hook=_pairs)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}", "body") from None
+    except RecursionError:
+        raise ApiError(400, "bad_json", "the body is nested too deeply", "body") from None
+    if (fault := _fault_at(data)) is not None:
+        where, message = fault
+        raise ApiError(422, "invalid", f"{where or 'body'}: {message}", where or "body")
+    return data
+
+
 async def parse(request: web.Request, model: type[M]) -> M:
     """The body as `model`: 415 unless JSON, 400 if it does not parse, 422 naming the first
     field that does not validate. JSON's types are taken as they are: 0 is not false and
@@ -123,16 +209,8 @@ async def parse(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json",
                        "Content-Type")
-    raw = await request.read()
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}", "body") from None
-    except RecursionError:
-        raise ApiError(400, "bad_json", "the body is nested too deeply", "body") from None
-    if (where := _nul_at(data)) is not None:
-        raise ApiError(422, "invalid", f"{where or 'body'}: must not contain a NUL character",
-                       where or "body")
+    raw = await body(request)
+    loads(raw)
     return validate(model, raw)
 
 
@@ -151,10 +229,105 @@ def validate(model: type[M], data: object) -> M:
 # -- authentication ---------------------------------------------------------------------------
 
 
-def _tokens(request: web.Request) -> list[str]:
-    settings = request.app[SETTINGS]
-    tokens = [settings.admin_token, *settings.api_tokens]
-    return [token.get_secret_value() for token in tokens if token is not None]
+class Scope(Enum):
+    """What a route needs. ADMIN_TOKEN reaches every route; an integration token
+    (API_TOKENS) and a trigger's signature reach TRIGGERS only; a dashboard session reaches
+    the dashboard only (frame.py), never the API, which reads only Authorization."""
+
+    ANYONE = "anyone"  # the widget's: allowed origins and a rate limit instead
+    TRIGGERS = "triggers"
+    ADMIN = "admin"
+    MONITORING = "monitoring"  # /metrics: ADMIN_TOKEN once one is set, else anyone
+
+
+# Every route of the API, and /metrics, with the scope it needs. The app refuses to start
+# with one missing (check_scopes): a new route must say who may call it.
+SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/api/v1/triggers"): Scope.TRIGGERS,
+    ("POST", "/api/v1/widget/{survey}/start"): Scope.ANYONE,
+    ("POST", "/api/v1/widget/{survey}/answer"): Scope.ANYONE,
+    ("OPTIONS", "/api/v1/widget/{survey}/start"): Scope.ANYONE,
+    ("OPTIONS", "/api/v1/widget/{survey}/answer"): Scope.ANYONE,
+    ("GET", "/metrics"): Scope.MONITORING,
+    ("GET", "/api/v1/surveys"): Scope.ADMIN,
+    ("GET", "/api/v1/surveys/{id}"): Scope.ADMIN,
+    ("GET", "/api/v1/surveys/{id}/versions"): Scope.ADMIN,
+    ("GET", "/api/v1/surveys/{id}/diff"): Scope.ADMIN,
+    ("PUT", "/api/v1/surveys/{id}"): Scope.ADMIN,
+    ("POST", "/api/v1/surveys/{id}/activate"): Scope.ADMIN,
+    ("POST", "/api/v1/surveys/{id}/deactivate"): Scope.ADMIN,
+    ("GET", "/api/v1/deliveries"): Scope.ADMIN,
+    ("GET", "/api/v1/deliveries/{id}"): Scope.ADMIN,
+    ("GET", "/api/v1/campaigns"): Scope.ADMIN,
+    ("POST", "/api/v1/campaigns"): Scope.ADMIN,
+    ("POST", "/api/v1/campaigns/{id}/run"): Scope.ADMIN,
+    ("GET", "/api/v1/answers"): Scope.ADMIN,
+    ("GET", "/api/v1/metrics"): Scope.ADMIN,
+    ("GET", "/api/v1/customers"): Scope.ADMIN,
+    ("GET", "/api/v1/customers/{external_id}/export"): Scope.ADMIN,
+    ("DELETE", "/api/v1/customers/{external_id}"): Scope.ADMIN,
+    ("GET", "/api/v1/alerts"): Scope.ADMIN,
+    ("GET", "/api/v1/alerts/{id}"): Scope.ADMIN,
+    ("POST", "/api/v1/alerts/{id}/take"): Scope.ADMIN,
+    ("POST", "/api/v1/alerts/{id}/notes"): Scope.ADMIN,
+    ("POST", "/api/v1/alerts/{id}/reply"): Scope.ADMIN,
+    ("POST", "/api/v1/alerts/{id}/resolve"): Scope.ADMIN,
+    ("GET", "/api/v1/audit"): Scope.ADMIN,
+}
+# Who acts, for the audit log: "admin", "token:<name>", "signature", or on the dashboard
+# "dashboard:<name>" (a name typed at login can never pass for a token).
+ACTOR = web.RequestKey("actor", str)
+
+
+def _key(method: str, path: str) -> tuple[str, str]:
+    return ("GET" if method == "HEAD" else method, path)
+
+
+def check_scopes(app: web.Application) -> None:
+    """Refuses an app with a route of the API that SCOPES does not name."""
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if (path.startswith("/api/") or path == "/metrics") and \
+                _key(route.method, path) not in SCOPES:
+            raise RuntimeError(f"{route.method} {path}: say who may call it in "
+                               "handlers.web.api.SCOPES")
+
+
+def scope_of(request: web.Request) -> Scope | None:
+    """The scope of the route matched; None off the API (pages and the dashboard)."""
+    resource = request.match_info.route.resource
+    return None if resource is None else SCOPES.get(_key(request.method,
+                                                         resource.canonical))
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Checks the credential a route of the API needs and records who acts (ACTOR). None,
+    or a wrong one, is a 401, which the failed-attempts limit counts; a right integration
+    token on another route is a 403, which it does not (the token is no guess), and which
+    the audit log records: an integration reaching past its scope is worth knowing of."""
+    scope = scope_of(request)
+    if scope is Scope.TRIGGERS and SIGNATURE_HEADER in request.headers:
+        await _signed(request)
+        request[ACTOR] = "signature"
+    elif scope in (Scope.TRIGGERS, Scope.ADMIN) or (
+            scope is Scope.MONITORING and request.app[SETTINGS].admin_token is not None):
+        who = _bearer(request)
+        if scope is not Scope.TRIGGERS and who != "admin":
+            route = request.match_info.route.resource
+            target = f"{request.method} {route.canonical if route else request.path}"
+            log.warning("%s refused on %s: an API token only posts triggers", who, target)
+            await audit(request.app[FACTORY], who, "api.forbidden", target,
+                        now=request.app[CLOCK]())
+            raise ApiError(403, "forbidden", f"{who} only posts triggers: this route needs "
+                           "ADMIN_TOKEN", "Authorization")
+        request[ACTOR] = who
+    return await handler(request)
+
+
+def actor_of(request: web.Request) -> str:
+    """Who acts on this request (see ACTOR)."""
+    return request[ACTOR]
 
 
 def _presented(request: web.Request) -> str | None:
@@ -162,44 +335,23 @@ def _presented(request: web.Request) -> str | None:
     return presented.strip() if scheme.lower() == "bearer" and presented.strip() else None
 
 
-def bearer_ok(request: web.Request) -> bool:
-    if (presented := _presented(request)) is None:
-        return False
+def _bearer(request: web.Request) -> str:
+    """Whose token Authorization carries: "admin" or "token:<name>"; a 401 if nobody's."""
+    settings = request.app[SETTINGS]
+    named = [("admin", settings.admin_token),
+             *((f"token:{name}", token) for name, token in settings.api_tokens.items())]
+    presented = _presented(request)
     # Every configured token is compared, in constant time, whatever matches first.
-    matches = [same_secret(presented, token) for token in _tokens(request)]
-    return any(matches)
+    matches = [who for who, token in named if token is not None and presented is not None
+               and same_secret(presented, token.get_secret_value())]
+    if not matches:
+        raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN> (or, "
+                       "to post triggers, an API token)", "Authorization")
+    return matches[0]
 
 
-def require_bearer(request: web.Request) -> None:
-    if not bearer_ok(request):
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <API token>",
-                       "Authorization")
-
-
-# The dashboard's session middleware puts who is logged in here; an API call's actor is
-# its token's role.
-ACTOR = web.RequestKey("actor", str)
-
-
-def require_admin(request: web.Request) -> str:
-    """Admin routes (metrics, answers, alerts, scripts, customers, audit) take ADMIN_TOKEN
-    or a dashboard session; API_TOKENS only post triggers. Returns who acts, for the
-    audit log."""
-    if (actor := request.get(ACTOR)) is not None:
-        return str(actor)
-    admin, presented = request.app[SETTINGS].admin_token, _presented(request)
-    if admin is None or presented is None or not same_secret(presented,
-                                                              admin.get_secret_value()):
-        raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>",
-                       "Authorization")
-    return "admin-token"
-
-
-async def require_signature_or_bearer(request: web.Request) -> None:
-    """A trigger comes with an API token, or signed with TRIGGER_SECRET."""
-    if SIGNATURE_HEADER not in request.headers:
-        require_bearer(request)
-        return
+async def _signed(request: web.Request) -> None:
+    """A trigger signed with TRIGGER_SECRET, within the replay window."""
     secret = request.app[SETTINGS].trigger_secret
     if secret is None:
         raise ApiError(401, "unauthorized", "signed requests are not enabled (TRIGGER_SECRET)",
@@ -211,7 +363,7 @@ async def require_signature_or_bearer(request: web.Request) -> None:
     if abs(time.time() - signed_at) > REPLAY_WINDOW:
         raise ApiError(401, "stale_signature", f"{TIMESTAMP_HEADER} is more than "
                        f"{REPLAY_WINDOW // 60} minutes away from our clock", TIMESTAMP_HEADER)
-    expected = signature(secret.get_secret_value().encode(), stamp, await request.read())
+    expected = signature(secret.get_secret_value().encode(), stamp, await body(request))
     if not same_secret(request.headers[SIGNATURE_HEADER], expected):
         raise ApiError(401, "bad_signature", "the signature does not match the body",
                        SIGNATURE_HEADER)
@@ -241,7 +393,8 @@ class Operation:
 
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer",
-               "description": "ADMIN_TOKEN or one of API_TOKENS"},
+               "description": "ADMIN_TOKEN, which every route takes; POST /api/v1/triggers "
+                              "also takes one of API_TOKENS"},
     "signature": {"type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
                   "description": f"sha256=<hex HMAC-SHA256 with TRIGGER_SECRET of "
                                  f"'<{TIMESTAMP_HEADER}>.<raw body>'>; {TIMESTAMP_HEADER} "
@@ -269,6 +422,7 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
                 response.setdefault("content", {}).update(op.media[status])
             responses[str(status)] = response
         errors = {"400": "the body is not JSON", "401": "not authenticated",
+                  "403": "an API token (API_TOKENS): this route needs ADMIN_TOKEN",
                   "413": f"the body is over {MAX_BODY // 1024} KiB",
                   "415": "the body is not application/json",
                   "422": "a field is missing or invalid (error.field names it)",
@@ -277,6 +431,8 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
                   "507": "the database's storage is full (error.code storage_full)"}
         for code, description in errors.items():
             if code == "401" and not op.auth:
+                continue
+            if code == "403" and SCOPES.get(_key(op.method.upper(), op.path)) != Scope.ADMIN:
                 continue
             if code == "507" and op.method == "get":  # reads need no space
                 continue

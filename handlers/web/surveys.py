@@ -19,9 +19,10 @@ from handlers.web.api import (
     SURVEY_ID,
     ApiError,
     Operation,
+    actor_of,
+    body,
     path_param,
     query_param,
-    require_admin,
     whole,
     whole_schema,
 )
@@ -132,7 +133,6 @@ OPERATIONS = [
 
 @routes.get("/api/v1/surveys/{id}")
 async def get_survey(request: web.Request) -> web.Response:
-    require_admin(request)
     version = _version(request, "version")
     with _refusals():
         row = await request.app[ADMIN].script(request.match_info["id"], version)
@@ -144,7 +144,6 @@ async def get_survey(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/surveys/{id}/versions")
 async def get_versions(request: web.Request) -> web.Response:
-    require_admin(request)
     survey_id = request.match_info["id"]
     with _refusals():
         rows = await request.app[ADMIN].versions(survey_id)
@@ -155,7 +154,6 @@ async def get_versions(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/surveys/{id}/diff")
 async def get_diff(request: web.Request) -> web.Response:
-    require_admin(request)
     survey_id = request.match_info["id"]
     start, end = _version(request, "from"), _version(request, "to")
     with _refusals():
@@ -167,13 +165,13 @@ async def get_diff(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/surveys/{id}")
 async def put_survey(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = actor_of(request)
     kind = request.content_type
     if kind not in (*YAML_TYPES, "application/json"):
         raise ApiError(415, "unsupported_media_type", "send the script as application/yaml "
                        "(or text/yaml) or application/json", "Content-Type")
     try:
-        source = (await request.read()).decode("utf-8")
+        source = (await body(request)).decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "bad_encoding", "the script must be UTF-8", "body") from None
     survey_id = request.match_info["id"]
@@ -195,7 +193,7 @@ async def put_survey(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/surveys/{id}/activate")
 async def post_activate(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = actor_of(request)
     survey_id = request.match_info["id"]
     version = _version(request, "version")
     with _refusals():
@@ -206,7 +204,7 @@ async def post_activate(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/surveys/{id}/deactivate")
 async def post_deactivate(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = actor_of(request)
     survey_id = request.match_info["id"]
     with _refusals():
         before = await request.app[ADMIN].deactivate(survey_id, actor=actor)

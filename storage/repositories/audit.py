@@ -4,10 +4,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, insert, select
 
 from storage.models import AuditRow
 from storage.repositories.base import Repository
+
+_audit: Table = AuditRow.__table__  # type: ignore[assignment]
+
+
+def add(connection: Connection, actor: str, action: str, target: str,
+        details: Mapping[str, Any], *, now: datetime) -> None:
+    """AuditRepository.add for code running synchronously on a connection (a campaign's
+    batch), in the same transaction as the change."""
+    connection.execute(insert(_audit), {"actor": actor, "action": action, "target": target,
+                                        "details": dict(details), "at": now})
 
 
 class AuditRepository(Repository):

@@ -94,9 +94,9 @@ async def test_every_route_wants_the_admin_token(lp: Loop) -> None:
     alert_id = await lp.low_score()
     for method, path, body in ROUTES:
         url = path.format(id=alert_id)
-        for token in (None, "wrong", API_TOKEN):
+        for token, refused in ((None, 401), ("wrong", 401), (API_TOKEN, 403)):
             status, error = await call(lp.api, method, url, body, token)
-            assert (status, error["error"]["field"]) == (401, "Authorization"), (url, token)
+            assert (status, error["error"]["field"]) == (refused, "Authorization"), (url, token)
         status, _ = await call(lp.api, method, url, body, ADMIN)
         assert status == 200, url
     # Only the admin token acted, once per change.
@@ -174,11 +174,11 @@ async def test_reply_reaches_the_telegram_customer_and_is_recorded(lp: Loop) -> 
     assert len(lp.stub.sent(CHAT)) == before + 1
     assert lp.stub.messages(CHAT)[-1]["text"] == "Sorry! <b>We</b> will call you & fix it."
     alert = body["alert"]
-    assert (alert["status"], alert["owner"]) == ("in_progress", "admin-token")
+    assert (alert["status"], alert["owner"]) == ("in_progress", "admin")
     [note] = alert["notes"]
     assert (note["kind"], note["author"], note["channel"], note["text"]) == (
-        "reply", "admin-token", "telegram", "Sorry! <b>We</b> will call you & fix it.")
-    assert await lp.audit() == [("admin-token", "alert.reply", f"alert:{alert_id}",
+        "reply", "admin", "telegram", "Sorry! <b>We</b> will call you & fix it.")
+    assert await lp.audit() == [("admin", "alert.reply", f"alert:{alert_id}",
                                  {"channel": "telegram"})]
 
 
@@ -192,7 +192,7 @@ async def test_take_note_resolve_and_the_outbox_event(lp: Loop) -> None:
                                       {"text": "Called, no answer"})
     assert status == 200
     assert [(n["kind"], n["author"], n["text"]) for n in noted["notes"]] == [
-        ("note", "admin-token", "Called, no answer")]
+        ("note", "admin", "Called, no answer")]
 
     status, resolved = await lp.api.post(f"/api/v1/alerts/{alert_id}/resolve",
                                          {"note": "Refunded"})
@@ -208,7 +208,7 @@ async def test_take_note_resolve_and_the_outbox_event(lp: Loop) -> None:
     assert event.key == f"customer:{taken['customer']['id']}"
     assert {k: v for k, v in event.payload.items() if k != "at"} == {
         "alert_id": alert_id, "survey": "post_call_csat", "step": "csat", "score": 1,
-        "customer": f"crm-{CHAT}", "resolved_by": "admin-token"}
+        "customer": f"crm-{CHAT}", "resolved_by": "admin"}
     assert event.payload["at"] == resolved["resolved_at"].replace("Z", "+00:00")
     assert [(a, t, d) for _, a, t, d in await lp.audit()] == [
         ("alert.take", f"alert:{alert_id}", {"before": {"status": "open", "owner": None},

@@ -90,7 +90,8 @@ async def test_a_run_cut_short_resumes_and_two_at_once_do_not_double(api: Api) -
     campaign_id, _ = await service.save(vip_nps(batch_size=400), source="test", actor="t")
     fired = api.clock.now
     async with UnitOfWork(api.services.factory) as uow:  # one batch, then "the crash"
-        first = await uow.run(lambda c: service._batch(c, campaign_id, fired), commit=True)
+        first = await uow.run(lambda c: service._batch(c, campaign_id, fired, "scheduler"),
+                                 commit=True)
     assert first.status == "running"
     runs = await asyncio.gather(service.run(campaign_id), service.run(campaign_id))
     assert {r.status for r in runs} == {"done"}

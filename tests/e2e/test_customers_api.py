@@ -145,7 +145,7 @@ async def test_export_has_everything_stored_about_the_customer(api: Api) -> None
     assert (await api.get("/api/v1/customers/nobody/export"))[1]["error"]["field"] == (
         "external_id")
     _, audit = await api.get("/api/v1/audit?action=customer.exported")
-    assert [(e["target"], e["actor"]) for e in audit["items"]] == [("crm-1", "admin-token")]
+    assert [(e["target"], e["actor"]) for e in audit["items"]] == [("crm-1", "admin")]
 
 
 async def test_erasure_removes_personal_data_and_keeps_the_rollups_true(api: Api) -> None:

@@ -91,7 +91,7 @@ async def test_a_new_version_is_stored_kept_diffed_and_used_by_new_dialogues(
 
     _, versions = await api.get("/api/v1/surveys/nps/versions")
     assert [(v["version"], v["active"], v["created_by"]) for v in versions["versions"]] == [
-        (1, False, "tests"), (2, True, "admin-token")]
+        (1, False, "tests"), (2, True, "admin")]
     _, latest = await api.get("/api/v1/surveys/nps")
     assert (latest["version"], latest["source"]) == (2, CHANGED)
     assert latest["body"]["version"] == 2
@@ -122,7 +122,7 @@ async def test_a_new_version_is_stored_kept_diffed_and_used_by_new_dialogues(
     entry, loaded = audit["items"]  # newest first: this PUT, then the example file's load
     assert (loaded["actor"], loaded["details"]["version"]) == ("tests", 1)
     assert (entry["actor"], entry["details"]["before"], entry["details"]["version"],
-            entry["details"]["path"]) == ("admin-token", 1, 2, "api")
+            entry["details"]["path"]) == ("admin", 1, 2, "api")
 
 
 async def test_a_broken_script_is_refused_with_every_line_and_field(api: Api) -> None:

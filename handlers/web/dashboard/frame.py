@@ -4,9 +4,10 @@ Login is ADMIN_TOKEN plus a name the person gives, which the audit log records. 
 secret was chosen over user accounts with argon2 hashes: the API already trusts that token,
 a small team needs no account management to start, and a deployment that needs per-person
 access puts single sign-on in front, which accounts of our own would not replace. The
-session is a cookie signed with a key derived from the token (itsdangerous): HttpOnly,
-SameSite=Strict, Secure on https, twelve hours; changing ADMIN_TOKEN ends every session.
-Every form carries the double-submit CSRF token the survey pages use."""
+session is a row on the server (bot.services.logins), named by a cookie signed with a key
+derived from the token (itsdangerous): HttpOnly, SameSite=Strict, Secure on https, twelve
+hours; logging out revokes the row, and changing ADMIN_TOKEN ends every session. Every
+form carries the double-submit CSRF token the survey pages use."""
 
 from __future__ import annotations
 
@@ -18,19 +19,23 @@ import aiohttp_jinja2
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.keys import SETTINGS
+from bot.keys import CLOCK, FACTORY, SETTINGS
+from bot.services import logins
+from bot.services.safe_text import bdi
 from bot.settings import Settings
 from bot.signing import same_secret
 from handlers.web.api import ACTOR
 from handlers.web.pages import SECURE, Form, check_csrf, csrf_token, respond
+from handlers.web.throttle import client_address
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 COOKIE = "otklik_admin"
-SESSION_AGE = 12 * 3600
+SESSION_AGE = int(logins.SESSION_AGE.total_seconds())
 MAX_NAME = 64
 PUBLIC = ("/admin/login",)
 WHO = web.RequestKey("admin_who", str)
+SESSION = web.RequestKey("admin_session", str)
 
 
 def _signer(settings: Settings) -> URLSafeTimedSerializer | None:
@@ -40,7 +45,9 @@ def _signer(settings: Settings) -> URLSafeTimedSerializer | None:
     return URLSafeTimedSerializer(token.get_secret_value(), salt="otklik-dashboard")
 
 
-def _who(request: web.Request) -> str | None:
+async def _session(request: web.Request) -> tuple[str, str] | None:
+    """The session's id and who holds it, if the cookie is ours, young enough, and its
+    session was not logged out."""
     signer = _signer(request.app[SETTINGS])
     cookie = request.cookies.get(COOKIE)
     if signer is None or not cookie:
@@ -49,7 +56,11 @@ def _who(request: web.Request) -> str | None:
         session = signer.loads(cookie, max_age=SESSION_AGE)
     except BadSignature:  # also SignatureExpired
         return None
-    return session.get("who") if isinstance(session, dict) else None
+    session_id = session.get("id") if isinstance(session, dict) else None
+    if not isinstance(session_id, str):
+        return None
+    who = await logins.who_is(request.app[FACTORY], session_id)
+    return None if who is None else (session_id, who)
 
 
 @web.middleware
@@ -57,11 +68,11 @@ async def dashboard(request: web.Request, handler: Handler) -> web.StreamRespons
     """Pages under /admin/ need a session; a form posted there needs its CSRF token."""
     if not request.path.startswith("/admin/") or request.path in PUBLIC:
         return await handler(request)
-    who = _who(request)
-    if who is None:
+    session = await _session(request)
+    if session is None:
         raise web.HTTPSeeOther(f"/admin/login?next={quote(request.path_qs, safe='')}")
-    request[WHO] = who
-    request[ACTOR] = f"dashboard:{who}"
+    request[SESSION], request[WHO] = session
+    request[ACTOR] = logins.actor(request[WHO])
     if request.method == "POST":
         check_csrf(request, await request.post())
     return await handler(request)
@@ -69,8 +80,9 @@ async def dashboard(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def render(request: web.Request, template: str, context: dict[str, Any],
            status: int = 200) -> web.StreamResponse:
+    # bdi() around every customer text a page shows (bot.services.safe_text says why).
     context = {"who": request.get(WHO), "csrf": csrf_token(request),
-               "path": request.path, **context}
+               "path": request.path, "bdi": bdi, **context}
     response = aiohttp_jinja2.render_template(f"admin/{template}", request, context,
                                               status=status)
     response.headers["Cache-Control"] = "no-store"
@@ -111,12 +123,17 @@ async def login(request: web.Request) -> web.StreamResponse:
     if signer is None or admin is None:
         return render(request, "login.html", {"enabled": False, "next": target,
                                               "error": None}, status=503)
+    factory, now = request.app[FACTORY], request.app[CLOCK]()
+    seen = {"address": client_address(request)}
     if not name or not same_secret(token, admin.get_secret_value()):
+        reason = "no name" if not name else "wrong token"
+        await logins.refused(factory, name, reason, now=now, details=seen)
         error = "Type your name." if not name else "That token is not the admin token."
         return render(request, "login.html", {"enabled": True, "next": target,
                                               "error": error}, status=401)
+    session_id = await logins.log_in(factory, name, now=now, details=seen)
     response = web.HTTPSeeOther(target)
-    response.set_cookie(COOKIE, signer.dumps({"who": name}), max_age=SESSION_AGE,
+    response.set_cookie(COOKIE, signer.dumps({"id": session_id}), max_age=SESSION_AGE,
                         httponly=True, samesite="Strict", secure=request[SECURE],
                         path="/admin")
     raise response
@@ -124,6 +141,9 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Ends this session on the server: its cookie, kept or copied, no longer lets in."""
+    await logins.log_out(request.app[FACTORY], request[SESSION], request[WHO],
+                         now=request.app[CLOCK]())
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response

@@ -39,7 +39,7 @@ async def test_upgrade_from_empty_builds_exactly_the_models(db_url: str) -> None
         await engine.dispose()
     assert tables == sorted([*Base.metadata.tables, "alembic_version"])
     assert differences == []
-    assert versions == [("0007",)]
+    assert versions == [("0009",)]
 
 
 async def test_the_tests_shortcut_builds_exactly_the_models(
@@ -61,7 +61,7 @@ async def test_the_tests_shortcut_builds_exactly_the_models(
         finally:
             await engine.dispose()
     assert schemas[0] == schemas[1] == (
-        sorted([*Base.metadata.tables, "alembic_version"]), [], [("0007",)])
+        sorted([*Base.metadata.tables, "alembic_version"]), [], [("0009",)])
 
 
 async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
@@ -80,7 +80,7 @@ async def test_upgrade_again_is_a_no_op(db_url: str) -> None:
     finally:
         await engine.dispose()
     assert differences == []
-    assert versions == [("0007",)]
+    assert versions == [("0009",)]
     assert kept == 1
 
 
@@ -90,4 +90,4 @@ def test_upgrade_from_sync_code(tmp_path: Path) -> None:
     upgrade(url)
     with closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
         assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [
-            ("0007",)]
+            ("0009",)]

@@ -63,7 +63,8 @@ async def _fill(api: Api) -> None:
     await surveys.reply(visitor, Reply.typed("6"))
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004", "0005", "0006"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004", "0005", "0006", "0007",
+                                      "0008"])
 async def test_an_upgrade_from_an_earlier_revision_keeps_every_row(db_url: str,
                                                                    revision: str) -> None:
     async with serving(db_url) as api:
