@@ -59,6 +59,13 @@ class ContextFilter(BaseModel):
                        description="its value, as text (true/false as True/False)")
 
 
+# The days a report or an export may name. A period ends at the midnight after its last
+# day in the survey's time zone, and that, and its start, must still be dates in UTC:
+# Python's dates end with 9999 and begin with year 1. Nothing was answered before 1900,
+# and some drivers cannot write dates before it.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
+
 class MetricsQuery(BaseModel):
     """What to report. At most one context filter: context_rollups count an answer once per
     context key, never per combination of keys, so agent=Anna AND shop=5 cannot be read
@@ -68,9 +75,9 @@ class MetricsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     survey: str = Field(min_length=1, max_length=64, description="the survey's id")
-    start: date | None = Field(None, alias="from",
+    start: date | None = Field(None, alias="from", ge=FIRST_DAY, le=LAST_DAY,
                                description="first day, included, in the survey's time zone")
-    end: date | None = Field(None, alias="to",
+    end: date | None = Field(None, alias="to", ge=FIRST_DAY, le=LAST_DAY,
                              description="last day, included, in the survey's time zone")
     channel: str | None = Field(None, min_length=1, max_length=32)
     segment: str | None = Field(None, max_length=200)
