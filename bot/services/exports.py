@@ -1,38 +1,45 @@
-"""Answers for people and spreadsheets: pages with an opaque keyset cursor, and a CSV
-streamed page by page (never the whole table in memory, never a transaction held open
-while the reader is slow), shared by the HTTP API and the Telegram /export command."""
+"""Answers for people and spreadsheets: pages with an opaque keyset cursor, and the same
+rows as CSV or XLSX, read page by page (never the whole table in memory, never a transaction
+held open while the reader is slow), shared by the HTTP API and the Telegram /export command.
+Every cell of either file goes through safe_text.cell: no formulas, no bidi controls."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator
-from datetime import date, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.safe_text import cell
 from storage.repositories.answers import AnswerFilters, Position
 from storage.uow import UnitOfWork
 
-__all__ = ["CSV_COLUMNS", "CSV_PAGE", "AnswerFilters", "answers_csv", "answers_page",
-           "csv_filename", "decode_cursor", "encode_cursor"]
+__all__ = ["CSV_COLUMNS", "CSV_PAGE", "XLSX_TYPE", "AnswerFilters", "answers_csv",
+           "answers_page", "answers_xlsx", "decode_cursor", "encode_cursor",
+           "export_filename"]
 
 Factory = async_sessionmaker[AsyncSession]
-CSV_PAGE = 1000  # answers read per unit of work while streaming a CSV
+CSV_PAGE = 1000  # answers read per unit of work while writing a CSV or an XLSX file
 CSV_COLUMNS = ("id", "answered_at", "survey_id", "script_version", "session_id", "customer",
                "step_id", "metric", "score", "choices", "text", "channel", "segment",
                "respondent", "context")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Excel opens a UTF-8 file as UTF-8 (and Cyrillic as such) only when it starts with a BOM.
 BOM = "\ufeff"
-# A cell starting with one of these is a formula to a spreadsheet: a customer's "=1+1", or
-# worse a HYPERLINK, must stay text (OWASP's CSV injection advice).
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def encode_cursor(position: Position) -> str:
@@ -47,9 +54,12 @@ def decode_cursor(cursor: str) -> Position:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, answer_id = json.loads(raw)
         position = datetime.fromisoformat(at), int(answer_id)
-    except (binascii.Error, UnicodeDecodeError, TypeError, ValueError):
-        raise ValueError("not a cursor from this API (pass next_cursor as it is)") from None
-    if position[0].tzinfo is None:
+        # A forged one's date or id the database cannot hold is refused as any other.
+        usable = (position[0].tzinfo is not None and 0 < position[1] < 2**63
+                  and 1900 <= position[0].astimezone(UTC).year <= 9998)
+    except (binascii.Error, UnicodeDecodeError, TypeError, ValueError, OverflowError):
+        usable = False
+    if not usable:
         raise ValueError("not a cursor from this API (pass next_cursor as it is)")
     return position
 
@@ -78,43 +88,73 @@ async def answers_page(factory: Factory, filters: AnswerFilters, *, cursor: str 
     return items, following
 
 
-async def answers_csv(factory: Factory, filters: AnswerFilters, *,
-                      page_size: int | None = None) -> AsyncIterator[bytes]:
-    """The answers matching `filters` as CSV in UTF-8 with a BOM, newest first: a chunk for
-    the header, then one per page of `page_size` answers, each read in a unit of work of
-    its own."""
+async def _pages(factory: Factory, filters: AnswerFilters,
+                 page_size: int | None) -> AsyncIterator[Sequence[RowMapping]]:
+    """The answers matching `filters`, newest first, a page of `page_size` at a time, each
+    read in a unit of work of its own."""
     size = page_size or CSV_PAGE
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    yield (BOM + buffer.getvalue()).encode()
     after: Position | None = None
     while True:
         async with UnitOfWork(factory, read_only=True) as uow:
             rows = await uow.answers.page(filters, after, size)
-        if not rows:
-            return
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(_cells(row) for row in rows)
-        yield buffer.getvalue().encode()
+        if rows:
+            yield rows
         if len(rows) < size:
             return
         after = rows[-1]["answered_at"], rows[-1]["id"]
 
 
+async def answers_csv(factory: Factory, filters: AnswerFilters, *,
+                      page_size: int | None = None) -> AsyncIterator[bytes]:
+    """The answers matching `filters` as CSV in UTF-8 with a BOM, newest first: a chunk for
+    the header, then one per page of `page_size` answers."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    yield (BOM + buffer.getvalue()).encode()
+    async for rows in _pages(factory, filters, page_size):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows(_cells(row) for row in rows)
+        yield buffer.getvalue().encode()
+
+
+async def answers_xlsx(factory: Factory, filters: AnswerFilters, path: Path, *,
+                       page_size: int | None = None) -> None:
+    """The CSV's rows as an XLSX workbook at `path`. openpyxl's write-only mode keeps the
+    rows in a temporary file, not in memory; its work runs in a thread, off the loop."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("answers")
+    sheet.append(CSV_COLUMNS)
+    async for rows in _pages(factory, filters, page_size):
+        await asyncio.to_thread(_append, sheet, rows)
+    await asyncio.to_thread(book.save, path)
+
+
+def _append(sheet: WriteOnlyWorksheet, rows: Sequence[RowMapping]) -> None:
+    for row in rows:
+        sheet.append([_text_cell(sheet, value) if isinstance(value, str) else value
+                      for value in _cells(row)])
+
+
+def _text_cell(sheet: WriteOnlyWorksheet, value: str) -> Cell:
+    # Typed as text explicitly: openpyxl would take "=..." for a formula and "#N/A" for an
+    # error. XML 1.0 has no place for most C0 controls; openpyxl refuses them.
+    text = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("", value))
+    text.data_type = "s"
+    return text
+
+
 def _cells(row: RowMapping) -> list[object]:
-    text = row["text"]
-    if text and text.startswith(_FORMULA):
-        text = "'" + text
-    return [row["id"], row["answered_at"].isoformat(), row["survey_id"], row["script_version"],
-            row["session_id"], row["external_id"] or "", row["step_id"], row["metric"],
-            "" if row["score"] is None else row["score"], ";".join(row["choices"] or ()),
-            text or "", row["channel"], row["segment"], row["respondent"],
-            json.dumps(row["context"], ensure_ascii=False) if row["context"] else ""]
+    return [cell(value) for value in (
+        row["id"], row["answered_at"].isoformat(), row["survey_id"], row["script_version"],
+        row["session_id"], row["external_id"], row["step_id"], row["metric"], row["score"],
+        ";".join(row["choices"] or ()), row["text"], row["channel"], row["segment"],
+        row["respondent"],
+        json.dumps(row["context"], ensure_ascii=False) if row["context"] else "")]
 
 
-def csv_filename(filters: AnswerFilters, today: date) -> str:
-    """answers-<survey>-<date>.csv ("all" when not one survey)."""
+def export_filename(filters: AnswerFilters, today: date, extension: str) -> str:
+    """answers-<survey>-<date>.<extension> ("all" when not one survey)."""
     survey = re.sub(r"[^A-Za-z0-9_.-]", "_", filters.survey or "all")  # a header value
-    return f"answers-{survey}-{today.isoformat()}.csv"
+    return f"answers-{survey}-{today.isoformat()}.{extension}"
