@@ -1,4 +1,5 @@
-"""GET /api/v1/audit: who did what as an admin (erasures, exports, scripts), newest first."""
+"""GET /api/v1/audit: who did what as an admin (erasures, exports, scripts, campaigns,
+logins), newest first; who is `admin`, `token:<name>`, `signature` or `dashboard:<name>`."""
 
 from __future__ import annotations
 
@@ -40,7 +41,10 @@ OPERATIONS = [
               {200: (AuditPage, "a page")}, tag="audit",
               parameters=[query_param("action", "script.stored, script.activated, "
                                                 "script.deactivated, customer.erased, "
-                                                "customer.exported, answers.exported..."),
+                                                "customer.exported, answers.exported, "
+                                                "campaign.saved, campaign.run, "
+                                                "dashboard.login, dashboard.login_refused, "
+                                                "dashboard.logout, api.forbidden..."),
                           query_param("target", "a survey id, a customer's external id..."),
                           query_param("cursor", "next_cursor of the page before",
                                       whole_schema(1, MAX_ID)),
