@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.services.admin import audit
 from bot.services.alerts import AlertService, AlertView
 from bot.services.digest import Survey, active_surveys, chart, survey, weekly
-from bot.services.exports import AnswerFilters, answers_csv, csv_filename
+from bot.services.exports import AnswerFilters, answers_csv, export_filename
 from bot.services.report_text import PERIODS_HELP, BadPeriod, Period, parse_period, report_text
+from bot.services.safe_text import isolate
 from bot.settings import Settings
 from handlers.telegram import customer
 from handlers.telegram.filters import Check
@@ -107,7 +108,7 @@ def alert_line(alert: AlertView, now: datetime) -> str:
     score = f"{(alert.metric or 'score').upper()} {alert.score}"
     overdue = " · ⏰ overdue" if alert.overdue_at is not None else ""
     return (f"#{alert.id} · {escape(alert.survey_id)} · {escape(score)} · "
-            f"{escape(alert.first_name or '—')} · {_age(created, now)} · "
+            f"{escape(isolate(alert.first_name or '—'))} · {_age(created, now)} · "
             f"owner {escape(alert.owner or '—')}{overdue}")
 
 
@@ -138,7 +139,7 @@ async def on_export(message: Message, command: CommandObject, settings: Settings
     size, cut = 0, False
     # On disk, not in memory: an export may be tens of megabytes.
     with tempfile.TemporaryDirectory(prefix="otklik-export-") as folder:
-        path = Path(folder) / csv_filename(filters, now.astimezone(zone).date())
+        path = Path(folder) / export_filename(filters, now.astimezone(zone).date(), "csv")
         with path.open("wb") as out:
             chunks = answers_csv(factory, filters)
             async for chunk in chunks:  # a chunk ends on a row: cutting between keeps CSV

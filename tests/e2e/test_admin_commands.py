@@ -146,9 +146,9 @@ async def test_alerts_in_the_team_chat_lists_the_open_ones(
 
     lines = texts(api, ADMIN_CHAT)[-1].splitlines()
     assert lines[0] == "<b>Open alerts</b> (newest first, up to 20):"
-    assert lines[1].startswith("#2 · nps · NPS 1 · Vera · ")
+    assert lines[1].startswith("#2 · nps · NPS 1 · \u2068Vera\u2069 · ")
     assert lines[1].endswith(" · owner —")
-    assert lines[2].startswith("#1 · nps · NPS 3 · Vera · 2 h 1")
+    assert lines[2].startswith("#1 · nps · NPS 3 · \u2068Vera\u2069 · 2 h 1")
     assert len(lines) == 3
 
 
