@@ -124,6 +124,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     redis = settings.redis_url.get_secret_value() if settings.redis_url else None
     app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, engine, redis)
     app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, engine, redis)
+    app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
     app[ENGINE] = engine
     app[FACTORY] = services.factory

@@ -1,10 +1,11 @@
 """Per-address limits that every process shares: counts per clock minute, kept in the
 database (the `limits` table) or, with REDIS_URL, in Redis through the `limits` library.
 
-One port, two operations:
+One port:
 
 - `await limiter.hit(address)` counts one request; False once the minute's `per_minute`
-  are spent (the anonymous rate).
+  are spent (the anonymous rate, an unknown survey link); `await limiter.spent(address)`
+  says whether they are, counting nothing.
 - `await limiter.verdict(address, check)` judges a presented secret against the
   failed-attempts budget: `check` is a synchronous callable that returns who presented it,
   or None when it is wrong. Raises Spent, without calling `check`, when the address has
@@ -28,7 +29,9 @@ secret may be refused only when the address is within N of its budget."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -44,6 +47,8 @@ from storage.models import LimitRow
 
 T = TypeVar("T")
 MINUTE = 60
+FLUSH = 1.0  # seconds at most before a count is written (DatabaseLimiter.hit)
+log = logging.getLogger(__name__)
 
 
 class Spent(Exception):
@@ -60,6 +65,13 @@ class Limiter:
 
     async def hit(self, address: str) -> bool:
         raise NotImplementedError
+
+    async def spent(self, address: str) -> bool:
+        """Whether the address has no more this minute (nothing is counted)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Drops what is not written yet."""
 
     async def verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
         async with self._one_at_a_time(address):
@@ -85,6 +97,14 @@ class Limiter:
 
 
 class DatabaseLimiter(Limiter):
+    """Verdicts are one transaction each (see the module's docstring). Plain counts (`hit`:
+    the anonymous rate, an unknown survey link) are on every page anyone may open, where a
+    database round trip per request halved the pages served a second (bench/web.py): they
+    are counted here and written with this process's others at most FLUSH seconds later,
+    one upsert per address in one transaction, which returns each address's total over all
+    processes. A process therefore decides from the totals it last wrote or judged plus its
+    own counts since: another process's requests reach it within about FLUSH seconds."""
+
     def __init__(self, engine: AsyncEngine, scope: str, per_minute: int,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(scope, per_minute)
@@ -93,34 +113,77 @@ class DatabaseLimiter(Limiter):
         self._pruned = 0
         self._insert: Any = (postgresql.insert if engine.dialect.name == "postgresql"
                              else sqlite.insert)
+        self._minute = 0  # of the counts below
+        self._totals: dict[str, int] = {}  # over every process, as last read
+        self._pending: Counter[str] = Counter()  # counted here, not written yet
+        self._writing: asyncio.Task[None] | None = None
 
-    async def _add_one(self, connection: AsyncConnection, address: str) -> int:
-        """Adds one to the address's count for this minute and returns the count: one
-        statement, so concurrent ones never both read the same count."""
+    def _now(self) -> int:
         minute = int(self._clock()) // MINUTE * MINUTE
+        if minute != self._minute:
+            self._minute, self._totals, self._pending = minute, {}, Counter()
+        return minute
+
+    async def _add(self, connection: AsyncConnection, minute: int, address: str,
+                   amount: int) -> int:
+        """Adds `amount` to the address's count for `minute` and returns the count: one
+        statement, so concurrent ones never both read the same count."""
         if minute != self._pruned:  # once a minute per process: past minutes are done with
             self._pruned = minute
             await connection.execute(delete(LimitRow).where(LimitRow.minute < minute))
         upsert = self._insert(LimitRow).values(minute=minute, scope=self.scope,
-                                               address=address, count=1)
+                                               address=address, count=amount)
         upsert = upsert.on_conflict_do_update(
             index_elements=["minute", "scope", "address"],
-            set_={"count": LimitRow.count + 1}).returning(LimitRow.count)
+            set_={"count": LimitRow.count + amount}).returning(LimitRow.count)
         count: int = (await connection.execute(upsert)).scalar_one()
         return count
 
     async def hit(self, address: str) -> bool:
-        async with self._engine.begin() as connection:
-            return await self._add_one(connection, address) <= self.per_minute
+        self._now()
+        self._pending[address] += 1
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write())
+        return self._count(address) <= self.per_minute
+
+    async def spent(self, address: str) -> bool:
+        return self._count(address) >= self.per_minute
+
+    def _count(self, address: str) -> int:
+        self._now()
+        return self._totals.get(address, 0) + self._pending[address]
+
+    async def _write(self) -> None:
+        try:
+            await asyncio.sleep(FLUSH)
+            minute, pending = self._minute, self._pending
+            self._pending = Counter()
+            async with self._engine.begin() as connection:
+                totals = {address: await self._add(connection, minute, address, amount)
+                          for address, amount in pending.items()}
+            if minute == self._now():
+                self._totals.update(totals)
+        except Exception:  # the counts are lost, not the requests
+            log.warning("could not write the %s limit's counts", self.scope, exc_info=True)
+        finally:
+            self._writing = None
+
+    async def close(self) -> None:
+        if self._writing is not None:
+            self._writing.cancel()
 
     async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
         # Leaving the block without a commit rolls back: the unit reserved is given back.
         async with self._engine.connect() as connection:
-            if await self._add_one(connection, address) > self.per_minute:
+            minute = self._now()
+            count = await self._add(connection, minute, address, 1)
+            self._totals[address] = count - 1
+            if count > self.per_minute:
                 raise Spent
             who = check()
             if who is None:
                 await connection.commit()
+                self._totals[address] = count
             return who
 
 
@@ -133,6 +196,9 @@ class RedisLimiter(Limiter):
 
     async def hit(self, address: str) -> bool:
         return await self._limiter.hit(self._item, self.scope, address)
+
+    async def spent(self, address: str) -> bool:
+        return not await self._limiter.test(self._item, self.scope, address)
 
     async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
         if not await self._limiter.hit(self._item, self.scope, address):

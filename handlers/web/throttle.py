@@ -35,6 +35,11 @@ LIMITER = web.AppKey("anonymous_limiter", Limiter)
 FAILURES = web.AppKey("failed_attempts", Limiter)
 
 
+async def close(app: web.Application) -> None:
+    for key in (LIMITER, FAILURES):
+        await app[key].close()
+
+
 def _trusted(address: str, proxies: Sequence[IPvAnyNetwork]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -137,7 +142,8 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
     budget as it is then, not as it was when its headers came. The handler then compares
     the same secret again (a pure function of the request read) and answers 401 itself. A
     survey link's token is found or not by a database lookup, not in that step: the budget
-    is checked before it and a link not found spends one after."""
+    is checked before it and a link not found spends one after (a link is 128 random bits:
+    its limit stops a scan, where a password's stops a guess)."""
     checks = _checks(request)
     if not checks and not request.path.startswith(LINKS):
         return await handler(request)
@@ -151,8 +157,8 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
     try:
         if checks:
             await budget.verdict(address, lambda: all(check(given) for check in checks) or None)
-        else:
-            await budget.verdict(address, lambda: True)  # spent? nothing is compared here
+        elif await budget.spent(address):
+            raise Spent
     except Spent:
         return _refused(request)
     response: web.StreamResponse | None = None

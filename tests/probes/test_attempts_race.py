@@ -19,8 +19,10 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from limits.storage import storage_from_string
+from limits.aio.storage import RedisStorage
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.ratelimit import FLUSH, limiter
 from tests.conftest import PostgresDatabases
 from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.test_dispatch_processes import start, stop
@@ -39,7 +41,7 @@ async def redis_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]
     if request.param == "database":
         yield None
         return
-    await storage_from_string(f"async+{REDIS}").reset()
+    await RedisStorage(f"async+{REDIS}").reset()
     yield REDIS
 
 
@@ -172,3 +174,24 @@ async def serves(http: aiohttp.ClientSession, port: int) -> None:
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"nothing serves on {port} after 30 s")
+
+
+async def test_counts_of_two_processes_add_up_within_a_flush(
+        engine: AsyncEngine, redis_url: str | None) -> None:
+    """Two processes' limiters on one store (two instances, as `otklik run` makes one
+    each): the anonymous rate one spends counts for the other, in the database once each
+    has written its counts (FLUSH), in Redis at once."""
+    first, second = (limiter("anonymous", 5, engine, redis_url) for _ in range(2))
+    try:
+        await a_fresh_minute()
+        assert [await first.hit("198.51.100.9") for _ in range(5)] == [True] * 5
+        await asyncio.sleep(FLUSH + 0.5)
+        if redis_url is None:  # it learns the total when it writes its own count
+            assert await second.hit("198.51.100.9")
+            await asyncio.sleep(FLUSH + 0.5)
+        assert not await second.hit("198.51.100.9")
+        assert await second.spent("198.51.100.9")
+        assert not await first.spent("198.51.100.10")  # per address
+    finally:
+        await first.close()
+        await second.close()
