@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.triggers import PolicyService, decide, delivery_values
-from conversations.script import TimeZoneName
+from conversations.script import STORED, TimeZoneName
 from storage.models import CampaignRow, CampaignRunRow, CustomerRow, DeliveryStatus
 from storage.repositories import audit
 from storage.repositories import deliveries as store
@@ -198,10 +198,13 @@ class CampaignService(PolicyService):
     async def all(self) -> list[tuple[int, CampaignSpec]]:
         async with UnitOfWork(self._factory) as uow:
             rows = (await uow.session.execute(select(_campaigns).order_by(_campaigns.c.id))).all()
-        return [(row.id, CampaignSpec(
-            name=row.name, survey=row.survey_id, schedule=row.schedule, timezone=row.timezone,
-            segment=row.segment, channel=row.channel, batch_size=row.batch_size,
-            active=row.active)) for row in rows]
+        # Read back as stored: a time zone saved before only tzdata's zone names were taken
+        # (posix/..., say) still runs (conversations.script.STORED).
+        return [(row.id, CampaignSpec.model_validate({
+            "name": row.name, "survey": row.survey_id, "schedule": row.schedule,
+            "timezone": row.timezone, "segment": row.segment, "channel": row.channel,
+            "batch_size": row.batch_size, "active": row.active}, context={STORED: True}))
+            for row in rows]
 
     async def run(self, campaign_id: int, *, at: datetime | None = None,
                   actor: str = "scheduler") -> Run:

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from bot.keys import CAMPAIGNS
 from bot.services.campaigns import CampaignSpec
+from conversations.script import STORED
 from handlers.web.api import (
     MAX_ID,
     ApiError,
@@ -23,6 +24,12 @@ routes = web.RouteTableDef()
 
 class Campaign(CampaignSpec):
     id: int
+
+    @classmethod
+    def of(cls, campaign_id: int, spec: CampaignSpec) -> Campaign:
+        # As stored: a time zone saved before only tzdata's zone names were taken is shown.
+        return cls.model_validate({"id": campaign_id, **spec.model_dump()},
+                                  context={STORED: True})
 
 
 class CampaignList(BaseModel):
@@ -55,7 +62,7 @@ async def post_campaign(request: web.Request) -> web.Response:
     spec = await parse(request, CampaignSpec)
     campaign_id, created = await request.app[CAMPAIGNS].save(spec, source="api",
                                                                  actor=actor_of(request))
-    body = Campaign(id=campaign_id, **spec.model_dump())
+    body = Campaign.of(campaign_id, spec)
     return web.json_response(body.model_dump(mode="json"), status=201 if created else 200)
 
 
@@ -63,7 +70,7 @@ async def post_campaign(request: web.Request) -> web.Response:
 async def get_campaigns(request: web.Request) -> web.Response:
     rows = await request.app[CAMPAIGNS].all()
     return web.json_response(CampaignList(campaigns=[
-        Campaign(id=campaign_id, **spec.model_dump()) for campaign_id, spec in rows
+        Campaign.of(campaign_id, spec) for campaign_id, spec in rows
     ]).model_dump(mode="json"))
 
 

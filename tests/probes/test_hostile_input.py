@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from handlers.web.api import signature
+from storage.models import CampaignRow, ScriptRow
+from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import ADMIN, JSON, SECRET, SURVEYS, Api, serving, trigger
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -153,6 +156,33 @@ async def test_only_tzdata_zone_names_are_time_zones(api: Api, zone: str) -> Non
 async def test_a_legacy_alias_and_utc_stay_time_zones(api: Api) -> None:
     assert (await api.post("/api/v1/triggers", trigger("k1", timezone="Europe/Kiev")))[0] == 202
     assert (await api.post("/api/v1/triggers", trigger("k2", timezone="UTC")))[0] == 202
+
+
+async def test_what_was_stored_before_these_checks_still_runs(api: Api) -> None:
+    """A campaign's zone and a script's zone and title stored when any name ZoneInfo took,
+    and any title, was accepted are read back, not refused: refusing them on reading
+    would stop the campaign's runs and every send of the survey."""
+    campaign = {"name": "q", "survey": "nps", "schedule": "0 10 * * 1"}
+    assert (await api.post("/api/v1/campaigns", campaign))[0] in (200, 201)
+    async with UnitOfWork(api.services.factory) as uow:
+        await uow.session.execute(update(CampaignRow).values(timezone="posix/Europe/Moscow"))
+        row = await uow.session.scalar(select(ScriptRow).where(
+            ScriptRow.survey_id == "nps", ScriptRow.active))
+        assert row is not None
+        row.active = False
+        # A new version: the services have the one before parsed already.
+        uow.session.add(ScriptRow(
+            survey_id="nps", version=row.version + 1, title=row.title, source=row.source,
+            checksum=row.checksum, created_by="test", created_at=row.created_at, active=True,
+            body={**row.body, "version": row.version + 1, "timezone": "right/UTC",
+                  "title": {**row.body["title"], "en": "Net\nPromoter"}}))
+        await uow.commit()
+    status, body = await api.get("/api/v1/campaigns")
+    assert (status, [c["timezone"] for c in body["campaigns"]]) == (
+        200, ["posix/Europe/Moscow"])
+    status, body = await api.get("/api/v1/surveys")
+    assert status == 200
+    assert {s["id"]: s["title"]["en"] for s in body["surveys"]}["nps"] == "Net Promoter"
 
 
 @pytest.mark.parametrize("title", ['"Net\\nPromoter"', '"Net\\rBcc: all@example.com"',
