@@ -92,7 +92,8 @@ async def test_a_10s_outage_mid_batch_fails_nothing_and_sends_nothing_twice(
         await due_now(w, BATCH)
         w.stub.delay("sendMessage", 1.0, times=None)  # the batch is under way for a second
         sending = asyncio.create_task(w.dispatcher.tick())
-        await w.stub.wait_for(lambda: len(w.stub.calls_of("sendMessage")) >= BATCH // 2)
+        await w.stub.wait_for(lambda: len(w.stub.calls_of("sendMessage")) >= BATCH // 2,
+                              timeout=60)  # a loaded machine claims slowly
         async with away():
             await asyncio.sleep(10)
         assert await asyncio.wait_for(sending, timeout=120) == BATCH
