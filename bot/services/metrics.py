@@ -100,7 +100,7 @@ class MetricsQuery(BaseModel):
     @field_validator("group_by")
     @classmethod
     def _group_by(cls, group_by: str, info: ValidationInfo) -> str:
-        if not GROUP_BY.match(group_by):
+        if not GROUP_BY.fullmatch(group_by):
             raise ValueError("must be none, day, week, month, quarter, channel, segment, "
                              "respondent or context.KEY")
         context = info.data.get("context")

@@ -122,7 +122,7 @@ async def get_widget(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/widget/{survey}/start")
 async def post_widget_start(request: web.Request) -> web.Response:
     body = await parse(request, Start)
-    visitor = body.visitor if body.visitor and VISITOR.match(body.visitor) else (
+    visitor = body.visitor if body.visitor and VISITOR.fullmatch(body.visitor) else (
         secrets.token_urlsafe(16))
     context: dict[str, str | int | float | bool] = {"visitor": visitor}
     if body.page:

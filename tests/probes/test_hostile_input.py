@@ -79,6 +79,14 @@ async def test_nan_infinity_and_a_key_twice_are_refused_by_name(
     assert await api.trigger_count() == 0
 
 
+async def test_a_visitor_id_with_a_line_break_is_not_taken(api: Api) -> None:
+    sent = "v" * 16 + "\n"
+    status, body = await send(api, "POST", "/api/v1/widget/nps/start",
+                              json.dumps({"visitor": sent}).encode())
+    assert status == 200
+    assert "\n" not in body["visitor"]
+
+
 async def test_every_json_route_reads_bodies_the_same_way(api: Api) -> None:
     twice = b'{"visitor": "v1", "visitor": "v2"}'
     assert field(await send(api, "POST", "/api/v1/widget/nps/start", twice)) == (
@@ -242,7 +250,8 @@ async def test_a_forged_cursor_the_database_cannot_hold_is_refused_by_name(
 @pytest.mark.parametrize(("params", "named"), [
     ({"from": "0001-01-01"}, "from"), ({"to": "9999-12-31"}, "to"),
     ({"from": "1899-12-31"}, "from"), ({"from": "2026-03-02", "to": "2026-03-01"}, "to"),
-    ({"from": "0001-01-01", "group_by": "day"}, "from"),
+    ({"from": "0001-01-01", "group_by": "day"}, "from"), ({"group_by": "day\n"}, "group_by"),
+    ({"group_by": "context.agent_name\n"}, "group_by"),
 ])
 async def test_metric_dates_the_database_cannot_hold_are_refused_by_name(
         api: Api, params: dict[str, str], named: str) -> None:
