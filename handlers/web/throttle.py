@@ -142,7 +142,7 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
     budget as it is then, not as it was when its headers came. The handler then compares
     the same secret again (a pure function of the request read) and answers 401 itself. A
     survey link's token is found or not by a database lookup, not in that step: the budget
-    is checked before it and a link not found spends one after (a link is 128 random bits:
+    is checked before it and a link not found spends one after (a link is 192 random bits:
     its limit stops a scan, where a password's stops a guess)."""
     checks = _checks(request)
     if not checks and not request.path.startswith(LINKS):
