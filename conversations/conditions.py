@@ -17,7 +17,9 @@ _OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", 
 
 
 class _Ops(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # 1e400 is infinity to Python, and a stored script with it cannot be written as JSON.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              allow_inf_nan=False)
 
     eq: Scalar | None = None
     ne: Scalar | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import zlib
 from collections import Counter
@@ -72,8 +73,9 @@ def _field_of(error: ValidationError) -> tuple[str, str]:
 
 
 class _Constant(float):
-    """NaN, Infinity or -Infinity where the body had it: JSON has no such numbers, and
-    Python's parser, which reads them, would store them where PostgreSQL's JSON cannot."""
+    """NaN, Infinity or -Infinity where the body had it, or a number too big for a double
+    (1e400, read as infinity): JSON has no such numbers, and Python's parser, which reads
+    them, would store them where PostgreSQL's JSON cannot."""
 
     def __new__(cls, text: str) -> _Constant:
         made = super().__new__(cls, text)
@@ -87,6 +89,11 @@ class _Twice(dict[str, object]):
     """An object in which a key came twice: JSON says nothing of which one counts."""
 
     key: str
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    return number if math.isfinite(number) else _Constant(text)
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -108,7 +115,7 @@ def _fault_at(data: object) -> tuple[str, str] | None:
         if isinstance(value, str) and NUL in value:
             return path, "must not contain a NUL character"
         if isinstance(value, _Constant):
-            return path, f"{value.text} is not a JSON number; send a finite number"
+            return path, f"must be a finite number, not {value.text[:40]}"
         if isinstance(value, _Twice):
             where = f"{path}.{value.key}" if path else value.key
             return where, "this key comes twice in one object; send it once"
@@ -191,7 +198,8 @@ def loads(raw: bytes) -> object:
     """Parsed JSON, or a 400 if it does not parse and a 422 naming the path of a NUL
     character, NaN, Infinity or a key that comes twice in one object."""
     try:
-        data = json.loads(raw, parse_constant=_Constant, object_pairs_hook=_pairs)
+        data = json.loads(raw, parse_constant=_Constant, parse_float=_finite,
+                          object_pairs_hook=_pairs)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}", "body") from None
     except RecursionError:

@@ -63,6 +63,8 @@ HOSTILE = [
     (TRIGGER.replace('"agent_name": "Anna"', '"agent_name": Infinity'), "context.agent_name"),
     (TRIGGER.replace('"call_type": "support"', '"call_type": [1, -Infinity]'),
      "context.call_type.1"),
+    # Too big for a double: Python reads it as infinity.
+    (TRIGGER.replace('"agent_name": "Anna"', '"agent_name": -1e400'), "context.agent_name"),
 ]
 
 
@@ -107,6 +109,18 @@ async def test_every_json_route_reads_bodies_the_same_way(api: Api) -> None:
     assert [(i["field"], i["line"]) for i in body["error"]["issues"]] == [
         ("policy.throttle_days", script.splitlines().index(' "policy": {') + 2)]
     assert await versions(api) == 1
+
+
+async def test_a_script_number_too_big_for_a_double_is_refused_at_its_line(api: Api) -> None:
+    """1.0e400 is infinity to Python: stored, PostgreSQL's JSON could not hold it."""
+    source = (SURVEYS / "post_call_csat.yaml").read_text(encoding="utf-8")
+    hostile = source.replace("{step: csat, lte: 2}", "{step: csat, lte: 1.0e400}")
+    assert hostile != source
+    status, body = await send(api, "PUT", "/api/v1/surveys/post_call_csat", hostile.encode(),
+                              {"Content-Type": "application/yaml"})
+    assert status == 422
+    assert [(i["field"], i["line"]) for i in body["error"]["issues"]] == [
+        ("steps.0.next.0.when.lte", 24)]
 
 
 @pytest.mark.parametrize(("coding", "raw"), [
