@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 import zlib
 from collections import Counter
@@ -36,6 +37,7 @@ REPLAY_WINDOW = 300  # seconds either way between the sender's clock and ours
 MAX_ID = 2**62  # the largest row id or id cursor a parameter may name
 MAX_VERSION = 2**31 - 1  # a script's version: a 32-bit INTEGER on PostgreSQL
 NUL = "\x00"
+SURROGATE = re.compile("[\ud800-\udfff]")
 # Larger request bodies are refused with a 413 (a trigger is a few hundred bytes).
 MAX_BODY = 256 * 1024
 
@@ -72,17 +74,19 @@ def _field_of(error: ValidationError) -> tuple[str, str]:
     return path, f"{path}: {message}" if path else message
 
 
-class _Constant(float):
-    """NaN, Infinity or -Infinity where the body had it, or a number too big for a double
-    (1e400, read as infinity): JSON has no such numbers, and Python's parser, which reads
-    them, would store them where PostgreSQL's JSON cannot."""
-
-    def __new__(cls, text: str) -> _Constant:
-        made = super().__new__(cls, text)
-        made.text = text
-        return made
+@dataclass(frozen=True, slots=True)
+class _Unfit:
+    """A number no field may take, where the body had it: NaN, Infinity or -Infinity
+    (JSON has none), one too big for a double (1e400, infinity to Python), or a whole
+    number past 64 bits. Python's parser reads them all; stored, PostgreSQL's JSON would
+    refuse the first ones and every reader of the data would trip on the rest."""
 
     text: str
+
+    @property
+    def problem(self) -> str:
+        shown = self.text if len(self.text) <= 40 else self.text[:20] + "..."
+        return f"must be a finite number within 64 bits, not {shown}"
 
 
 class _Twice(dict[str, object]):
@@ -91,9 +95,15 @@ class _Twice(dict[str, object]):
     key: str
 
 
-def _finite(text: str) -> float:
+def _finite(text: str) -> float | _Unfit:
     number = float(text)
-    return number if math.isfinite(number) else _Constant(text)
+    return number if math.isfinite(number) else _Unfit(text)
+
+
+def _whole(text: str) -> int | _Unfit:
+    # Checked by length first: int() of thousands of digits takes long, or refuses.
+    number = int(text) if len(text) <= 20 else None
+    return number if number is not None and -2**63 <= number < 2**63 else _Unfit(text)
 
 
 def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -105,17 +115,26 @@ def _pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return twice
 
 
+def _text_fault(text: str) -> str | None:
+    if NUL in text:
+        return "must not contain a NUL character"
+    if SURROGATE.search(text):  # a \ud800 escape alone: no database can store it
+        return "must be Unicode text: a lone surrogate escape is not a character"
+    return None
+
+
 def _fault_at(data: object) -> tuple[str, str] | None:
     """The first thing parsed JSON must not hold, as (dotted path, message): a NUL
-    character in a string or a key, NaN or Infinity, a key twice in one object.
+    character or a lone surrogate in a string or a key, a number no field takes (_Unfit),
+    a key twice in one object.
     A loop, not recursion: the body may be nested as deeply as json.loads allows."""
     stack: list[tuple[str, object]] = [("", data)]
     while stack:
         path, value = stack.pop()
-        if isinstance(value, str) and NUL in value:
-            return path, "must not contain a NUL character"
-        if isinstance(value, _Constant):
-            return path, f"must be a finite number, not {value.text[:40]}"
+        if isinstance(value, str) and (problem := _text_fault(value)):
+            return path, problem
+        if isinstance(value, _Unfit):
+            return path, value.problem
         if isinstance(value, _Twice):
             where = f"{path}.{value.key}" if path else value.key
             return where, "this key comes twice in one object; send it once"
@@ -123,8 +142,8 @@ def _fault_at(data: object) -> tuple[str, str] | None:
                  enumerate(value) if isinstance(value, list) else ())
         for key, item in pairs:
             where = f"{path}.{key}" if path else str(key)
-            if NUL in str(key):
-                return where, "must not contain a NUL character"
+            if problem := _text_fault(str(key)):
+                return where, problem
             stack.append((where, item))
     return None
 
@@ -198,8 +217,8 @@ def loads(raw: bytes) -> object:
     """Parsed JSON, or a 400 if it does not parse and a 422 naming the path of a NUL
     character, NaN, Infinity or a key that comes twice in one object."""
     try:
-        data = json.loads(raw, parse_constant=_Constant, parse_float=_finite,
-                          object_pairs_hook=_pairs)
+        data = json.loads(raw, parse_constant=_Unfit, parse_float=_finite,
+                          parse_int=_whole, object_pairs_hook=_pairs)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {error}", "body") from None
     except RecursionError:

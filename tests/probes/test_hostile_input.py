@@ -65,6 +65,14 @@ HOSTILE = [
      "context.call_type.1"),
     # Too big for a double: Python reads it as infinity.
     (TRIGGER.replace('"agent_name": "Anna"', '"agent_name": -1e400'), "context.agent_name"),
+    # Past 64 bits; and past the 4,300 digits Python reads at all (it was a 500).
+    (TRIGGER.replace('"agent_name": "Anna"', '"agent_name": 9223372036854775808'),
+     "context.agent_name"),
+    (TRIGGER.replace('"agent_name": "Anna"', '"agent_name": ' + "9" * 5000),
+     "context.agent_name"),
+    # A lone surrogate escape, in a value and in a key: not a character anywhere.
+    (TRIGGER.replace('"Anna"', '"An\\ud800na"'), "context.agent_name"),
+    (TRIGGER.replace('"call_type"', '"call\\udfff"'), "context.call\udfff"),
 ]
 
 
