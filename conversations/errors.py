@@ -29,6 +29,10 @@ class ScriptError(ConversationError):
         self.filename = filename
         super().__init__("\n".join(issue.format(filename) for issue in issues))
 
+    def __reduce__(self) -> tuple[type[ScriptError], tuple[list[ScriptIssue], str]]:
+        # Scripts sent to the server are parsed in another process, and come back pickled.
+        return ScriptError, (self.issues, self.filename)
+
 
 class StateMismatch(ConversationError):
     """A dialogue state was handed a script of another id or version."""

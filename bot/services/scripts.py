@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +25,6 @@ from storage.uow import UnitOfWork
 
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
 CAMPAIGNS_FILE = "campaigns.yaml"  # beside the scripts, but not one of them
-# Scripts sent to the server are parsed here, one at a time: the event loop goes on
-# answering while a big or hostile one is read (up to a second of a core), and a burst of
-# them queues for this one thread instead of taking every core from the loop.
-_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otklik-script")
 
 
 class InvalidScripts(Exception):
@@ -66,10 +64,34 @@ def read_script(path: Path) -> tuple[Script, str]:
     return parse_script(source, str(path)), source
 
 
+class _Parser:
+    """Scripts sent to the server are parsed in a process of their own, one at a time. A big
+    or hostile one takes up to a second of a core, and its tree of some 100,000 objects sets
+    off full garbage collections that hold the GIL for hundreds of milliseconds: in a thread
+    the event loop stalled with it; apart, the server's process never sees that tree, and a
+    burst of scripts queues for one core instead of taking both."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def parse(self, source: str, filename: str) -> Script:
+        if self._pool is None:
+            # spawn, not fork: forking a process that runs threads (aiosqlite's) is unsafe.
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, parse_script, source, filename)
+        except BrokenProcessPool:
+            self._pool = None  # the process died (killed, out of memory): start another
+            raise
+
+
+_PARSER = _Parser()
+
+
 async def parse_apart(source: str, filename: str) -> Script:
-    """parse_script in the parsing thread, for a script sent to the server."""
-    return await asyncio.get_running_loop().run_in_executor(_PARSER, parse_script, source,
-                                                            filename)
+    """parse_script for a script sent to the server, in the parsing process (_Parser)."""
+    return await _PARSER.parse(source, filename)
 
 
 def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:

@@ -6,6 +6,7 @@ real CLI, PUT /api/v1/surveys/{id} and the dashboard's upload, on loopback."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -123,6 +124,12 @@ async def test_the_dashboard_upload_shows_line_and_message(api: Api) -> None:
 async def test_healthz_answers_within_200_ms_while_hostile_scripts_are_refused(
         api: Api) -> None:
     heavy = [source for _, source, _, _ in HOSTILE[8:11]] + [WITHIN]
+    # Scripts are parsed in a process of their own, started by the first one sent: started
+    # here, so what is measured is the parsing. The full garbage collection this process
+    # makes of its own heap now and then (a few hundred ms on a loaded machine, with or
+    # without scripts) is made now, not in the middle of the measurement.
+    assert (await put(api, "nps", TAGGED[0]))[0] == 422
+    gc.collect()
     started = time.perf_counter()
     puts = [asyncio.ensure_future(put(api, "nps", source)) for source in heavy]
     waits: list[float] = []
