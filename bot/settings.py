@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
-    public_url: str | None = None
+    public_url: HeaderText | None = None  # in links, and so in List-Unsubscribe
     surveys_dir: Path = Path("surveys")
     default_survey: str = "nps"
     admin_token: SecretStr | None = None

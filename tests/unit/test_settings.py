@@ -1,5 +1,6 @@
-"""Duration settings, read from the environment as the bot reads them: each bounded, so
-that no setting the bot starts with can overflow a date when it is used."""
+"""Settings, read from the environment as the bot reads them: each duration bounded, so
+that no setting the bot starts with can overflow a date when it is used; texts that go into
+a mail header one line; the digest's time zone a tzdata zone name."""
 
 from __future__ import annotations
 
@@ -62,3 +63,32 @@ def test_a_duration_setting_at_its_bound_is_accepted(monkeypatch: pytest.MonkeyP
     settings = Settings(_env_file=None)
     assert {name: getattr(settings, name.lower()) for name in env} == {
         name: float(value) for name, value in env.items()}
+
+
+HOSTILE = [
+    ({"MAIL_FROM": "Otklik <otklik@example.com>\nBcc: all@example.com"}, ("mail_from",)),
+    ({"PUBLIC_URL": "https://otklik.example.com\r\nX-Evil: 1"}, ("public_url",)),
+    ({"DIGEST_EMAILS": "cx@example.com,boss@example.com\nBcc: all@example.com"},
+     ("digest_emails", 1)),
+    ({"DIGEST_TIMEZONE": "posix/Europe/Moscow"}, ("digest_timezone",)),
+    ({"DIGEST_TIMEZONE": "localtime"}, ("digest_timezone",)),
+    ({"DIGEST_TIMEZONE": "Factory"}, ("digest_timezone",)),
+]
+
+
+@pytest.mark.parametrize(("env", "loc"), HOSTILE, ids=[named(env) for env, _ in HOSTILE])
+def test_a_header_text_with_a_line_break_or_a_non_zone_is_refused(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], loc: tuple[str | int, ...]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    assert [error["loc"] for error in caught.value.errors()] == [loc]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Moscow", "Europe/Kiev"])
+def test_a_tzdata_zone_name_or_alias_is_the_digest_time_zone(
+        monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
+    monkeypatch.setenv("DIGEST_TIMEZONE", zone)
+    assert Settings(_env_file=None).digest_timezone == zone
