@@ -113,10 +113,12 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                   ) -> web.Application:
     services = services or build_services(settings, engine)
     # Outages inside the others, so its 503 and 507 get their CORS and page headers; only
-    # the checks of credentials, which read and write the audit log and sessions, inside it.
-    app = web.Application(middlewares=[prometheus.timed, pages.pages, throttle.failed_attempts,
-                                       api.errors, widget.anonymous, outage.outages,
-                                       api.authenticate, dashboard.dashboard],
+    # the checks of credentials, which read and write the limits, the audit log and
+    # sessions, inside it (failed attempts first: it judges the secret the others check).
+    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
+                                       widget.anonymous, outage.outages,
+                                       throttle.failed_attempts, api.authenticate,
+                                       dashboard.dashboard],
                           client_max_size=api.MAX_BODY,
                           # api.body decodes a body's Content-Encoding, or refuses it.
                           handler_args={"auto_decompress": False})
