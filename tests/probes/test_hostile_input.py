@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from handlers.web.api import signature
 from storage.models import CampaignRow, ScriptRow
 from storage.uow import UnitOfWork
+from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.trigger_support import ADMIN, JSON, SECRET, SURVEYS, Api, serving, trigger
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -95,6 +96,16 @@ async def test_a_visitor_id_with_a_line_break_is_not_taken(api: Api) -> None:
                               json.dumps({"visitor": sent}).encode())
     assert status == 200
     assert "\n" not in body["visitor"]
+
+
+async def test_a_line_break_in_the_login_s_next_is_not_a_header(api: Api) -> None:
+    """`next` goes into the Location header: one with a line break is not ours, so the
+    login goes to the dashboard's start (yarl dropped the break and sent it to a 404)."""
+    csrf = await csrf_of(api, "/admin/login")
+    response = await api.client.post("/admin/login", allow_redirects=False, data={
+        "csrf": csrf, "name": "Olga", "token": ADMIN,
+        "next": "/admin/alerts\r\nSet-Cookie: x=1"})
+    assert (response.status, response.headers["Location"]) == (303, "/admin/")
 
 
 async def test_every_json_route_reads_bodies_the_same_way(api: Api) -> None:

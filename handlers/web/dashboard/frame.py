@@ -95,8 +95,10 @@ def form_text(form: Form, name: str, limit: int) -> str:
 
 
 def _next(request: web.Request, value: str) -> str:
-    # Only a path of ours: an open redirect would make the login page a phishing tool.
-    return value if value.startswith("/admin/") and not value.startswith("//") else "/admin/"
+    # Only a path of ours: an open redirect would make the login page a phishing tool; and
+    # one line, as the Location header it goes into (yarl would drop a line break silently).
+    ours = value.startswith("/admin/") and not value.startswith("//") and value.isprintable()
+    return value if ours else "/admin/"
 
 
 @routes.get("/admin")
