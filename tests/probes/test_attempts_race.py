@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 from limits.aio.storage import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.ratelimit import FLUSH, limiter
+from bot.ratelimit import FLUSH, Spent, limiter
 from tests.conftest import PostgresDatabases
 from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.test_dispatch_processes import start, stop
@@ -195,3 +195,35 @@ async def test_counts_of_two_processes_add_up_within_a_flush(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_two_processes_at_once_compare_no_more_than_the_budget(
+        engine: AsyncEngine, redis_url: str | None) -> None:
+    """100 wrong guesses and then 32 right secrets, all at once and split between two
+    processes' limiters on one store: the budget is held in the store itself (the row's
+    lock, Redis's count), not in one process's lock."""
+    limiters = [limiter("failed", LIMIT, engine, redis_url) for _ in range(2)]
+    compared = 0
+
+    def wrong() -> None:
+        nonlocal compared
+        compared += 1
+
+    async def judge(n: int, check: Callable[[], str | None]) -> int:
+        try:
+            return 200 if await limiters[n % 2].verdict("203.0.113.7", check) else 401
+        except Spent:
+            return 429
+
+    await a_fresh_minute()
+    guesses = Counter(await asyncio.gather(*(judge(n, wrong) for n in range(100))))
+    assert (compared, guesses) == (LIMIT, Counter({401: LIMIT, 429: 100 - LIMIT}))
+    # Right secrets never spend it. In Redis a right one holds a unit for a moment, one per
+    # process: two short of the limit, the two processes' 32 still all pass.
+    address = "203.0.113.8"
+    for n in range(LIMIT - 2):
+        await limiters[n % 2].verdict(address, wrong)
+    rights = await asyncio.gather(*(limiters[n % 2].verdict(address, lambda: "crm")
+                                    for n in range(32)))
+    assert rights == ["crm"] * 32
+    assert await limiters[0].verdict(address, lambda: "crm") == "crm"
