@@ -196,7 +196,7 @@ def _alert_id(request: web.Request) -> int:
 
 async def _body(request: web.Request, model: type[B]) -> B:
     """The body as `model`; none at all is an empty object (resolve and take need none)."""
-    if not request.can_read_body:
+    if not request.body_exists:  # not can_read_body: the limits middleware read it first
         return model()
     return await parse(request, model)
 
