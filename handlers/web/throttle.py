@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 from pydantic import IPvAnyNetwork
 
 from bot.keys import SETTINGS
@@ -121,13 +121,18 @@ def _refused(request: web.Request) -> web.StreamResponse:
 
 
 async def _read(request: web.Request) -> Presented:
-    if request.content_type == "multipart/form-data":  # read once, as the form it is
-        return Presented(request, b"", await request.post())
+    """The whole body: the login's form (a multipart one can be read only once, as the
+    form the handler reads again), anything else as a signature signs it."""
+    if request.method == "POST" and request.path == LOGIN:
+        try:
+            return Presented(request, b"", await request.post())
+        except ValueError:  # a form that does not parse: no token in it
+            return Presented(request, b"", MultiDictProxy(MultiDict()))
     try:
-        decoded = await body(request)  # what a signature signs
+        decoded = await body(request)
     except ApiError:
         decoded = b""  # refused by the handler, which reads it again, as it is
-    return Presented(request, decoded, await request.post())
+    return Presented(request, decoded, MultiDictProxy(MultiDict()))
 
 
 @web.middleware
@@ -149,13 +154,8 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     budget, address = request.app[FAILURES], client_address(request)
     try:
-        given = await _read(request)
-    except web.HTTPRequestEntityTooLarge as error:
-        if not request.path.startswith("/api/"):
-            raise
-        return error_response(413, "too_large", error.reason)
-    try:
         if checks:
+            given = await _read(request)  # a body too large is a 413 (api.errors, pages)
             await budget.verdict(address, lambda: all(check(given) for check in checks) or None)
         elif await budget.spent(address):
             raise Spent
