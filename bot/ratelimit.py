@@ -163,8 +163,9 @@ class DatabaseLimiter(Limiter):
                           for address, amount in pending.items()}
             if minute == self._now():
                 self._totals.update(totals)
-        except Exception:  # the counts are lost, not the requests
-            log.warning("could not write the %s limit's counts", self.scope, exc_info=True)
+        except Exception as error:  # the counts are lost, not the requests (a database away)
+            log.warning("the %s limit's counts of a second could not be written (%s)",
+                        self.scope, type(error).__name__)
         finally:
             self._writing = None
 
