@@ -112,9 +112,11 @@ def transcript_text(transcript: Transcript) -> str:
     if transcript.context:
         lines.append(_context(transcript.context))
     for line in transcript.answers:
-        value = (str(line.score) if line.score is not None
-                 else ", ".join(line.choices) or line.text or "")
-        lines.append(f"• {escape(line.step)}: {_shown(value)}")
+        # Scores and the script's option ids are ours; only a typed text is the customer's.
+        value = (escape(str(line.score)) if line.score is not None
+                 else escape(", ".join(line.choices)) if line.choices
+                 else _shown(line.text or ""))
+        lines.append(f"• {escape(line.step)}: {value}")
     if not transcript.answers:
         lines.append("No answers yet.")
     return "\n".join(lines)

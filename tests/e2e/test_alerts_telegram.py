@@ -250,7 +250,7 @@ async def test_otklik_run_wires_the_loop(tmp_path: Path) -> None:
                 assert (await response.json())["status"] == "resolved"
             # Resolved through the API: the team chat's alert says so, without buttons.
             shown = api.message(ADMIN_CHAT, alert_id)
-            assert shown["text"].endswith("✅ Resolved by admin-token")
+            assert shown["text"].endswith("✅ Resolved by admin")
             assert buttons(shown) == []
         finally:
             output = await _stop(process)

@@ -109,7 +109,7 @@ async def test_post_call_csat_low_score_branch_and_the_team_alert(
 
         assert product.texts(ANNA)[3].startswith("Простите, что так вышло.")
         comment = api.messages(ADMIN_CHAT)[1]
-        assert comment["text"].endswith("Ждала 40 минут")
+        assert comment["text"].endswith("\u2068Ждала 40 минут\u2069")  # isolated (bidi)
         assert comment["reply_to_message"]["message_id"] == api.messages(ADMIN_CHAT)[0][
             "message_id"]  # under the alert
         assert await product.answers() == [
