@@ -38,11 +38,13 @@ from typing import Any, TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.db import Unavailable
 from storage.models import LimitRow
 
 T = TypeVar("T")
@@ -191,23 +193,37 @@ class DatabaseLimiter(Limiter):
 class RedisLimiter(Limiter):
     def __init__(self, url: str, scope: str, per_minute: int) -> None:
         super().__init__(scope, per_minute)
-        # "async+": the library's asyncio storage for the same URL (its documented scheme).
-        self._limiter = FixedWindowRateLimiter(storage_from_string(f"async+{url}"))
+        # "async+": the library's asyncio storage for the same URL (its documented scheme);
+        # its errors wrapped in one StorageError, whatever client it uses.
+        self._limiter = FixedWindowRateLimiter(
+            storage_from_string(f"async+{url}", wrap_exceptions=True))
         self._item = RateLimitItemPerMinute(per_minute)
 
     async def hit(self, address: str) -> bool:
-        return await self._limiter.hit(self._item, self.scope, address)
+        async with _reachable():
+            return await self._limiter.hit(self._item, self.scope, address)
 
     async def spent(self, address: str) -> bool:
-        return not await self._limiter.test(self._item, self.scope, address)
+        async with _reachable():
+            return not await self._limiter.test(self._item, self.scope, address)
 
     async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
-        if not await self._limiter.hit(self._item, self.scope, address):
-            raise Spent
-        who = check()
-        if who is not None:
-            await self._limiter.hit(self._item, self.scope, address, cost=-1)
-        return who
+        async with _reachable():
+            if not await self._limiter.hit(self._item, self.scope, address):
+                raise Spent
+            who = check()
+            if who is not None:
+                await self._limiter.hit(self._item, self.scope, address, cost=-1)
+            return who
+
+
+@asynccontextmanager
+async def _reachable() -> AsyncIterator[None]:
+    """Redis out of reach is an outage (503 with Retry-After), as the database's is."""
+    try:
+        yield
+    except StorageError as error:
+        raise Unavailable("redis") from error
 
 
 def limiter(scope: str, per_minute: int, engine: AsyncEngine,

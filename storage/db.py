@@ -177,12 +177,17 @@ _PG_UNAVAILABLE = ("08", "57P01", "57P02", "57P03", "53300")
 _PG_FULL = "53100"
 
 
+class Unavailable(ConnectionError):
+    """Another store the product needs (Redis, for the limits) is out of reach for now: an
+    outage like the database's own (see `outage`)."""
+
+
 def outage(error: BaseException) -> Outage | None:
     """Whether `error` says the database is out of reach for now (SQLite's write lock held
     past busy_timeout, no pooled connection within pool_timeout, a server refusing or
     dropping connections) or out of space. None for anything else (a broken constraint, a
     bug), which waiting would not mend."""
-    if isinstance(error, PoolTimeout):
+    if isinstance(error, PoolTimeout | Unavailable):
         return Outage.UNAVAILABLE
     if isinstance(error, DBAPIError):
         if error.connection_invalidated:

@@ -227,3 +227,13 @@ async def test_two_processes_at_once_compare_no_more_than_the_budget(
                                     for n in range(32)))
     assert rights == ["crm"] * 32
     assert await limiters[0].verdict(address, lambda: "crm") == "crm"
+
+
+async def test_redis_out_of_reach_is_a_503_not_a_500(db_url: str) -> None:
+    """With REDIS_URL pointing at nothing, a request that presents a secret meets an outage
+    (503 with Retry-After, as the database's), not a failure."""
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    async with serving(db_url, failed_attempts=LIMIT, redis_url=unreachable) as api:
+        status, body = await api.post("/api/v1/triggers", trigger())
+        assert status == 503, body
+        assert body["error"]["code"] == "database_unavailable"
