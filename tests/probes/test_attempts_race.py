@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -41,7 +42,10 @@ async def redis_url(request: pytest.FixtureRequest) -> AsyncIterator[str | None]
     if request.param == "database":
         yield None
         return
-    await RedisStorage(f"async+{REDIS}").reset()
+    storage = RedisStorage(f"async+{REDIS}")
+    if not await storage.check() and not os.environ.get("CI"):  # CI fails instead
+        pytest.skip(f"no Redis answers at {REDIS}")
+    await storage.reset()
     yield REDIS
 
 
