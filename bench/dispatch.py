@@ -16,7 +16,7 @@ from storage.db.create_engine. Rate = 202 answers / wall time over at least --se
 100 warm-up requests, on a fresh SQLite file each time, checked against the rows committed;
 medians of alternating rounds.
 
-Deliveries: the Bot API stub (tests/support/botapi.py) runs in its own process. The sender
+Deliveries: the Bot API stub (testkit/botapi.py) runs in its own process. The sender
 bot is built as `otklik run` builds it (bot/runner.py build_sender_bot: no retries, the
 Limiter in a RateLimited middleware, TELEGRAM_CHAT_RATE at its default 1/s), and so is the
 dispatcher (batch 200, 100 sends in flight). Due NPS deliveries, one per customer and chat,
@@ -84,7 +84,7 @@ from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow, TriggerRow
-from tests.support.botapi import BotApiStub
+from testkit.botapi import BotApiStub
 
 TOKEN = "123456:BENCH-dispatch_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRET = "bench-trigger-secret"  # noqa: S105

@@ -3,7 +3,7 @@ SQLite and on PostgreSQL) under a steady load of simulated customers for --secon
 for what must never happen at the end.
 
 The bench process plays everyone the product talks to, on loopback: the Bot API stub
-(tests/support/botapi.py) that posts customers' updates to the product's webhook, a real
+(testkit/botapi.py) that posts customers' updates to the product's webhook, a real
 SMTP server (aiosmtpd) that receives its e-mails, the help desk that POSTs signed triggers,
 and --customers customers. Surveys start at a steady --rate per second (a ticket each, taken
 by whichever idle customer waits first): a Telegram customer's ticket fires a trigger and
@@ -80,9 +80,9 @@ from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DeliveryRow, IdentityRow, SessionRow
-from tests.support.botapi import BotApiStub, Call, iter_buttons
-from tests.support.databases import postgres_database
-from tests.support.net import free_port
+from testkit.botapi import BotApiStub, Call, iter_buttons
+from testkit.databases import postgres_database
+from testkit.net import free_port
 
 TOKEN = "123456:SOAK-otklik_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRETS = {"WEBHOOK_SECRET": "soak-webhook", "TRIGGER_SECRET": "soak-trigger",

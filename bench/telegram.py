@@ -7,7 +7,7 @@ Each chat plays the NPS survey: /start, a tap on "9", a typed reason: three upda
 over HTTP to the bot's webhook, and two answers (score and reason) per chat for both bots.
 Otklik is assembled as `otklik run` assembles it (its start-up heap frozen too), the
 minimal bot as written by hand. The bot under test runs in a process of its own (spawned
-afresh for each phase), as in production; the driver and the Bot API (tests/support/
+afresh for each phase), as in production; the driver and the Bot API (testkit/
 botapi.py's loopback stub), which play Telegram's side, share another process and its
 event loop. So the bot's figures do not include the stub's and the driver's CPU, except
 where both processes want the same core: the report gives the CPU each bot's process spent
@@ -59,7 +59,7 @@ from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from tests.support.botapi import BotApiStub, Call, iter_buttons
+from testkit.botapi import BotApiStub, Call, iter_buttons
 
 JSON = dict[str, Any]
 TOKEN = "123456:BENCH-telegram_bot"  # noqa: S105  (the loopback stub's, not a real bot's)

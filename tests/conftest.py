@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.db import create_engine, session_factory
-from tests.support.databases import create_database, drop_database
-from tests.support.migrated import migrate
+from testkit.databases import create_database, drop_database
+from testkit.migrated import migrate
 
 POSTGRES_ENV = "OTKLIK_TEST_POSTGRES_URL"
 

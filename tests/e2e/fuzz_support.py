@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from testkit.databases import postgres_database
 from tests.conftest import POSTGRES_ENV
 from tests.e2e.test_alerts import Loop, loop
-from tests.support.databases import postgres_database
 
 T = TypeVar("T")
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

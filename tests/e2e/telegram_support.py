@@ -27,8 +27,8 @@ from handlers.telegram import admin
 from storage.db import create_engine, session_factory
 from storage.models import AnswerRow
 from storage.uow import UnitOfWork
-from tests.support.botapi import BotApiStub, iter_buttons
-from tests.support.migrated import load_examples, migrate
+from testkit.botapi import BotApiStub, iter_buttons
+from testkit.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 ADMIN_CHAT = -1001234

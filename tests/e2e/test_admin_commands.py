@@ -21,8 +21,8 @@ from conversations.engine import Reply, advance, start
 from handlers.telegram import reports
 from storage.models import AuditRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
-from tests.support.botapi import BotApiStub
 
 ADMIN = 777
 CUSTOMER = 555

@@ -20,10 +20,10 @@ from handlers.email.outbound import Smtp
 from handlers.replies import ChannelReplier
 from storage.models import AlertRow, AuditRow, IdentityRow, OutboxRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product
 from tests.e2e.test_email import SCORE_LINK, by_email, parts, send_score, world
 from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
-from tests.support.botapi import BotApiStub
 
 API_TOKEN = "api-token-for-triggers-only"  # posts triggers; not an admin
 CHAT = 4242  # the customer's Telegram chat (trigger(): telegram_id 4242, crm-42)

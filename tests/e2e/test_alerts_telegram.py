@@ -20,11 +20,11 @@ from bot.services.alerts import AlertService
 from handlers.telegram import admin
 from storage.models import AlertRow, AuditRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub, iter_buttons
+from testkit.clock import Clock
+from testkit.net import free_port
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
 from tests.e2e.test_cli import ROOT, _run_with_telegram, _stop
-from tests.support.botapi import BotApiStub, iter_buttons
-from tests.support.clock import Clock
-from tests.support.net import free_port
 
 ANNA = 1001
 

@@ -22,8 +22,8 @@ from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
 from storage.uow import UnitOfWork
-from tests.support.botapi import BotApiStub
-from tests.support.net import free_port
+from testkit.botapi import BotApiStub
+from testkit.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEYS = ROOT / "surveys"

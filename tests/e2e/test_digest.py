@@ -24,12 +24,12 @@ from handlers.email.outbound import Smtp
 from storage.db import create_engine, session_factory
 from storage.models import AuditRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
+from testkit.clock import Clock
+from testkit.net import free_port
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
 from tests.e2e.test_admin_commands import PNG, answer
 from tests.e2e.test_email import Mailbox
-from tests.support.botapi import BotApiStub
-from tests.support.clock import Clock
-from tests.support.net import free_port
 
 TEAM = ["team@example.com", "lead@example.com"]
 # Digest time on Tuesday 10 March: the digest covers Monday 9 March.

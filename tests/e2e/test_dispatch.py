@@ -24,9 +24,9 @@ from handlers.telegram.outbound import TelegramSender
 from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
-from tests.support.botapi import BotApiStub
 
 CHAT = 4242
 

@@ -18,9 +18,9 @@ from sqlalchemy import func, insert, select
 
 from storage.db import create_engine, session_factory
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
-from tests.support.botapi import BotApiStub
-from tests.support.migrated import load_examples, migrate
-from tests.support.net import free_port
+from testkit.botapi import BotApiStub
+from testkit.migrated import load_examples, migrate
+from testkit.net import free_port
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 FIRST_CHAT = 500_000

@@ -27,10 +27,10 @@ from handlers.email.outbound import EmailSender, Smtp
 from handlers.telegram.outbound import TelegramSender
 from storage.models import AnswerRow, CustomerRow, IdentityRow, SessionRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
+from testkit.net import free_port
 from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
-from tests.support.botapi import BotApiStub
-from tests.support.net import free_port
 
 REFUSED = "nobody@example.com"
 CHAT = 4242

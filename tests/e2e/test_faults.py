@@ -31,13 +31,13 @@ from sqlalchemy import make_url, select
 from bot import telegram
 from storage.db import create_engine
 from storage.models import AnswerRow, SessionRow
+from testkit.botapi import BotApiStub, iter_buttons
+from testkit.net import free_port
+from testkit.proxy import Proxy
 from tests.e2e.telegram_support import WEBHOOK_SECRET, in_webhook_mode, webhook
 from tests.e2e.test_dispatch_processes import FIRST_CHAT, due_deliveries, start, statuses
 from tests.e2e.test_web_pages import answers, delivery, page, submit
 from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
-from tests.support.botapi import BotApiStub, iter_buttons
-from tests.support.net import free_port
-from tests.support.proxy import Proxy
 
 OUTAGE = 10.0  # seconds a fault lasts: the database outage (its minute of Bot API
 # failures is scaled down to this too)

@@ -23,10 +23,10 @@ from bot import telegram
 from bot.app import build_web_app
 from storage.models import AnswerRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub, iter_buttons
 from tests.e2e.fuzz_support import BACKENDS, Background, world_in_thread
 from tests.e2e.telegram_support import ADMIN_CHAT, running
 from tests.e2e.test_alerts import CHAT, Loop
-from tests.support.botapi import BotApiStub, iter_buttons
 
 JSON = dict[str, Any]
 INT64 = st.integers(-(2**63), 2**63 - 1)

@@ -15,7 +15,7 @@ from bench.minimal_bot import (
     build_minimal_bot,
     serve_webhook,
 )
-from tests.support.botapi import BotApiStub
+from testkit.botapi import BotApiStub
 
 TOKEN = "987654:MINIMAL-bench_bot"
 SECRET = "bench-secret"

@@ -38,13 +38,13 @@ from handlers.web.api import MAX_BODY
 from handlers.web.throttle import client_address
 from storage.models import DeliveryRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.dashboard_support import csrf_of, log_in
 from tests.e2e.telegram_support import Product, running
 from tests.e2e.test_observability import logs_to
 from tests.e2e.test_route_auth import concrete
 from tests.e2e.test_web_pages import CSRF, ORIGIN, answers, delivery, form_of, page, submit
 from tests.e2e.trigger_support import ADMIN, SECRET, TOKEN, Api, serving, trigger
-from tests.support.botapi import BotApiStub
 
 ROOT = Path(__file__).resolve().parents[2]
 API_TOKEN = "api-token-of-an-integration"

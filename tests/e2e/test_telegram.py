@@ -23,6 +23,7 @@ from storage.models import (
     SessionRow,
 )
 from storage.uow import Event, UnitOfWork
+from testkit.botapi import BotApiStub, iter_buttons
 from tests.e2e.telegram_support import (
     ADMIN_CHAT,
     WEBHOOK_SECRET,
@@ -31,7 +32,6 @@ from tests.e2e.telegram_support import (
     running,
     webhook,
 )
-from tests.support.botapi import BotApiStub, iter_buttons
 
 ANNA = 1001
 NPS_QUESTION = "How likely are you to recommend us to a friend or colleague, 0-10?"

@@ -24,8 +24,8 @@ from handlers.web.api import signature
 from storage.db import create_engine
 from storage.models import DeliveryRow, TriggerRow
 from storage.uow import UnitOfWork
-from tests.support.clock import Clock
-from tests.support.migrated import load_examples, migrate
+from testkit.clock import Clock
+from testkit.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 ADMIN = "admin-token-for-tests"

@@ -16,7 +16,7 @@ from bot.dispatch import DeliveryDispatcher
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from storage.db import create_engine
-from tests.support.migrated import migrate
+from testkit.migrated import migrate
 
 
 class Dispatcher:

@@ -18,7 +18,7 @@ from conversations.replies import Problem
 from storage.db import create_engine, session_factory
 from storage.models import AlertRow, AnswerRow, SessionRow
 from storage.uow import UnitOfWork
-from tests.support.migrated import load_examples
+from testkit.migrated import load_examples
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 NOW = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)

@@ -24,13 +24,13 @@ from limits.aio.storage import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ratelimit import FLUSH, Spent, limiter
+from testkit.botapi import BotApiStub
+from testkit.migrated import migrate
+from testkit.net import free_port
 from tests.conftest import PostgresDatabases
 from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.test_dispatch_processes import start, stop
 from tests.e2e.trigger_support import ADMIN, Api, serving, trigger
-from tests.support.botapi import BotApiStub
-from tests.support.migrated import migrate
-from tests.support.net import free_port
 
 LIMIT = 10
 REDIS = "redis://127.0.0.1:6379/7"  # a database of its own, emptied by each test here

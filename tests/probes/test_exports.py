@@ -25,10 +25,10 @@ from conversations.engine import Reply
 from handlers.telegram import admin
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
 from storage.uow import UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.dashboard_support import log_in
 from tests.e2e.telegram_support import ADMIN_CHAT, close_bot
 from tests.e2e.trigger_support import ADMIN, Api, serving
-from tests.support.botapi import BotApiStub
 
 PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 RLO, FSI, PDI = "\u202e", "\u2068", "\u2069"

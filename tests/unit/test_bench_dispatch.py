@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import dispatch
-from tests.support.botapi import BotApiStub
+from testkit.botapi import BotApiStub
 
 
 @pytest.mark.parametrize("server", sorted(dispatch.TRIGGER_SERVERS))

@@ -1,4 +1,4 @@
-"""The loopback Bot API (tests/support/botapi.py) driven by a real aiogram Bot over HTTP."""
+"""The loopback Bot API (testkit/botapi.py) driven by a real aiogram Bot over HTTP."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.support.botapi import BotApiStub, LoopbackSession
+from testkit.botapi import BotApiStub, LoopbackSession
 
 TOKEN = "123456:TEST-token_abc"
 CHAT = 42

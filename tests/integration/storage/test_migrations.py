@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage.db import create_engine
 from storage.migrate import upgrade, upgrade_async
 from storage.models import Base
-from tests.support.migrated import migrate
+from testkit.migrated import migrate
 
 
 def _differences(connection: Connection) -> list[object]:
@@ -44,7 +44,7 @@ async def test_upgrade_from_empty_builds_exactly_the_models(db_url: str) -> None
 
 async def test_the_tests_shortcut_builds_exactly_the_models(
         db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    """tests.support.migrated.migrate: the second empty database of a process gets a copy
+    """testkit.migrated.migrate: the second empty database of a process gets a copy
     of what the migrations built on the first (SQLite's file, PostgreSQL's statements)."""
     if db_url.startswith("sqlite"):
         other = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"

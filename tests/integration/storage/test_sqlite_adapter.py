@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from storage.db import create_engine, session_factory
 from storage.sqlite_adapter import AdaptedConnection
 from storage.uow import UnitOfWork
+from testkit.migrated import migrate
 from tests.integration.storage.support import begin, csat_script, reply, store
-from tests.support.migrated import migrate
 
 
 @pytest.fixture

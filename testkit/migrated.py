@@ -26,7 +26,7 @@ from conversations.script import Script
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 
-SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+SURVEYS = Path(__file__).resolve().parents[1] / "surveys"
 
 _sqlite: list[tempfile.TemporaryDirectory[str]] = []  # holds migrated.db, built once
 _postgres: list[tuple[str, Any, bool]] = []  # what the migrations sent to an empty one

@@ -1,1 +1,0 @@
-"""Test doubles shared by the e2e tests and the benchmarks."""
