@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.services.scripts import Loaded, parse_apart, store_scripts
 from conversations.errors import ScriptError, ScriptIssue
+from conversations.script import Script
 from storage.db import scrub
 from storage.errors import NotFound
 from storage.models import (
@@ -177,12 +178,13 @@ class AdminService:
                                    for line in lines)
 
     async def store_script(self, survey_id: str, source: str, *, is_json: bool,
-                           actor: str) -> Loaded:
+                           actor: str, parsed: Script | None = None) -> Loaded:
         """Validate the source and store it as the survey's new active version, as
-        `otklik scripts load` does; an unchanged script keeps its version."""
+        `otklik scripts load` does; an unchanged script keeps its version. `parsed`: the
+        source parsed already by the caller (a big script takes a good part of a second)."""
         filename = f"{survey_id}.{'json' if is_json else 'yaml'}"
         try:
-            script = await parse_apart(source, filename)
+            script = parsed or await parse_apart(source, filename)
         except ScriptError as exc:
             raise BadScript(exc.issues, filename) from None
         if script.id != survey_id:

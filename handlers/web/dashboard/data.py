@@ -52,7 +52,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
     try:
         script = await parse_apart(source, filename)
         loaded = await request.app[ADMIN].store_script(
-            script.id, source, is_json=filename.endswith(".json"), actor=request[ACTOR])
+            script.id, source, is_json=filename.endswith(".json"), actor=request[ACTOR],
+            parsed=script)
     except ScriptError as error:
         lines = [issue.format(filename) for issue in error.issues]
         return await _scripts_page(request, errors=lines, source=source, status=422)
