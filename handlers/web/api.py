@@ -362,8 +362,8 @@ def _presented(request: web.Request) -> str | None:
     return presented.strip() if scheme.lower() == "bearer" and presented.strip() else None
 
 
-def _bearer(request: web.Request) -> str:
-    """Whose token Authorization carries: "admin" or "token:<name>"; a 401 if nobody's."""
+def token_owner(request: web.Request) -> str | None:
+    """Whose token Authorization carries: "admin" or "token:<name>"; None if nobody's."""
     settings = request.app[SETTINGS]
     named = [("admin", settings.admin_token),
              *((f"token:{name}", token) for name, token in settings.api_tokens.items())]
@@ -371,10 +371,15 @@ def _bearer(request: web.Request) -> str:
     # Every configured token is compared, in constant time, whatever matches first.
     matches = [who for who, token in named if token is not None and presented is not None
                and same_secret(presented, token.get_secret_value())]
-    if not matches:
+    return matches[0] if matches else None
+
+
+def _bearer(request: web.Request) -> str:
+    """token_owner, or a 401 if nobody's."""
+    if (who := token_owner(request)) is None:
         raise ApiError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN> (or, "
                        "to post triggers, an API token)", "Authorization")
-    return matches[0]
+    return who
 
 
 async def _signed(request: web.Request) -> None:
