@@ -38,19 +38,109 @@ from storage.repositories import (
     SessionRepository,
     events,
 )
-from storage.repositories.alerts import anonymous_alert_allowed
-from storage.repositories.deliveries import mark_answered
-from storage.repositories.sessions import save
+from storage.repositories.alerts import Alerts, anonymous_alert_allowed
+from storage.repositories.answers import Answers
+from storage.repositories.audit import Audit
+from storage.repositories.customers import Customers
+from storage.repositories.deliveries import Deliveries, mark_answered
+from storage.repositories.events import Events
+from storage.repositories.rollups import Rollups
+from storage.repositories.scripts import Scripts
+from storage.repositories.sessions import Dialogues, save
 from storage.sqlite_adapter import AdaptedConnection
 from storage.sqlite_writer import SqliteWriter
 
 _T = TypeVar("_T")
 
 
+class Store:
+    """The repositories over one transaction: what a function given to UnitOfWork.write or
+    read works with. No Session or Connection is handed out of storage."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    @functools.cached_property
+    def alerts(self) -> Alerts:
+        return Alerts(self._session)
+
+    @functools.cached_property
+    def answers(self) -> Answers:
+        return Answers(self._session)
+
+    @functools.cached_property
+    def audit(self) -> Audit:
+        return Audit(self._session)
+
+    @functools.cached_property
+    def customers(self) -> Customers:
+        return Customers(self._session)
+
+    @functools.cached_property
+    def deliveries(self) -> Deliveries:
+        return Deliveries(self._session)
+
+    @functools.cached_property
+    def dialogues(self) -> Dialogues:
+        return Dialogues(self._session)
+
+    @functools.cached_property
+    def events(self) -> Events:
+        return Events(self._session)
+
+    @functools.cached_property
+    def rollups(self) -> Rollups:
+        return Rollups(self._session)
+
+    @functools.cached_property
+    def scripts(self) -> Scripts:
+        return Scripts(self._session)
+
+
+class Database:
+    """Where the services' transactions begin: `await db.write(fn)` runs `fn(store)` in one
+    transaction and commits it; `await db.read(fn)` runs it in one that only reads. `fn` is
+    synchronous and does no I/O but through the Store: on SQLite it runs on the driver's
+    thread, in one hop for all its statements (queued with the other writes waiting, see
+    SqliteWriter); elsewhere in SQLAlchemy's greenlet. If fn raises, nothing is committed
+    and the error is raised here. Never hold a transaction across a call to a network
+    peer: write, call, write again."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        bind = factory.kw.get("bind")
+        self._engine = bind if isinstance(bind, AsyncEngine) else None
+        self._info: Mapping[str, Any] = factory.kw.get("info") or {}
+
+    async def write(self, fn: Callable[[Store], _T]) -> _T:
+        writer = SqliteWriter.of(self._engine) if self._engine is not None else None
+        if writer is not None:
+            return await writer.apply(functools.partial(_in_store, self._info, fn))
+        async with self._factory() as session:
+            result = await session.run_sync(lambda sync: fn(Store(sync)))
+            await session.commit()
+            return result
+
+    async def read(self, fn: Callable[[Store], _T]) -> _T:
+        """On SQLite in a transaction that takes no write lock (storage.db.READ_ONLY): pages
+        that only show something neither wait for writers nor queue behind one another."""
+        async with self._factory(execution_options={READ_ONLY: True}) as session:
+            connection = await session.connection(execution_options={READ_ONLY: True})
+            raw = (await connection.get_raw_connection()).dbapi_connection
+            if isinstance(raw, AdaptedConnection):
+                return await raw.run_on_worker(
+                    lambda sync, _: fn(Store(sync)), session.sync_session, True)
+            return await session.run_sync(lambda sync: fn(Store(sync)))
+
+
+def _in_store(info: Mapping[str, Any], fn: Callable[[Store], _T], session: Session) -> _T:
+    session.info.update(info)  # the writer's Session is its own: say what the factory says
+    return fn(Store(session))
+
+
 class UnitOfWork:
-    """`async with UnitOfWork(factory) as uow: ...; await uow.commit()`. Leaving the block
-    without commit rolls back. Never share one between tasks, and never hold one open
-    across a call to Telegram or any other network peer."""
+    """The former style, going away as the services move to Database: `async with
+    UnitOfWork(factory) as uow: ...; await uow.commit()`."""
 
     session: AsyncSession
     customers: CustomerRepository
@@ -115,15 +205,6 @@ class UnitOfWork:
         if commit:
             return await self.apply(lambda session: fn(session.connection()))
         result, _ = await self._run(lambda session, here: fn(session.connection()))
-        return result
-
-    async def read(self, fn: Callable[[Connection], _T]) -> _T:
-        """`fn(connection)` for a unit that only reads: as `run`, in a transaction that on
-        SQLite takes no write lock (see storage.db.READ_ONLY), so pages that only show
-        something neither wait for writers nor queue behind one another. The unit must
-        not write afterwards."""
-        result, _ = await self._run(lambda session, here: fn(session.connection()),
-                                    read_only=True)
         return result
 
     async def apply(self, fn: Callable[[Session], _T]) -> _T:

@@ -44,7 +44,7 @@ from storage.models import (
 )
 from storage.repositories import alerts, customers, deliveries, events, scripts, sessions
 from storage.repositories.sessions import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
-from storage.uow import Duplicate, Event, Stepped, UnitOfWork, record_here
+from storage.uow import Database, Duplicate, Event, Stepped, UnitOfWork, record_here
 
 Factory = async_sessionmaker[AsyncSession]
 _View = TypeVar("_View", bound=Row[*tuple[Any, ...]])
@@ -174,6 +174,7 @@ class SurveyService:
     def __init__(self, factory: Factory, *, clock: Callable[[], datetime] | None = None,
                  attempts: int = 3) -> None:
         self._factory = factory
+        self._db = Database(factory)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempts = attempts
         # Stored versions never change, so a parsed script is good for the process's life.
@@ -236,9 +237,8 @@ class SurveyService:
         under way (in whatever channel it is), else a new one in `channel`. LinkExpired
         for an unknown or closed delivery (Finished once it was answered), OptedOut,
         NoSurvey."""
-        async with UnitOfWork(self._factory) as uow:
-            view = await uow.read(lambda connection: _open_view(connection.execute(
-                DELIVERY_VIEW, {"k_token": token}).first(), token))
+        view = await self._db.read(
+            lambda store: _open_view(store.dialogues.delivery_view(token), token))
         script = self._scripts.get((view.survey_id, view.script_version)) if view.id else None
         if script is not None:  # shown again: one read, no write
             state = DialogueState.from_json(view.state)

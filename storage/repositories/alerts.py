@@ -17,7 +17,7 @@ from storage.models import (
     Respondent,
     SessionRow,
 )
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
@@ -79,7 +79,7 @@ def for_session(session: Session, session_id: int) -> Sequence[AlertRow]:
         select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id)).all()
 
 
-class AlertRepository(Repository):
+class AlertRepository(AsyncRepository):
     """Alerts for a human. They are raised only by UnitOfWork.record, with their answer."""
 
     async def get(self, alert_id: int) -> AlertRow:
@@ -161,3 +161,16 @@ class AlertRepository(Repository):
             .where(IdentityRow.customer_id == customer_id, IdentityRow.channel == channel)
             .order_by(IdentityRow.id.desc()).limit(1))).first()
         return (row.address, row.reachable) if row is not None else None
+
+
+class Alerts(Repository):
+    """Alerts raised by answers, and their handling by the team."""
+
+    def anonymous_alert_allowed(self, survey_id: str, now: datetime, per_hour: int) -> bool:
+        return anonymous_alert_allowed(self.connection, survey_id, now, per_hour)
+
+    def latest_for(self, session_id: int) -> Posted | None:
+        return latest_for(self.connection, session_id)
+
+    def for_session(self, session_id: int) -> Sequence[AlertRow]:
+        return for_session(self.session, session_id)

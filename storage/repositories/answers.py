@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from storage.models import AnswerRow, CustomerRow
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,7 @@ _COLUMNS = (AnswerRow.id, AnswerRow.survey_id, AnswerRow.script_version, AnswerR
             AnswerRow.respondent, AnswerRow.context, AnswerRow.answered_at)
 
 
-class AnswerRepository(Repository):
+class AnswerRepository(AsyncRepository):
     """Reading answers. They are written only by UnitOfWork.record, with their rollups."""
 
     async def for_session(self, session_id: int) -> Sequence[AnswerRow]:
@@ -114,3 +114,7 @@ class AnswerRepository(Repository):
             else:
                 found.append(AnswerRow.text.icontains(f.q, autoescape=True))
         return found
+
+
+class Answers(Repository):
+    """Stored answers."""

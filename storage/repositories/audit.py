@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, insert, select
 
 from storage.models import AuditRow
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 _audit: Table = AuditRow.__table__  # type: ignore[assignment]
 
@@ -20,7 +20,7 @@ def add(connection: Connection, actor: str, action: str, target: str,
                                         "details": dict(details), "at": now})
 
 
-class AuditRepository(Repository):
+class AuditRepository(AsyncRepository):
     """Who did what to which target, and when: written in the unit of work of the change
     itself, so an action and its audit row commit or roll back together."""
 
@@ -42,3 +42,7 @@ class AuditRepository(Repository):
         if before is not None:
             query = query.where(AuditRow.id < before)
         return (await self.session.scalars(query)).all()
+
+
+class Audit(Repository):
+    """The audit log: who changed what, when."""

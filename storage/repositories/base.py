@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Table, insert
+from sqlalchemy import Connection, Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -14,7 +14,21 @@ _INSERTS: dict[Table, Insert] = {}
 
 
 class Repository:
-    """Queries over one unit of work's session; it never commits."""
+    """Queries over one transaction's synchronous Session, as UnitOfWork.write and read
+    give it to their function through the Store; it never commits."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    @property
+    def connection(self) -> Connection:
+        return self.session.connection()
+
+
+class AsyncRepository:
+    """The former style, over an AsyncSession: going away as callers move to Store."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import CustomerRow, IdentityRow
-from storage.repositories.base import Repository, insert_row
+from storage.repositories.base import AsyncRepository, Repository, insert_row
 
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
 
@@ -66,7 +66,7 @@ def bind(connection: Connection, customer_id: int, channel: str, address: str, *
         "reachable": True, "created_at": now})
 
 
-class CustomerRepository(Repository):
+class CustomerRepository(AsyncRepository):
     async def get(self, customer_id: int) -> CustomerRow:
         return await self.session.run_sync(get, customer_id)
 
@@ -116,3 +116,24 @@ class CustomerRepository(Repository):
         return await self.session.scalar(
             select(IdentityRow).where(IdentityRow.channel == channel,
                                       IdentityRow.address == address))
+
+
+class Customers(Repository):
+    """Customers and their identities (an address in a channel)."""
+
+    def get(self, customer_id: int) -> CustomerRow:
+        return get(self.session, customer_id)
+
+    def by_identity(self, channel: str, address: str) -> CustomerRow | None:
+        return by_identity(self.session, channel, address)
+
+    def add(self, *, now: datetime, external_id: str | None = None,
+            first_name: str | None = None, phone: str | None = None, email: str | None = None,
+            locale: str | None = None, timezone: str | None = None,
+            attributes: Mapping[str, Any] | None = None) -> CustomerRow:
+        return add(self.session, now=now, external_id=external_id, first_name=first_name,
+                   phone=phone, email=email, locale=locale, timezone=timezone,
+                   attributes=attributes)
+
+    def bind(self, customer_id: int, channel: str, address: str, *, now: datetime) -> None:
+        bind(self.connection, customer_id, channel, address, now=now)

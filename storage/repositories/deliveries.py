@@ -23,7 +23,7 @@ from storage.models import (
     SessionStatus,
     TriggerRow,
 )
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 # A delivery the customer may still answer.
 OPEN = (DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING, DeliveryStatus.SENT,
@@ -286,7 +286,7 @@ def pending_for(session: Session, customer_id: int, channel: str) -> DeliveryRow
     return session.scalar(_PENDING_FOR, {"k_customer_id": customer_id, "k_channel": channel})
 
 
-class DeliveryRepository(Repository):
+class DeliveryRepository(AsyncRepository):
     """Surveys due to a customer: one row per (trigger or campaign, customer)."""
 
     async def by_token(self, token: str) -> DeliveryRow | None:
@@ -318,3 +318,13 @@ class DeliveryRepository(Repository):
             select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status))
         return {status: int(count) for status, count in rows.tuples()}
 
+
+
+class Deliveries(Repository):
+    """Surveys due to a customer: one row per (trigger or campaign, customer)."""
+
+    def by_token(self, token: str) -> DeliveryRow | None:
+        return by_token(self.session, token)
+
+    def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
+        return pending_for(self.session, customer_id, channel)

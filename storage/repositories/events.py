@@ -8,7 +8,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import ChannelEventRow
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 _events: Table = ChannelEventRow.__table__  # type: ignore[assignment]
 
@@ -28,7 +28,7 @@ def claim(connection: Connection, channel: str, event_id: str, now: datetime) ->
                                           "received_at": now}).first() is not None
 
 
-class EventRepository(Repository):
+class EventRepository(AsyncRepository):
     """Channel events already applied: a channel that may deliver one twice (Telegram
     retries an update it has no answer for) claims it in the unit of work that applies it."""
 
@@ -43,3 +43,12 @@ class EventRepository(Repository):
         """Forget events received before `before` (a redelivery comes within a day)."""
         result = await self.session.execute(delete(_events).where(_events.c.received_at < before))
         return int(getattr(result, "rowcount", 0))
+
+
+class Events(Repository):
+    """Channel events already applied: a channel that may deliver one twice (Telegram
+    retries an update it has no answer for) claims it in the transaction that applies it."""
+
+    def claim(self, channel: str, event_id: str, now: datetime) -> bool:
+        """True the first time; False if a committed transaction claimed it before."""
+        return claim(self.connection, channel, event_id, now)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ContextRollupRow, RollupRow
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 from storage.rollups import TEXT_BUCKET
 
 
@@ -34,7 +34,7 @@ class StepCounts:
         return sum(self.scores.values())
 
 
-class RollupRepository(Repository):
+class RollupRepository(AsyncRepository):
     async def counts(self, survey_id: str, *, start: date | None = None,
                      end: date | None = None, channel: str | None = None,
                      segment: str | None = None, respondent: str | None = None
@@ -107,3 +107,7 @@ async def grouped(session: AsyncSession, survey_id: str, steps: Collection[str],
     width = len(group)
     return [(tuple(row[:width]), row[width], row[width + 1], int(row[width + 2]))
             for row in await session.execute(query)]
+
+
+class Rollups(Repository):
+    """Daily answer counts, the metrics' source."""

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import ScriptRow
-from storage.repositories.base import Repository
+from storage.repositories.base import AsyncRepository, Repository
 
 
 def get(session: Session, survey_id: str, version: int) -> ScriptRow:
@@ -30,7 +30,7 @@ def active_version(session: Session, survey_id: str) -> int | None:
     return session.scalar(_ACTIVE_VERSION, {"k_survey_id": survey_id})
 
 
-class ScriptRepository(Repository):
+class ScriptRepository(AsyncRepository):
     """Every version of every survey script is kept: a dialogue finishes on the version it
     started with. At most one version of a survey is active (the one new dialogues use)."""
 
@@ -100,3 +100,14 @@ class ScriptRepository(Repository):
             update(ScriptRow).where(ScriptRow.survey_id == survey_id)
             .values(active=ScriptRow.version == version)
             .execution_options(synchronize_session="fetch"))
+
+
+class Scripts(Repository):
+    """Every version of every survey script is kept: a dialogue finishes on the version it
+    started with. At most one version of a survey is active (the one new dialogues use)."""
+
+    def get(self, survey_id: str, version: int) -> ScriptRow:
+        return get(self.session, survey_id, version)
+
+    def active_version(self, survey_id: str) -> int | None:
+        return active_version(self.session, survey_id)

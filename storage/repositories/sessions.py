@@ -4,7 +4,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -17,7 +17,7 @@ from storage.models import (
     SessionRow,
     SessionStatus,
 )
-from storage.repositories.base import Repository, insert_row
+from storage.repositories.base import AsyncRepository, Repository, insert_row
 
 _sessions: Table = SessionRow.__table__  # type: ignore[assignment]
 # Built once: the columns to set come from the parameters (SQLAlchemy's compiled cache keys
@@ -92,7 +92,7 @@ def save(connection: Connection, row: SessionRow, now: datetime, values: Mapping
         set_committed_value(row, key, value)
 
 
-class SessionRepository(Repository):
+class SessionRepository(AsyncRepository):
     """Dialogue sessions. Every change after `start` goes through `save`, which checks and
     bumps `revision`, so two processes handling one dialogue cannot both win."""
 
@@ -145,3 +145,43 @@ class SessionRepository(Repository):
         """End a dialogue from outside it (expired by the scheduler, abandoned)."""
         await self.save(row, now=now, status=status,
                         completed_at=now if status == SessionStatus.COMPLETED else None)
+
+
+# A delivery as a page shown again sees it (DELIVERY_VIEW's columns).
+DeliveryView = Row[str, datetime | None, int, dict[str, Any], str, int]
+
+
+class Dialogues(Repository):
+    """Dialogues (table `sessions`). Every change after `start` goes through `save`, which
+    checks and bumps `revision`, so two processes handling one dialogue cannot both win."""
+
+    def start(self, customer_id: int, channel: str, survey_id: str, version: int,
+              state_json: Mapping[str, Any], *, now: datetime, delivery_id: int | None = None,
+              respondent: str = Respondent.KNOWN) -> SessionRow:
+        return start(self.session, customer_id, channel, survey_id, version, state_json,
+                     now=now, delivery_id=delivery_id, respondent=respondent)
+
+    def get(self, dialogue_id: int) -> SessionRow | None:
+        return self.session.scalar(BY_ID, {"k_id": dialogue_id})
+
+    def open_for(self, customer_id: int, channel: str) -> SessionRow | None:
+        """The customer's latest active dialogue in this channel."""
+        return open_for(self.session, customer_id, channel)
+
+    def open_at(self, channel: str, address: str) -> SessionRow | None:
+        """The latest active dialogue at an address in a channel."""
+        return self.session.scalar(OPEN_AT, {"k_channel": channel, "k_address": address})
+
+    def of_delivery(self, token: str) -> SessionRow | None:
+        """The delivery's active dialogue, whichever channel it is in now."""
+        return self.session.scalar(OF_DELIVERY, {"k_token": token})
+
+    def delivery_view(self, token: str) -> DeliveryView | None:
+        """A delivery by its token, with its active dialogue if any: all a page shown again
+        reads."""
+        return self.connection.execute(DELIVERY_VIEW, {"k_token": token}).first()
+
+    def save(self, row: SessionRow, now: datetime, values: Mapping[str, Any]) -> None:
+        """UPDATE the row if it is still at the revision it was read at, else StaleSession;
+        on success `row` holds the new values without being marked dirty."""
+        save(self.connection, row, now, values)

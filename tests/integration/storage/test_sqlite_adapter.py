@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.db import create_engine, session_factory
 from storage.sqlite_adapter import AdaptedConnection
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.migrated import migrate
 from tests.integration.storage.support import begin, csat_script, reply, store
 
@@ -198,15 +198,15 @@ async def _write(engine: AsyncEngine, statement: Any) -> None:
 
 
 async def test_a_read_only_unit_takes_no_write_lock(engine: AsyncEngine) -> None:
-    """UnitOfWork.read begins deferred: it reads while another process (here another engine
+    """Database.read begins deferred: it reads while another process (here another engine
     on the file) holds the write lock, where a unit that begins IMMEDIATE waits for it."""
     other = create_engine(str(engine.url))
     try:
         factory = session_factory(other)
         async with engine.connect() as writer:  # begins IMMEDIATE with its first statement
             await writer.exec_driver_sql("INSERT INTO t (n) VALUES (1)")
-            async with UnitOfWork(factory) as uow:
-                seen = await asyncio.wait_for(uow.read(lambda connection: connection.execute(
+            seen = await asyncio.wait_for(Database(factory).read(
+                lambda store: store.events.connection.execute(
                     text("SELECT count(*) FROM t")).scalar_one()), timeout=1)
             assert seen == 0  # the writer's row is not committed yet
             async with UnitOfWork(factory, read_only=True) as uow:
