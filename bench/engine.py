@@ -23,8 +23,8 @@ from conversations.engine import Reply, Turn, advance, start
 from conversations.script import Script, parse_script, script_to_data
 from storage.db import SQLITE_PRAGMAS, create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.models import SessionRow
-from storage.repositories.sessions import BY_ID
+from storage.models import DialogueRow
+from storage.repositories.dialogues import BY_ID
 from storage.uow import Stepped, UnitOfWork
 
 SCRIPT = """
@@ -112,7 +112,7 @@ async def record_answers(url: str, dialogues: int) -> float:
     answers, began = 0, time.perf_counter()
     for session_id in ids:
         for text in REPLIES:
-            def step(_: Session, dialogue: SessionRow, text: str = text) -> tuple[Turn, str]:
+            def step(_: Session, dialogue: DialogueRow, text: str = text) -> tuple[Turn, str]:
                 return advance(script, dialogue.dialogue_state(), Reply.typed(text), NOW), "UTC"
 
             async with UnitOfWork(factory) as uow:

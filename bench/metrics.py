@@ -56,7 +56,7 @@ from bot.services.scripts import load_scripts, read_script
 from storage import rollups
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.models import AnswerRow, Respondent, SessionStatus
+from storage.models import AnswerRow, DialogueStatus, Respondent
 
 ANSWERS = 1_000_000
 RUNS = 7
@@ -164,7 +164,7 @@ def fill(db_path: Path, amount: int) -> dict[str, int]:
     contexts = {agent: (as_json({"agent": agent}), rollups.context_pairs({"agent": agent}))
                 for agent in AGENTS}
     empty = as_json({})
-    completed, expired = str(SessionStatus.COMPLETED), str(SessionStatus.EXPIRED)
+    completed, expired = str(DialogueStatus.COMPLETED), str(DialogueStatus.EXPIRED)
     known, anonymous = str(Respondent.KNOWN), str(Respondent.ANONYMOUS)
     counted: Counter[tuple[Any, ...]] = Counter()
     in_context: Counter[tuple[Any, ...]] = Counter()

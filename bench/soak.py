@@ -79,7 +79,7 @@ from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
 from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
-from storage.models import AnswerRow, DeliveryRow, IdentityRow, SessionRow
+from storage.models import AnswerRow, DeliveryRow, DialogueRow, IdentityRow
 from testkit.botapi import BotApiStub, Call, iter_buttons
 from testkit.databases import postgres_database
 from testkit.net import free_port
@@ -755,10 +755,10 @@ async def check(url: str, ledger: Ledger, api: BotApiStub, inbox: Inbox
     try:
         async with engine.connect() as connection:
             rows = (await connection.execute(
-                select(IdentityRow.channel, IdentityRow.address, SessionRow.id,
+                select(IdentityRow.channel, IdentityRow.address, DialogueRow.id,
                        AnswerRow.step_id, AnswerRow.score, AnswerRow.text)
-                .join(SessionRow, SessionRow.customer_id == IdentityRow.customer_id)
-                .join(AnswerRow, AnswerRow.session_id == SessionRow.id))).all()
+                .join(DialogueRow, DialogueRow.customer_id == IdentityRow.customer_id)
+                .join(AnswerRow, AnswerRow.session_id == DialogueRow.id))).all()
             stored_count = int((await connection.execute(
                 select(func.count()).select_from(AnswerRow))).scalar_one())
             deliveries = int((await connection.execute(

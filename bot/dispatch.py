@@ -39,9 +39,9 @@ from storage.models import (
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
+    DialogueStatus,
     IdentityRow,
-    SessionRow,
-    SessionStatus,
 )
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
@@ -53,7 +53,7 @@ Factory = async_sessionmaker[AsyncSession]
 
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
-_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+_sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
 _deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
 
 
@@ -178,7 +178,7 @@ class DeliveryDispatcher:
                 select(_sessions.c.id, _sessions.c.customer_id, _sessions.c.channel,
                        _sessions.c.delivery_id, _sessions.c.state)
                 .where(_sessions.c.customer_id.in_(customer_ids),
-                       _sessions.c.status == SessionStatus.ACTIVE)
+                       _sessions.c.status == DialogueStatus.ACTIVE)
                 .order_by(_sessions.c.started_at, _sessions.c.id)):
             open_sessions[session.customer_id, session.channel] = session
 
@@ -247,7 +247,7 @@ class DeliveryDispatcher:
             prompts, session_id = current_prompts(job_script, state), current.id
         else:
             if current is not None:  # one open dialogue per channel: the new one wins
-                _close(connection, current.id, SessionStatus.ABANDONED, now)
+                _close(connection, current.id, DialogueStatus.ABANDONED, now)
             turn = start(script, now=now, locale=customer.locale, context=row.context,
                          customer=profile(customer.attributes, customer.first_name))
             state, prompts = turn.state, turn.prompts
@@ -256,8 +256,8 @@ class DeliveryDispatcher:
                 {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
                  "survey_id": script.id, "script_version": script.version,
                  "current_step": state.step, "state": state.to_json(),
-                 "status": SessionStatus.COMPLETED if turn.finished
-                 else SessionStatus.ACTIVE, "revision": 0, "started_at": now,
+                 "status": DialogueStatus.COMPLETED if turn.finished
+                 else DialogueStatus.ACTIVE, "revision": 0, "started_at": now,
                  "updated_at": now, "completed_at": now if turn.finished else None}
             ).scalar_one())
         return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
@@ -318,11 +318,11 @@ class DeliveryDispatcher:
                 update(_identities).where(_identities.c.channel == job.channel,
                                           _identities.c.address == job.address)
                 .values(reachable=False, unreachable_reason=outcome.closed))
-            _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+            _close(connection, job.session_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
         elif outcome.attempts + 1 >= self._attempts:
-            _close(connection, job.session_id, SessionStatus.ABANDONED, now)
+            _close(connection, job.session_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
                       "attempts": outcome.attempts + 1, "last_error": outcome.error}
         else:
@@ -383,7 +383,7 @@ class DeliveryDispatcher:
         session = connection.execute(
             select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
             .where(_sessions.c.delivery_id == row.id,
-                   _sessions.c.status == SessionStatus.ACTIVE)
+                   _sessions.c.status == DialogueStatus.ACTIVE)
             .order_by(_sessions.c.id.desc()).limit(1)).first()
         addresses = store.reachable(connection, row.customer_id)
         plan = channel_plan(addresses, row.sent_channel, self._senders)
@@ -414,7 +414,7 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
-def _close(connection: Connection, session_id: int, status: SessionStatus,
+def _close(connection: Connection, session_id: int, status: DialogueStatus,
            now: datetime) -> None:
     connection.execute(_CLOSE, {"k_id": session_id, "status": status, "updated_at": now})
 
@@ -422,7 +422,7 @@ def _close(connection: Connection, session_id: int, status: SessionStatus,
 # Built once: a batch runs them for each of its deliveries.
 _NEW_SESSION = _sessions.insert().returning(_sessions.c.id)
 _CLOSE = (update(_sessions)
-          .where(_sessions.c.id == bindparam("k_id"), _sessions.c.status == SessionStatus.ACTIVE)
+          .where(_sessions.c.id == bindparam("k_id"), _sessions.c.status == DialogueStatus.ACTIVE)
           .values(revision=_sessions.c.revision + 1))
 
 

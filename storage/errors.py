@@ -11,7 +11,7 @@ class NotFound(StorageError):
     """A row looked up by its key does not exist."""
 
 
-class StaleSession(StorageError):
+class StaleDialogue(StorageError):
     """The dialogue changed since it was read (optimistic lock lost): reload and retry."""
 
 

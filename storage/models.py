@@ -4,7 +4,6 @@ models serve SQLite and PostgreSQL, and migrations/ must produce exactly this sc
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -25,6 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from conversations.engine import DialogueState
+
+# Named by the models, and imported from here by storage's other modules.
+from conversations.statuses import AlertStatus as AlertStatus
+from conversations.statuses import Channel as Channel
+from conversations.statuses import DeliveryStatus as DeliveryStatus
+from conversations.statuses import DialogueStatus as DialogueStatus
+from conversations.statuses import Respondent as Respondent
 
 # SQLite autoincrements only an INTEGER PRIMARY KEY; PostgreSQL ids may outgrow 32 bits.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -84,47 +90,6 @@ class Base(DeclarativeBase):
         list[str]: JSON(none_as_null=True),
         list[JsonDict]: JSON(none_as_null=True),
     }
-
-
-class Channel(StrEnum):
-    TELEGRAM = "telegram"
-    EMAIL = "email"
-    PHONE = "phone"
-    WEB = "web"
-
-
-class DeliveryStatus(StrEnum):
-    SCHEDULED = "scheduled"
-    SENDING = "sending"
-    SENT = "sent"
-    ANSWERED = "answered"
-    COMPLETED = "completed"
-    REMINDED = "reminded"
-    EXPIRED = "expired"
-    FAILED = "failed"
-    SUPPRESSED = "suppressed"
-
-
-class SessionStatus(StrEnum):
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    EXPIRED = "expired"
-    ABANDONED = "abandoned"
-
-
-class Respondent(StrEnum):
-    """Whose answers: a customer the product knows (through a trigger, the API, an import,
-    a delivery's link or a messenger chat), or a visitor of /w/{survey} or the widget whom
-    nobody knows. Fixed when the dialogue starts: one dialogue is never split."""
-
-    KNOWN = "known"
-    ANONYMOUS = "anonymous"
-
-
-class AlertStatus(StrEnum):
-    OPEN = "open"
-    IN_PROGRESS = "in_progress"
-    RESOLVED = "resolved"
 
 
 class CustomerRow(Base):
@@ -255,7 +220,7 @@ class DeliveryRow(Base):
     expires_at: Mapped[datetime | None]
 
 
-class SessionRow(Base):
+class DialogueRow(Base):
     """A dialogue's durable state; `revision` is its optimistic lock."""
 
     __tablename__ = "sessions"
@@ -278,7 +243,7 @@ class SessionRow(Base):
     current_step: Mapped[str | None]
     respondent: Mapped[str] = mapped_column(default=Respondent.KNOWN)
     state: Mapped[JsonDict]  # DialogueState.to_json()
-    status: Mapped[str] = mapped_column(default=SessionStatus.ACTIVE)
+    status: Mapped[str] = mapped_column(default=DialogueStatus.ACTIVE)
     revision: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -440,7 +405,7 @@ class LimitRow(Base):
     count: Mapped[int]
 
 
-class AdminSessionRow(Base):
+class AdminDialogueRow(Base):
     """A dashboard login: its cookie carries the id, signed, and every request reads this
     row by it, so logging out (`revoked_at`) ends that session on the server, not only in
     that browser. Rows past the session's age are deleted at the next login."""

@@ -22,7 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from storage.models import CustomerRow, OutboxRow, SessionRow
+from storage.models import CustomerRow, DialogueRow, OutboxRow
 
 if TYPE_CHECKING:
     from storage.uow import Recorded
@@ -55,7 +55,7 @@ def customer_key(customer_id: int | None) -> str:
     return f"customer:{customer_id}"
 
 
-def turn_events(connection: Connection, dialogue: SessionRow, answers: Sequence[Recorded],
+def turn_events(connection: Connection, dialogue: DialogueRow, answers: Sequence[Recorded],
                 completed: Mapping[str, Any] | None) -> list[Event]:
     """What one recorded turn tells the webhook: answer.created for each answer inserted,
     alert.raised for each alert it raised, session.completed if the dialogue ended

@@ -22,9 +22,9 @@ from storage.models import (
     AlertRow,
     AlertStatus,
     AnswerRow,
+    DialogueRow,
+    DialogueStatus,
     Respondent,
-    SessionRow,
-    SessionStatus,
 )
 from storage.repositories import (
     AlertRepository,
@@ -43,10 +43,10 @@ from storage.repositories.answers import Answers
 from storage.repositories.audit import Audit
 from storage.repositories.customers import Customers
 from storage.repositories.deliveries import Deliveries, mark_answered
+from storage.repositories.dialogues import Dialogues, save
 from storage.repositories.events import Events
 from storage.repositories.rollups import Rollups
 from storage.repositories.scripts import Scripts
-from storage.repositories.sessions import Dialogues, save
 from storage.sqlite_adapter import AdaptedConnection
 from storage.sqlite_writer import SqliteWriter
 
@@ -238,7 +238,7 @@ class UnitOfWork:
             await self.session.commit()
         return result
 
-    async def step(self, find: Select[SessionRow], params: Mapping[str, Any],
+    async def step(self, find: Select[DialogueRow], params: Mapping[str, Any],
                    step: Step, *, now: datetime, event: Event | None = None
                    ) -> Stepped | Duplicate | None:
         """A reply's whole unit of work: read the dialogue with `find`, let `step` say what
@@ -249,14 +249,14 @@ class UnitOfWork:
 
         On SQLite on the driver's thread (see `apply`): `step` must do no I/O but through
         the Session it is given (to read a script the process has not seen yet, say).
-        Elsewhere StaleSession may come from a concurrent writer."""
+        Elsewhere StaleDialogue may come from a concurrent writer."""
         return await self.apply(functools.partial(_step, find, params, step, now, event))
 
-    async def record(self, dialogue: SessionRow, turn: Turn, *, now: datetime,
+    async def record(self, dialogue: DialogueRow, turn: Turn, *, now: datetime,
                      timezone: str = "UTC", commit: bool = False) -> list[Recorded]:
         """Write one turn: drop retracted answers, insert new ones with an open alert for each
         that asks for one, keep the rollups in step and save the state, all in this unit's
-        transaction; StaleSession if the dialogue moved on since it was read. Returns only
+        transaction; StaleDialogue if the dialogue moved on since it was read. Returns only
         the answers inserted now: recording a turn again (a redelivered update) inserts and
         counts nothing, so alerts are raised once.
 
@@ -287,7 +287,7 @@ _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
 class Stepped(NamedTuple):
     """What UnitOfWork.step did: the dialogue as saved, the turn, and the answers stored."""
 
-    dialogue: SessionRow
+    dialogue: DialogueRow
     turn: Turn
     recorded: list[Recorded]
 
@@ -296,7 +296,7 @@ class Duplicate(NamedTuple):
     """UnitOfWork.step was given an event it had applied before: nothing was done. The
     dialogue as it is now (None if `find` finds none), to show where it stands."""
 
-    dialogue: SessionRow | None = None
+    dialogue: DialogueRow | None = None
 
 
 # A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
@@ -305,7 +305,7 @@ Event = tuple[str, str]
 
 # UnitOfWork.step's callback: (the unit's synchronous session, the dialogue) -> the turn and
 # the time zone its answers count in.
-Step = Callable[[Session, SessionRow], tuple[Turn, str]]
+Step = Callable[[Session, DialogueRow], tuple[Turn, str]]
 
 
 class Recorded(NamedTuple):
@@ -348,7 +348,7 @@ RETRACT = (delete(_answers)
                "respondent", "context", "answered_at"))))
 
 
-def _step(find: Select[SessionRow], params: Mapping[str, Any], step: Step, now: datetime,
+def _step(find: Select[DialogueRow], params: Mapping[str, Any], step: Step, now: datetime,
           event: Event | None, session: Session) -> Stepped | Duplicate | None:
     # The event first: a redelivered one is known as such even after its dialogue ended.
     if event is not None and not events.claim(session.connection(), *event, now):
@@ -375,7 +375,7 @@ def _commit_here(session: Session) -> None:
     session.connection().connection.dbapi_connection.commit()  # type: ignore[union-attr]
 
 
-def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetime,
+def record_here(session: Session, dialogue: DialogueRow, turn: Turn, now: datetime,
                 timezone: str, *, commit: bool = False) -> list[Recorded]:
     """UnitOfWork.record, run synchronously on the unit's session (in `apply`, or in its
     own): one switch into SQLAlchemy's greenlet (or one thread hop) for the whole turn
@@ -417,14 +417,14 @@ def record_here(session: Session, dialogue: SessionRow, turn: Turn, now: datetim
     rollups.count(connection, inserted, timezone, +1)
 
     changes: dict[str, object] = {"state": state.to_json(), "current_step": state.step}
-    if turn.finished and dialogue.status == SessionStatus.ACTIVE:
+    if turn.finished and dialogue.status == DialogueStatus.ACTIVE:
         expired = turn.reprompt is not None and turn.reprompt.problem is Problem.EXPIRED
-        changes["status"] = SessionStatus.EXPIRED if expired else SessionStatus.COMPLETED
+        changes["status"] = DialogueStatus.EXPIRED if expired else DialogueStatus.COMPLETED
         changes["completed_at"] = None if expired else now
     save(connection, dialogue, now, changes)
     if dialogue.delivery_id is not None and (inserted or turn.finished):
         mark_answered(connection, dialogue.delivery_id, turn.finished, now)
-    completed = changes.get("status") == SessionStatus.COMPLETED
+    completed = changes.get("status") == DialogueStatus.COMPLETED
     if session.info.get(outbox.ENABLED) and (inserted or completed):
         outbox.add(session, outbox.turn_events(
             connection, dialogue, inserted, state.context if completed else None), now)

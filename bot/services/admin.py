@@ -50,11 +50,11 @@ from storage.models import (
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
+    DialogueStatus,
     IdentityRow,
     OutboxRow,
     ScriptRow,
-    SessionRow,
-    SessionStatus,
     TriggerRow,
 )
 from storage.uow import UnitOfWork
@@ -62,7 +62,7 @@ from storage.uow import UnitOfWork
 Factory = async_sessionmaker[AsyncSession]
 # What erase_customer changes or deletes rows of.
 ERASED_TABLES = tuple(str(row.__tablename__) for row in (
-    CustomerRow, IdentityRow, AnswerRow, AlertRow, SessionRow, TriggerRow, DeliveryRow,
+    CustomerRow, IdentityRow, AnswerRow, AlertRow, DialogueRow, TriggerRow, DeliveryRow,
     OutboxRow))
 
 
@@ -267,7 +267,7 @@ class AdminService:
                 "triggers": await rows(TriggerRow, TriggerRow.id.in_(
                     d["trigger_id"] for d in deliveries if d["trigger_id"] is not None)),
                 "deliveries": deliveries,
-                "sessions": await rows(SessionRow, SessionRow.customer_id == customer.id),
+                "sessions": await rows(DialogueRow, DialogueRow.customer_id == customer.id),
                 "answers": await rows(AnswerRow, AnswerRow.customer_id == customer.id),
                 "alerts": await rows(AlertRow, AlertRow.customer_id == customer.id),
             }
@@ -296,12 +296,12 @@ class AdminService:
             alerts = await session.execute(
                 update(AlertRow).where(AlertRow.customer_id == who).values(notes=[]))
             dialogues = (await session.scalars(
-                select(SessionRow).where(SessionRow.customer_id == who))).all()
+                select(DialogueRow).where(DialogueRow.customer_id == who))).all()
             for dialogue in dialogues:
                 state = {**dialogue.state, "values": {}, "context": {}, "customer": {}}
                 changes: dict[str, Any] = {"state": state}
-                if dialogue.status == SessionStatus.ACTIVE:
-                    changes["status"] = SessionStatus.ABANDONED
+                if dialogue.status == DialogueStatus.ACTIVE:
+                    changes["status"] = DialogueStatus.ABANDONED
                 await uow.sessions.save(dialogue, now=now, **changes)
             triggers = (await session.execute(
                 select(TriggerRow.id, TriggerRow.payload).join(

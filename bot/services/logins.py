@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import AdminSessionRow
+from storage.models import AdminDialogueRow
 from storage.uow import UnitOfWork
 
 Factory = async_sessionmaker[AsyncSession]
@@ -31,9 +31,9 @@ async def log_in(factory: Factory, who: str, *, now: datetime,
     are deleted on the way: their cookies are refused anyway."""
     session_id = secrets.token_urlsafe(24)
     async with UnitOfWork(factory) as uow:
-        await uow.session.execute(delete(AdminSessionRow).where(
-            AdminSessionRow.created_at < now - SESSION_AGE))
-        uow.session.add(AdminSessionRow(id=session_id, who=who, created_at=now))
+        await uow.session.execute(delete(AdminDialogueRow).where(
+            AdminDialogueRow.created_at < now - SESSION_AGE))
+        uow.session.add(AdminDialogueRow(id=session_id, who=who, created_at=now))
         await uow.audit.add(actor(who), "dashboard.login", "dashboard", details, now=now)
         await uow.commit()
     return session_id
@@ -51,13 +51,13 @@ async def who_is(factory: Factory, session_id: str) -> str | None:
     """Who holds this session, or None if it is unknown or was logged out: one read by
     the primary key, on every dashboard request."""
     async with UnitOfWork(factory, read_only=True) as uow:
-        return (await uow.session.scalars(select(AdminSessionRow.who).where(
-            AdminSessionRow.id == session_id, AdminSessionRow.revoked_at.is_(None)))).first()
+        return (await uow.session.scalars(select(AdminDialogueRow.who).where(
+            AdminDialogueRow.id == session_id, AdminDialogueRow.revoked_at.is_(None)))).first()
 
 
 async def log_out(factory: Factory, session_id: str, who: str, *, now: datetime) -> None:
     async with UnitOfWork(factory) as uow:
-        await uow.session.execute(update(AdminSessionRow).where(
-            AdminSessionRow.id == session_id).values(revoked_at=now))
+        await uow.session.execute(update(AdminDialogueRow).where(
+            AdminDialogueRow.id == session_id).values(revoked_at=now))
         await uow.audit.add(actor(who), "dashboard.logout", "dashboard", {}, now=now)
         await uow.commit()

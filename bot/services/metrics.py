@@ -28,10 +28,10 @@ from storage.models import (
     AnswerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
+    DialogueStatus,
     Respondent,
     ScriptRow,
-    SessionRow,
-    SessionStatus,
 )
 from storage.repositories.rollups import ContextKey, grouped
 from storage.repositories.scripts import ScriptRepository
@@ -367,21 +367,21 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
                   .where(DeliveryRow.survey_id == query.survey,
                          DeliveryRow.status.in_(DELIVERED)).group_by(DeliveryRow.status))
     # Every status named, so the index is sought per status rather than scanned.
-    sessions = (select(SessionRow.status, SessionRow.current_step, func.count())
-                .where(SessionRow.survey_id == query.survey,
-                       SessionRow.respondent == query.shown,
-                       SessionRow.status.in_(list(SessionStatus)))
-                .group_by(SessionRow.status, SessionRow.current_step))
+    sessions = (select(DialogueRow.status, DialogueRow.current_step, func.count())
+                .where(DialogueRow.survey_id == query.survey,
+                       DialogueRow.respondent == query.shown,
+                       DialogueRow.status.in_(list(DialogueStatus)))
+                .group_by(DialogueRow.status, DialogueRow.current_step))
     if since is not None:
         deliveries = deliveries.where(DeliveryRow.due_at >= since)
-        sessions = sessions.where(SessionRow.started_at >= since)
+        sessions = sessions.where(DialogueRow.started_at >= since)
     if until is not None:
         deliveries = deliveries.where(DeliveryRow.due_at < until)
-        sessions = sessions.where(SessionRow.started_at < until)
+        sessions = sessions.where(DialogueRow.started_at < until)
     if query.channel is not None:
         deliveries = deliveries.where(
             func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel) == query.channel)
-        sessions = sessions.where(SessionRow.channel == query.channel)
+        sessions = sessions.where(DialogueRow.channel == query.channel)
     # Nobody sends anonymous visitors a survey: theirs is no rate.
     by_status = ({status: int(n) for status, n in await session.execute(deliveries)}
                  if query.shown == Respondent.KNOWN else {})
@@ -397,9 +397,9 @@ async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
     started = completed = unanswered = 0
     stopped: dict[str, int] = {}
     for status, step, n in await session.execute(union_all(
-            sessions.where(SessionRow.current_step.in_(steps)),
-            sessions.where(SessionRow.current_step.is_(None)))):
-        if status == SessionStatus.COMPLETED:
+            sessions.where(DialogueRow.current_step.in_(steps)),
+            sessions.where(DialogueRow.current_step.is_(None)))):
+        if status == DialogueStatus.COMPLETED:
             started, completed = started + n, completed + n
         elif step in entries:
             unanswered += n

@@ -31,19 +31,20 @@ from conversations.engine import (
     start,
 )
 from conversations.script import Script
-from storage.errors import StaleSession
+from storage.errors import StaleDialogue
 from storage.models import (
     Channel,
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
+    DialogueStatus,
     Respondent,
     ScriptRow,
-    SessionRow,
-    SessionStatus,
 )
-from storage.repositories import alerts, customers, deliveries, events, scripts, sessions
-from storage.repositories.sessions import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
+from storage.repositories import alerts, customers, deliveries, events, scripts
+from storage.repositories import dialogues as sessions
+from storage.repositories.dialogues import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
 from storage.uow import Database, Duplicate, Event, Stepped, UnitOfWork, record_here
 
 Factory = async_sessionmaker[AsyncSession]
@@ -304,7 +305,7 @@ class SurveyService:
                 other = sessions.open_for(session, customer.id, who.channel)
                 if other is not None:
                     sessions.save(session.connection(), other, now,
-                                  {"status": SessionStatus.ABANDONED, "completed_at": None})
+                                  {"status": DialogueStatus.ABANDONED, "completed_at": None})
                 sessions.save(session.connection(), current, now, {"channel": who.channel})
             script = self._script(session, current.survey_id, current.script_version)
             state = current.dialogue_state()
@@ -319,7 +320,7 @@ class SurveyService:
                            title=title(script, state.locale), questions=_page(script, state))
         if dialogue is not None:
             sessions.save(session.connection(), dialogue, now,
-                          {"status": SessionStatus.ABANDONED, "completed_at": None})
+                          {"status": DialogueStatus.ABANDONED, "completed_at": None})
         version = scripts.active_version(session, survey_id)
         if version is None:
             raise NoSurvey(survey_id)
@@ -363,14 +364,14 @@ class SurveyService:
         its dialogue is not open."""
         return await self._apply(OF_DELIVERY, {"k_token": token}, _tapped(tap), None)
 
-    async def _apply(self, find: Select[SessionRow], params: Mapping[str, Any],
-                     to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
+    async def _apply(self, find: Select[DialogueRow], params: Mapping[str, Any],
+                     to_reply: Callable[[Script, DialogueRow], Reply], event: Event | None
                      ) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
             try:
                 stepped, alerted, script = await self._step_once(find, params, to_reply, event)
                 break
-            except StaleSession:
+            except StaleDialogue:
                 # Another process moved this dialogue on between our read and our write:
                 # read it again and apply the reply to where it is now.
                 if attempt == self._attempts:
@@ -392,11 +393,11 @@ class SurveyService:
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale, title=title(script, state.locale) if script else "")
 
-    async def _where_it_stands(self, dialogue: SessionRow | None) -> Outcome:
+    async def _where_it_stands(self, dialogue: DialogueRow | None) -> Outcome:
         """A redelivered event's outcome: the question the dialogue is at. The channel
         resends an event when it did not hear back, and the first handling may have died
         after its commit and before its reply: asking again beats never asking."""
-        if dialogue is None or dialogue.status != SessionStatus.ACTIVE:
+        if dialogue is None or dialogue.status != DialogueStatus.ACTIVE:
             return Outcome(0, duplicate=True)
         async with UnitOfWork(self._factory, read_only=True) as uow:
             script = await uow.session.run_sync(self._script, dialogue.survey_id,
@@ -405,8 +406,8 @@ class SurveyService:
         return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
                        duplicate=True)
 
-    async def _step_once(self, find: Select[SessionRow], params: Mapping[str, Any],
-                         to_reply: Callable[[Script, SessionRow], Reply], event: Event | None
+    async def _step_once(self, find: Select[DialogueRow], params: Mapping[str, Any],
+                         to_reply: Callable[[Script, DialogueRow], Reply], event: Event | None
                          ) -> tuple[Stepped | Duplicate | None, tuple[alerts.Posted, ...],
                                     Script | None]:
         """The step; the dialogue's latest alert when the reply holds a text (a comment),
@@ -415,7 +416,7 @@ class SurveyService:
         alerted: tuple[alerts.Posted, ...] = ()
         used: list[Script] = []
 
-        def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
+        def step(session: Session, dialogue: DialogueRow) -> tuple[Turn, str]:
             nonlocal alerted
             script = self._script(session, dialogue.survey_id, dialogue.script_version)
             used.append(script)
@@ -448,7 +449,7 @@ class SurveyService:
                 return False
             customer.opted_out_at = customer.updated_at = now
             if (dialogue := await uow.sessions.of_delivery(token)) is not None:
-                await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
+                await uow.sessions.close(dialogue, DialogueStatus.ABANDONED, now=now)
             await uow.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
                                 {"channel": channel, "delivery": delivery.id}, now=now)
             await uow.commit()
@@ -469,7 +470,7 @@ class SurveyService:
             if opted_out:
                 dialogue = await uow.sessions.open_for(customer.id, who.channel)
                 if dialogue is not None:
-                    await uow.sessions.close(dialogue, SessionStatus.ABANDONED, now=now)
+                    await uow.sessions.close(dialogue, DialogueStatus.ABANDONED, now=now)
             await uow.audit.add(f"customer:{customer.id}", "opt_out" if opted_out else "opt_in",
                                 f"customer:{customer.id}", {"channel": who.channel}, now=now)
             await uow.commit()
@@ -590,10 +591,10 @@ def _at(who: Who) -> dict[str, str]:
     return {"k_channel": who.channel, "k_address": who.address}
 
 
-def _tapped(tap: Tap) -> Callable[[Script, SessionRow], Reply]:
+def _tapped(tap: Tap) -> Callable[[Script, DialogueRow], Reply]:
     """What a tap on a question means now: stale if the dialogue moved on since it was
     shown (a double submission, an old keyboard), else its answer."""
-    def to_reply(script: Script, dialogue: SessionRow) -> Reply:
+    def to_reply(script: Script, dialogue: DialogueRow) -> Reply:
         keys = script.answer_keys()
         if (dialogue.id != tap.session_id or not 1 <= tap.position <= len(keys)
                 or tap.survey not in (None, script.id)):

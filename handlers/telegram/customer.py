@@ -35,11 +35,11 @@ from bot.services.surveys import (
 from bot.settings import Settings
 from conversations.engine import Prompt, Reply
 from conversations.replies import Problem
+from conversations.statuses import DialogueStatus
 from handlers.render import telegram as render
 from handlers.telegram import admin
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
-from storage.models import SessionStatus
 from storage.uow import Event
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
     outcome = await surveys.reply(customer, reply, event=event(update))
     if outcome is None:
         locale = await locale_for(surveys, customer)
-        closed = await surveys.latest_status(customer) == SessionStatus.EXPIRED
+        closed = await surveys.latest_status(customer) == DialogueStatus.EXPIRED
         await message.answer(i18n.gettext(
             "This survey has closed. Thank you for your time!" if closed else
             "There is no open survey right now. Send /start to answer one.", locale=locale))

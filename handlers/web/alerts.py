@@ -23,6 +23,7 @@ from bot.services.alerts import (
     SendFailed,
     Unreachable,
 )
+from conversations.statuses import AlertStatus
 from handlers.web.api import (
     MAX_ID,
     ApiError,
@@ -37,7 +38,6 @@ from handlers.web.api import (
     whole,
     whole_schema,
 )
-from storage.models import AlertStatus
 
 routes = web.RouteTableDef()
 B = TypeVar("B", bound=BaseModel)

@@ -23,6 +23,7 @@ from bot.services.exports import (
     export_filename,
 )
 from bot.services.metrics import FIRST_DAY, LAST_DAY
+from conversations.statuses import Respondent
 from handlers.web.api import (
     ApiError,
     Operation,
@@ -33,7 +34,6 @@ from handlers.web.api import (
     validate,
     whole_schema,
 )
-from storage.models import Respondent
 
 routes = web.RouteTableDef()
 

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from bot.keys import FACTORY
 from bot.services.metrics import GROUP_BY, PARAMETERS, MetricsQuery, MetricsResult, compute
+from conversations.statuses import Respondent
 from handlers.web.api import (
     ApiError,
     Operation,
@@ -15,7 +16,6 @@ from handlers.web.api import (
     validate,
 )
 from storage.errors import NotFound
-from storage.models import Respondent
 from storage.rollups import MAX_VALUE
 
 routes = web.RouteTableDef()

@@ -5,10 +5,10 @@ from storage.repositories.answers import AnswerRepository
 from storage.repositories.audit import AuditRepository
 from storage.repositories.customers import CustomerRepository
 from storage.repositories.deliveries import DeliveryRepository
+from storage.repositories.dialogues import SessionRepository
 from storage.repositories.events import EventRepository
 from storage.repositories.rollups import RollupRepository, StepCounts
 from storage.repositories.scripts import ScriptRepository
-from storage.repositories.sessions import SessionRepository
 
 __all__ = [
     "AlertRepository",

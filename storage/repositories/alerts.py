@@ -13,14 +13,14 @@ from storage.models import (
     AlertStatus,
     AnswerRow,
     CustomerRow,
+    DialogueRow,
     IdentityRow,
     Respondent,
-    SessionRow,
 )
 from storage.repositories.base import AsyncRepository, Repository
 
 _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
-_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+_sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
 # Parameters: k_survey_id, k_since. Alerts anonymous answers raised on a survey since then.
 _ANONYMOUS_SINCE = (select(func.count())
                     .select_from(_alerts.join(_sessions, _sessions.c.id == _alerts.c.session_id))
@@ -49,10 +49,10 @@ _LATEST = (select(_alerts.c.id, _alerts.c.message_id)
 # An alert as a human reads it: with its customer, its dialogue's channel and script
 # version, and the metric of the answer that raised it (gone if the customer took it back).
 VIEW = (
-    select(AlertRow, CustomerRow.external_id, CustomerRow.first_name, SessionRow.channel,
-           SessionRow.script_version, AnswerRow.metric)
+    select(AlertRow, CustomerRow.external_id, CustomerRow.first_name, DialogueRow.channel,
+           DialogueRow.script_version, AnswerRow.metric)
     .join(CustomerRow, CustomerRow.id == AlertRow.customer_id)
-    .join(SessionRow, SessionRow.id == AlertRow.session_id)
+    .join(DialogueRow, DialogueRow.id == AlertRow.session_id)
     .outerjoin(AnswerRow, AnswerRow.id == AlertRow.answer_id))
 
 # The metric is None when the answer was taken back (its alert stays).
@@ -128,9 +128,9 @@ class AlertRepository(AsyncRepository):
         """Open alerts never re-sent as overdue and raised before `created_before`, with
         their dialogue's script: whether each is overdue depends on its script's SLA."""
         return (await self.session.execute(
-            select(AlertRow.id, AlertRow.created_at, SessionRow.survey_id,
-                   SessionRow.script_version)
-            .join(SessionRow, SessionRow.id == AlertRow.session_id)
+            select(AlertRow.id, AlertRow.created_at, DialogueRow.survey_id,
+                   DialogueRow.script_version)
+            .join(DialogueRow, DialogueRow.id == AlertRow.session_id)
             .where(AlertRow.status == AlertStatus.OPEN, AlertRow.overdue_at.is_(None),
                    AlertRow.created_at <= created_before)
             .order_by(AlertRow.id))).all()

@@ -18,9 +18,9 @@ from storage.models import (
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
+    DialogueStatus,
     IdentityRow,
-    SessionRow,
-    SessionStatus,
     TriggerRow,
 )
 from storage.repositories.base import AsyncRepository, Repository
@@ -38,7 +38,7 @@ _triggers: Table = TriggerRow.__table__  # type: ignore[assignment]
 _deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
-_sessions: Table = SessionRow.__table__  # type: ignore[assignment]
+_sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
 
 
 def dialect_insert(connection: Connection, table: Table) -> Any:
@@ -244,8 +244,8 @@ def expire_due(connection: Connection, now: datetime) -> int:
                        .values(status=DeliveryStatus.EXPIRED, updated_at=now))
     connection.execute(
         update(_sessions).where(_sessions.c.delivery_id.in_(ids),
-                                _sessions.c.status == SessionStatus.ACTIVE)
-        .values(status=SessionStatus.EXPIRED, updated_at=now,
+                                _sessions.c.status == DialogueStatus.ACTIVE)
+        .values(status=DialogueStatus.EXPIRED, updated_at=now,
                 revision=_sessions.c.revision + 1))
     return len(ids)
 

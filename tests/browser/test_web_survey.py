@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Locator, Page, expect
 from sqlalchemy import select
 
-from storage.models import AnswerRow, SessionRow
+from storage.models import AnswerRow, DialogueRow
 from storage.uow import UnitOfWork
 from tests.browser.conftest import Visitor, visiting
 from tests.e2e.trigger_support import Api, serving, trigger
@@ -121,7 +121,7 @@ async def test_without_javascript_the_next_button_sends_the_answer(
 async def untouched(api: Api, token: str) -> None:
     """Nothing stored for this delivery: no answer, no dialogue, still waiting to be sent."""
     async with UnitOfWork(api.services.factory) as uow:
-        dialogues = list(await uow.session.scalars(select(SessionRow)))
+        dialogues = list(await uow.session.scalars(select(DialogueRow)))
     [delivery] = await api.deliveries()
     assert (await stored(api), dialogues, delivery.token, delivery.status) == (
         [], [], token, "scheduled")
@@ -346,7 +346,7 @@ async def test_the_widget_on_a_site_not_allowed_shows_nothing(
         assert response.status == 403
         assert "Access-Control-Allow-Origin" not in response.headers
         async with UnitOfWork(api.services.factory) as uow:
-            assert list(await uow.session.scalars(select(SessionRow.id))) == []
+            assert list(await uow.session.scalars(select(DialogueRow.id))) == []
         assert await answers(api) == []
 
 

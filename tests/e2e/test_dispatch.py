@@ -21,7 +21,7 @@ from bot.scheduler import build_scheduler
 from bot.services.surveys import SurveyService
 from bot.telegram import build_i18n
 from handlers.telegram.outbound import TelegramSender
-from storage.models import CustomerRow, DeliveryRow, IdentityRow, SessionRow
+from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow
 from storage.repositories import deliveries as store
 from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub
@@ -199,7 +199,7 @@ async def test_a_chat_that_never_opened_the_bot_fails_with_no_channel(db_url: st
         assert (delivery.status, delivery.reason) == ("failed", "no_channel")
         assert (await w.identity()).unreachable_reason == "no_chat"
         async with UnitOfWork(w.api.services.factory) as uow:
-            statuses = list(await uow.session.scalars(select(SessionRow.status)))
+            statuses = list(await uow.session.scalars(select(DialogueRow.status)))
         assert statuses == ["abandoned"]
 
 
@@ -325,7 +325,7 @@ async def test_two_surveys_due_together_for_one_chat_go_one_after_the_other(
         assert len(w.questions()) == 1  # one dialogue open in the chat, not two
         async with UnitOfWork(w.api.services.factory) as uow:
             active = list(await uow.session.scalars(
-                select(SessionRow).filter_by(status="active")))
+                select(DialogueRow).filter_by(status="active")))
         assert len(active) == 1
         later = await w.delivery(second["delivery_id"])
         assert (later.status, later.due_at) == ("scheduled",

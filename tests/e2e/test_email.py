@@ -25,7 +25,7 @@ from bot.runner import build_sender_bot
 from bot.telegram import build_i18n
 from handlers.email.outbound import EmailSender, Smtp
 from handlers.telegram.outbound import TelegramSender
-from storage.models import AnswerRow, CustomerRow, IdentityRow, SessionRow
+from storage.models import AnswerRow, CustomerRow, DialogueRow, IdentityRow
 from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub
 from testkit.net import free_port
@@ -258,7 +258,7 @@ async def test_score_by_email_then_the_follow_up_in_telegram_is_one_dialogue(
         await w.customer.send(CHAT, "The courier was late")
         async with UnitOfWork(w.api.services.factory) as uow:
             rows = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
-            sessions = list(await uow.session.scalars(select(SessionRow)))
+            sessions = list(await uow.session.scalars(select(DialogueRow)))
         assert [(a.step_id, a.score, a.text, a.channel) for a in rows] == [
             ("score", 3, None, "email"), ("reason", None, "The courier was late", "telegram")]
         assert len(sessions) == 1

@@ -30,7 +30,7 @@ from sqlalchemy import make_url, select
 
 from bot import telegram
 from storage.db import create_engine
-from storage.models import AnswerRow, SessionRow
+from storage.models import AnswerRow, DialogueRow
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.net import free_port
 from testkit.proxy import Proxy
@@ -94,8 +94,8 @@ async def scores(db_url: str) -> list[tuple[int, str, int | None]]:
     try:
         async with engine.connect() as connection:
             rows = await connection.execute(
-                select(SessionRow.customer_id, AnswerRow.step_id, AnswerRow.score)
-                .join(SessionRow, SessionRow.id == AnswerRow.session_id).order_by(AnswerRow.id))
+                select(DialogueRow.customer_id, AnswerRow.step_id, AnswerRow.score)
+                .join(DialogueRow, DialogueRow.id == AnswerRow.session_id).order_by(AnswerRow.id))
             return [(customer, step, score) for customer, step, score in rows]
     finally:
         await engine.dispose()

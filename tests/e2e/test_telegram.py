@@ -19,8 +19,8 @@ from storage.models import (
     CustomerRow,
     DeliveryRow,
     DeliveryStatus,
+    DialogueRow,
     IdentityRow,
-    SessionRow,
 )
 from storage.uow import Event, UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
@@ -158,7 +158,7 @@ async def test_stop_then_no_more_surveys_until_the_customer_asks(product: Produc
         customer = await uow.customers.by_identity("telegram", str(ANNA))
         assert customer is not None
         assert customer.opted_out_at is not None
-        dialogue = await uow.session.scalar(select(SessionRow))
+        dialogue = await uow.session.scalar(select(DialogueRow))
         assert dialogue is not None
         assert dialogue.status == "abandoned"
     with pytest.raises(OptedOut):  # honoured by the service itself, for every channel
@@ -221,7 +221,7 @@ async def test_a_deep_link_binds_the_chat_to_its_customer_and_delivery(
     async with UnitOfWork(product.factory) as uow:
         identity = await uow.customers.identity("telegram", str(ANNA))
         customer = await uow.session.scalar(select(CustomerRow).filter_by(external_id="crm-42"))
-        dialogue = await uow.session.scalar(select(SessionRow))
+        dialogue = await uow.session.scalar(select(DialogueRow))
     assert identity is not None
     assert customer is not None
     assert dialogue is not None
@@ -246,7 +246,7 @@ async def test_a_plain_start_opens_the_pending_delivery(product: Product) -> Non
 
     assert product.texts(ANNA)[0].startswith("How would you rate your call with Olga?")
     async with UnitOfWork(product.factory) as uow:
-        dialogue = await uow.session.scalar(select(SessionRow))
+        dialogue = await uow.session.scalar(select(DialogueRow))
     assert dialogue is not None
     assert dialogue.delivery_id == delivery_id
 

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from bot.services.scripts import load_scripts
 from bot.services.surveys import Outcome
-from storage.models import AnswerRow, CustomerRow, DeliveryRow, SessionRow
+from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow
 from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
 
@@ -180,7 +180,7 @@ async def test_the_page_speaks_the_customers_language(api: Api) -> None:
 
 async def sessions(api: Api) -> int:
     async with UnitOfWork(api.services.factory) as uow:
-        return len(list(await uow.session.scalars(select(SessionRow))))
+        return len(list(await uow.session.scalars(select(DialogueRow))))
 
 
 def chosen(html: str, position: int = 1) -> list[str]:

@@ -21,8 +21,8 @@ from storage.models import (
     AnswerRow,
     ContextRollupRow,
     DeliveryRow,
+    DialogueRow,
     RollupRow,
-    SessionRow,
 )
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import Factory, store
@@ -267,7 +267,7 @@ filters = st.fixed_dictionaries({}, optional={
 
 async def clear(factory: Factory) -> None:
     async with UnitOfWork(factory) as uow:
-        for model in (AnswerRow, RollupRow, ContextRollupRow, SessionRow):
+        for model in (AnswerRow, RollupRow, ContextRollupRow, DialogueRow):
             await uow.session.execute(delete(model))
         await uow.commit()
 

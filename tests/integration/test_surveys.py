@@ -16,7 +16,7 @@ from bot.services.surveys import NoSurvey, SurveyService, Who
 from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
-from storage.models import AlertRow, AnswerRow, SessionRow
+from storage.models import AlertRow, AnswerRow, DialogueRow
 from storage.uow import UnitOfWork
 from testkit.migrated import load_examples
 
@@ -36,7 +36,8 @@ async def stored(factory: Factory) -> tuple[list[tuple[str, int | None, str | No
         answers = [(step, score, text) for step, score, text in await uow.session.execute(
             select(AnswerRow.step_id, AnswerRow.score, AnswerRow.text).order_by(AnswerRow.id))]
         alerts = await uow.session.scalar(select(func.count()).select_from(AlertRow))
-        status = await uow.session.scalar(select(SessionRow.status).order_by(SessionRow.id.desc()))
+        status = await uow.session.scalar(
+            select(DialogueRow.status).order_by(DialogueRow.id.desc()))
     return answers, alerts or 0, str(status)
 
 
@@ -77,7 +78,7 @@ async def test_begin_again_shows_the_open_question_without_a_new_dialogue(
     assert other.session_id != first.session_id
     async with UnitOfWork(factory) as uow:
         statuses = (await uow.session.scalars(
-            select(SessionRow.status).order_by(SessionRow.id))).all()
+            select(DialogueRow.status).order_by(DialogueRow.id))).all()
     assert statuses == ["abandoned", "active"]
 
 

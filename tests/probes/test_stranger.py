@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import AnswerRow, CustomerRow, SessionRow
+from storage.models import AnswerRow, CustomerRow, DialogueRow
 from storage.uow import UnitOfWork
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.test_web_pages import delivery, page, submit
@@ -35,7 +35,7 @@ async def _rows(api: Api) -> list[int]:
     """How many customers, dialogues and answers are stored."""
     async with UnitOfWork(api.services.factory) as uow:
         return [await uow.session.scalar(select(func.count()).select_from(model)) or 0
-                for model in (CustomerRow, SessionRow, AnswerRow)]
+                for model in (CustomerRow, DialogueRow, AnswerRow)]
 
 
 async def _widget(api: Api, survey: str, path: str, body: dict[str, Any]

@@ -22,10 +22,10 @@ from bot.services.metrics import (
 from bot.services.report_text import margin_text
 from bot.services.scripts import script_of
 from conversations.script import Script
+from conversations.statuses import Respondent
 from handlers.web import charts
 from handlers.web.api import number
 from handlers.web.dashboard.frame import render
-from storage.models import Respondent
 from storage.repositories.answers import AnswerFilters
 from storage.uow import UnitOfWork
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.engine import Reply, Turn, advance, start
 from conversations.script import Script, parse_script, script_to_data
-from storage.models import Respondent, SessionRow
+from storage.models import DialogueRow, Respondent
 from storage.uow import Recorded, UnitOfWork
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -63,7 +63,7 @@ async def store(factory: Factory, script: Script, source: str = CSAT_YAML) -> in
 
 async def begin(factory: Factory, script: Script, *, channel: str = "telegram",
                 segment: str = "vip", now: datetime = NOW,
-                respondent: str = Respondent.KNOWN) -> SessionRow:
+                respondent: str = Respondent.KNOWN) -> DialogueRow:
     """A customer and a dialogue on `script`, opened at its first question."""
     async with UnitOfWork(factory) as uow:
         customer = await uow.customers.add(now=now, attributes={"segment": segment})
@@ -75,7 +75,7 @@ async def begin(factory: Factory, script: Script, *, channel: str = "telegram",
     return row
 
 
-async def load(factory: Factory, session_id: int) -> SessionRow:
+async def load(factory: Factory, session_id: int) -> DialogueRow:
     async with UnitOfWork(factory) as uow:
         return await uow.sessions.get(session_id)
 

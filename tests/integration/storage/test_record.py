@@ -7,8 +7,8 @@ from sqlalchemy import Connection, select
 
 from conversations.engine import Reply, advance
 from conversations.script import parse_script
-from storage.errors import StaleSession
-from storage.models import AnswerRow, SessionStatus
+from storage.errors import StaleDialogue
+from storage.models import AnswerRow, DialogueStatus
 from storage.uow import UnitOfWork
 from tests.integration.storage.support import (
     CSAT_YAML,
@@ -142,7 +142,7 @@ async def test_a_dialogue_moved_on_by_someone_else_is_stale(factory: Factory) ->
     assert first.revision == 1
 
     async with UnitOfWork(factory) as uow:
-        with pytest.raises(StaleSession):
+        with pytest.raises(StaleDialogue):
             await uow.record(second, advance(script, state, Reply.typed("1"), NOW), now=NOW)
 
     assert await _answers(factory, dialogue.id) == [("csat", 5, None)]
@@ -159,7 +159,7 @@ async def test_an_expired_dialogue_is_closed_as_expired(factory: Factory) -> Non
     assert turn.finished
     assert inserted == []
     saved = await load(factory, dialogue.id)
-    assert (saved.status, saved.completed_at) == (SessionStatus.EXPIRED, None)
+    assert (saved.status, saved.completed_at) == (DialogueStatus.EXPIRED, None)
 
 
 async def test_an_answer_changed_within_one_unit_is_returned_as_stored(factory: Factory) -> None:

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conversations.engine import Reply, Turn, advance
-from storage.models import AlertRow, AnswerRow, SessionRow
-from storage.repositories.sessions import BY_ID, OPEN_AT
+from storage.models import AlertRow, AnswerRow, DialogueRow
+from storage.repositories.dialogues import BY_ID, OPEN_AT
 from storage.uow import Duplicate, Step, Stepped, UnitOfWork
 from tests.integration.storage.support import NOW, Factory, begin, csat_script, load
 
@@ -19,7 +19,7 @@ SCRIPT = csat_script()
 
 
 def stepping(text: str) -> Step:
-    def step(session: Session, dialogue: SessionRow) -> tuple[Turn, str]:
+    def step(session: Session, dialogue: DialogueRow) -> tuple[Turn, str]:
         return advance(SCRIPT, dialogue.dialogue_state(), Reply.typed(text), NOW), "UTC"
     return step
 
@@ -90,7 +90,7 @@ async def test_a_reply_that_is_re_asked_writes_nothing(factory: Factory) -> None
 async def test_a_failing_step_stores_nothing(factory: Factory) -> None:
     dialogue = await begin(factory, SCRIPT)
 
-    def broken(session: Session, row: SessionRow) -> tuple[Turn, str]:
+    def broken(session: Session, row: DialogueRow) -> tuple[Turn, str]:
         raise RuntimeError("script went missing")
 
     async with UnitOfWork(factory) as uow:

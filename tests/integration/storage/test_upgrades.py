@@ -16,7 +16,7 @@ from bot.services.metrics import MetricsQuery, compute
 from bot.services.surveys import Who
 from conversations.engine import Reply
 from storage.migrate import downgrade_async, upgrade_async
-from storage.models import AnswerRow, ContextRollupRow, RollupRow, SessionRow
+from storage.models import AnswerRow, ContextRollupRow, DialogueRow, RollupRow
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.trigger_support import Api, serving, trigger
 
@@ -40,8 +40,8 @@ async def _recorded(api: Api) -> dict[str, Any]:
                     select(model).where(model.count > 0)))
                 for model in (RollupRow, ContextRollupRow)} | {
             "respondents": sorted(tuple(row) for row in await connection.execute(
-                select(SessionRow.channel, AnswerRow.step_id, AnswerRow.respondent)
-                .join(SessionRow, SessionRow.id == AnswerRow.session_id)))}
+                select(DialogueRow.channel, AnswerRow.step_id, AnswerRow.respondent)
+                .join(DialogueRow, DialogueRow.id == AnswerRow.session_id)))}
 
 
 async def _fill(api: Api) -> None:
