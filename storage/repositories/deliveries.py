@@ -328,3 +328,6 @@ class Deliveries(Repository):
 
     def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
         return pending_for(self.session, customer_id, channel)
+
+    def mark_answered(self, delivery_id: int, finished: bool, now: datetime) -> None:
+        mark_answered(self.connection, delivery_id, finished, now)
