@@ -18,6 +18,7 @@ from conversations.engine import Turn
 from conversations.replies import Problem
 from storage import outbox, rollups
 from storage.db import ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR, OBSERVE, READ_ONLY
+from storage.queries.admin import Admin
 from storage.models import (
     AlertRow,
     AlertStatus,
@@ -45,6 +46,7 @@ from storage.repositories.customers import Customers
 from storage.repositories.deliveries import Deliveries, mark_answered
 from storage.repositories.dialogues import Dialogues, save
 from storage.repositories.events import Events
+from storage.repositories.logins import Logins
 from storage.repositories.rollups import Rollups
 from storage.repositories.scripts import Scripts
 from storage.sqlite_adapter import AdaptedConnection
@@ -59,6 +61,10 @@ class Store:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+
+    @functools.cached_property
+    def admin(self) -> Admin:
+        return Admin(self._session)
 
     @functools.cached_property
     def alerts(self) -> Alerts:
@@ -87,6 +93,10 @@ class Store:
     @functools.cached_property
     def events(self) -> Events:
         return Events(self._session)
+
+    @functools.cached_property
+    def logins(self) -> Logins:
+        return Logins(self._session)
 
     @functools.cached_property
     def rollups(self) -> Rollups:

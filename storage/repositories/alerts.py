@@ -164,7 +164,8 @@ class AlertRepository(AsyncRepository):
 
 
 class Alerts(Repository):
-    """Alerts raised by answers, and their handling by the team."""
+    """Alerts for a human, and their handling by the team. They are raised only with their
+    answer, when a turn is recorded (storage.uow.record_here)."""
 
     def anonymous_alert_allowed(self, survey_id: str, now: datetime, per_hour: int) -> bool:
         return anonymous_alert_allowed(self.connection, survey_id, now, per_hour)
@@ -174,3 +175,79 @@ class Alerts(Repository):
 
     def for_session(self, session_id: int) -> Sequence[AlertRow]:
         return for_session(self.session, session_id)
+
+    def get(self, alert_id: int) -> AlertRow:
+        row = self.session.get(AlertRow, alert_id)
+        if row is None:
+            raise NotFound(f"alert {alert_id}")
+        return row
+
+    def for_change(self, alert_id: int) -> AlertRow:
+        """The alert, locked until the transaction ends (FOR UPDATE on PostgreSQL; SQLite's
+        transactions take the write lock up front): two admins acting on one alert at
+        once are applied one after the other."""
+        row = self.session.scalar(
+            select(AlertRow).where(AlertRow.id == alert_id).with_for_update()
+            .execution_options(populate_existing=True))
+        if row is None:
+            raise NotFound(f"alert {alert_id}")
+        return row
+
+    def view(self, alert_id: int) -> ViewRow:
+        row = self.session.execute(VIEW.where(AlertRow.id == alert_id)).first()
+        if row is None:
+            raise NotFound(f"alert {alert_id}")
+        return row
+
+    def page(self, *, status: str | None = None, survey: str | None = None,
+             owner: str | None = None, overdue: bool | None = None,
+             before: int | None = None, limit: int = 50) -> Sequence[ViewRow]:
+        """Newest first; the next page starts `before` the last id of this one."""
+        query = VIEW
+        if status is not None:
+            query = query.where(AlertRow.status == status)
+        if survey is not None:
+            query = query.where(AlertRow.survey_id == survey)
+        if owner is not None:
+            query = query.where(AlertRow.owner == owner)
+        if overdue is not None:
+            query = query.where(AlertRow.overdue_at.is_not(None) if overdue
+                                else AlertRow.overdue_at.is_(None))
+        if before is not None:
+            query = query.where(AlertRow.id < before)
+        return self.session.execute(query.order_by(AlertRow.id.desc()).limit(limit)).all()
+
+    def unclaimed(self, created_before: datetime) -> Sequence[Candidate]:
+        """Open alerts never re-sent as overdue and raised before `created_before`, with
+        their dialogue's script: whether each is overdue depends on its script's SLA."""
+        return self.session.execute(
+            select(AlertRow.id, AlertRow.created_at, DialogueRow.survey_id,
+                   DialogueRow.script_version)
+            .join(DialogueRow, DialogueRow.id == AlertRow.session_id)
+            .where(AlertRow.status == AlertStatus.OPEN, AlertRow.overdue_at.is_(None),
+                   AlertRow.created_at <= created_before)
+            .order_by(AlertRow.id)).all()
+
+    def mark_overdue(self, alert_id: int, now: datetime) -> bool:
+        """Set overdue_at unless another process did, or someone took the alert, since it
+        was read: True for the one process that goes on to re-send it."""
+        result = self.session.execute(
+            update(AlertRow)
+            .where(AlertRow.id == alert_id, AlertRow.status == AlertStatus.OPEN,
+                   AlertRow.overdue_at.is_(None))
+            .values(overdue_at=now))
+        return bool(getattr(result, "rowcount", 0))
+
+    def set_message(self, alert_id: int, message_id: str) -> None:
+        """Where the alert was posted in the admin chat: the customer's comment follows it."""
+        self.session.execute(
+            update(AlertRow).where(AlertRow.id == alert_id).values(message_id=message_id))
+
+    def address(self, customer_id: int, channel: str) -> tuple[str, bool] | None:
+        """The customer's latest address in a channel, and whether it is reachable (not
+        blocked, not bounced); None when they have none there."""
+        row = self.session.execute(
+            select(IdentityRow.address, IdentityRow.reachable)
+            .where(IdentityRow.customer_id == customer_id, IdentityRow.channel == channel)
+            .order_by(IdentityRow.id.desc()).limit(1)).first()
+        return (row.address, row.reachable) if row is not None else None

@@ -10,6 +10,7 @@ from storage.models import AuditRow
 from storage.repositories.base import AsyncRepository, Repository
 
 _audit: Table = AuditRow.__table__  # type: ignore[assignment]
+_ADD = insert(_audit).returning(_audit.c.id)
 
 
 def add(connection: Connection, actor: str, action: str, target: str,
@@ -45,4 +46,24 @@ class AuditRepository(AsyncRepository):
 
 
 class Audit(Repository):
-    """The audit log: who changed what, when."""
+    """Who did what to which target, and when: written in the transaction of the change
+    itself, so an action and its audit row commit or roll back together."""
+
+    def add(self, actor: str, action: str, target: str, details: Mapping[str, Any], *,
+            now: datetime) -> int:
+        """The new row's id."""
+        return int(self.connection.execute(_ADD, {
+            "actor": actor, "action": action, "target": target, "details": dict(details),
+            "at": now}).scalar_one())
+
+    def page(self, *, action: str | None = None, target: str | None = None,
+             before: int | None = None, limit: int = 100) -> Sequence[AuditRow]:
+        """Newest first; page with `before` = the last id of the page before."""
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(AuditRow.action == action)
+        if target is not None:
+            query = query.where(AuditRow.target == target)
+        if before is not None:
+            query = query.where(AuditRow.id < before)
+        return self.session.scalars(query).all()

@@ -1,0 +1,1 @@
+"""Read models: the queries behind reports, dashboards and admin screens, by what they show."""
