@@ -54,6 +54,7 @@ from handlers.web import (
 )
 from handlers.web import metrics as metrics_api
 from storage.db import session_factory
+from storage.uow import Database
 
 WEB = Path(pages.__file__).parent
 TEMPLATES, STATIC = WEB / "templates", WEB / "static"
@@ -97,9 +98,11 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
         policy = replace(policy, channels=channels)
     clock = clock or (lambda: datetime.now(UTC))
     return Services(factory, scripts,
-                    TriggerService(factory, policy=policy, clock=clock, scripts=scripts),
-                    CampaignService(factory, policy=policy, clock=clock, scripts=scripts),
-                    SurveyService(factory, clock=clock), Links(settings.base_url),
+                    TriggerService(Database(factory), policy=policy, clock=clock,
+                                   scripts=scripts),
+                    CampaignService(Database(factory), policy=policy, clock=clock,
+                                    scripts=scripts),
+                    SurveyService(Database(factory), clock=clock), Links(settings.base_url),
                     AdminService(factory, clock=clock),
                     AlertService(factory, scripts=scripts, clock=clock), clock, metrics)
 

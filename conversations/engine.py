@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Literal, NamedTuple, TypeAlias, TypedDict, assert_never
 
+from conversations.statuses import DialogueStatus
 from conversations.conditions import Facts, Scalar, Threshold, Value
 from conversations.errors import StateMismatch
 from conversations.replies import (
@@ -209,6 +210,15 @@ class Turn:
     @property
     def finished(self) -> bool:
         return self.state.finished
+
+    @property
+    def ending(self) -> DialogueStatus | None:
+        """How the dialogue ends with this turn, if it does: expired when the reply came
+        after the survey's time ran out, else completed."""
+        if not self.finished:
+            return None
+        expired = self.reprompt is not None and self.reprompt.problem is Problem.EXPIRED
+        return DialogueStatus.EXPIRED if expired else DialogueStatus.COMPLETED
 
 
 # --- entry points ----------------------------------------------------------------------------

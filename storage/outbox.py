@@ -1,6 +1,6 @@
 """The outbox: events for OUTBOUND_WEBHOOK_URL written in the transaction that causes them
 (an answer, a completed dialogue, an alert raised or resolved), so none is lost and none
-is told of a change that rolled back. bot/webhooks.py sends them later."""
+is told of a change that rolled back. bot/services/webhooks.py sends them later."""
 
 from __future__ import annotations
 
@@ -8,24 +8,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Connection,
-    Row,
-    Table,
-    bindparam,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import CustomerRow, DialogueRow, OutboxRow
 
 if TYPE_CHECKING:
-    from storage.uow import Recorded
+    from storage.repositories.dialogues import Recorded
 
 # Session.info key, set by storage.db.session_factory(outbox=True): with no webhook
 # configured, nothing is written (a reply's transaction stays as short as it was).
@@ -80,49 +69,13 @@ def turn_events(connection: Connection, dialogue: DialogueRow, answers: Sequence
     return events
 
 
-# -- the sender's side (bot/webhooks.py) ------------------------------------------------------
+# -- the sender's side: storage.repositories.outbox.Outbox -------------------------------------
 
-# The first pending event of each key: only those may go, so a key's events go in order.
 _PENDING = (_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
-_HEADS = (select(func.min(_outbox.c.id)).where(*_PENDING)
-          .group_by(_outbox.c.key).scalar_subquery())
-
-
-def claim(connection: Connection, now: datetime, limit: int, lease: datetime) -> list[Row[Any]]:
-    """Take up to `limit` events due now, in id order, each the first undelivered one of
-    its key, and hold them until `lease` (their due_at meanwhile: a process that dies
-    mid-send leaves them to be sent again then). SKIP LOCKED: two processes claiming at
-    once never take the same event; SQLite serializes whole transactions instead."""
-    due = (select(_outbox.c.id)
-           .where(_outbox.c.id.in_(_HEADS), *_PENDING, _outbox.c.due_at <= now)
-           .order_by(_outbox.c.id).limit(limit).with_for_update(skip_locked=True))
-    ids = list(connection.execute(due).scalars())
-    if not ids:
-        return []
-    rows = connection.execute(
-        update(_outbox).where(_outbox.c.id.in_(ids)).values(due_at=lease)
-        .returning(_outbox.c.id, _outbox.c.event, _outbox.c.payload, _outbox.c.created_at,
-                   _outbox.c.attempts)).all()
-    return sorted(rows, key=lambda row: row.id)
-
-
-DELIVERED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
-             .values(delivered_at=bindparam("at"), last_error=None))
-SET_ASIDE = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
-             .values(failed_at=bindparam("at"), last_error=bindparam("error")))
-FAILED = (update(_outbox).where(_outbox.c.id == bindparam("k_id"))
-          .values(attempts=_outbox.c.attempts + 1, last_error=bindparam("error"),
-                  due_at=bindparam("due_at")))
-
-
-def prune(connection: Connection, before: datetime) -> int:
-    """Forget events delivered, or set aside, before `before`."""
-    result = connection.execute(delete(_outbox).where(
-        or_(_outbox.c.delivered_at < before, _outbox.c.failed_at < before)))
-    return int(result.rowcount or 0)
 
 
 def pending(connection: Connection) -> int:
+    """How many events wait to be sent (bot.observability's gauge, on its connection)."""
     return int(connection.execute(
         select(func.count()).select_from(_outbox).where(*_PENDING)
     ).scalar_one())

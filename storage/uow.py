@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 
-from sqlalchemy import Connection, Select, Table, bindparam, delete, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from conversations.engine import Turn
-from conversations.replies import Problem
-from storage import outbox, rollups
-from storage.db import ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR, OBSERVE, READ_ONLY
+from storage.db import READ_ONLY
 from storage.queries.admin import Admin
-from storage.models import (
-    AlertRow,
-    AlertStatus,
-    AnswerRow,
-    DialogueRow,
-    DialogueStatus,
-    Respondent,
-)
+from storage.queries.metrics import Metrics
 from storage.repositories import (
     AlertRepository,
     AnswerRepository,
@@ -34,19 +22,19 @@ from storage.repositories import (
     CustomerRepository,
     DeliveryRepository,
     EventRepository,
-    RollupRepository,
     ScriptRepository,
     SessionRepository,
-    events,
 )
-from storage.repositories.alerts import Alerts, anonymous_alert_allowed
+from storage.repositories.alerts import Alerts
 from storage.repositories.answers import Answers
 from storage.repositories.audit import Audit
+from storage.repositories.campaigns import Campaigns
 from storage.repositories.customers import Customers
-from storage.repositories.deliveries import Deliveries, mark_answered
-from storage.repositories.dialogues import Dialogues, save
+from storage.repositories.deliveries import Deliveries
+from storage.repositories.dialogues import Dialogues
 from storage.repositories.events import Events
 from storage.repositories.logins import Logins
+from storage.repositories.outbox import Outbox
 from storage.repositories.rollups import Rollups
 from storage.repositories.scripts import Scripts
 from storage.sqlite_adapter import AdaptedConnection
@@ -79,6 +67,10 @@ class Store:
         return Audit(self._session)
 
     @functools.cached_property
+    def campaigns(self) -> Campaigns:
+        return Campaigns(self._session)
+
+    @functools.cached_property
     def customers(self) -> Customers:
         return Customers(self._session)
 
@@ -97,6 +89,15 @@ class Store:
     @functools.cached_property
     def logins(self) -> Logins:
         return Logins(self._session)
+
+    @functools.cached_property
+    def metrics(self) -> Metrics:
+        """The reads behind a survey's rates (bot.services.metrics)."""
+        return Metrics(self._session)
+
+    @functools.cached_property
+    def outbox(self) -> Outbox:
+        return Outbox(self._session)
 
     @functools.cached_property
     def rollups(self) -> Rollups:
@@ -157,7 +158,6 @@ class UnitOfWork:
     scripts: ScriptRepository
     sessions: SessionRepository
     answers: AnswerRepository
-    rollups: RollupRepository
     alerts: AlertRepository
     audit: AuditRepository
     events: EventRepository
@@ -178,7 +178,6 @@ class UnitOfWork:
         self.scripts = ScriptRepository(self.session)
         self.sessions = SessionRepository(self.session)
         self.answers = AnswerRepository(self.session)
-        self.rollups = RollupRepository(self.session)
         self.alerts = AlertRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.events = EventRepository(self.session)
@@ -248,130 +247,6 @@ class UnitOfWork:
             await self.session.commit()
         return result
 
-    async def step(self, find: Select[DialogueRow], params: Mapping[str, Any],
-                   step: Step, *, now: datetime, event: Event | None = None
-                   ) -> Stepped | Duplicate | None:
-        """A reply's whole unit of work: read the dialogue with `find`, let `step` say what
-        the reply does to it (a turn, and the survey's time zone to count it in), record
-        the turn unless it only re-asks, and commit. None if `find` finds no dialogue.
-        With `event` (channel, id), an event seen before is not applied again: the result
-        is a Duplicate.
-
-        On SQLite on the driver's thread (see `apply`): `step` must do no I/O but through
-        the Session it is given (to read a script the process has not seen yet, say).
-        Elsewhere StaleDialogue may come from a concurrent writer."""
-        return await self.apply(functools.partial(_step, find, params, step, now, event))
-
-    async def record(self, dialogue: DialogueRow, turn: Turn, *, now: datetime,
-                     timezone: str = "UTC", commit: bool = False) -> list[Recorded]:
-        """Write one turn: drop retracted answers, insert new ones with an open alert for each
-        that asks for one, keep the rollups in step and save the state, all in this unit's
-        transaction; StaleDialogue if the dialogue moved on since it was read. Returns only
-        the answers inserted now: recording a turn again (a redelivered update) inserts and
-        counts nothing, so alerts are raised once.
-
-        An answer is counted on its day in `timezone` (the survey's; a retraction counts down
-        that same day), in the segment the dialogue started with, its state's
-        customer["segment"]: no query per answer, and one dialogue is never split between
-        segments.
-
-        `commit=True` commits the unit right after, the common case: on SQLite in the same
-        thread hop as the statements (a third of a reply's cost), elsewhere as uow.commit().
-
-        On SQLite the whole turn runs on the driver's thread, in one hop for all its
-        statements (see AdaptedConnection.run_on_worker); elsewhere in SQLAlchemy's greenlet."""
-        def run(session: Session, here: bool) -> list[Recorded]:
-            return record_here(session, dialogue, turn, now, timezone,
-                               commit=commit and here)
-
-        inserted, _ = await self._run(run)
-        if commit:
-            await self.session.commit()  # on SQLite already done: SQLAlchemy's side only
-        return inserted
-
-
-_answers: Table = AnswerRow.__table__  # type: ignore[assignment]
-_alerts: Table = AlertRow.__table__  # type: ignore[assignment]
-
-
-class Stepped(NamedTuple):
-    """What UnitOfWork.step did: the dialogue as saved, the turn, and the answers stored."""
-
-    dialogue: DialogueRow
-    turn: Turn
-    recorded: list[Recorded]
-
-
-class Duplicate(NamedTuple):
-    """UnitOfWork.step was given an event it had applied before: nothing was done. The
-    dialogue as it is now (None if `find` finds none), to show where it stands."""
-
-    dialogue: DialogueRow | None = None
-
-
-# A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
-Event = tuple[str, str]
-
-
-# UnitOfWork.step's callback: (the unit's synchronous session, the dialogue) -> the turn and
-# the time zone its answers count in.
-Step = Callable[[Session, DialogueRow], tuple[Turn, str]]
-
-
-class Recorded(NamedTuple):
-    """An answer as UnitOfWork.record stored it, and the alert it raised, if any."""
-
-    id: int
-    session_id: int
-    customer_id: int | None
-    survey_id: str
-    script_version: int
-    step_id: str
-    metric: str
-    score: int | None
-    choices: list[str] | None
-    text: str | None
-    channel: str
-    segment: str
-    respondent: str
-    context: dict[str, Any]
-    alert: bool
-    answered_at: datetime
-    alert_id: int | None
-
-
-def _insert_answer(insert: Any) -> postgresql.Insert | sqlite.Insert:
-    return insert(_answers).on_conflict_do_nothing(  # type: ignore[no-any-return]
-        index_elements=["session_id", "step_id"]).returning(_answers.c.id)
-
-
-# The hot path's statements, built once (see storage/rollups.py). An answer's columns are
-# its parameters; RETURNING only the id: the rest of the row is what was just sent.
-INSERT_ANSWER = {"postgresql": _insert_answer(postgresql.insert),
-                 "sqlite": _insert_answer(sqlite.insert)}
-INSERT_ALERT = insert(_alerts).returning(_alerts.c.id)
-RETRACT = (delete(_answers)
-           .where(_answers.c.session_id == bindparam("k_session_id"),
-                  _answers.c.step_id.in_(bindparam("k_steps", expanding=True)))
-           .returning(*(_answers.c[name] for name in (
-               "survey_id", "step_id", "metric", "score", "choices", "channel", "segment",
-               "respondent", "context", "answered_at"))))
-
-
-def _step(find: Select[DialogueRow], params: Mapping[str, Any], step: Step, now: datetime,
-          event: Event | None, session: Session) -> Stepped | Duplicate | None:
-    # The event first: a redelivered one is known as such even after its dialogue ended.
-    if event is not None and not events.claim(session.connection(), *event, now):
-        return Duplicate(session.scalar(find, params))
-    if (dialogue := session.scalar(find, params)) is None:
-        return None  # the event stays claimed: "no dialogue" was the answer to it
-    turn, timezone = step(session, dialogue)
-    recorded = []
-    if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
-        recorded = record_here(session, dialogue, turn, now, timezone)
-    return Stepped(dialogue, turn, recorded)
-
-
 def _informed(info: Mapping[str, Any], fn: Callable[[Session], _T], session: Session) -> _T:
     """`fn(session)` on a Session that says what the unit's factory says (the outbox
     switch, the metrics' observer: see storage.db.session_factory)."""
@@ -385,61 +260,3 @@ def _commit_here(session: Session) -> None:
     session.connection().connection.dbapi_connection.commit()  # type: ignore[union-attr]
 
 
-def record_here(session: Session, dialogue: DialogueRow, turn: Turn, now: datetime,
-                timezone: str, *, commit: bool = False) -> list[Recorded]:
-    """UnitOfWork.record, run synchronously on the unit's session (in `apply`, or in its
-    own): one switch into SQLAlchemy's greenlet (or one thread hop) for the whole turn
-    instead of one per statement. Core statements only: mapping the new rows as ORM objects
-    cost a third of the turn's CPU."""
-    connection = session.connection()
-    state = turn.state
-    if turn.retracted:
-        removed = connection.execute(
-            RETRACT, {"k_session_id": dialogue.id, "k_steps": list(turn.retracted)}).all()
-        rollups.count(connection, removed, timezone, -1)
-
-    inserted: list[Recorded] = []
-    insert = INSERT_ANSWER[connection.dialect.name]
-    for answer in turn.answers:
-        # Anyone may send anonymous answers: a burst of them must not flood the team.
-        alert = answer.alert and (dialogue.respondent != Respondent.ANONYMOUS or (
-            anonymous_alert_allowed(connection, dialogue.survey_id, now, session.info.get(
-                ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR))))
-        values: dict[str, Any] = {
-            "session_id": dialogue.id, "customer_id": dialogue.customer_id,
-            "survey_id": dialogue.survey_id, "script_version": dialogue.script_version,
-            "step_id": answer.step, "metric": answer.metric, "score": answer.score,
-            "choices": list(answer.choices) or None, "text": answer.text,
-            "channel": dialogue.channel, "segment": str(state.customer.get("segment", "")),
-            "respondent": dialogue.respondent, "context": dict(state.context),
-            "alert": alert, "answered_at": now}
-        answer_id = connection.execute(insert, values).scalar()
-        if answer_id is None:  # this answer was recorded before
-            continue
-        alert_id = None
-        if alert:
-            alert_id = connection.execute(INSERT_ALERT, {
-                "session_id": dialogue.id, "answer_id": answer_id,
-                "customer_id": dialogue.customer_id, "survey_id": dialogue.survey_id,
-                "step_id": answer.step, "score": answer.score, "status": AlertStatus.OPEN,
-                "notes": [], "created_at": now, "updated_at": now}).scalar_one()
-        inserted.append(Recorded(id=answer_id, alert_id=alert_id, **values))
-    rollups.count(connection, inserted, timezone, +1)
-
-    changes: dict[str, object] = {"state": state.to_json(), "current_step": state.step}
-    if turn.finished and dialogue.status == DialogueStatus.ACTIVE:
-        expired = turn.reprompt is not None and turn.reprompt.problem is Problem.EXPIRED
-        changes["status"] = DialogueStatus.EXPIRED if expired else DialogueStatus.COMPLETED
-        changes["completed_at"] = None if expired else now
-    save(connection, dialogue, now, changes)
-    if dialogue.delivery_id is not None and (inserted or turn.finished):
-        mark_answered(connection, dialogue.delivery_id, turn.finished, now)
-    completed = changes.get("status") == DialogueStatus.COMPLETED
-    if session.info.get(outbox.ENABLED) and (inserted or completed):
-        outbox.add(session, outbox.turn_events(
-            connection, dialogue, inserted, state.context if completed else None), now)
-    if inserted and (observe := session.info.get(OBSERVE)) is not None:
-        observe(inserted)  # counted even if the commit fails: a metric, not a record
-    if commit:
-        _commit_here(session)
-    return inserted

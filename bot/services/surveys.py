@@ -1,23 +1,24 @@
-"""Dialogues, whatever the channel: open one for a customer's address, take a reply, and
-write what it produced — answers, state, rollups and alerts — in one transaction.
+"""The dialogue lifecycle, whatever the channel: open one for a customer's address (or a
+delivery), take a reply, decide what it does (the engine advances the state; this module
+decides completed or expired, which answers may alert) and have storage write it — answers,
+state, rollups, alerts, the delivery and the webhook events — in one transaction.
 
 Channels (Telegram, the web page, e-mail links) turn replies into `Reply` (or `Tap`) values
 and the outcome's prompts into their own UI; nothing here knows how a prompt looks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Row, Select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
-
+from bot.services.errors import NotFound, ServiceError
 from bot.services.scripts import script_of
 from conversations.conditions import Scalar
 from conversations.engine import (
+    Answer,
     DialogueState,
     Prompt,
     PromptKind,
@@ -31,27 +32,21 @@ from conversations.engine import (
     start,
 )
 from conversations.script import Script
+from conversations.statuses import Channel, DeliveryStatus, DialogueStatus, Respondent
 from storage.errors import StaleDialogue
-from storage.models import (
-    Channel,
-    CustomerRow,
-    DeliveryRow,
-    DeliveryStatus,
-    DialogueRow,
-    DialogueStatus,
-    Respondent,
-    ScriptRow,
-)
-from storage.repositories import alerts, customers, deliveries, events, scripts
-from storage.repositories import dialogues as sessions
-from storage.repositories.dialogues import DELIVERY_VIEW, OF_DELIVERY, OPEN_AT
-from storage.uow import Database, Duplicate, Event, Stepped, UnitOfWork, record_here
+from storage.models import CustomerRow, DeliveryRow, DialogueRow, ScriptRow
+from storage.repositories.alerts import Posted
+from storage.repositories.deliveries import OPEN
+from storage.repositories.dialogues import DeliveryView, Recorded
+from storage.uow import Database, Store
 
-Factory = async_sessionmaker[AsyncSession]
-_View = TypeVar("_View", bound=Row[*tuple[Any, ...]])
+# A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
+Event = tuple[str, str]
+# How a reply finds its dialogue in the transaction that applies it.
+Find = Callable[[Store], DialogueRow | None]
 
 
-class SurveyError(RuntimeError):
+class SurveyError(ServiceError):
     """Root of what the survey service refuses; channels turn each into a polite message."""
 
 
@@ -171,15 +166,35 @@ class Transcript:
     answers: tuple[AnswerLine, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Stepped:
+    """What one reply did, inside its transaction: the dialogue as saved, its script, the
+    turn, the answers stored, and its latest alert when the reply held a text."""
+
+    dialogue: DialogueRow
+    script: Script
+    turn: Turn
+    recorded: list[Recorded]
+    alerted: Posted | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Duplicate:
+    """The reply's event was applied before: nothing done. The dialogue as it is now."""
+
+    dialogue: DialogueRow | None
+
+
 class SurveyService:
-    def __init__(self, factory: Factory, *, clock: Callable[[], datetime] | None = None,
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None,
                  attempts: int = 3) -> None:
-        self._factory = factory
-        self._db = Database(factory)
+        self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempts = attempts
         # Stored versions never change, so a parsed script is good for the process's life.
         self._scripts: dict[tuple[str, int], Script] = {}
+
+    # -- opening ------------------------------------------------------------------------------
 
     async def begin(self, who: Who, survey_id: str | None = None, *,
                     context: Mapping[str, Scalar] | None = None, token: str | None = None,
@@ -189,48 +204,41 @@ class SurveyService:
         With `token` (a deep link), the delivery it names: the address is bound to that
         delivery's customer. Without, the customer's pending delivery in this channel, else
         `survey_id`. A dialogue already open on the same survey is shown again, not started
-        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey.
-
-        One unit of work, in one thread hop on SQLite (UnitOfWork.apply)."""
+        anew; another open dialogue is abandoned. OptedOut, LinkExpired, NoSurvey."""
         now = self._clock()
-
-        def run(session: Session) -> Outcome | OptedOut:
-            return self._begin(session, who, survey_id, context, token, event, now)
-
-        async with UnitOfWork(self._factory) as uow:
-            outcome = await uow.apply(run)
+        outcome = await self._db.write(
+            lambda store: self._begin(store, who, survey_id, context, token, event, now))
         if isinstance(outcome, OptedOut):
             raise outcome
         return outcome
 
-    def _begin(self, session: Session, who: Who, survey_id: str | None,
+    def _begin(self, store: Store, who: Who, survey_id: str | None,
                context: Mapping[str, Scalar] | None, token: str | None, event: Event | None,
                now: datetime) -> Outcome | OptedOut:
-        """SurveyService.begin on the unit's synchronous session. OptedOut is returned, not
-        raised, so that the unit commits: the binding stands, the customer may opt in again.
-        LinkExpired and NoSurvey are raised: nothing is committed, the event not claimed."""
-        if event is not None and not events.claim(session.connection(), *event, now):
+        """OptedOut is returned, not raised, so that the transaction commits: the binding
+        stands, the customer may opt in again. LinkExpired and NoSurvey are raised: nothing
+        is committed, the event not claimed."""
+        if event is not None and not store.events.claim(*event, now):
             return Outcome(0, duplicate=True)
         delivery = None
         new = False  # created in this transaction: no delivery or dialogue can name them yet
         if token is not None:
-            delivery = deliveries.by_token(session, token)
-            if delivery is None or delivery.status not in deliveries.OPEN:
+            delivery = store.deliveries.by_token(token)
+            if delivery is None or delivery.status not in OPEN:
                 raise LinkExpired(token)
-            customer = customers.get(session, delivery.customer_id)
-            customers.bind(session.connection(), customer.id, who.channel, who.address,
-                           now=now)
+            customer = store.customers.get(delivery.customer_id)
+            store.customers.bind(customer.id, who.channel, who.address, now=now)
         else:
-            customer, new = self._customer(session, who, now)
+            customer, new = self._customer(store, who, now)
         if customer.opted_out_at is not None:
             return OptedOut(who.address)
         if delivery is None and not new:
-            delivery = deliveries.pending_for(session, customer.id, who.channel)
+            delivery = store.deliveries.pending_for(customer.id, who.channel)
         if delivery is not None:
             survey_id, context = delivery.survey_id, delivery.context
         if survey_id is None:
             raise NoSurvey("no survey asked for")
-        return self._open(session, who, customer, survey_id, context, delivery, now, new=new)
+        return self.open(store, who, customer, survey_id, context, delivery, now, new=new)
 
     async def open_delivery(self, token: str, *, channel: str = "web",
                             locale: str | None = None) -> Outcome:
@@ -247,16 +255,15 @@ class SurveyService:
                            title=title(script, state.locale), questions=_page(script, state))
         now = self._clock()
 
-        def run(session: Session) -> Outcome:
-            delivery = deliveries.by_token(session, token)
-            if delivery is None or delivery.status not in deliveries.OPEN:
+        def run(store: Store) -> Outcome:
+            delivery = store.deliveries.by_token(token)
+            if delivery is None or delivery.status not in OPEN:
                 raise LinkExpired(token)  # closed since the read above
-            customer = customers.get(session, delivery.customer_id)
-            return self._open(session, Who(channel, "", locale=locale), customer,
-                              delivery.survey_id, delivery.context, delivery, now, move=False)
+            customer = store.customers.get(delivery.customer_id)
+            return self.open(store, Who(channel, "", locale=locale), customer,
+                             delivery.survey_id, delivery.context, delivery, now, move=False)
 
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.apply(run)
+        return await self._db.write(run)
 
     async def preview_delivery(self, token: str, value: str, *,
                                locale: str | None = None) -> Preview:
@@ -266,24 +273,22 @@ class SurveyService:
         nothing. Refuses as open_delivery does."""
         now = self._clock()
 
-        def read(session: Session) -> tuple[Script, DialogueState]:
-            view = _open_view(session.execute(DELIVERY_VIEW, {"k_token": token}).first(),
-                              token)
+        def read(store: Store) -> tuple[Script, DialogueState]:
+            view = _open_view(store.dialogues.delivery_view(token), token)
             if view.id is not None:  # under way: where it stands
-                script = self._script(session, view.survey_id, view.script_version)
+                script = self._script(store, view.survey_id, view.script_version)
                 return script, DialogueState.from_json(view.state)
-            delivery = deliveries.by_token(session, token)
+            delivery = store.deliveries.by_token(token)
             assert delivery is not None  # the view above found it
-            version = scripts.active_version(session, delivery.survey_id)
+            version = store.scripts.active_version(delivery.survey_id)
             if version is None:
                 raise NoSurvey(delivery.survey_id)
-            customer = customers.get(session, delivery.customer_id)
-            script = self._script(session, delivery.survey_id, version)
+            customer = store.customers.get(delivery.customer_id)
+            script = self._script(store, delivery.survey_id, version)
             return script, start(script, now=now, locale=customer.locale or locale,
                                  context=delivery.context, customer=_profile(customer)).state
 
-        async with UnitOfWork(self._factory, read_only=True) as uow:
-            script, state = await uow.session.run_sync(read)
+        script, state = await self._db.read(read)
         prompts = current_prompts(script, state)
         asked = [p for p in prompts if p.kind is not PromptKind.MESSAGE]
         heading = title(script, state.locale)
@@ -292,84 +297,92 @@ class SurveyService:
         turn = advance(script, state, Reply.button(asked[0].step, value), now)
         return Preview(prompts, turn.prompts, turn.finished, state.locale, heading)
 
-    def _open(self, session: Session, who: Who, customer: CustomerRow, survey_id: str,
-              context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
-              now: datetime, *, new: bool = False, move: bool = True) -> Outcome:
-        """`move`: a delivery's dialogue under way in another channel continues in this
+    def open(self, store: Store, who: Who, customer: CustomerRow, survey_id: str,
+             context: Mapping[str, Scalar] | None, delivery: DeliveryRow | None,
+             now: datetime, *, new: bool = False, move: bool = True) -> Outcome:
+        """Open (or show again) the customer's dialogue of `survey_id` in `who`'s channel,
+        inside the caller's transaction: the one way a dialogue starts, for a customer's
+        message, a page and the dispatcher's send alike.
+
+        `move`: a delivery's dialogue under way in another channel continues in this
         one (the Telegram deep link of an e-mailed survey), so the channel's own lookups
-        find it; without, it is only shown (a web page, which finds it by its token)."""
+        find it; without, it is only shown (a web page, which finds it by its token).
+        `new`: the customer was created in this transaction (nothing to look up)."""
         delivery_id = delivery.id if delivery is not None else None
-        if delivery is not None and (current := session.scalar(
-                OF_DELIVERY, {"k_token": delivery.token or ""})) is not None:
+        if delivery is not None and (
+                current := store.dialogues.of_delivery(delivery.token or "")) is not None:
             if move and current.channel != who.channel:
-                other = sessions.open_for(session, customer.id, who.channel)
+                other = store.dialogues.open_for(customer.id, who.channel)
                 if other is not None:
-                    sessions.save(session.connection(), other, now,
-                                  {"status": DialogueStatus.ABANDONED, "completed_at": None})
-                sessions.save(session.connection(), current, now, {"channel": who.channel})
-            script = self._script(session, current.survey_id, current.script_version)
-            state = current.dialogue_state()
-            return Outcome(current.id, current_prompts(script, state), locale=state.locale,
-                           title=title(script, state.locale), questions=_page(script, state))
-        dialogue = None if new else sessions.open_for(session, customer.id, who.channel)
+                    store.dialogues.close(other, DialogueStatus.ABANDONED, now)
+                store.dialogues.save(current, now, {"channel": who.channel})
+            return self._shown(store, current)
+        dialogue = None if new else store.dialogues.open_for(customer.id, who.channel)
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
-            script = self._script(session, dialogue.survey_id, dialogue.script_version)
-            state = dialogue.dialogue_state()
-            return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
-                           title=title(script, state.locale), questions=_page(script, state))
+            return self._shown(store, dialogue)
         if dialogue is not None:
-            sessions.save(session.connection(), dialogue, now,
-                          {"status": DialogueStatus.ABANDONED, "completed_at": None})
-        version = scripts.active_version(session, survey_id)
+            store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
+        version = store.scripts.active_version(survey_id)
         if version is None:
             raise NoSurvey(survey_id)
-        script = self._script(session, survey_id, version)
+        script = self._script(store, survey_id, version)
         respondent = respondent_of(who.channel, delivery_id)
         if respondent == Respondent.ANONYMOUS and not script.anonymous:
             raise NoSurvey(survey_id)  # as if unknown: a stranger learns nothing of it
         turn = start(script, now=now, locale=customer.locale or who.locale,
                      context=context, customer=_profile(customer))
-        dialogue = sessions.start(session, customer.id, who.channel, script.id,
-                                  script.version, turn.state.to_json(), now=now,
-                                  delivery_id=delivery_id, respondent=respondent)
+        dialogue = store.dialogues.start(customer.id, who.channel, script.id, script.version,
+                                         turn.state.to_json(), now=now,
+                                         delivery_id=delivery_id, respondent=respondent)
         if turn.finished:  # a script of messages only
-            record_here(session, dialogue, turn, now, script.timezone)
+            self._record(store, dialogue, script, turn, now)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
                        locale=turn.state.locale, title=title(script, turn.state.locale),
                        questions=_page(script, turn.state))
 
+    def _shown(self, store: Store, dialogue: DialogueRow) -> Outcome:
+        script = self._script(store, dialogue.survey_id, dialogue.script_version)
+        state = dialogue.dialogue_state()
+        return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
+                       title=title(script, state.locale), questions=_page(script, state))
+
     async def open_to_visitors(self, survey_id: str) -> bool:
         """Whether anyone may answer this survey without being known (its script says
         `anonymous: true`): False for a survey that does not exist either."""
-        def run(session: Session) -> bool:
-            version = scripts.active_version(session, survey_id)
-            return version is not None and self._script(session, survey_id, version).anonymous
+        def run(store: Store) -> bool:
+            version = store.scripts.active_version(survey_id)
+            return version is not None and self._script(store, survey_id, version).anonymous
 
-        async with UnitOfWork(self._factory, read_only=True) as uow:
-            return await uow.session.run_sync(run)
+        return await self._db.read(run)
+
+    # -- stepping -----------------------------------------------------------------------------
 
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
         """Apply a reply to the open dialogue at this address; None when there is none."""
-        return await self._apply(OPEN_AT, _at(who), lambda script, dialogue: reply, event)
+        return await self._apply(lambda store: store.dialogues.open_at(who.channel, who.address),
+                                 lambda script, dialogue: reply, event)
 
     async def tap(self, who: Who, tap: Tap, *, event: Event | None = None) -> Outcome | None:
         """Apply a button pressed on a question. A button of another dialogue, or of a
         question no longer asked, gets Problem.STALE and changes nothing."""
-        return await self._apply(OPEN_AT, _at(who), _tapped(tap), event)
+        return await self._apply(lambda store: store.dialogues.open_at(who.channel, who.address),
+                                 _tapped(tap), event)
 
     async def tap_delivery(self, token: str, tap: Tap) -> Outcome | None:
         """A tap (or a typed answer) on the page of the delivery with this token; None when
         its dialogue is not open."""
-        return await self._apply(OF_DELIVERY, {"k_token": token}, _tapped(tap), None)
+        return await self._apply(lambda store: store.dialogues.of_delivery(token),
+                                 _tapped(tap), None)
 
-    async def _apply(self, find: Select[DialogueRow], params: Mapping[str, Any],
-                     to_reply: Callable[[Script, DialogueRow], Reply], event: Event | None
-                     ) -> Outcome | None:
+    async def _apply(self, find: Find, to_reply: Callable[[Script, DialogueRow], Reply],
+                     event: Event | None) -> Outcome | None:
         for attempt in range(1, self._attempts + 1):
+            now = self._clock()
             try:
-                stepped, alerted, script = await self._step_once(find, params, to_reply, event)
+                stepped = await self._db.write(functools.partial(
+                    self._step, find=find, to_reply=to_reply, event=event, now=now))
                 break
             except StaleDialogue:
                 # Another process moved this dialogue on between our read and our write:
@@ -378,9 +391,10 @@ class SurveyService:
                     raise
         if stepped is None:
             return None
-        if isinstance(stepped, Duplicate):
+        if isinstance(stepped, _Duplicate):
             return await self._where_it_stands(stepped.dialogue)
-        dialogue, turn, recorded = stepped
+        dialogue, script, turn, recorded = (stepped.dialogue, stepped.script, stepped.turn,
+                                            stepped.recorded)
         state = turn.state
         raised = tuple(
             Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
@@ -388,10 +402,48 @@ class SurveyService:
                   _str_or_none(state.customer.get("first_name")), dict(state.context))
             for answer in recorded if answer.alert_id is not None)
         # A text after a low score is the customer's comment: it goes under the latest alert.
-        comments = tuple(Comment(alert.id, alert.message_id, answer.text)
-                         for alert in alerted for answer in recorded if answer.text)
+        alerted = stepped.alerted
+        comments = tuple(Comment(alerted.id, alerted.message_id, answer.text)
+                         for answer in recorded if answer.text and alerted is not None)
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
-                       comments, state.locale, title=title(script, state.locale) if script else "")
+                       comments, state.locale, title=title(script, state.locale))
+
+    def _step(self, store: Store, find: Find, to_reply: Callable[[Script, DialogueRow], Reply],
+              event: Event | None, now: datetime) -> _Stepped | _Duplicate | None:
+        """A reply's whole transaction: claim its event, read the dialogue, advance it, and
+        record the turn unless it only re-asks. None if there is no dialogue to reply to."""
+        # The event first: a redelivered one is known as such even after its dialogue ended.
+        if event is not None and not store.events.claim(*event, now):
+            return _Duplicate(find(store))
+        if (dialogue := find(store)) is None:
+            return None  # the event stays claimed: "no dialogue" was the answer to it
+        script = self._script(store, dialogue.survey_id, dialogue.script_version)
+        turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
+        alerted = (store.alerts.latest_for(dialogue.id)
+                   if any(answer.text for answer in turn.answers) else None)
+        recorded = []
+        if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
+            recorded = self._record(store, dialogue, script, turn, now)
+        return _Stepped(dialogue, script, turn, recorded, alerted)
+
+    def _record(self, store: Store, dialogue: DialogueRow, script: Script, turn: Turn,
+                now: datetime) -> list[Recorded]:
+        """What a turn does, decided here and written by storage: the dialogue ends as the
+        engine says (once: a closed dialogue is not closed again); an answer alerts as the
+        script says, but anonymous answers only so often per survey (a burst of them must
+        not flood the team); its delivery is answered once an answer is stored, completed
+        once the survey is."""
+        ending = turn.ending if dialogue.status == DialogueStatus.ACTIVE else None
+        answers: Sequence[Answer] = turn.answers
+        if dialogue.respondent == Respondent.ANONYMOUS and any(a.alert for a in answers):
+            allowed = store.alerts.anonymous_alert_allowed(
+                dialogue.survey_id, now, store.dialogues.anonymous_alerts_per_hour())
+            answers = [a._replace(alert=a.alert and allowed) for a in answers]
+        recorded = store.dialogues.record(dialogue, turn.state, answers, turn.retracted,
+                                          ending, now, script.timezone)
+        if dialogue.delivery_id is not None and (recorded or turn.finished):
+            store.deliveries.mark_answered(dialogue.delivery_id, turn.finished, now)
+        return recorded
 
     async def _where_it_stands(self, dialogue: DialogueRow | None) -> Outcome:
         """A redelivered event's outcome: the question the dialogue is at. The channel
@@ -399,36 +451,13 @@ class SurveyService:
         after its commit and before its reply: asking again beats never asking."""
         if dialogue is None or dialogue.status != DialogueStatus.ACTIVE:
             return Outcome(0, duplicate=True)
-        async with UnitOfWork(self._factory, read_only=True) as uow:
-            script = await uow.session.run_sync(self._script, dialogue.survey_id,
-                                                dialogue.script_version)
+        script = await self._db.read(
+            lambda store: self._script(store, dialogue.survey_id, dialogue.script_version))
         state = dialogue.dialogue_state()
         return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
                        duplicate=True)
 
-    async def _step_once(self, find: Select[DialogueRow], params: Mapping[str, Any],
-                         to_reply: Callable[[Script, DialogueRow], Reply], event: Event | None
-                         ) -> tuple[Stepped | Duplicate | None, tuple[alerts.Posted, ...],
-                                    Script | None]:
-        """The step; the dialogue's latest alert when the reply holds a text (a comment),
-        read in the step's own hop, not in a unit of work of its own; and its script."""
-        now = self._clock()
-        alerted: tuple[alerts.Posted, ...] = ()
-        used: list[Script] = []
-
-        def step(session: Session, dialogue: DialogueRow) -> tuple[Turn, str]:
-            nonlocal alerted
-            script = self._script(session, dialogue.survey_id, dialogue.script_version)
-            used.append(script)
-            turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
-            if any(answer.text for answer in turn.answers):
-                latest = alerts.latest_for(session.connection(), dialogue.id)
-                alerted = (latest,) if latest is not None else ()
-            return turn, script.timezone
-
-        async with UnitOfWork(self._factory) as uow:
-            stepped = await uow.step(find, params, step, now=now, event=event)
-        return stepped, alerted, used[-1] if used else None
+    # -- the customer's choices ---------------------------------------------------------------
 
     async def opt_out(self, who: Who) -> bool:
         """No more surveys for this customer, in any channel; the open dialogue ends.
@@ -440,20 +469,22 @@ class SurveyService:
         channel, and its dialogue ends. LinkExpired for an unknown token; False if they
         had opted out already."""
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            delivery = await uow.deliveries.by_token(token)
+
+        def run(store: Store) -> bool:
+            delivery = store.deliveries.by_token(token)
             if delivery is None:
                 raise UnknownLink("unknown")
-            customer = await uow.customers.get(delivery.customer_id)
+            customer = store.customers.get(delivery.customer_id)
             if customer.opted_out_at is not None:
                 return False
             customer.opted_out_at = customer.updated_at = now
-            if (dialogue := await uow.sessions.of_delivery(token)) is not None:
-                await uow.sessions.close(dialogue, DialogueStatus.ABANDONED, now=now)
-            await uow.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
-                                {"channel": channel, "delivery": delivery.id}, now=now)
-            await uow.commit()
-        return True
+            if (dialogue := store.dialogues.of_delivery(token)) is not None:
+                store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
+            store.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
+                            {"channel": channel, "delivery": delivery.id}, now=now)
+            return True
+
+        return await self._db.write(run)
 
     async def opt_in(self, who: Who) -> bool:
         """Surveys again, after an opt-out. False if they had not opted out."""
@@ -461,93 +492,93 @@ class SurveyService:
 
     async def _set_opt_out(self, who: Who, *, opted_out: bool) -> bool:
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            customer, _ = await uow.session.run_sync(self._customer, who, now)
+
+        def run(store: Store) -> bool:
+            customer, _ = self._customer(store, who, now)
             if (customer.opted_out_at is not None) == opted_out:
                 return False
             customer.opted_out_at = now if opted_out else None
             customer.updated_at = now
-            if opted_out:
-                dialogue = await uow.sessions.open_for(customer.id, who.channel)
-                if dialogue is not None:
-                    await uow.sessions.close(dialogue, DialogueStatus.ABANDONED, now=now)
-            await uow.audit.add(f"customer:{customer.id}", "opt_out" if opted_out else "opt_in",
-                                f"customer:{customer.id}", {"channel": who.channel}, now=now)
-            await uow.commit()
-        return True
+            if opted_out and (dialogue := store.dialogues.open_for(
+                    customer.id, who.channel)) is not None:
+                store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
+            store.audit.add(f"customer:{customer.id}", "opt_out" if opted_out else "opt_in",
+                            f"customer:{customer.id}", {"channel": who.channel}, now=now)
+            return True
+
+        return await self._db.write(run)
 
     async def latest_status(self, who: Who, survey_id: str | None = None) -> str | None:
         """The status of the latest dialogue at this address (of this survey, if given):
         expired for a late reply, completed for a visitor who answered already."""
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.sessions.latest_status(who.channel, who.address, survey_id)
+        return await self._db.read(
+            lambda store: store.dialogues.latest_status(who.channel, who.address, survey_id))
 
     async def locale_of(self, who: Who) -> str | None:
         """The language the customer chose (/language), if any."""
-        async with UnitOfWork(self._factory) as uow:
-            customer = await uow.customers.by_identity(who.channel, who.address)
+        customer = await self._db.read(
+            lambda store: store.customers.by_identity(who.channel, who.address))
         return customer.locale if customer is not None else None
 
     async def set_locale(self, who: Who, locale: str) -> Outcome | None:
         """Remember the customer's language, and switch the open dialogue to it (if its
         script speaks it); returns the open question, asked again in that language."""
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            customer, _ = await uow.session.run_sync(self._customer, who, now)
+
+        def run(store: Store) -> Outcome | None:
+            customer, _ = self._customer(store, who, now)
             customer.locale, customer.updated_at = locale, now
-            dialogue = await uow.sessions.open_for(customer.id, who.channel)
-            outcome = None
-            if dialogue is not None:
-                script = await uow.session.run_sync(
-                    self._script, dialogue.survey_id, dialogue.script_version)
-                state = change_locale(script, dialogue.dialogue_state(), locale)
-                await uow.sessions.save(dialogue, now=now, state=state.to_json())
-                outcome = Outcome(dialogue.id, current_prompts(script, state),
-                                  locale=state.locale)
-            await uow.commit()
-        return outcome
+            dialogue = store.dialogues.open_for(customer.id, who.channel)
+            if dialogue is None:
+                return None
+            script = self._script(store, dialogue.survey_id, dialogue.script_version)
+            state = change_locale(script, dialogue.dialogue_state(), locale)
+            store.dialogues.save(dialogue, now, {"state": state.to_json()})
+            return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale)
+
+        return await self._db.write(run)
 
     async def mark_unreachable(self, who: Who, reason: str) -> None:
-        async with UnitOfWork(self._factory) as uow:
-            await uow.customers.mark_unreachable(who.channel, who.address, reason)
-            await uow.commit()
+        await self._db.write(
+            lambda store: store.customers.mark_unreachable(who.channel, who.address, reason))
 
     async def alert_posted(self, alert_id: int, message_id: str) -> None:
-        async with UnitOfWork(self._factory) as uow:
-            await uow.alerts.set_message(alert_id, message_id)
-            await uow.commit()
+        await self._db.write(lambda store: store.alerts.set_message(alert_id, message_id))
 
     async def transcript(self, session_id: int) -> Transcript:
-        async with UnitOfWork(self._factory) as uow:
-            dialogue = await uow.sessions.get(session_id)
-            customer = await uow.customers.get(dialogue.customer_id)
-            answers = await uow.answers.for_session(session_id)
-        state = dialogue.dialogue_state()
-        return Transcript(
-            dialogue.id, dialogue.survey_id, customer.id, customer.first_name, dialogue.status,
-            dict(state.context),
-            tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
-                  for a in answers))
+        def run(store: Store) -> Transcript:
+            dialogue = store.dialogues.get(session_id)
+            if dialogue is None:
+                raise NotFound(f"dialogue {session_id}")
+            customer = store.customers.get(dialogue.customer_id)
+            answers = store.answers.for_session(session_id)
+            return Transcript(
+                dialogue.id, dialogue.survey_id, customer.id, customer.first_name,
+                dialogue.status, dict(dialogue.dialogue_state().context),
+                tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
+                      for a in answers))
+
+        return await self._db.read(run)
 
     @staticmethod
-    def _customer(session: Session, who: Who, now: datetime) -> tuple[CustomerRow, bool]:
+    def _customer(store: Store, who: Who, now: datetime) -> tuple[CustomerRow, bool]:
         """The customer at this address, and whether they are new (created now); the address
-        is bound to them and marked reachable again (customers.bind): someone who writes to
-        us can be written to."""
-        customer = customers.by_identity(session, who.channel, who.address)
+        is bound to them and marked reachable again: someone who writes to us can be
+        written to."""
+        customer = store.customers.by_identity(who.channel, who.address)
         new = customer is None
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
-            customer = customers.add(session, now=now, first_name=who.first_name)
-        customers.bind(session.connection(), customer.id, who.channel, who.address, now=now)
+            customer = store.customers.add(now=now, first_name=who.first_name)
+        store.customers.bind(customer.id, who.channel, who.address, now=now)
         return customer, new
 
-    def _script(self, session: Session, survey_id: str, version: int) -> Script:
-        """Synchronous (it runs inside UnitOfWork.step): a dialogue finishes on the version
-        it started with, even after a new one is stored."""
+    def _script(self, store: Store, survey_id: str, version: int) -> Script:
+        """A dialogue finishes on the version it started with, even after a new one is
+        stored."""
         cached = self._scripts.get((survey_id, version))
-        return cached or self._parsed(scripts.get(session, survey_id, version))
+        return cached or self._parsed(store.scripts.get(survey_id, version))
 
     def _parsed(self, row: ScriptRow) -> Script:
         key = (row.survey_id, row.version)
@@ -573,22 +604,18 @@ def _page(script: Script, state: DialogueState) -> tuple[Prompt, ...]:
     return all_questions(script, state) if script.web_layout == "page" else ()
 
 
-def _open_view(view: _View | None, token: str) -> _View:
+def _open_view(view: DeliveryView | None, token: str) -> DeliveryView:
     """A delivery's DELIVERY_VIEW row, if its survey may be answered: UnknownLink,
     Finished, LinkExpired or OptedOut if not."""
     if view is None:
         raise UnknownLink("unknown")
     if view.status == DeliveryStatus.COMPLETED:
         raise Finished(token)
-    if view.status not in deliveries.OPEN:
+    if view.status not in OPEN:
         raise LinkExpired(view.status)
     if view.opted_out_at is not None:
         raise OptedOut(token)
     return view
-
-
-def _at(who: Who) -> dict[str, str]:
-    return {"k_channel": who.channel, "k_address": who.address}
 
 
 def _tapped(tap: Tap) -> Callable[[Script, DialogueRow], Reply]:

@@ -24,6 +24,7 @@ from aiogram.types import (
 from aiogram.utils.i18n import I18n
 
 from bot.services.surveys import (
+    Event,
     LinkExpired,
     NoSurvey,
     OptedOut,
@@ -40,7 +41,6 @@ from handlers.render import telegram as render
 from handlers.telegram import admin
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
-from storage.uow import Event
 
 log = logging.getLogger(__name__)
 

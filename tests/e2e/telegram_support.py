@@ -26,7 +26,7 @@ from handlers.replies import ChannelReplier
 from handlers.telegram import admin
 from storage.db import create_engine, session_factory
 from storage.models import AnswerRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.migrated import load_examples, migrate
 
@@ -47,7 +47,7 @@ class Product:
         self.settings = settings
         self.engine = engine
         self.factory = session_factory(engine)
-        self.surveys = surveys or SurveyService(self.factory)
+        self.surveys = surveys or SurveyService(Database(self.factory))
         self.i18n = telegram.build_i18n()
         self.bot: Bot = telegram.build_bot(settings, self.surveys)
         self.dispatcher: Dispatcher = telegram.build_dispatcher(settings, self.surveys,

@@ -21,7 +21,7 @@ from bot.services.surveys import SurveyService, Who
 from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub
 from testkit.net import free_port
 
@@ -154,7 +154,7 @@ async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> 
         await _answer_nps(session_factory(engine), [10, 9, 9, 10, 9, 7, 8, 8, 3, 6], day)
         await _answer_nps(session_factory(engine), [0], day + timedelta(days=30))
         # Two visitors of /w/nps, detractors: anonymous, beside the figures, not in them.
-        visitors = SurveyService(session_factory(engine), clock=lambda: day)
+        visitors = SurveyService(Database(session_factory(engine)), clock=lambda: day)
         for n in range(2):
             await visitors.begin(Who("web", f"visitor-report-{n}"), "nps")
             await visitors.reply(Who("web", f"visitor-report-{n}"), Reply.typed("1"))

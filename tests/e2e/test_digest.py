@@ -23,7 +23,7 @@ from conversations.engine import Reply
 from handlers.email.outbound import Smtp
 from storage.db import create_engine, session_factory
 from storage.models import AuditRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub
 from testkit.clock import Clock
 from testkit.net import free_port
@@ -184,7 +184,7 @@ async def test_anonymous_answers_are_counted_beside_the_known_figures(
     _, port = mailbox
     await seed(product)
     monday = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
-    visitors = SurveyService(product.factory, clock=lambda: monday)
+    visitors = SurveyService(Database(product.factory), clock=lambda: monday)
     for n, score in enumerate(("3", "0")):
         visitor = Who("web", f"visitor-digest-{n}")
         await visitors.begin(visitor, "nps")

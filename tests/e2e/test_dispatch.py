@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot.dispatch import DeliveryDispatcher, Job, Sender
 from bot.runner import build_sender_bot
 from bot.scheduler import build_scheduler
+from bot.services.dispatch import DeliveryDispatcher, Job, Sender
 from bot.services.surveys import SurveyService
 from bot.telegram import build_i18n
 from handlers.telegram.outbound import TelegramSender
 from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow
 from storage.repositories import deliveries as store
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
@@ -72,7 +72,7 @@ async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIt
     async with BotApiStub() as stub, serving(db_url, channels=channels,
                                              telegram_api_base=stub.base_url,
                                              telegram_chat_rate=1000.0, **overrides) as api:
-        surveys = SurveyService(api.services.factory, clock=api.clock)
+        surveys = SurveyService(Database(api.services.factory), clock=api.clock)
         customer = Product(stub, api.settings, api.engine, surveys)
         sender_bot = build_sender_bot(api.settings, surveys)
         fake_mail = FakeMail()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from bot import telegram
-from bot.services.surveys import OptedOut, Outcome, SurveyService, Who
+from bot.services.surveys import Event, OptedOut, Outcome, SurveyService, Who
 from conversations.engine import Reply
 from storage.models import (
     CustomerRow,
@@ -22,7 +22,7 @@ from storage.models import (
     DialogueRow,
     IdentityRow,
 )
-from storage.uow import Event, UnitOfWork
+from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
 from tests.e2e.telegram_support import (
     ADMIN_CHAT,

@@ -17,7 +17,7 @@ from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
 from storage.models import AlertRow, AnswerRow, DialogueRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.migrated import load_examples
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
@@ -28,7 +28,7 @@ Factory = async_sessionmaker[AsyncSession]
 
 async def loaded(factory: Factory) -> SurveyService:
     await load_examples(factory, NOW)
-    return SurveyService(factory, clock=lambda: NOW)
+    return SurveyService(Database(factory), clock=lambda: NOW)
 
 
 async def stored(factory: Factory) -> tuple[list[tuple[str, int | None, str | None]], int, str]:
@@ -103,7 +103,7 @@ async def test_a_new_process_continues_where_the_customer_was(db_url: str,
 
     engine = create_engine(db_url)  # a restart: nothing shared but the database
     try:
-        restarted = SurveyService(session_factory(engine), clock=lambda: NOW)
+        restarted = SurveyService(Database(session_factory(engine)), clock=lambda: NOW)
         shown = await restarted.begin(ANNA, "cli_quarterly")
         assert shown.prompts[0].step == "loyalty.upsell"
         outcome = await restarted.reply(ANNA, Reply.typed("7"))
@@ -121,7 +121,7 @@ async def test_two_processes_answering_one_chat_record_one_answer(db_url: str,
     await surveys.begin(ANNA, "nps")
     engines = [create_engine(db_url) for _ in range(2)]
     try:
-        workers = [SurveyService(session_factory(e), clock=lambda: NOW) for e in engines]
+        workers = [SurveyService(Database(session_factory(e)), clock=lambda: NOW) for e in engines]
         outcomes = await asyncio.gather(
             *(w.reply(ANNA, Reply.button("score", score)) for w, score in
               zip(workers, ("9", "2"), strict=True)))

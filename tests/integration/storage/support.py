@@ -1,5 +1,5 @@
-"""Real dialogues for storage tests: a parsed script, the engine, and the unit of work,
-used the way the application will use them."""
+"""Real dialogues for storage tests: a parsed script, the engine, and the Database, used
+the way the dialogue lifecycle (bot/services/surveys.py) uses them."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversations.engine import Reply, Turn, advance, start
 from conversations.script import Script, parse_script, script_to_data
-from storage.models import DialogueRow, Respondent
-from storage.uow import Recorded, UnitOfWork
+from storage.models import DialogueRow, DialogueStatus, Respondent
+from storage.repositories.dialogues import Recorded
+from storage.uow import Database, Store
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -54,10 +55,8 @@ def csat_script(title: str = "Rate your call") -> Script:
 
 
 async def store(factory: Factory, script: Script, source: str = CSAT_YAML) -> int:
-    async with UnitOfWork(factory) as uow:
-        row = await uow.scripts.add(script.id, script_to_data(script), source, "0" * 64,
-                                    "tests", script.title, now=NOW)
-        await uow.commit()
+    row = await Database(factory).write(lambda store: store.scripts.add(
+        script.id, script_to_data(script), source, "0" * 64, "tests", script.title, now=NOW))
     return row.version
 
 
@@ -65,28 +64,39 @@ async def begin(factory: Factory, script: Script, *, channel: str = "telegram",
                 segment: str = "vip", now: datetime = NOW,
                 respondent: str = Respondent.KNOWN) -> DialogueRow:
     """A customer and a dialogue on `script`, opened at its first question."""
-    async with UnitOfWork(factory) as uow:
-        customer = await uow.customers.add(now=now, attributes={"segment": segment})
+    def run(store: Store) -> DialogueRow:
+        customer = store.customers.add(now=now, attributes={"segment": segment})
         turn = start(script, now=now, context={"agent": "Anna"},
                      customer={"segment": segment})
-        row = await uow.sessions.start(customer.id, channel, script.id, script.version,
-                                       turn.state.to_json(), now=now, respondent=respondent)
-        await uow.commit()
-    return row
+        return store.dialogues.start(customer.id, channel, script.id, script.version,
+                                     turn.state.to_json(), now=now, respondent=respondent)
+
+    return await Database(factory).write(run)
 
 
 async def load(factory: Factory, session_id: int) -> DialogueRow:
-    async with UnitOfWork(factory) as uow:
-        return await uow.sessions.get(session_id)
+    row = await Database(factory).read(lambda store: store.dialogues.get(session_id))
+    assert row is not None
+    return row
+
+
+def record(store: Store, row: DialogueRow, turn: Turn, now: datetime, timezone: str
+           ) -> list[Recorded]:
+    """What the lifecycle has storage write for a turn (less its anonymous-alert limit
+    and the delivery, which these dialogues have none of)."""
+    ending = turn.ending if row.status == DialogueStatus.ACTIVE else None
+    return store.dialogues.record(row, turn.state, turn.answers, turn.retracted, ending, now,
+                                  timezone)
 
 
 async def reply(factory: Factory, script: Script, session_id: int, reply: Reply | str,
                 now: datetime = NOW) -> tuple[Turn, list[Recorded]]:
     """One incoming message: load the dialogue, advance the engine, record, commit."""
-    async with UnitOfWork(factory) as uow:
-        row = await uow.sessions.get(session_id)
+    def run(store: Store) -> tuple[Turn, list[Recorded]]:
+        row = store.dialogues.get(session_id)
+        assert row is not None
         message = Reply.typed(reply) if isinstance(reply, str) else reply
         turn = advance(script, row.dialogue_state(), message, now)
-        inserted = await uow.record(row, turn, now=now, timezone=script.timezone)
-        await uow.commit()
-    return turn, inserted
+        return turn, record(store, row, turn, now, script.timezone)
+
+    return await Database(factory).write(run)

@@ -9,7 +9,8 @@ from conversations.engine import Reply, advance
 from conversations.script import parse_script
 from storage.errors import StaleDialogue
 from storage.models import AnswerRow, DialogueStatus
-from storage.uow import UnitOfWork
+from storage.repositories.dialogues import Recorded
+from storage.uow import Database, Store
 from tests.integration.storage.support import (
     CSAT_YAML,
     NOW,
@@ -17,19 +18,19 @@ from tests.integration.storage.support import (
     begin,
     csat_script,
     load,
+    record,
     reply,
 )
 
 
 async def _answers(factory: Factory, session_id: int) -> list[tuple[str, int | None,
                                                                      list[str] | None]]:
-    async with UnitOfWork(factory) as uow:
-        return [(a.step_id, a.score, a.choices) for a in await uow.answers.for_session(session_id)]
+    return await Database(factory).read(lambda store: [
+        (a.step_id, a.score, a.choices) for a in store.answers.for_session(session_id)])
 
 
 async def _counts(factory: Factory, survey_id: str = "call_csat") -> dict[str, dict[str, int]]:
-    async with UnitOfWork(factory) as uow:
-        counts = await uow.rollups.counts(survey_id)
+    counts = await Database(factory).read(lambda store: store.rollups.counts(survey_id))
     return {step: c.buckets for step, c in counts.items()}
 
 
@@ -74,8 +75,11 @@ async def test_a_failure_midway_stores_nothing_of_the_turn(
             select(AnswerRow.step_id).where(AnswerRow.session_id == dialogue.id)).scalars())
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("storage.rollups.count" if failing == "rollup" else "storage.uow.save",
-                        fail)
+    if failing == "rollup":
+        monkeypatch.setattr("storage.rollups.count", fail)
+    else:
+        monkeypatch.setattr("storage.repositories.dialogues.Dialogues.save",
+                            lambda self, *args: fail(self.connection))
 
     with pytest.raises(RuntimeError, match="disk full"):
         await reply(factory, script, dialogue.id, "manner", NOW + timedelta(minutes=1))
@@ -92,10 +96,12 @@ async def test_the_same_turn_twice_is_recorded_once(factory: Factory) -> None:
     dialogue = await begin(factory, script)
     turn, first = await reply(factory, script, dialogue.id, "3")
 
-    async with UnitOfWork(factory) as uow:  # a redelivered update, replayed
-        again = await uow.record(await uow.sessions.get(dialogue.id), turn, now=NOW,
-                                 timezone=script.timezone)
-        await uow.commit()
+    def replay(store: Store) -> list[object]:  # a redelivered update, replayed
+        row = store.dialogues.get(dialogue.id)
+        assert row is not None
+        return list(record(store, row, turn, NOW, script.timezone))
+
+    again = await Database(factory).write(replay)
 
     assert len(first) == 1
     assert again == []
@@ -118,9 +124,10 @@ async def test_going_back_retracts_the_answer_and_its_count(factory: Factory) ->
     assert await _answers(factory, dialogue.id) == []
     assert await _counts(factory) == {}
     assert (await load(factory, dialogue.id)).current_step == "csat"
-    async with UnitOfWork(factory) as uow:  # the alert stays for a human, without its answer
-        kept = await uow.alerts.get(low.alert_id)
-        assert (kept.answer_id, kept.score, kept.status) == (None, 1, "open")
+    # The alert stays for a human, without its answer.
+    alert_id = low.alert_id
+    kept = await Database(factory).read(lambda store: store.alerts.get(alert_id))
+    assert (kept.answer_id, kept.score, kept.status) == (None, 1, "open")
 
     _, [changed] = await reply(factory, script, dialogue.id, "5")
 
@@ -136,14 +143,14 @@ async def test_a_dialogue_moved_on_by_someone_else_is_stale(factory: Factory) ->
     first, second = await load(factory, dialogue.id), await load(factory, dialogue.id)
     state = first.dialogue_state()
 
-    async with UnitOfWork(factory) as uow:
-        await uow.record(first, advance(script, state, Reply.typed("5"), NOW), now=NOW)
-        await uow.commit()
+    db = Database(factory)
+    await db.write(lambda store: record(
+        store, first, advance(script, state, Reply.typed("5"), NOW), NOW, "UTC"))
     assert first.revision == 1
 
-    async with UnitOfWork(factory) as uow:
-        with pytest.raises(StaleDialogue):
-            await uow.record(second, advance(script, state, Reply.typed("1"), NOW), now=NOW)
+    with pytest.raises(StaleDialogue):
+        await db.write(lambda store: record(
+            store, second, advance(script, state, Reply.typed("1"), NOW), NOW, "UTC"))
 
     assert await _answers(factory, dialogue.id) == [("csat", 5, None)]
     assert await _counts(factory) == {"csat": {"5": 1}}
@@ -163,21 +170,24 @@ async def test_an_expired_dialogue_is_closed_as_expired(factory: Factory) -> Non
 
 
 async def test_an_answer_changed_within_one_unit_is_returned_as_stored(factory: Factory) -> None:
-    """Back and a new answer in one unit that had loaded the old answer: SQLite may give the
-    new row the retracted one's id, and the unit must hand out the new values."""
+    """Back and a new answer in one transaction that had loaded the old answer: SQLite may
+    give the new row the retracted one's id, and storage must hand out the new values."""
     script = csat_script()
     dialogue = await begin(factory, script)
     await reply(factory, script, dialogue.id, "1")
 
-    async with UnitOfWork(factory) as uow:
-        row = await uow.sessions.get(dialogue.id)
-        await uow.answers.for_session(dialogue.id)  # now mapped in the unit's session
+    def run(store: Store) -> tuple[Recorded, AnswerRow]:
+        row = store.dialogues.get(dialogue.id)
+        assert row is not None
+        store.answers.for_session(dialogue.id)  # now mapped in the transaction's session
         back = advance(script, row.dialogue_state(), Reply.back(), NOW)
-        assert await uow.record(row, back, now=NOW) == []
-        [new] = await uow.record(row, advance(script, back.state, Reply.typed("5"), NOW),
-                                 now=NOW)
-        [stored] = await uow.answers.for_session(dialogue.id)
-        await uow.commit()
+        assert record(store, row, back, NOW, "UTC") == []
+        [new] = record(store, row, advance(script, back.state, Reply.typed("5"), NOW), NOW,
+                       "UTC")
+        [stored] = store.answers.for_session(dialogue.id)
+        return new, stored
+
+    new, stored = await Database(factory).write(run)
 
     assert (new.step_id, new.score) == (stored.step_id, stored.score) == ("csat", 5)
     assert new.id == stored.id

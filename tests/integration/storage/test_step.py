@@ -1,5 +1,6 @@
-"""UnitOfWork.step, a reply's whole unit of work (read, advance, record, commit), and
-record(commit=True), on SQLite and PostgreSQL."""
+"""A reply's whole transaction (claim its event, read the dialogue, advance, record,
+commit: SurveyService over Database.write), and Database.write's own promise, on SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,149 +8,130 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from conversations.engine import Reply, Turn, advance
-from storage.models import AlertRow, AnswerRow, DialogueRow
-from storage.repositories.dialogues import BY_ID, OPEN_AT
-from storage.uow import Duplicate, Step, Stepped, UnitOfWork
-from tests.integration.storage.support import NOW, Factory, begin, csat_script, load
+from bot.services.surveys import SurveyService, Who
+from conversations.engine import Reply
+from storage.models import AlertRow, AnswerRow, ChannelEventRow, DialogueRow
+from storage.uow import Database, Store
+from tests.integration.storage.support import NOW, Factory, begin, csat_script, load, store
 
 SCRIPT = csat_script()
-
-
-def stepping(text: str) -> Step:
-    def step(session: Session, dialogue: DialogueRow) -> tuple[Turn, str]:
-        return advance(SCRIPT, dialogue.dialogue_state(), Reply.typed(text), NOW), "UTC"
-    return step
+AT = Who("telegram", "42")
 
 
 async def _stored(factory: Factory) -> tuple[list[tuple[str, int | None]], int]:
-    async with UnitOfWork(factory) as uow:
-        answers = [(step, score) for step, score in await uow.session.execute(
+    async with factory() as session:
+        answers = [(step, score) for step, score in await session.execute(
             select(AnswerRow.step_id, AnswerRow.score).order_by(AnswerRow.id))]
-        alerts = await uow.session.scalar(select(func.count()).select_from(AlertRow))
+        alerts = await session.scalar(select(func.count()).select_from(AlertRow))
     return answers, alerts or 0
 
 
-async def test_a_step_reads_advances_records_and_commits(factory: Factory) -> None:
+async def _dialogue_at(factory: Factory, who: Who = AT) -> tuple[SurveyService, DialogueRow]:
+    """The survey service, and a dialogue of SCRIPT (stored) open at `who`."""
+    await store(factory, SCRIPT)
     dialogue = await begin(factory, SCRIPT)
+    await Database(factory).write(lambda s: s.customers.bind(
+        dialogue.customer_id, who.channel, who.address, now=NOW))
+    return SurveyService(Database(factory), clock=lambda: NOW), dialogue
 
-    async with UnitOfWork(factory) as uow:
-        stepped = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("1"), now=NOW)
 
-    assert isinstance(stepped, Stepped)
-    assert stepped.dialogue.id == dialogue.id
-    assert stepped.dialogue.revision == 1
-    assert [(a.step_id, a.score) for a in stepped.recorded] == [("csat", 1)]
-    [answer] = stepped.recorded
-    assert answer.alert_id is not None  # csat 1 is at the default alert threshold
-    assert stepped.turn.prompts[0].text == "What went wrong?"
+async def test_a_reply_reads_advances_records_and_commits(factory: Factory) -> None:
+    surveys, dialogue = await _dialogue_at(factory)
+
+    outcome = await surveys.reply(AT, Reply.typed("1"))
+
+    assert outcome is not None
+    assert outcome.session_id == dialogue.id
+    [alert] = outcome.alerts  # csat 1 is at the default alert threshold
+    assert (alert.step, alert.score) == ("csat", 1)
+    assert outcome.prompts[0].text == "What went wrong?"
     assert await _stored(factory) == ([("csat", 1)], 1)
     saved = await load(factory, dialogue.id)
     assert (saved.current_step, saved.revision) == ("why", 1)
 
 
-async def test_a_step_finds_the_open_dialogue_at_an_address(factory: Factory) -> None:
-    dialogue = await begin(factory, SCRIPT)
-    async with UnitOfWork(factory) as uow:
-        await uow.customers.upsert_identity(dialogue.customer_id, "telegram", "42", now=NOW)
-        await uow.commit()
+async def test_a_reply_finds_the_open_dialogue_at_its_address_only(factory: Factory) -> None:
+    surveys, dialogue = await _dialogue_at(factory)
 
-    async with UnitOfWork(factory) as uow:
-        elsewhere = await uow.step(OPEN_AT, {"k_channel": "web", "k_address": "42"},
-                                   stepping("4"), now=NOW)
-        stranger = await uow.step(OPEN_AT, {"k_channel": "telegram", "k_address": "7"},
-                                  stepping("4"), now=NOW)
-        found = await uow.step(OPEN_AT, {"k_channel": "telegram", "k_address": "42"},
-                               stepping("4"), now=NOW)
+    assert await surveys.reply(Who("web", "42"), Reply.typed("4")) is None
+    assert await surveys.reply(Who("telegram", "7"), Reply.typed("4")) is None
+    found = await surveys.reply(AT, Reply.typed("4"))
 
-    assert elsewhere is None
-    assert stranger is None
-    assert isinstance(found, Stepped)
-    assert found.dialogue.id == dialogue.id
+    assert found is not None
+    assert found.session_id == dialogue.id
     assert await _stored(factory) == ([("csat", 4)], 0)
 
 
 async def test_a_reply_that_is_re_asked_writes_nothing(factory: Factory) -> None:
-    dialogue = await begin(factory, SCRIPT)
+    surveys, dialogue = await _dialogue_at(factory)
 
-    async with UnitOfWork(factory) as uow:
-        stepped = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("eleven"), now=NOW)
+    outcome = await surveys.reply(AT, Reply.typed("eleven"))
 
-    assert isinstance(stepped, Stepped)
-    assert stepped.turn.reprompt is not None
-    assert stepped.recorded == []
-    assert (await load(factory, dialogue.id)).revision == 0
-    async with UnitOfWork(factory) as uow:  # the connection is free for the next unit
-        again = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("5"), now=NOW)
-    assert isinstance(again, Stepped)
-    assert [a.score for a in again.recorded] == [5]
-
-
-async def test_a_failing_step_stores_nothing(factory: Factory) -> None:
-    dialogue = await begin(factory, SCRIPT)
-
-    def broken(session: Session, row: DialogueRow) -> tuple[Turn, str]:
-        raise RuntimeError("script went missing")
-
-    async with UnitOfWork(factory) as uow:
-        with pytest.raises(RuntimeError, match="went missing"):
-            await uow.step(BY_ID, {"k_id": dialogue.id}, broken, now=NOW)
-
+    assert outcome is not None
+    assert outcome.reprompt is not None
     assert await _stored(factory) == ([], 0)
     assert (await load(factory, dialogue.id)).revision == 0
-    async with UnitOfWork(factory) as uow:
-        assert await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("3"), now=NOW)
-    assert await _stored(factory) == ([("csat", 3)], 0)
-
-
-async def test_record_can_commit_by_itself(factory: Factory) -> None:
-    dialogue = await begin(factory, SCRIPT)
-
-    async with UnitOfWork(factory) as uow:
-        row = await uow.sessions.get(dialogue.id)
-        turn = advance(SCRIPT, row.dialogue_state(), Reply.typed("5"), NOW)
-        await uow.record(row, turn, now=NOW, commit=True)
-        # no uow.commit(): leaving the block would roll back what was not committed
-
+    again = await surveys.reply(AT, Reply.typed("5"))  # the connection is free for the next
+    assert again is not None
     assert await _stored(factory) == ([("csat", 5)], 0)
-    assert (await load(factory, dialogue.id)).revision == 1
+
+
+async def test_a_failing_write_stores_nothing(factory: Factory) -> None:
+    db = Database(factory)
+
+    def broken(store: Store) -> None:
+        store.events.claim("telegram", "update-1", NOW)  # written, then the failure
+        raise RuntimeError("script went missing")
+
+    with pytest.raises(RuntimeError, match="went missing"):
+        await db.write(broken)
+
+    async with factory() as session:
+        assert await session.scalar(select(func.count()).select_from(ChannelEventRow)) == 0
+    assert await db.write(lambda store: store.events.claim("telegram", "update-1", NOW))
+
+
+async def test_a_read_commits_nothing(factory: Factory) -> None:
+    db = Database(factory)
+
+    assert await db.read(lambda store: store.events.claim("telegram", "update-1", NOW))
+
+    async with factory() as session:
+        assert await session.scalar(select(func.count()).select_from(ChannelEventRow)) == 0
 
 
 async def test_an_event_is_applied_once_even_after_its_dialogue_ended(factory: Factory) -> None:
-    dialogue = await begin(factory, SCRIPT)
+    surveys, dialogue = await _dialogue_at(factory)
     event = ("telegram", "update-1")
 
-    async with UnitOfWork(factory) as uow:
-        first = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("4"), now=NOW, event=event)
-    async with UnitOfWork(factory) as uow:
-        again = await uow.step(BY_ID, {"k_id": dialogue.id}, stepping("4"), now=NOW, event=event)
-    async with UnitOfWork(factory) as uow:  # no dialogue found: the event is claimed all the same
-        lost = await uow.step(BY_ID, {"k_id": 999}, stepping("4"), now=NOW,
-                              event=("telegram", "update-2"))
-    async with UnitOfWork(factory) as uow:
-        lost_again = await uow.step(BY_ID, {"k_id": 999}, stepping("4"), now=NOW,
-                                    event=("telegram", "update-2"))
+    first = await surveys.reply(AT, Reply.typed("4"), event=event)
+    again = await surveys.reply(AT, Reply.typed("4"), event=event)
+    # No dialogue found: the event is claimed all the same.
+    stranger = Who("telegram", "7")
+    lost = await surveys.reply(stranger, Reply.typed("4"), event=("telegram", "update-2"))
+    lost_again = await surveys.reply(stranger, Reply.typed("4"), event=("telegram", "update-2"))
 
-    assert isinstance(first, Stepped)
-    assert isinstance(again, Duplicate)
-    assert again.dialogue is not None
-    assert again.dialogue.id == dialogue.id  # where it stands, to be shown again
+    assert first is not None
+    assert not first.duplicate
+    assert again is not None
+    assert again.duplicate
+    assert again.session_id == dialogue.id  # where it stands, to be shown again
     assert lost is None
-    assert lost_again == Duplicate(None)
+    assert lost_again is not None
+    assert (lost_again.duplicate, lost_again.session_id) == (True, 0)
     assert await _stored(factory) == ([("csat", 4)], 0)
     assert (await load(factory, dialogue.id)).revision == 1
 
 
 async def test_old_events_are_forgotten(factory: Factory) -> None:
-    async with UnitOfWork(factory) as uow:
-        assert await uow.events.claim("telegram", "7", now=NOW)
-        assert await uow.events.claim("telegram", "8", now=NOW + timedelta(days=3))
-        await uow.commit()
-    async with UnitOfWork(factory) as uow:
-        assert await uow.events.prune(NOW + timedelta(days=1)) == 1
-        await uow.commit()
-    async with UnitOfWork(factory) as uow:
-        assert await uow.events.claim("telegram", "7", now=NOW)  # a new update with a reused id
-        assert not await uow.events.claim("telegram", "8", now=NOW)
+    db = Database(factory)
+    assert await db.write(lambda store: store.events.claim("telegram", "7", NOW))
+    assert await db.write(lambda store: store.events.claim(
+        "telegram", "8", NOW + timedelta(days=3)))
+
+    assert await db.write(lambda store: store.events.prune(NOW + timedelta(days=1))) == 1
+
+    # A new update with a reused id is applied; a recent one is not applied again.
+    assert await db.write(lambda store: store.events.claim("telegram", "7", NOW))
+    assert not await db.write(lambda store: store.events.claim("telegram", "8", NOW))
