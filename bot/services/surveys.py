@@ -8,6 +8,7 @@ and the outcome's prompts into their own UI; nothing here knows how a prompt loo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ from storage.repositories.deliveries import OPEN
 from storage.repositories.dialogues import DeliveryView, Recorded
 from storage.uow import Database, Store
 
+# A script has at most 100 steps and a CLI step asks four questions: a page's answers are
+# never more (a bound on the loop whatever the script does).
+MAX_PAGE_ANSWERS = 500
 # A channel's event that may come twice: (channel, its id there), e.g. a Telegram update.
 Event = tuple[str, str]
 # How a reply finds its dialogue in the transaction that applies it.
@@ -393,6 +397,10 @@ class SurveyService:
             return None
         if isinstance(stepped, _Duplicate):
             return await self._where_it_stands(stepped.dialogue)
+        return self._outcome(stepped)
+
+    @staticmethod
+    def _outcome(stepped: _Stepped) -> Outcome:
         dialogue, script, turn, recorded = (stepped.dialogue, stepped.script, stepped.turn,
                                             stepped.recorded)
         state = turn.state
@@ -408,6 +416,50 @@ class SurveyService:
         return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
                        comments, state.locale, title=title(script, state.locale))
 
+    async def answer_page(self, token: str, tap_for: Callable[[int], Tap]) -> Outcome | None:
+        """A delivery's survey sent as one form (web_layout: page): its answers go in one by
+        one, in the dialogue's order — `tap_for(position)` is the form's answer to the
+        question at that place — until the end or one that does not fit, all in one
+        transaction (a malformed field leaves nothing half-answered). A branch not taken
+        leaves its fields unread. Refuses as open_delivery does; None when the dialogue is
+        not open. The outcome holds every alert and comment the answers raised."""
+        await self.open_delivery(token)
+        for attempt in range(1, self._attempts + 1):
+            now = self._clock()
+            try:
+                steps = await self._db.write(functools.partial(
+                    self._answer_page, token=token, tap_for=tap_for, now=now))
+                break
+            except StaleDialogue:
+                if attempt == self._attempts:
+                    raise
+        if steps is None:
+            return None
+        if not steps:
+            return await self.open_delivery(token)  # nothing asked: where it stands
+        outcomes = [self._outcome(step) for step in steps]
+        last = outcomes[-1]
+        return dataclasses.replace(
+            last, alerts=tuple(a for o in outcomes for a in o.alerts),
+            comments=tuple(c for o in outcomes for c in o.comments))
+
+    def _answer_page(self, store: Store, token: str, tap_for: Callable[[int], Tap],
+                     now: datetime) -> list[_Stepped] | None:
+        if (dialogue := store.dialogues.of_delivery(token)) is None:
+            return None
+        script = self._script(store, dialogue.survey_id, dialogue.script_version)
+        steps: list[_Stepped] = []
+        while len(steps) < MAX_PAGE_ANSWERS:
+            state = dialogue.dialogue_state()
+            asked = [p for p in current_prompts(script, state) if p.kind is not PromptKind.MESSAGE]
+            if state.finished or not asked:
+                break
+            reply = _tapped(tap_for(asked[0].position))(script, dialogue)
+            steps.append(self._turn(store, dialogue, script, reply, now))
+            if steps[-1].turn.reprompt is not None and not steps[-1].turn.finished:
+                break
+        return steps
+
     def _step(self, store: Store, find: Find, to_reply: Callable[[Script, DialogueRow], Reply],
               event: Event | None, now: datetime) -> _Stepped | _Duplicate | None:
         """A reply's whole transaction: claim its event, read the dialogue, advance it, and
@@ -418,7 +470,12 @@ class SurveyService:
         if (dialogue := find(store)) is None:
             return None  # the event stays claimed: "no dialogue" was the answer to it
         script = self._script(store, dialogue.survey_id, dialogue.script_version)
-        turn = advance(script, dialogue.dialogue_state(), to_reply(script, dialogue), now)
+        return self._turn(store, dialogue, script, to_reply(script, dialogue), now)
+
+    def _turn(self, store: Store, dialogue: DialogueRow, script: Script, reply: Reply,
+              now: datetime) -> _Stepped:
+        """Advance the dialogue by a reply and record the turn, unless it only re-asks."""
+        turn = advance(script, dialogue.dialogue_state(), reply, now)
         alerted = (store.alerts.latest_for(dialogue.id)
                    if any(answer.text for answer in turn.answers) else None)
         recorded = []

@@ -48,7 +48,6 @@ NEW_VISITOR = web.RequestKey("new_visitor", str)
 Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
 SECURE = web.RequestKey("secure", bool)  # whether cookies must be Secure (an https site)
 MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
-MAX_QUESTIONS = 500  # a script has at most 100 steps; a CLI step asks four questions
 MAX_FIELD = 10**9 - 1  # a form's session id, position or option: nine digits at most
 
 
@@ -240,21 +239,14 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
     if form.get("layout") != "page":
         return await _after(request, await surveys.tap_delivery(
             token, _tap(form, _locale(request))), token, f"/s/{token}")
-    # The whole survey in one form: its answers go in one by one, in the dialogue's order
-    # (a branch not taken leaves its fields unread), until the end or one that does not fit.
+    # The whole survey in one form (web_layout: page): the service takes its answers in
+    # the dialogue's order, each from the fields of its question.
+    locale = _locale(request)
     try:
-        outcome: Outcome | None = await surveys.open_delivery(token)
+        outcome = await surveys.answer_page(token, lambda position: _tap(
+            _one(form, form.get("session", ""), position), locale))
     except (Finished, LinkExpired, NoSurvey, OptedOut) as error:
         raise _closed(request, error) from None
-    for _ in range(MAX_QUESTIONS):
-        asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
-            if outcome is not None else []
-        if outcome is None or not asked or outcome.finished:
-            break
-        outcome = await surveys.tap_delivery(token, _tap(
-            _one(form, form.get("session", ""), asked[0].position), _locale(request)))
-        if outcome is not None and outcome.reprompt is not None and not outcome.finished:
-            break
     return await _after(request, outcome, token, f"/s/{token}")
 
 
