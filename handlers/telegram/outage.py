@@ -8,7 +8,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
 
-from storage.db import patiently
+from bot.services.availability import patiently
 
 
 class WaitForDatabase(BaseMiddleware):

@@ -10,10 +10,10 @@ import logging
 from aiohttp import web
 
 from bot.keys import ENGINE
+from bot.services.availability import Outage, outage
 from bot.texts import gettext
 from handlers.web.api import Handler, error_response
 from handlers.web.pages import notice
-from storage.db import Outage, outage
 
 log = logging.getLogger(__name__)
 # Seconds: of the order of SQLite's busy_timeout and of a database server's restart.
