@@ -1,15 +1,18 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from storage.db import each_alone
 from storage.models import Base
 
 _Row = TypeVar("_Row", bound=Base)
+_I = TypeVar("_I")
+_T = TypeVar("_T")
 _INSERTS: dict[Table, Insert] = {}
 
 
@@ -25,6 +28,13 @@ class Repository:
     @property
     def connection(self) -> Connection:
         return self.session.connection()
+
+    def each_alone(self, items: Sequence[_I], write: Callable[[Sequence[_I]], list[_T]],
+                   poisoned: Callable[[_I, Exception], None]) -> list[_T]:
+        """storage.db.each_alone in this transaction: `write(items)` in a savepoint, else
+        each item in one of its own, `poisoned(item, error)` settling an item that fails
+        alone (an outage is raised at once)."""
+        return each_alone(self.connection, items, write, poisoned)
 
 
 class AsyncRepository:

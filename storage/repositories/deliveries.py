@@ -1,16 +1,16 @@
 """Deliveries: one row per survey due to a customer (from a trigger or a campaign run), the
-source of truth for what the dispatcher sends. Also the triggers that create them.
+source of truth for what the dispatcher sends. Also the triggers that create them, and the
+dispatcher's side of the customers and dialogues it sends to.
 
-The functions taking a Connection run synchronously inside one unit of work's hop
-(UnitOfWork.run): accepting a trigger or claiming a batch is one thread hop on SQLite."""
+Accepting a trigger or claiming a batch is one Database.write: one thread hop on SQLite."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,11 +39,6 @@ _deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
 _sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
-
-
-def dialect_insert(connection: Connection, table: Table) -> Any:
-    """INSERT that can say ON CONFLICT, in the connection's dialect (both spell it alike)."""
-    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 class Contact(NamedTuple):
@@ -97,159 +92,29 @@ _SURVEYED_THIS = _SURVEYED.where(_deliveries.c.survey_id == bindparam("k_survey"
 _INSERT_DELIVERY = _deliveries.insert().returning(_deliveries.c.id)
 
 
-def claim_trigger(connection: Connection, source: str, key: str, payload: Mapping[str, Any],
-                  now: datetime) -> int | None:
-    """Record a trigger; None if its idempotency key was recorded before (on PostgreSQL a
-    concurrent insert of the same key waits for the first transaction, then yields)."""
-    return connection.execute(_CLAIM_TRIGGER[connection.dialect.name], {
-        "source": source, "idempotency_key": key, "payload": dict(payload),
-        "received_at": now}).scalar()
-
-
-def trigger_record(connection: Connection, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request a recorded trigger came with, and what it was answered."""
-    row = connection.execute(_TRIGGER_RECORD, {"k_key": key}).one()
-    return row.payload, row.response
-
-
-def set_trigger_response(connection: Connection, trigger_id: int,
-                         response: Mapping[str, Any]) -> None:
-    connection.execute(_TRIGGER_RESPONSE, {"k_id": trigger_id, "response": dict(response)})
-
-
-def upsert_customer(connection: Connection, external_id: str, values: Mapping[str, Any],
-                    attributes: Mapping[str, Any], now: datetime) -> Contact:
-    """The customer with this external id, created or updated: given fields replace the
-    stored ones, attributes are merged key by key."""
-    given = {k: v for k, v in values.items() if v is not None}
-    inserted = connection.execute(_NEW_CUSTOMER[connection.dialect.name], {
-        "external_id": external_id, "attributes": dict(attributes), "created_at": now,
-        "updated_at": now, **given}).first()
-    if inserted is not None:
-        return Contact(inserted.id, False, inserted.timezone, inserted.locale)
-    row = connection.execute(_CUSTOMER, {"k_ext": external_id}).one()
-    if row.erased_at is not None:
-        return Contact(row.id, True, row.timezone, row.locale, erased=True)
-    merged = {**(row.attributes or {}), **attributes}
-    changes = {k: v for k, v in given.items() if getattr(row, k, None) != v}
-    if merged != (row.attributes or {}):
-        changes["attributes"] = merged
-    if changes:
-        connection.execute(_CHANGE_CUSTOMER, {"k_id": row.id, **changes, "updated_at": now})
-    return Contact(row.id, row.opted_out_at is not None, given.get("timezone", row.timezone),
-                   given.get("locale", row.locale))
-
-
-def bind_identity(connection: Connection, customer_id: int, channel: str, address: str,
-                  now: datetime) -> None:
-    """(channel, address) belongs to this customer from now on; its reachability stays as
-    it was (a chat that blocked the bot is not reopened by a trigger)."""
-    connection.execute(_BIND_IDENTITY[connection.dialect.name], {
-        "customer_id": customer_id, "channel": channel, "address": address,
-        "reachable": True, "created_at": now})
-
-
-def reachable(connection: Connection, customer_id: int) -> dict[str, str]:
-    """The customer's reachable addresses, by channel (the newest one of each)."""
-    rows = connection.execute(_REACHABLE, {"k_customer": customer_id}).all()
-    return {row.channel: row.address for row in rows}
-
-
-def surveyed_since(connection: Connection, customer_id: int, since: datetime,
-                   survey_id: str | None) -> bool:
-    """Whether the customer had a survey (this one, or any when None) due since `since`:
-    the anti-fatigue clock, one per customer across every channel."""
-    if survey_id is None:
-        found = connection.execute(_SURVEYED, {"k_customer": customer_id, "k_since": since})
-    else:
-        found = connection.execute(_SURVEYED_THIS, {"k_customer": customer_id,
-                                                    "k_since": since, "k_survey": survey_id})
-    return found.first() is not None
-
-
-def insert_delivery(connection: Connection, values: Mapping[str, Any]) -> int:
-    return int(connection.execute(_INSERT_DELIVERY, dict(values)).scalar_one())
-
-
-def claim_due(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
-    """Take up to `limit` due deliveries for sending: status -> sending (attempts count the
-    failed sends, recorded with the outcome).
-    SKIP LOCKED: two processes claiming at once never take the same delivery; SQLite
-    (which ignores it) serializes whole transactions with BEGIN IMMEDIATE instead."""
-    due = (select(_deliveries.c.id)
-           .where(_deliveries.c.status == DeliveryStatus.SCHEDULED, _deliveries.c.due_at <= now)
-           .order_by(_deliveries.c.due_at, _deliveries.c.id).limit(limit)
-           .with_for_update(skip_locked=True))
-    ids = list(connection.execute(due).scalars())
-    if not ids:
-        return []
-    rows = connection.execute(
-        update(_deliveries).where(_deliveries.c.id.in_(ids))
-        .values(status=DeliveryStatus.SENDING, updated_at=now)
-        .returning(*_deliveries.c)).all()
-    return sorted((DeliveryRow(**row._mapping) for row in rows),
-                  key=lambda row: (row.due_at, row.id))
-
-
-def recover_stuck(connection: Connection, before: datetime, now: datetime) -> int:
-    """Deliveries left in `sending` by a process that died: those with a message id went out
-    (only the bookkeeping was lost); the others go back to the queue."""
-    stuck = and_(_deliveries.c.status == DeliveryStatus.SENDING,
-                 _deliveries.c.updated_at < before)
-    sent = connection.execute(
-        update(_deliveries).where(stuck, _deliveries.c.message_id.is_not(None))
-        .values(status=DeliveryStatus.SENT, updated_at=now))
-    queued = connection.execute(
-        update(_deliveries).where(stuck, _deliveries.c.message_id.is_(None))
-        .values(status=DeliveryStatus.SCHEDULED, due_at=now, updated_at=now))
-    return int(sent.rowcount or 0) + int(queued.rowcount or 0)
-
-
-def finish_sending(connection: Connection, delivery_id: int, values: Mapping[str, Any],
-                   now: datetime) -> bool:
-    """Record a claimed delivery's outcome; False if it was not ours any more (recovered
-    by another process after a timeout)."""
-    result = connection.execute(_FINISH, {**values, "updated_at": now, "k_id": delivery_id})
-    return bool(result.rowcount)
-
-
-_FINISH = update(_deliveries).where(_deliveries.c.id == bindparam("k_id"),
-                                    _deliveries.c.status == DeliveryStatus.SENDING)
-
-
-def due_reminders(connection: Connection, now: datetime, limit: int) -> list[DeliveryRow]:
-    """Sent, unanswered deliveries whose reminder is due: claimed (remind_at cleared) in the
-    same statement, so the reminder goes once."""
-    due = (select(_deliveries.c.id)
-           .where(_deliveries.c.status == DeliveryStatus.SENT, _deliveries.c.remind_at <= now)
-           .order_by(_deliveries.c.remind_at).limit(limit).with_for_update(skip_locked=True))
-    ids = list(connection.execute(due).scalars())
-    if not ids:
-        return []
-    rows = connection.execute(
-        update(_deliveries).where(_deliveries.c.id.in_(ids))
-        .values(status=DeliveryStatus.REMINDED, remind_at=None, updated_at=now)
-        .returning(*_deliveries.c)).all()
-    return [DeliveryRow(**row._mapping) for row in rows]
-
-
-def expire_due(connection: Connection, now: datetime) -> int:
-    """Deliveries past their expiry: expired, and their open dialogues closed."""
-    ids = list(connection.execute(
-        select(_deliveries.c.id).where(_deliveries.c.status.in_(AWAITING),
-                                       _deliveries.c.expires_at <= now)).scalars())
-    if not ids:
-        return 0
-    connection.execute(update(_deliveries).where(_deliveries.c.id.in_(ids))
-                       .values(status=DeliveryStatus.EXPIRED, updated_at=now))
-    connection.execute(
-        update(_sessions).where(_sessions.c.delivery_id.in_(ids),
-                                _sessions.c.status == DialogueStatus.ACTIVE)
-        .values(status=DialogueStatus.EXPIRED, updated_at=now,
-                revision=_sessions.c.revision + 1))
-    return len(ids)
-
-
+_CONTACTS = select(_customers.c.id, _customers.c.opted_out_at, _customers.c.locale,
+                   _customers.c.timezone, _customers.c.first_name, _customers.c.attributes)
+_ADDRESSES = (select(_identities.c.customer_id, _identities.c.channel, _identities.c.address)
+              .where(_identities.c.reachable).order_by(_identities.c.id))
+_OPEN_DIALOGUES = (select(_sessions.c.id, _sessions.c.customer_id, _sessions.c.channel,
+                          _sessions.c.delivery_id, _sessions.c.state)
+                   .where(_sessions.c.status == DialogueStatus.ACTIVE)
+                   .order_by(_sessions.c.started_at, _sessions.c.id))
+_DELIVERY_DIALOGUE = (select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
+                      .where(_sessions.c.delivery_id == bindparam("k_id"),
+                             _sessions.c.status == DialogueStatus.ACTIVE)
+                      .order_by(_sessions.c.id.desc()).limit(1))
+# Built once: a batch runs them for each of its deliveries.
+_NEW_DIALOGUE = _sessions.insert().returning(_sessions.c.id)
+_CLOSE_DIALOGUE = (update(_sessions)
+                   .where(_sessions.c.id == bindparam("k_id"),
+                          _sessions.c.status == DialogueStatus.ACTIVE)
+                   .values(revision=_sessions.c.revision + 1))
+_UNREACHABLE = (update(_identities)
+                .where(_identities.c.channel == bindparam("k_channel"),
+                       _identities.c.address == bindparam("k_address")))
+_CHANGE = update(_deliveries).where(_deliveries.c.id == bindparam("k_id"))
+_FINISH = _CHANGE.where(_deliveries.c.status == DeliveryStatus.SENDING)
 # Built once (storage/rollups.py says why): a reply to a delivery's survey runs it.
 _ANSWERED = (update(_deliveries)
              .where(_deliveries.c.id == bindparam("k_id"),
@@ -257,15 +122,6 @@ _ANSWERED = (update(_deliveries)
                     _deliveries.c.status != bindparam("k_status"))
              .values(status=bindparam("k_status"), remind_at=None,
                      updated_at=bindparam("k_now")))
-
-
-def mark_answered(connection: Connection, delivery_id: int, finished: bool,
-                  now: datetime) -> None:
-    """The customer answered (finished: completed) the delivery's survey."""
-    status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
-    connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status, "k_now": now})
-
-
 # Built once (parameters k_token; k_customer_id and k_channel).
 _BY_TOKEN = select(DeliveryRow).where(DeliveryRow.token == bindparam("k_token"))
 _PENDING_FOR = (select(DeliveryRow)
@@ -276,18 +132,25 @@ _PENDING_FOR = (select(DeliveryRow)
                 .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
 
 
+def mark_answered(connection: Connection, delivery_id: int, finished: bool,
+                  now: datetime) -> None:
+    """Deliveries.mark_answered, for storage/uow.py's record_here until it moves."""
+    status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
+    connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status, "k_now": now})
+
+
 def by_token(session: Session, token: str) -> DeliveryRow | None:
-    """DeliveryRepository.by_token for code already running synchronously."""
+    """Deliveries.by_token, for code that has a Session and no Store yet."""
     return session.scalar(_BY_TOKEN, {"k_token": token})
 
 
 def pending_for(session: Session, customer_id: int, channel: str) -> DeliveryRow | None:
-    """DeliveryRepository.pending_for for code already running synchronously."""
+    """Deliveries.pending_for, for code that has a Session and no Store yet."""
     return session.scalar(_PENDING_FOR, {"k_customer_id": customer_id, "k_channel": channel})
 
 
 class DeliveryRepository(AsyncRepository):
-    """Surveys due to a customer: one row per (trigger or campaign, customer)."""
+    """The former style, for UnitOfWork until it goes: use Store.deliveries."""
 
     async def by_token(self, token: str) -> DeliveryRow | None:
         return await self.session.run_sync(by_token, token)
@@ -295,39 +158,235 @@ class DeliveryRepository(AsyncRepository):
     async def get(self, delivery_id: int) -> DeliveryRow | None:
         return await self.session.get(DeliveryRow, delivery_id)
 
-    async def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
-        """The customer's latest delivery in this channel that is still open to answer."""
-        return await self.session.run_sync(pending_for, customer_id, channel)
-
-    async def search(self, *, customer_id: int | None = None, status: str | None = None,
-                     survey_id: str | None = None, after: int = 0, limit: int = 100
-                     ) -> Sequence[DeliveryRow]:
-        """Deliveries by id, from `after` on, optionally one customer's, status or survey."""
-        query = select(DeliveryRow).where(DeliveryRow.id > after)
-        if customer_id is not None:
-            query = query.where(DeliveryRow.customer_id == customer_id)
-        if status is not None:
-            query = query.where(DeliveryRow.status == status)
-        if survey_id is not None:
-            query = query.where(DeliveryRow.survey_id == survey_id)
-        return (await self.session.scalars(query.order_by(DeliveryRow.id).limit(limit))).all()
-
-    async def counts(self) -> dict[str, int]:
-        """How many deliveries are in each status."""
-        rows = await self.session.execute(
-            select(DeliveryRow.status, func.count()).group_by(DeliveryRow.status))
-        return {status: int(count) for status, count in rows.tuples()}
-
-
 
 class Deliveries(Repository):
     """Surveys due to a customer: one row per (trigger or campaign, customer)."""
+
+    # -- triggers ------------------------------------------------------------------------
+
+    def claim_trigger(self, source: str, key: str, payload: Mapping[str, Any],
+                      now: datetime) -> int | None:
+        """Record a trigger; None if its idempotency key was recorded before (on PostgreSQL
+        a concurrent insert of the same key waits for the first transaction, then yields)."""
+        connection = self.connection
+        return connection.execute(_CLAIM_TRIGGER[connection.dialect.name], {
+            "source": source, "idempotency_key": key, "payload": dict(payload),
+            "received_at": now}).scalar()
+
+    def trigger_record(self, key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The request a recorded trigger came with, and what it was answered."""
+        row = self.connection.execute(_TRIGGER_RECORD, {"k_key": key}).one()
+        return row.payload, row.response
+
+    def set_trigger_response(self, trigger_id: int, response: Mapping[str, Any]) -> None:
+        self.connection.execute(_TRIGGER_RESPONSE, {"k_id": trigger_id,
+                                                    "response": dict(response)})
+
+    def upsert_customer(self, external_id: str, values: Mapping[str, Any],
+                        attributes: Mapping[str, Any], now: datetime) -> Contact:
+        """The customer with this external id, created or updated: given fields replace the
+        stored ones, attributes are merged key by key."""
+        connection = self.connection
+        given = {k: v for k, v in values.items() if v is not None}
+        inserted = connection.execute(_NEW_CUSTOMER[connection.dialect.name], {
+            "external_id": external_id, "attributes": dict(attributes), "created_at": now,
+            "updated_at": now, **given}).first()
+        if inserted is not None:
+            return Contact(inserted.id, False, inserted.timezone, inserted.locale)
+        row = connection.execute(_CUSTOMER, {"k_ext": external_id}).one()
+        if row.erased_at is not None:
+            return Contact(row.id, True, row.timezone, row.locale, erased=True)
+        merged = {**(row.attributes or {}), **attributes}
+        changes = {k: v for k, v in given.items() if getattr(row, k, None) != v}
+        if merged != (row.attributes or {}):
+            changes["attributes"] = merged
+        if changes:
+            connection.execute(_CHANGE_CUSTOMER, {"k_id": row.id, **changes, "updated_at": now})
+        return Contact(row.id, row.opted_out_at is not None,
+                       given.get("timezone", row.timezone), given.get("locale", row.locale))
+
+    def bind_identity(self, customer_id: int, channel: str, address: str,
+                      now: datetime) -> None:
+        """(channel, address) belongs to this customer from now on; its reachability stays
+        as it was (a chat that blocked the bot is not reopened by a trigger)."""
+        connection = self.connection
+        connection.execute(_BIND_IDENTITY[connection.dialect.name], {
+            "customer_id": customer_id, "channel": channel, "address": address,
+            "reachable": True, "created_at": now})
+
+    def reachable(self, customer_id: int) -> dict[str, str]:
+        """The customer's reachable addresses, by channel (the newest one of each)."""
+        rows = self.connection.execute(_REACHABLE, {"k_customer": customer_id}).all()
+        return {row.channel: row.address for row in rows}
+
+    def surveyed_since(self, customer_id: int, since: datetime,
+                       survey_id: str | None) -> bool:
+        """Whether the customer had a survey (this one, or any when None) due since
+        `since`: the anti-fatigue clock, one per customer across every channel."""
+        if survey_id is None:
+            found = self.connection.execute(_SURVEYED, {"k_customer": customer_id,
+                                                        "k_since": since})
+        else:
+            found = self.connection.execute(_SURVEYED_THIS, {
+                "k_customer": customer_id, "k_since": since, "k_survey": survey_id})
+        return found.first() is not None
+
+    def insert_delivery(self, values: Mapping[str, Any]) -> int:
+        return int(self.connection.execute(_INSERT_DELIVERY, dict(values)).scalar_one())
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, delivery_id: int) -> DeliveryRow | None:
+        return self.session.get(DeliveryRow, delivery_id)
 
     def by_token(self, token: str) -> DeliveryRow | None:
         return by_token(self.session, token)
 
     def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
+        """The customer's latest delivery in this channel that is still open to answer."""
         return pending_for(self.session, customer_id, channel)
 
+    def search(self, *, customer: str | None = None, status: str | None = None,
+               survey_id: str | None = None, after: int = 0, limit: int = 100
+               ) -> Sequence[DeliveryRow]:
+        """Deliveries by id, from `after` on, optionally one customer's (by external id),
+        status or survey."""
+        query = select(DeliveryRow).where(DeliveryRow.id > after)
+        if customer is not None:
+            query = query.where(DeliveryRow.customer_id == select(_customers.c.id).where(
+                _customers.c.external_id == customer).scalar_subquery())
+        if status is not None:
+            query = query.where(DeliveryRow.status == status)
+        if survey_id is not None:
+            query = query.where(DeliveryRow.survey_id == survey_id)
+        return self.session.scalars(query.order_by(DeliveryRow.id).limit(limit)).all()
+
+    # -- the dispatcher ------------------------------------------------------------------
+
+    def claim_due(self, now: datetime, limit: int) -> list[DeliveryRow]:
+        """Take up to `limit` due deliveries for sending: status -> sending (attempts count
+        the failed sends, recorded with the outcome).
+        SKIP LOCKED: two processes claiming at once never take the same delivery; SQLite
+        (which ignores it) serializes whole transactions with BEGIN IMMEDIATE instead."""
+        due = (select(_deliveries.c.id)
+               .where(_deliveries.c.status == DeliveryStatus.SCHEDULED,
+                      _deliveries.c.due_at <= now)
+               .order_by(_deliveries.c.due_at, _deliveries.c.id).limit(limit)
+               .with_for_update(skip_locked=True))
+        ids = list(self.connection.execute(due).scalars())
+        if not ids:
+            return []
+        rows = self.connection.execute(
+            update(_deliveries).where(_deliveries.c.id.in_(ids))
+            .values(status=DeliveryStatus.SENDING, updated_at=now)
+            .returning(*_deliveries.c)).all()
+        return sorted((DeliveryRow(**row._mapping) for row in rows),
+                      key=lambda row: (row.due_at, row.id))
+
+    def recover_stuck(self, before: datetime, now: datetime) -> int:
+        """Deliveries left in `sending` by a process that died: those with a message id went
+        out (only the bookkeeping was lost); the others go back to the queue."""
+        stuck = and_(_deliveries.c.status == DeliveryStatus.SENDING,
+                     _deliveries.c.updated_at < before)
+        sent = self.connection.execute(
+            update(_deliveries).where(stuck, _deliveries.c.message_id.is_not(None))
+            .values(status=DeliveryStatus.SENT, updated_at=now))
+        queued = self.connection.execute(
+            update(_deliveries).where(stuck, _deliveries.c.message_id.is_(None))
+            .values(status=DeliveryStatus.SCHEDULED, due_at=now, updated_at=now))
+        return int(sent.rowcount or 0) + int(queued.rowcount or 0)
+
+    def finish_sending(self, delivery_id: int, values: Mapping[str, Any],
+                       now: datetime) -> bool:
+        """Record a claimed delivery's outcome; False if it was not ours any more
+        (recovered by another process after a timeout)."""
+        result = self.connection.execute(_FINISH, {**values, "updated_at": now,
+                                                   "k_id": delivery_id})
+        return bool(result.rowcount)
+
+    def set_error(self, delivery_id: int, error: str) -> None:
+        self.connection.execute(_CHANGE, {"k_id": delivery_id, "last_error": error})
+
+    def remind_later(self, delivery_id: int, at: datetime, now: datetime) -> None:
+        """A claimed reminder put off until `at`: the delivery is back to sent."""
+        self.connection.execute(_CHANGE, {"k_id": delivery_id, "status": DeliveryStatus.SENT,
+                                          "remind_at": at, "updated_at": now})
+
+    def contacts(self, customer_ids: Collection[int]) -> dict[int, Any]:
+        """The customers a batch goes to, by id: whether they opted out, their locale, time
+        zone, first name and attributes."""
+        rows = self.connection.execute(_CONTACTS.where(_customers.c.id.in_(customer_ids)))
+        return {row.id: row for row in rows}
+
+    def addresses(self, customer_ids: Collection[int]) -> dict[int, dict[str, str]]:
+        """Each customer's reachable addresses by channel (the newest one of each)."""
+        found: dict[int, dict[str, str]] = {}
+        for row in self.connection.execute(
+                _ADDRESSES.where(_identities.c.customer_id.in_(customer_ids))):
+            found.setdefault(row.customer_id, {})[row.channel] = row.address
+        return found
+
+    def open_dialogues(self, customer_ids: Collection[int]) -> dict[tuple[int, str], Any]:
+        """The customers' active dialogues by (customer, channel): id, delivery_id, state
+        (the newest, should a channel have several)."""
+        rows = self.connection.execute(
+            _OPEN_DIALOGUES.where(_sessions.c.customer_id.in_(customer_ids)))
+        return {(row.customer_id, row.channel): row for row in rows}
+
+    def dialogue_of(self, delivery_id: int) -> Any:
+        """The delivery's active dialogue (id, channel, state), the newest."""
+        return self.connection.execute(_DELIVERY_DIALOGUE, {"k_id": delivery_id}).first()
+
+    def start_dialogue(self, values: Mapping[str, Any]) -> int:
+        """A delivery's dialogue, as the dispatcher opens it: `values` names every column
+        but the id."""
+        return int(self.connection.execute(_NEW_DIALOGUE, dict(values)).scalar_one())
+
+    def close_dialogue(self, dialogue_id: int, status: DialogueStatus, now: datetime) -> None:
+        """Close the dialogue if it is still active."""
+        self.connection.execute(_CLOSE_DIALOGUE, {"k_id": dialogue_id, "status": status,
+                                                  "updated_at": now})
+
+    def mark_unreachable(self, channel: str, address: str, reason: str) -> None:
+        self.connection.execute(_UNREACHABLE, {"k_channel": channel, "k_address": address,
+                                               "reachable": False,
+                                               "unreachable_reason": reason})
+
+    def due_reminders(self, now: datetime, limit: int) -> list[DeliveryRow]:
+        """Sent, unanswered deliveries whose reminder is due: claimed (remind_at cleared)
+        in the same statement, so the reminder goes once."""
+        due = (select(_deliveries.c.id)
+               .where(_deliveries.c.status == DeliveryStatus.SENT,
+                      _deliveries.c.remind_at <= now)
+               .order_by(_deliveries.c.remind_at).limit(limit)
+               .with_for_update(skip_locked=True))
+        ids = list(self.connection.execute(due).scalars())
+        if not ids:
+            return []
+        rows = self.connection.execute(
+            update(_deliveries).where(_deliveries.c.id.in_(ids))
+            .values(status=DeliveryStatus.REMINDED, remind_at=None, updated_at=now)
+            .returning(*_deliveries.c)).all()
+        return [DeliveryRow(**row._mapping) for row in rows]
+
+    def expire_due(self, now: datetime) -> int:
+        """Deliveries past their expiry: expired, and their open dialogues closed."""
+        ids = list(self.connection.execute(
+            select(_deliveries.c.id).where(_deliveries.c.status.in_(AWAITING),
+                                           _deliveries.c.expires_at <= now)).scalars())
+        if not ids:
+            return 0
+        self.connection.execute(update(_deliveries).where(_deliveries.c.id.in_(ids))
+                                .values(status=DeliveryStatus.EXPIRED, updated_at=now))
+        self.connection.execute(
+            update(_sessions).where(_sessions.c.delivery_id.in_(ids),
+                                    _sessions.c.status == DialogueStatus.ACTIVE)
+            .values(status=DialogueStatus.EXPIRED, updated_at=now,
+                    revision=_sessions.c.revision + 1))
+        return len(ids)
+
+    # -- replies -------------------------------------------------------------------------
+
     def mark_answered(self, delivery_id: int, finished: bool, now: datetime) -> None:
+        """The customer answered (finished: completed) the delivery's survey."""
         mark_answered(self.connection, delivery_id, finished, now)

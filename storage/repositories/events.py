@@ -52,3 +52,8 @@ class Events(Repository):
     def claim(self, channel: str, event_id: str, now: datetime) -> bool:
         """True the first time; False if a committed transaction claimed it before."""
         return claim(self.connection, channel, event_id, now)
+
+    def prune(self, before: datetime) -> int:
+        """Forget events received before `before` (a redelivery comes within a day)."""
+        result = self.connection.execute(delete(_events).where(_events.c.received_at < before))
+        return int(result.rowcount or 0)
