@@ -103,8 +103,9 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                     CampaignService(Database(factory), policy=policy, clock=clock,
                                     scripts=scripts),
                     SurveyService(Database(factory), clock=clock), Links(settings.base_url),
-                    AdminService(factory, clock=clock),
-                    AlertService(factory, scripts=scripts, clock=clock), clock, metrics)
+                    AdminService(Database(factory), clock=clock),
+                    AlertService(Database(factory), scripts=scripts, clock=clock), clock,
+                    metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.errors import NotFound
 from storage.migrate import upgrade, upgrade_async
+from storage.uow import Database
 
 log = logging.getLogger("otklik")
 
@@ -53,7 +54,7 @@ async def load(settings: Settings, paths: Sequence[Path]) -> int:
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        loaded = await load_scripts(session_factory(engine), paths, actor="cli",
+        loaded = await load_scripts(Database(session_factory(engine)), paths, actor="cli",
                                     now=datetime.now(UTC))
     except InvalidScripts as exc:
         print("\n".join(exc.lines), file=sys.stderr)

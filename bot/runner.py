@@ -32,6 +32,7 @@ from handlers.telegram import admin
 from handlers.telegram.outbound import TelegramSender
 from storage.db import create_engine
 from storage.migrate import upgrade_async
+from storage.uow import Database
 
 log = logging.getLogger("otklik")
 
@@ -77,8 +78,8 @@ async def run(settings: Settings) -> int:
                                  metrics=services.metrics)
     try:
         try:
-            loaded = await load_scripts(factory, [settings.surveys_dir], actor="startup",
-                                        now=datetime.now(UTC))
+            loaded = await load_scripts(Database(factory), [settings.surveys_dir],
+                                        actor="startup", now=datetime.now(UTC))
             campaigns_file = settings.campaigns_file or settings.surveys_dir / CAMPAIGNS_FILE
             names = (await services.campaigns.load_file(campaigns_file)
                      if campaigns_file.is_file() else [])
@@ -103,6 +104,7 @@ async def run(settings: Settings) -> int:
             bots += [bot, sender_bot]
             updates = telegram.build_dispatcher(settings, surveys, i18n)
             updates["alerts"] = services.alerts
+            updates["admin"] = services.admin
             updates["factory"] = factory
             services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)
             senders["telegram"] = TelegramSender(sender_bot, i18n)

@@ -25,6 +25,7 @@ from bot.services.scripts import Loaded, read_scripts, store_scripts
 from conversations.script import Script
 from storage.db import create_engine
 from storage.migrate import upgrade_async
+from storage.uow import Database
 
 SURVEYS = Path(__file__).resolve().parents[1] / "surveys"
 
@@ -102,4 +103,4 @@ def _examples() -> tuple[tuple[str, Script, str], ...]:
 async def load_examples(factory: async_sessionmaker[AsyncSession], now: datetime
                         ) -> list[Loaded]:
     """load_scripts(factory, [SURVEYS], actor="tests", now=now), parsing only once."""
-    return await store_scripts(factory, _examples(), actor="tests", now=now)
+    return await store_scripts(Database(factory), _examples(), actor="tests", now=now)

@@ -21,7 +21,7 @@ and keeps what the metrics are made of, so every rollup stays true:
   those delivered or set aside, which are kept 7 days and carry the comments' texts.
 Then the files: on SQLite, secure_delete (storage.db) has zeroed what the rows held and a
 checkpoint empties the write-ahead log; on PostgreSQL the touched tables are vacuumed
-(storage.db.scrub; README says what stays in WAL archives and backups).
+(storage.erasure.scrub; README says what stays in WAL archives and backups).
 Erasing again changes nothing and answers the same (the first erasure's time), and tries
 the files again."""
 
@@ -30,43 +30,23 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.services.errors import NotFound, ServiceError
+from bot.services.logins import Logins
 from bot.services.scripts import Loaded, parse_apart, store_scripts
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import Script
-from storage.db import scrub
-from storage.errors import NotFound
-from storage.models import (
-    AlertRow,
-    AnswerRow,
-    AuditRow,
-    Base,
-    CustomerRow,
-    DeliveryRow,
-    DeliveryStatus,
-    DialogueRow,
-    DialogueStatus,
-    IdentityRow,
-    OutboxRow,
-    ScriptRow,
-    TriggerRow,
-)
-from storage.uow import UnitOfWork
-
-Factory = async_sessionmaker[AsyncSession]
-# What erase_customer changes or deletes rows of.
-ERASED_TABLES = tuple(str(row.__tablename__) for row in (
-    CustomerRow, IdentityRow, AnswerRow, AlertRow, DialogueRow, TriggerRow, DeliveryRow,
-    OutboxRow))
+from storage import errors
+from storage.erasure import scrub
+from storage.models import AuditRow, CustomerRow, ScriptRow
+from storage.uow import Database, Store
 
 
-class AdminError(RuntimeError):
+class AdminError(ServiceError):
     """Root of what an admin action refuses; `field` names the parameter at fault."""
 
     def __init__(self, message: str, field: str) -> None:
@@ -74,7 +54,7 @@ class AdminError(RuntimeError):
         self.field = field
 
 
-class Unknown(AdminError):
+class Unknown(AdminError, NotFound):
     """No such survey, version or customer."""
 
 
@@ -91,17 +71,6 @@ class BadScript(AdminError):
         super().__init__("\n".join(self.lines), issues[0].path if issues else "body")
 
 
-async def audit(factory: Factory, actor: str, action: str, target: str,
-                details: Mapping[str, Any] | None = None, *, now: datetime) -> int:
-    """Write one audit row in a unit of work of its own, for an action that changes nothing
-    stored (an export) or commits elsewhere; a change made in a unit of work writes its row
-    there instead (uow.audit.add), so both commit or neither does. Returns the row's id."""
-    async with UnitOfWork(factory) as uow:
-        row = await uow.audit.add(actor, action, target, details or {}, now=now)
-        await uow.commit()
-    return row.id
-
-
 @dataclass(frozen=True, slots=True)
 class Erased:
     """What an erasure left: rows kept, anonymous, under the customer's external id."""
@@ -112,50 +81,52 @@ class Erased:
     sessions: int
     deliveries: int
     alerts: int
-    # storage.db.scrub's answer: on SQLite whether the files hold nothing erased any more.
+    # storage.erasure.scrub's answer: on SQLite whether the files hold nothing erased any
+    # more.
     files_clean: bool | None = None
 
 
 class AdminService:
-    def __init__(self, factory: Factory, *, clock: Callable[[], datetime] | None = None
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None
                  ) -> None:
-        self.factory = factory
+        self._db = db
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.logins = Logins(db)
 
     def now(self) -> datetime:
         return self._clock()
 
     async def audit(self, actor: str, action: str, target: str,
                     details: Mapping[str, Any] | None = None) -> int:
-        return await audit(self.factory, actor, action, target, details, now=self._clock())
+        """Write one audit row in a transaction of its own, for an action that changes
+        nothing stored (an export) or commits elsewhere; a change writes its row in its own
+        transaction instead (store.audit.add), so both commit or neither does. Returns the
+        row's id."""
+        now = self._clock()
+        return await self._db.write(
+            lambda store: store.audit.add(actor, action, target, details or {}, now=now))
 
     async def audit_page(self, *, action: str | None, target: str | None,
                          before: int | None, limit: int) -> Sequence[AuditRow]:
-        async with UnitOfWork(self.factory, read_only=True) as uow:
-            return await uow.audit.page(action=action, target=target, before=before,
-                                        limit=limit)
+        return await self._db.read(lambda store: store.audit.page(
+            action=action, target=target, before=before, limit=limit))
 
     # -- scripts ---------------------------------------------------------------------------
 
     async def surveys(self) -> list[tuple[ScriptRow, int | None]]:
         """Every survey: its latest version and its active one (None: switched off)."""
-        async with UnitOfWork(self.factory, read_only=True) as uow:
-            return await uow.scripts.surveys()
+        return await self._db.read(lambda store: store.scripts.surveys())
 
     async def script(self, survey_id: str, version: int | None = None) -> ScriptRow:
         """A stored version, the latest by default."""
-        async with UnitOfWork(self.factory, read_only=True) as uow:
-            latest = await self._known(uow, survey_id)
-            if version is None:
-                return latest
-            try:
-                return await uow.scripts.get(survey_id, version)
-            except NotFound:
-                raise Unknown(f"{survey_id} has no version {version}", "version") from None
+        def read(store: Store) -> ScriptRow:
+            latest = _known(store, survey_id)
+            return latest if version is None else _version(store, survey_id, version)
+
+        return await self._db.read(read)
 
     async def versions(self, survey_id: str) -> Sequence[ScriptRow]:
-        async with UnitOfWork(self.factory, read_only=True) as uow:
-            rows = await uow.scripts.versions(survey_id)
+        rows = await self._db.read(lambda store: store.scripts.versions(survey_id))
         if not rows:
             raise Unknown(f"no survey {survey_id!r}", "id")
         return rows
@@ -189,7 +160,7 @@ class AdminService:
             raise BadScript(exc.issues, filename) from None
         if script.id != survey_id:
             raise Mismatch(f"the script's id is {script.id!r}, the URL's {survey_id!r}", "id")
-        [loaded] = await store_scripts(self.factory, [("api", script, source)], actor=actor,
+        [loaded] = await store_scripts(self._db, [("api", script, source)], actor=actor,
                                        now=self._clock())
         return loaded
 
@@ -197,162 +168,99 @@ class AdminService:
                        ) -> tuple[int | None, int]:
         """Make a version (the latest by default) the one new dialogues start on; the
         versions active before and now."""
-        async with UnitOfWork(self.factory) as uow:
-            latest = await self._known(uow, survey_id)
-            version = latest.version if version is None else version
-            before = await uow.scripts.active_for(survey_id)
+        now = self._clock()
+
+        def write(store: Store) -> tuple[int | None, int]:
+            after = _known(store, survey_id).version if version is None else version
+            before = store.scripts.active_for(survey_id)
             try:
-                await uow.scripts.set_active(survey_id, version)
-            except NotFound:
-                raise Unknown(f"{survey_id} has no version {version}", "version") from None
+                store.scripts.set_active(survey_id, after)
+            except errors.NotFound:
+                raise Unknown(f"{survey_id} has no version {after}", "version") from None
             was = before.version if before else None
-            await uow.audit.add(actor, "script.activated", survey_id,
-                                {"before": was, "after": version}, now=self._clock())
-            await uow.commit()
-        return was, version
+            store.audit.add(actor, "script.activated", survey_id,
+                            {"before": was, "after": after}, now=now)
+            return was, after
+
+        return await self._db.write(write)
 
     async def deactivate(self, survey_id: str, *, actor: str) -> int | None:
         """No new dialogues of this survey (those under way finish); the version that was
         active, if any."""
-        async with UnitOfWork(self.factory) as uow:
-            await self._known(uow, survey_id)
-            before = await uow.scripts.active_for(survey_id)
-            await uow.scripts.set_active(survey_id, None)
-            was = before.version if before else None
-            await uow.audit.add(actor, "script.deactivated", survey_id,
-                                {"before": was, "after": None}, now=self._clock())
-            await uow.commit()
-        return was
+        now = self._clock()
 
-    @staticmethod
-    async def _known(uow: UnitOfWork, survey_id: str) -> ScriptRow:
-        latest = await uow.scripts.latest(survey_id)
-        if latest is None:
-            raise Unknown(f"no survey {survey_id!r}", "id")
-        return latest
+        def write(store: Store) -> int | None:
+            _known(store, survey_id)
+            before = store.scripts.active_for(survey_id)
+            store.scripts.set_active(survey_id, None)
+            was = before.version if before else None
+            store.audit.add(actor, "script.deactivated", survey_id,
+                            {"before": was, "after": None}, now=now)
+            return was
+
+        return await self._db.write(write)
 
     # -- customers -------------------------------------------------------------------------
 
     async def find_customers(self, q: str, limit: int = 20) -> Sequence[CustomerRow]:
         """Customers whose external id, e-mail, phone or channel address is `q` exactly."""
         q = q.strip()
-        matches = [CustomerRow.external_id == q, func.lower(CustomerRow.email) == q.lower(),
-                   CustomerRow.id.in_(select(IdentityRow.customer_id)
-                                      .where(IdentityRow.address.in_({q, q.lower()})))]
-        if (phone := _e164(q)) is not None:
-            matches.append(CustomerRow.phone == phone)
-        async with UnitOfWork(self.factory, read_only=True) as uow:
-            return (await uow.session.scalars(
-                select(CustomerRow).where(or_(*matches)).order_by(CustomerRow.id)
-                .limit(limit))).all()
+        phone = _e164(q)
+        return await self._db.read(
+            lambda store: store.admin.find_customers(q, phone=phone, limit=limit))
 
     async def export_customer(self, external_id: str, *, actor: str) -> dict[str, Any]:
         """Everything stored about the customer, as JSON-ready data (delivery tokens
         aside: they are credentials, not data about anyone)."""
-        async with UnitOfWork(self.factory) as uow:
-            customer = await self._customer(uow, external_id)
-            session = uow.session
+        now = self._clock()
 
-            async def rows(model: type[Base], *where: Any) -> list[dict[str, Any]]:
-                found = await session.scalars(
-                    select(model).where(*where).order_by(model.id))  # type: ignore[attr-defined]
-                return [_plain(row) for row in found]
+        def write(store: Store) -> dict[str, Any]:
+            customer = _customer(store, external_id)
+            data = store.admin.customer_data(customer)
+            store.audit.add(actor, "customer.exported", external_id,
+                            {"customer_id": customer.id}, now=now)
+            return data
 
-            deliveries = await rows(DeliveryRow, DeliveryRow.customer_id == customer.id)
-            for delivery in deliveries:
-                delivery.pop("token")
-            data = {
-                "customer": _plain(customer),
-                "identities": await rows(IdentityRow, IdentityRow.customer_id == customer.id),
-                "triggers": await rows(TriggerRow, TriggerRow.id.in_(
-                    d["trigger_id"] for d in deliveries if d["trigger_id"] is not None)),
-                "deliveries": deliveries,
-                "sessions": await rows(DialogueRow, DialogueRow.customer_id == customer.id),
-                "answers": await rows(AnswerRow, AnswerRow.customer_id == customer.id),
-                "alerts": await rows(AlertRow, AlertRow.customer_id == customer.id),
-            }
-            await uow.audit.add(actor, "customer.exported", external_id,
-                                {"customer_id": customer.id}, now=self._clock())
-            await uow.commit()
-        return data
+        return await self._db.write(write)
 
     async def erase_customer(self, external_id: str, *, actor: str) -> Erased:
         """Remove the customer's personal data and texts, keep anonymous scores (see the
         module's docstring for what goes and what stays). One transaction, then the
         files are scrubbed of what it removed."""
         now = self._clock()
-        async with UnitOfWork(self.factory) as uow:
-            customer = await self._customer(uow, external_id)
-            session, who = uow.session, customer.id
-            again = customer.erased_at is not None
-            customer.first_name = customer.phone = customer.email = customer.timezone = None
-            customer.attributes = {}
-            customer.erased_at = customer.erased_at or now
-            customer.opted_out_at = customer.opted_out_at or now
-            customer.updated_at = now
-            await session.execute(delete(IdentityRow).where(IdentityRow.customer_id == who))
-            answers = await session.execute(
-                update(AnswerRow).where(AnswerRow.customer_id == who).values(text=None))
-            alerts = await session.execute(
-                update(AlertRow).where(AlertRow.customer_id == who).values(notes=[]))
-            dialogues = (await session.scalars(
-                select(DialogueRow).where(DialogueRow.customer_id == who))).all()
-            for dialogue in dialogues:
-                state = {**dialogue.state, "values": {}, "context": {}, "customer": {}}
-                changes: dict[str, Any] = {"state": state}
-                if dialogue.status == DialogueStatus.ACTIVE:
-                    changes["status"] = DialogueStatus.ABANDONED
-                await uow.sessions.save(dialogue, now=now, **changes)
-            triggers = (await session.execute(
-                select(TriggerRow.id, TriggerRow.payload).join(
-                    DeliveryRow, DeliveryRow.trigger_id == TriggerRow.id)
-                .where(DeliveryRow.customer_id == who))).all()
-            for trigger_id, payload in triggers:
-                await session.execute(update(TriggerRow).where(TriggerRow.id == trigger_id)
-                                      .values(payload=_trigger_left(payload, external_id)))
-            await session.execute(
-                update(DeliveryRow).where(DeliveryRow.customer_id == who,
-                                          DeliveryRow.status == DeliveryStatus.SCHEDULED)
-                .values(status=DeliveryStatus.SUPPRESSED, reason="erased"))
-            deliveries = await session.execute(
-                update(DeliveryRow).where(DeliveryRow.customer_id == who)
-                .values(token=None, context={}, message_id=None, last_error=None,
-                        remind_at=None, updated_at=now))
-            await session.execute(delete(OutboxRow).where(OutboxRow.key == f"customer:{who}"))
-            erased = Erased(external_id, customer.erased_at, _count(answers), len(dialogues),
-                            _count(deliveries), _count(alerts))
-            await uow.audit.add(actor, "customer.erased", external_id, {
-                "customer_id": who, "again": again, "answers": erased.answers}, now=now)
-            await uow.commit()
-        engine = self.factory.kw["bind"]
-        assert isinstance(engine, AsyncEngine)
-        return replace(erased, files_clean=await scrub(engine, ERASED_TABLES))
 
-    @staticmethod
-    async def _customer(uow: UnitOfWork, external_id: str) -> CustomerRow:
-        customer = await uow.customers.by_external_id(external_id)
-        if customer is None:
-            raise Unknown(f"no customer {external_id!r}", "external_id")
-        return customer
+        def write(store: Store) -> Erased:
+            customer = _customer(store, external_id)
+            done = store.customers.erase(customer, now)
+            store.audit.add(actor, "customer.erased", external_id, {
+                "customer_id": customer.id, "again": done.again, "answers": done.answers},
+                now=now)
+            return Erased(external_id, done.erased_at, done.answers, done.dialogues,
+                          done.deliveries, done.alerts)
+
+        erased = await self._db.write(write)
+        return replace(erased, files_clean=await scrub(self._db))
 
 
-def _plain(row: Base) -> dict[str, Any]:
-    """A row's columns as JSON-ready values."""
-    return {column.key: _json(getattr(row, column.key))
-            for column in row.__table__.columns}
+def _known(store: Store, survey_id: str) -> ScriptRow:
+    latest = store.scripts.latest(survey_id)
+    if latest is None:
+        raise Unknown(f"no survey {survey_id!r}", "id")
+    return latest
 
 
-def _json(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime | date) else value
+def _version(store: Store, survey_id: str, version: int) -> ScriptRow:
+    try:
+        return store.scripts.get(survey_id, version)
+    except errors.NotFound:
+        raise Unknown(f"{survey_id} has no version {version}", "version") from None
 
 
-def _trigger_left(payload: Mapping[str, Any], external_id: str) -> dict[str, Any]:
-    return {"survey": payload.get("survey"), "idempotency_key": payload.get("idempotency_key"),
-            "customer": {"external_id": external_id}}
-
-
-def _count(result: Any) -> int:
-    return int(getattr(result, "rowcount", 0) or 0)
+def _customer(store: Store, external_id: str) -> CustomerRow:
+    customer = store.customers.by_external_id(external_id)
+    if customer is None:
+        raise Unknown(f"no customer {external_id!r}", "external_id")
+    return customer
 
 
 def _e164(value: str) -> str | None:

@@ -7,32 +7,27 @@ in the same transaction."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from bot.services.errors import NotFound, ServiceError
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import AnswerLine, title
-from storage import outbox
-from storage.errors import NotFound
+from storage import errors
 from storage.models import AlertRow, AlertStatus, Channel
 from storage.repositories.alerts import ViewRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 
-Factory = async_sessionmaker[AsyncSession]
 MAX_TEXT = 4000  # a reply must fit one Telegram message (4096) with room to spare
 
 
-class AlertError(RuntimeError):
+class AlertError(ServiceError):
     """Root of what the alert service refuses; each edge maps it to its own answer."""
 
 
-class AlertNotFound(AlertError):
+class AlertNotFound(AlertError, NotFound):
     pass
 
 
@@ -128,11 +123,11 @@ OnResolved = Callable[[AlertView, str], Awaitable[None]]
 
 
 class AlertService:
-    def __init__(self, factory: Factory, *, scripts: ScriptCache | None = None,
+    def __init__(self, db: Database, *, scripts: ScriptCache | None = None,
                  clock: Callable[[], datetime] | None = None,
                  replier: Replier | None = None,
                  on_resolved: OnResolved | None = None) -> None:
-        self._factory = factory
+        self._db = db
         self._scripts = scripts or ScriptCache()
         self._clock = clock or (lambda: datetime.now(UTC))
         # Both set by the process once its bot and SMTP sender exist (bot/runner.py).
@@ -140,49 +135,47 @@ class AlertService:
         self.on_resolved = on_resolved
 
     async def queue(self, *, status: str | None = None, survey: str | None = None,
-                   owner: str | None = None, overdue: bool | None = None,
-                   before: int | None = None, limit: int = 50) -> list[AlertView]:
+                    owner: str | None = None, overdue: bool | None = None,
+                    before: int | None = None, limit: int = 50) -> list[AlertView]:
         """Newest first; pass the last id as `before` for the next page."""
-        async with UnitOfWork(self._factory) as uow:
-            rows = await uow.alerts.page(status=status, survey=survey, owner=owner,
-                                         overdue=overdue, before=before, limit=limit)
+        rows = await self._db.read(lambda store: store.alerts.page(
+            status=status, survey=survey, owner=owner, overdue=overdue, before=before,
+            limit=limit))
         return [_view(row) for row in rows]
 
     async def get(self, alert_id: int) -> AlertView:
         """The alert with its dialogue's context, answers and the notes. AlertNotFound."""
-        async with UnitOfWork(self._factory) as uow:
-            row = await self._row(uow, alert_id)
-            dialogue = await uow.sessions.get(row.AlertRow.session_id)
-            answers = await uow.answers.for_session(dialogue.id)
-        return replace(_view(row), context=dict(dialogue.dialogue_state().context),
-                       answers=tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()),
-                                                a.text) for a in answers))
+        return await self._db.read(lambda store: _full(store, alert_id))
 
     async def take(self, alert_id: int, owner: str, *, actor: str) -> AlertView:
         """`owner` works on it now: in progress. AlertResolved."""
         owner = clean(owner, "owner")
-        async with UnitOfWork(self._factory) as uow:
-            alert = await self._for_change(uow, alert_id)
+        now = self._clock()
+
+        def write(store: Store) -> AlertView:
+            alert = _for_change(store, alert_id)
             if alert.status == AlertStatus.RESOLVED:
                 raise AlertResolved(f"alert {alert_id} is resolved")
             before = {"status": alert.status, "owner": alert.owner}
-            now = self._clock()
             alert.status, alert.owner, alert.updated_at = AlertStatus.IN_PROGRESS, owner, now
-            await uow.audit.add(actor, "alert.take", f"alert:{alert_id}", {
+            store.audit.add(actor, "alert.take", f"alert:{alert_id}", {
                 "before": before, "after": {"status": alert.status, "owner": owner}}, now=now)
-            await uow.commit()
-        return await self.get(alert_id)
+            return _full(store, alert_id)
+
+        return await self._db.write(write)
 
     async def note(self, alert_id: int, author: str, text: str) -> AlertView:
         """A note for the team; resolved alerts take notes too."""
         text = clean(text)
-        async with UnitOfWork(self._factory) as uow:
-            alert = await self._for_change(uow, alert_id)
-            now = self._clock()
-            self._add_note(alert, now, kind="note", author=author, text=text)
-            await uow.audit.add(author, "alert.note", f"alert:{alert_id}", {}, now=now)
-            await uow.commit()
-        return await self.get(alert_id)
+        now = self._clock()
+
+        def write(store: Store) -> AlertView:
+            _add_note(_for_change(store, alert_id), now, kind="note", author=author,
+                      text=text)
+            store.audit.add(author, "alert.note", f"alert:{alert_id}", {}, now=now)
+            return _full(store, alert_id)
+
+        return await self._db.write(write)
 
     async def reply(self, alert_id: int, author: str, text: str) -> tuple[AlertView, str]:
         """Send `text` to the customer in the channel they answered in, then record it in
@@ -190,25 +183,23 @@ class AlertService:
         it). Returns the alert and the channel used. AlertNotFound, AlertResolved,
         BadText, Unreachable, NotConfigured, SendFailed: nothing is recorded then."""
         text = clean(text)
-        async with UnitOfWork(self._factory) as uow:
-            row = await self._row(uow, alert_id)
-            if row.AlertRow.status == AlertStatus.RESOLVED:
-                raise AlertResolved(f"alert {alert_id} is resolved")
-            target = await self._target(uow, row)
-        # Sent outside any transaction: never hold a unit of work across the network.
+        target = await self._db.read(lambda store: self._target(store, alert_id))
+        # Sent outside any transaction: never hold one across the network.
         await self._send(target, text)
-        async with UnitOfWork(self._factory) as uow:
-            alert = await self._for_change(uow, alert_id)
-            now = self._clock()
-            self._add_note(alert, now, kind="reply", author=author, text=text,
-                           channel=target.channel)
+        now = self._clock()
+
+        def write(store: Store) -> AlertView:
+            alert = _for_change(store, alert_id)
+            _add_note(alert, now, kind="reply", author=author, text=text,
+                      channel=target.channel)
             if alert.status == AlertStatus.OPEN:  # resolved meanwhile: the reply is noted
                 alert.status = AlertStatus.IN_PROGRESS
                 alert.owner = alert.owner or author
-            await uow.audit.add(author, "alert.reply", f"alert:{alert_id}",
-                                {"channel": target.channel}, now=now)
-            await uow.commit()
-        return await self.get(alert_id), target.channel
+            store.audit.add(author, "alert.reply", f"alert:{alert_id}",
+                            {"channel": target.channel}, now=now)
+            return _full(store, alert_id)
+
+        return await self._db.write(write), target.channel
 
     async def resolve(self, alert_id: int, author: str, note: str | None = None, *,
                       by: str | None = None) -> AlertView:
@@ -216,27 +207,28 @@ class AlertService:
         on_resolved is told, showing `by` (a person's name) or else the author.
         AlertResolved if it was already."""
         text = clean(note, "note") if note is not None else None
-        async with UnitOfWork(self._factory) as uow:
-            alert = await self._for_change(uow, alert_id)
+        now = self._clock()
+
+        def write(store: Store) -> AlertView:
+            alert = _for_change(store, alert_id)
             if alert.status == AlertStatus.RESOLVED:
                 raise AlertResolved(f"alert {alert_id} was resolved already")
-            now = self._clock()
             before = alert.status
             alert.status, alert.resolved_at = AlertStatus.RESOLVED, now
             if text is not None:
-                self._add_note(alert, now, kind="note", author=author, text=text)
+                _add_note(alert, now, kind="note", author=author, text=text)
             else:
                 alert.updated_at = now
-            customer = await uow.customers.get(alert.customer_id)
-            payload = {"alert_id": alert.id, "survey": alert.survey_id, "step": alert.step_id,
-                       "score": alert.score, "customer": customer.external_id,
-                       "resolved_by": author, "at": now.isoformat()}
-            await uow.session.run_sync(lambda session: outbox.add(
-                session, [("alert.resolved", f"customer:{customer.id}", payload)], now))
-            await uow.audit.add(author, "alert.resolve", f"alert:{alert_id}",
-                                {"before": before, "note": text is not None}, now=now)
-            await uow.commit()
-        view = await self.get(alert_id)
+            customer = store.customers.get(alert.customer_id)
+            store.alerts.queue_resolved(alert, {
+                "alert_id": alert.id, "survey": alert.survey_id, "step": alert.step_id,
+                "score": alert.score, "customer": customer.external_id,
+                "resolved_by": author, "at": now.isoformat()}, now)
+            store.audit.add(author, "alert.resolve", f"alert:{alert_id}",
+                            {"before": before, "note": text is not None}, now=now)
+            return _full(store, alert_id)
+
+        view = await self._db.write(write)
         if self.on_resolved is not None:
             await self.on_resolved(view, by or author)
         return view
@@ -246,67 +238,47 @@ class AlertService:
         by a conditional UPDATE committed before anyone re-sends it: whichever process
         claims one re-sends it, once."""
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            candidates = await uow.alerts.unclaimed(now)
+
+        def write(store: Store) -> list[AlertView]:
             slas: dict[tuple[str, int], timedelta] = {}
             claimed = []
-            for candidate in candidates:
+            for candidate in store.alerts.unclaimed(now):
                 key = (candidate.survey_id, candidate.script_version)
                 if key not in slas:
-                    slas[key] = await uow.run(functools.partial(self._sla, key))
-                if candidate.created_at + slas[key] <= now and await uow.alerts.mark_overdue(
-                        candidate.id, now):
+                    slas[key] = self._scripts.get(store.scripts, *key).alert_sla
+                if (candidate.created_at + slas[key] <= now
+                        and store.alerts.mark_overdue(candidate.id, now)):
                     claimed.append(candidate.id)
-            views = [_view(await uow.alerts.view(alert_id)) for alert_id in claimed]
-            await uow.commit()
-        return views
+            return [_view(store.alerts.view(alert_id)) for alert_id in claimed]
+
+        return await self._db.write(write)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _sla(self, key: tuple[str, int], connection: Connection) -> timedelta:
-        return self._scripts.get(connection, *key).alert_sla
-
-    @staticmethod
-    async def _row(uow: UnitOfWork, alert_id: int) -> ViewRow:
-        try:
-            return await uow.alerts.view(alert_id)
-        except NotFound:
-            raise AlertNotFound(f"no alert {alert_id}") from None
-
-    @staticmethod
-    async def _for_change(uow: UnitOfWork, alert_id: int) -> AlertRow:
-        try:
-            return await uow.alerts.for_change(alert_id)
-        except NotFound:
-            raise AlertNotFound(f"no alert {alert_id}") from None
-
-    @staticmethod
-    def _add_note(alert: AlertRow, now: datetime, **note: str) -> None:
-        # A new list: the JSON column notices assignment, not changes in place.
-        alert.notes = [*(alert.notes or ()), {**note, "at": now.isoformat()}]
-        alert.updated_at = now
-
-    async def _target(self, uow: UnitOfWork, row: ViewRow) -> Target:
+    def _target(self, store: Store, alert_id: int) -> Target:
         """Where a reply goes: the customer's Telegram chat for a Telegram dialogue, else
         their e-mail address (an e-mailed survey is answered on its web page)."""
-        customer = await uow.customers.get(row.AlertRow.customer_id)
+        row = _row(store, alert_id)
+        if row.AlertRow.status == AlertStatus.RESOLVED:
+            raise AlertResolved(f"alert {alert_id} is resolved")
+        customer = store.customers.get(row.AlertRow.customer_id)
         if customer.erased_at is not None:
             raise Unreachable("no channel reaches this customer: their data was erased")
         if row.channel == Channel.TELEGRAM:
-            found = await uow.alerts.address(customer.id, Channel.TELEGRAM)
+            found = store.alerts.address(customer.id, Channel.TELEGRAM)
             if found is None or not found[1]:
                 raise Unreachable("no channel reaches this customer: their Telegram chat "
                                   + ("blocked the bot" if found else "is unknown"))
             return Target(Channel.TELEGRAM, found[0])
-        found = await uow.alerts.address(customer.id, Channel.EMAIL)
+        found = store.alerts.address(customer.id, Channel.EMAIL)
         address = (found[0] if found[1] else None) if found else customer.email
         if address is None:
             raise Unreachable("no channel reaches this customer: they answered on the "
                               f"{row.channel} channel and have no reachable e-mail address")
-        dialogue = await uow.sessions.get(row.AlertRow.session_id)
-        script = await uow.run(lambda c: self._scripts.get(
-            c, dialogue.survey_id, dialogue.script_version))
-        delivery = (await uow.deliveries.get(dialogue.delivery_id)
+        dialogue = store.dialogues.get(row.AlertRow.session_id)
+        assert dialogue is not None  # an alert's dialogue is never deleted
+        script = self._scripts.get(store.scripts, dialogue.survey_id, dialogue.script_version)
+        delivery = (store.deliveries.get(dialogue.delivery_id)
                     if dialogue.delivery_id is not None else None)
         thread = (delivery.message_id if delivery is not None
                   and delivery.sent_channel == Channel.EMAIL else None)
@@ -322,3 +294,34 @@ class AlertService:
         else:
             await self.replier.email(target.address, target.subject, text,
                                      in_reply_to=target.in_reply_to)
+
+
+def _row(store: Store, alert_id: int) -> ViewRow:
+    try:
+        return store.alerts.view(alert_id)
+    except errors.NotFound:
+        raise AlertNotFound(f"no alert {alert_id}") from None
+
+
+def _for_change(store: Store, alert_id: int) -> AlertRow:
+    try:
+        return store.alerts.for_change(alert_id)
+    except errors.NotFound:
+        raise AlertNotFound(f"no alert {alert_id}") from None
+
+
+def _full(store: Store, alert_id: int) -> AlertView:
+    """The alert with its dialogue's context and answers (AlertService.get)."""
+    row = _row(store, alert_id)
+    dialogue = store.dialogues.get(row.AlertRow.session_id)
+    assert dialogue is not None  # an alert's dialogue is never deleted
+    answers = store.answers.for_session(dialogue.id)
+    return replace(_view(row), context=dict(dialogue.dialogue_state().context),
+                   answers=tuple(AnswerLine(a.step_id, a.score, tuple(a.choices or ()), a.text)
+                                 for a in answers))
+
+
+def _add_note(alert: AlertRow, now: datetime, **note: str) -> None:
+    # A new list: the JSON column notices assignment, not changes in place.
+    alert.notes = [*(alert.notes or ()), {**note, "at": now.isoformat()}]
+    alert.updated_at = now

@@ -9,13 +9,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from storage.uow import Database, Store
 
-from storage.models import AdminDialogueRow
-from storage.uow import UnitOfWork
-
-Factory = async_sessionmaker[AsyncSession]
 SESSION_AGE = timedelta(hours=12)
 
 
@@ -25,39 +20,36 @@ def actor(who: str) -> str:
     return f"dashboard:{who}"
 
 
-async def log_in(factory: Factory, who: str, *, now: datetime,
-                 details: Mapping[str, Any]) -> str:
-    """A new session for `who`: its id, for the signed cookie. Sessions past their age
-    are deleted on the way: their cookies are refused anyway."""
-    session_id = secrets.token_urlsafe(24)
-    async with UnitOfWork(factory) as uow:
-        await uow.session.execute(delete(AdminDialogueRow).where(
-            AdminDialogueRow.created_at < now - SESSION_AGE))
-        uow.session.add(AdminDialogueRow(id=session_id, who=who, created_at=now))
-        await uow.audit.add(actor(who), "dashboard.login", "dashboard", details, now=now)
-        await uow.commit()
-    return session_id
+class Logins:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
+    async def log_in(self, who: str, *, now: datetime, details: Mapping[str, Any]) -> str:
+        """A new session for `who`: its id, for the signed cookie. Sessions past their age
+        are deleted on the way: their cookies are refused anyway."""
+        session_id = secrets.token_urlsafe(24)
 
-async def refused(factory: Factory, who: str, reason: str, *, now: datetime,
-                  details: Mapping[str, Any]) -> None:
-    async with UnitOfWork(factory) as uow:
-        await uow.audit.add(actor(who), "dashboard.login_refused", "dashboard",
-                            {"reason": reason, **details}, now=now)
-        await uow.commit()
+        def write(store: Store) -> None:
+            store.logins.add(session_id, who, now=now, older_than=now - SESSION_AGE)
+            store.audit.add(actor(who), "dashboard.login", "dashboard", details, now=now)
 
+        await self._db.write(write)
+        return session_id
 
-async def who_is(factory: Factory, session_id: str) -> str | None:
-    """Who holds this session, or None if it is unknown or was logged out: one read by
-    the primary key, on every dashboard request."""
-    async with UnitOfWork(factory, read_only=True) as uow:
-        return (await uow.session.scalars(select(AdminDialogueRow.who).where(
-            AdminDialogueRow.id == session_id, AdminDialogueRow.revoked_at.is_(None)))).first()
+    async def refused(self, who: str, reason: str, *, now: datetime,
+                      details: Mapping[str, Any]) -> None:
+        await self._db.write(lambda store: store.audit.add(
+            actor(who), "dashboard.login_refused", "dashboard", {"reason": reason, **details},
+            now=now))
 
+    async def who_is(self, session_id: str) -> str | None:
+        """Who holds this session, or None if it is unknown or was logged out: one read by
+        the primary key, on every dashboard request."""
+        return await self._db.read(lambda store: store.logins.who(session_id))
 
-async def log_out(factory: Factory, session_id: str, who: str, *, now: datetime) -> None:
-    async with UnitOfWork(factory) as uow:
-        await uow.session.execute(update(AdminDialogueRow).where(
-            AdminDialogueRow.id == session_id).values(revoked_at=now))
-        await uow.audit.add(actor(who), "dashboard.logout", "dashboard", {}, now=now)
-        await uow.commit()
+    async def log_out(self, session_id: str, who: str, *, now: datetime) -> None:
+        def write(store: Store) -> None:
+            store.logins.revoke(session_id, now=now)
+            store.audit.add(actor(who), "dashboard.logout", "dashboard", {}, now=now)
+
+        await self._db.write(write)

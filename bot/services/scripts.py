@@ -14,20 +14,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from bot.services.errors import NotFound, ServiceError
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import STORED, Script, parse_script, script_to_data
-from storage.errors import NotFound
 from storage.models import ScriptRow
-from storage.uow import UnitOfWork
+from storage.repositories.scripts import Scripts
+from storage.uow import Database, Store
 
 SCRIPT_SUFFIXES = (".yaml", ".yml", ".json")
 CAMPAIGNS_FILE = "campaigns.yaml"  # beside the scripts, but not one of them
 
 
-class InvalidScripts(Exception):
+class InvalidScripts(ServiceError):
     """Some files did not validate; `lines` are `FILE:LINE: field.path: message`."""
 
     def __init__(self, lines: list[str]) -> None:
@@ -132,40 +130,40 @@ def checksum(script: Script) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def load_scripts(factory: async_sessionmaker[AsyncSession], paths: Sequence[Path], *,
-                       actor: str, now: datetime) -> list[Loaded]:
+async def load_scripts(db: Database, paths: Sequence[Path], *, actor: str, now: datetime
+                       ) -> list[Loaded]:
     """Validate every file, then in one transaction store each changed script as a new,
     active version; an unchanged one keeps its version."""
     scripts = [(str(path), script, source) for path, script, source in read_scripts(paths)]
-    return await store_scripts(factory, scripts, actor=actor, now=now)
+    return await store_scripts(db, scripts, actor=actor, now=now)
 
 
-async def store_scripts(factory: async_sessionmaker[AsyncSession],
-                        scripts: Sequence[tuple[str, Script, str]], *, actor: str,
-                        now: datetime) -> list[Loaded]:
+async def store_scripts(db: Database, scripts: Sequence[tuple[str, Script, str]], *,
+                        actor: str, now: datetime) -> list[Loaded]:
     """(where it came from, the validated script, its source) each: in one transaction,
     store each changed script as a new, active version, with an audit row naming the
     versions before and after; an unchanged one keeps its version. The one way scripts are
     stored, from files (`otklik scripts load`) and from the API alike."""
-    loaded: list[Loaded] = []
-    async with UnitOfWork(factory) as uow:
+    def write(store: Store) -> list[Loaded]:
+        loaded: list[Loaded] = []
         for path, script, source in scripts:
             digest = checksum(script)
-            latest = await uow.scripts.latest(script.id)
+            latest = store.scripts.latest(script.id)
             if latest is not None and latest.checksum == digest:
                 loaded.append(Loaded(script.id, latest.version, False, path))
                 continue
-            active = await uow.scripts.active_for(script.id)
-            row = await uow.scripts.add(script.id, script_to_data(script), source, digest,
-                                        actor, script.title, now=now)
-            await uow.audit.add(actor, "script.stored", script.id, {
+            active = store.scripts.active_for(script.id)
+            row = store.scripts.add(script.id, script_to_data(script), source, digest,
+                                    actor, script.title, now=now)
+            store.audit.add(actor, "script.stored", script.id, {
                 "path": path, "checksum": digest, "version": row.version,
                 "before": latest.version if latest is not None else None,
                 "active_before": active.version if active is not None else None,
             }, now=now)
             loaded.append(Loaded(script.id, row.version, True, path))
-        await uow.commit()
-    return loaded
+        return loaded
+
+    return await db.write(write)
 
 
 def script_of(row: ScriptRow) -> Script:
@@ -181,33 +179,27 @@ def stored(body: Mapping[str, Any]) -> Script:
 
 class ScriptCache:
     """Parsed scripts by (survey, version): a stored version never changes, so each is
-    parsed once per process. Synchronous, for code inside a unit of work's hop."""
+    parsed once per process. Synchronous, for code inside a transaction (Database.write or
+    read), given its Store's `scripts`."""
 
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, int], Script] = {}
 
-    def active(self, connection: Connection, survey_id: str) -> Script | None:
+    def active(self, scripts: Scripts, survey_id: str) -> Script | None:
         """The version new dialogues of this survey start on; None if it is switched off."""
-        version = connection.execute(_ACTIVE_VERSION, {"k_survey": survey_id}).scalar()
-        return None if version is None else self.get(connection, survey_id, version)
+        version = scripts.active_version(survey_id)
+        return None if version is None else self.get(scripts, survey_id, version)
 
-    def all_active(self, connection: Connection) -> list[Script]:
-        rows = connection.execute(select(ScriptRow.survey_id, ScriptRow.version)
-                                  .where(ScriptRow.active).order_by(ScriptRow.survey_id))
-        return [self.get(connection, survey_id, version) for survey_id, version in rows.all()]
+    def all_active(self, scripts: Scripts) -> list[Script]:
+        return [self.get(scripts, survey_id, version)
+                for survey_id, version in scripts.active_versions()]
 
-    def get(self, connection: Connection, survey_id: str, version: int) -> Script:
+    def get(self, scripts: Scripts, survey_id: str, version: int) -> Script:
+        """NotFound if there is no such version."""
         key = (survey_id, version)
         if key not in self._parsed:
-            body = connection.execute(_BODY, {"k_survey": survey_id, "k_version": version}
-                                      ).scalar()
+            body = scripts.body(survey_id, version)
             if body is None:
                 raise NotFound(f"script {survey_id} v{version}")
             self._parsed[key] = stored(body)
         return self._parsed[key]
-
-
-_ACTIVE_VERSION = select(ScriptRow.version).where(ScriptRow.survey_id == bindparam("k_survey"),
-                                                  ScriptRow.active)
-_BODY = select(ScriptRow.body).where(ScriptRow.survey_id == bindparam("k_survey"),
-                                     ScriptRow.version == bindparam("k_version"))

@@ -26,12 +26,12 @@ from aiogram.types import (
 )
 
 from bot.services.alerts import AlertError, AlertService, AlertView
+from bot.services.errors import NotFound
 from bot.services.safe_text import isolate
 from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
 from bot.settings import Settings
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
-from storage.errors import NotFound
 
 log = logging.getLogger(__name__)
 

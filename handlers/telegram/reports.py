@@ -17,7 +17,7 @@ from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import BufferedInputFile, FSInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.services.admin import audit
+from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, AlertView
 from bot.services.digest import Survey, active_surveys, chart, survey, weekly
 from bot.services.exports import AnswerFilters, answers_csv, export_filename
@@ -125,7 +125,7 @@ async def on_alerts(message: Message, alerts: AlertService) -> None:
 
 
 async def on_export(message: Message, command: CommandObject, settings: Settings,
-                    factory: Factory) -> None:
+                    factory: Factory, admin: AdminService) -> None:
     try:
         asked, period = await _asked(factory, settings, command, "export")
     except Asked as error:
@@ -150,9 +150,9 @@ async def on_export(message: Message, command: CommandObject, settings: Settings
                 out.write(chunk)
                 size += len(chunk)
         user = message.from_user.id if message.from_user else message.chat.id
-        await audit(factory, f"telegram:{user}", "answers.exported", f"survey:{asked.id}",
-                    {"period": str(period), "bytes": size, "cut": cut, "via": "telegram"},
-                    now=now)
+        await admin.audit(f"telegram:{user}", "answers.exported", f"survey:{asked.id}",
+                          {"period": str(period), "bytes": size, "cut": cut,
+                           "via": "telegram"})
         note = (f" Cut at {EXPORT_LIMIT // 2**20} MB (Telegram's limit for a bot): the "
                 f"newest answers are in it; narrow the period for the rest." if cut else "")
         await message.answer_document(

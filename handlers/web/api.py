@@ -20,8 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from bot.keys import CLOCK, FACTORY, SETTINGS
-from bot.services.admin import audit
+from bot.keys import ADMIN, SETTINGS
 
 # Re-exported: triggers are signed as outbound webhooks are.
 from bot.signing import SIGNATURE_HEADER as SIGNATURE_HEADER
@@ -344,8 +343,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             route = request.match_info.route.resource
             target = f"{request.method} {route.canonical if route else request.path}"
             log.warning("%s refused on %s: an API token only posts triggers", who, target)
-            await audit(request.app[FACTORY], who, "api.forbidden", target,
-                        now=request.app[CLOCK]())
+            await request.app[ADMIN].audit(who, "api.forbidden", target)
             raise ApiError(403, "forbidden", f"{who} only posts triggers: this route needs "
                            "ADMIN_TOKEN", "Authorization")
         request[ACTOR] = who

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from storage import outbox
 from storage.errors import NotFound
 from storage.models import (
     AlertRow,
@@ -242,6 +243,12 @@ class Alerts(Repository):
         """Where the alert was posted in the admin chat: the customer's comment follows it."""
         self.session.execute(
             update(AlertRow).where(AlertRow.id == alert_id).values(message_id=message_id))
+
+    def queue_resolved(self, alert: AlertRow, payload: Mapping[str, Any], now: datetime
+                       ) -> None:
+        """The `alert.resolved` webhook event, in the transaction of the change."""
+        outbox.add(self.session, [
+            ("alert.resolved", outbox.customer_key(alert.customer_id), payload)], now)
 
     def address(self, customer_id: int, channel: str) -> tuple[str, bool] | None:
         """The customer's latest address in a channel, and whether it is reachable (not

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import telegram
 from bot.app import build_web_app
+from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
@@ -53,10 +54,11 @@ class Product:
         self.dispatcher: Dispatcher = telegram.build_dispatcher(settings, self.surveys,
                                                                 self.i18n)
         # As bot/runner.py wires it: the team's replies go out as this process's bot.
-        self.alerts = alerts or AlertService(self.factory)
+        self.alerts = alerts or AlertService(Database(self.factory))
         self.alerts.replier = ChannelReplier(self.bot, None, settings.mail_from)
         self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
         self.dispatcher["alerts"] = self.alerts
+        self.dispatcher["admin"] = AdminService(Database(self.factory))
         self.dispatcher["factory"] = self.factory
 
     async def feed(self, update: JSON) -> None:

@@ -19,7 +19,7 @@ from bot.scheduler import build_scheduler
 from bot.services.alerts import AlertService
 from handlers.telegram import admin
 from storage.models import AlertRow, AuditRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.clock import Clock
 from testkit.net import free_port
@@ -162,7 +162,7 @@ async def test_a_customer_who_blocked_the_bot_is_not_reached_and_the_admin_is_to
 async def test_an_alert_nobody_took_is_re_sent_once_overdue(product: Product,
                                                            api: BotApiStub) -> None:
     clock = Clock(datetime.now(UTC))
-    alerts = AlertService(product.factory, clock=clock)
+    alerts = AlertService(Database(product.factory), clock=clock)
     alert = await low_score(product)
     taken = await low_score(product, ANNA + 1)
     await alerts.take(2, "maria", actor="admin-token")
@@ -174,7 +174,7 @@ async def test_an_alert_nobody_took_is_re_sent_once_overdue(product: Product,
 
     clock.advance(minutes=2)
     # Two processes' jobs at once: one of them re-sends it.
-    other = AlertService(product.factory, clock=clock)
+    other = AlertService(Database(product.factory), clock=clock)
     await asyncio.gather(admin.resend_overdue(product.bot, product.settings, alerts),
                          admin.resend_overdue(product.bot, product.settings, other))
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from bot.services.scripts import load_scripts
 from bot.services.surveys import Outcome
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
 
 ORIGIN = "https://shop.example.com"
@@ -387,7 +387,7 @@ async def page_layout_survey(api: Api, tmp_path: Path) -> None:
     path = tmp_path / "csat_page.yaml"
     path.write_text(source.replace("id: post_call_csat", "id: csat_page\nweb_layout: page")
                     .replace("delay: PT15M", "delay: PT0S"), encoding="utf-8")
-    await load_scripts(api.services.factory, [path], actor="tests", now=api.clock.now)
+    await load_scripts(Database(api.services.factory), [path], actor="tests", now=api.clock.now)
 
 
 async def test_a_script_laid_out_as_one_page_is_answered_in_one_form(

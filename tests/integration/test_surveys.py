@@ -142,7 +142,8 @@ async def test_a_dialogue_finishes_on_the_version_it_started_with(factory: Facto
     changed = tmp_path / "nps.yaml"
     changed.write_text((SURVEYS / "nps.yaml").read_text(encoding="utf-8").replace(
         "What is the main reason for your score?", "Why that score?"), encoding="utf-8")
-    assert (await load_scripts(factory, [changed], actor="tests", now=NOW))[0].version == 2
+    stored = await load_scripts(Database(factory), [changed], actor="tests", now=NOW)
+    assert stored[0].version == 2
 
     old = await surveys.reply(ANNA, Reply.typed("8"))
     assert old is not None
@@ -160,7 +161,7 @@ async def test_new_dialogues_start_on_the_active_version_only(factory: Factory,
     changed = tmp_path / "nps.yaml"
     changed.write_text((SURVEYS / "nps.yaml").read_text(encoding="utf-8").replace(
         "What is the main reason for your score?", "Why that score?"), encoding="utf-8")
-    await load_scripts(factory, [changed], actor="tests", now=NOW)
+    await load_scripts(Database(factory), [changed], actor="tests", now=NOW)
     async with UnitOfWork(factory) as uow:
         await uow.scripts.set_active("nps", 1)  # a rollback to the first version
         await uow.scripts.set_active("ces_support", None)  # switched off

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, make_url, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import bot.services.admin
 from storage.db import scrub
+from storage.erasure import ERASED_TABLES
+from storage.uow import Database
 from tests.e2e.test_webhooks import World, answer_nps, world
 from tests.e2e.trigger_support import ADMIN
 
@@ -137,7 +138,7 @@ async def test_without_the_checkpoint_the_write_ahead_log_keeps_the_erased_text(
         db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same erasure with the files left as the rows' deletion leaves them: the log's
     frames from before it still hold the comment. Scrubbing afterwards removes it."""
-    async def unscrubbed(engine: AsyncEngine, tables: object) -> None:
+    async def unscrubbed(database: Database) -> None:
         return None
 
     monkeypatch.setattr(bot.services.admin, "scrub", unscrubbed)
@@ -145,7 +146,7 @@ async def test_without_the_checkpoint_the_write_ahead_log_keeps_the_erased_text(
         await answered_and_sent(w)
         await erase(w)
         assert found(database_bytes(db_url), COMMENT) == ["utf-8"]
-        assert await scrub(w.api.engine, bot.services.admin.ERASED_TABLES) is True
+        assert await scrub(w.api.engine, ERASED_TABLES) is True
         assert found(database_bytes(db_url), COMMENT) == []
 
 
@@ -159,6 +160,6 @@ async def test_erasure_vacuums_the_tables_it_changed_on_postgresql(db_url: str) 
             rows = (await connection.execute(text(
                 "SELECT relname, last_vacuum IS NOT NULL, n_dead_tup FROM pg_stat_user_tables"
                 " WHERE relname = ANY(:tables)"),
-                {"tables": list(bot.services.admin.ERASED_TABLES)})).all()
+                {"tables": list(ERASED_TABLES)})).all()
     assert {name: (vacuumed, dead) for name, vacuumed, dead in rows} == {
-        name: (True, 0) for name in bot.services.admin.ERASED_TABLES}
+        name: (True, 0) for name in ERASED_TABLES}

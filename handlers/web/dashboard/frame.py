@@ -19,7 +19,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bot.keys import CLOCK, FACTORY, SETTINGS
+from bot.keys import ADMIN, CLOCK, SETTINGS
 from bot.services import logins
 from bot.services.safe_text import bdi
 from bot.settings import Settings
@@ -59,7 +59,7 @@ async def _session(request: web.Request) -> tuple[str, str] | None:
     session_id = session.get("id") if isinstance(session, dict) else None
     if not isinstance(session_id, str):
         return None
-    who = await logins.who_is(request.app[FACTORY], session_id)
+    who = await request.app[ADMIN].logins.who_is(session_id)
     return None if who is None else (session_id, who)
 
 
@@ -125,15 +125,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     if signer is None or admin is None:
         return render(request, "login.html", {"enabled": False, "next": target,
                                               "error": None}, status=503)
-    factory, now = request.app[FACTORY], request.app[CLOCK]()
+    sessions, now = request.app[ADMIN].logins, request.app[CLOCK]()
     seen = {"address": client_address(request)}
     if not name or not same_secret(token, admin.get_secret_value()):
         reason = "no name" if not name else "wrong token"
-        await logins.refused(factory, name, reason, now=now, details=seen)
+        await sessions.refused(name, reason, now=now, details=seen)
         error = "Type your name." if not name else "That token is not the admin token."
         return render(request, "login.html", {"enabled": True, "next": target,
                                               "error": error}, status=401)
-    session_id = await logins.log_in(factory, name, now=now, details=seen)
+    session_id = await sessions.log_in(name, now=now, details=seen)
     response = web.HTTPSeeOther(target)
     response.set_cookie(COOKIE, signer.dumps({"id": session_id}), max_age=SESSION_AGE,
                         httponly=True, samesite="Strict", secure=request[SECURE],
@@ -144,8 +144,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
     """Ends this session on the server: its cookie, kept or copied, no longer lets in."""
-    await logins.log_out(request.app[FACTORY], request[SESSION], request[WHO],
-                         now=request.app[CLOCK]())
+    await request.app[ADMIN].logins.log_out(request[SESSION], request[WHO],
+                                            now=request.app[CLOCK]())
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response
