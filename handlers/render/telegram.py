@@ -1,16 +1,18 @@
 """The engine's prompts as Telegram messages (HTML parse mode), and the buttons back.
 
-A question's buttons carry `q:<session>:<position>:<action>`: the dialogue and the question
-they were shown for, so a tap on an old or foreign keyboard is recognised, and option
-indexes rather than ids, so any script fits Telegram's 64 bytes of callback data.
+A question's buttons carry a QuestionTap (`q:<session>:<position>:<action>:<value>`): the
+dialogue and the question they were shown for, so a tap on an old or foreign keyboard is
+recognised, and option indexes rather than ids, so any script fits Telegram's 64 bytes of
+callback data.
 A multiple choice keeps its picks in the keyboard itself (a bit mask in every button):
 toggling edits the keyboard and writes nothing until "Done"."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from html import escape
+from typing import Literal
 
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 
 from conversations.engine import Prompt, PromptKind, Reprompt
@@ -22,27 +24,14 @@ FACES = ("😠", "🙁", "😐", "🙂", "😍")
 PICKED, UNPICKED = "☑️", "⬜"
 
 
-@dataclass(frozen=True, slots=True)
-class QuestionTap:
+class QuestionTap(CallbackData, prefix="q"):
+    """A question's button: aiogram's typed callback data (its filter unpacks it, and a
+    foreign or malformed one matches no handler)."""
+
     session_id: int
     position: int
-    action: str  # a: answer, t: toggle, d: done, s: skip, b: back
+    action: Literal["a", "t", "d", "s", "b"]  # answer, toggle, done, skip, back
     mask: int = 0  # a: the option's index; t, d: the picks as bits
-
-
-def parse_tap(data: str) -> QuestionTap | None:
-    """A question's button, or None for anything else (a foreign or malformed one)."""
-    parts = data.split(":")
-    if len(parts) not in (4, 5) or parts[0] != "q" or parts[3] not in ("a", "t", "d", "s", "b"):
-        return None
-    action = parts[3]
-    if (len(parts) == 5) != (action in ("a", "t", "d")):
-        return None
-    try:
-        value = int(parts[4], 16 if action in ("t", "d") else 10) if len(parts) == 5 else 0
-        return QuestionTap(int(parts[1]), int(parts[2]), action, value)
-    except ValueError:
-        return None
 
 
 def picks(mask: int) -> tuple[int, ...]:
@@ -72,9 +61,9 @@ def markup(prompt: Prompt, session_id: int, *, mask: int = 0,
            skip_label: str = "Skip", back_label: str = "Back", done_label: str = "Done",
            placeholder: str | None = None) -> Markup | None:
     """The question's keyboard: nothing for a message, a forced reply for a required text."""
-    def data(action: str, value: int | None = None) -> str:
-        tail = "" if value is None else f":{value:x}" if action in ("t", "d") else f":{value}"
-        return f"q:{session_id}:{prompt.position}:{action}{tail}"
+    def data(action: Literal["a", "t", "d", "s", "b"], value: int = 0) -> str:
+        return QuestionTap(session_id=session_id, position=prompt.position, action=action,
+                           mask=value).pack()
 
     rows: list[list[InlineKeyboardButton]] = []
     match prompt.kind:
@@ -138,24 +127,37 @@ def toggled(keyboard: InlineKeyboardMarkup | None, tap: QuestionTap) -> InlineKe
     """A multiple-choice keyboard after a toggle: the picks are `tap.mask` now."""
     if keyboard is None:
         return None
-    prefix = f"q:{tap.session_id}:{tap.position}:"
     rows, index = [], 0
     for row in keyboard.inline_keyboard:
         buttons = []
         for button in row:
-            data = button.callback_data or ""
-            if data.startswith(prefix + "t:"):
+            shown = _unpacked(button.callback_data)
+            if shown is None or (shown.session_id, shown.position) != (tap.session_id,
+                                                                       tap.position):
+                pass
+            elif shown.action == "t":
                 on = bool(tap.mask >> index & 1)
                 label = button.text.removeprefix(PICKED).removeprefix(UNPICKED).strip()
                 button = button.model_copy(update={
                     "text": f"{PICKED if on else UNPICKED} {label}",
-                    "callback_data": f"{prefix}t:{tap.mask ^ (1 << index):x}"})
+                    "callback_data": shown.model_copy(
+                        update={"mask": tap.mask ^ (1 << index)}).pack()})
                 index += 1
-            elif data.startswith(prefix + "d:"):
-                button = button.model_copy(update={"callback_data": f"{prefix}d:{tap.mask:x}"})
+            elif shown.action == "d":
+                button = button.model_copy(update={
+                    "callback_data": shown.model_copy(update={"mask": tap.mask}).pack()})
             buttons.append(button)
         rows.append(buttons)
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _unpacked(data: str | None) -> QuestionTap | None:
+    if not data or not data.startswith("q:"):
+        return None
+    try:
+        return QuestionTap.unpack(data)
+    except (TypeError, ValueError):
+        return None
 
 
 def picked_labels(keyboard: InlineKeyboardMarkup | None) -> list[str]:

@@ -12,6 +12,7 @@ from html import escape
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     CallbackQuery,
     InaccessibleMessage,
@@ -45,6 +46,20 @@ from handlers.telegram.taps import answer
 log = logging.getLogger(__name__)
 
 LANGUAGES = {"en": "English", "ru": "Русский"}
+
+
+class StopAnswer(CallbackData, prefix="stop"):
+    """/stop's question answered: opt out (yes) or keep surveys on."""
+
+    yes: bool
+
+
+class Resume(CallbackData, prefix="resume"):
+    """Surveys on again, after an opt-out."""
+
+
+class LanguagePicked(CallbackData, prefix="lang"):
+    code: str
 
 
 def who(user: User | None, chat_id: int) -> Who:
@@ -103,7 +118,7 @@ async def on_start(message: Message, command: CommandObject, surveys: SurveyServ
             i18n.gettext("You asked us not to send you surveys.", locale=locale),
             reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(
                 text=i18n.gettext("Receive surveys again", locale=locale),
-                callback_data="resume")]]))
+                callback_data=Resume().pack())]]))
         return
     except LinkExpired:
         await message.answer(i18n.gettext(
@@ -135,9 +150,9 @@ async def on_stop(message: Message, surveys: SurveyService, i18n: I18n) -> None:
                      locale=locale),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[
             InlineKeyboardButton(text=i18n.gettext("Yes, stop", locale=locale),
-                                 callback_data="stop:yes"),
+                                 callback_data=StopAnswer(yes=True).pack()),
             InlineKeyboardButton(text=i18n.gettext("No, keep them", locale=locale),
-                                 callback_data="stop:no")]]))
+                                 callback_data=StopAnswer(yes=False).pack())]]))
 
 
 async def on_language(message: Message, surveys: SurveyService, i18n: I18n) -> None:
@@ -145,7 +160,7 @@ async def on_language(message: Message, surveys: SurveyService, i18n: I18n) -> N
     await message.answer(
         i18n.gettext("Choose your language:", locale=locale),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[[
-            InlineKeyboardButton(text=name, callback_data=f"lang:{code}")
+            InlineKeyboardButton(text=name, callback_data=LanguagePicked(code=code).pack())
             for code, name in LANGUAGES.items()]]))
 
 
@@ -175,11 +190,12 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
         await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
-async def on_tap(query: CallbackQuery, surveys: SurveyService, settings: Settings, i18n: I18n,
+async def on_tap(query: CallbackQuery, callback_data: render.QuestionTap,
+                 surveys: SurveyService, settings: Settings, i18n: I18n,
                  event_update: Update, bot: Bot) -> None:
     message = query.message
-    tap = render.parse_tap(query.data or "")
-    if tap is None or message is None or isinstance(message, InaccessibleMessage):
+    tap = callback_data
+    if message is None or isinstance(message, InaccessibleMessage):
         await answer(query, i18n.gettext("This button no longer works.",
                                         locale=ui_locale(query.from_user.language_code)))
         return
@@ -239,15 +255,15 @@ async def _edit_markup(message: Message, keyboard: InlineKeyboardMarkup | None) 
         log.info("could not edit a keyboard: %s", error.message)
 
 
-async def on_stop_answer(query: CallbackQuery, surveys: SurveyService, i18n: I18n,
-                         bot: Bot) -> None:
+async def on_stop_answer(query: CallbackQuery, callback_data: StopAnswer,
+                         surveys: SurveyService, i18n: I18n, bot: Bot) -> None:
     message = query.message
     if message is None:
         await answer(query)
         return
     customer = who(query.from_user, message.chat.id)
     locale = await locale_for(surveys, customer)
-    if query.data == "stop:yes":
+    if callback_data.yes:
         await surveys.opt_out(customer)
         text = i18n.gettext("Done: you will not receive any more surveys from us. Send /start "
                             "if you change your mind.", locale=locale)
@@ -279,10 +295,11 @@ async def on_resume(query: CallbackQuery, surveys: SurveyService, settings: Sett
     await show(bot, message.chat.id, outcome, surveys, i18n, settings)
 
 
-async def on_language_picked(query: CallbackQuery, surveys: SurveyService, settings: Settings,
-                             i18n: I18n, bot: Bot) -> None:
+async def on_language_picked(query: CallbackQuery, callback_data: LanguagePicked,
+                             surveys: SurveyService, settings: Settings, i18n: I18n,
+                             bot: Bot) -> None:
     message = query.message
-    code = (query.data or "").removeprefix("lang:")
+    code = callback_data.code
     if message is None or code not in LANGUAGES:
         await answer(query)
         return
@@ -313,9 +330,9 @@ def build_router() -> Router:
     router.message.register(on_language, Command("language"))
     router.message.register(on_text, Check(F.text))
     router.message.register(on_other)
-    router.callback_query.register(on_tap, Check(F.data.startswith("q:")))
-    router.callback_query.register(on_stop_answer, Check(F.data.startswith("stop:")))
-    router.callback_query.register(on_resume, Check(F.data == "resume"))
-    router.callback_query.register(on_language_picked, Check(F.data.startswith("lang:")))
+    router.callback_query.register(on_tap, render.QuestionTap.filter())
+    router.callback_query.register(on_stop_answer, StopAnswer.filter())
+    router.callback_query.register(on_resume, Resume.filter())
+    router.callback_query.register(on_language_picked, LanguagePicked.filter())
     router.callback_query.register(on_unknown_tap)
     return router
