@@ -14,6 +14,7 @@ from typing import Literal
 
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
+from pydantic import Field, model_validator
 
 from conversations.engine import Prompt, PromptKind, Reprompt
 
@@ -26,12 +27,32 @@ PICKED, UNPICKED = "☑️", "⬜"
 
 class QuestionTap(CallbackData, prefix="q"):
     """A question's button: aiogram's typed callback data (its filter unpacks it, and a
-    foreign or malformed one matches no handler)."""
+    foreign or malformed one matches no handler). `value` is written as before typed
+    callback data, so keyboards already in customers' chats read the same: a: the option's
+    index in decimal; t, d: the picks as bits in hex; s, b: nothing."""
 
     session_id: int
     position: int
     action: Literal["a", "t", "d", "s", "b"]  # answer, toggle, done, skip, back
-    mask: int = 0  # a: the option's index; t, d: the picks as bits
+    value: str = Field(default="", pattern=r"^([0-9]{1,9}|[0-9a-f]{1,32})?$")
+
+    @classmethod
+    def of(cls, session_id: int, position: int, action: Literal["a", "t", "d", "s", "b"],
+           mask: int = 0) -> QuestionTap:
+        value = f"{mask:x}" if action in ("t", "d") else str(mask) if action == "a" else ""
+        return cls(session_id=session_id, position=position, action=action, value=value)
+
+    @property
+    def mask(self) -> int:
+        """a: the option's index; t, d: the picks as bits; 0 for s and b."""
+        return int(self.value or "0", 16 if self.action in ("t", "d") else 10)
+
+    @model_validator(mode="after")
+    def _readable(self) -> QuestionTap:
+        if bool(self.value) != (self.action in ("a", "t", "d")) or (
+                self.action == "a" and not self.value.isdigit()):
+            raise ValueError(f"action {self.action} with value {self.value!r}")
+        return self
 
 
 def picks(mask: int) -> tuple[int, ...]:
@@ -62,8 +83,7 @@ def markup(prompt: Prompt, session_id: int, *, mask: int = 0,
            placeholder: str | None = None) -> Markup | None:
     """The question's keyboard: nothing for a message, a forced reply for a required text."""
     def data(action: Literal["a", "t", "d", "s", "b"], value: int = 0) -> str:
-        return QuestionTap(session_id=session_id, position=prompt.position, action=action,
-                           mask=value).pack()
+        return QuestionTap.of(session_id, prompt.position, action, value).pack()
 
     rows: list[list[InlineKeyboardButton]] = []
     match prompt.kind:
@@ -140,12 +160,12 @@ def toggled(keyboard: InlineKeyboardMarkup | None, tap: QuestionTap) -> InlineKe
                 label = button.text.removeprefix(PICKED).removeprefix(UNPICKED).strip()
                 button = button.model_copy(update={
                     "text": f"{PICKED if on else UNPICKED} {label}",
-                    "callback_data": shown.model_copy(
-                        update={"mask": tap.mask ^ (1 << index)}).pack()})
+                    "callback_data": QuestionTap.of(
+                        tap.session_id, tap.position, "t", tap.mask ^ (1 << index)).pack()})
                 index += 1
             elif shown.action == "d":
-                button = button.model_copy(update={
-                    "callback_data": shown.model_copy(update={"mask": tap.mask}).pack()})
+                button = button.model_copy(update={"callback_data": QuestionTap.of(
+                    tap.session_id, tap.position, "d", tap.mask).pack()})
             buttons.append(button)
         rows.append(buttons)
     return InlineKeyboardMarkup(inline_keyboard=rows)

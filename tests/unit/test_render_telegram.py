@@ -51,8 +51,8 @@ def parse_tap(data: str) -> QuestionTap | None:
 
 
 def tap_of(session_id: int, position: int, action: str, mask: int = 0) -> QuestionTap:
-    return QuestionTap.model_validate({"session_id": session_id, "position": position,
-                                       "action": action, "mask": mask})
+    assert action in ("a", "t", "d", "s", "b")
+    return QuestionTap.of(session_id, position, action, mask)  # type: ignore[arg-type]
 
 
 def en(value: str) -> dict[str, str]:
@@ -231,9 +231,13 @@ def test_callback_data_fits_64_bytes_with_long_ids_and_20_options(
     "q:1:x:a:1",  # position is not a number
     "q:1:1:a",  # an answer without its option
     "q:1:1:t",  # a toggle without its mask
+    "q:1:1:d",  # done without its mask
+    "q:1:1:s:5",  # a skip with a value
+    "q:1:1:b:0",  # a back with a value
+    "q:1:1:t:",  # a toggle with an empty mask
     "q:1:1:z:1",  # unknown action
     "",
-    "q:1:1:t:zz",  # a mask that is not a number
+    "q:1:1:t:zz",  # a mask that is not hex
     "q:1:1:a:f",  # an option index is decimal
     "x:1:1:a:1",  # not "q"
     "q:1:1:a:1:2",  # too long
@@ -244,10 +248,10 @@ def test_parse_tap_refuses_foreign_and_malformed_data(data: str) -> None:
 
 @pytest.mark.parametrize(("data", "tap"), [
     ("q:7:3:a:10", tap_of(7, 3, "a", 10)),
-    ("q:7:3:t:255", tap_of(7, 3, "t", 0xFF)),
+    ("q:7:3:t:ff", tap_of(7, 3, "t", 0xFF)),
     ("q:7:3:d:5", tap_of(7, 3, "d", 0b101)),
-    ("q:7:3:s:0", tap_of(7, 3, "s")),
-    ("q:7:3:b:0", tap_of(7, 3, "b")),
+    ("q:7:3:s:", tap_of(7, 3, "s")),
+    ("q:7:3:b:", tap_of(7, 3, "b")),
 ])
 def test_parse_tap_reads_each_action(data: str, tap: QuestionTap) -> None:
     assert parse_tap(data) == tap
@@ -464,7 +468,7 @@ def test_picked_labels_of_no_keyboard_is_empty() -> None:
     ({**CSAT, "emoji": True}, f"q:{SESSION}:1:a:4", f"5 {FACES[4]}"),
     (YES_NO, f"q:{SESSION}:1:a:1", "No"),
     (SINGLE, f"q:{SESSION}:1:a:2", "Staff"),
-    (OPTIONAL_TEXT, f"q:{SESSION}:1:s:0", "Skip ⏭"),
+    (OPTIONAL_TEXT, f"q:{SESSION}:1:s:", "Skip ⏭"),
     (NPS, f"q:{SESSION}:1:a:11", None),  # no such point
     (NPS, f"q:{SESSION}:2:a:1", None),  # another question
     (NPS, f"q:{SESSION + 1}:1:a:1", None),  # another dialogue
