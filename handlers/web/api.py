@@ -50,14 +50,16 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-class Problem(BaseModel):
+class ErrorDetail(BaseModel):
+    """The API's error: a stable code, a message for a human, the field at fault."""
+
     code: str = Field(examples=["invalid"])
     message: str
     field: str | None = None
 
 
 class ErrorBody(BaseModel):
-    error: Problem
+    error: ErrorDetail
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
