@@ -18,9 +18,12 @@ from bot.keys import (
     CAMPAIGNS,
     CLOCK,
     ENGINE,
+    EXPORTS,
     FACTORY,
+    FIGURES,
     LINKS,
     NOTIFY,
+    REPORTS,
     SETTINGS,
     SURVEYS,
     TRIGGERS,
@@ -31,6 +34,9 @@ from bot.ratelimit import limiter
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
+from bot.services.exports import ExportService
+from bot.services.metrics import MetricsService
+from bot.services.reports import ReportService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import Policy, TriggerService
@@ -70,6 +76,9 @@ class Services:
     links: Links
     admin: AdminService
     alerts: AlertService
+    figures: MetricsService  # the CX metrics (Prometheus' are `metrics`)
+    reports: ReportService
+    exports: ExportService
     clock: Callable[[], datetime]  # "now" for every service: tests move it
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -104,8 +113,9 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
                                     scripts=scripts),
                     SurveyService(Database(factory), clock=clock), Links(settings.base_url),
                     AdminService(Database(factory), clock=clock),
-                    AlertService(Database(factory), scripts=scripts, clock=clock), clock,
-                    metrics)
+                    AlertService(Database(factory), scripts=scripts, clock=clock),
+                    MetricsService(Database(factory)), ReportService(Database(factory)),
+                    ExportService(Database(factory)), clock, metrics)
 
 
 async def _nobody(outcome: Outcome) -> None:
@@ -141,6 +151,9 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[LINKS] = services.links
     app[ADMIN] = services.admin
     app[ALERTS] = services.alerts
+    app[FIGURES] = services.figures
+    app[REPORTS] = services.reports
+    app[EXPORTS] = services.exports
     app[NOTIFY] = notify or _nobody
     app[prometheus.METRICS] = services.metrics
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),

@@ -13,11 +13,11 @@ from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
-from bot.services.reports import format_report, survey_report
+from bot.services.errors import NotFound
+from bot.services.reports import ReportService, format_report
 from bot.services.scripts import InvalidScripts, load_scripts
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
-from storage.errors import NotFound
 from storage.migrate import upgrade, upgrade_async
 from storage.uow import Database
 
@@ -71,8 +71,8 @@ async def report(settings: Settings, survey_id: str, start: date | None, end: da
                  channel: str | None) -> int:
     engine = create_engine(settings.database_url)
     try:
-        result = await survey_report(session_factory(engine), survey_id, start=start, end=end,
-                                     channel=channel)
+        result = await ReportService(Database(session_factory(engine))).report(
+            survey_id, start=start, end=end, channel=channel)
     except NotFound as exc:
         print(f"otklik report: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,9 @@ from bot.links import Links
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
 from bot.services.campaigns import CampaignService
+from bot.services.exports import ExportService
+from bot.services.metrics import MetricsService
+from bot.services.reports import ReportService
 from bot.services.surveys import Outcome, SurveyService
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
@@ -26,6 +29,9 @@ SURVEYS = web.AppKey("surveys", SurveyService)
 LINKS = web.AppKey("links", Links)
 ADMIN = web.AppKey("admin", AdminService)
 ALERTS = web.AppKey("alerts", AlertService)
+FIGURES = web.AppKey("figures", MetricsService)  # the CX metrics (bot.services.metrics)
+REPORTS = web.AppKey("reports", ReportService)
+EXPORTS = web.AppKey("exports", ExportService)
 # Tells the team about an outcome's alerts and comments (the Telegram admin chat, when set).
 Notify = Callable[[Outcome], Awaitable[None]]
 NOTIFY: web.AppKey[Notify] = web.AppKey("notify")

@@ -106,6 +106,8 @@ async def run(settings: Settings) -> int:
             updates["alerts"] = services.alerts
             updates["admin"] = services.admin
             updates["factory"] = factory
+            updates["reports"] = services.reports
+            updates["exports"] = services.exports
             services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)
             senders["telegram"] = TelegramSender(sender_bot, i18n)
 
@@ -133,8 +135,9 @@ async def run(settings: Settings) -> int:
         if settings.digest != "off":
             digest = (digest_trigger(settings.digest, settings.digest_time,
                                      settings.digest_timezone),
-                      Digest(factory, cadence=settings.digest, timezone=settings.digest_timezone,
-                             bot=reply_bot, chat_id=settings.admin_chat_id, smtp=smtp,
+                      Digest(Database(factory), cadence=settings.digest,
+                             timezone=settings.digest_timezone, bot=reply_bot,
+                             chat_id=settings.admin_chat_id, mailer=smtp,
                              mail_from=settings.mail_from, emails=settings.digest_emails).run)
         scheduler = build_scheduler(dispatcher, services.campaigns, factory,
                                     interval=settings.dispatch_interval, overdue=overdue,

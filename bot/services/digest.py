@@ -10,23 +10,22 @@ whose sending fails is logged, not tried again (never twice beats maybe twice)."
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import aiosmtplib
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
 from bot.services.charts import trend_png
-from bot.services.metrics import MetricsQuery, MetricsResult, compute, scored_keys
+from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
 from bot.services.report_text import (
     Period,
     change,
@@ -34,50 +33,20 @@ from bot.services.report_text import (
     headline,
     response_text,
 )
-from bot.services.reports import anonymous_lines
+from bot.services.reports import ReportService, Survey, anonymous_lines
 from bot.services.safe_text import isolate
-from bot.services.scripts import script_of
-from handlers.email.outbound import Smtp
-from storage.models import AlertRow, AlertStatus, AnswerRow, Respondent, ScriptRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)
-Factory = async_sessionmaker[AsyncSession]
 COMMENTS = 5  # per survey: the digest points at the dashboard, it does not replace it
 COMMENT_CHARS = 300
 
 
-@dataclass(frozen=True, slots=True)
-class Survey:
-    """A survey as reports name it: title, its scored metrics, its time zone."""
+class Mailer(Protocol):
+    """What sends the digest by e-mail (handlers.email.outbound.Smtp): its errors are
+    aiosmtplib's or OSError."""
 
-    id: str
-    title: str
-    metrics: set[str]
-    timezone: str
-
-
-async def survey(factory: Factory, survey_id: str) -> Survey | None:
-    async with UnitOfWork(factory, read_only=True) as uow:
-        row = await uow.scripts.latest(survey_id)
-    return None if row is None else _survey(row)
-
-
-async def active_surveys(factory: Factory) -> list[Survey]:
-    async with UnitOfWork(factory, read_only=True) as uow:
-        return [_survey(row) for row in await uow.scripts.active()]
-
-
-def _survey(row: ScriptRow) -> Survey:
-    script = script_of(row)
-    return Survey(script.id, script.title.get(script.default_locale, script.id),
-                  set(scored_keys(script).values()), script.timezone)
-
-
-async def weekly(factory: Factory, survey_id: str, period: Period) -> MetricsResult:
-    """The period's figures from the rollups, grouped by week for the chart."""
-    return await compute(factory, MetricsQuery(survey=survey_id, start=period.start,
-                                               end=period.end, group_by="week"))
+    async def send(self, message: EmailMessage, *, seconds: float) -> None: ...
 
 
 async def chart(title: str, result: MetricsResult, metrics: set[str]) -> bytes | None:
@@ -87,32 +56,6 @@ async def chart(title: str, result: MetricsResult, metrics: set[str]) -> bytes |
 
 def _utc(day: date, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, time(), zone).astimezone(UTC)
-
-
-async def low_score_comments(factory: Factory, survey_id: str, since: datetime,
-                             until: datetime, limit: int) -> list[str]:
-    """Free-text answers given in [since, until), newest first, in dialogues where the
-    customer gave a score low enough to raise an alert (the script's rule: detractors,
-    dissatisfied, hard effort); known customers' only."""
-    comment = aliased(AnswerRow)
-    low = (select(AnswerRow.id).where(AnswerRow.session_id == comment.session_id,
-                                      AnswerRow.alert.is_(True), AnswerRow.score.is_not(None))
-           .exists())
-    known = comment.respondent == Respondent.KNOWN  # anonymous answers are kept apart
-    async with UnitOfWork(factory, read_only=True) as uow:
-        rows = await uow.session.scalars(
-            select(comment.text).where(comment.survey_id == survey_id, comment.text.is_not(None),
-                                       comment.answered_at >= since,
-                                       comment.answered_at < until, low, known)
-            .order_by(comment.answered_at.desc(), comment.id.desc()).limit(limit))
-        return [text for text in rows.all() if text and text.strip()]
-
-
-async def open_alerts(factory: Factory, survey_id: str) -> int:
-    async with UnitOfWork(factory, read_only=True) as uow:
-        return int(await uow.session.scalar(
-            select(func.count()).select_from(AlertRow)
-            .where(AlertRow.survey_id == survey_id, AlertRow.status == AlertStatus.OPEN)) or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +89,19 @@ def period_for(cadence: str, now: datetime, zone: ZoneInfo) -> Period:
 
 
 class Digest:
-    def __init__(self, factory: Factory, *, cadence: str, timezone: str,
+    def __init__(self, db: Database, *, cadence: str, timezone: str,
                  bot: Bot | None = None, chat_id: int | None = None,
-                 smtp: Smtp | None = None, mail_from: str = "", emails: list[str] | None = None,
+                 mailer: Mailer | None = None, mail_from: str = "",
+                 emails: list[str] | None = None,
                  clock: Callable[[], datetime] | None = None, timeout: float = 60) -> None:
-        self._factory = factory
+        self._db = db
+        self._metrics = MetricsService(db)
+        self._reports = ReportService(db)
         self._cadence = cadence
         self._zone = ZoneInfo(timezone)
         self._bot = bot
         self._chat_id = chat_id
-        self._smtp = smtp
+        self._mailer = mailer
         self._mail_from = mail_from
         self._emails = emails or []
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -164,9 +110,9 @@ class Digest:
     async def build(self, period: Period) -> Built:
         since, until = _utc(period.start, self._zone), _utc(period.end + timedelta(1), self._zone)
         sections = []
-        for each in await active_surveys(self._factory):
-            now = await weekly(self._factory, each.id, period)
-            before = await compute(self._factory, MetricsQuery(
+        for each in await self._reports.active():
+            now = await self._reports.weekly(each.id, period)
+            before = await self._metrics.compute(MetricsQuery(
                 survey=each.id, start=period.previous().start, end=period.previous().end))
             lines = []
             for metric, line in zip(sorted(each.metrics, key=_order),
@@ -175,34 +121,35 @@ class Digest:
                 lines.append(f"{line}; change {moved}")
             lines += anonymous_lines(now.response_rate.anonymous_answers)
             lines.append(response_text(now.response_rate))
-            comments = await low_score_comments(self._factory, each.id, since, until,
-                                                COMMENTS)
+            comments, alerts = await self._db.read(
+                functools.partial(_attention, each.id, since, until))
             if comments:
                 lines.append("Comments from low scores:")
                 lines += [f"  • {isolate(_short(comment))}" for comment in comments]
-            lines.append(f"Open alerts: {await open_alerts(self._factory, each.id)}")
+            lines.append(f"Open alerts: {alerts}")
             image = await chart(f"{each.title}, {period}", now, each.metrics)
             sections.append(Section(each, lines, image))
         return Built(f"{self._cadence}:{period.start.isoformat()}", period, sections)
 
     async def claim(self, key: str, now: datetime) -> bool:
         """True for the one process that sends the digest `key`."""
-        async with UnitOfWork(self._factory) as uow:
-            if await uow.audit.page(action="digest.sent", target=key, limit=1):
+        def claim(store: Store) -> bool:
+            if store.audit.page(action="digest.sent", target=key, limit=1):
                 return False
-            if not await uow.events.claim("digest", key, now=now):
+            if not store.events.claim("digest", key, now):
                 return False
-            await uow.audit.add("digest", "digest.sent", key,
-                                {"chat": self._chat_id is not None, "emails": len(self._emails)},
-                                now=now)
-            await uow.commit()
-        return True
+            store.audit.add("digest", "digest.sent", key,
+                            {"chat": self._chat_id is not None, "emails": len(self._emails)},
+                            now=now)
+            return True
+
+        return await self._db.write(claim)
 
     async def run(self) -> bool:
         """The scheduler's job: the digest of the period just ended, unless sent already.
         True when this call sent it."""
         if (self._bot is None or self._chat_id is None) and (
-                self._smtp is None or not self._emails):
+                self._mailer is None or not self._emails):
             return False  # nowhere to send it: nothing is claimed either
         now = self._clock()
         period = period_for(self._cadence, now, self._zone)
@@ -232,7 +179,7 @@ class Digest:
                         type(error).__name__)
 
     async def _by_email(self, built: Built) -> None:
-        if self._smtp is None or not self._emails:
+        if self._mailer is None or not self._emails:
             return
         message = EmailMessage()
         message["From"] = self._mail_from
@@ -245,9 +192,17 @@ class Digest:
                 message.add_attachment(section.chart, maintype="image", subtype="png",
                                        filename=f"{section.survey.id}-{built.period.start}.png")
         try:
-            await self._smtp.send(message, seconds=self._timeout)
+            await self._mailer.send(message, seconds=self._timeout)
         except (aiosmtplib.SMTPException, OSError) as error:
             log.warning("digest %s: not e-mailed: %s", built.key, type(error).__name__)
+
+
+def _attention(survey_id: str, since: datetime, until: datetime, store: Store
+               ) -> tuple[list[str], int]:
+    """The comments of [since, until) in dialogues whose score raised an alert, newest
+    first, and the survey's open alerts."""
+    return (store.answers.low_score_comments(survey_id, since, until, COMMENTS),
+            store.metrics.open_alerts(survey_id))
 
 
 def _order(metric: str) -> int:

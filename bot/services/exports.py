@@ -9,10 +9,11 @@ import asyncio
 import base64
 import binascii
 import csv
+import functools
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,18 +22,16 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
-from sqlalchemy import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.safe_text import cell
 from storage.repositories.answers import AnswerFilters, Position
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 
-__all__ = ["CSV_COLUMNS", "CSV_PAGE", "XLSX_TYPE", "AnswerFilters", "answers_csv",
-           "answers_page", "answers_xlsx", "decode_cursor", "encode_cursor",
-           "export_filename"]
+__all__ = ["CSV_COLUMNS", "CSV_PAGE", "XLSX_TYPE", "AnswerFilters", "ExportService",
+           "decode_cursor", "encode_cursor", "export_filename"]
 
-Factory = async_sessionmaker[AsyncSession]
+# An answer as storage reads it: its columns by name, the customer's external_id among them.
+Row = Mapping[Any, Any]
 CSV_PAGE = 1000  # answers read per unit of work while writing a CSV or an XLSX file
 CSV_COLUMNS = ("id", "answered_at", "survey_id", "script_version", "session_id", "customer",
                "step_id", "metric", "score", "choices", "text", "channel", "segment",
@@ -64,7 +63,7 @@ def decode_cursor(cursor: str) -> Position:
     return position
 
 
-def _item(row: RowMapping) -> dict[str, Any]:
+def _item(row: Row) -> dict[str, Any]:
     return {"id": row["id"], "survey_id": row["survey_id"],
             "script_version": row["script_version"], "session_id": row["session_id"],
             "customer": row["external_id"], "step_id": row["step_id"],
@@ -74,64 +73,74 @@ def _item(row: RowMapping) -> dict[str, Any]:
             "answered_at": row["answered_at"]}
 
 
-async def answers_page(factory: Factory, filters: AnswerFilters, *, cursor: str | None,
-                       limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of answers, newest first, and the cursor of the next (None after the last).
-    ValueError for a cursor this module did not make."""
-    after = decode_cursor(cursor) if cursor else None
-    async with UnitOfWork(factory, read_only=True) as uow:
-        rows = await uow.answers.page(filters, after, limit + 1)
-    items = [_item(row) for row in rows[:limit]]
-    following = None
-    if len(rows) > limit:
-        following = encode_cursor((items[-1]["answered_at"], items[-1]["id"]))
-    return items, following
+class ExportService:
+    """Answers read page by page, each page in a read-only transaction of its own."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def page(self, filters: AnswerFilters, *, cursor: str | None, limit: int
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of answers, newest first, and the cursor of the next (None after the
+        last). ValueError for a cursor this module did not make."""
+        after = decode_cursor(cursor) if cursor else None
+        rows = await self._db.read(functools.partial(_page, filters, after, limit + 1))
+        items = [_item(row) for row in rows[:limit]]
+        following = None
+        if len(rows) > limit:
+            following = encode_cursor((items[-1]["answered_at"], items[-1]["id"]))
+        return items, following
+
+    async def comments(self, filters: AnswerFilters, limit: int) -> Sequence[Row]:
+        """The newest free texts matching `filters`, each with its dialogue's score as
+        `dialogue_score` (Answers.comments): the dashboard's latest comments."""
+        return await self._db.read(lambda store: store.answers.comments(filters, limit))
+
+    async def _pages(self, filters: AnswerFilters, page_size: int | None
+                     ) -> AsyncIterator[Sequence[Row]]:
+        """The answers matching `filters`, newest first, a page of `page_size` at a time."""
+        size = page_size or CSV_PAGE
+        after: Position | None = None
+        while True:
+            rows = await self._db.read(functools.partial(_page, filters, after, size))
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1]["answered_at"], rows[-1]["id"]
+
+    async def csv(self, filters: AnswerFilters, *, page_size: int | None = None
+                  ) -> AsyncIterator[bytes]:
+        """The answers matching `filters` as CSV in UTF-8 with a BOM, newest first: a chunk
+        for the header, then one per page of `page_size` answers."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        yield (BOM + buffer.getvalue()).encode()
+        async for rows in self._pages(filters, page_size):
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerows(_cells(row) for row in rows)
+            yield buffer.getvalue().encode()
+
+    async def xlsx(self, filters: AnswerFilters, path: Path, *,
+                   page_size: int | None = None) -> None:
+        """The CSV's rows as an XLSX workbook at `path`. openpyxl's write-only mode keeps the
+        rows in a temporary file, not in memory; its work runs in a thread, off the loop."""
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet("answers")
+        sheet.append(CSV_COLUMNS)
+        async for rows in self._pages(filters, page_size):
+            await asyncio.to_thread(_append, sheet, rows)
+        await asyncio.to_thread(book.save, path)
 
 
-async def _pages(factory: Factory, filters: AnswerFilters,
-                 page_size: int | None) -> AsyncIterator[Sequence[RowMapping]]:
-    """The answers matching `filters`, newest first, a page of `page_size` at a time, each
-    read in a unit of work of its own."""
-    size = page_size or CSV_PAGE
-    after: Position | None = None
-    while True:
-        async with UnitOfWork(factory, read_only=True) as uow:
-            rows = await uow.answers.page(filters, after, size)
-        if rows:
-            yield rows
-        if len(rows) < size:
-            return
-        after = rows[-1]["answered_at"], rows[-1]["id"]
+def _page(filters: AnswerFilters, after: Position | None, limit: int, store: Store
+          ) -> Sequence[Row]:
+    return store.answers.page(filters, after, limit)
 
 
-async def answers_csv(factory: Factory, filters: AnswerFilters, *,
-                      page_size: int | None = None) -> AsyncIterator[bytes]:
-    """The answers matching `filters` as CSV in UTF-8 with a BOM, newest first: a chunk for
-    the header, then one per page of `page_size` answers."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    yield (BOM + buffer.getvalue()).encode()
-    async for rows in _pages(factory, filters, page_size):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(_cells(row) for row in rows)
-        yield buffer.getvalue().encode()
-
-
-async def answers_xlsx(factory: Factory, filters: AnswerFilters, path: Path, *,
-                       page_size: int | None = None) -> None:
-    """The CSV's rows as an XLSX workbook at `path`. openpyxl's write-only mode keeps the
-    rows in a temporary file, not in memory; its work runs in a thread, off the loop."""
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("answers")
-    sheet.append(CSV_COLUMNS)
-    async for rows in _pages(factory, filters, page_size):
-        await asyncio.to_thread(_append, sheet, rows)
-    await asyncio.to_thread(book.save, path)
-
-
-def _append(sheet: WriteOnlyWorksheet, rows: Sequence[RowMapping]) -> None:
+def _append(sheet: WriteOnlyWorksheet, rows: Sequence[Row]) -> None:
     for row in rows:
         sheet.append([_text_cell(sheet, value) if isinstance(value, str) else value
                       for value in _cells(row)])
@@ -145,7 +154,7 @@ def _text_cell(sheet: WriteOnlyWorksheet, value: str) -> Cell:
     return text
 
 
-def _cells(row: RowMapping) -> list[object]:
+def _cells(row: Row) -> list[object]:
     return [cell(value) for value in (
         row["id"], row["answered_at"].isoformat(), row["survey_id"], row["script_version"],
         row["session_id"], row["external_id"], row["step_id"], row["metric"], row["score"],

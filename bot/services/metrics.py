@@ -9,6 +9,7 @@ reverse-scores "switch" by each step's own range and averages over all item answ
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -16,28 +17,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from sqlalchemy import func, select, union_all
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.errors import NotFound
 from bot.services.scripts import script_of
 from conversations import metrics
 from conversations.script import CLI_ITEMS, END, CesStep, CliStep, MessageStep, Script
-from storage.db import READ_ONLY
-from storage.errors import NotFound
-from storage.models import (
-    AnswerRow,
-    DeliveryRow,
-    DeliveryStatus,
-    DialogueRow,
-    DialogueStatus,
-    Respondent,
-    ScriptRow,
-)
-from storage.repositories.rollups import ContextKey, grouped
-from storage.repositories.scripts import ScriptRepository
-from storage.rollups import MAX_KEY, MAX_VALUE, context_pairs, rollup_day
+from conversations.statuses import DeliveryStatus, DialogueStatus, Respondent
+from storage.repositories.rollups import ContextKey
+from storage.repositories.rollups import StepCounts as StepCounts
+from storage.rollups import MAX_KEY, context_pairs, rollup_day
+from storage.rollups import MAX_VALUE as MAX_VALUE
+from storage.uow import Database, Store
 
-Factory = async_sessionmaker[AsyncSession]
+Source = Literal["rollups", "answers"]
 TIME_GROUPS = ("day", "week", "month", "quarter")
 GROUP_BY = re.compile(
     r"^(none|day|week|month|quarter|channel|segment|respondent|context\.[^\s]{1,64})$")
@@ -319,8 +311,8 @@ def _merge(into: Counts, counts: Counts) -> Counts:
 # -- the service --------------------------------------------------------------------------------
 
 
-async def _script(session: AsyncSession, survey_id: str) -> tuple[Script, int]:
-    row = await ScriptRepository(session).latest(survey_id)
+def _script(store: Store, survey_id: str) -> tuple[Script, int]:
+    row = store.scripts.latest(survey_id)
     if row is None:
         raise NotFound(f"unknown survey {survey_id!r}")
     return script_of(row), row.version
@@ -356,49 +348,22 @@ def entry_steps(script: Script) -> set[str]:
     return entries
 
 
-async def _rates(session: AsyncSession, script: Script, query: MetricsQuery
-                 ) -> tuple[Rate, Rate, int, list[DropOff]]:
+def _rates(store: Store, script: Script, query: MetricsQuery
+           ) -> tuple[Rate, Rate, int, list[DropOff]]:
     """The response rate (without its anonymous answers), the completion rate, the dialogues
-    opened but not answered, and the drop-off, of the respondents shown. Both reads are
-    answered by an index alone (migration 0006), each equality column given, so SQLite
-    seeks to each (status, step) and counts along the time range in index order."""
+    opened but not answered, and the drop-off, of the respondents shown."""
     since, until = _utc_range(script, query)
-    deliveries = (select(DeliveryRow.status, func.count())
-                  .where(DeliveryRow.survey_id == query.survey,
-                         DeliveryRow.status.in_(DELIVERED)).group_by(DeliveryRow.status))
-    # Every status named, so the index is sought per status rather than scanned.
-    sessions = (select(DialogueRow.status, DialogueRow.current_step, func.count())
-                .where(DialogueRow.survey_id == query.survey,
-                       DialogueRow.respondent == query.shown,
-                       DialogueRow.status.in_(list(DialogueStatus)))
-                .group_by(DialogueRow.status, DialogueRow.current_step))
-    if since is not None:
-        deliveries = deliveries.where(DeliveryRow.due_at >= since)
-        sessions = sessions.where(DialogueRow.started_at >= since)
-    if until is not None:
-        deliveries = deliveries.where(DeliveryRow.due_at < until)
-        sessions = sessions.where(DialogueRow.started_at < until)
-    if query.channel is not None:
-        deliveries = deliveries.where(
-            func.coalesce(DeliveryRow.sent_channel, DeliveryRow.channel) == query.channel)
-        sessions = sessions.where(DialogueRow.channel == query.channel)
     # Nobody sends anonymous visitors a survey: theirs is no rate.
-    by_status = ({status: int(n) for status, n in await session.execute(deliveries)}
+    by_status = (store.metrics.delivered(query.survey, DELIVERED, since=since, until=until,
+                                         channel=query.channel)
                  if query.shown == Respondent.KNOWN else {})
     delivered = sum(by_status.values())
     answered = sum(by_status.get(status, 0) for status in ANSWERED)
-    # Likewise every step a dialogue can stand at (of every version: some are still on an
-    # older one), and the ended ones without a step read apart: "IS NULL OR IN" would make
-    # SQLite scan the survey's index entries of all time.
-    step_ids = await session.scalars(select(ScriptRow.body["steps"]).where(
-        ScriptRow.survey_id == query.survey))
-    steps = sorted({step["id"] for steps in step_ids for step in steps})
     entries = entry_steps(script)
     started = completed = unanswered = 0
     stopped: dict[str, int] = {}
-    for status, step, n in await session.execute(union_all(
-            sessions.where(DialogueRow.current_step.in_(steps)),
-            sessions.where(DialogueRow.current_step.is_(None)))):
+    for status, step, n in store.metrics.standing(query.survey, query.shown, since=since,
+                                                  until=until, channel=query.channel):
         if status == DialogueStatus.COMPLETED:
             started, completed = started + n, completed + n
         elif step in entries:
@@ -433,7 +398,7 @@ class Scores(BaseModel):
                                           "visitors, filtered as the figures are")
 
 
-async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+def _from_rollups(store: Store, script: Script, query: MetricsQuery) -> Scores:
     keys = scored_keys(script)
     filters: dict[str, Any] = {"start": query.start, "end": query.end,
                                "channel": query.channel, "segment": query.segment}
@@ -448,9 +413,9 @@ async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQue
     only = ContextKey(query.context.key, query.context.value) if query.context else None
     by_respondent: dict[Any, Counts] = {}
     by_group: dict[Any, Counts] = {}
-    for (respondent, *group), key, bucket, n in await grouped(
-            session, query.survey, keys, by=("respondent", *(() if apart else by)),
-            context=only, **filters):
+    for (respondent, *group), key, bucket, n in store.rollups.grouped(
+            query.survey, keys, by=("respondent", *(() if apart else by)), context=only,
+            **filters):
         _add(by_respondent.setdefault(respondent, {}), key, int(bucket), n)
         if group and respondent == query.shown:
             _add(by_group.setdefault(group[0], {}), key, int(bucket), n)
@@ -458,9 +423,9 @@ async def _from_rollups(session: AsyncSession, script: Script, query: MetricsQue
         by_group = {kind: counts for kind, counts in by_respondent.items()
                     if query.respondent in (None, kind)}
     elif apart:
-        for (group,), key, bucket, n in await grouped(
-                session, query.survey, keys, by=by, context=_context(query),
-                respondent=query.shown, **filters):
+        for (group,), key, bucket, n in store.rollups.grouped(
+                query.survey, keys, by=by, context=_context(query), respondent=query.shown,
+                **filters):
             _add(by_group.setdefault(group, {}), key, int(bucket), n)
     return _scores(script, query, by_respondent.get(query.shown, {}), by_group,
                    _answers(by_respondent.get(Respondent.ANONYMOUS, {})))
@@ -470,29 +435,16 @@ def _answers(counts: Counts) -> int:
     return sum(n for scores in counts.values() for n in scores.values())
 
 
-async def _from_answers(session: AsyncSession, script: Script, query: MetricsQuery) -> Scores:
+def _from_answers(store: Store, script: Script, query: MetricsQuery) -> Scores:
     since, until = _utc_range(script, query)
-    scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
-                   AnswerRow.segment, AnswerRow.respondent, AnswerRow.context,
-                   AnswerRow.answered_at)
-            .where(AnswerRow.survey_id == query.survey,
-                   AnswerRow.step_id.in_(list(scored_keys(script))),
-                   AnswerRow.score.is_not(None)))
-    if since is not None:
-        scan = scan.where(AnswerRow.answered_at >= since)
-    if until is not None:
-        scan = scan.where(AnswerRow.answered_at < until)
-    for column, value in ((AnswerRow.channel, query.channel),
-                          (AnswerRow.segment, query.segment)):
-        if value is not None:
-            scan = scan.where(column == value)
+    scan = store.answers.scored(query.survey, scored_keys(script), since=since, until=until,
+                                channel=query.channel, segment=query.segment)
     group_of = _raw_group(script, query)
     wanted = (query.context.key, query.context.value) if query.context else None
     overall: Counts = {}
     by_group: dict[Any, Counts] = {}
     anonymous = 0
-    for step_id, score, channel, segment, respondent, context, answered_at in (
-            await session.execute(scan)):
+    for step_id, score, channel, segment, respondent, context, answered_at in scan:
         pairs = context_pairs(context)
         if score is None or (wanted is not None and wanted not in pairs):
             continue
@@ -516,21 +468,15 @@ def _scores(script: Script, query: MetricsQuery, overall: Counts,
 _SOURCES = {"rollups": _from_rollups, "answers": _from_answers}
 
 
-async def scores(factory: Factory, query: MetricsQuery, *,
-                 source: Literal["rollups", "answers"] = "rollups") -> Scores:
-    """Only the figures, from the rollups or from a scan of the raw answers: what the bench
-    times, without the rates' reads of deliveries and sessions."""
-    async with factory(execution_options={READ_ONLY: True}) as session:
-        script, _ = await _script(session, query.survey)
-        return await _SOURCES[source](session, script, query)
+def _scores_only(query: MetricsQuery, source: Source, store: Store) -> Scores:
+    script, _ = _script(store, query.survey)
+    return _SOURCES[source](store, script, query)
 
 
-async def _metrics(factory: Factory, query: MetricsQuery,
-                   source: Literal["rollups", "answers"]) -> MetricsResult:
-    async with factory(execution_options={READ_ONLY: True}) as session:
-        script, version = await _script(session, query.survey)
-        found = await _SOURCES[source](session, script, query)
-        response, completion, unanswered, drop_off = await _rates(session, script, query)
+def _metrics(query: MetricsQuery, source: Source, store: Store) -> MetricsResult:
+    script, version = _script(store, query.survey)
+    found = _SOURCES[source](store, script, query)
+    response, completion, unanswered, drop_off = _rates(store, script, query)
     return MetricsResult(survey=query.survey, version=version, timezone=script.timezone,
                          start=query.start, end=query.end, group_by=query.group_by,
                          overall=found.overall, groups=found.groups,
@@ -540,19 +486,37 @@ async def _metrics(factory: Factory, query: MetricsQuery,
                          drop_off=drop_off)
 
 
-async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
-    """The query's figures from the rollups (context_rollups for a context filter or
-    grouping): one or two grouped reads of small tables, whatever the number of answers,
-    and the rates. NotFound for an unknown survey."""
-    return await _metrics(factory, query, "rollups")
+class MetricsService:
+    """A survey's figures, each call in one read-only transaction."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-async def metrics_from_answers(factory: Factory, query: MetricsQuery) -> MetricsResult:
-    """compute's result from a scan of the raw answers table instead of the rollups (the
-    rates come from the same deliveries and sessions): the reference for tests and the
-    bench. Every answer's day is taken in the survey's (latest script's) time zone, as the
-    rollups took it when the answer was recorded."""
-    return await _metrics(factory, query, "answers")
+    async def compute(self, query: MetricsQuery) -> MetricsResult:
+        """The query's figures from the rollups (context_rollups for a context filter or
+        grouping): one or two grouped reads of small tables, whatever the number of
+        answers, and the rates. NotFound for an unknown survey."""
+        return await self._db.read(functools.partial(_metrics, query, "rollups"))
+
+    async def from_answers(self, query: MetricsQuery) -> MetricsResult:
+        """compute's result from a scan of the raw answers table instead of the rollups (the
+        rates come from the same deliveries and dialogues): the reference for tests and
+        the bench. Every answer's day is taken in the survey's (latest script's) time zone,
+        as the rollups took it when the answer was recorded."""
+        return await self._db.read(functools.partial(_metrics, query, "answers"))
+
+    async def scores(self, query: MetricsQuery, *, source: Source = "rollups") -> Scores:
+        """Only the figures, from the rollups or from a scan of the raw answers: what the
+        bench times, without the rates' reads of deliveries and dialogues."""
+        return await self._db.read(functools.partial(_scores_only, query, source))
+
+    async def counts(self, survey_id: str, *, start: date | None = None,
+                     end: date | None = None, channel: str | None = None,
+                     respondent: str | None = None) -> dict[str, StepCounts]:
+        """Each step's answers by bucket from the rollups (Rollups.counts): a survey's
+        score distributions."""
+        return await self._db.read(lambda store: store.rollups.counts(
+            survey_id, start=start, end=end, channel=channel, respondent=respondent))
 
 
 def _raw_group(script: Script, query: MetricsQuery

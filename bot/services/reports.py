@@ -1,21 +1,44 @@
-"""A survey's figures per question, read from the rollups (never from raw answers)."""
+"""The team's reports: the surveys as reports name them, a survey's figures by week (/report,
+the digest), and its figures per question (otklik report), read from the rollups (never
+from raw answers)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from bot.services.metrics import nps_margin, scored_keys
-from bot.services.report_text import margin_text
+from bot.services.errors import NotFound
+from bot.services.metrics import (
+    MetricsQuery,
+    MetricsResult,
+    MetricsService,
+    StepCounts,
+    nps_margin,
+    scored_keys,
+)
+from bot.services.report_text import Period, margin_text
 from bot.services.scripts import script_of
 from conversations import metrics
 from conversations.script import CLI_ITEMS, CesStep, ChoiceStep, CliStep, Script, Step
-from storage.errors import NotFound
-from storage.models import Respondent
-from storage.repositories.rollups import StepCounts
-from storage.uow import UnitOfWork
+from conversations.statuses import Respondent
+from storage.models import ScriptRow
+from storage.uow import Database, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """A survey as reports name it: title, its scored metrics, its time zone."""
+
+    id: str
+    title: str
+    metrics: set[str]
+    timezone: str
+
+
+def _survey(row: ScriptRow) -> Survey:
+    script = script_of(row)
+    return Survey(script.id, script.title.get(script.default_locale, script.id),
+                  set(scored_keys(script).values()), script.timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,24 +58,50 @@ class Report:
     anonymous: int = 0  # anonymous visitors' answers to the scored steps: not in `lines`
 
 
-async def survey_report(factory: async_sessionmaker[AsyncSession], survey_id: str, *,
-                        start: date | None = None, end: date | None = None,
-                        channel: str | None = None) -> Report:
-    async with UnitOfWork(factory) as uow:
-        row = await uow.scripts.latest(survey_id)
+class ReportService:
+    """What the team's commands and the digest report, each read in one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._metrics = MetricsService(db)
+
+    async def survey(self, survey_id: str) -> Survey | None:
+        """The survey by its latest version; None if there is none."""
+        row = await self._db.read(lambda store: store.scripts.latest(survey_id))
+        return None if row is None else _survey(row)
+
+    async def active(self) -> list[Survey]:
+        """The surveys switched on, by id."""
+        return [_survey(row) for row in await self._db.read(
+            lambda store: store.scripts.active())]
+
+    async def weekly(self, survey_id: str, period: Period) -> MetricsResult:
+        """The period's figures from the rollups, grouped by week for the chart."""
+        return await self._metrics.compute(MetricsQuery(
+            survey=survey_id, start=period.start, end=period.end, group_by="week"))
+
+    async def report(self, survey_id: str, *, start: date | None = None,
+                     end: date | None = None, channel: str | None = None) -> Report:
+        """The figures per question of the survey's latest version; NotFound, naming the
+        surveys switched on, for an unknown one."""
+        def read(store: Store) -> tuple[ScriptRow | None, list[dict[str, StepCounts]]]:
+            row = store.scripts.latest(survey_id)
+            if row is None:
+                return None, [{}, {}]
+            return row, [store.rollups.counts(survey_id, start=start, end=end, channel=channel,
+                                              respondent=respondent)
+                         for respondent in (Respondent.KNOWN, Respondent.ANONYMOUS)]
+
+        row, (counts, apart) = await self._db.read(read)
         if row is None:
-            known = ", ".join(sorted({r.survey_id for r in await uow.scripts.active()}))
+            known = ", ".join(survey.id for survey in await self.active())
             raise NotFound(f"unknown survey {survey_id!r}; known: {known or 'none'}")
-        counts = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel,
-                                          respondent=Respondent.KNOWN)
-        apart = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel,
-                                         respondent=Respondent.ANONYMOUS)
-    script = script_of(row)
-    lines = [line for step in script.steps if step.type != "message"
-             for line in [_line(script, step, counts)] if line is not None]
-    title = script.title.get(script.default_locale, script.id)
-    anonymous = sum(apart[key].total for key in scored_keys(script) if key in apart)
-    return Report(survey_id, row.version, title, lines, anonymous)
+        script = script_of(row)
+        lines = [line for step in script.steps if step.type != "message"
+                 for line in [_line(script, step, counts)] if line is not None]
+        title = script.title.get(script.default_locale, script.id)
+        anonymous = sum(apart[key].total for key in scored_keys(script) if key in apart)
+        return Report(survey_id, row.version, title, lines, anonymous)
 
 
 def _line(script: Script, step: Step, counts: dict[str, StepCounts]) -> Line | None:

@@ -15,19 +15,18 @@ from zoneinfo import ZoneInfo
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, Filter
 from aiogram.types import BufferedInputFile, FSInputFile, Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, AlertView
-from bot.services.digest import Survey, active_surveys, chart, survey, weekly
-from bot.services.exports import AnswerFilters, answers_csv, export_filename
+from bot.services.digest import chart
+from bot.services.exports import AnswerFilters, ExportService, export_filename
 from bot.services.report_text import PERIODS_HELP, BadPeriod, Period, parse_period, report_text
+from bot.services.reports import ReportService, Survey
 from bot.services.safe_text import isolate
 from bot.settings import Settings
 from handlers.telegram import customer
 from handlers.telegram.filters import Check
 
-Factory = async_sessionmaker[AsyncSession]
 DEFAULT_PERIOD = "90d"
 ALERTS_SHOWN = 20
 # Telegram takes a bot's document up to 50 MB; the rest of the request needs some room.
@@ -49,7 +48,7 @@ class Asked(Exception):
     """What the admin typed cannot be answered; the message says what is accepted."""
 
 
-async def _asked(factory: Factory, settings: Settings, command: CommandObject,
+async def _asked(reports: ReportService, settings: Settings, command: CommandObject,
                  name: str) -> tuple[Survey, Period]:
     """`/name [survey] [period]`: a lone argument that reads as a period is the period."""
     args = (command.args or "").split()
@@ -67,9 +66,9 @@ async def _asked(factory: Factory, settings: Settings, command: CommandObject,
             period_text = args[0]
         except BadPeriod:
             survey_id = args[0]
-    found = await survey(factory, survey_id)
+    found = await reports.survey(survey_id)
     if found is None:
-        known = ", ".join(sorted(s.id for s in await active_surveys(factory)))
+        known = ", ".join(sorted(s.id for s in await reports.active()))
         raise Asked(f"Unknown survey {survey_id!r}; surveys: {known or 'none'}. {usage}")
     today = datetime.now(ZoneInfo(found.timezone)).date()
     try:
@@ -79,13 +78,13 @@ async def _asked(factory: Factory, settings: Settings, command: CommandObject,
 
 
 async def on_report(message: Message, command: CommandObject, settings: Settings,
-                    factory: Factory) -> None:
+                    reports: ReportService) -> None:
     try:
-        asked, period = await _asked(factory, settings, command, "report")
+        asked, period = await _asked(reports, settings, command, "report")
     except Asked as error:
         await message.answer(escape(str(error), quote=False))
         return
-    result = await weekly(factory, asked.id, period)
+    result = await reports.weekly(asked.id, period)
     await message.answer(report_text(asked.title, result, asked.metrics))
     image = await chart(f"{asked.title}, {period}", result, asked.metrics)
     if image is not None:
@@ -125,9 +124,10 @@ async def on_alerts(message: Message, alerts: AlertService) -> None:
 
 
 async def on_export(message: Message, command: CommandObject, settings: Settings,
-                    factory: Factory, admin: AdminService) -> None:
+                    reports: ReportService, exports: ExportService,
+                    admin: AdminService) -> None:
     try:
-        asked, period = await _asked(factory, settings, command, "export")
+        asked, period = await _asked(reports, settings, command, "export")
     except Asked as error:
         await message.answer(escape(str(error), quote=False))
         return
@@ -141,7 +141,7 @@ async def on_export(message: Message, command: CommandObject, settings: Settings
     with tempfile.TemporaryDirectory(prefix="otklik-export-") as folder:
         path = Path(folder) / export_filename(filters, now.astimezone(zone).date(), "csv")
         with path.open("wb") as out:
-            chunks = answers_csv(factory, filters)
+            chunks = exports.csv(filters)
             async for chunk in chunks:  # a chunk ends on a row: cutting between keeps CSV
                 if size + len(chunk) > EXPORT_LIMIT:
                     cut = True

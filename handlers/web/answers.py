@@ -13,15 +13,8 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from bot.keys import ADMIN
-from bot.services.exports import (
-    XLSX_TYPE,
-    AnswerFilters,
-    answers_csv,
-    answers_page,
-    answers_xlsx,
-    export_filename,
-)
+from bot.keys import ADMIN, EXPORTS
+from bot.services.exports import XLSX_TYPE, AnswerFilters, export_filename
 from bot.services.metrics import FIRST_DAY, LAST_DAY
 from conversations.statuses import Respondent
 from handlers.web.api import (
@@ -181,13 +174,13 @@ async def get_answers(request: web.Request) -> web.StreamResponse:
                                    f'{export_filename(filters, admin.now().date(), "csv")}"'})
         response.enable_chunked_encoding()
         await response.prepare(request)
-        async for chunk in answers_csv(admin.factory, filters):
+        async for chunk in request.app[EXPORTS].csv(filters):
             await response.write(chunk)
         await response.write_eof()
         return response
     try:
-        items, following = await answers_page(admin.factory, query.filters(),
-                                              cursor=query.cursor, limit=query.limit)
+        items, following = await request.app[EXPORTS].page(
+            query.filters(), cursor=query.cursor, limit=query.limit)
     except ValueError as error:
         raise ApiError(400, "bad_cursor", str(error), "cursor") from None
     page = AnswerPage(items=[AnswerItem.model_validate(item) for item in items],
@@ -202,7 +195,7 @@ async def _xlsx(request: web.Request, filters: AnswerFilters) -> web.StreamRespo
     name = export_filename(filters, admin.now().date(), "xlsx")
     with tempfile.TemporaryDirectory(prefix="otklik-export-") as folder:
         path = Path(folder) / name
-        await answers_xlsx(admin.factory, filters, path)
+        await request.app[EXPORTS].xlsx(filters, path)
         response = web.FileResponse(path, headers={
             "Content-Type": XLSX_TYPE,
             "Content-Disposition": f'attachment; filename="{name}"'})

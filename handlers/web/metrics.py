@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.keys import FACTORY
-from bot.services.metrics import GROUP_BY, PARAMETERS, MetricsQuery, MetricsResult, compute
+from bot.keys import FIGURES
+from bot.services.errors import NotFound
+from bot.services.metrics import GROUP_BY, MAX_VALUE, PARAMETERS, MetricsQuery, MetricsResult
 from conversations.statuses import Respondent
 from handlers.web.api import (
     ApiError,
@@ -15,8 +16,6 @@ from handlers.web.api import (
     text_schema,
     validate,
 )
-from storage.errors import NotFound
-from storage.rollups import MAX_VALUE
 
 routes = web.RouteTableDef()
 CONTEXT = "context."
@@ -80,7 +79,7 @@ def query_of(request: web.Request) -> MetricsQuery:
 async def get_metrics(request: web.Request) -> web.Response:
     query = query_of(request)
     try:
-        result = await compute(request.app[FACTORY], query)
+        result = await request.app[FIGURES].compute(query)
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc), "survey") from None
     return web.json_response(text=result.model_dump_json())

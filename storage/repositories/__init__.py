@@ -7,7 +7,7 @@ from storage.repositories.customers import CustomerRepository
 from storage.repositories.deliveries import DeliveryRepository
 from storage.repositories.dialogues import SessionRepository
 from storage.repositories.events import EventRepository
-from storage.repositories.rollups import RollupRepository, StepCounts
+from storage.repositories.rollups import StepCounts
 from storage.repositories.scripts import ScriptRepository
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "CustomerRepository",
     "DeliveryRepository",
     "EventRepository",
-    "RollupRepository",
     "ScriptRepository",
     "SessionRepository",
     "StepCounts",

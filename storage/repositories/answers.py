@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, RowMapping, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
-from storage.models import AnswerRow, CustomerRow
+from storage.models import AnswerRow, CustomerRow, Respondent
 from storage.repositories.base import AsyncRepository, Repository
 
 
@@ -39,24 +40,23 @@ _COLUMNS = (AnswerRow.id, AnswerRow.survey_id, AnswerRow.script_version, AnswerR
 
 
 class AnswerRepository(AsyncRepository):
-    """Reading answers. They are written only by UnitOfWork.record, with their rollups."""
+    """The former style, left for the callers still on UnitOfWork."""
 
     async def for_session(self, session_id: int) -> Sequence[AnswerRow]:
-        return (await self.session.scalars(
+        return await self.session.run_sync(lambda sync: Answers(sync).for_session(session_id))
+
+
+class Answers(Repository):
+    """Reading answers. They are written only with their dialogue's turn, with their
+    rollups."""
+
+    def for_session(self, session_id: int) -> Sequence[AnswerRow]:
+        return self.session.scalars(
             select(AnswerRow).where(AnswerRow.session_id == session_id)
-            .order_by(AnswerRow.id))).all()
+            .order_by(AnswerRow.id)).all()
 
-    async def list(self, survey_id: str, start: datetime, end: datetime, *, after_id: int = 0,
-                   limit: int | None = None) -> Sequence[AnswerRow]:
-        """Answers given in [start, end), oldest first; page with after_id = the last id."""
-        return (await self.session.scalars(
-            select(AnswerRow)
-            .where(AnswerRow.survey_id == survey_id, AnswerRow.answered_at >= start,
-                   AnswerRow.answered_at < end, AnswerRow.id > after_id)
-            .order_by(AnswerRow.id).limit(limit))).all()
-
-    async def page(self, filters: AnswerFilters, after: Position | None, limit: int
-                   ) -> Sequence[RowMapping]:
+    def page(self, filters: AnswerFilters, after: Position | None, limit: int
+             ) -> Sequence[RowMapping]:
         """Up to `limit` answers matching `filters`, newest first, after `after`: keyset
         paging, so a page costs the same deep in the table and answers arriving meanwhile
         neither repeat nor skip one."""
@@ -68,9 +68,9 @@ class AnswerRepository(AsyncRepository):
             at, answer_id = after
             query = query.where(or_(AnswerRow.answered_at < at,
                                     and_(AnswerRow.answered_at == at, AnswerRow.id < answer_id)))
-        return (await self.session.execute(query)).mappings().all()
+        return self.session.execute(query).mappings().all()
 
-    async def comments(self, filters: AnswerFilters, limit: int) -> Sequence[RowMapping]:
+    def comments(self, filters: AnswerFilters, limit: int) -> Sequence[RowMapping]:
         """The newest free texts matching `filters`, each with its dialogue's score (its
         session's first scored answer) as `dialogue_score`: score_min and score_max filter
         on that, since a comment has no score of its own ("why 3?")."""
@@ -87,7 +87,44 @@ class AnswerRepository(AsyncRepository):
             query = query.where(score >= filters.score_min)
         if filters.score_max is not None:
             query = query.where(score <= filters.score_max)
-        return (await self.session.execute(query)).mappings().all()
+        return self.session.execute(query).mappings().all()
+
+    def low_score_comments(self, survey_id: str, since: datetime, until: datetime,
+                           limit: int) -> list[str]:
+        """Free texts given in [since, until), newest first, in dialogues where the customer
+        gave a score that raised an alert; known customers' only (anonymous answers are
+        kept apart)."""
+        comment = aliased(AnswerRow)
+        low = (select(AnswerRow.id)
+               .where(AnswerRow.session_id == comment.session_id, AnswerRow.alert.is_(True),
+                      AnswerRow.score.is_not(None)).exists())
+        rows = self.session.scalars(
+            select(comment.text)
+            .where(comment.survey_id == survey_id, comment.text.is_not(None),
+                   comment.answered_at >= since, comment.answered_at < until, low,
+                   comment.respondent == Respondent.KNOWN)
+            .order_by(comment.answered_at.desc(), comment.id.desc()).limit(limit))
+        return [text for text in rows.all() if text and text.strip()]
+
+    def scored(self, survey_id: str, steps: Collection[str], *, since: datetime | None,
+               until: datetime | None, channel: str | None, segment: str | None
+               ) -> Sequence[Row[str, int | None, str, str, str, dict[str, Any], datetime]]:
+        """(step id, score, channel, segment, respondent, context, answered_at) of every
+        scored answer to `steps` given in [since, until): the scan the metrics' rollups are
+        checked and timed against."""
+        scan = (select(AnswerRow.step_id, AnswerRow.score, AnswerRow.channel,
+                       AnswerRow.segment, AnswerRow.respondent, AnswerRow.context,
+                       AnswerRow.answered_at)
+                .where(AnswerRow.survey_id == survey_id, AnswerRow.step_id.in_(list(steps)),
+                       AnswerRow.score.is_not(None)))
+        if since is not None:
+            scan = scan.where(AnswerRow.answered_at >= since)
+        if until is not None:
+            scan = scan.where(AnswerRow.answered_at < until)
+        for column, value in ((AnswerRow.channel, channel), (AnswerRow.segment, segment)):
+            if value is not None:
+                scan = scan.where(column == value)
+        return self.session.execute(scan).all()
 
     def _conditions(self, f: AnswerFilters) -> Sequence[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
@@ -114,7 +151,3 @@ class AnswerRepository(AsyncRepository):
             else:
                 found.append(AnswerRow.text.icontains(f.q, autoescape=True))
         return found
-
-
-class Answers(Repository):
-    """Stored answers."""

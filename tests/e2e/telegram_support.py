@@ -21,6 +21,8 @@ from bot import telegram
 from bot.app import build_web_app
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
+from bot.services.exports import ExportService
+from bot.services.reports import ReportService
 from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from handlers.replies import ChannelReplier
@@ -60,6 +62,8 @@ class Product:
         self.dispatcher["alerts"] = self.alerts
         self.dispatcher["admin"] = AdminService(Database(self.factory))
         self.dispatcher["factory"] = self.factory
+        self.dispatcher["reports"] = ReportService(Database(self.factory))
+        self.dispatcher["exports"] = ExportService(Database(self.factory))
 
     async def feed(self, update: JSON) -> None:
         await self.dispatcher.feed_raw_update(self.bot, update)

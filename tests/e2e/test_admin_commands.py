@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from bot.services.metrics import MetricsQuery, compute
+from bot.services.metrics import MetricsQuery, MetricsService
 from bot.services.report_text import report_text
 from bot.services.scripts import script_of
 from conversations.engine import Reply, advance, start
 from handlers.telegram import reports
 from storage.models import AuditRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, UnitOfWork
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
 
@@ -75,7 +75,7 @@ async def test_report_gives_an_admin_computes_figures_and_a_png(
     await product.send(ADMIN, "/report")
 
     today = datetime.now(UTC).date()
-    expected = await compute(product.factory, MetricsQuery(
+    expected = await MetricsService(Database(product.factory)).compute(MetricsQuery(
         survey="nps", start=today - timedelta(days=89), end=today, group_by="week"))
     assert expected.overall.nps.score == pytest.approx(100 / 3)
     text = texts(api, ADMIN)[-1]

@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.services import exports
-from bot.services.exports import AnswerFilters, answers_csv
+from bot.services.exports import AnswerFilters
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.test_web_pages import page, submit
 from tests.e2e.trigger_support import NOON, Api, serving
@@ -177,12 +177,12 @@ async def test_csv_streams_every_page_with_a_bom_and_proper_quoting(
 async def test_the_csv_generator_reads_one_page_per_chunk(api: Api) -> None:
     for n in range(1, 4):
         await answer_nps(api, n, n, f"why {n}")  # six answers
-    chunks = [chunk async for chunk in answers_csv(
-        api.services.factory, AnswerFilters(survey="nps"), page_size=4)]
+    chunks = [chunk async for chunk in api.services.exports.csv(
+        AnswerFilters(survey="nps"), page_size=4)]
     assert len(chunks) == 3  # the header, four answers, two
     assert len(_rows(b"".join(chunks))) == 7
-    only_texts = [chunk async for chunk in answers_csv(
-        api.services.factory, AnswerFilters(has_text=True, q="WHY 2"), page_size=4)]
+    only_texts = [chunk async for chunk in api.services.exports.csv(
+        AnswerFilters(has_text=True, q="WHY 2"), page_size=4)]
     assert [row[10] for row in _rows(b"".join(only_texts))[1:]] == ["why 2"]
 
 

@@ -23,7 +23,7 @@ from conversations.engine import Reply
 from handlers.email.outbound import Smtp
 from storage.db import create_engine, session_factory
 from storage.models import AuditRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 from testkit.clock import Clock
 from testkit.net import free_port
@@ -61,9 +61,9 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
 
 def digest(product: Product, port: int, clock: Clock,
            factory: async_sessionmaker[AsyncSession] | None = None) -> Digest:
-    return Digest(factory or product.factory, cadence="daily", timezone="UTC",
+    return Digest(Database(factory or product.factory), cadence="daily", timezone="UTC",
                   bot=product.bot, chat_id=ADMIN_CHAT,
-                  smtp=Smtp("127.0.0.1", port, None, None, False),
+                  mailer=Smtp("127.0.0.1", port, None, None, False),
                   mail_from="Otklik <otklik@example.com>", emails=TEAM, clock=clock, timeout=5)
 
 
@@ -79,8 +79,8 @@ async def seed(product: Product) -> None:
 
 
 async def sent_audit(product: Product) -> list[str]:
-    async with UnitOfWork(product.factory) as uow:
-        return list(await uow.session.scalars(
+    async with product.factory() as session:
+        return list(await session.scalars(
             select(AuditRow.target).where(AuditRow.action == "digest.sent")
             .order_by(AuditRow.id)))
 
@@ -173,7 +173,7 @@ async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> No
 
 
 async def test_a_digest_with_nowhere_to_go_claims_nothing(product: Product) -> None:
-    nowhere = Digest(product.factory, cadence="daily", timezone="UTC", bot=product.bot,
+    nowhere = Digest(Database(product.factory), cadence="daily", timezone="UTC", bot=product.bot,
                      chat_id=None, emails=TEAM, clock=Clock(NINE))  # no SMTP_URL
     assert await nowhere.run() is False
     assert await sent_audit(product) == []

@@ -10,11 +10,12 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import SecretStr
 
-from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
+from bot.services.metrics import MetricsQuery
 from bot.services.scripts import script_of
 from conversations.engine import Reply, advance, start
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 from tests.e2e.trigger_support import NOON, Api, serving
+from tests.integration.storage.support import record
 
 API_TOKEN = "api-token-for-tests"
 
@@ -28,18 +29,19 @@ async def api(db_url: str) -> Any:
 async def answer(api: Api, score: str, *, agent: str, channel: str = "telegram",
                  segment: str = "") -> None:
     """A customer answers the example NPS survey's first question."""
-    async with UnitOfWork(api.services.factory) as uow:
-        row = await uow.scripts.latest("nps")
+    def run(store: Store) -> None:
+        row = store.scripts.latest("nps")
         assert row is not None
         script = script_of(row)
-        customer = await uow.customers.add(now=NOON)
+        customer = store.customers.add(now=NOON)
         turn = start(script, now=NOON, context={"agent": agent},
                      customer={"segment": segment})
-        dialogue = await uow.sessions.start(customer.id, channel, "nps", script.version,
-                                            turn.state.to_json(), now=NOON)
+        dialogue = store.dialogues.start(customer.id, channel, "nps", script.version,
+                                         turn.state.to_json(), now=NOON)
         turn = advance(script, turn.state, Reply.typed(score), NOON)
-        await uow.record(dialogue, turn, now=NOON, timezone=script.timezone)
-        await uow.commit()
+        record(store, dialogue, turn, NOON, script.timezone)
+
+    await Database(api.services.factory).write(run)
 
 
 async def test_metrics_need_the_admin_token(api: Api) -> None:
@@ -67,9 +69,9 @@ async def test_the_figures_are_the_services_and_the_raw_answers(api: Api) -> Non
         ("Anna", 100.0), ("Boris", -100.0)]
     asked = MetricsQuery.model_validate({"survey": "nps", "group_by": "context.agent",
                                          "from": "2026-03-01", "to": "2026-03-31"})
-    expected = await compute(api.services.factory, asked)
+    expected = await api.services.figures.compute(asked)
     assert body == expected.model_dump(mode="json")
-    assert expected == await metrics_from_answers(api.services.factory, asked)
+    assert expected == await api.services.figures.from_answers(asked)
 
     status, body = await api.get("/api/v1/metrics?survey=nps&context.agent=Anna"
                                  "&group_by=channel")

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select
 
-from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
-from conversations.engine import Reply, advance, start
+from bot.services.errors import NotFound
+from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
+from conversations.engine import Reply, start
 from conversations.script import Script, parse_script
-from storage.errors import NotFound
 from storage.models import (
     AnswerRow,
     ContextRollupRow,
@@ -24,8 +24,8 @@ from storage.models import (
     DialogueRow,
     RollupRow,
 )
-from storage.uow import UnitOfWork
-from tests.integration.storage.support import Factory, store
+from storage.uow import Database, Store
+from tests.integration.storage.support import Factory, reply, store
 
 MIX_YAML = """
 id: mix
@@ -84,22 +84,26 @@ class Dialogue:
 
 
 async def run(factory: Factory, dialogue: Dialogue, script: Script = SCRIPT) -> int:
-    async with UnitOfWork(factory) as uow:
-        customer = await uow.customers.add(now=dialogue.at)
+    def begin(store: Store) -> int:
+        customer = store.customers.add(now=dialogue.at)
         turn = start(script, now=dialogue.at, context=dict(dialogue.context),
                      customer={"segment": dialogue.segment})
-        row = await uow.sessions.start(customer.id, dialogue.channel, script.id,
-                                       script.version, turn.state.to_json(), now=dialogue.at)
-        await uow.commit()
+        return store.dialogues.start(customer.id, dialogue.channel, script.id, script.version,
+                                     turn.state.to_json(), now=dialogue.at).id
+
+    session_id = await Database(factory).write(begin)
     for n, text in enumerate(dialogue.replies):
-        now = dialogue.at + timedelta(minutes=n)
-        async with UnitOfWork(factory) as uow:
-            row = await uow.sessions.get(row.id)
-            message = Reply.back() if text == "back" else Reply.typed(text)
-            turn = advance(script, row.dialogue_state(), message, now)
-            await uow.record(row, turn, now=now, timezone=script.timezone)
-            await uow.commit()
-    return row.id
+        await reply(factory, script, session_id, Reply.back() if text == "back" else text,
+                    dialogue.at + timedelta(minutes=n))
+    return session_id
+
+
+async def compute(factory: Factory, query: MetricsQuery) -> MetricsResult:
+    return await MetricsService(Database(factory)).compute(query)
+
+
+async def metrics_from_answers(factory: Factory, query: MetricsQuery) -> MetricsResult:
+    return await MetricsService(Database(factory)).from_answers(query)
 
 
 def query(**values: Any) -> MetricsQuery:
@@ -209,9 +213,7 @@ async def test_periods_are_the_surveys_days_and_weeks_start_on_monday(mix: Facto
 
 
 async def test_response_rate_counts_delivered_and_answered_deliveries(mix: Factory) -> None:
-    async with UnitOfWork(mix) as uow:
-        customer = await uow.customers.add(now=BASE)
-        await uow.commit()
+    customer = await Database(mix).write(lambda store: store.customers.add(now=BASE))
     statuses = ["sent", "answered", "completed", "reminded", "expired", "failed", "scheduled",
                 "suppressed", "completed"]
     rows: list[dict[str, Any]] = [
@@ -219,9 +221,9 @@ async def test_response_rate_counts_delivered_and_answered_deliveries(mix: Facto
          "sent_channel": "email" if n == 8 else "telegram", "status": status,
          "due_at": BASE + timedelta(days=n), "created_at": BASE, "updated_at": BASE,
          "context": {}, "attempts": 0} for n, status in enumerate(statuses)]
-    async with UnitOfWork(mix) as uow:
-        await uow.session.execute(insert(DeliveryRow), rows)
-        await uow.commit()
+    async with mix() as session:
+        await session.execute(insert(DeliveryRow), rows)
+        await session.commit()
 
     rate = (await compute(mix, query())).response_rate
     # Delivered: sent, answered, completed, reminded, expired, completed; answered: 3 of them.
@@ -266,10 +268,10 @@ filters = st.fixed_dictionaries({}, optional={
 
 
 async def clear(factory: Factory) -> None:
-    async with UnitOfWork(factory) as uow:
+    async with factory() as session:
         for model in (AnswerRow, RollupRow, ContextRollupRow, DialogueRow):
-            await uow.session.execute(delete(model))
-        await uow.commit()
+            await session.execute(delete(model))
+        await session.commit()
 
 
 @settings(max_examples=12, deadline=None,
@@ -295,17 +297,12 @@ async def test_changing_an_answer_moves_it_in_the_context_rollups(mix: Factory) 
     context = (("agent", "Anna"), ("shop", 7), ("tags", "x" * 500))
     session_id = await run(mix, Dialogue(("3",), context=context))
     await run(mix, Dialogue(("back", "10", "5"), context=context))  # nothing to go back to
-    for text in ("back", "9"):
-        async with UnitOfWork(mix) as uow:
-            row = await uow.sessions.get(session_id)
-            turn = advance(SCRIPT, row.dialogue_state(), Reply.back() if text == "back"
-                           else Reply.typed(text), BASE + timedelta(days=1))
-            await uow.record(row, turn, now=BASE + timedelta(days=1), timezone=SCRIPT.timezone)
-            await uow.commit()
+    for text in (Reply.back(), "9"):
+        await reply(mix, SCRIPT, session_id, text, BASE + timedelta(days=1))
 
-    async with UnitOfWork(mix) as uow:
+    async with mix() as session:
         counted = {(r.step_id, r.key, r.value, r.bucket, r.count) for r in
-                   await uow.session.scalars(select(ContextRollupRow))}
+                   await session.scalars(select(ContextRollupRow))}
     # Long values are cut to 200 characters; the 3 taken back is counted down to 0.
     assert counted == {
         ("nps", "agent", "Anna", "3", 0), ("nps", "shop", "7", "3", 0),
@@ -329,6 +326,6 @@ async def test_changing_an_answer_moves_it_in_the_context_rollups(mix: Factory) 
 async def test_no_context_writes_no_context_rollups(mix: Factory) -> None:
     await run(mix, Dialogue(("9", "4")))
 
-    async with UnitOfWork(mix) as uow:
-        assert list(await uow.session.scalars(select(ContextRollupRow))) == []
-        assert len(list(await uow.session.scalars(select(RollupRow)))) == 2
+    async with mix() as session:
+        assert list(await session.scalars(select(ContextRollupRow))) == []
+        assert len(list(await session.scalars(select(RollupRow)))) == 2

@@ -10,15 +10,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
 
-from bot.keys import ADMIN, CLOCK, FACTORY
+from bot.keys import ADMIN, CLOCK, EXPORTS, FIGURES, REPORTS
 from bot.services.admin import AdminError
-from bot.services.metrics import (
-    Figures,
-    MetricsQuery,
-    MetricsResult,
-    compute,
-    scored_keys,
-)
+from bot.services.exports import AnswerFilters
+from bot.services.metrics import Figures, MetricsQuery, MetricsResult, scored_keys
 from bot.services.report_text import margin_text
 from bot.services.scripts import script_of
 from conversations.script import Script
@@ -26,8 +21,6 @@ from conversations.statuses import Respondent
 from handlers.web import charts
 from handlers.web.api import number
 from handlers.web.dashboard.frame import render
-from storage.repositories.answers import AnswerFilters
-from storage.uow import UnitOfWork
 
 MAX_SCORE = 1000  # as the answers API's score filters
 
@@ -115,28 +108,25 @@ async def _survey_figures(request: web.Request, survey: str, start: date, end: d
                           ) -> tuple[Script, list[str], MetricsResult, MetricsResult]:
     """The survey's script (its latest version), the metrics it has, and its figures for
     the period by week and for the period before."""
-    factory = request.app[FACTORY]
+    figures = request.app[FIGURES]
     script = script_of(await request.app[ADMIN].script(survey))
     kinds = set(scored_keys(script).values())
     metrics = [metric for metric in ORDER if metric in kinds]
-    current = await compute(factory, MetricsQuery(survey=survey, start=start, end=end,
-                                                  channel=channel, group_by="week"))
-    previous = await compute(factory, MetricsQuery(survey=survey, start=before[0],
-                                                   end=before[1], channel=channel))
+    current = await figures.compute(MetricsQuery(survey=survey, start=start, end=end,
+                                                 channel=channel, group_by="week"))
+    previous = await figures.compute(MetricsQuery(survey=survey, start=before[0],
+                                                  end=before[1], channel=channel))
     return script, metrics, current, previous
 
 
 @routes.get("/admin/")
 async def overview(request: web.Request) -> web.StreamResponse:
     days, start, end, before_start, before_end = _period(request)
-    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
-        active = await uow.scripts.active()
     surveys = []
-    for row in active:
+    for each in await request.app[REPORTS].active():
         _, metrics, current, previous = await _survey_figures(
-            request, row.survey_id, start, end, (before_start, before_end))
-        surveys.append({"id": row.survey_id, "title": row.title.get("en") or
-                        next(iter(row.title.values()), row.survey_id),
+            request, each.id, start, end, (before_start, before_end))
+        surveys.append({"id": each.id, "title": each.title,
                         "cards": _cards(metrics, current, previous),
                         "trend": _trend(current) if "nps" in metrics else None,
                         "response": current.response_rate})
@@ -155,9 +145,8 @@ async def survey(request: web.Request) -> web.StreamResponse:
             request, name, start, end, (before_start, before_end), channel)
     except AdminError as error:
         raise web.HTTPNotFound(text=str(error)) from None
-    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
-        counts = await uow.rollups.counts(name, start=start, end=end, channel=channel,
-                                          respondent=Respondent.KNOWN)
+    counts = await request.app[FIGURES].counts(name, start=start, end=end, channel=channel,
+                                               respondent=Respondent.KNOWN)
     distributions = [(key, charts.bars([(str(score), float(n)) for score, n in
                                         sorted(counts[key].scores.items())]))
                      for key in scored_keys(script) if key in counts]
@@ -171,8 +160,7 @@ async def survey(request: web.Request) -> web.StreamResponse:
         start=datetime.combine(start, datetime.min.time(), UTC),
         score_min=low_score, score_max=low_score if high_score is None else high_score,
         q=request.query.get("q", "").strip()[:200] or None)
-    async with UnitOfWork(request.app[FACTORY], read_only=True) as uow:
-        comments = await uow.answers.comments(filters, 50)
+    comments = await request.app[EXPORTS].comments(filters, 50)
     return render(request, "survey.html", {
         "title": f"Survey {name}", "survey": name, "days": days, "start": start, "end": end,
         "channel": channel or "", "cards": _cards(metrics, current, previous),

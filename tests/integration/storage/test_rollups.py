@@ -8,7 +8,7 @@ from conversations import metrics
 from conversations.engine import Reply
 from conversations.script import parse_script
 from storage.models import ContextRollupRow, Respondent, RollupRow
-from storage.uow import UnitOfWork
+from storage.uow import Database
 from tests.integration.storage.support import Factory, begin, csat_script, reply
 
 DELIVERY_YAML = """
@@ -36,9 +36,8 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 async def _counts(factory: Factory, survey_id: str = "call_csat", *, start: date | None = None,
                   end: date | None = None, channel: str | None = None,
                   segment: str | None = None) -> dict[str, dict[str, int]]:
-    async with UnitOfWork(factory) as uow:
-        counts = await uow.rollups.counts(survey_id, start=start, end=end, channel=channel,
-                                          segment=segment)
+    counts = await Database(factory).read(lambda store: store.rollups.counts(
+        survey_id, start=start, end=end, channel=channel, segment=segment))
     return {step: c.buckets for step, c in counts.items()}
 
 
@@ -50,8 +49,8 @@ async def test_the_day_is_the_surveys_local_day(factory: Factory) -> None:
     await reply(factory, script, dialogue.id, Reply.back(), at(1, 21, 10))  # 00:10 on the 2nd
     await reply(factory, script, dialogue.id, "5", at(1, 21, 20))
 
-    async with UnitOfWork(factory) as uow:
-        rows = (await uow.session.scalars(select(RollupRow).order_by(RollupRow.day))).all()
+    async with factory() as session:
+        rows = (await session.scalars(select(RollupRow).order_by(RollupRow.day))).all()
     # The retraction counted down the day the answer was given, not the day it was taken back.
     assert [(r.day, r.bucket, r.count) for r in rows] == [
         (date(2026, 3, 1), "2", 0), (date(2026, 3, 2), "5", 1)]
@@ -79,8 +78,8 @@ async def test_counts_sum_days_and_filter_by_channel_and_segment(factory: Factor
     assert await _counts(factory, start=first, end=third, channel="web", segment="retail") == {}
     assert await _counts(factory) == {"csat": {"1": 1, "4": 1, "5": 2}}
 
-    async with UnitOfWork(factory) as uow:
-        csat = (await uow.rollups.counts("call_csat", start=first, end=third))["csat"]
+    csat = (await Database(factory).read(lambda store: store.rollups.counts(
+        "call_csat", start=first, end=third)))["csat"]
     assert (csat.metric, csat.scores, csat.total) == ("csat", {4: 1, 5: 2}, 3)
     assert metrics.csat(csat.scores).percent == 100.0
 
@@ -91,8 +90,7 @@ async def test_buckets_of_each_kind_of_answer(factory: Factory) -> None:
     for text in ("yes", "9", "Fast and friendly"):
         await reply(factory, script, dialogue.id, text)
 
-    async with UnitOfWork(factory) as uow:
-        counts = await uow.rollups.counts("delivery")
+    counts = await Database(factory).read(lambda store: store.rollups.counts("delivery"))
     assert {step: (c.metric, c.buckets) for step, c in counts.items()} == {
         "on_time": ("yes_no", {"1": 1}),
         "nps": ("nps", {"9": 1}),
@@ -110,11 +108,11 @@ async def test_respondents_are_counted_apart_and_a_choice_once(factory: Factory)
     for message in ("4", Reply.back(), "5", "manner, result"):  # 4 taken back
         await reply(factory, script, visitor.id, message)
 
-    async with UnitOfWork(factory) as uow:
-        mine = await uow.rollups.counts("call_csat", respondent=Respondent.KNOWN)
-        theirs = await uow.rollups.counts("call_csat", respondent=Respondent.ANONYMOUS)
-        both = await uow.rollups.counts("call_csat")
-        in_context = {(r.respondent, r.bucket): r.count for r in await uow.session.scalars(
+    mine, theirs, both = await Database(factory).read(lambda store: [
+        store.rollups.counts("call_csat", respondent=respondent)
+        for respondent in (Respondent.KNOWN, Respondent.ANONYMOUS, None)])
+    async with factory() as session:
+        in_context = {(r.respondent, r.bucket): r.count for r in await session.scalars(
             select(ContextRollupRow).where(ContextRollupRow.step_id == "csat"))}
     assert {step: c.buckets for step, c in mine.items()} == {
         "csat": {"5": 1}, "mattered": {"speed": 1, "result": 1, "*": 1}}

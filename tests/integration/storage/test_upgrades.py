@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, table, text
 
-from bot.services.metrics import MetricsQuery, compute
+from bot.services.metrics import MetricsQuery
 from bot.services.surveys import Who
 from conversations.engine import Reply
 from storage.migrate import downgrade_async, upgrade_async
@@ -71,7 +71,7 @@ async def test_an_upgrade_from_an_earlier_revision_keeps_every_row(db_url: str,
         await _fill(api)
         before = await _counts(api)
         recorded = await _recorded(api)
-        figures = await compute(api.services.factory, MetricsQuery(survey="nps"))
+        figures = await api.services.figures.compute(MetricsQuery(survey="nps"))
         assert before["alerts"] == 3  # the visitor's 6 too: within the limit
         assert ("web", "score", "anonymous") in recorded["respondents"]
         assert ("telegram", "what_went_wrong", "known") in recorded["respondents"]
@@ -87,10 +87,10 @@ async def test_an_upgrade_from_an_earlier_revision_keeps_every_row(db_url: str,
 
         assert await _counts(api) == before
         assert await _recorded(api) == recorded
-        assert await compute(api.services.factory, MetricsQuery(survey="nps")) == figures
+        assert await api.services.figures.compute(MetricsQuery(survey="nps")) == figures
         await answer_nps(api, 3, 9, "Быстро")  # the product records into it as before
         after = await _counts(api)
         assert after["answers"] == before["answers"] + 2
-        grouped = await compute(api.services.factory, MetricsQuery(
+        grouped = await api.services.figures.compute(MetricsQuery(
             survey="nps", group_by="context.agent"))
         assert [(group.key, group.nps.detractors) for group in grouped.groups] == [("Anna", 1)]
