@@ -93,7 +93,7 @@ class Reply(NamedTuple):
         return cls(ReplyKind.OTHER)
 
 
-class Option(NamedTuple):
+class Choice(NamedTuple):
     value: str
     label: str
 
@@ -105,7 +105,7 @@ class Prompt(NamedTuple):
     kind: PromptKind
     text: str
     metric: str | None = None
-    options: tuple[Option, ...] = ()
+    options: tuple[Choice, ...] = ()
     low_label: str | None = None
     high_label: str | None = None
     multiple: bool = False
@@ -511,13 +511,13 @@ def _build(script: Script, step: Step, part: int, locale: str, back: bool) -> Pr
                 **common)
         case ChoiceStep():
             return Prompt(kind=PromptKind.CHOICE, text=text, metric="choice",
-                          options=tuple(Option(o.id, _text(o.text, locale, script))
+                          options=tuple(Choice(o.id, _text(o.text, locale, script))
                                         for o in step.options),
                           multiple=step.multiple, **common)
         case YesNoStep():
             yes, no = YES_NO.get(locale, YES_NO["en"])
             return Prompt(kind=PromptKind.YES_NO, text=text, metric="yes_no",
-                          options=(Option("yes", yes), Option("no", no)), **common)
+                          options=(Choice("yes", yes), Choice("no", no)), **common)
         case TextStep():
             return Prompt(kind=PromptKind.TEXT, text=text, metric="text",
                           max_length=step.max_length, **common)
@@ -536,8 +536,8 @@ class _Common(TypedDict):
 
 
 @cache
-def _scale_options(low: int, high: int) -> tuple[Option, ...]:
-    return tuple(Option(str(n), str(n)) for n in range(low, high + 1))
+def _scale_options(low: int, high: int) -> tuple[Choice, ...]:
+    return tuple(Choice(str(n), str(n)) for n in range(low, high + 1))
 
 
 def _message(script: Script, state: DialogueState, step: Step) -> Prompt:

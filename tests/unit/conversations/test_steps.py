@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conversations.engine import Answer, Option, PromptKind, Reply, advance
+from conversations.engine import Answer, Choice, PromptKind, Reply, advance
 from conversations.replies import Problem
 from conversations.script import Script
 
@@ -50,7 +50,7 @@ def test_scale_prompt_lists_every_point(name: str, metric: str, values: list[str
     assert prompt.step == "q"
     assert prompt.metric == metric
     assert prompt.text == "Question q?"
-    assert prompt.options == tuple(Option(v, v) for v in values)
+    assert prompt.options == tuple(Choice(v, v) for v in values)
     assert (prompt.position, prompt.total) == (1, 2)
     assert not prompt.optional
     assert not prompt.can_go_back
@@ -276,8 +276,8 @@ def test_choice_prompt_lists_options_in_the_customer_locale() -> None:
     assert en.kind is PromptKind.CHOICE
     assert en.metric == "choice"
     assert not en.multiple
-    assert en.options == (Option("apple", "Apple"), Option("banana", "Banana"),
-                          Option("cherry", "Cherry"), Option("no", "No"))
+    assert en.options == (Choice("apple", "Apple"), Choice("banana", "Banana"),
+                          Choice("cherry", "Cherry"), Choice("no", "No"))
     assert [o.label for o in ru.options] == ["ru-apple", "ru-banana", "ru-cherry", "ru-no"]
     assert (en.position, en.total) == (1, 2)
     assert begin(choice_script(multiple=True)).prompts[0].multiple
@@ -380,8 +380,8 @@ def test_yes_no_prompt() -> None:
     (ru,) = begin(script, "ru").prompts
     assert en.kind is PromptKind.YES_NO
     assert en.metric == "yes_no"
-    assert en.options == (Option("yes", "Yes"), Option("no", "No"))
-    assert ru.options == (Option("yes", "Да"), Option("no", "Нет"))
+    assert en.options == (Choice("yes", "Yes"), Choice("no", "No"))
+    assert ru.options == (Choice("yes", "Да"), Choice("no", "Нет"))
 
 
 @pytest.mark.parametrize(
