@@ -17,7 +17,6 @@ from storage.queries.admin import Admin
 from storage.queries.metrics import Metrics
 from storage.repositories import (
     AlertRepository,
-    AnswerRepository,
     AuditRepository,
     CustomerRepository,
     DeliveryRepository,
@@ -157,7 +156,6 @@ class UnitOfWork:
     customers: CustomerRepository
     scripts: ScriptRepository
     sessions: SessionRepository
-    answers: AnswerRepository
     alerts: AlertRepository
     audit: AuditRepository
     events: EventRepository
@@ -177,7 +175,6 @@ class UnitOfWork:
         self.customers = CustomerRepository(self.session)
         self.scripts = ScriptRepository(self.session)
         self.sessions = SessionRepository(self.session)
-        self.answers = AnswerRepository(self.session)
         self.alerts = AlertRepository(self.session)
         self.audit = AuditRepository(self.session)
         self.events = EventRepository(self.session)

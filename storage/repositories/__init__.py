@@ -1,7 +1,6 @@
 """Repositories: typed queries over one unit of work's session."""
 
 from storage.repositories.alerts import AlertRepository
-from storage.repositories.answers import AnswerRepository
 from storage.repositories.audit import AuditRepository
 from storage.repositories.customers import CustomerRepository
 from storage.repositories.deliveries import DeliveryRepository
@@ -12,7 +11,6 @@ from storage.repositories.scripts import ScriptRepository
 
 __all__ = [
     "AlertRepository",
-    "AnswerRepository",
     "AuditRepository",
     "CustomerRepository",
     "DeliveryRepository",

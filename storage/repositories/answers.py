@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Row, RowMapping, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from storage.models import AnswerRow, CustomerRow, Respondent
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +37,6 @@ _COLUMNS = (AnswerRow.id, AnswerRow.survey_id, AnswerRow.script_version, AnswerR
             CustomerRow.external_id, AnswerRow.step_id, AnswerRow.metric, AnswerRow.score,
             AnswerRow.choices, AnswerRow.text, AnswerRow.channel, AnswerRow.segment,
             AnswerRow.respondent, AnswerRow.context, AnswerRow.answered_at)
-
-
-class AnswerRepository(AsyncRepository):
-    """The former style, left for the callers still on UnitOfWork."""
-
-    async def for_session(self, session_id: int) -> Sequence[AnswerRow]:
-        return await self.session.run_sync(lambda sync: Answers(sync).for_session(session_id))
 
 
 class Answers(Repository):
