@@ -17,15 +17,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import telegram
 from bot.app import build_services, build_web_app
 from bot.commands import configure_logging, freeze_heap
-from bot.dispatch import DeliveryDispatcher, Sender
 from bot.limits import Limiter, RateLimited
 from bot.scheduler import build_scheduler, digest_trigger
 from bot.services.campaigns import CampaignFileError
 from bot.services.digest import Digest
+from bot.services.dispatch import DeliveryDispatcher, Sender
 from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
 from bot.services.surveys import Outcome, SurveyService
+from bot.services.webhooks import WebhookSender
 from bot.settings import Settings
-from bot.webhooks import WebhookSender
 from handlers.email.outbound import EmailSender, Smtp
 from handlers.replies import ChannelReplier
 from handlers.telegram import admin
@@ -73,7 +73,7 @@ async def run(settings: Settings) -> int:
     scheduler: AsyncIOScheduler | None = None
     webhooks = None
     if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
-        webhooks = WebhookSender(factory, settings.outbound_webhook_url,
+        webhooks = WebhookSender(Database(factory), settings.outbound_webhook_url,
                                  settings.outbound_webhook_secret.get_secret_value().encode(),
                                  metrics=services.metrics)
     try:
@@ -120,7 +120,7 @@ async def run(settings: Settings) -> int:
         if settings.bot_token is not None and settings.webhook_url:
             telegram.add_webhook(app, settings, updates, bot)
         dispatcher = DeliveryDispatcher(
-            factory, senders, scripts=services.scripts, batch=settings.dispatch_batch,
+            Database(factory), senders, scripts=services.scripts, batch=settings.dispatch_batch,
             attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
             sending_timeout=timedelta(seconds=settings.sending_timeout),
             metrics=services.metrics) if senders else None

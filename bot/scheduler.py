@@ -17,11 +17,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.dispatch import DeliveryDispatcher
 from bot.services.campaigns import CampaignService
-from bot.webhooks import WebhookSender
+from bot.services.dispatch import DeliveryDispatcher
+from bot.services.webhooks import WebhookSender
 from storage.db import Outage, outage
-from storage.uow import UnitOfWork
+from storage.uow import Database
 
 log = logging.getLogger(__name__)
 CAMPAIGN_JOB = "campaign:"
@@ -70,11 +70,10 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
         every(60, overdue, "alert-sla")
 
     async def forget_events() -> None:
-        async with UnitOfWork(factory) as uow:
-            # Telegram redelivers an update within a day and numbers updates afresh after a
-            # quiet week: older ids are dropped so a reused one is not taken for a repeat.
-            await uow.events.prune(datetime.now(UTC) - timedelta(days=2))
-            await uow.commit()
+        # Telegram redelivers an update within a day and numbers updates afresh after a
+        # quiet week: older ids are dropped so a reused one is not taken for a repeat.
+        before = datetime.now(UTC) - timedelta(days=2)
+        await Database(factory).write(lambda store: store.events.prune(before))
 
     every(3600, forget_events, "forget-events")
     if digest is not None:

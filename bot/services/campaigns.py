@@ -20,22 +20,15 @@ import yaml
 from apscheduler.triggers.base import BaseTrigger
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, Table, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.services.errors import ServiceError
 from bot.services.triggers import PolicyService, decide, delivery_values
 from conversations.script import STORED, TimeZoneName
-from storage.models import CampaignRow, CampaignRunRow, CustomerRow, DeliveryStatus
-from storage.repositories import audit
-from storage.repositories import deliveries as store
-from storage.uow import UnitOfWork
+from storage.models import DeliveryStatus
+from storage.repositories.deliveries import Contact
+from storage.uow import Store
 
-Factory = async_sessionmaker[AsyncSession]
 Scalar = str | int | float | bool
-
-_campaigns: Table = CampaignRow.__table__  # type: ignore[assignment]
-_runs: Table = CampaignRunRow.__table__  # type: ignore[assignment]
-_customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 
 
 class CampaignSpec(BaseModel):
@@ -117,7 +110,7 @@ class CrontabTrigger(BaseTrigger):  # type: ignore[misc]  # apscheduler has no t
         return next(CronSim(self.expression, start), None)
 
 
-class CampaignFileError(ValueError):
+class CampaignFileError(ServiceError, ValueError):
     """campaigns.yaml does not validate; the message names the file, entry and field."""
 
 
@@ -171,22 +164,14 @@ class CampaignService(PolicyService):
                   "schedule": spec.schedule, "timezone": spec.timezone,
                   "batch_size": spec.batch_size, "active": spec.active, "source": source,
                   "updated_at": now}
-        async with UnitOfWork(self._factory) as uow:
-            existing = (await uow.session.execute(
-                select(_campaigns.c.id).where(_campaigns.c.name == spec.name))).scalar()
-            if existing is None:
-                result = await uow.session.execute(
-                    _campaigns.insert().returning(_campaigns.c.id),
-                    {"name": spec.name, "created_at": now, **values})
-                campaign_id, created = int(result.scalar_one()), True
-            else:
-                await uow.session.execute(update(_campaigns)
-                                          .where(_campaigns.c.id == existing).values(**values))
-                campaign_id, created = int(existing), False
-            await uow.audit.add(actor, "campaign.saved", f"campaign:{spec.name}",
-                                spec.model_dump(mode="json"), now=now)
-            await uow.commit()
-        return campaign_id, created
+
+        def work(store: Store) -> tuple[int, bool]:
+            saved = store.campaigns.save(spec.name, values, now)
+            store.audit.add(actor, "campaign.saved", f"campaign:{spec.name}",
+                            spec.model_dump(mode="json"), now=now)
+            return saved
+
+        return await self._db.write(work)
 
     async def load_file(self, path: Path) -> list[str]:
         """Store every campaign of the file (validated first, all or nothing)."""
@@ -196,8 +181,7 @@ class CampaignService(PolicyService):
         return [spec.name for spec in specs]
 
     async def all(self) -> list[tuple[int, CampaignSpec]]:
-        async with UnitOfWork(self._factory) as uow:
-            rows = (await uow.session.execute(select(_campaigns).order_by(_campaigns.c.id))).all()
+        rows = await self._db.read(lambda store: store.campaigns.all())
         # Read back as stored: a time zone saved before only tzdata's zone names were taken
         # (posix/..., say) still runs (conversations.script.STORED).
         return [(row.id, CampaignSpec.model_validate({
@@ -213,53 +197,38 @@ class CampaignService(PolicyService):
         audit log says who started the run (`actor`), once per run."""
         fired = (at or self._clock()).replace(second=0, microsecond=0)
         while True:
-            async with UnitOfWork(self._factory) as uow:
-                run = await uow.run(lambda connection: self._batch(connection, campaign_id,
-                                                                   fired, actor),
-                                    commit=True)
+            run = await self._db.write(lambda store: self._batch(store, campaign_id, fired,
+                                                                 actor))
             if run.status != "running":
                 return run
 
-    def _batch(self, connection: Connection, campaign_id: int, fired: datetime,
-               actor: str) -> Run:
+    def _batch(self, store: Store, campaign_id: int, fired: datetime, actor: str) -> Run:
         now = self._clock()
-        campaign = connection.execute(select(_campaigns).where(
-            _campaigns.c.id == campaign_id)).one()
-        insert = store.dialect_insert(connection, _runs).on_conflict_do_nothing(
-            index_elements=["campaign_id", "scheduled_for"]).returning(_runs.c.id)
-        started = connection.execute(insert, {
-            "campaign_id": campaign_id, "scheduled_for": fired, "status": "running",
-            "cursor": 0, "scheduled": 0, "suppressed": 0, "started_at": now,
-            "updated_at": now}).first()
+        campaigns, deliveries = store.campaigns, store.deliveries
+        campaign = campaigns.get(campaign_id)
+        started = campaigns.start_run(campaign_id, fired, now)
         if started is not None:  # a new run, not one resumed or fired by another process
-            audit.add(connection, actor, "campaign.run", f"campaign:{campaign.name}",
-                      {"run_id": started.id, "scheduled_for": fired.isoformat()}, now=now)
-        # FOR UPDATE: two processes resuming one run take its batches in turn.
-        run = connection.execute(select(_runs).where(
-            _runs.c.campaign_id == campaign_id, _runs.c.scheduled_for == fired)
-            .with_for_update()).one()
+            store.audit.add(actor, "campaign.run", f"campaign:{campaign.name}",
+                            {"run_id": started, "scheduled_for": fired.isoformat()}, now=now)
+        run = campaigns.lock_run(campaign_id, fired)
         if run.status != "running":
             return Run(run.id, campaign.name, run.status, run.scheduled, run.suppressed)
-        script = self._scripts.active(connection, campaign.survey_id)
-        customers = connection.execute(
-            select(_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone,
-                   _customers.c.locale, _customers.c.attributes)
-            .where(_customers.c.id > run.cursor, _customers.c.erased_at.is_(None))
-            .order_by(_customers.c.id).limit(campaign.batch_size)).all()
+        script = self._scripts.active(store.scripts, campaign.survey_id)
+        customers = campaigns.customers_after(run.cursor, campaign.batch_size)
         scheduled = suppressed = 0
         for customer in customers:
             if script is None:  # switched off since the campaign was written: nothing to ask
                 break
             if not matches(campaign.segment, customer.attributes):
                 continue
-            contact = store.Contact(customer.id, customer.opted_out_at is not None,
-                                    customer.timezone, customer.locale)
-            if campaign.channel and campaign.channel not in store.reachable(connection,
-                                                                            customer.id):
+            contact = Contact(customer.id, customer.opted_out_at is not None,
+                              customer.timezone, customer.locale)
+            if (campaign.channel
+                    and campaign.channel not in deliveries.reachable(customer.id)):
                 continue
-            decision = decide(connection, contact, script, self._policy,
+            decision = decide(store, contact, script, self._policy,
                               asked=campaign.channel, delay=None, now=now)
-            store.insert_delivery(connection, delivery_values(
+            deliveries.insert_delivery(delivery_values(
                 contact, script, decision, {"campaign": campaign.name}, now,
                 campaign_run_id=run.id))
             if decision.status == DeliveryStatus.SCHEDULED:
@@ -268,10 +237,10 @@ class CampaignService(PolicyService):
                 suppressed += 1
         done = script is None or len(customers) < campaign.batch_size
         status = "done" if done else "running"
-        connection.execute(update(_runs).where(_runs.c.id == run.id).values(
-            cursor=customers[-1].id if customers else run.cursor, status=status,
-            scheduled=run.scheduled + scheduled, suppressed=run.suppressed + suppressed,
-            updated_at=now, finished_at=now if done else None))
+        campaigns.update_run(run.id, {
+            "cursor": customers[-1].id if customers else run.cursor, "status": status,
+            "scheduled": run.scheduled + scheduled, "suppressed": run.suppressed + suppressed,
+            "updated_at": now, "finished_at": now if done else None})
         return Run(run.id, campaign.name, status, run.scheduled + scheduled,
                    run.suppressed + suppressed)
 

@@ -10,23 +10,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from bot.services.errors import ServiceError
 from bot.services.scripts import ScriptCache
 from conversations.conditions import Scalar
 from conversations.policy import next_allowed
 from conversations.script import Script
 from storage.models import DeliveryRow, DeliveryStatus
-from storage.repositories import deliveries as store
-from storage.uow import UnitOfWork
+from storage.repositories.deliveries import Contact
+from storage.uow import Database, Store
 
-Factory = async_sessionmaker[AsyncSession]
 # Where a survey can go, best first: a messenger, then e-mail (which carries the web link).
 CHANNEL_ORDER = ("telegram", "email")
 
 
-class TriggerError(RuntimeError):
+class TriggerError(ServiceError):
     """Root of what a trigger is refused for; the API answers each with a 4xx naming the
     field at fault."""
 
@@ -124,7 +121,7 @@ def channel_plan(addresses: Mapping[str, str], asked: str | None,
     return [c for c in order if c in addresses and c in available]
 
 
-def decide(connection: Connection, contact: store.Contact, script: Script, policy: Policy,
+def decide(store: Store, contact: Contact, script: Script, policy: Policy,
            *, asked: str | None, delay: timedelta | None, now: datetime) -> Decision:
     """Whether and when: opted out, surveyed too recently, no reachable channel, else due
     after the delay, moved out of the quiet hours in the customer's time zone."""
@@ -138,10 +135,10 @@ def decide(connection: Connection, contact: store.Contact, script: Script, polic
     for days, survey in ((script.policy.throttle_days,
                           script.id if script.policy.throttle_scope == "survey" else None),
                          (policy.throttle_days, None)):
-        if days and store.surveyed_since(connection, contact.id, now - timedelta(days=days),
-                                         survey):
+        if days and store.deliveries.surveyed_since(contact.id, now - timedelta(days=days),
+                                                    survey):
             return suppressed("throttled")
-    plan = channel_plan(store.reachable(connection, contact.id), asked, policy.channels)
+    plan = channel_plan(store.deliveries.reachable(contact.id), asked, policy.channels)
     if not plan:
         return suppressed("no_channel")
     allowed = next_allowed(due, script.policy.quiet_hours, contact.timezone or script.timezone)
@@ -149,7 +146,7 @@ def decide(connection: Connection, contact: store.Contact, script: Script, polic
                     allowed, plan[0])
 
 
-def delivery_values(contact: store.Contact, script: Script, decision: Decision,
+def delivery_values(contact: Contact, script: Script, decision: Decision,
                     context: Mapping[str, Scalar], now: datetime, **extra: Any
                     ) -> dict[str, Any]:
     return {"customer_id": contact.id, "survey_id": script.id,
@@ -162,10 +159,10 @@ def delivery_values(contact: store.Contact, script: Script, decision: Decision,
 class PolicyService:
     """What deciding on deliveries needs: storage, the policy, the time, the scripts."""
 
-    def __init__(self, factory: Factory, *, policy: Policy | None = None,
+    def __init__(self, db: Database, *, policy: Policy | None = None,
                  clock: Callable[[], datetime] | None = None,
                  scripts: ScriptCache | None = None) -> None:
-        self._factory = factory
+        self._db = db
         self._policy = policy or Policy()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
@@ -178,60 +175,51 @@ class TriggerService(PolicyService):
         transaction: the same idempotency key again returns the first answer."""
         now = self._clock()
 
-        def work(connection: Connection) -> Accepted:
-            trigger_id = store.claim_trigger(connection, trigger.source,
-                                             trigger.idempotency_key, trigger.payload, now)
+        def work(store: Store) -> Accepted:
+            deliveries = store.deliveries
+            trigger_id = deliveries.claim_trigger(trigger.source, trigger.idempotency_key,
+                                                  trigger.payload, now)
             if trigger_id is None:
-                payload, response = store.trigger_record(connection, trigger.idempotency_key)
+                payload, response = deliveries.trigger_record(trigger.idempotency_key)
                 if payload != trigger.payload:
                     raise KeyReused("this idempotency_key was used with a different request")
                 return Accepted.from_json(response, replay=True)
-            script = self._scripts.active(connection, trigger.survey)
+            script = self._scripts.active(store.scripts, trigger.survey)
             if script is None:  # raised before the commit: nothing of it is stored
                 raise UnknownSurvey(f"no active survey {trigger.survey!r}")
             customer = trigger.customer
-            contact = store.upsert_customer(
-                connection, customer.external_id,
+            contact = deliveries.upsert_customer(
+                customer.external_id,
                 {"first_name": customer.first_name, "phone": customer.phone,
                  "email": customer.email, "locale": customer.locale,
                  "timezone": customer.timezone}, customer.attributes, now)
             for channel, address in customer.addresses().items():
                 if not contact.erased:
-                    store.bind_identity(connection, contact.id, channel, address, now)
-            decision = decide(connection, contact, script, self._policy,
+                    deliveries.bind_identity(contact.id, channel, address, now)
+            decision = decide(store, contact, script, self._policy,
                               asked=trigger.channel, delay=trigger.delay, now=now)
-            delivery_id = store.insert_delivery(connection, delivery_values(
+            delivery_id = deliveries.insert_delivery(delivery_values(
                 contact, script, decision, trigger.context, now, trigger_id=trigger_id))
             accepted = Accepted(trigger_id, delivery_id, decision.status, decision.reason,
                                 decision.due_at)
-            store.set_trigger_response(connection, trigger_id, accepted.to_json())
+            deliveries.set_trigger_response(trigger_id, accepted.to_json())
             return accepted
 
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.run(work, commit=True)
+        return await self._db.write(work)
 
     async def active_surveys(self) -> list[Script]:
         """The scripts new dialogues start on, by survey id."""
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.run(self._scripts.all_active)
+        return await self._db.read(lambda store: self._scripts.all_active(store.scripts))
 
     async def delivery(self, delivery_id: int) -> dict[str, Any] | None:
-        async with UnitOfWork(self._factory) as uow:
-            row = await uow.deliveries.get(delivery_id)
+        row = await self._db.read(lambda store: store.deliveries.get(delivery_id))
         return None if row is None else _delivery_json(row)
 
     async def deliveries(self, *, customer: str | None, status: str | None,
                          survey: str | None, after: int, limit: int) -> list[dict[str, Any]]:
         """A page of deliveries by id; `customer` is an external id."""
-        async with UnitOfWork(self._factory) as uow:
-            customer_id = None
-            if customer is not None:
-                row = await uow.customers.by_external_id(customer)
-                if row is None:
-                    return []
-                customer_id = row.id
-            rows = await uow.deliveries.search(customer_id=customer_id, status=status,
-                                               survey_id=survey, after=after, limit=limit)
+        rows = await self._db.read(lambda store: store.deliveries.search(
+            customer=customer, status=status, survey_id=survey, after=after, limit=limit))
         return [_delivery_json(row) for row in rows]
 
 

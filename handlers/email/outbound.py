@@ -18,8 +18,8 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 import jinja2
 
-from bot.dispatch import ChannelClosed, Job, TryLater
 from bot.links import Links
+from bot.services.dispatch import ChannelClosed, Job, TryLater
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 

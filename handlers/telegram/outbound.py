@@ -14,7 +14,7 @@ from aiogram.exceptions import (
 )
 from aiogram.utils.i18n import I18n
 
-from bot.dispatch import ChannelClosed, Job, TryLater
+from bot.services.dispatch import ChannelClosed, Job, TryLater
 from handlers.render import telegram as render
 from handlers.telegram.customer import markup_for, ui_locale
 

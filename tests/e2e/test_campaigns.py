@@ -22,7 +22,7 @@ from bot.services.campaigns import (
     read_campaigns,
 )
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
-from storage.uow import UnitOfWork
+from storage.uow import Database
 from tests.e2e.trigger_support import NOON, Api, serving, trigger
 
 
@@ -45,8 +45,8 @@ async def add_customers(engine: AsyncEngine, count: int) -> None:
 
 
 async def deliveries(api: Api) -> list[DeliveryRow]:
-    async with UnitOfWork(api.services.factory) as uow:
-        return list(await uow.session.scalars(select(DeliveryRow).order_by(DeliveryRow.id)))
+    async with api.services.factory() as session:
+        return list(await session.scalars(select(DeliveryRow).order_by(DeliveryRow.id)))
 
 
 def vip_nps(**change: Any) -> CampaignSpec:
@@ -89,9 +89,8 @@ async def test_a_run_cut_short_resumes_and_two_at_once_do_not_double(api: Api) -
     service = api.services.campaigns
     campaign_id, _ = await service.save(vip_nps(batch_size=400), source="test", actor="t")
     fired = api.clock.now
-    async with UnitOfWork(api.services.factory) as uow:  # one batch, then "the crash"
-        first = await uow.run(lambda c: service._batch(c, campaign_id, fired, "scheduler"),
-                                 commit=True)
+    first = await Database(api.services.factory).write(  # one batch, then "the crash"
+        lambda store: service._batch(store, campaign_id, fired, "scheduler"))
     assert first.status == "running"
     runs = await asyncio.gather(service.run(campaign_id), service.run(campaign_id))
     assert {r.status for r in runs} == {"done"}

@@ -159,7 +159,8 @@ async def test_two_processes_send_one_digest(
 async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> None:
     async def job() -> None: ...
 
-    scheduler = build_scheduler(None, CampaignService(product.factory), product.factory,
+    scheduler = build_scheduler(None, CampaignService(Database(product.factory)),
+                                product.factory,
                                 digest=(digest_trigger("weekly", time(9, 0), "Europe/Moscow"),
                                         job))
     found = scheduler.get_job("digest")
@@ -168,7 +169,7 @@ async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> No
     assert str(found.trigger.timezone) == "Europe/Moscow"
     assert found.trigger.get_next_fire_time(None, NINE) == datetime(
         2026, 3, 16, 6, 0, tzinfo=UTC)
-    assert build_scheduler(None, CampaignService(product.factory),
+    assert build_scheduler(None, CampaignService(Database(product.factory)),
                            product.factory).get_job("digest") is None
 
 

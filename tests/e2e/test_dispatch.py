@@ -22,8 +22,7 @@ from bot.services.surveys import SurveyService
 from bot.telegram import build_i18n
 from handlers.telegram.outbound import TelegramSender
 from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow
-from storage.repositories import deliveries as store
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product, close_bot
 from tests.e2e.trigger_support import Api, serving, trigger
@@ -51,14 +50,14 @@ class World:
     mail: FakeMail
 
     async def delivery(self, delivery_id: int) -> DeliveryRow:
-        async with UnitOfWork(self.api.services.factory) as uow:
-            row = await uow.deliveries.get(delivery_id)
+        async with self.api.services.factory() as session:
+            row = await session.get(DeliveryRow, delivery_id)
         assert row is not None
         return row
 
     async def identity(self, channel: str = "telegram") -> IdentityRow:
-        async with UnitOfWork(self.api.services.factory) as uow:
-            row = await uow.session.scalar(select(IdentityRow).filter_by(channel=channel))
+        async with self.api.services.factory() as session:
+            row = await session.scalar(select(IdentityRow).filter_by(channel=channel))
         assert row is not None
         return row
 
@@ -79,7 +78,7 @@ async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIt
         senders: dict[str, Sender] = {"telegram": TelegramSender(sender_bot, build_i18n())}
         if mail:  # a second channel, as the e-mail sender will be
             senders["email"] = fake_mail
-        dispatcher = DeliveryDispatcher(api.services.factory, senders, clock=api.clock,
+        dispatcher = DeliveryDispatcher(Database(api.services.factory), senders, clock=api.clock,
                                         scripts=api.services.scripts, attempts=3,
                                         backoff=timedelta(seconds=30))
         try:
@@ -198,8 +197,8 @@ async def test_a_chat_that_never_opened_the_bot_fails_with_no_channel(db_url: st
         delivery = await w.delivery(accepted["delivery_id"])
         assert (delivery.status, delivery.reason) == ("failed", "no_channel")
         assert (await w.identity()).unreachable_reason == "no_chat"
-        async with UnitOfWork(w.api.services.factory) as uow:
-            statuses = list(await uow.session.scalars(select(DialogueRow.status)))
+        async with w.api.services.factory() as session:
+            statuses = list(await session.scalars(select(DialogueRow.status)))
         assert statuses == ["abandoned"]
 
 
@@ -228,9 +227,9 @@ async def test_a_customer_who_opted_out_after_the_trigger_is_not_sent_to(
         db_url: str) -> None:
     async with world(db_url) as w:
         _, accepted = await w.api.post("/api/v1/triggers", trigger())
-        async with UnitOfWork(w.api.services.factory) as uow:
-            await uow.session.execute(update(CustomerRow).values(opted_out_at=w.api.clock.now))
-            await uow.commit()
+        async with w.api.services.factory() as session:
+            await session.execute(update(CustomerRow).values(opted_out_at=w.api.clock.now))
+            await session.commit()
         w.api.clock.advance(minutes=15)
         await w.dispatcher.tick()
         delivery = await w.delivery(accepted["delivery_id"])
@@ -283,14 +282,14 @@ async def test_a_send_left_half_done_by_a_dead_process_is_recovered_once(
             **trigger("b", external_id="other", telegram_id=99), "delay": "PT0S"})
         # A process claims both, then dies: one before sending, one after sending but
         # before recording anything but the message id.
-        async with UnitOfWork(w.api.services.factory) as uow:
-            claimed = await uow.run(lambda c: store.claim_due(c, w.api.clock.now, 10),
-                                    commit=True)
-            assert len(claimed) == 2
-            await uow.session.execute(update(DeliveryRow)
-                                      .where(DeliveryRow.id == second["delivery_id"])
-                                      .values(message_id="17"))
-            await uow.commit()
+        claimed = await Database(w.api.services.factory).write(
+            lambda store: store.deliveries.claim_due(w.api.clock.now, 10))
+        assert len(claimed) == 2
+        async with w.api.services.factory() as session:
+            await session.execute(update(DeliveryRow)
+                                  .where(DeliveryRow.id == second["delivery_id"])
+                                  .values(message_id="17"))
+            await session.commit()
         await w.dispatcher.tick()
         assert w.questions() == []  # still inside the sending timeout
         w.api.clock.advance(minutes=6)
@@ -323,8 +322,8 @@ async def test_two_surveys_due_together_for_one_chat_go_one_after_the_other(
                                                           "delay": "PT0S"})
         await w.dispatcher.tick()
         assert len(w.questions()) == 1  # one dialogue open in the chat, not two
-        async with UnitOfWork(w.api.services.factory) as uow:
-            active = list(await uow.session.scalars(
+        async with w.api.services.factory() as session:
+            active = list(await session.scalars(
                 select(DialogueRow).filter_by(status="active")))
         assert len(active) == 1
         later = await w.delivery(second["delivery_id"])

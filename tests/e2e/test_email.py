@@ -20,13 +20,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from bot.dispatch import DeliveryDispatcher, Sender
 from bot.runner import build_sender_bot
+from bot.services.dispatch import DeliveryDispatcher, Sender
 from bot.telegram import build_i18n
 from handlers.email.outbound import EmailSender, Smtp
 from handlers.telegram.outbound import TelegramSender
-from storage.models import AnswerRow, CustomerRow, DialogueRow, IdentityRow
-from storage.uow import UnitOfWork
+from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow, IdentityRow
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 from testkit.net import free_port
 from tests.e2e.telegram_support import Product, close_bot
@@ -95,8 +95,9 @@ async def world(db_url: str, *, smtp_port: int | None = None, **settings: Any
                                      "Otklik <survey@example.com>", api.services.links,
                                      timeout=5)}
             api.services.links.bot_username = "otklik_test_bot"
-            dispatcher = DeliveryDispatcher(api.services.factory, senders, clock=api.clock,
-                                            scripts=api.services.scripts, attempts=3)
+            dispatcher = DeliveryDispatcher(Database(api.services.factory), senders,
+                                            clock=api.clock, scripts=api.services.scripts,
+                                            attempts=3)
             try:
                 yield World(api, stub, mailbox, dispatcher, customer)
             finally:
@@ -159,8 +160,8 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         unsubscribe = message["List-Unsubscribe"].strip("<>")
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert unsubscribe in text
-        async with UnitOfWork(w.api.services.factory) as uow:
-            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        async with w.api.services.factory() as session:
+            delivery = await session.get(DeliveryRow, accepted["delivery_id"])
         assert delivery is not None
         assert (delivery.status, delivery.sent_channel) == ("sent", "email")
         assert delivery.message_id == message["Message-ID"]
@@ -169,14 +170,14 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         page = await w.api.client.get(w.path(eight), allow_redirects=False)
         assert page.status == 200  # the score chosen, the follow-up under it, nothing stored
         assert "main reason for your score" in await page.text()
-        async with UnitOfWork(w.api.services.factory) as uow:
-            assert await uow.session.scalar(select(AnswerRow)) is None
+        async with w.api.services.factory() as session:
+            assert await session.scalar(select(AnswerRow)) is None
         sent = await send_score(w.api.client.session, str(w.api.client.make_url(w.path(eight))),
                                 "Quick delivery")
         assert sent.status == 200
         assert "Thank you for your feedback!" in await sent.text()
-        async with UnitOfWork(w.api.services.factory) as uow:
-            stored = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+        async with w.api.services.factory() as session:
+            stored = list(await session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
         assert [(a.step_id, a.score, a.text, a.channel) for a in stored] == [
             ("score", 8, None, "email"), ("reason", None, "Quick delivery", "email")]
 
@@ -184,8 +185,8 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         opt_out = await w.api.client.post(w.path(unsubscribe),
                                           data={"List-Unsubscribe": "One-Click"})
         assert opt_out.status == 200
-        async with UnitOfWork(w.api.services.factory) as uow:
-            customer = await uow.session.scalar(select(CustomerRow))
+        async with w.api.services.factory() as session:
+            customer = await session.scalar(select(CustomerRow))
         assert customer is not None
         assert customer.opted_out_at is not None
 
@@ -209,9 +210,9 @@ async def test_a_refused_address_is_a_hard_bounce_and_telegram_takes_over(
         _, accepted = await w.api.post("/api/v1/triggers", body)
         await w.dispatcher.tick()
         assert w.mailbox.messages == []
-        async with UnitOfWork(w.api.services.factory) as uow:
-            identity = await uow.session.scalar(select(IdentityRow).filter_by(channel="email"))
-            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        async with w.api.services.factory() as session:
+            identity = await session.scalar(select(IdentityRow).filter_by(channel="email"))
+            delivery = await session.get(DeliveryRow, accepted["delivery_id"])
         assert identity is not None
         assert (identity.reachable, identity.unreachable_reason) == (False, "hard_bounce")
         assert delivery is not None
@@ -223,8 +224,8 @@ async def test_an_unreachable_smtp_server_is_tried_again_later(db_url: str) -> N
     async with world(db_url, smtp_port=free_port()) as w:  # nothing listens there
         _, accepted = await w.api.post("/api/v1/triggers", by_email())
         await w.dispatcher.tick()
-        async with UnitOfWork(w.api.services.factory) as uow:
-            delivery = await uow.deliveries.get(accepted["delivery_id"])
+        async with w.api.services.factory() as session:
+            delivery = await session.get(DeliveryRow, accepted["delivery_id"])
         assert delivery is not None
         assert (delivery.status, delivery.attempts) == ("scheduled", 1)
         assert (delivery.last_error or "").startswith("SMTP:")
@@ -256,11 +257,11 @@ async def test_score_by_email_then_the_follow_up_in_telegram_is_one_dialogue(
         await w.customer.send(CHAT, f"/start {token[1]}")  # the deep link, in Telegram
         assert "main reason for your score" in w.customer.texts(CHAT)[-1]
         await w.customer.send(CHAT, "The courier was late")
-        async with UnitOfWork(w.api.services.factory) as uow:
-            rows = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
-            sessions = list(await uow.session.scalars(select(DialogueRow)))
+        async with w.api.services.factory() as db:
+            rows = list(await db.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+            dialogues = list(await db.scalars(select(DialogueRow)))
         assert [(a.step_id, a.score, a.text, a.channel) for a in rows] == [
             ("score", 3, None, "email"), ("reason", None, "The courier was late", "telegram")]
-        assert len(sessions) == 1
-        assert {a.session_id for a in rows} == {sessions[0].id}
-        assert sessions[0].status == "completed"
+        assert len(dialogues) == 1
+        assert {a.session_id for a in rows} == {dialogues[0].id}
+        assert dialogues[0].status == "completed"

@@ -18,8 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bot.commands import QUIET, configure_logging
-from bot.dispatch import ChannelClosed, DeliveryDispatcher, Job, TryLater
-from bot.webhooks import WebhookSender
+from bot.services.dispatch import ChannelClosed, DeliveryDispatcher, Job, TryLater
+from bot.services.webhooks import WebhookSender
+from storage.uow import Database
 from tests.e2e import test_dispatch
 from tests.e2e.test_webhooks import SECRET as OUTBOUND_SECRET
 from tests.e2e.test_webhooks import Receiver, answer_nps
@@ -89,7 +90,7 @@ async def test_counters_move_with_a_dialogue_and_its_webhooks(db_url: str) -> No
                            for label in labels)
 
             receiver.statuses = [500]
-            sender = WebhookSender(api.services.factory, url, OUTBOUND_SECRET.encode(),
+            sender = WebhookSender(Database(api.services.factory), url, OUTBOUND_SECRET.encode(),
                                    clock=api.clock, metrics=api.services.metrics)
             try:
                 await sender.tick()
@@ -123,7 +124,7 @@ class Refusing:
 
 async def test_send_errors_are_counted_by_channel_and_reason(db_url: str) -> None:
     async with serving(db_url) as api:
-        dispatcher = DeliveryDispatcher(api.services.factory, {"telegram": Refusing()},
+        dispatcher = DeliveryDispatcher(Database(api.services.factory), {"telegram": Refusing()},
                                         clock=api.clock, scripts=api.services.scripts,
                                         metrics=api.services.metrics,
                                         backoff=timedelta(seconds=30))
@@ -214,7 +215,7 @@ async def flow(w: test_dispatch.World, url: str) -> str:
     await w.customer.send(test_dispatch.CHAT, COMMENT, first_name=NAME)
     assert [a[3] for a in await w.customer.answers()] == [None, COMMENT]
 
-    sender = WebhookSender(api.services.factory, url, OUTBOUND_SECRET.encode(),
+    sender = WebhookSender(Database(api.services.factory), url, OUTBOUND_SECRET.encode(),
                            clock=api.clock, rng=random.Random(1),
                            metrics=api.services.metrics)
     try:

@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 
 from handlers.web.api import signature
 from storage.models import CustomerRow, IdentityRow
-from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import NOON, Api, serving, trigger
 
 
@@ -169,9 +168,9 @@ async def test_the_customer_is_upserted_by_external_id_with_identities(api: Api)
         timezone="Asia/Yekaterinburg", attributes={"segment": "vip", "city": "Perm"}))
     await api.post("/api/v1/triggers", trigger("b", survey="nps",
                                                attributes={"segment": "gold"}))
-    async with UnitOfWork(api.services.factory) as uow:
-        [customer] = list(await uow.session.scalars(select(CustomerRow)))
-        identities = {(i.channel, i.address) for i in await uow.session.scalars(
+    async with api.services.factory() as session:
+        [customer] = list(await session.scalars(select(CustomerRow)))
+        identities = {(i.channel, i.address) for i in await session.scalars(
             select(IdentityRow))}
     assert customer.external_id == "crm-42"
     assert (customer.phone, customer.email, customer.timezone) == (
@@ -183,9 +182,9 @@ async def test_the_customer_is_upserted_by_external_id_with_identities(api: Api)
 
 async def test_an_opted_out_customer_is_suppressed_with_the_reason(api: Api) -> None:
     await api.post("/api/v1/triggers", trigger("first", survey="nps"))
-    async with UnitOfWork(api.services.factory) as uow:
-        await uow.session.execute(update(CustomerRow).values(opted_out_at=NOON))
-        await uow.commit()
+    async with api.services.factory() as session:
+        await session.execute(update(CustomerRow).values(opted_out_at=NOON))
+        await session.commit()
     status, body = await api.post("/api/v1/triggers", trigger("second"))
     assert (status, body["status"], body["reason"]) == (202, "suppressed", "opted_out")
     status, page = await api.get("/api/v1/deliveries?customer=crm-42&status=suppressed")

@@ -6,6 +6,7 @@ once, and nothing at all without OUTBOUND_WEBHOOK_URL. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import json
@@ -28,15 +29,15 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from bot.services.webhooks import WebhookSender
 from bot.signing import signature
-from bot.webhooks import WebhookSender
 from conversations.engine import Reply, advance
 from storage.db import session_factory
 from storage.models import AnswerRow, OutboxRow
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 from tests.e2e.test_web_pages import delivery, form_of, page, submit
 from tests.e2e.trigger_support import SURVEYS, Api, serving
-from tests.integration.storage.support import NOW, begin, csat_script, store
+from tests.integration.storage.support import NOW, begin, csat_script, record, store
 
 SECRET = "outbound-secret-for-tests"
 
@@ -97,8 +98,8 @@ class World:
     sender: WebhookSender
 
     async def outbox(self) -> list[OutboxRow]:
-        async with UnitOfWork(self.api.services.factory) as uow:
-            return list(await uow.session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+        async with self.api.services.factory() as session:
+            return list(await session.scalars(select(OutboxRow).order_by(OutboxRow.id)))
 
 
 @asynccontextmanager
@@ -109,8 +110,9 @@ async def world(db_url: str, **overrides: Any) -> AsyncIterator[World]:
     url = str(server.make_url("/hooks/otklik"))
     async with serving(db_url, outbound_webhook_url=url,
                        outbound_webhook_secret=SecretStr(SECRET), **overrides) as api:
-        sender = WebhookSender(api.services.factory, url, SECRET.encode(), clock=api.clock,
-                               rng=random.Random(7), metrics=api.services.metrics)
+        sender = WebhookSender(Database(api.services.factory), url, SECRET.encode(),
+                               clock=api.clock, rng=random.Random(7),
+                               metrics=api.services.metrics)
         try:
             yield World(api, receiver, server, sender)
         finally:
@@ -253,8 +255,9 @@ async def test_two_senders_at_once_never_send_an_event_twice(db_url: str) -> Non
             await answer_nps(w.api, f"k{n}", 8, "ok", external_id=f"crm-{n}",
                              telegram_id=100 + n)
         w.receiver.delay = 0.02
-        other = WebhookSender(w.api.services.factory, str(w.server.make_url("/hooks/otklik")),
-                              SECRET.encode(), clock=w.api.clock, batch=2)
+        other = WebhookSender(Database(w.api.services.factory),
+                              str(w.server.make_url("/hooks/otklik")), SECRET.encode(),
+                              clock=w.api.clock, batch=2)
         try:
             done = await asyncio.gather(w.sender.tick(), other.tick())
         finally:
@@ -278,10 +281,14 @@ async def test_delivered_events_are_forgotten_after_a_week(db_url: str) -> None:
 async def test_nothing_is_queued_without_an_outbound_webhook(db_url: str) -> None:
     async with serving(db_url) as api:
         await answer_nps(api, "k1", 2, "Bad")
-        async with UnitOfWork(api.services.factory) as uow:
-            answers = await uow.session.scalar(select(func.count()).select_from(AnswerRow))
-            queued = await uow.session.scalar(select(func.count()).select_from(OutboxRow))
+        async with api.services.factory() as session:
+            answers = await session.scalar(select(func.count()).select_from(AnswerRow))
+            queued = await session.scalar(select(func.count()).select_from(OutboxRow))
     assert (answers, queued) == (2, 0)
+
+
+class _Undone(Exception):
+    """An error after the turn was recorded, in its transaction."""
 
 
 @pytest.mark.parametrize("commit", [False, True])
@@ -290,17 +297,22 @@ async def test_events_share_the_fate_of_their_transaction(engine: Any, commit: b
     script = csat_script()
     await store(factory, script)
     dialogue = await begin(factory, script)
-    async with UnitOfWork(factory) as uow:
-        row = await uow.sessions.get(dialogue.id)
-        turn = advance(script, row.dialogue_state(), Reply.typed("1"), NOW)
-        await uow.record(row, turn, now=NOW, timezone=script.timezone)
-        inside = await uow.session.scalar(select(func.count()).select_from(OutboxRow))
-        if commit:
-            await uow.commit()
-        # else: an error came after, say: leaving the block rolls back
-    async with UnitOfWork(factory) as uow:
-        events = list(await uow.session.scalars(select(OutboxRow.event).order_by(OutboxRow.id)))
-    assert inside == 2
+    inside: list[int] = []
+
+    def turn(repositories: Store) -> None:
+        row = repositories.dialogues.get(dialogue.id)
+        assert row is not None
+        record(repositories, row, advance(script, row.dialogue_state(), Reply.typed("1"), NOW),
+               NOW, script.timezone)
+        inside.append(repositories.outbox.pending())
+        if not commit:
+            raise _Undone
+
+    with contextlib.suppress(_Undone):
+        await Database(factory).write(turn)
+    async with factory() as session:
+        events = list(await session.scalars(select(OutboxRow.event).order_by(OutboxRow.id)))
+    assert inside == [2]
     assert events == (["answer.created", "alert.raised"] if commit else [])
 
 

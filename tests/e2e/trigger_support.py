@@ -23,7 +23,6 @@ from bot.settings import Settings
 from handlers.web.api import signature
 from storage.db import create_engine
 from storage.models import DeliveryRow, TriggerRow
-from storage.uow import UnitOfWork
 from testkit.clock import Clock
 from testkit.migrated import load_examples, migrate
 
@@ -65,12 +64,12 @@ class Api:
         return response.status, await response.json()
 
     async def deliveries(self) -> list[DeliveryRow]:
-        async with UnitOfWork(self.services.factory) as uow:
-            return list(await uow.session.scalars(select(DeliveryRow).order_by(DeliveryRow.id)))
+        async with self.services.factory() as session:
+            return list(await session.scalars(select(DeliveryRow).order_by(DeliveryRow.id)))
 
     async def trigger_count(self) -> int:
-        async with UnitOfWork(self.services.factory) as uow:
-            return len(list(await uow.session.scalars(select(TriggerRow.id))))
+        async with self.services.factory() as session:
+            return len(list(await session.scalars(select(TriggerRow.id))))
 
 
 def trigger(key: str = "call-1", survey: str = "post_call_csat", **customer: Any) -> JSON:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot.app import build_services
-from bot.dispatch import DeliveryDispatcher
 from bot.scheduler import build_scheduler
+from bot.services.dispatch import DeliveryDispatcher
 from bot.settings import Settings
 from storage.db import create_engine
 from testkit.migrated import migrate

@@ -19,7 +19,6 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import DeliveryRow, ScriptRow
-from storage.uow import UnitOfWork
 from tests.e2e.test_dispatch import World, world
 from tests.e2e.test_faults import reachable
 from tests.e2e.test_webhooks import answer_nps
@@ -61,8 +60,8 @@ async def refusing(engine: AsyncEngine, table: str, row_id: int, change: str) ->
 
 
 async def deliveries(w: World) -> dict[int, DeliveryRow]:
-    async with UnitOfWork(w.api.services.factory) as uow:
-        return {row.id: row for row in await uow.session.scalars(select(DeliveryRow))}
+    async with w.api.services.factory() as session:
+        return {row.id: row for row in await session.scalars(select(DeliveryRow))}
 
 
 def messages_per_chat(w: World) -> Counter[int]:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from storage.repositories import deliveries as store
-from storage.uow import UnitOfWork
+from storage.uow import Database
 from tests.e2e.test_dispatch import CHAT, World, world
 from tests.e2e.trigger_support import trigger
 
@@ -82,8 +81,8 @@ async def test_a_send_recovered_at_night_waits_for_the_morning(db_url: str) -> N
         delivery_id = await sent_now(w)
         # A process claims it at 21:55 there and dies before sending.
         w.api.clock.advance(hours=2, minutes=55)
-        async with UnitOfWork(w.api.services.factory) as uow:
-            await uow.run(lambda c: store.claim_due(c, w.api.clock.now, 10), commit=True)
+        await Database(w.api.services.factory).write(
+            lambda store: store.deliveries.claim_due(w.api.clock.now, 10))
         w.api.clock.advance(minutes=10)  # past SENDING_TIMEOUT: 22:05 there
         await w.dispatcher.tick()
         assert w.questions() == []

@@ -21,14 +21,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
-from sqlalchemy import Connection, Row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.observability import Metrics
 from bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from storage import outbox
-from storage.db import each_alone
-from storage.uow import UnitOfWork
+from storage.repositories.outbox import Outbox
+from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)
 EVENT_HEADER = "X-Otklik-Event"
@@ -45,11 +42,11 @@ class Unsendable(str):
 
 
 class WebhookSender:
-    def __init__(self, factory: async_sessionmaker[AsyncSession], url: str, secret: bytes, *,
+    def __init__(self, db: Database, url: str, secret: bytes, *,
                  clock: Callable[[], datetime] | None = None, rng: random.Random | None = None,
                  metrics: Metrics | None = None, batch: int = 20, timeout: float = 10.0,
                  session: aiohttp.ClientSession | None = None) -> None:
-        self._factory = factory
+        self._db = db
         self._url = url
         self._secret = secret
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -73,31 +70,25 @@ class WebhookSender:
         delivered = 0
         while True:
             now = self._clock()
-            async with UnitOfWork(self._factory) as uow:
-                rows = await uow.run(functools.partial(
-                    outbox.claim, now=now, limit=self._batch, lease=now + self._lease),
-                    commit=True)
+            rows = await self._db.write(functools.partial(
+                _claim, now=now, limit=self._batch, lease=now + self._lease))
             if not rows:
                 return delivered
             errors = await asyncio.gather(*(self._post(row) for row in rows))
-            async with UnitOfWork(self._factory) as uow:
-                await uow.run(functools.partial(self._record, rows, errors, self._clock()),
-                              commit=True)
+            await self._db.write(functools.partial(self._record, rows, errors, self._clock()))
             delivered += errors.count(None)
 
     async def prune(self) -> int:
         """Forget events delivered more than KEEP_DELIVERED ago."""
         before = self._clock() - KEEP_DELIVERED
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.run(lambda connection: outbox.prune(connection, before),
-                                 commit=True)
+        return await self._db.write(lambda store: store.outbox.prune(before))
 
-    def body(self, row: Row[Any]) -> bytes:
+    def body(self, row: Any) -> bytes:
         return json.dumps({"id": row.id, "event": row.event,
                            "occurred_at": row.created_at.isoformat(), "data": row.payload},
                           ensure_ascii=False, separators=(",", ":")).encode()
 
-    async def _post(self, row: Row[Any]) -> str | None:
+    async def _post(self, row: Any) -> str | None:
         """POST one event; None if the receiver took it, else why not (a status or an
         exception's class: never a body, which could echo what we sent)."""
         try:
@@ -121,38 +112,38 @@ class WebhookSender:
             self._metrics.webhooks.labels("failed" if error else "delivered").inc()
         return error
 
-    def _record(self, rows: Sequence[Row[Any]], errors: Sequence[str | None], now: datetime,
-                connection: Connection) -> None:
-        def record_each(batch: Sequence[tuple[Row[Any], str | None]]) -> list[None]:
+    def _record(self, rows: Sequence[Any], errors: Sequence[str | None], now: datetime,
+                store: Store) -> None:
+        events = store.outbox
+
+        def record_each(batch: Sequence[tuple[Any, str | None]]) -> list[None]:
             for row, error in batch:
-                self._record_one(connection, row, error, now)
+                self._record_one(events, row, error, now)
             return []
 
-        def set_aside(item: tuple[Row[Any], str | None], error: Exception) -> None:
+        def set_aside(item: tuple[Any, str | None], error: Exception) -> None:
             # Left as it is, it would be sent again after the lease, and again.
-            self._set_aside(connection, item[0], type(error).__name__, now)
+            self._set_aside(events, item[0], type(error).__name__, now)
 
-        each_alone(connection, list(zip(rows, errors, strict=True)), record_each, set_aside)
+        events.each_alone(list(zip(rows, errors, strict=True)), record_each, set_aside)
 
-    def _record_one(self, connection: Connection, row: Row[Any], error: str | None,
+    def _record_one(self, events: Outbox, row: Any, error: str | None,
                     now: datetime) -> None:
         if error is None:
-            connection.execute(outbox.DELIVERED, {"k_id": row.id, "at": now})
+            events.delivered(row.id, now)
         elif isinstance(error, Unsendable):
-            self._set_aside(connection, row, error, now)
+            self._set_aside(events, row, error, now)
         else:
             wait = self.backoff(row.attempts)
             log.warning("webhook event %s (%s) not delivered: %s; attempt %s, next in %.0f s",
                         row.id, row.event, error, row.attempts + 1, wait)
-            connection.execute(outbox.FAILED, {"k_id": row.id, "error": error,
-                                               "due_at": now + timedelta(seconds=wait)})
+            events.failed(row.id, error, now + timedelta(seconds=wait))
 
     @staticmethod
-    def _set_aside(connection: Connection, row: Row[Any], why: str, now: datetime) -> None:
+    def _set_aside(events: Outbox, row: Any, why: str, now: datetime) -> None:
         log.error("webhook event %s (%s) set aside, never to be sent: %s", row.id, row.event,
                   why)
-        connection.execute(outbox.SET_ASIDE, {"k_id": row.id, "at": now,
-                                              "error": f"set aside: {why}"})
+        events.set_aside(row.id, f"set aside: {why}", now)
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next attempt after `attempts` failed ones: 10 s doubling up to
@@ -160,3 +151,7 @@ class WebhookSender:
         by every waiting event in the same second."""
         wait: float = min(LONGEST_WAIT, FIRST_RETRY * 2 ** min(attempts, 20))
         return wait * self._rng.uniform(0.8, 1.0)
+
+
+def _claim(store: Store, *, now: datetime, limit: int, lease: datetime) -> list[Any]:
+    return store.outbox.claim(now, limit, lease)

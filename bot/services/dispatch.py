@@ -24,9 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from bot.observability import Metrics
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, title
@@ -34,27 +31,14 @@ from bot.services.triggers import channel_plan
 from conversations.engine import DialogueState, Prompt, current_prompts, start
 from conversations.policy import next_allowed
 from conversations.script import Script
-from storage.db import each_alone, patiently
-from storage.models import (
-    CustomerRow,
-    DeliveryRow,
-    DeliveryStatus,
-    DialogueRow,
-    DialogueStatus,
-    IdentityRow,
-)
-from storage.repositories import deliveries as store
-from storage.uow import UnitOfWork
+from storage.db import patiently
+from storage.models import DeliveryRow, DeliveryStatus, DialogueStatus
+from storage.repositories.deliveries import Deliveries
+from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)
 BUSY_CHAT_WAIT = timedelta(minutes=10)
 LONGEST_WAIT = timedelta(days=1)  # a peer's retry_after past this is not taken at its word
-Factory = async_sessionmaker[AsyncSession]
-
-_customers: Table = CustomerRow.__table__  # type: ignore[assignment]
-_identities: Table = IdentityRow.__table__  # type: ignore[assignment]
-_sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
-_deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +92,13 @@ class _Outcome:
 
 
 class DeliveryDispatcher:
-    def __init__(self, factory: Factory, senders: Mapping[str, Sender], *,
+    def __init__(self, db: Database, senders: Mapping[str, Sender], *,
                  clock: Callable[[], datetime] | None = None, scripts: ScriptCache | None = None,
                  batch: int = 200, attempts: int = 5,
                  sending_timeout: timedelta = timedelta(minutes=5),
                  backoff: timedelta = timedelta(seconds=30), concurrency: int = 100,
                  metrics: Metrics | None = None) -> None:
-        self._factory = factory
+        self._db = db
         self._senders = senders
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
@@ -133,8 +117,7 @@ class DeliveryDispatcher:
         claimed = 0
         async with _Recorder(self) as recorder:
             while True:
-                async with UnitOfWork(self._factory) as uow:
-                    jobs = await uow.run(self._claim, commit=True)
+                jobs = await self._db.write(self._claim)
                 if jobs is None:
                     break
                 claimed += len(jobs)
@@ -147,42 +130,26 @@ class DeliveryDispatcher:
 
     async def recover(self) -> int:
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            recovered = await uow.run(lambda connection: store.recover_stuck(
-                connection, now - self._sending_timeout, now), commit=True)
+        recovered = await self._db.write(lambda store: store.deliveries.recover_stuck(
+            now - self._sending_timeout, now))
         if recovered:
             log.warning("recovered %s deliveries left in 'sending' by a stopped process",
                         recovered)
         return recovered
 
-    def _claim(self, connection: Connection) -> list[tuple[Job, int]] | None:
+    def _claim(self, store: Store) -> list[tuple[Job, int]] | None:
         """Claim a batch and open each delivery's dialogue, in one transaction. None when
         nothing was due; deliveries settled here (opted out, no channel) give no job."""
         now = self._clock()
-        rows = store.claim_due(connection, now, self._batch)
+        deliveries = store.deliveries
+        rows = deliveries.claim_due(now, self._batch)
         if not rows:
             return None
         customer_ids = list({row.customer_id for row in rows})
-        customers = {c.id: c for c in connection.execute(
-            select(_customers.c.id, _customers.c.opted_out_at, _customers.c.locale,
-                   _customers.c.timezone, _customers.c.first_name, _customers.c.attributes)
-            .where(_customers.c.id.in_(customer_ids)))}
-        addresses: dict[int, dict[str, str]] = {}
-        for identity in connection.execute(
-                select(_identities.c.customer_id, _identities.c.channel, _identities.c.address)
-                .where(_identities.c.customer_id.in_(customer_ids), _identities.c.reachable)
-                .order_by(_identities.c.id)):
-            addresses.setdefault(identity.customer_id, {})[identity.channel] = identity.address
-        open_sessions: dict[tuple[int, str], Any] = {}
-        for session in connection.execute(
-                select(_sessions.c.id, _sessions.c.customer_id, _sessions.c.channel,
-                       _sessions.c.delivery_id, _sessions.c.state)
-                .where(_sessions.c.customer_id.in_(customer_ids),
-                       _sessions.c.status == DialogueStatus.ACTIVE)
-                .order_by(_sessions.c.started_at, _sessions.c.id)):
-            open_sessions[session.customer_id, session.channel] = session
-
-        scripts = {survey: self._scripts.active(connection, survey)
+        customers = deliveries.contacts(customer_ids)
+        addresses = deliveries.addresses(customer_ids)
+        open_dialogues = deliveries.open_dialogues(customer_ids)
+        scripts = {survey: self._scripts.active(store.scripts, survey)
                    for survey in {row.survey_id for row in rows}}
         opened: set[tuple[int, str]] = set()  # (customer, channel) given a dialogue now
 
@@ -190,9 +157,9 @@ class DeliveryDispatcher:
             before, jobs = set(opened), []
             try:
                 for row in batch:
-                    job = self._open(connection, row, customers[row.customer_id],
+                    job = self._open(store, row, customers[row.customer_id],
                                      addresses.get(row.customer_id, {}),
-                                     scripts[row.survey_id], open_sessions, opened, now)
+                                     scripts[row.survey_id], open_dialogues, opened, now)
                     if job is not None:
                         jobs.append((job, row.attempts))
             except BaseException:
@@ -203,25 +170,26 @@ class DeliveryDispatcher:
         def unsendable(row: DeliveryRow, error: Exception) -> None:
             log.error("delivery %s could not be prepared (%s): failed, not sent", row.id,
                       type(error).__name__)
-            store.finish_sending(connection, row.id, {
+            deliveries.finish_sending(row.id, {
                 "status": DeliveryStatus.FAILED, "reason": "unprocessable",
                 "last_error": _describe(error)}, now)
 
-        return each_alone(connection, rows, open_each, unsendable)
+        return deliveries.each_alone(rows, open_each, unsendable)
 
-    def _open(self, connection: Connection, row: DeliveryRow, customer: Any,
+    def _open(self, store: Store, row: DeliveryRow, customer: Any,
               addresses: dict[str, str], script: Script | None,
-              open_sessions: dict[tuple[int, str], Any], opened: set[tuple[int, str]],
+              open_dialogues: dict[tuple[int, str], Any], opened: set[tuple[int, str]],
               now: datetime) -> Job | None:
         """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
         that sends its first prompt; None when the delivery is settled or put off here."""
+        deliveries = store.deliveries
         plan = channel_plan(addresses, row.channel, self._senders)
         settle = ("opted_out" if customer.opted_out_at is not None else
                   "no_channel" if not plan else "survey_inactive" if script is None else None)
         if settle is not None:
             status = (DeliveryStatus.SUPPRESSED if settle == "opted_out"
                       else DeliveryStatus.FAILED)
-            store.finish_sending(connection, row.id, {"status": status, "reason": settle}, now)
+            deliveries.finish_sending(row.id, {"status": status, "reason": settle}, now)
             return None
         assert script is not None
         # A late send (a retry after backoff, a delivery recovered after sending_timeout)
@@ -229,39 +197,37 @@ class DeliveryDispatcher:
         allowed = next_allowed(now, script.policy.quiet_hours,
                                customer.timezone or script.timezone)
         if allowed > now:
-            store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
-                                                      "due_at": allowed}, now)
+            deliveries.finish_sending(row.id, {"status": DeliveryStatus.SCHEDULED,
+                                               "due_at": allowed}, now)
             return None
         channel = plan[0]
         if (row.customer_id, channel) in opened:
             # A second survey for the same chat in one batch would open a second dialogue
             # beside the first: it waits, and then takes over the chat as any new one does.
-            store.finish_sending(connection, row.id, {"status": DeliveryStatus.SCHEDULED,
-                                                      "due_at": now + BUSY_CHAT_WAIT}, now)
+            deliveries.finish_sending(row.id, {"status": DeliveryStatus.SCHEDULED,
+                                               "due_at": now + BUSY_CHAT_WAIT}, now)
             return None
         opened.add((row.customer_id, channel))
-        current = open_sessions.get((row.customer_id, channel))
+        current = open_dialogues.get((row.customer_id, channel))
         if current is not None and current.delivery_id == row.id:
             state = DialogueState.from_json(current.state)  # a retry: ask it again
-            job_script = self._scripts.get(connection, state.script_id, state.version)
-            prompts, session_id = current_prompts(job_script, state), current.id
+            job_script = self._scripts.get(store.scripts, state.script_id, state.version)
+            prompts, dialogue_id = current_prompts(job_script, state), current.id
         else:
             if current is not None:  # one open dialogue per channel: the new one wins
-                _close(connection, current.id, DialogueStatus.ABANDONED, now)
+                deliveries.close_dialogue(current.id, DialogueStatus.ABANDONED, now)
             turn = start(script, now=now, locale=customer.locale, context=row.context,
                          customer=profile(customer.attributes, customer.first_name))
             state, prompts = turn.state, turn.prompts
-            session_id = int(connection.execute(
-                _NEW_SESSION,
-                {"delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
-                 "survey_id": script.id, "script_version": script.version,
-                 "current_step": state.step, "state": state.to_json(),
-                 "status": DialogueStatus.COMPLETED if turn.finished
-                 else DialogueStatus.ACTIVE, "revision": 0, "started_at": now,
-                 "updated_at": now, "completed_at": now if turn.finished else None}
-            ).scalar_one())
+            dialogue_id = deliveries.start_dialogue({
+                "delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
+                "survey_id": script.id, "script_version": script.version,
+                "current_step": state.step, "state": state.to_json(),
+                "status": DialogueStatus.COMPLETED if turn.finished else DialogueStatus.ACTIVE,
+                "revision": 0, "started_at": now, "updated_at": now,
+                "completed_at": now if turn.finished else None})
         return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
-                   session_id, prompts, state.locale,
+                   dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
                    expires_after=script.policy.expires_after, title=title(script, state.locale))
 
@@ -286,25 +252,26 @@ class DeliveryDispatcher:
             self._metrics.send_errors.labels(job.channel, failure).inc()
         await recorder.put(outcome)
 
-    def _record(self, connection: Connection, outcomes: Sequence[_Outcome]) -> None:
+    def _record(self, store: Store, outcomes: Sequence[_Outcome]) -> None:
         now = self._clock()
+        deliveries = store.deliveries
 
         def record_each(batch: Sequence[_Outcome]) -> list[None]:
             for outcome in batch:
-                self._record_one(connection, outcome, now)
+                self._record_one(deliveries, outcome, now)
             return []
 
         def unrecordable(outcome: _Outcome, error: Exception) -> None:
             # Left in `sending`, it would go out again after sending_timeout, and again.
             log.error("the outcome of delivery %s could not be recorded (%s): failed, not "
                       "sent again", outcome.job.delivery_id, type(error).__name__)
-            store.finish_sending(connection, outcome.job.delivery_id, {
+            deliveries.finish_sending(outcome.job.delivery_id, {
                 "status": DeliveryStatus.FAILED, "reason": "unrecordable",
                 "message_id": outcome.message_id, "last_error": _describe(error)}, now)
 
-        each_alone(connection, outcomes, record_each, unrecordable)
+        deliveries.each_alone(outcomes, record_each, unrecordable)
 
-    def _record_one(self, connection: Connection, outcome: _Outcome, now: datetime) -> None:
+    def _record_one(self, deliveries: Deliveries, outcome: _Outcome, now: datetime) -> None:
         job = outcome.job
         values: dict[str, Any]
         if outcome.closed is None and outcome.error is None:
@@ -314,15 +281,12 @@ class DeliveryDispatcher:
                       "remind_at": now + remind if remind else None,
                       "expires_at": now + expire if expire else None, "last_error": None}
         elif outcome.closed is not None:
-            connection.execute(
-                update(_identities).where(_identities.c.channel == job.channel,
-                                          _identities.c.address == job.address)
-                .values(reachable=False, unreachable_reason=outcome.closed))
-            _close(connection, job.session_id, DialogueStatus.ABANDONED, now)
+            deliveries.mark_unreachable(job.channel, job.address, outcome.closed)
+            deliveries.close_dialogue(job.session_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
         elif outcome.attempts + 1 >= self._attempts:
-            _close(connection, job.session_id, DialogueStatus.ABANDONED, now)
+            deliveries.close_dialogue(job.session_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
                       "attempts": outcome.attempts + 1, "last_error": outcome.error}
         else:
@@ -330,7 +294,7 @@ class DeliveryDispatcher:
                            outcome.retry_after or 0), LONGEST_WAIT.total_seconds())
             values = {"status": DeliveryStatus.SCHEDULED, "attempts": outcome.attempts + 1,
                       "due_at": now + timedelta(seconds=wait), "last_error": outcome.error}
-        if not store.finish_sending(connection, job.delivery_id, values, now):
+        if not deliveries.finish_sending(job.delivery_id, values, now):
             log.warning("delivery %s was taken back before its outcome was recorded",
                         job.delivery_id)
 
@@ -341,18 +305,17 @@ class DeliveryDispatcher:
         channel it went out on, or the next reachable one if that one closed since."""
         now = self._clock()
 
-        def claim(connection: Connection) -> list[Job]:
-            rows = store.due_reminders(connection, now, self._batch)
+        def claim(store: Store) -> list[Job]:
+            deliveries = store.deliveries
+            rows = deliveries.due_reminders(now, self._batch)
             if not rows:
                 return []
-            customers = {c.id: c for c in connection.execute(
-                select(_customers.c.id, _customers.c.opted_out_at, _customers.c.timezone)
-                .where(_customers.c.id.in_({row.customer_id for row in rows})))}
+            customers = deliveries.contacts({row.customer_id for row in rows})
 
             def remind_each(batch: Sequence[DeliveryRow]) -> list[Job]:
                 jobs = []
                 for row in batch:
-                    job = self._reminder(connection, row, customers[row.customer_id], now)
+                    job = self._reminder(store, row, customers[row.customer_id], now)
                     if job is not None:
                         jobs.append(job)
                 return jobs
@@ -360,13 +323,11 @@ class DeliveryDispatcher:
             def unremindable(row: DeliveryRow, error: Exception) -> None:
                 log.error("the reminder of delivery %s could not be prepared (%s): not sent",
                           row.id, type(error).__name__)
-                connection.execute(_deliveries.update().where(_deliveries.c.id == row.id)
-                                   .values(last_error=_describe(error)))
+                deliveries.set_error(row.id, _describe(error))
 
-            return each_alone(connection, rows, remind_each, unremindable)
+            return deliveries.each_alone(rows, remind_each, unremindable)
 
-        async with UnitOfWork(self._factory) as uow:
-            jobs = await uow.run(claim, commit=True)
+        jobs = await self._db.write(claim)
         for job in jobs:
             try:
                 await self._senders[job.channel].send(job)
@@ -375,55 +336,37 @@ class DeliveryDispatcher:
                             type(error).__name__)
         return len(jobs)
 
-    def _reminder(self, connection: Connection, row: DeliveryRow, customer: Any,
+    def _reminder(self, store: Store, row: DeliveryRow, customer: Any,
                   now: datetime) -> Job | None:
         """The reminder of a claimed delivery; None when there is none to send now: the
         customer opted out since (none at all), it is their quiet hours (put off until
         they end), or no dialogue or channel is left."""
-        session = connection.execute(
-            select(_sessions.c.id, _sessions.c.channel, _sessions.c.state)
-            .where(_sessions.c.delivery_id == row.id,
-                   _sessions.c.status == DialogueStatus.ACTIVE)
-            .order_by(_sessions.c.id.desc()).limit(1)).first()
-        addresses = store.reachable(connection, row.customer_id)
+        deliveries = store.deliveries
+        dialogue = deliveries.dialogue_of(row.id)
+        addresses = deliveries.reachable(row.customer_id)
         plan = channel_plan(addresses, row.sent_channel, self._senders)
-        if session is None or not plan or customer.opted_out_at is not None:
+        if dialogue is None or not plan or customer.opted_out_at is not None:
             return None
-        state = DialogueState.from_json(session.state)
-        script = self._scripts.get(connection, state.script_id, state.version)
+        state = DialogueState.from_json(dialogue.state)
+        script = self._scripts.get(store.scripts, state.script_id, state.version)
         allowed = next_allowed(now, script.policy.quiet_hours,
                                customer.timezone or script.timezone)
         if allowed > now:  # claimed as reminded: back to sent, reminded when they end
-            connection.execute(_deliveries.update().where(_deliveries.c.id == row.id).values(
-                status=DeliveryStatus.SENT, remind_at=allowed, updated_at=now))
+            deliveries.remind_later(row.id, allowed, now)
             return None
         return Job(row.id, row.survey_id, row.token or "", plan[0], addresses[plan[0]],
-                   session.id, current_prompts(script, state), state.locale, reminder=True,
+                   dialogue.id, current_prompts(script, state), state.locale, reminder=True,
                    title=title(script, state.locale))
 
     async def expire(self) -> int:
         now = self._clock()
-        async with UnitOfWork(self._factory) as uow:
-            return await uow.run(lambda connection: store.expire_due(connection, now),
-                                 commit=True)
+        return await self._db.write(lambda store: store.deliveries.expire_due(now))
 
 
 def _describe(error: Exception) -> str:
     """Why a write was set aside, for the row's last_error (never logged: a message may
     quote a value)."""
     return f"{type(error).__name__}: {error}"[:500]
-
-
-def _close(connection: Connection, session_id: int, status: DialogueStatus,
-           now: datetime) -> None:
-    connection.execute(_CLOSE, {"k_id": session_id, "status": status, "updated_at": now})
-
-
-# Built once: a batch runs them for each of its deliveries.
-_NEW_SESSION = _sessions.insert().returning(_sessions.c.id)
-_CLOSE = (update(_sessions)
-          .where(_sessions.c.id == bindparam("k_id"), _sessions.c.status == DialogueStatus.ACTIVE)
-          .values(revision=_sessions.c.revision + 1))
 
 
 class _Recorder:
@@ -453,9 +396,8 @@ class _Recorder:
         await self._queue.join()
 
     async def _save(self, outcomes: list[_Outcome]) -> None:
-        async with UnitOfWork(self._dispatcher._factory) as uow:
-            await uow.run(functools.partial(self._dispatcher._record, outcomes=outcomes),
-                          commit=True)
+        await self._dispatcher._db.write(
+            functools.partial(self._dispatcher._record, outcomes=outcomes))
 
     async def _write(self) -> None:
         done = False
