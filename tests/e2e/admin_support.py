@@ -10,7 +10,6 @@ from sqlalchemy import select
 from bot.services.surveys import Who
 from conversations.engine import Reply
 from storage.models import DeliveryRow
-from storage.uow import UnitOfWork
 from tests.e2e.trigger_support import Api
 
 
@@ -25,8 +24,8 @@ async def answer_nps(api: Api, n: int, score: int, text: str | None = None, *,
         "context": context or {"shop": "moscow-1"}})
     assert status == 202, accepted
     assert accepted["status"] == "scheduled", accepted
-    async with UnitOfWork(api.services.factory) as uow:
-        token = await uow.session.scalar(
+    async with api.services.factory() as session:
+        token = await session.scalar(
             select(DeliveryRow.token).where(DeliveryRow.id == accepted["delivery_id"]))
     assert token is not None
     who = Who("telegram", str(chat))

@@ -20,9 +20,10 @@ from bot.services.scripts import script_of
 from conversations.engine import Reply, advance, start
 from handlers.telegram import reports
 from storage.models import AuditRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database, Store
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
+from tests.integration.storage.support import record
 
 ADMIN = 777
 CUSTOMER = 555
@@ -46,20 +47,21 @@ async def answer(product: Product, score: str, reason: str | None = None, *,
                  at: datetime | None = None) -> None:
     """A customer answers the example NPS survey (and its "why?")."""
     now = at or datetime.now(UTC) - timedelta(minutes=5)
-    async with UnitOfWork(product.factory) as uow:
-        row = await uow.scripts.latest("nps")
+    def run(store: Store) -> None:
+        row = store.scripts.latest("nps")
         assert row is not None
         script = script_of(row)
-        customer = await uow.customers.add(now=now, first_name="Vera")
+        customer = store.customers.add(now=now, first_name="Vera")
         turn = start(script, now=now)
-        dialogue = await uow.sessions.start(customer.id, "telegram", "nps", script.version,
-                                            turn.state.to_json(), now=now)
+        dialogue = store.dialogues.start(customer.id, "telegram", "nps", script.version,
+                                         turn.state.to_json(), now=now)
         turn = advance(script, turn.state, Reply.typed(score), now)
-        await uow.record(dialogue, turn, now=now, timezone=script.timezone)
+        record(store, dialogue, turn, now, script.timezone)
         if reason is not None:
             turn = advance(script, turn.state, Reply.typed(reason), now)
-            await uow.record(dialogue, turn, now=now, timezone=script.timezone)
-        await uow.commit()
+            record(store, dialogue, turn, now, script.timezone)
+
+    await Database(product.factory).write(run)
 
 
 def texts(api: BotApiStub, chat: int) -> list[str]:
@@ -169,8 +171,8 @@ async def test_export_sends_the_answers_as_csv_and_is_audited(
         ("reason", "", "'=HYPERLINK(1)"), ("reason", "", "Отлично"),
         ("score", "10", ""), ("score", "2", "")]
     assert "Cut at" not in params["caption"]
-    async with UnitOfWork(product.factory) as uow:
-        audit = (await uow.session.scalars(
+    async with product.factory() as session:
+        audit = (await session.scalars(
             select(AuditRow).where(AuditRow.action == "answers.exported"))).all()
     assert [(row.actor, row.target, row.details["bytes"], row.details["cut"])
             for row in audit] == [(f"telegram:{ADMIN}", "survey:nps", len(document.content),

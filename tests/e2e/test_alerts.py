@@ -19,7 +19,6 @@ from conversations.engine import Reply
 from handlers.email.outbound import Smtp
 from handlers.replies import ChannelReplier
 from storage.models import AlertRow, AuditRow, IdentityRow, OutboxRow
-from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product
 from tests.e2e.test_email import SCORE_LINK, by_email, parts, send_score, world
@@ -45,13 +44,13 @@ class Loop:
         assert status == 202
         await self.customer.send(chat, "/start", language_code="en")
         await self.customer.tap(chat, "1")
-        async with UnitOfWork(self.api.services.factory) as uow:
-            return int(await uow.session.scalar(select(AlertRow.id).order_by(
+        async with self.api.services.factory() as session:
+            return int(await session.scalar(select(AlertRow.id).order_by(
                 AlertRow.id.desc()).limit(1)) or 0)
 
     async def audit(self) -> list[tuple[str, str, str, JSON]]:
-        async with UnitOfWork(self.api.services.factory) as uow:
-            rows = await uow.session.scalars(select(AuditRow).order_by(AuditRow.id))
+        async with self.api.services.factory() as session:
+            rows = await session.scalars(select(AuditRow).order_by(AuditRow.id))
             return [(r.actor, r.action, r.target, r.details) for r in rows
                     if r.action.startswith("alert.")]
 
@@ -201,8 +200,8 @@ async def test_take_note_resolve_and_the_outbox_event(lp: Loop) -> None:
     assert resolved["resolved_at"] is not None
     assert [n["text"] for n in resolved["notes"]] == ["Called, no answer", "Refunded"]
 
-    async with UnitOfWork(lp.api.services.factory) as uow:
-        events = list(await uow.session.scalars(
+    async with lp.api.services.factory() as session:
+        events = list(await session.scalars(
             select(OutboxRow).where(OutboxRow.event == "alert.resolved")))
     [event] = events
     assert event.key == f"customer:{taken['customer']['id']}"
@@ -225,8 +224,8 @@ async def test_take_note_resolve_and_the_outbox_event(lp: Loop) -> None:
     assert len(lp.stub.sent(CHAT)) == sent
     status, _ = await lp.api.post(f"/api/v1/alerts/{alert_id}/notes", {"text": "Follow-up"})
     assert status == 200
-    async with UnitOfWork(lp.api.services.factory) as uow:
-        assert len(list(await uow.session.scalars(select(OutboxRow.id).where(
+    async with lp.api.services.factory() as session:
+        assert len(list(await session.scalars(select(OutboxRow.id).where(
             OutboxRow.event == "alert.resolved")))) == 1
 
 
@@ -323,10 +322,10 @@ async def test_a_reply_to_an_e_mail_customer_arrives_as_a_reply_e_mail(db_url: s
         assert reply.get_content().strip() == "Thank you, Anna. What went wrong?"
 
         # Their address bounced since: nothing reaches them, and nothing is recorded.
-        async with UnitOfWork(w.api.services.factory) as uow:
-            await uow.session.execute(update(IdentityRow).where(
+        async with w.api.services.factory() as session:
+            await session.execute(update(IdentityRow).where(
                 IdentityRow.channel == "email").values(reachable=False))
-            await uow.commit()
+            await session.commit()
         status, error = await w.api.post(f"/api/v1/alerts/{alert['id']}/reply",
                                          {"text": "Hello?"})
         assert (status, error["error"]["code"]) == (409, "unreachable")

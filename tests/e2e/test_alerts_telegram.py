@@ -19,7 +19,7 @@ from bot.scheduler import build_scheduler
 from bot.services.alerts import AlertService
 from handlers.telegram import admin
 from storage.models import AlertRow, AuditRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.clock import Clock
 from testkit.net import free_port
@@ -53,13 +53,15 @@ async def low_score(product: Product, chat: int = ANNA) -> dict[str, object]:
 
 
 async def alert_row(product: Product, alert_id: int = 1) -> AlertRow:
-    async with UnitOfWork(product.factory) as uow:
-        return await uow.alerts.get(alert_id)
+    async with product.factory() as session:
+        alert = await session.get(AlertRow, alert_id)
+    assert alert is not None
+    return alert
 
 
 async def audit(product: Product) -> list[tuple[str, str, str]]:
-    async with UnitOfWork(product.factory) as uow:
-        rows = await uow.session.scalars(select(AuditRow).order_by(AuditRow.id))
+    async with product.factory() as session:
+        rows = await session.scalars(select(AuditRow).order_by(AuditRow.id))
         return [(row.actor, row.action, row.target) for row in rows
                 if row.action.startswith("alert.")]
 

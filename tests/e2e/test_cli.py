@@ -21,9 +21,10 @@ from bot.services.surveys import SurveyService, Who
 from conversations.engine import Reply, advance, start
 from storage.db import create_engine, session_factory
 from storage.models import ScriptRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database, Store
 from testkit.botapi import BotApiStub
 from testkit.net import free_port
+from tests.integration.storage.support import record
 
 ROOT = Path(__file__).resolve().parents[2]
 SURVEYS = ROOT / "surveys"
@@ -130,19 +131,20 @@ async def test_load_stores_a_version_only_when_the_body_changes(db_url: str,
 
 async def _answer_nps(factory: async_sessionmaker[AsyncSession], scores: list[int],
                       when: datetime) -> None:
-    async with UnitOfWork(factory) as uow:
-        row = await uow.scripts.latest("nps")
+    def run(store: Store) -> None:
+        row = store.scripts.latest("nps")
         assert row is not None
         script = script_of(row)
         for n, score in enumerate(scores):
-            customer = await uow.customers.add(now=when, external_id=f"c{when:%j}-{n}")
+            customer = store.customers.add(now=when, external_id=f"c{when:%j}-{n}")
             turn = start(script, now=when, locale="en")
-            dialogue = await uow.sessions.start(customer.id, "web", "nps", row.version,
-                                                turn.state.to_json(), now=when)
+            dialogue = store.dialogues.start(customer.id, "web", "nps", row.version,
+                                             turn.state.to_json(), now=when)
             for reply in (Reply.button("score", str(score)), Reply.typed("because")):
                 turn = advance(script, turn.state, reply, when)
-                await uow.record(dialogue, turn, now=when, timezone=script.timezone)
-        await uow.commit()
+                record(store, dialogue, turn, when, script.timezone)
+
+    await Database(factory).write(run)
 
 
 async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> None:

@@ -23,7 +23,6 @@ from storage.models import (
     RollupRow,
 )
 from storage.rollups import buckets, rollup_day
-from storage.uow import UnitOfWork
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.trigger_support import NOON, Api, serving
 
@@ -41,23 +40,23 @@ async def api(db_url: str) -> Any:
 async def dump(api: Api) -> str:
     """Every row of every table, as text: what a leaked backup would show."""
     rows: list[str] = []
-    async with UnitOfWork(api.services.factory) as uow:
+    async with api.services.factory() as session:
         for table in Base.metadata.sorted_tables:
-            rows += map(str, (await uow.session.execute(select(table))).all())
+            rows += map(str, (await session.execute(select(table))).all())
     return "\n".join(rows)
 
 
 async def rollups(api: Api) -> Counter[tuple[Any, ...]]:
-    async with UnitOfWork(api.services.factory) as uow:
-        rows = (await uow.session.scalars(select(RollupRow))).all()
+    async with api.services.factory() as session:
+        rows = (await session.scalars(select(RollupRow))).all()
     return Counter({(r.survey_id, r.step_id, r.day, r.channel, r.segment, r.bucket): r.count
                     for r in rows if r.count})
 
 
 async def recount(api: Api) -> Counter[tuple[Any, ...]]:
     """The rollups computed again from the raw answers (the NPS survey counts in UTC)."""
-    async with UnitOfWork(api.services.factory) as uow:
-        answers = (await uow.session.scalars(select(AnswerRow))).all()
+    async with api.services.factory() as session:
+        answers = (await session.scalars(select(AnswerRow))).all()
     counted: Counter[tuple[Any, ...]] = Counter()
     for a in answers:
         for bucket in buckets(a.score, a.choices):
@@ -71,16 +70,16 @@ async def person(api: Api) -> int:
     webhook event still queued, and a survey scheduled but not yet sent."""
     await answer_nps(api, 1, 3, TEXT, email=EMAIL, phone=PHONE, first_name=NAME,
                      attributes={"segment": "vip", "city": "Тверь"})
-    async with UnitOfWork(api.services.factory) as uow:
-        customer_id = await uow.session.scalar(
+    async with api.services.factory() as session:
+        customer_id = await session.scalar(
             select(CustomerRow.id).where(CustomerRow.external_id == "crm-1"))
         assert customer_id is not None
-        await uow.session.execute(update(AlertRow).where(AlertRow.customer_id == customer_id)
-                                  .values(notes=[{"by": "lead", "text": NOTE}]))
-        uow.session.add(OutboxRow(event="answer.created", key=f"customer:{customer_id}",
-                                  payload={"text": TEXT, "email": EMAIL}, created_at=NOON,
-                                  due_at=NOON))
-        await uow.commit()
+        await session.execute(update(AlertRow).where(AlertRow.customer_id == customer_id)
+                              .values(notes=[{"by": "lead", "text": NOTE}]))
+        session.add(OutboxRow(event="answer.created", key=f"customer:{customer_id}",
+                              payload={"text": TEXT, "email": EMAIL}, created_at=NOON,
+                              due_at=NOON))
+        await session.commit()
     status, later = await api.post("/api/v1/triggers", {
         "survey": "post_call_csat", "idempotency_key": "call-later", "channel": "telegram",
         "customer": {"external_id": "crm-1", "telegram_id": 1001, "email": EMAIL},
@@ -98,8 +97,9 @@ async def test_auth(api: Api, method: str, path: str) -> None:
         response = await api.client.request(method, path, headers=headers)
         assert response.status == 401
         assert (await response.json())["error"]["field"] == "Authorization"
-    async with UnitOfWork(api.services.factory) as uow:
-        customer = await uow.customers.by_external_id("crm-1")
+    async with api.services.factory() as session:
+        customer = await session.scalar(
+            select(CustomerRow).where(CustomerRow.external_id == "crm-1"))
     assert customer is not None
     assert (customer.email, customer.erased_at) == (EMAIL, None)  # nothing was erased
     response = await api.client.request(
@@ -172,14 +172,15 @@ async def test_erasure_removes_personal_data_and_keeps_the_rollups_true(api: Api
     assert await rollups(api) == before
     assert await recount(api) == before
 
-    async with UnitOfWork(api.services.factory) as uow:
-        customer = await uow.customers.get(customer_id)
-        identities = (await uow.session.scalars(
+    async with api.services.factory() as session:
+        customer = await session.get(CustomerRow, customer_id)
+        assert customer is not None
+        identities = (await session.scalars(
             select(IdentityRow).where(IdentityRow.customer_id == customer_id))).all()
-        deliveries = (await uow.session.scalars(
+        deliveries = (await session.scalars(
             select(DeliveryRow).where(DeliveryRow.customer_id == customer_id)
             .order_by(DeliveryRow.id))).all()
-        scores = (await uow.session.scalars(
+        scores = (await session.scalars(
             select(AnswerRow.score).where(AnswerRow.customer_id == customer_id,
                                           AnswerRow.step_id == "score"))).all()
     assert customer.erased_at is not None
@@ -202,10 +203,12 @@ async def test_erasure_removes_personal_data_and_keeps_the_rollups_true(api: Api
         "customer": {"external_id": "crm-1", "telegram_id": 1001, "email": EMAIL,
                      "first_name": NAME}})
     assert (status, body["status"], body["reason"]) == (202, "suppressed", "opted_out")
-    async with UnitOfWork(api.services.factory) as uow:
-        customer = await uow.customers.get(customer_id)
+    async with api.services.factory() as session:
+        customer = await session.get(CustomerRow, customer_id)
+        assert customer is not None
         assert (customer.email, customer.first_name) == (None, None)
-        assert await uow.customers.identity("telegram", "1001") is None
+        assert await session.scalar(select(IdentityRow).where(
+            IdentityRow.channel == "telegram", IdentityRow.address == "1001")) is None
 
     _, audit = await api.get("/api/v1/audit?action=customer.erased&target=crm-1")
     assert [e["details"]["again"] for e in audit["items"]] == [True, False]
@@ -219,8 +222,8 @@ async def test_erasure_ends_an_open_dialogue(api: Api) -> None:
     await api.post("/api/v1/triggers", {
         "survey": "nps", "idempotency_key": "open", "channel": "telegram",
         "customer": {"external_id": "crm-7", "telegram_id": 1007, "first_name": NAME}})
-    async with UnitOfWork(api.services.factory) as uow:
-        token = await uow.session.scalar(select(DeliveryRow.token))
+    async with api.services.factory() as session:
+        token = await session.scalar(select(DeliveryRow.token))
     assert token is not None
     who = Who("telegram", "1007")
     await api.services.surveys.begin(who, token=token)

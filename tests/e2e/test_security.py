@@ -37,7 +37,6 @@ from bot.signing import signature
 from handlers.web.api import MAX_BODY
 from handlers.web.throttle import client_address
 from storage.models import DeliveryRow
-from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub
 from tests.e2e.dashboard_support import csrf_of, log_in
 from tests.e2e.telegram_support import Product, running
@@ -555,9 +554,9 @@ async def test_wrong_secrets_from_one_address_are_cut_off(url: str) -> None:
         assert await login("198.51.100.7", ADMIN) == 303
 
         # Unknown survey links count; a link that is known but closed does not.
-        async with UnitOfWork(api.services.factory) as uow:
-            await uow.session.execute(update(DeliveryRow).values(status="expired"))
-            await uow.commit()
+        async with api.services.factory() as session:
+            await session.execute(update(DeliveryRow).values(status="expired"))
+            await session.commit()
         customer = {"X-Forwarded-For": "198.51.100.20"}
         for _ in range(4):
             assert (await api.client.get(f"/s/{mine}", headers=customer)).status == 410
@@ -659,8 +658,8 @@ async def test_no_secret_of_webhook_mode_the_dashboard_or_the_api_is_logged(url:
                 assert response.status == expected
             session = next(c.value for c in client.session.cookie_jar
                            if c.key == "otklik_admin")
-            async with UnitOfWork(product.factory) as uow:
-                link = (await uow.session.scalars(select(DeliveryRow.token))).one()
+            async with product.factory() as db_session:
+                link = (await db_session.scalars(select(DeliveryRow.token))).one()
             assert link is not None
             assert (await client.get(f"/s/{link}")).status == 200
     logged = stream.getvalue()

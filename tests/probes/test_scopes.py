@@ -18,7 +18,6 @@ from sqlalchemy import select
 
 from bot.settings import Settings
 from storage.models import AuditRow, TriggerRow
-from storage.uow import UnitOfWork
 from tests.e2e.dashboard_support import csrf_of, log_in
 from tests.e2e.test_observability import logs_to
 from tests.e2e.test_route_auth import concrete
@@ -48,8 +47,8 @@ def api_routes(api: Api) -> set[tuple[str, str]]:
 
 async def audit(api: Api) -> list[AuditRow]:
     """The audit log after the example scripts were stored (as "tests")."""
-    async with UnitOfWork(api.services.factory) as uow:
-        return list(await uow.session.scalars(select(AuditRow).where(
+    async with api.services.factory() as session:
+        return list(await session.scalars(select(AuditRow).where(
             AuditRow.actor != "tests").order_by(AuditRow.id)))
 
 
@@ -109,8 +108,8 @@ async def test_the_audit_log_names_who_acted_and_holds_no_secret(db_url: str) ->
             assert (await log_in(api, "Olga", token=CRM)).status == 401
             assert (await log_in(api, "Olga")).status == 303
         rows = await audit(api)
-        async with UnitOfWork(api.services.factory) as uow:
-            sources = list(await uow.session.scalars(
+        async with api.services.factory() as session:
+            sources = list(await session.scalars(
                 select(TriggerRow.source).order_by(TriggerRow.id)))
     assert [(row.actor, row.action, row.target) for row in rows] == [
         ("token:crm", "api.forbidden", "GET /api/v1/answers"),
