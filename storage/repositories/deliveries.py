@@ -10,9 +10,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from storage.models import (
     CustomerRow,
@@ -132,28 +131,11 @@ _PENDING_FOR = (select(DeliveryRow)
                 .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
 
 
-def mark_answered(connection: Connection, delivery_id: int, finished: bool,
-                  now: datetime) -> None:
-    """Deliveries.mark_answered, for storage/uow.py's record_here until it moves."""
-    status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
-    connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status, "k_now": now})
-
-
-def by_token(session: Session, token: str) -> DeliveryRow | None:
-    """Deliveries.by_token, for code that has a Session and no Store yet."""
-    return session.scalar(_BY_TOKEN, {"k_token": token})
-
-
-def pending_for(session: Session, customer_id: int, channel: str) -> DeliveryRow | None:
-    """Deliveries.pending_for, for code that has a Session and no Store yet."""
-    return session.scalar(_PENDING_FOR, {"k_customer_id": customer_id, "k_channel": channel})
-
-
 class DeliveryRepository(AsyncRepository):
     """The former style, for UnitOfWork until it goes: use Store.deliveries."""
 
     async def by_token(self, token: str) -> DeliveryRow | None:
-        return await self.session.run_sync(by_token, token)
+        return await self.session.scalar(_BY_TOKEN, {"k_token": token})
 
     async def get(self, delivery_id: int) -> DeliveryRow | None:
         return await self.session.get(DeliveryRow, delivery_id)
@@ -240,11 +222,12 @@ class Deliveries(Repository):
         return self.session.get(DeliveryRow, delivery_id)
 
     def by_token(self, token: str) -> DeliveryRow | None:
-        return by_token(self.session, token)
+        return self.session.scalar(_BY_TOKEN, {"k_token": token})
 
     def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
         """The customer's latest delivery in this channel that is still open to answer."""
-        return pending_for(self.session, customer_id, channel)
+        return self.session.scalar(_PENDING_FOR, {"k_customer_id": customer_id,
+                                                  "k_channel": channel})
 
     def search(self, *, customer: str | None = None, status: str | None = None,
                survey_id: str | None = None, after: int = 0, limit: int = 100
@@ -389,4 +372,6 @@ class Deliveries(Repository):
 
     def mark_answered(self, delivery_id: int, finished: bool, now: datetime) -> None:
         """The customer answered (finished: completed) the delivery's survey."""
-        mark_answered(self.connection, delivery_id, finished, now)
+        status = DeliveryStatus.COMPLETED if finished else DeliveryStatus.ANSWERED
+        self.connection.execute(_ANSWERED, {"k_id": delivery_id, "k_status": status,
+                                            "k_now": now})

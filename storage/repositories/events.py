@@ -3,9 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from storage.models import ChannelEventRow
 from storage.repositories.base import AsyncRepository, Repository
@@ -21,28 +20,12 @@ def _claim(insert: Any) -> postgresql.Insert | sqlite.Insert:
 _CLAIM = {"postgresql": _claim(postgresql.insert), "sqlite": _claim(sqlite.insert)}
 
 
-def claim(connection: Connection, channel: str, event_id: str, now: datetime) -> bool:
-    """EventRepository.claim for code already running synchronously (UnitOfWork.step)."""
-    statement = _CLAIM[connection.dialect.name]
-    return connection.execute(statement, {"channel": channel, "event_id": event_id,
-                                          "received_at": now}).first() is not None
-
-
 class EventRepository(AsyncRepository):
-    """Channel events already applied: a channel that may deliver one twice (Telegram
-    retries an update it has no answer for) claims it in the unit of work that applies it."""
+    """The former style, for UnitOfWork until it goes: use Store.events."""
 
     async def claim(self, channel: str, event_id: str, *, now: datetime) -> bool:
-        """True the first time; False if a committed unit of work claimed it before."""
-        def run(session: Session) -> bool:
-            return claim(session.connection(), channel, event_id, now)
-
-        return await self.session.run_sync(run)
-
-    async def prune(self, before: datetime) -> int:
-        """Forget events received before `before` (a redelivery comes within a day)."""
-        result = await self.session.execute(delete(_events).where(_events.c.received_at < before))
-        return int(getattr(result, "rowcount", 0))
+        return await self.session.run_sync(
+            lambda session: Events(session).claim(channel, event_id, now))
 
 
 class Events(Repository):
@@ -51,7 +34,9 @@ class Events(Repository):
 
     def claim(self, channel: str, event_id: str, now: datetime) -> bool:
         """True the first time; False if a committed transaction claimed it before."""
-        return claim(self.connection, channel, event_id, now)
+        connection = self.connection
+        return connection.execute(_CLAIM[connection.dialect.name], {
+            "channel": channel, "event_id": event_id, "received_at": now}).first() is not None
 
     def prune(self, before: datetime) -> int:
         """Forget events received before `before` (a redelivery comes within a day)."""
