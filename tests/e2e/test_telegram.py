@@ -22,7 +22,6 @@ from storage.models import (
     DialogueRow,
     IdentityRow,
 )
-from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
 from tests.e2e.telegram_support import (
     ADMIN_CHAT,
@@ -154,11 +153,12 @@ async def test_stop_then_no_more_surveys_until_the_customer_asks(product: Produc
     await product.tap(ANNA, "Yes, stop")
 
     assert product.texts(ANNA)[-1].startswith("Done: you will not receive any more surveys")
-    async with UnitOfWork(product.factory) as uow:
-        customer = await uow.customers.by_identity("telegram", str(ANNA))
+    async with product.factory() as session:
+        customer = await session.scalar(select(CustomerRow).join(IdentityRow).where(
+            IdentityRow.channel == "telegram", IdentityRow.address == str(ANNA)))
         assert customer is not None
         assert customer.opted_out_at is not None
-        dialogue = await uow.session.scalar(select(DialogueRow))
+        dialogue = await session.scalar(select(DialogueRow))
         assert dialogue is not None
         assert dialogue.status == "abandoned"
     with pytest.raises(OptedOut):  # honoured by the service itself, for every channel
@@ -200,14 +200,17 @@ async def test_the_first_language_comes_from_telegram(product: Product) -> None:
 
 async def _delivery(product: Product, token: str, status: str = DeliveryStatus.SENT) -> int:
     now = datetime.now(UTC)
-    async with UnitOfWork(product.factory) as uow:
-        customer = await uow.customers.add(now=now, external_id="crm-42", first_name="Ivan")
+    async with product.factory() as session:
+        customer = CustomerRow(external_id="crm-42", first_name="Ivan", attributes={},
+                               created_at=now, updated_at=now)
+        session.add(customer)
+        await session.flush()
         delivery = DeliveryRow(customer_id=customer.id, survey_id="post_call_csat",
                                channel="telegram", due_at=now, status=status,
                                context={"agent_name": "Olga"}, token=token, created_at=now,
                                updated_at=now)
-        uow.session.add(delivery)
-        await uow.commit()
+        session.add(delivery)
+        await session.commit()
         return delivery.id
 
 
@@ -218,10 +221,11 @@ async def test_a_deep_link_binds_the_chat_to_its_customer_and_delivery(
     await product.send(ANNA, "/start AbC123xyz", language_code="en")
 
     assert product.texts(ANNA)[0].startswith("How would you rate your call with Olga?")
-    async with UnitOfWork(product.factory) as uow:
-        identity = await uow.customers.identity("telegram", str(ANNA))
-        customer = await uow.session.scalar(select(CustomerRow).filter_by(external_id="crm-42"))
-        dialogue = await uow.session.scalar(select(DialogueRow))
+    async with product.factory() as session:
+        identity = await session.scalar(select(IdentityRow).filter_by(
+            channel="telegram", address=str(ANNA)))
+        customer = await session.scalar(select(CustomerRow).filter_by(external_id="crm-42"))
+        dialogue = await session.scalar(select(DialogueRow))
     assert identity is not None
     assert customer is not None
     assert dialogue is not None
@@ -235,18 +239,18 @@ async def test_a_deep_link_binds_the_chat_to_its_customer_and_delivery(
 
 async def test_a_plain_start_opens_the_pending_delivery(product: Product) -> None:
     delivery_id = await _delivery(product, "tok-pending")
-    async with UnitOfWork(product.factory) as uow:
-        customer = await uow.session.scalar(select(CustomerRow).filter_by(external_id="crm-42"))
+    async with product.factory() as session:
+        customer = await session.scalar(select(CustomerRow).filter_by(external_id="crm-42"))
         assert customer is not None
-        await uow.customers.upsert_identity(customer.id, "telegram", str(ANNA),
-                                            now=datetime.now(UTC))
-        await uow.commit()
+        session.add(IdentityRow(customer_id=customer.id, channel="telegram",
+                                address=str(ANNA), created_at=datetime.now(UTC)))
+        await session.commit()
 
     await product.send(ANNA, "/start", language_code="en")
 
     assert product.texts(ANNA)[0].startswith("How would you rate your call with Olga?")
-    async with UnitOfWork(product.factory) as uow:
-        dialogue = await uow.session.scalar(select(DialogueRow))
+    async with product.factory() as session:
+        dialogue = await session.scalar(select(DialogueRow))
     assert dialogue is not None
     assert dialogue.delivery_id == delivery_id
 
@@ -333,8 +337,8 @@ async def test_blocked_by_the_customer_marks_the_chat_unreachable(
 
     await product.send(ANNA, "/start")
 
-    async with UnitOfWork(product.factory) as uow:
-        identity = await uow.session.scalar(select(IdentityRow))
+    async with product.factory() as session:
+        identity = await session.scalar(select(IdentityRow))
     assert identity is not None
     assert (identity.reachable, identity.unreachable_reason) == (False, "blocked")
     assert len(api.calls_of("sendMessage")) == 1  # no apology sent into the void

@@ -17,7 +17,7 @@ from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
 from storage.models import AlertRow, AnswerRow, DialogueRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database, Store, UnitOfWork
 from testkit.migrated import load_examples
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
@@ -162,10 +162,12 @@ async def test_new_dialogues_start_on_the_active_version_only(factory: Factory,
     changed.write_text((SURVEYS / "nps.yaml").read_text(encoding="utf-8").replace(
         "What is the main reason for your score?", "Why that score?"), encoding="utf-8")
     await load_scripts(Database(factory), [changed], actor="tests", now=NOW)
-    async with UnitOfWork(factory) as uow:
-        await uow.scripts.set_active("nps", 1)  # a rollback to the first version
-        await uow.scripts.set_active("ces_support", None)  # switched off
-        await uow.commit()
+
+    def switch(store: Store) -> None:
+        store.scripts.set_active("nps", 1)  # a rollback to the first version
+        store.scripts.set_active("ces_support", None)  # switched off
+
+    await Database(factory).write(switch)
 
     await surveys.begin(ANNA, "nps")
     rolled_back = await surveys.reply(ANNA, Reply.typed("8"))

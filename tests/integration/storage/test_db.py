@@ -4,7 +4,7 @@ import asyncio
 from pathlib import Path
 
 from storage.db import create_engine
-from storage.uow import UnitOfWork
+from storage.uow import Store
 from tests.integration.storage.support import NOW, Factory
 
 
@@ -24,11 +24,12 @@ async def test_writers_that_read_first_wait_for_each_other(factory: Factory) -> 
     fails at once with "database is locked". BEGIN IMMEDIATE makes it wait instead."""
 
     async def read_then_write(actor: str) -> None:
-        async with UnitOfWork(factory) as uow:
-            await uow.customers.by_external_id(actor)
+        async with factory() as session:
+            await session.run_sync(lambda sync: Store(sync).customers.by_external_id(actor))
             await asyncio.sleep(0.05)
-            await uow.audit.add(actor, "test", "db", {}, now=NOW)
-            await uow.commit()
+            await session.run_sync(lambda sync: Store(sync).audit.add(
+                actor, "test", "db", {}, now=NOW))
+            await session.commit()
 
     await asyncio.gather(*(read_then_write(f"writer-{i}") for i in range(3)))
 
