@@ -15,10 +15,10 @@ one executemany per table, values converted by the product's column types), and 
 and context rollups are counted in Python by storage.rollups' own rules (buckets,
 rollup_day, context_pairs) and inserted once at the end.
 
-Timed: the service GET /api/v1/metrics calls (bot.services.metrics.compute) and the JSON
+Timed: the service GET /api/v1/metrics calls (MetricsService.compute) and the JSON
 body it sends, in this process (no HTTP), for the nps survey's 2026-Q2 grouped by week and
 by channel (median of --runs, after one warm-up); the baseline is the same call with the
-figures from the raw answers (metrics_from_answers, median of 3). Both must give identical
+figures from the raw answers (MetricsService.from_answers, median of 3). Both must give identical
 results, or the bench fails. The figures alone (scores()) are timed from both sources too:
 the rollups' target is 20 x the scan.
 
@@ -44,19 +44,13 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from bench.dispatch import SURVEYS, sqlite_url
-from bot.services.metrics import (
-    Factory,
-    MetricsQuery,
-    MetricsResult,
-    compute,
-    metrics_from_answers,
-    scores,
-)
+from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
 from bot.services.scripts import load_scripts, read_script
 from storage import rollups
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DialogueStatus, Respondent
+from storage.uow import Database
 
 ANSWERS = 1_000_000
 RUNS = 7
@@ -279,33 +273,33 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-async def api_call(factory: Factory, query: MetricsQuery, source: str = "rollups"
+async def api_call(metrics: MetricsService, query: MetricsQuery, source: str = "rollups"
                    ) -> tuple[MetricsResult, str]:
     """What GET /api/v1/metrics does once it has parsed the URL: the service's result and
     its JSON body (handlers.web.metrics.get_metrics), from the rollups or, for the
     baseline, from a scan of the raw answers."""
-    result = await (compute if source == "rollups" else metrics_from_answers)(factory, query)
+    result = await (metrics.compute if source == "rollups" else metrics.from_answers)(query)
     return result, result.model_dump_json()
 
 
 async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
     url = sqlite_url(db_path)
     engine = create_engine(url)
-    factory = session_factory(engine)
+    metrics = MetricsService(Database(session_factory(engine)))
     lines = []
     try:
         for group_by in ("week", "channel"):
             query = MetricsQuery.model_validate({
                 "survey": "nps", "from": QUARTER[0], "to": QUARTER[1], "group_by": group_by})
-            await api_call(factory, query)  # warm-up: the script parsed, statements compiled
-            whole, (result, _) = await timed(functools.partial(api_call, factory, query), runs)
+            await api_call(metrics, query)  # warm-up: the script parsed, statements compiled
+            whole, (result, _) = await timed(functools.partial(api_call, metrics, query), runs)
             baseline, (from_answers, _) = await timed(
-                functools.partial(api_call, factory, query, "answers"), raw_runs)
+                functools.partial(api_call, metrics, query, "answers"), raw_runs)
             if result != from_answers:
                 raise SystemExit(f"by {group_by}: the rollups and the raw answers disagree:\n"
                                  f"{result}\n{from_answers}")
-            fast, _ = await timed(functools.partial(scores, factory, query), runs)
-            slow, _ = await timed(functools.partial(scores, factory, query, source="answers"),
+            fast, _ = await timed(functools.partial(metrics.scores, query), runs)
+            slow, _ = await timed(functools.partial(metrics.scores, query, source="answers"),
                                   raw_runs)
             lines += report(group_by, result, Timings(whole, baseline, fast, slow), runs,
                             raw_runs)
@@ -374,9 +368,9 @@ async def _prepare(db_path: Path) -> None:
     await upgrade_async(url)
     engine = create_engine(url)
     try:
-        await load_scripts(session_factory(engine), [SURVEYS / f"{survey}.yaml" for survey in
-                                                     SURVEYS_FILLED], actor="bench",
-                           now=FIRST)
+        await load_scripts(Database(session_factory(engine)),
+                           [SURVEYS / f"{survey}.yaml" for survey in SURVEYS_FILLED],
+                           actor="bench", now=FIRST)
     finally:
         await engine.dispose()
 

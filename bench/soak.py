@@ -24,7 +24,7 @@ once. Every --sample seconds the product's resident memory (VmRSS) and open file
 descriptors are read from /proc. At the end (the product stopped) the database is checked:
 every answer a customer saw taken is stored exactly once with its value, no dialogue holds
 an answer nobody gave, every survey's rollups equal a recount from the raw answers
-(bot.services.metrics.compute against metrics_from_answers, by day and by channel), and no
+(MetricsService.compute against from_answers, by day and by channel), and no
 delivery reached its customer twice (except where Telegram or the SMTP server took it within
 the last moment before a kill, so the product could not record it: at-least-once, as
 documented, and each such case is printed).
@@ -75,11 +75,12 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
 from bench.dispatch import serve
-from bot.services.metrics import MetricsQuery, compute, metrics_from_answers
+from bot.services.metrics import MetricsQuery, MetricsService
 from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DeliveryRow, DialogueRow, IdentityRow
+from storage.uow import Database
 from testkit.botapi import BotApiStub, Call, iter_buttons
 from testkit.databases import postgres_database
 from testkit.net import free_port
@@ -812,14 +813,13 @@ def sent_twice(api: BotApiStub, inbox: Inbox, ledger: Ledger) -> list[str]:
 
 
 async def rollups_match(engine: Any) -> list[str]:
-    factory = session_factory(engine)
+    metrics = MetricsService(Database(session_factory(engine)))
     today = date.today()
     problems = []
     for group_by in ("day", "channel"):
         query = MetricsQuery(survey=SURVEY, start=today - timedelta(days=1),
                              end=today + timedelta(days=1), group_by=group_by)
-        rolled, counted = await compute(factory, query), await metrics_from_answers(factory,
-                                                                                   query)
+        rolled, counted = await metrics.compute(query), await metrics.from_answers(query)
         if rolled != counted:
             problems.append(f"rollups by {group_by} differ from the raw answers: "
                             f"{rolled.model_dump()} != {counted.model_dump()}")

@@ -1,6 +1,6 @@
 """A survey's figures in words, for the team chat's /report and the digest: the periods an
 admin names ("30d", "quarter", "2026-01-01..2026-03-31") and the text of a MetricsResult.
-Pure: the figures come in already computed (bot.services.metrics.compute)."""
+Pure: the figures come in already computed (bot.services.metrics.MetricsService.compute)."""
 
 from __future__ import annotations
 

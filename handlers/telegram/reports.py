@@ -2,7 +2,7 @@
 ADMIN_USER_IDS, in any chat with the bot, or anyone writing in ADMIN_CHAT_ID). Anyone else
 sending them gets the customer's /help: nothing tells a customer these commands exist.
 
-Figures come from the rollups (bot.services.metrics.compute), never from raw answers."""
+Figures come from the rollups (MetricsService.compute), never from raw answers."""
 
 from __future__ import annotations
 
