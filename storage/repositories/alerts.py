@@ -4,8 +4,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Table, bindparam, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Table, bindparam, func, select, text, update
 
 from storage import outbox
 from storage.errors import NotFound
@@ -28,20 +27,6 @@ _ANONYMOUS_SINCE = (select(func.count())
                     .where(_alerts.c.survey_id == bindparam("k_survey_id"),
                            _alerts.c.created_at > bindparam("k_since"),
                            _sessions.c.respondent == Respondent.ANONYMOUS))
-
-
-def anonymous_alert_allowed(connection: Connection, survey_id: str, now: datetime,
-                            per_hour: int) -> bool:
-    """Whether an anonymous answer may raise one more alert on this survey: fewer than
-    `per_hour` in the hour before `now`. Counted in the caller's transaction, in the
-    alerts table, so the limit holds across processes: on PostgreSQL a transaction lock
-    per survey makes concurrent writers count one after the other (SQLite's writers are
-    one at a time already)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                           {"key": f"otklik.anonymous_alerts:{survey_id}"})
-    return connection.execute(_ANONYMOUS_SINCE, {
-        "k_survey_id": survey_id, "k_since": now - timedelta(hours=1)}).scalar_one() < per_hour
 # Built once: the hot path (a customer's comment) needs only where the latest alert went.
 _LATEST = (select(_alerts.c.id, _alerts.c.message_id)
            .where(_alerts.c.session_id == bindparam("k_session_id"))
@@ -68,114 +53,37 @@ class Posted(NamedTuple):
     message_id: str | None
 
 
-def latest_for(connection: Connection, session_id: int) -> Posted | None:
-    """The dialogue's latest alert, for code already running synchronously."""
-    row = connection.execute(_LATEST, {"k_session_id": session_id}).first()
-    return Posted(row.id, row.message_id) if row is not None else None
-
-
-def for_session(session: Session, session_id: int) -> Sequence[AlertRow]:
-    """AlertRepository.for_session for code already running synchronously (UnitOfWork.step)."""
-    return session.scalars(
-        select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id)).all()
-
-
 class AlertRepository(AsyncRepository):
-    """Alerts for a human. They are raised only by UnitOfWork.record, with their answer."""
-
-    async def get(self, alert_id: int) -> AlertRow:
-        row = await self.session.get(AlertRow, alert_id)
-        if row is None:
-            raise NotFound(f"alert {alert_id}")
-        return row
-
-    async def for_change(self, alert_id: int) -> AlertRow:
-        """The alert, locked until the unit ends (FOR UPDATE on PostgreSQL; SQLite's
-        transactions take the write lock up front): two admins acting on one alert at
-        once are applied one after the other."""
-        row = await self.session.scalar(
-            select(AlertRow).where(AlertRow.id == alert_id).with_for_update()
-            .execution_options(populate_existing=True))
-        if row is None:
-            raise NotFound(f"alert {alert_id}")
-        return row
-
-    async def view(self, alert_id: int) -> ViewRow:
-        row = (await self.session.execute(VIEW.where(AlertRow.id == alert_id))).first()
-        if row is None:
-            raise NotFound(f"alert {alert_id}")
-        return row
-
-    async def page(self, *, status: str | None = None, survey: str | None = None,
-                   owner: str | None = None, overdue: bool | None = None,
-                   before: int | None = None, limit: int = 50) -> Sequence[ViewRow]:
-        """Newest first; the next page starts `before` the last id of this one."""
-        query = VIEW
-        if status is not None:
-            query = query.where(AlertRow.status == status)
-        if survey is not None:
-            query = query.where(AlertRow.survey_id == survey)
-        if owner is not None:
-            query = query.where(AlertRow.owner == owner)
-        if overdue is not None:
-            query = query.where(AlertRow.overdue_at.is_not(None) if overdue
-                                else AlertRow.overdue_at.is_(None))
-        if before is not None:
-            query = query.where(AlertRow.id < before)
-        return (await self.session.execute(
-            query.order_by(AlertRow.id.desc()).limit(limit))).all()
-
-    async def unclaimed(self, created_before: datetime) -> Sequence[Candidate]:
-        """Open alerts never re-sent as overdue and raised before `created_before`, with
-        their dialogue's script: whether each is overdue depends on its script's SLA."""
-        return (await self.session.execute(
-            select(AlertRow.id, AlertRow.created_at, DialogueRow.survey_id,
-                   DialogueRow.script_version)
-            .join(DialogueRow, DialogueRow.id == AlertRow.session_id)
-            .where(AlertRow.status == AlertStatus.OPEN, AlertRow.overdue_at.is_(None),
-                   AlertRow.created_at <= created_before)
-            .order_by(AlertRow.id))).all()
-
-    async def mark_overdue(self, alert_id: int, now: datetime) -> bool:
-        """Set overdue_at unless another process did, or someone took the alert, since it
-        was read: True for the one process that goes on to re-send it."""
-        result = await self.session.execute(
-            update(AlertRow)
-            .where(AlertRow.id == alert_id, AlertRow.status == AlertStatus.OPEN,
-                   AlertRow.overdue_at.is_(None))
-            .values(overdue_at=now))
-        return bool(getattr(result, "rowcount", 0))
-
-    async def for_session(self, session_id: int) -> Sequence[AlertRow]:
-        return await self.session.run_sync(for_session, session_id)
-
-    async def set_message(self, alert_id: int, message_id: str) -> None:
-        """Where the alert was posted in the admin chat: the customer's comment follows it."""
-        await self.session.execute(
-            update(AlertRow).where(AlertRow.id == alert_id).values(message_id=message_id))
-
-    async def address(self, customer_id: int, channel: str) -> tuple[str, bool] | None:
-        """The customer's latest address in a channel, and whether it is reachable (not
-        blocked, not bounced); None when they have none there."""
-        row = (await self.session.execute(
-            select(IdentityRow.address, IdentityRow.reachable)
-            .where(IdentityRow.customer_id == customer_id, IdentityRow.channel == channel)
-            .order_by(IdentityRow.id.desc()).limit(1))).first()
-        return (row.address, row.reachable) if row is not None else None
+    """The former style, for UnitOfWork until it goes: use Store.alerts."""
 
 
 class Alerts(Repository):
     """Alerts for a human, and their handling by the team. They are raised only with their
-    answer, when a turn is recorded (storage.uow.record_here)."""
+    answer, when a turn is recorded (Dialogues.record)."""
 
     def anonymous_alert_allowed(self, survey_id: str, now: datetime, per_hour: int) -> bool:
-        return anonymous_alert_allowed(self.connection, survey_id, now, per_hour)
+        """Whether an anonymous answer may raise one more alert on this survey: fewer than
+        `per_hour` in the hour before `now`. Counted in this transaction, in the alerts
+        table, so the limit holds across processes: on PostgreSQL a transaction lock per
+        survey makes concurrent writers count one after the other (SQLite's writers are one
+        at a time already)."""
+        connection = self.connection
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                               {"key": f"otklik.anonymous_alerts:{survey_id}"})
+        return connection.execute(_ANONYMOUS_SINCE, {
+            "k_survey_id": survey_id, "k_since": now - timedelta(hours=1)}
+        ).scalar_one() < per_hour
 
     def latest_for(self, session_id: int) -> Posted | None:
-        return latest_for(self.connection, session_id)
+        """The dialogue's latest alert: a customer's comment follows it (the hot path)."""
+        row = self.connection.execute(_LATEST, {"k_session_id": session_id}).first()
+        return Posted(row.id, row.message_id) if row is not None else None
 
     def for_session(self, session_id: int) -> Sequence[AlertRow]:
-        return for_session(self.session, session_id)
+        return self.session.scalars(
+            select(AlertRow).where(AlertRow.session_id == session_id).order_by(AlertRow.id)
+        ).all()
 
     def get(self, alert_id: int) -> AlertRow:
         row = self.session.get(AlertRow, alert_id)

@@ -4,7 +4,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Table, insert, select
 
 from storage.models import AuditRow
 from storage.repositories.base import AsyncRepository, Repository
@@ -13,36 +13,8 @@ _audit: Table = AuditRow.__table__  # type: ignore[assignment]
 _ADD = insert(_audit).returning(_audit.c.id)
 
 
-def add(connection: Connection, actor: str, action: str, target: str,
-        details: Mapping[str, Any], *, now: datetime) -> None:
-    """AuditRepository.add for code running synchronously on a connection (a campaign's
-    batch), in the same transaction as the change."""
-    connection.execute(insert(_audit), {"actor": actor, "action": action, "target": target,
-                                        "details": dict(details), "at": now})
-
-
 class AuditRepository(AsyncRepository):
-    """Who did what to which target, and when: written in the unit of work of the change
-    itself, so an action and its audit row commit or roll back together."""
-
-    async def add(self, actor: str, action: str, target: str, details: Mapping[str, Any],
-                  *, now: datetime) -> AuditRow:
-        row = AuditRow(actor=actor, action=action, target=target, details=dict(details), at=now)
-        self.session.add(row)
-        await self.session.flush()
-        return row
-
-    async def page(self, *, action: str | None = None, target: str | None = None,
-                   before: int | None = None, limit: int = 100) -> Sequence[AuditRow]:
-        """Newest first; page with `before` = the last id of the page before."""
-        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
-        if action is not None:
-            query = query.where(AuditRow.action == action)
-        if target is not None:
-            query = query.where(AuditRow.target == target)
-        if before is not None:
-            query = query.where(AuditRow.id < before)
-        return (await self.session.scalars(query)).all()
+    """The former style, for UnitOfWork until it goes: use Store.audit."""
 
 
 class Audit(Repository):

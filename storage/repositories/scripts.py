@@ -5,105 +5,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session
 
 from storage.errors import NotFound
 from storage.models import ScriptRow
 from storage.repositories.base import AsyncRepository, Repository
 
-
-def get(session: Session, survey_id: str, version: int) -> ScriptRow:
-    """ScriptRepository.get for code already running synchronously (UnitOfWork.step)."""
-    row = session.scalar(select(ScriptRow).filter_by(survey_id=survey_id, version=version))
-    if row is None:
-        raise NotFound(f"script {survey_id} v{version}")
-    return row
-
-
 # The version only: the body and source are read when a version is not parsed yet.
 _ACTIVE_VERSION = select(ScriptRow.version).where(ScriptRow.survey_id == bindparam("k_survey_id"),
                                                   ScriptRow.active)
-
-
 _BODY = select(ScriptRow.body).where(ScriptRow.survey_id == bindparam("k_survey_id"),
                                      ScriptRow.version == bindparam("k_version"))
 
 
-def active_version(session: Session, survey_id: str) -> int | None:
-    """The version new dialogues of this survey start on, if it is switched on."""
-    return session.scalar(_ACTIVE_VERSION, {"k_survey_id": survey_id})
-
-
 class ScriptRepository(AsyncRepository):
-    """Every version of every survey script is kept: a dialogue finishes on the version it
-    started with. At most one version of a survey is active (the one new dialogues use)."""
-
-    async def add(self, survey_id: str, body: Mapping[str, Any], source: str, checksum: str,
-                  created_by: str, title: Mapping[str, str], *, now: datetime,
-                  activate: bool = True) -> ScriptRow:
-        """Store the next version: one above the highest stored, or the body's own if that is
-        higher. The body is stored with that version, so a script loaded from it and the
-        dialogue states it starts name the version the row has."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            # Two processes loading at once must not both take max + 1 (SQLite's BEGIN
-            # IMMEDIATE already serializes whole transactions).
-            await self.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(survey_id))))
-        highest = await self.session.scalar(
-            select(func.max(ScriptRow.version)).where(ScriptRow.survey_id == survey_id))
-        version = max((highest or 0) + 1, int(body.get("version", 0)))
-        row = ScriptRow(survey_id=survey_id, version=version, title=dict(title),
-                        body={**body, "version": version}, source=source, checksum=checksum,
-                        created_by=created_by, created_at=now, active=False)
-        self.session.add(row)
-        await self.session.flush()
-        if activate:
-            await self.set_active(survey_id, version)
-        return row
-
-    async def latest(self, survey_id: str) -> ScriptRow | None:
-        return await self.session.scalar(
-            select(ScriptRow).where(ScriptRow.survey_id == survey_id)
-            .order_by(ScriptRow.version.desc()).limit(1))
-
-    async def surveys(self) -> list[tuple[ScriptRow, int | None]]:
-        """Each survey's latest version, and the version that is active (None: off)."""
-        latest = (select(ScriptRow.survey_id, func.max(ScriptRow.version).label("version"))
-                  .group_by(ScriptRow.survey_id).subquery())
-        rows = (await self.session.scalars(
-            select(ScriptRow).join(latest, (ScriptRow.survey_id == latest.c.survey_id)
-                                   & (ScriptRow.version == latest.c.version))
-            .order_by(ScriptRow.survey_id))).all()
-        active = await self.session.execute(
-            select(ScriptRow.survey_id, ScriptRow.version).where(ScriptRow.active))
-        versions = {survey_id: version for survey_id, version in active}
-        return [(row, versions.get(row.survey_id)) for row in rows]
-
-    async def versions(self, survey_id: str) -> Sequence[ScriptRow]:
-        """Every stored version of the survey, oldest first."""
-        return (await self.session.scalars(
-            select(ScriptRow).where(ScriptRow.survey_id == survey_id)
-            .order_by(ScriptRow.version))).all()
-
-    async def get(self, survey_id: str, version: int) -> ScriptRow:
-        return await self.session.run_sync(get, survey_id, version)
-
-    async def active_for(self, survey_id: str) -> ScriptRow | None:
-        """The version new dialogues of this survey start on, if it is switched on."""
-        return await self.session.scalar(
-            select(ScriptRow).where(ScriptRow.survey_id == survey_id, ScriptRow.active))
-
-    async def active(self) -> Sequence[ScriptRow]:
-        return (await self.session.scalars(
-            select(ScriptRow).where(ScriptRow.active).order_by(ScriptRow.survey_id))).all()
-
-    async def set_active(self, survey_id: str, version: int | None) -> None:
-        """Make `version` the survey's one active version; None switches the survey off."""
-        if version is not None:
-            await self.get(survey_id, version)
-        await self.session.execute(
-            update(ScriptRow).where(ScriptRow.survey_id == survey_id)
-            .values(active=ScriptRow.version == version)
-            .execution_options(synchronize_session="fetch"))
+    """The former style, for UnitOfWork until it goes: use Store.scripts."""
 
 
 class Scripts(Repository):
@@ -111,10 +26,15 @@ class Scripts(Repository):
     started with. At most one version of a survey is active (the one new dialogues use)."""
 
     def get(self, survey_id: str, version: int) -> ScriptRow:
-        return get(self.session, survey_id, version)
+        row = self.session.scalar(select(ScriptRow).filter_by(survey_id=survey_id,
+                                                              version=version))
+        if row is None:
+            raise NotFound(f"script {survey_id} v{version}")
+        return row
 
     def active_version(self, survey_id: str) -> int | None:
-        return active_version(self.session, survey_id)
+        """The version new dialogues of this survey start on, if it is switched on."""
+        return self.session.scalar(_ACTIVE_VERSION, {"k_survey_id": survey_id})
 
     def body(self, survey_id: str, version: int) -> dict[str, Any] | None:
         """A version's script as data, without the rest of its row; None if there is none."""
