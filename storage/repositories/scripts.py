@@ -34,7 +34,9 @@ class Scripts(Repository):
 
     def active_version(self, survey_id: str) -> int | None:
         """The version new dialogues of this survey start on, if it is switched on."""
-        return self.session.scalar(_ACTIVE_VERSION, {"k_survey_id": survey_id})
+        # Core on the connection: a third of the ORM session's cost, on every trigger.
+        version = self.connection.execute(_ACTIVE_VERSION, {"k_survey_id": survey_id}).scalar()
+        return None if version is None else int(version)
 
     def body(self, survey_id: str, version: int) -> dict[str, Any] | None:
         """A version's script as data, without the rest of its row; None if there is none."""
