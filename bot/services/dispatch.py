@@ -50,7 +50,7 @@ class Job:
     token: str
     channel: str
     address: str
-    session_id: int
+    dialogue_id: int
     prompts: tuple[Prompt, ...]
     locale: str
     reminder: bool = False
@@ -282,11 +282,11 @@ class DeliveryDispatcher:
                       "expires_at": now + expire if expire else None, "last_error": None}
         elif outcome.closed is not None:
             deliveries.mark_unreachable(job.channel, job.address, outcome.closed)
-            deliveries.close_dialogue(job.session_id, DialogueStatus.ABANDONED, now)
+            deliveries.close_dialogue(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
         elif outcome.attempts + 1 >= self._attempts:
-            deliveries.close_dialogue(job.session_id, DialogueStatus.ABANDONED, now)
+            deliveries.close_dialogue(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
                       "attempts": outcome.attempts + 1, "last_error": outcome.error}
         else:

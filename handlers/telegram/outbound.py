@@ -39,7 +39,7 @@ class TelegramSender:
             for prompt in job.prompts:
                 message = await self._bot.send_message(
                     chat_id, render.text(prompt),
-                    reply_markup=markup_for(prompt, job.session_id, _))
+                    reply_markup=markup_for(prompt, job.dialogue_id, _))
                 last = message.message_id
         except TelegramForbiddenError:
             raise ChannelClosed("blocked") from None
