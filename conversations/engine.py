@@ -12,7 +12,6 @@ from enum import StrEnum
 from functools import cache
 from typing import Literal, NamedTuple, TypeAlias, TypedDict, assert_never
 
-from conversations.statuses import DialogueStatus
 from conversations.conditions import Facts, Scalar, Threshold, Value
 from conversations.errors import StateMismatch
 from conversations.replies import (
@@ -40,6 +39,7 @@ from conversations.script import (
     TextStep,
     YesNoStep,
 )
+from conversations.statuses import DialogueStatus
 from conversations.texts import YES_NO, hint
 
 Json: TypeAlias = bool | int | float | str | list["Json"] | dict[str, "Json"] | None

@@ -26,14 +26,13 @@ from typing import Any, Protocol
 
 from bot.observability import Metrics
 from bot.services.scripts import ScriptCache
-from bot.services.surveys import profile, title
+from bot.services.surveys import profile, start_dialogue, title
 from bot.services.triggers import channel_plan
-from conversations.engine import DialogueState, Prompt, current_prompts, start
+from conversations.engine import DialogueState, Prompt, current_prompts
 from conversations.policy import next_allowed
 from conversations.script import Script
 from storage.db import patiently
 from storage.models import DeliveryRow, DeliveryStatus, DialogueStatus
-from storage.repositories.deliveries import Deliveries
 from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)
@@ -214,18 +213,12 @@ class DeliveryDispatcher:
             job_script = self._scripts.get(store.scripts, state.script_id, state.version)
             prompts, dialogue_id = current_prompts(job_script, state), current.id
         else:
-            if current is not None:  # one open dialogue per channel: the new one wins
-                deliveries.close_dialogue(current.id, DialogueStatus.ABANDONED, now)
-            turn = start(script, now=now, locale=customer.locale, context=row.context,
-                         customer=profile(customer.attributes, customer.first_name))
-            state, prompts = turn.state, turn.prompts
-            dialogue_id = deliveries.start_dialogue({
-                "delivery_id": row.id, "customer_id": row.customer_id, "channel": channel,
-                "survey_id": script.id, "script_version": script.version,
-                "current_step": state.step, "state": state.to_json(),
-                "status": DialogueStatus.COMPLETED if turn.finished else DialogueStatus.ACTIVE,
-                "revision": 0, "started_at": now, "updated_at": now,
-                "completed_at": now if turn.finished else None})
+            dialogue, turn = start_dialogue(
+                store, script, customer_id=row.customer_id, channel=channel, now=now,
+                locale=customer.locale, context=row.context,
+                customer=profile(customer.attributes, customer.first_name),
+                delivery_id=row.id, replacing=current.id if current is not None else None)
+            state, prompts, dialogue_id = turn.state, turn.prompts, dialogue.id
         return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
                    dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
@@ -258,7 +251,7 @@ class DeliveryDispatcher:
 
         def record_each(batch: Sequence[_Outcome]) -> list[None]:
             for outcome in batch:
-                self._record_one(deliveries, outcome, now)
+                self._record_one(store, outcome, now)
             return []
 
         def unrecordable(outcome: _Outcome, error: Exception) -> None:
@@ -271,8 +264,8 @@ class DeliveryDispatcher:
 
         deliveries.each_alone(outcomes, record_each, unrecordable)
 
-    def _record_one(self, deliveries: Deliveries, outcome: _Outcome, now: datetime) -> None:
-        job = outcome.job
+    def _record_one(self, store: Store, outcome: _Outcome, now: datetime) -> None:
+        job, deliveries = outcome.job, store.deliveries
         values: dict[str, Any]
         if outcome.closed is None and outcome.error is None:
             remind, expire = job.remind_after, job.expires_after
@@ -282,11 +275,11 @@ class DeliveryDispatcher:
                       "expires_at": now + expire if expire else None, "last_error": None}
         elif outcome.closed is not None:
             deliveries.mark_unreachable(job.channel, job.address, outcome.closed)
-            deliveries.close_dialogue(job.dialogue_id, DialogueStatus.ABANDONED, now)
+            store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
         elif outcome.attempts + 1 >= self._attempts:
-            deliveries.close_dialogue(job.dialogue_id, DialogueStatus.ABANDONED, now)
+            store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
                       "attempts": outcome.attempts + 1, "last_error": outcome.error}
         else:

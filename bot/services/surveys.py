@@ -325,8 +325,6 @@ class SurveyService:
         if dialogue is not None and (dialogue.survey_id, dialogue.delivery_id) == (
                 survey_id, delivery_id):
             return self._shown(store, dialogue)
-        if dialogue is not None:
-            store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
         version = store.scripts.active_version(survey_id)
         if version is None:
             raise NoSurvey(survey_id)
@@ -334,13 +332,11 @@ class SurveyService:
         respondent = respondent_of(who.channel, delivery_id)
         if respondent == Respondent.ANONYMOUS and not script.anonymous:
             raise NoSurvey(survey_id)  # as if unknown: a stranger learns nothing of it
-        turn = start(script, now=now, locale=customer.locale or who.locale,
-                     context=context, customer=_profile(customer))
-        dialogue = store.dialogues.start(customer.id, who.channel, script.id, script.version,
-                                         turn.state.to_json(), now=now,
-                                         delivery_id=delivery_id, respondent=respondent)
-        if turn.finished:  # a script of messages only
-            self._record(store, dialogue, script, turn, now)
+        dialogue, turn = start_dialogue(
+            store, script, customer_id=customer.id, channel=who.channel, now=now,
+            locale=customer.locale or who.locale, customer=_profile(customer),
+            context=context, delivery_id=delivery_id, respondent=respondent,
+            replacing=dialogue.id if dialogue is not None else None)
         return Outcome(dialogue.id, turn.prompts, finished=turn.finished,
                        locale=turn.state.locale, title=title(script, turn.state.locale),
                        questions=_page(script, turn.state))
@@ -480,27 +476,8 @@ class SurveyService:
                    if any(answer.text for answer in turn.answers) else None)
         recorded = []
         if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
-            recorded = self._record(store, dialogue, script, turn, now)
+            recorded = record_turn(store, dialogue, script, turn, now)
         return _Stepped(dialogue, script, turn, recorded, alerted)
-
-    def _record(self, store: Store, dialogue: DialogueRow, script: Script, turn: Turn,
-                now: datetime) -> list[Recorded]:
-        """What a turn does, decided here and written by storage: the dialogue ends as the
-        engine says (once: a closed dialogue is not closed again); an answer alerts as the
-        script says, but anonymous answers only so often per survey (a burst of them must
-        not flood the team); its delivery is answered once an answer is stored, completed
-        once the survey is."""
-        ending = turn.ending if dialogue.status == DialogueStatus.ACTIVE else None
-        answers: Sequence[Answer] = turn.answers
-        if dialogue.respondent == Respondent.ANONYMOUS and any(a.alert for a in answers):
-            allowed = store.alerts.anonymous_alert_allowed(
-                dialogue.survey_id, now, store.dialogues.anonymous_alerts_per_hour())
-            answers = [a._replace(alert=a.alert and allowed) for a in answers]
-        recorded = store.dialogues.record(dialogue, turn.state, answers, turn.retracted,
-                                          ending, now, script.timezone)
-        if dialogue.delivery_id is not None and (recorded or turn.finished):
-            store.deliveries.mark_answered(dialogue.delivery_id, turn.finished, now)
-        return recorded
 
     async def _where_it_stands(self, dialogue: DialogueRow | None) -> Outcome:
         """A redelivered event's outcome: the question the dialogue is at. The channel
@@ -642,6 +619,46 @@ class SurveyService:
         if key not in self._scripts:
             self._scripts[key] = script_of(row)
         return self._scripts[key]
+
+
+def start_dialogue(store: Store, script: Script, *, customer_id: int, channel: str,
+                   now: datetime, locale: str | None, customer: Mapping[str, Scalar],
+                   context: Mapping[str, Scalar] | None, delivery_id: int | None,
+                   respondent: Respondent = Respondent.KNOWN, replacing: int | None = None
+                   ) -> tuple[DialogueRow, Turn]:
+    """The one way a dialogue starts, in the caller's transaction (a customer's message, a
+    page, the dispatcher's send): the dialogue it `replaces` in the channel is abandoned
+    (one open dialogue per channel: the new one wins), the engine starts the script, and a
+    script of messages only is recorded as completed at once."""
+    if replacing is not None:
+        store.dialogues.end_if_active(replacing, DialogueStatus.ABANDONED, now)
+    turn = start(script, now=now, locale=locale, context=context, customer=customer)
+    dialogue = store.dialogues.start(customer_id, channel, script.id, script.version,
+                                     turn.state.to_json(), now=now, delivery_id=delivery_id,
+                                     respondent=respondent)
+    if turn.finished:
+        record_turn(store, dialogue, script, turn, now)
+    return dialogue, turn
+
+
+def record_turn(store: Store, dialogue: DialogueRow, script: Script, turn: Turn,
+                now: datetime) -> list[Recorded]:
+    """What a turn does, decided here and written by storage: the dialogue ends as the
+    engine says (once: a closed dialogue is not closed again); an answer alerts as the
+    script says, but anonymous answers only so often per survey (a burst of them must
+    not flood the team); its delivery is answered once an answer is stored, completed
+    once the survey is."""
+    ending = turn.ending if dialogue.status == DialogueStatus.ACTIVE else None
+    answers: Sequence[Answer] = turn.answers
+    if dialogue.respondent == Respondent.ANONYMOUS and any(a.alert for a in answers):
+        allowed = store.alerts.anonymous_alert_allowed(
+            dialogue.survey_id, now, store.dialogues.anonymous_alerts_per_hour())
+        answers = [a._replace(alert=a.alert and allowed) for a in answers]
+    recorded = store.dialogues.record(dialogue, turn.state, answers, turn.retracted,
+                                      ending, now, script.timezone)
+    if dialogue.delivery_id is not None and (recorded or turn.finished):
+        store.deliveries.mark_answered(dialogue.delivery_id, turn.finished, now)
+    return recorded
 
 
 def respondent_of(channel: str, delivery_id: int | None) -> Respondent:

@@ -104,11 +104,6 @@ _DELIVERY_DIALOGUE = (select(_sessions.c.id, _sessions.c.channel, _sessions.c.st
                              _sessions.c.status == DialogueStatus.ACTIVE)
                       .order_by(_sessions.c.id.desc()).limit(1))
 # Built once: a batch runs them for each of its deliveries.
-_NEW_DIALOGUE = _sessions.insert().returning(_sessions.c.id)
-_CLOSE_DIALOGUE = (update(_sessions)
-                   .where(_sessions.c.id == bindparam("k_id"),
-                          _sessions.c.status == DialogueStatus.ACTIVE)
-                   .values(revision=_sessions.c.revision + 1))
 _UNREACHABLE = (update(_identities)
                 .where(_identities.c.channel == bindparam("k_channel"),
                        _identities.c.address == bindparam("k_address")))
@@ -319,16 +314,6 @@ class Deliveries(Repository):
     def dialogue_of(self, delivery_id: int) -> Any:
         """The delivery's active dialogue (id, channel, state), the newest."""
         return self.connection.execute(_DELIVERY_DIALOGUE, {"k_id": delivery_id}).first()
-
-    def start_dialogue(self, values: Mapping[str, Any]) -> int:
-        """A delivery's dialogue, as the dispatcher opens it: `values` names every column
-        but the id."""
-        return int(self.connection.execute(_NEW_DIALOGUE, dict(values)).scalar_one())
-
-    def close_dialogue(self, dialogue_id: int, status: DialogueStatus, now: datetime) -> None:
-        """Close the dialogue if it is still active."""
-        self.connection.execute(_CLOSE_DIALOGUE, {"k_id": dialogue_id, "status": status,
-                                                  "updated_at": now})
 
     def mark_unreachable(self, channel: str, address: str, reason: str) -> None:
         self.connection.execute(_UNREACHABLE, {"k_channel": channel, "k_address": address,

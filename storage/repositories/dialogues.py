@@ -63,6 +63,12 @@ DELIVERY_VIEW = (select(DeliveryRow.status, CustomerRow.opted_out_at, DialogueRo
 
 
 # Parameters: k_customer_id, k_channel. The customer's latest active dialogue in a channel.
+# Ends a dialogue if it is still active, whatever its revision (bumped: a reply in flight
+# to it then finds it moved on, reads again and finds it closed).
+_END_IF_ACTIVE = (update(_sessions)
+                  .where(_sessions.c.id == bindparam("k_id"),
+                         _sessions.c.status == DialogueStatus.ACTIVE)
+                  .values(revision=_sessions.c.revision + 1))
 _OPEN_FOR = (select(DialogueRow)
              .where(DialogueRow.customer_id == bindparam("k_customer_id"),
                     DialogueRow.channel == bindparam("k_channel"),
@@ -70,6 +76,12 @@ _OPEN_FOR = (select(DialogueRow)
              .order_by(DialogueRow.started_at.desc(), DialogueRow.id.desc()).limit(1))
 
 
+# Ends a dialogue if it is still active, whatever its revision (bumped: a reply in flight
+# to it then finds it moved on, reads again and finds it closed).
+_END_IF_ACTIVE = (update(_sessions)
+                  .where(_sessions.c.id == bindparam("k_id"),
+                         _sessions.c.status == DialogueStatus.ACTIVE)
+                  .values(revision=_sessions.c.revision + 1))
 _OPEN_FOR = (select(DialogueRow)
              .where(DialogueRow.customer_id == bindparam("k_customer_id"),
                     DialogueRow.channel == bindparam("k_channel"),
@@ -182,6 +194,12 @@ class Dialogues(Repository):
             raise StaleDialogue(f"dialogue {row.id} changed since revision {row.revision}")
         for key, value in (values | {"revision": row.revision + 1}).items():
             set_committed_value(row, key, value)
+
+    def end_if_active(self, dialogue_id: int, status: DialogueStatus, now: datetime) -> None:
+        """End a dialogue known by its id only (no row read), if it is still active."""
+        self.connection.execute(_END_IF_ACTIVE, {
+            "k_id": dialogue_id, "status": status, "updated_at": now,
+            "completed_at": now if status == DialogueStatus.COMPLETED else None})
 
     def close(self, row: DialogueRow, status: DialogueStatus, now: datetime) -> None:
         """End a dialogue from outside it (expired, abandoned, completed)."""
