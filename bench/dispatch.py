@@ -32,6 +32,11 @@ same form POSTed by plain aiohttp shows what the stub itself takes. Medians of t
 Both helper processes are forked at the start, before any event loop or thread exists. The
 first line of the report gives the machine's load average before and after the run.
 
+Beside each rate, the CPU time (user + sys, all threads) of this process per operation: per
+trigger request (warm-up included) for the servers, per delivery for the dispatcher and the
+baselines' senders (the stub's process not counted). Figures are medians of the rounds,
+which alternate product and baseline, with their min–max beside.
+
 Run: python -m bench.dispatch [--seconds S] [--rounds N] [--rates 100,300,1000]
 """
 
@@ -40,12 +45,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import multiprocessing
 import os
 import socket
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -66,10 +71,11 @@ from pydantic import SecretStr
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.stats import ROUNDS, Spread, spread_note
 from bot import telegram
 from bot.app import build_services, build_web_app
-from bot.dispatch import DeliveryDispatcher
 from bot.limits import Limiter, RateLimited
+from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
 from bot.services.surveys import SurveyService
 from bot.services.triggers import new_token
@@ -84,6 +90,7 @@ from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow, TriggerRow
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 
 TOKEN = "123456:BENCH-dispatch_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
@@ -232,6 +239,7 @@ class Load:
     seconds: float
     failures: int = 0
     first_failure: str | None = None
+    cpu: float = 0.0  # the server's CPU seconds per request, warm-up included
 
     @property
     def rate(self) -> float:
@@ -338,7 +346,7 @@ async def otklik_triggers(db_path: Path) -> AsyncIterator[Server]:
     await upgrade_async(database_url)
     engine = create_engine(database_url)
     try:
-        await load_scripts(session_factory(engine), [SURVEYS], actor="bench",
+        await load_scripts(Database(session_factory(engine)), [SURVEYS], actor="bench",
                            now=datetime.now(UTC))
         settings = bench_settings(database_url)
         app = build_web_app(settings, engine, build_services(settings, engine))
@@ -380,7 +388,9 @@ async def accept_triggers(server: TriggerServer, db_path: Path, client: Client,
     """Serve on a fresh database, run the client's job against it, check every 202 left a
     committed trigger row."""
     async with server(db_path) as target:
+        began = time.process_time()
         result = await client.run(job(target.url))
+        cpu = time.process_time() - began
         rows = await target.rows()
     if result.failures:
         raise RuntimeError(f"{result.failures} trigger request(s) failed, the first: "
@@ -389,7 +399,7 @@ async def accept_triggers(server: TriggerServer, db_path: Path, client: Client,
     if rows != warmup + result.accepted:
         raise RuntimeError(f"{rows} triggers committed for {warmup + result.accepted} "
                            f"accepted")
-    return result
+    return dataclasses.replace(result, cpu=cpu / rows)
 
 
 # -- deliveries -----------------------------------------------------------------------------
@@ -424,6 +434,7 @@ def stub_count(api: BotApiStub) -> StubCount:
 class Sends:
     sent: int
     seconds: float
+    cpu: float  # this process's CPU seconds per send
 
     @property
     def rate(self) -> float:
@@ -447,17 +458,17 @@ async def outbox(db_path: Path, api_base: str, rate: float) -> AsyncIterator[Out
     database_url = sqlite_url(db_path)
     await upgrade_async(database_url)
     engine = create_engine(database_url)
-    factory = session_factory(engine)
-    loaded = await load_scripts(factory, [SURVEYS], actor="bench", now=datetime.now(UTC))
+    db = Database(session_factory(engine))
+    loaded = await load_scripts(db, [SURVEYS], actor="bench", now=datetime.now(UTC))
     version = next(item.version for item in loaded if item.survey_id == SEND_SURVEY)
     settings = bench_settings(database_url, api_base=api_base, rate=rate)
     services = build_services(settings, engine)
     # bot/runner.py build_sender_bot, keeping a handle on the limiter.
     limiter = Limiter(settings.telegram_rate, settings.telegram_chat_rate)
-    bot = telegram.build_bot(settings, SurveyService(factory), retry=False)
+    bot = telegram.build_bot(settings, SurveyService(db), retry=False)
     bot.session.middleware(RateLimited(limiter))
     dispatcher = DeliveryDispatcher(
-        factory, {"telegram": TelegramSender(bot, telegram.build_i18n())},
+        db, {"telegram": TelegramSender(bot, telegram.build_i18n())},
         scripts=services.scripts, batch=settings.dispatch_batch,
         attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout))
@@ -501,9 +512,9 @@ async def dispatch(box: Outbox, stub: Stub, chats: Sequence[int], *,
     before = await stub.count()
     if sustained:
         await spend_burst(box)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     claimed = await box.dispatcher.tick()
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     after = await stub.count()
     if after.errors:
         raise RuntimeError(f"the stub answered {after.errors} error(s), the first: "
@@ -513,7 +524,7 @@ async def dispatch(box: Outbox, stub: Stub, chats: Sequence[int], *,
     if not claimed == sent == after.sent - before.sent == len(chats):
         raise RuntimeError(f"{len(chats)} due: {claimed} claimed, {sent} marked sent, "
                            f"{after.sent - before.sent} sendMessage calls")
-    return Sends(len(chats), elapsed)
+    return Sends(len(chats), elapsed, cpu / len(chats))
 
 
 async def send_rate(db_path: Path, stub: Stub, rate: float, chats: Sequence[int],
@@ -545,16 +556,16 @@ async def blast(stub: Stub, chats: Sequence[int], send: Callable[[int], Awaitabl
             await send(chat)
 
     before = await stub.count()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     after = await stub.count()
     if after.errors or after.sent - before.sent != len(chats) - 1:
         raise RuntimeError(f"stub: {after.sent - before.sent} sent of {len(chats) - 1}, "
                            f"{after.errors} errors ({after.first_error})")
-    return Sends(len(chats) - 1, elapsed)
+    return Sends(len(chats) - 1, elapsed, cpu / (len(chats) - 1))
 
 
 async def stub_rate(stub: Stub, chats: Sequence[int],
@@ -606,31 +617,50 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
-def trigger_lines(product: float, baseline: float) -> list[str]:
-    ratio = product / baseline
+class Rounds:
+    """A figure's rounds (Loads or Sends): the rate and CPU per operation, with spreads."""
+
+    def __init__(self, runs: Sequence[Load | Sends]) -> None:
+        self.rate = Spread.of(run.rate for run in runs)
+        self.cpu = Spread.of(run.cpu for run in runs)
+
+    def show(self, unit: str, per: str) -> str:
+        return f"{self.rate.show()} {unit}, CPU {self.cpu.ms()} per {per}"
+
+
+def trigger_lines(product: Sequence[Load], baseline: Sequence[Load]) -> list[str]:
+    ours, bare = Rounds(product), Rounds(baseline)
+    ratio = ours.rate.median / bare.rate.median
     return [
         f"triggers accepted (HTTP + signature + policy + trigger and delivery rows, SQLite): "
-        f"{product:,.0f} triggers/s (target >= {TARGET_TRIGGERS:,.0f}: "
-        f"{verdict(product >= TARGET_TRIGGERS)})",
+        f"{ours.show('triggers/s', 'request')} (target >= {TARGET_TRIGGERS:,.0f} triggers/s: "
+        f"{verdict(ours.rate.median >= TARGET_TRIGGERS)})",
         f"  baseline, bare aiohttp handler (parse JSON, one INSERT through storage.db's "
-        f"engine): {baseline:,.0f} requests/s; ratio {ratio:.2f} (target >= "
+        f"engine): {bare.show('requests/s', 'request')}; ratio {ratio:.2f} (target >= "
         f"{TARGET_TRIGGER_RATIO}: {verdict(ratio >= TARGET_TRIGGER_RATIO)})",
     ]
 
 
-def send_lines(rates: dict[float, float], high: float, raw: float, plain: float
-               ) -> list[str]:
+def send_lines(rates: dict[float, Sequence[Sends]], high: Sequence[Sends],
+               raw: Sequence[Sends], plain: Sequence[Sends]) -> list[str]:
+    top, aiogram, aiohttp_ = Rounds(high), Rounds(raw), Rounds(plain)
     lines = [
-        f"deliveries sent, limiter set high ({HIGH:,.0f}/s): {high:,.0f} deliveries/s",
+        f"deliveries sent, limiter set high ({HIGH:,.0f}/s): "
+        f"{top.show('deliveries/s', 'delivery')}",
         f"  baseline, the stub's raw rate from one aiogram Bot ({SEND_CONCURRENCY} in flight, "
-        f"no limiter, no database): {raw:,.0f} sendMessage/s; ratio {high / raw:.2f}",
+        f"no limiter, no database): {aiogram.show('sendMessage/s', 'message')}; ratio "
+        f"{top.rate.median / aiogram.rate.median:.2f}",
         f"  the stub without aiogram (plain aiohttp POSTs of the same form): "
-        f"{plain:,.0f} sendMessage/s",
+        f"{aiohttp_.show('sendMessage/s', 'message')}",
     ]
-    for rate, achieved in sorted(rates.items()):
-        lines.append(f"deliveries sent, limiter at {rate:,.0f}/s: {achieved:,.1f}/s = "
-                     f"{share(achieved / rate)} of the rate (target >= "
-                     f"{share(TARGET_SHARE)}: {verdict(achieved >= TARGET_SHARE * rate)})")
+    for rate, runs in sorted(rates.items()):
+        sent = Rounds(runs)
+        achieved = sent.rate.median
+        lines.append(f"deliveries sent, limiter at {rate:,.0f}/s: "
+                     f"{sent.rate.show()} deliveries/s = {share(achieved / rate)} of "
+                     f"the rate (target >= {share(TARGET_SHARE)}: "
+                     f"{verdict(achieved >= TARGET_SHARE * rate)}); CPU "
+                     f"{sent.cpu.ms()} per delivery")
     return lines
 
 
@@ -681,26 +711,20 @@ def run(seconds: float, rounds: int, rates: Sequence[float]) -> list[str]:
     finally:
         client.close()
         stub.close()
-    median = {name: statistics.median(load.rate for load in runs)
-              for name, runs in loads.items()}
-    achieved = {rate: statistics.median(s.rate for s in runs) for rate, runs in sends.items()}
     return [
         f"machine: load average {load_before:.1f} before the run and "
         f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes on "
         f"them lower every figure)",
         f"triggers: load client in its own process ({CLIENT_CONCURRENCY} requests in flight, "
         f"HMAC-signed), server in this one, each >= {seconds:g} s after "
-        f"{WARMUP_REQUESTS} warm-up requests on a fresh SQLite file; medians of {rounds} "
-        f"alternating rounds",
-        *trigger_lines(median["otklik"], median["bare"]),
+        f"{WARMUP_REQUESTS} warm-up requests on a fresh SQLite file; {spread_note(rounds)}",
+        *trigger_lines(loads["otklik"], loads["bare"]),
         f"deliveries: Bot API stub in its own process; sender bot and dispatcher as otklik "
         f"run builds them (batch 200, {SEND_CONCURRENCY} sends in flight, one chat per "
         f"delivery); {seconds:g} s of sends per rate after the limiter's burst, "
-        f"{HIGH_SENDS:,} with it set high and per baseline, fresh SQLite file each; medians "
-        f"of {rounds} rounds",
-        *send_lines({rate: achieved[rate] for rate in rates}, achieved[HIGH],
-                    statistics.median(s.rate for s in raw),
-                    statistics.median(s.rate for s in plain)),
+        f"{HIGH_SENDS:,} with it set high and per baseline, fresh SQLite file each; "
+        f"{spread_note(rounds)}",
+        *send_lines({rate: sends[rate] for rate in rates}, sends[HIGH], raw, plain),
     ]
 
 
@@ -709,7 +733,8 @@ def main(argv: list[str] | None = None) -> list[str]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0,
                         help="least time per trigger phase, and of sends per rate (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"alternating rounds (default {ROUNDS})")
     parser.add_argument("--rates", default=",".join(f"{rate:g}" for rate in RATES),
                         help="limiter rates to check, messages/s (default 100,300,1000)")
     args = parser.parse_args(argv)

@@ -17,12 +17,14 @@ rollup_day, context_pairs) and inserted once at the end.
 
 Timed: the service GET /api/v1/metrics calls (MetricsService.compute) and the JSON
 body it sends, in this process (no HTTP), for the nps survey's 2026-Q2 grouped by week and
-by channel (median of --runs, after one warm-up); the baseline is the same call with the
-figures from the raw answers (MetricsService.from_answers, median of 3). Both must give identical
-results, or the bench fails. The figures alone (scores()) are timed from both sources too:
-the rollups' target is 20 x the scan.
+by channel, after one warm-up; the baseline is the same call with the figures from the raw
+answers (MetricsService.from_answers). Both must give identical results, or the bench fails. The
+figures alone (scores()) are timed from both sources too: the rollups' target is 20 x the
+scan. Each round times the four once, in turn (product, then baseline); each figure is the
+median of --rounds rounds, with their min–max beside it, in wall time and in this process's
+CPU time (user + sys, all threads: SQLite's included) per call.
 
-Run: python -m bench.metrics [--answers N] [--runs N]
+Run: python -m bench.metrics [--answers N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import asyncio
 import functools
 import itertools
 import random
-import statistics
 import tempfile
 import time
 from collections import Counter
@@ -44,6 +45,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from bench.dispatch import SURVEYS, sqlite_url
+from bench.stats import Spread, spread_note
 from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
 from bot.services.scripts import load_scripts, read_script
 from storage import rollups
@@ -53,8 +55,7 @@ from storage.models import AnswerRow, DialogueStatus, Respondent
 from storage.uow import Database
 
 ANSWERS = 1_000_000
-RUNS = 7
-RAW_RUNS = 3
+ROUNDS = 7
 CHUNK = 50_000  # sessions per transaction
 FIRST, DAYS = datetime(2024, 10, 1, tzinfo=UTC), 730
 QUARTER = (date(2026, 4, 1), date(2026, 6, 30))
@@ -258,15 +259,32 @@ def _processor(model: Any, column: str, dialect: sa.Dialect) -> Callable[[Any], 
     return convert  # type: ignore[no-any-return]
 
 
-async def timed(fn: Callable[[], Awaitable[T]], runs: int) -> tuple[float, T]:
-    """Median wall time in ms of `runs` calls, and the last call's result."""
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = await fn()
-        times.append((time.perf_counter() - started) * 1000)
-    assert result is not None
-    return statistics.median(times), result
+class Timing(NamedTuple):
+    """One call: wall and CPU seconds."""
+
+    wall: float
+    cpu: float
+
+
+async def timed(fn: Callable[[], Awaitable[T]]) -> tuple[Timing, T]:
+    """One call's wall and CPU time (this process, all threads), and its result."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = await fn()
+    return Timing(time.perf_counter() - started, time.process_time() - cpu), result
+
+
+class Figure(NamedTuple):
+    """A call's timings over the rounds, in seconds."""
+
+    wall: Spread
+    cpu: Spread
+
+    @classmethod
+    def of(cls, timings: Sequence[Timing]) -> Figure:
+        return cls(Spread.of(t.wall for t in timings), Spread.of(t.cpu for t in timings))
+
+    def show(self) -> str:
+        return f"{self.wall.ms()}, CPU {self.cpu.ms()}"
 
 
 def verdict(met: bool) -> str:
@@ -282,7 +300,7 @@ async def api_call(metrics: MetricsService, query: MetricsQuery, source: str = "
     return result, result.model_dump_json()
 
 
-async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
+async def measure(db_path: Path, rounds: int) -> list[str]:
     url = sqlite_url(db_path)
     engine = create_engine(url)
     metrics = MetricsService(Database(session_factory(engine)))
@@ -292,37 +310,43 @@ async def measure(db_path: Path, runs: int, raw_runs: int) -> list[str]:
             query = MetricsQuery.model_validate({
                 "survey": "nps", "from": QUARTER[0], "to": QUARTER[1], "group_by": group_by})
             await api_call(metrics, query)  # warm-up: the script parsed, statements compiled
-            whole, (result, _) = await timed(functools.partial(api_call, metrics, query), runs)
-            baseline, (from_answers, _) = await timed(
-                functools.partial(api_call, metrics, query, "answers"), raw_runs)
+            whole, baseline, fast, slow = [], [], [], []
+            for _ in range(rounds):  # alternating: a slow spell of the machine weighs on all
+                timing, (result, _) = await timed(functools.partial(api_call, metrics, query))
+                whole.append(timing)
+                timing, (from_answers, _) = await timed(
+                    functools.partial(api_call, metrics, query, "answers"))
+                baseline.append(timing)
+                fast.append((await timed(functools.partial(metrics.scores, query)))[0])
+                slow.append((await timed(functools.partial(metrics.scores, query,
+                                                           source="answers")))[0])
             if result != from_answers:
                 raise SystemExit(f"by {group_by}: the rollups and the raw answers disagree:\n"
                                  f"{result}\n{from_answers}")
-            fast, _ = await timed(functools.partial(metrics.scores, query), runs)
-            slow, _ = await timed(functools.partial(metrics.scores, query, source="answers"),
-                                  raw_runs)
-            lines += report(group_by, result, Timings(whole, baseline, fast, slow), runs,
-                            raw_runs)
+            lines += report(group_by, result, Timings(*map(Figure.of, (whole, baseline, fast,
+                                                                       slow))), rounds)
     finally:
         await engine.dispose()
     return lines
 
 
 class Timings(NamedTuple):
-    """Medians in ms: the whole call and the same with the figures from the raw answers;
-    the figures alone from the rollups and from the raw answers."""
+    """The whole call and the same with the figures from the raw answers; the figures
+    alone from the rollups and from the raw answers."""
 
-    whole: float
-    baseline: float
-    fast: float
-    slow: float
+    whole: Figure
+    baseline: Figure
+    fast: Figure
+    slow: Figure
 
 
-def report(group_by: str, result: MetricsResult, ms: Timings, runs: int, raw_runs: int
+def report(group_by: str, result: MetricsResult, timings: Timings, rounds: int
            ) -> list[str]:
     nps, response = result.overall.nps, result.response_rate
     score = "—" if nps.score is None else f"{nps.score:+.1f}"
-    ratio = ms.slow / ms.fast if ms.fast else float("inf")
+    whole, baseline = timings.whole.wall.median, timings.baseline.wall.median
+    fast, slow = timings.fast.wall.median, timings.slow.wall.median
+    ratio = slow / fast if fast else float("inf")
     percent = "—" if response.percent is None else f"{response.percent:.1f} %"
     completion = result.completion_rate
     return [
@@ -333,19 +357,17 @@ def report(group_by: str, result: MetricsResult, ms: Timings, runs: int, raw_run
         f"started completed, {result.opened_not_answered:,} opened, not answered; identical "
         f"from rollups and raw answers",
         f"  the whole GET /api/v1/metrics (the service the handler calls, and the JSON body): "
-        f"{ms.whole:.1f} ms (median of {runs}; target <= {TARGET_MS:g} ms: "
-        f"{verdict(ms.whole <= TARGET_MS)})",
+        f"{timings.whole.show()} (target <= {TARGET_MS:g} ms: "
+        f"{verdict(whole * 1000 <= TARGET_MS)})",
         f"  baseline, the same call with the figures from a scan of the raw answers: "
-        f"{ms.baseline:,.0f} ms (median of {raw_runs}); ratio "
-        f"{ms.baseline / ms.whole if ms.whole else float('inf'):,.0f} x",
-        f"  the figures alone: from the rollups {ms.fast:.1f} ms (median of {runs}), from the "
-        f"raw answers {ms.slow:,.0f} ms (median of {raw_runs}); ratio {ratio:,.0f} x (target "
-        f">= {TARGET_RATIO:g} x: {verdict(ratio >= TARGET_RATIO)})",
+        f"{timings.baseline.show()}; ratio {baseline / whole if whole else float('inf'):,.0f} x",
+        f"  the figures alone: from the rollups {timings.fast.show()}, from the raw answers "
+        f"{timings.slow.show()}; ratio {ratio:,.0f} x (target >= {TARGET_RATIO:g} x: "
+        f"{verdict(ratio >= TARGET_RATIO)})",
     ]
 
 
-def run(answers: int, runs: int, raw_runs: int = RAW_RUNS, directory: Path | None = None
-        ) -> list[str]:
+def run(answers: int, rounds: int, directory: Path | None = None) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="bench-metrics-", dir=directory) as tmp:
         db_path = Path(tmp) / "metrics.db"
         asyncio.run(_prepare(db_path))
@@ -359,7 +381,8 @@ def run(answers: int, runs: int, raw_runs: int = RAW_RUNS, directory: Path | Non
             f"{seconds:.0f} s (bulk inserts, rollups counted in Python); {counts['rollups']:,} "
             f"rollup rows, {counts['context rollups']:,} context rollup rows; SQLite file "
             f"{size:,.0f} MiB",
-            *asyncio.run(measure(db_path, runs, raw_runs)),
+            spread_note(rounds),
+            *asyncio.run(measure(db_path, rounds)),
         ]
 
 
@@ -380,10 +403,10 @@ def main(argv: list[str] | None = None) -> list[str]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answers", type=int, default=ANSWERS,
                         help=f"answers to fill (default {ANSWERS:,})")
-    parser.add_argument("--runs", type=int, default=RUNS,
-                        help=f"timed runs of each rollup query (default {RUNS})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"alternating rounds of the four calls (default {ROUNDS})")
     args = parser.parse_args(argv)
-    lines = run(args.answers, args.runs)
+    lines = run(args.answers, args.rounds)
     for line in lines:
         print(line)
     return lines

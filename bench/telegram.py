@@ -5,20 +5,21 @@ MemoryStorage, one plain INSERT per answer) playing the same survey on the same 
 
 Each chat plays the NPS survey: /start, a tap on "9", a typed reason: three updates POSTed
 over HTTP to the bot's webhook, and two answers (score and reason) per chat for both bots.
-Otklik is assembled as `otklik run` assembles it (its start-up heap frozen too), the
-minimal bot as written by hand. The bot under test runs in a process of its own (spawned
-afresh for each phase), as in production; the driver and the Bot API (testkit/
-botapi.py's loopback stub), which play Telegram's side, share another process and its
-event loop. So the bot's figures do not include the stub's and the driver's CPU, except
-where both processes want the same core: the report gives the CPU each bot's process spent
-per chat, and how busy the driver's process was. The stub POSTs through one aiohttp client
-pool, so at most 100 updates are in flight at once (Telegram's own ceiling is
-max_connections <= 100): at 500 chats the others wait for a connection, and that wait is
-part of their latency. A step's latency runs from POSTing the update to the stub recording
-the bot's next message to that chat. Answers/s = answers committed (counted in the
-database, checked to be 2 per chat) / wall time of the phase. Each level runs for at least
---seconds on a fresh SQLite file per bot after a warm-up, in alternating rounds (minimal
-bot, then Otklik), and the medians are reported.
+Otklik is assembled as `otklik run` assembles it (its start-up heap frozen too), the minimal
+bot as written by hand. The bot under test runs in a process of its own (spawned afresh for
+each phase), as in production; the driver and the Bot API (testkit/botapi.py's loopback
+stub), which play Telegram's side, share another process and its event loop. So the bot's
+figures do not include the stub's and the driver's CPU, except where both processes want the
+same core: the report gives the CPU time (user + sys, all threads) each bot's process spent
+per answer committed, its ratio between the bots (target: Otklik within 1.25x of the minimal
+bot), and how busy the driver's process was. The stub POSTs through one aiohttp client pool,
+so at most 100 updates are in flight at once (Telegram's own ceiling is max_connections <=
+100): at 500 chats the others wait for a connection, and that wait is part of their latency.
+A step's latency runs from POSTing the update to the stub recording the bot's next message
+to that chat. Answers/s = answers committed (counted in the database, checked to be 2 per
+chat) / wall time of the phase. Each level runs for at least --seconds on a fresh SQLite
+file per bot after a warm-up, in alternating rounds (minimal bot, then Otklik), and the
+medians are reported with the rounds' min–max beside them.
 
 Run: python -m bench.telegram [--seconds S] [--rounds N] [--chats-scale F]
 """
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import socket
 import sqlite3
 import statistics
@@ -51,6 +53,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bench.minimal_bot import build_minimal_bot, serve_webhook
+from bench.stats import ROUNDS, Spread, spread_note
 from bot import telegram
 from bot.app import build_web_app
 from bot.commands import freeze_heap
@@ -59,6 +62,7 @@ from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
+from storage.uow import Database
 from testkit.botapi import BotApiStub, Call, iter_buttons
 
 JSON = dict[str, Any]
@@ -73,6 +77,7 @@ STEP_TIMEOUT = 60.0  # seconds: a step slower than this is a failure, not a figu
 WARMUP_CHATS = 5
 FIRST_CHAT = 1_000_000  # chat ids of measured chats; warm-up chats come before
 TARGET_CHATS, TARGET_RATE, TARGET_P99, TARGET_RATIO = 50, 300, 0.100, 0.5
+TARGET_CPU_RATIO = 1.25  # Otklik's CPU per answer in the bot's process, to the minimal bot's
 
 
 # A bot served on a fresh database, talking to the Bot API at the base URL given; it yields
@@ -95,6 +100,10 @@ class Phase:
     @property
     def rate(self) -> float:
         return self.answers / self.seconds
+
+    @property
+    def cpu_per_answer(self) -> float:
+        return self.bot_cpu / self.answers
 
     def percentile(self, share: float) -> float:
         ordered = sorted(self.latencies)
@@ -119,8 +128,8 @@ async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
     database_url = f"sqlite+aiosqlite:///{db_path}"
     await upgrade_async(database_url)
     engine = create_engine(database_url)
-    factory = session_factory(engine)
-    await load_scripts(factory, [SURVEYS], actor="bench", now=datetime.now(UTC))
+    db = Database(session_factory(engine))
+    await load_scripts(db, [SURVEYS], actor="bench", now=datetime.now(UTC))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/telegram/webhook"
@@ -131,7 +140,7 @@ async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
         "admin_chat_id": None, "outbound_webhook_url": None, "smtp_url": None,
     }
     settings = Settings(**values)
-    surveys = SurveyService(factory)
+    surveys = SurveyService(db)
     bot = telegram.build_bot(settings, surveys)
     dispatcher = telegram.build_dispatcher(settings, surveys, telegram.build_i18n())
     app = build_web_app(settings, engine)
@@ -370,23 +379,23 @@ async def measure(bot: str, db_path: Path, concurrency: int, *, seconds: float =
 
 @dataclass(slots=True)
 class Summary:
-    rate: float  # answers/s
-    p50: float  # seconds
+    rate: Spread  # answers/s
+    p50: float  # seconds, medians over the rounds
     p99: float
     chats: int
     calls_per_chat: float
-    cpu_per_chat: float = 0.0  # seconds of the bot's process
+    cpu: Spread  # seconds of the bot's process per answer
     driver_load: float = 0.0  # the driver and stub's CPU seconds per second
 
 
 def summarise(phases: Sequence[Phase]) -> Summary:
-    """The median over the rounds of each figure."""
-    return Summary(statistics.median(p.rate for p in phases),
+    """The median over the rounds of each figure, and the spread of the rate and CPU."""
+    return Summary(Spread.of(p.rate for p in phases),
                    statistics.median(p.percentile(0.50) for p in phases),
                    statistics.median(p.percentile(0.99) for p in phases),
                    round(statistics.median(p.chats for p in phases)),
                    statistics.median(p.stub_calls / p.chats for p in phases),
-                   statistics.median(p.bot_cpu / p.chats for p in phases),
+                   Spread.of(p.cpu_per_answer for p in phases),
                    statistics.median(p.driver_cpu / p.seconds for p in phases))
 
 
@@ -395,26 +404,29 @@ def ms(seconds: float) -> str:
 
 
 def describe(summary: Summary) -> str:
-    return (f"{summary.rate:,.0f} answers/s, p50 {ms(summary.p50)}, p99 {ms(summary.p99)}; "
-            f"{summary.chats:,} chats")
+    return (f"{summary.rate.show()} answers/s, p50 {ms(summary.p50)}, "
+            f"p99 {ms(summary.p99)}; {summary.chats:,} chats")
 
 
 def report(concurrency: int, product: Summary, baseline: Summary) -> list[str]:
-    ratio = product.rate / baseline.rate
+    ratio = product.rate.median / baseline.rate.median
     ratio_met = "met" if ratio >= TARGET_RATIO else "MISSED"
+    cpu_ratio = product.cpu.median / baseline.cpu.median if baseline.cpu.median else 0.0
+    cpu_met = "met" if cpu_ratio <= TARGET_CPU_RATIO else "MISSED"
     chats = f"{concurrency} concurrent chat{'s' if concurrency != 1 else ''}"
     targets = ""
     if concurrency == TARGET_CHATS:
-        met = product.rate >= TARGET_RATE and product.p99 < TARGET_P99
+        met = product.rate.median >= TARGET_RATE and product.p99 < TARGET_P99
         targets = (f" (targets >= {TARGET_RATE} answers/s, p99 < {ms(TARGET_P99)}: "
                    f"{'met' if met else 'MISSED'})")
     return [
         f"telegram, {chats} (SQLite): {describe(product)}{targets}",
         f"  baseline, minimal aiogram bot (MemoryStorage + plain INSERT): {describe(baseline)}"
         f"; ratio {ratio:.2f} (target >= {TARGET_RATIO}: {ratio_met})",
-        f"  CPU per chat in the bot's process: Otklik {ms(product.cpu_per_chat)}, minimal bot "
-        f"{ms(baseline.cpu_per_chat)}; the driver and stub's process busy "
-        f"{product.driver_load:.0%} / {baseline.driver_load:.0%} of a core",
+        f"  CPU per answer in the bot's process: Otklik {product.cpu.ms()}, minimal bot "
+        f"{baseline.cpu.ms()}; ratio {cpu_ratio:.2f}x (target <= {TARGET_CPU_RATIO}x: "
+        f"{cpu_met}); the driver and stub's process busy {product.driver_load:.0%} / "
+        f"{baseline.driver_load:.0%} of a core",
     ]
 
 
@@ -434,6 +446,7 @@ async def stub_round_trip(calls: int = 500) -> float:
 
 
 def run(levels: Sequence[int], seconds: float, rounds: int) -> list[str]:
+    load_before = os.getloadavg()[0]
     phases: dict[tuple[str, int], list[Phase]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-telegram-") as tmp:
         for level in levels:
@@ -443,12 +456,15 @@ def run(levels: Sequence[int], seconds: float, rounds: int) -> list[str]:
                     phases.setdefault((name, level), []).append(
                         asyncio.run(measure(name, db_path, level, seconds=seconds)))
     round_trip = asyncio.run(stub_round_trip())
+    load_after = os.getloadavg()[0]
     calls = {name: statistics.median(p.stub_calls / p.chats for level in levels
                                      for p in phases[name, level]) for name in BOTS}
     lines = [
+        f"machine: load average {load_before:.1f} before the run and {load_after:.1f} after (1 "
+        f"min, {os.cpu_count()} cores; other processes on them lower every figure)",
         f"the bot in a process of its own, the driver and Bot API stub in another; at most "
         f"100 updates in flight (the stub's HTTP pool); each level >= {seconds:g} s per bot "
-        f"after a warm-up, fresh SQLite file each, medians of {rounds} alternating rounds",
+        f"after a warm-up, fresh SQLite file each; {spread_note(rounds)}",
         f"stub: {ms(round_trip)} per sendMessage round trip from aiogram (one at a time, in "
         f"one process); Bot API calls per "
         f"chat: Otklik {calls['otklik']:.1f}, minimal bot {calls['minimal']:.1f}",
@@ -463,8 +479,8 @@ def main(argv: list[str] | None = None) -> list[str]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="the least time each bot plays each level (default 2)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating rounds of both bots per level (default 3)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"alternating rounds of both bots per level (default {ROUNDS})")
     parser.add_argument("--chats-scale", type=float, default=1.0,
                         help="scale the concurrency levels 1, 50 and 500 (e.g. 0.1)")
     args = parser.parse_args(argv)

@@ -71,14 +71,26 @@ async def test_the_stub_baselines_send_the_dispatchers_question() -> None:
 
 
 def test_the_report_names_ratios_and_targets() -> None:
-    triggers, baseline = dispatch.trigger_lines(520.0, 1000.0)
-    assert triggers.endswith("520 triggers/s (target >= 500: met)")
-    assert baseline.endswith("1,000 requests/s; ratio 0.52 (target >= 0.4: met)")
+    def loads(rate: float, cpu: float) -> list[dispatch.Load]:  # three rounds: -10 %, 0, +10 %
+        return [dispatch.Load(round(rate * k), 1.0, cpu=cpu * k) for k in (0.9, 1.0, 1.1)]
 
-    lines = dispatch.send_lines({100.0: 99.0, 1000.0: 400.0}, high=410.0, raw=800.0,
-                                plain=1500.0)
-    assert lines[0].endswith(": 410 deliveries/s")
-    assert lines[1].endswith(": 800 sendMessage/s; ratio 0.51")
-    assert lines[3] == ("deliveries sent, limiter at 100/s: 99.0/s = 99.0 % of the rate "
-                        "(target >= 95.0 %: met)")
-    assert lines[4].endswith("400.0/s = 40.0 % of the rate (target >= 95.0 %: MISSED)")
+    def sends(rate: float, cpu: float) -> list[dispatch.Sends]:
+        return [dispatch.Sends(round(rate * k * 10), 10.0, cpu * k) for k in (0.9, 1.0, 1.1)]
+
+    triggers, baseline = dispatch.trigger_lines(loads(520.0, 0.002), loads(1000.0, 0.0005))
+    assert triggers.endswith("520 (468–572) triggers/s, CPU 2.00 ms (1.80–2.20) per request "
+                             "(target >= 500 triggers/s: met)")
+    assert baseline.endswith("1,000 (900–1,100) requests/s, CPU 0.50 ms (0.45–0.55) per "
+                             "request; ratio 0.52 (target >= 0.4: met)")
+
+    lines = dispatch.send_lines({100.0: sends(99.0, 0.001), 1000.0: sends(400.0, 0.001)},
+                                high=sends(410.0, 0.001), raw=sends(800.0, 0.0005),
+                                plain=sends(1500.0, 0.0002))
+    assert lines[0].endswith(": 410 (369–451) deliveries/s, CPU 1.00 ms (0.90–1.10) per "
+                             "delivery")
+    assert lines[1].endswith(": 800 (720–880) sendMessage/s, CPU 0.50 ms (0.45–0.55) per "
+                             "message; ratio 0.51")
+    assert lines[3] == ("deliveries sent, limiter at 100/s: 99.0 (89.1–108.9) deliveries/s "
+                        "= 99.0 % of the rate (target >= 95.0 %: met); CPU 1.00 ms "
+                        "(0.90–1.10) per delivery")
+    assert "= 40.0 % of the rate (target >= 95.0 %: MISSED)" in lines[4]

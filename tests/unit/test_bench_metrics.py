@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import metrics
+from bench.stats import Spread
 from bot.services.metrics import Figures, MetricsResult
 
 
 def test_a_tiny_run_reports_both_sources_and_the_targets(tmp_path: Path) -> None:
-    lines = metrics.run(answers=3000, runs=2, raw_runs=1, directory=tmp_path)
+    lines = metrics.run(answers=3000, rounds=2, directory=tmp_path)
 
     assert lines[0].startswith("fill: 3,000 answers in ")
     for group_by in ("week", "channel"):
@@ -70,11 +71,17 @@ def test_the_report_says_missed_when_missed() -> None:
         "group_by": "week", "overall": empty, "groups": [],
         "response_rate": none | {"anonymous_answers": 0}, "completion_rate": none,
         "opened_not_answered": 0, "drop_off": []})
-    lines = metrics.report("week", result, metrics.Timings(whole=80.0, baseline=480.0,
-                                                           fast=30.0, slow=450.0),
-                           runs=7, raw_runs=3)
+    def figure(ms: float) -> metrics.Figure:  # the wall time's spread ±10 %, CPU 90 % of it
+        wall = Spread(ms / 1000, ms * 0.9 / 1000, ms * 1.1 / 1000)
+        return metrics.Figure(wall, Spread(wall.median * 0.9, wall.low * 0.9, wall.high * 0.9))
 
-    assert lines[1].endswith("80.0 ms (median of 7; target <= 50 ms: MISSED)")
-    assert lines[2].endswith("480 ms (median of 3); ratio 6 x")
-    assert lines[3].endswith("from the rollups 30.0 ms (median of 7), from the raw answers "
-                             "450 ms (median of 3); ratio 15 x (target >= 20 x: MISSED)")
+    lines = metrics.report("week", result, metrics.Timings(
+        whole=figure(80.0), baseline=figure(480.0), fast=figure(30.0), slow=figure(450.0)),
+        rounds=7)
+
+    assert lines[1].endswith("80.0 ms (72.0–88.0), CPU 72.0 ms (64.8–79.2) (target <= 50 ms: "
+                             "MISSED)")
+    assert lines[2].endswith("480 ms (432–528), CPU 432 ms (389–475); ratio 6 x")
+    assert lines[3].endswith("from the rollups 30.0 ms (27.0–33.0), CPU 27.0 ms (24.3–29.7), "
+                             "from the raw answers 450 ms (405–495), CPU 405 ms (365–446); "
+                             "ratio 15 x (target >= 20 x: MISSED)")

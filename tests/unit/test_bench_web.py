@@ -42,15 +42,22 @@ async def test_a_refused_answer_is_a_failure_not_a_figure(tmp_path: Path) -> Non
 
 
 def test_the_report_names_ratios_and_targets() -> None:
-    lines = web.report(opens=web.Phase(150.0, 0.006), renders=web.Phase(1200.0, 0.0008),
-                       answers=web.Phase(250.0, 0.003), hello_get=web.Phase(3000.0, 0.0002),
-                       hello_post=web.Phase(2000.0, 0.0002))
+    def round_(scale: float) -> web.Round:  # every rate times scale, every CPU time over it
+        def phase(rate: float, cpu: float) -> web.Phase:
+            return web.Phase(rate * scale, cpu / scale)
 
-    assert lines[0].endswith("1,200 renders/s, server CPU 800 us per request (target >= "
-                             "1,000: met)")
-    assert lines[1].endswith("3,000 requests/s, server CPU 200 us per request; ratio 0.40 "
-                             "(target >= 0.3: met)")
-    assert lines[2].endswith("150 pages/s, server CPU 6,000 us per request; ratio 0.05")
-    assert lines[3].endswith("250 answers/s, server CPU 3,000 us per request (target >= 300: "
-                             "MISSED)")
+        return web.Round(opens=phase(150.0, 0.006), renders=phase(1200.0, 0.0008),
+                         answers=phase(250.0, 0.003), hello_get=phase(3000.0, 0.0002),
+                         hello_post=phase(2000.0, 0.0002))
+
+    lines = web.report([round_(1.0), round_(0.5), round_(2.0), round_(1.25), round_(0.8)])
+
+    assert lines[0].endswith("1,200 (600–2,400) renders/s, server CPU 0.80 ms (0.40–1.60) "
+                             "per request (target <= 0.80 ms per render: met)")
+    assert lines[1].endswith("3,000 (1,500–6,000) requests/s, server CPU 0.20 ms (0.10–0.40) "
+                             "per request; ratio 0.40 (target >= 0.3: met)")
+    assert lines[2].endswith("150 (75–300) pages/s, server CPU 6.00 ms (3.00–12.00) per "
+                             "request; ratio 0.05")
+    assert lines[3].endswith("250 (125–500) answers/s, server CPU 3.00 ms (1.50–6.00) per "
+                             "request (target >= 300 answers/s: MISSED)")
     assert lines[4].endswith("ratio 0.12 (target >= 0.1: met)")

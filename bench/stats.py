@@ -1,0 +1,51 @@
+"""Medians and spreads over a benchmark's rounds, and the CPU time a process spends.
+
+Every bench measures each figure over several rounds that alternate product and baseline,
+and prints the median with the spread of the rounds beside it, as min–max: a change in a
+figure smaller than its spread is noise, not a change."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+ROUNDS = 5  # the least number of alternating rounds whose spread means anything
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A figure over the rounds: its median and its lowest and highest round."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Spread:
+        ordered = sorted(values)
+        return cls(statistics.median(ordered), ordered[0], ordered[-1])
+
+    def show(self, unit: str = "", scale: float = 1.0) -> str:
+        """The median, its unit, then the spread in brackets: "12.0 ms (11.4–12.9)"; all three
+        with the decimals the median needs for three significant figures (none past 100)."""
+        median = self.median * scale
+        digits = 2 if median < 10 else 1 if median < 100 else 0
+
+        def number(value: float) -> str:
+            return f"{value * scale:,.{digits}f}"
+
+        return (f"{number(self.median)}{' ' + unit if unit else ''} ({number(self.low)}–"
+                f"{number(self.high)})")
+
+    def ms(self) -> str:
+        """Seconds shown as milliseconds."""
+        return self.show("ms", 1000)
+
+    def us(self) -> str:
+        """Seconds shown as microseconds."""
+        return self.show("us", 1e6)
+
+
+def spread_note(rounds: int) -> str:
+    return f"medians of {rounds} alternating rounds, (min–max of the rounds) beside each"
