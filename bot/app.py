@@ -19,7 +19,6 @@ from bot.keys import (
     CLOCK,
     ENGINE,
     EXPORTS,
-    FACTORY,
     FIGURES,
     LINKS,
     NOTIFY,
@@ -143,7 +142,6 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
     app[ENGINE] = engine
-    app[FACTORY] = services.factory
     app[CLOCK] = services.clock
     app[TRIGGERS] = services.triggers
     app[CAMPAIGNS] = services.campaigns

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.links import Links
 from bot.services.admin import AdminService
@@ -21,7 +21,6 @@ from bot.settings import Settings
 
 ENGINE = web.AppKey("engine", AsyncEngine)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
-FACTORY: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("factory")
 SETTINGS = web.AppKey("settings", Settings)
 TRIGGERS = web.AppKey("triggers", TriggerService)
 CAMPAIGNS = web.AppKey("campaigns", CampaignService)
