@@ -105,7 +105,6 @@ async def run(settings: Settings) -> int:
             updates = telegram.build_dispatcher(settings, surveys, i18n)
             updates["alerts"] = services.alerts
             updates["admin"] = services.admin
-            updates["factory"] = factory
             updates["reports"] = services.reports
             updates["exports"] = services.exports
             services.alerts.on_resolved = functools.partial(admin.show_resolved, bot, settings)

@@ -61,7 +61,6 @@ class Product:
         self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
         self.dispatcher["alerts"] = self.alerts
         self.dispatcher["admin"] = AdminService(Database(self.factory))
-        self.dispatcher["factory"] = self.factory
         self.dispatcher["reports"] = ReportService(Database(self.factory))
         self.dispatcher["exports"] = ExportService(Database(self.factory))
 
