@@ -347,15 +347,20 @@ class ContextRollupRow(Base):
 
 
 class OutboxRow(Base):
-    """Events for OUTBOUND_WEBHOOK_URL, written in the transaction that causes them and sent
-    later, with retries: a receiver that is down never blocks or loses a dialogue's event.
-    `key` orders delivery (one customer's events go out in the order they happened)."""
+    """A transaction's side effects, written in it and carried out after its commit, with
+    retries: a receiver that is down never blocks or loses a dialogue's event. `sink` says
+    who carries it out (webhook: OUTBOUND_WEBHOOK_URL; team: the team chat); `key` orders
+    delivery (one customer's events go out in the order they happened)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index(None, "delivered_at", "due_at"),)
+    __table_args__ = (Index(None, "delivered_at", "due_at"),
+                      Index(None, "sink", "delivered_at", "due_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event: Mapped[str]  # answer.created, session.completed, alert.raised, alert.resolved
+    sink: Mapped[str] = mapped_column(default="webhook", server_default="webhook")
+    # webhook: answer.created, session.completed, alert.raised, alert.resolved;
+    # team: alert.raised, alert.comment
+    event: Mapped[str]
     key: Mapped[str]
     payload: Mapped[JsonDict]
     created_at: Mapped[datetime]

@@ -1,6 +1,8 @@
-"""The outbox: events for OUTBOUND_WEBHOOK_URL written in the transaction that causes them
-(an answer, a completed dialogue, an alert raised or resolved), so none is lost and none
-is told of a change that rolled back. bot/services/webhooks.py sends them later."""
+"""The outbox: a transaction's side effects written in it (an answer, a completed dialogue,
+an alert raised or resolved, a comment), so none is lost and none is told of a change
+that rolled back. Each sink carries its own out after the commit (bot/services/effects.py):
+WEBHOOK's go to OUTBOUND_WEBHOOK_URL (bot/services/webhooks.py), TEAM's to the team
+chat (bot/services/team.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ if TYPE_CHECKING:
     from storage.repositories.dialogues import Recorded
 
 # Session.info key, set by storage.db.session_factory(outbox=True): with no webhook
-# configured, nothing is written (a reply's transaction stays as short as it was).
+# configured, no webhook event is written (a reply's transaction stays as short as it was).
 ENABLED = "otklik.outbox"
+WEBHOOK, TEAM = "webhook", "team"
 
 _outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
 _customers: Table = CustomerRow.__table__  # type: ignore[assignment]
 INSERT = insert(_outbox)
+INSERT_RETURNING = insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True)
 EXTERNAL_ID = select(_customers.c.external_id).where(_customers.c.id == bindparam("k_id"))
 
 # (event, key, payload): the key orders delivery, e.g. "customer:42".
@@ -30,13 +34,25 @@ Event = tuple[str, str, Mapping[str, Any]]
 
 
 def add(session: Session, events: Iterable[Event], now: datetime) -> None:
-    """Queue `events` in the session's transaction, when the outbox is enabled."""
+    """Queue webhook `events` in the session's transaction, when the webhook is on."""
     if not session.info.get(ENABLED):
         return
-    rows = [{"event": event, "key": key, "payload": dict(payload), "created_at": now,
-             "due_at": now, "attempts": 0} for event, key, payload in events]
+    rows = _rows(events, now, WEBHOOK)
     if rows:
         session.connection().execute(INSERT, rows)
+
+
+def add_for(session: Session, sink: str, events: Iterable[Event], now: datetime) -> list[int]:
+    """Queue `events` for `sink` in the session's transaction; their ids, to be carried out
+    at once after the commit."""
+    rows = _rows(events, now, sink)
+    return list(session.connection().execute(INSERT_RETURNING, rows).scalars()) if rows else []
+
+
+def _rows(events: Iterable[Event], now: datetime, sink: str) -> list[dict[str, Any]]:
+    return [{"sink": sink, "event": event, "key": key, "payload": dict(payload),
+             "created_at": now, "due_at": now, "attempts": 0}
+            for event, key, payload in events]
 
 
 def customer_key(customer_id: int | None) -> str:

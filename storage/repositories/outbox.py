@@ -1,15 +1,16 @@
-"""The outbox as its sender (bot/services/webhooks.py) sees it: events claimed in order per
-key, then delivered, retried later or set aside. storage/outbox.py writes them."""
+"""The outbox as its runners (bot/services/effects.py) see it: a sink's events claimed in
+order per key, then delivered, retried later or set aside. storage/outbox.py writes them."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, Table, bindparam, delete, func, or_, select, update
 
 from storage.models import OutboxRow
-from storage.outbox import pending
+from storage.outbox import WEBHOOK, Event, add_for, pending
 from storage.repositories.base import Repository
 
 _outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
@@ -22,16 +23,25 @@ _FAILED = _EVENT.values(attempts=_outbox.c.attempts + 1)
 
 
 class Outbox(Repository):
-    """The webhook events waiting to be sent, as the sender claims and settles them."""
+    """Side effects waiting to be carried out, as their runners add, claim and settle them."""
 
-    def claim(self, now: datetime, limit: int, lease: datetime) -> list[Row[Any]]:
-        """Take up to `limit` events due now, in id order, each the first undelivered one of
-        its key, and hold them until `lease` (their due_at meanwhile: a process that dies
-        mid-send leaves them to be sent again then). SKIP LOCKED: two processes claiming at
-        once never take the same event; SQLite serializes whole transactions instead."""
+    def add(self, sink: str, events: Sequence[Event], now: datetime) -> list[int]:
+        """Queue `events` for `sink` in this transaction; their ids."""
+        return add_for(self.session, sink, events, now)
+
+    def claim(self, now: datetime, limit: int, lease: datetime, *, sink: str = WEBHOOK,
+              ids: Collection[int] | None = None) -> list[Row[Any]]:
+        """Take up to `limit` of the sink's events due now (of `ids` only, if given), in id
+        order, each the first undelivered one of its key, and hold them until `lease`
+        (their due_at meanwhile: a process that dies mid-send leaves them to be sent again
+        then). SKIP LOCKED: two processes claiming at once never take the same event;
+        SQLite serializes whole transactions instead."""
         due = (select(_outbox.c.id)
-               .where(_outbox.c.id.in_(_HEADS), *_PENDING, _outbox.c.due_at <= now)
+               .where(_outbox.c.sink == sink, _outbox.c.id.in_(_HEADS), *_PENDING,
+                      _outbox.c.due_at <= now)
                .order_by(_outbox.c.id).limit(limit).with_for_update(skip_locked=True))
+        if ids is not None:
+            due = due.where(_outbox.c.id.in_(list(ids)))
         ids = list(self.connection.execute(due).scalars())
         if not ids:
             return []

@@ -38,7 +38,7 @@ async def _in_transaction(connection: AsyncConnection) -> bool:
     return bool(await driver._execute(lambda: driver._conn.in_transaction))
 
 
-async def test_a_turn_costs_a_hop_to_read_one_to_record_and_one_to_commit(
+async def test_a_turn_read_recorded_and_committed_costs_one_hop(
         engine: AsyncEngine, hops: list[str]) -> None:
     factory = session_factory(engine)
     script = csat_script()
@@ -51,11 +51,11 @@ async def test_a_turn_costs_a_hop_to_read_one_to_record_and_one_to_commit(
 
     await reply(factory, script, dialogue.id, "4")
 
-    # BEGIN IMMEDIATE rides with the SELECT; record's statements (the answer, its rollup,
-    # its context's rollup: the dialogue has an agent) run in one hop; no rollback when the
-    # connection goes back.
+    # Database.write: the read, the record's statements (the answer, its rollup, its
+    # context's rollup: the dialogue has an agent) and the commit, all in one hop; no
+    # rollback when the connection goes back.
     assert statements == ["SELECT", "INSERT", "INSERT", "INSERT", "UPDATE"]
-    assert hops == ["_statement", "on_worker", "commit"]
+    assert hops == ["on_worker"]
 
 
 async def test_a_transaction_without_statements_costs_nothing(
