@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> None:
             "Regenerate with `.venv/bin/python -m bench` (this file is rewritten), or one "
             "section",
             "with `.venv/bin/python -m bench <name>`. Each figure is printed beside a baseline",
-            "measured in the same run, and as a ratio to it.", "",
+            "measured in the same run, and as a ratio to it; each rate with the CPU time per",
+            "operation of the process doing the work, as the median of rounds that alternate",
+            "product and baseline, with the rounds' min–max beside it.", "",
             f"Last run: {when} on {machine()}.",
         ]
         sections = {name: section(name, lines) for name, lines in ran.items()}
