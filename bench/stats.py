@@ -6,6 +6,7 @@ figure smaller than its spread is noise, not a change."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ class Spread:
     def show(self, unit: str = "", scale: float = 1.0) -> str:
         """The median, its unit, then the spread in brackets: "12.0 ms (11.4–12.9)"; all three
         with the decimals the median needs for three significant figures (none past 100)."""
-        median = self.median * scale
-        digits = 2 if median < 10 else 1 if median < 100 else 0
+        median = abs(self.median * scale)
+        digits = min(6, max(0, 2 - math.floor(math.log10(median)))) if median else 0
 
         def number(value: float) -> str:
             return f"{value * scale:,.{digits}f}"

@@ -80,7 +80,7 @@ def test_the_report_names_ratios_and_targets() -> None:
     triggers, baseline = dispatch.trigger_lines(loads(520.0, 0.002), loads(1000.0, 0.0005))
     assert triggers.endswith("520 (468–572) triggers/s, CPU 2.00 ms (1.80–2.20) per request "
                              "(target >= 500 triggers/s: met)")
-    assert baseline.endswith("1,000 (900–1,100) requests/s, CPU 0.50 ms (0.45–0.55) per "
+    assert baseline.endswith("1,000 (900–1,100) requests/s, CPU 0.500 ms (0.450–0.550) per "
                              "request; ratio 0.52 (target >= 0.4: met)")
 
     lines = dispatch.send_lines({100.0: sends(99.0, 0.001), 1000.0: sends(400.0, 0.001)},
@@ -88,7 +88,7 @@ def test_the_report_names_ratios_and_targets() -> None:
                                 plain=sends(1500.0, 0.0002))
     assert lines[0].endswith(": 410 (369–451) deliveries/s, CPU 1.00 ms (0.90–1.10) per "
                              "delivery")
-    assert lines[1].endswith(": 800 (720–880) sendMessage/s, CPU 0.50 ms (0.45–0.55) per "
+    assert lines[1].endswith(": 800 (720–880) sendMessage/s, CPU 0.500 ms (0.450–0.550) per "
                              "message; ratio 0.51")
     assert lines[3] == ("deliveries sent, limiter at 100/s: 99.0 (89.1–108.9) deliveries/s "
                         "= 99.0 % of the rate (target >= 95.0 %: met); CPU 1.00 ms "

@@ -52,9 +52,9 @@ def test_the_report_names_ratios_and_targets() -> None:
 
     lines = web.report([round_(1.0), round_(0.5), round_(2.0), round_(1.25), round_(0.8)])
 
-    assert lines[0].endswith("1,200 (600–2,400) renders/s, server CPU 0.80 ms (0.40–1.60) "
+    assert lines[0].endswith("1,200 (600–2,400) renders/s, server CPU 0.800 ms (0.400–1.600) "
                              "per request (target <= 0.80 ms per render: met)")
-    assert lines[1].endswith("3,000 (1,500–6,000) requests/s, server CPU 0.20 ms (0.10–0.40) "
+    assert lines[1].endswith("3,000 (1,500–6,000) requests/s, server CPU 0.200 ms (0.100–0.400) "
                              "per request; ratio 0.40 (target >= 0.3: met)")
     assert lines[2].endswith("150 (75–300) pages/s, server CPU 6.00 ms (3.00–12.00) per "
                              "request; ratio 0.05")
