@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
             "with `.venv/bin/python -m bench <name>`. Each figure is printed beside a baseline",
             "measured in the same run, and as a ratio to it; each rate with the CPU time per",
             "operation of the process doing the work, as the median of rounds that alternate",
-            "product and baseline, with the rounds' min–max beside it.", "",
+            "product and baseline, with the rounds' min–max beside it. `.venv/bin/python -m",
+            "bench.compare BEFORE AFTER` flags a CPU figure that rose by more than its spread.",
+            "",
             f"Last run: {when} on {machine()}.",
         ]
         sections = {name: section(name, lines) for name, lines in ran.items()}
