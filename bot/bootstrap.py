@@ -1,17 +1,25 @@
-"""Builds the application's objects once and wires them together."""
+"""The composition root: every service, sender, bot and app of a process, built once from
+Settings and wired at construction (nothing is configured afterwards). `build` is the
+whole process as `otklik run` runs it (async: the bot says who it is, getMe, before the
+links that name it exist); `build_services` and `build_web_app` are its parts, for a
+process or a test that brings fakes of its own."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+import functools
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
+from aiogram import Bot, Dispatcher
+from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import telegram
 from bot.keys import (
     ADMIN,
     ALERTS,
@@ -21,25 +29,34 @@ from bot.keys import (
     EXPORTS,
     FIGURES,
     LINKS,
-    NOTIFY,
     REPORTS,
     SETTINGS,
     SURVEYS,
     TRIGGERS,
 )
+from bot.limits import Limiter, RateLimited
 from bot.links import Links
 from bot.observability import Metrics
 from bot.ratelimit import limiter
 from bot.services.admin import AdminService
-from bot.services.alerts import AlertService
+from bot.services.alerts import AlertService, OnResolved, Replier
 from bot.services.campaigns import CampaignService
+from bot.services.digest import Digest
+from bot.services.dispatch import DeliveryDispatcher, Sender
+from bot.services.effects import OutboxRunner, carried_out_after
 from bot.services.exports import ExportService
 from bot.services.metrics import MetricsService
 from bot.services.reports import ReportService
 from bot.services.scripts import ScriptCache
-from bot.services.surveys import Outcome, SurveyService
+from bot.services.surveys import SurveyService
+from bot.services.team import TeamAlerts, TeamChat
 from bot.services.triggers import Policy, TriggerService
+from bot.services.webhooks import WebhookSender
 from bot.settings import Settings
+from handlers.email.outbound import EmailSender, Smtp
+from handlers.replies import ChannelReplier
+from handlers.telegram import admin
+from handlers.telegram.outbound import TelegramSender
 from handlers.web import (
     alerts,
     answers,
@@ -58,7 +75,7 @@ from handlers.web import (
     widget,
 )
 from handlers.web import metrics as metrics_api
-from storage.db import session_factory
+from storage.db import create_engine, session_factory
 from storage.uow import Database
 
 WEB = Path(pages.__file__).parent
@@ -68,6 +85,7 @@ TEMPLATES, STATIC = WEB / "templates", WEB / "static"
 @dataclass(frozen=True, slots=True)
 class Services:
     factory: async_sessionmaker[AsyncSession]
+    db: Database
     scripts: ScriptCache
     triggers: TriggerService
     campaigns: CampaignService
@@ -79,7 +97,8 @@ class Services:
     reports: ReportService
     exports: ExportService
     clock: Callable[[], datetime]  # "now" for every service: tests move it
-    metrics: Metrics = field(default_factory=Metrics)
+    metrics: Metrics  # Prometheus' (bot.observability)
+    team: TeamAlerts | None  # alerts and comments for the team chat, when there is one
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -91,44 +110,51 @@ def policy_of(settings: Settings) -> Policy:
     return Policy(channels=channels, throttle_days=settings.throttle_days)
 
 
+def database(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> Database:
+    """The process's Database: webhook events queued when a webhook is set, every answer
+    counted for Prometheus, anonymous alerts limited as settings say."""
+    return Database(session_factory(engine, outbox=settings.outbound_webhook_url is not None,
+                                    observe=metrics.recorded,
+                                    anonymous_alerts=settings.anonymous_alerts_per_hour))
+
+
 def build_services(settings: Settings, engine: AsyncEngine, *,
                    clock: Callable[[], datetime] | None = None,
-                   channels: Collection[str] | None = None) -> Services:
+                   channels: Collection[str] | None = None, metrics: Metrics | None = None,
+                   team_chat: TeamChat | None = None, replier: Replier | None = None,
+                   on_resolved: OnResolved | None = None,
+                   bot_username: str | None = None, db: Database | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
-    senders of its own."""
-    metrics = Metrics()
-    factory = session_factory(engine, outbox=settings.outbound_webhook_url is not None,
-                              observe=metrics.recorded,
-                              anonymous_alerts=settings.anonymous_alerts_per_hour)
+    senders of its own; `team_chat`, the chat alerts and comments go to; `replier`, how the
+    team's replies reach customers; `on_resolved`, what the team chat shows of a resolved
+    alert; `bot_username`, the bot deep links name; `db`, the Database of `database()`, if
+    the process made it already."""
+    metrics = metrics or Metrics()
+    db = db or database(settings, engine, metrics)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:
         policy = replace(policy, channels=channels)
     clock = clock or (lambda: datetime.now(UTC))
-    return Services(factory, scripts,
-                    TriggerService(Database(factory), policy=policy, clock=clock,
-                                   scripts=scripts),
-                    CampaignService(Database(factory), policy=policy, clock=clock,
-                                    scripts=scripts),
-                    SurveyService(Database(factory), clock=clock), Links(settings.base_url),
-                    AdminService(Database(factory), clock=clock),
-                    AlertService(Database(factory), scripts=scripts, clock=clock),
-                    MetricsService(Database(factory)), ReportService(Database(factory)),
-                    ExportService(Database(factory)), clock, metrics)
+    team = TeamAlerts(db, team_chat, clock=clock) if team_chat is not None else None
+    return Services(
+        db.factory, db, scripts,
+        TriggerService(db, policy=policy, clock=clock, scripts=scripts),
+        CampaignService(db, policy=policy, clock=clock, scripts=scripts),
+        SurveyService(db, clock=clock, team=team), Links(settings.base_url, bot_username),
+        AdminService(db, clock=clock),
+        AlertService(db, scripts=scripts, clock=clock, replier=replier,
+                     on_resolved=on_resolved),
+        MetricsService(db), ReportService(db), ExportService(db), clock, metrics, team)
 
 
-async def _nobody(outcome: Outcome) -> None:
-    """No team chat configured: alerts stay in the database for the dashboard."""
-
-
-def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None,
-                  notify: Callable[[Outcome], Awaitable[None]] | None = None
+def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None
                   ) -> web.Application:
     services = services or build_services(settings, engine)
     # Outages inside the others, so its 503 and 507 get their CORS and page headers; only
     # the checks of credentials, which read and write the limits, the audit log and
     # sessions, inside it (failed attempts first: it judges the secret the others check).
-    app = web.Application(middlewares=[prometheus.timed, pages.pages, api.errors,
+    app = web.Application(middlewares=[effects_after, prometheus.timed, pages.pages, api.errors,
                                        widget.anonymous, outage.outages,
                                        throttle.failed_attempts, api.authenticate,
                                        dashboard.dashboard],
@@ -152,7 +178,6 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[FIGURES] = services.figures
     app[REPORTS] = services.reports
     app[EXPORTS] = services.exports
-    app[NOTIFY] = notify or _nobody
     app[prometheus.METRICS] = services.metrics
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
@@ -164,3 +189,118 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app.add_routes(widget.options_routes())
     api.check_scopes(app)
     return app
+
+
+@web.middleware
+async def effects_after(request: web.Request, handler: api.Handler) -> web.StreamResponse:
+    """What a request's transactions queued for after their commit (a team alert) is carried
+    out when its handling ends (bot.services.effects)."""
+    async with carried_out_after():
+        return await handler(request)
+
+
+@dataclass(frozen=True, slots=True)
+class Telegram:
+    """The process's Telegram side: the bot answering customers and the team, the one the
+    dispatcher sends with (its own limits, no retries), and the updates' dispatcher."""
+
+    bot: Bot
+    sender: Bot
+    updates: Dispatcher
+    i18n: I18n
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """Everything one process runs, built by `build`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    services: Services
+    web: web.Application
+    telegram: Telegram | None
+    dispatcher: DeliveryDispatcher | None  # None: no channel to send on
+    webhooks: WebhookSender | None
+    digest: Digest | None
+    smtp: Smtp | None
+
+    @property
+    def effects(self) -> list[OutboxRunner]:
+        """The outbox's runners, whose ticks retry what was not carried out at once."""
+        return [runner for runner in (self.webhooks, self.services.team) if runner is not None]
+
+    async def close(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.close()
+        if self.telegram is not None:
+            for bot in (self.telegram.bot, self.telegram.sender):
+                await bot.session.close()
+
+
+def build_sender_bot(settings: Settings, db: Database) -> Bot:
+    """The dispatcher's own Bot: its messages wait for Telegram's limits (shared by every
+    unprompted send in this process), and its errors reach the dispatcher unretried, which
+    reschedules them (a 429 pauses all sending for retry_after)."""
+    bot = telegram.build_bot(settings, db, retry=False)
+    bot.session.middleware(RateLimited(Limiter(settings.telegram_rate,
+                                               settings.telegram_chat_rate)))
+    return bot
+
+
+async def build(settings: Settings, engine: AsyncEngine | None = None, *,
+                clock: Callable[[], datetime] | None = None,
+                channels: Collection[str] | None = None) -> Product:
+    """The whole process: services, the web app, the Telegram bot and its updates'
+    dispatcher (with BOT_TOKEN), the team chat (with ADMIN_CHAT_ID too), the senders and
+    the delivery dispatcher, the outbound webhook and the digest, as settings say."""
+    engine = engine or create_engine(settings.database_url)
+    metrics = Metrics()
+    db = database(settings, engine, metrics)
+    smtp = Smtp.from_url(settings.smtp_url.get_secret_value()) if settings.smtp_url else None
+    bot = sender = None
+    team_chat: TeamChat | None = None
+    username = None
+    if settings.bot_token is not None:
+        bot, sender = telegram.build_bot(settings, db), build_sender_bot(settings, db)
+        # Deep links name the bot: t.me/<username>?start=<token>
+        username = (await bot.get_me()).username
+        if settings.admin_chat_id is not None:
+            team_chat = admin.TelegramTeam(bot, settings.admin_chat_id)
+    services = build_services(
+        settings, engine, clock=clock, channels=channels, metrics=metrics, team_chat=team_chat,
+        # The team's replies go as the bot, when there is one, else by e-mail.
+        replier=ChannelReplier(bot, smtp, settings.mail_from),
+        on_resolved=functools.partial(admin.show_resolved, bot, settings) if bot else None,
+        bot_username=username, db=db)
+    app = build_web_app(settings, engine, services)
+    senders: dict[str, Sender] = {}
+    tg = None
+    if bot is not None and sender is not None:
+        i18n = telegram.build_i18n()
+        updates = telegram.build_dispatcher(
+            settings, i18n, surveys=services.surveys, alerts=services.alerts,
+            admin_service=services.admin, reports_service=services.reports,
+            exports=services.exports)
+        tg = Telegram(bot, sender, updates, i18n)
+        senders["telegram"] = TelegramSender(sender, i18n)
+        if settings.webhook_url:
+            telegram.add_webhook(app, settings, updates, bot)
+    if smtp is not None:
+        senders["email"] = EmailSender(smtp, settings.mail_from, services.links)
+    dispatcher = DeliveryDispatcher(
+        services.db, senders, clock=services.clock, scripts=services.scripts,
+        batch=settings.dispatch_batch, attempts=settings.send_attempts,
+        backoff=timedelta(seconds=settings.retry_backoff),
+        sending_timeout=timedelta(seconds=settings.sending_timeout),
+        metrics=metrics) if senders else None
+    webhooks = None
+    if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
+        webhooks = WebhookSender(services.db, settings.outbound_webhook_url,
+                                 settings.outbound_webhook_secret.get_secret_value().encode(),
+                                 metrics=metrics)
+    digest = None
+    if settings.digest != "off":
+        digest = Digest(services.db, cadence=settings.digest, timezone=settings.digest_timezone,
+                        bot=bot, chat_id=settings.admin_chat_id, mailer=smtp,
+                        mail_from=settings.mail_from, emails=settings.digest_emails)
+    return Product(settings, engine, services, app, tg, dispatcher, webhooks, digest, smtp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 from aiohttp import web
@@ -15,7 +15,7 @@ from bot.services.campaigns import CampaignService
 from bot.services.exports import ExportService
 from bot.services.metrics import MetricsService
 from bot.services.reports import ReportService
-from bot.services.surveys import Outcome, SurveyService
+from bot.services.surveys import SurveyService
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
 
@@ -31,6 +31,3 @@ ALERTS = web.AppKey("alerts", AlertService)
 FIGURES = web.AppKey("figures", MetricsService)  # the CX metrics (bot.services.metrics)
 REPORTS = web.AppKey("reports", ReportService)
 EXPORTS = web.AppKey("exports", ExportService)
-# Tells the team about an outcome's alerts and comments (the Telegram admin chat, when set).
-Notify = Callable[[Outcome], Awaitable[None]]
-NOTIFY: web.AppKey[Notify] = web.AppKey("notify")

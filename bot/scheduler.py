@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.services.campaigns import CampaignService
 from bot.services.dispatch import DeliveryDispatcher
-from bot.services.webhooks import WebhookSender
+from bot.services.effects import OutboxRunner
 from storage.db import Outage, outage
 from storage.uow import Database
 
@@ -34,18 +33,19 @@ _APSCHEDULER_LOG.addFilter(
 
 
 def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignService,
-                    factory: async_sessionmaker[AsyncSession], *, interval: float = 1.0,
+                    db: Database, *, interval: float = 1.0,
                     follow_up_every: float = 30.0, campaigns_every: float = 30.0,
                     overdue: Callable[[], Awaitable[object]] | None = None,
-                    webhooks: WebhookSender | None = None,
+                    effects: Sequence[OutboxRunner] = (),
                     digest: tuple[CronTrigger, Callable[[], Awaitable[object]]] | None = None
                     ) -> AsyncIOScheduler:
     """`overdue`: re-sends alerts nobody took within their SLA (admin.resend_overdue),
     when there is a team chat to send them to. `digest`: the team's digest (Digest.run)
-    and when (digest_trigger)."""
+    and when (digest_trigger). `effects`: the outbox's runners, each ticked to retry what
+    was not carried out at once."""
     scheduler = AsyncIOScheduler(timezone=UTC, logger=_APSCHEDULER_LOG)
     now = datetime.now(UTC)
-    outages = _Outages(factory)
+    outages = _Outages(db)
 
     def every(seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
         # One instance at a time; runs missed while one was busy collapse into one.
@@ -73,7 +73,7 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
         # Telegram redelivers an update within a day and numbers updates afresh after a
         # quiet week: older ids are dropped so a reused one is not taken for a repeat.
         before = datetime.now(UTC) - timedelta(days=2)
-        await Database(factory).write(lambda store: store.events.prune(before))
+        await db.write(lambda store: store.events.prune(before))
 
     every(3600, forget_events, "forget-events")
     if digest is not None:
@@ -81,11 +81,11 @@ def build_scheduler(dispatcher: DeliveryDispatcher | None, campaigns: CampaignSe
         # claims the period, so every other process (and a second run) sends nothing.
         scheduler.add_job(outages.guard(digest[1], "digest"), digest[0], id="digest",
                           name="digest", max_instances=1, coalesce=True, misfire_grace_time=3600)
-    if webhooks is not None:
+    for runner in effects:
         # Beside the dialogues, never in their way: a receiver that is down only delays
         # its events.
-        every(interval, webhooks.tick, "webhooks")
-        every(3600, webhooks.prune, "forget-webhooks")
+        every(interval, runner.tick, f"outbox-{runner.sink}")
+        every(3600, runner.prune, f"forget-outbox-{runner.sink}")
     return scheduler
 
 
@@ -95,8 +95,8 @@ class _Outages:
     traceback every tick: each simply runs again on its next turn, and the tables still
     hold whatever was due."""
 
-    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
-        self._factory = factory
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self._failing: set[str] = set()
 
     def guard(self, job: Callable[[], Awaitable[object]], name: str
@@ -115,7 +115,7 @@ class _Outages:
                     raise
                 if not self._failing and kind is Outage.FULL:
                     log.error("the database disk is full (%s): scheduled jobs wait for space",
-                              self._factory.kw["bind"].url.database)
+                              self._db.engine.url.database if self._db.engine else "?")
                 elif not self._failing:
                     log.warning("the database is unavailable (%s): scheduled jobs wait for it",
                                 type(error).__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import (
@@ -32,17 +32,23 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent, Update
+from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent, TelegramObject, Update
 from aiogram.utils.i18n import I18n
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from bot.services.surveys import SurveyService, Who
+from bot.services.admin import AdminService
+from bot.services.alerts import AlertService
+from bot.services.availability import Outage, outage
+from bot.services.effects import carried_out_after
+from bot.services.exports import ExportService
+from bot.services.reports import ReportService
+from bot.services.surveys import SurveyService, Who, mark_unreachable
 from bot.settings import Settings
 from bot.signing import same_secret
 from handlers.telegram import admin, customer, reports
 from handlers.telegram.outage import WaitForDatabase
-from storage.db import Outage, outage
+from storage.uow import Database
 
 log = logging.getLogger(__name__)
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -123,15 +129,16 @@ class KeepResponseTypes(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-def build_bot(settings: Settings, surveys: SurveyService, *, retry: bool = True) -> Bot:
+def build_bot(settings: Settings, db: Database, *, retry: bool = True) -> Bot:
     """The bot; with `retry=False` a failed call fails at once (the dispatcher's own bot,
-    which reschedules instead of waiting)."""
+    which reschedules instead of waiting). A customer who blocked it is marked unreachable
+    in `db`."""
     if settings.bot_token is None:
         raise ValueError("BOT_TOKEN is not set")
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base))
 
     async def on_blocked(chat_id: int) -> None:
-        await surveys.mark_unreachable(Who("telegram", str(chat_id)), "blocked")
+        await mark_unreachable(db, Who("telegram", str(chat_id)), "blocked")
         log.info("a customer blocked the bot: their chat is marked unreachable")
 
     session.middleware(KeepResponseTypes())
@@ -140,16 +147,29 @@ def build_bot(settings: Settings, surveys: SurveyService, *, retry: bool = True)
                default=DefaultBotProperties(parse_mode="HTML"))
 
 
-def build_dispatcher(settings: Settings, surveys: SurveyService, i18n: I18n) -> Dispatcher:
+def build_dispatcher(settings: Settings, i18n: I18n, *, surveys: SurveyService,
+                     alerts: AlertService, admin_service: AdminService,
+                     reports_service: ReportService, exports: ExportService) -> Dispatcher:
     """Services go in as workflow data: handlers ask for them by parameter name."""
-    dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n)
+    dispatcher = Dispatcher(surveys=surveys, settings=settings, i18n=i18n, alerts=alerts,
+                            admin=admin_service, reports=reports_service, exports=exports)
     dispatcher.include_routers(admin.build_router(), reports.build_router(),
                                customer.build_router())
+    # Outermost: what an update's handling queued for after its commits (a team alert)
+    # goes once the customer has had their answer (bot.services.effects).
+    dispatcher.update.outer_middleware(EffectsAfter())
     # Telegram sends a webhook's failed update again by itself: waiting long would only
     # hold back the updates behind it. With polling nobody would.
     dispatcher.update.outer_middleware(WaitForDatabase(5.0 if settings.webhook_url else 30.0))
     dispatcher.errors.register(on_error)
     return dispatcher
+
+
+class EffectsAfter(BaseMiddleware):
+    async def __call__(self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+                       event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with carried_out_after():
+            return await handler(event, data)
 
 
 TRANSIENT = (TelegramRetryAfter, TelegramServerError, TelegramNetworkError)

@@ -3,8 +3,6 @@ database's files as far as the backend allows (storage.db.scrub)."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from storage import db
 from storage.models import (
     AlertRow,
@@ -27,6 +25,5 @@ ERASED_TABLES = tuple(str(row.__tablename__) for row in (
 async def scrub(database: Database) -> bool | None:
     """storage.db.scrub of ERASED_TABLES: on SQLite whether the files hold nothing erased
     any more; None on PostgreSQL (they cannot be said to be clean)."""
-    engine = database._factory.kw["bind"]  # storage's own: no engine leaves storage
-    assert isinstance(engine, AsyncEngine)
-    return await db.scrub(engine, ERASED_TABLES)
+    assert database.engine is not None
+    return await db.scrub(database.engine, ERASED_TABLES)

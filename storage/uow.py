@@ -122,6 +122,15 @@ class Database:
         self._engine = bind if isinstance(bind, AsyncEngine) else None
         self._info: Mapping[str, Any] = factory.kw.get("info") or {}
 
+    @property
+    def factory(self) -> async_sessionmaker[AsyncSession]:
+        """For the composition root and tests: the services never see it."""
+        return self._factory
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        return self._engine
+
     async def write(self, fn: Callable[[Store], _T]) -> _T:
         writer = SqliteWriter.of(self._engine) if self._engine is not None else None
         if writer is not None:

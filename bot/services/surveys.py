@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.services import team
+from bot.services.effects import after_commit
 from bot.services.errors import NotFound, ServiceError
 from bot.services.scripts import script_of
+from bot.services.team import Alert, Comment, TeamAlerts
 from conversations.conditions import Scalar
 from conversations.engine import (
     Answer,
@@ -36,7 +39,7 @@ from conversations.script import Script
 from conversations.statuses import Channel, DeliveryStatus, DialogueStatus, Respondent
 from storage.errors import StaleDialogue
 from storage.models import CustomerRow, DeliveryRow, DialogueRow, ScriptRow
-from storage.repositories.alerts import Posted
+from storage.outbox import TEAM
 from storage.repositories.deliveries import OPEN
 from storage.repositories.dialogues import DeliveryView, Recorded
 from storage.uow import Database, Store
@@ -100,30 +103,6 @@ class Tap:
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    """A low score raised for a human, with what they need to act on it."""
-
-    alert_id: int
-    survey_id: str
-    step: str
-    metric: str
-    score: int | None
-    customer_id: int
-    session_id: int
-    first_name: str | None = None
-    context: Mapping[str, Scalar] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Comment:
-    """A text the customer wrote after a low score: it belongs under the alert."""
-
-    alert_id: int
-    message_id: str | None
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     session_id: int
     prompts: tuple[Prompt, ...] = ()
@@ -179,7 +158,9 @@ class _Stepped:
     script: Script
     turn: Turn
     recorded: list[Recorded]
-    alerted: Posted | None
+    alerts: tuple[Alert, ...]
+    comments: tuple[Comment, ...]
+    effects: tuple[int, ...]  # the team's events it queued, to carry out after the commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +172,10 @@ class _Duplicate:
 
 class SurveyService:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None,
-                 attempts: int = 3) -> None:
+                 attempts: int = 3, team: TeamAlerts | None = None) -> None:
+        """`team`: tell the team chat of alerts and comments (None: the dashboard only)."""
         self._db = db
+        self._team = team
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempts = attempts
         # Stored versions never change, so a parsed script is good for the process's life.
@@ -393,24 +376,15 @@ class SurveyService:
             return None
         if isinstance(stepped, _Duplicate):
             return await self._where_it_stands(stepped.dialogue)
+        self._carry_out([stepped])
         return self._outcome(stepped)
 
     @staticmethod
     def _outcome(stepped: _Stepped) -> Outcome:
-        dialogue, script, turn, recorded = (stepped.dialogue, stepped.script, stepped.turn,
-                                            stepped.recorded)
-        state = turn.state
-        raised = tuple(
-            Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
-                  dialogue.customer_id, dialogue.id,
-                  _str_or_none(state.customer.get("first_name")), dict(state.context))
-            for answer in recorded if answer.alert_id is not None)
-        # A text after a low score is the customer's comment: it goes under the latest alert.
-        alerted = stepped.alerted
-        comments = tuple(Comment(alerted.id, alerted.message_id, answer.text)
-                         for answer in recorded if answer.text and alerted is not None)
-        return Outcome(dialogue.id, turn.prompts, turn.reprompt, turn.finished, raised,
-                       comments, state.locale, title=title(script, state.locale))
+        turn, state = stepped.turn, stepped.turn.state
+        return Outcome(stepped.dialogue.id, turn.prompts, turn.reprompt, turn.finished,
+                       stepped.alerts, stepped.comments, state.locale,
+                       title=title(stepped.script, state.locale))
 
     async def answer_page(self, token: str, tap_for: Callable[[int], Tap]) -> Outcome | None:
         """A delivery's survey sent as one form (web_layout: page): its answers go in one by
@@ -433,6 +407,7 @@ class SurveyService:
             return None
         if not steps:
             return await self.open_delivery(token)  # nothing asked: where it stands
+        self._carry_out(steps)
         outcomes = [self._outcome(step) for step in steps]
         last = outcomes[-1]
         return dataclasses.replace(
@@ -470,14 +445,33 @@ class SurveyService:
 
     def _turn(self, store: Store, dialogue: DialogueRow, script: Script, reply: Reply,
               now: datetime) -> _Stepped:
-        """Advance the dialogue by a reply and record the turn, unless it only re-asks."""
+        """Advance the dialogue by a reply and record the turn, unless it only re-asks; the
+        team's alerts and the customer's comment under the latest, queued for the team."""
         turn = advance(script, dialogue.dialogue_state(), reply, now)
         alerted = (store.alerts.latest_for(dialogue.id)
                    if any(answer.text for answer in turn.answers) else None)
         recorded = []
         if turn.reprompt is None or turn.finished:  # else nothing changed: nothing to write
             recorded = record_turn(store, dialogue, script, turn, now)
-        return _Stepped(dialogue, script, turn, recorded, alerted)
+        state = turn.state
+        alerts = tuple(
+            Alert(answer.alert_id, answer.survey_id, answer.step_id, answer.metric, answer.score,
+                  dialogue.customer_id, dialogue.id,
+                  _str_or_none(state.customer.get("first_name")), dict(state.context))
+            for answer in recorded if answer.alert_id is not None)
+        # A text after a low score is the customer's comment: it goes under the latest alert.
+        comments = tuple(Comment(alerted.id, alerted.message_id, answer.text)
+                         for answer in recorded if answer.text and alerted is not None)
+        effects: tuple[int, ...] = ()
+        if self._team is not None and (alerts or comments):
+            effects = tuple(store.outbox.add(
+                TEAM, team.events(dialogue.customer_id, alerts, comments), now))
+        return _Stepped(dialogue, script, turn, recorded, alerts, comments, effects)
+
+    def _carry_out(self, steps: Sequence[_Stepped]) -> None:
+        ids = [event for step in steps for event in step.effects]
+        if ids and self._team is not None:
+            after_commit(functools.partial(self._team.carry_out, ids))
 
     async def _where_it_stands(self, dialogue: DialogueRow | None) -> Outcome:
         """A redelivered event's outcome: the question the dialogue is at. The channel
@@ -573,8 +567,7 @@ class SurveyService:
         return await self._db.write(run)
 
     async def mark_unreachable(self, who: Who, reason: str) -> None:
-        await self._db.write(
-            lambda store: store.customers.mark_unreachable(who.channel, who.address, reason))
+        await mark_unreachable(self._db, who, reason)
 
     async def alert_posted(self, alert_id: int, message_id: str) -> None:
         await self._db.write(lambda store: store.alerts.set_message(alert_id, message_id))
@@ -619,6 +612,13 @@ class SurveyService:
         if key not in self._scripts:
             self._scripts[key] = script_of(row)
         return self._scripts[key]
+
+
+async def mark_unreachable(db: Database, who: Who, reason: str) -> None:
+    """The customer cannot be written to at this address (they blocked the bot, the mail
+    bounced): nothing unprompted goes there until they write to us again."""
+    await db.write(
+        lambda store: store.customers.mark_unreachable(who.channel, who.address, reason))
 
 
 def start_dialogue(store: Store, script: Script, *, customer_id: int, channel: str,

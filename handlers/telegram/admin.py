@@ -23,12 +23,14 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    ReplyParameters,
 )
 
 from bot.services.alerts import AlertError, AlertService, AlertView
 from bot.services.errors import NotFound
 from bot.services.safe_text import isolate
-from bot.services.surveys import Alert, Outcome, SurveyService, Transcript
+from bot.services.surveys import SurveyService, Transcript
+from bot.services.team import Alert, Comment
 from bot.settings import Settings
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
@@ -122,26 +124,28 @@ def transcript_text(transcript: Transcript) -> str:
     return "\n".join(lines)
 
 
-async def notify(bot: Bot, settings: Settings, surveys: SurveyService, outcome: Outcome) -> None:
-    """Alerts and comments of one outcome to the team chat. The customer's dialogue goes
-    on whatever happens here: a failure is logged, not raised."""
-    if settings.admin_chat_id is None or not (outcome.alerts or outcome.comments):
-        return
-    try:
-        for alert in outcome.alerts:
-            sent = await bot.send_message(settings.admin_chat_id, alert_text(alert),
-                                          reply_markup=alert_markup(alert.alert_id,
-                                                                    alert.session_id))
-            await surveys.alert_posted(alert.alert_id, str(sent.message_id))
-        for comment in outcome.comments:
-            reply_to = int(comment.message_id) if comment.message_id else None
-            await bot.send_message(
-                settings.admin_chat_id,
-                f"💬 Comment on alert #{comment.alert_id}:\n{_shown(comment.text)}",
-                reply_to_message_id=reply_to)
-    except TelegramAPIError as error:
-        log.warning("could not tell the admin chat about session %s: %s",
-                    outcome.session_id, type(error).__name__)
+class TelegramTeam:
+    """The team chat in Telegram (bot.services.team.TeamChat): an alert with its buttons,
+    and the customer's comment as a reply to it. A failure is raised: the outbox retries."""
+
+    def __init__(self, bot: Bot, chat_id: int) -> None:
+        self._bot = bot
+        self._chat_id = chat_id
+
+    async def alert(self, alert: Alert) -> str:
+        sent = await self._bot.send_message(
+            self._chat_id, alert_text(alert),
+            reply_markup=alert_markup(alert.alert_id, alert.session_id))
+        return str(sent.message_id)
+
+    async def comment(self, comment: Comment) -> None:
+        # Under its alert if that message is still there; on its own if someone deleted it.
+        reply = (ReplyParameters(message_id=int(comment.message_id),
+                                 allow_sending_without_reply=True)
+                 if comment.message_id else None)
+        await self._bot.send_message(
+            self._chat_id, f"💬 Comment on alert #{comment.alert_id}:\n{_shown(comment.text)}",
+            reply_parameters=reply)
 
 
 async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot: Bot) -> None:

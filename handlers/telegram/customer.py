@@ -39,7 +39,6 @@ from conversations.engine import Prompt, Reply
 from conversations.replies import Problem
 from conversations.statuses import DialogueStatus
 from handlers.render import telegram as render
-from handlers.telegram import admin
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
 
@@ -83,8 +82,8 @@ async def locale_for(surveys: SurveyService, customer: Who) -> str:
 
 async def show(bot: Bot, chat_id: int, outcome: Outcome, surveys: SurveyService, i18n: I18n,
                settings: Settings) -> None:
-    """Send what the engine asked for: a re-prompt or the next prompts, then tell the team
-    about alerts and comments."""
+    """Send what the engine asked for: a re-prompt or the next prompts (the team hears of
+    alerts and comments from the services, after the commit)."""
     locale = ui_locale(outcome.locale)
 
     def _(text: str) -> str:
@@ -98,7 +97,6 @@ async def show(bot: Bot, chat_id: int, outcome: Outcome, surveys: SurveyService,
     for prompt in outcome.prompts:
         await bot.send_message(chat_id, render.text(prompt),
                                reply_markup=markup_for(prompt, outcome.session_id, _))
-    await admin.notify(bot, settings, surveys, outcome)
 
 
 def markup_for(prompt: Prompt, session_id: int, _: Callable[[str], str]) -> render.Markup | None:

@@ -18,7 +18,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from bot.keys import LINKS, NOTIFY, SETTINGS, SURVEYS
+from bot.keys import LINKS, SETTINGS, SURVEYS
 from bot.services.surveys import (
     Finished,
     LinkExpired,
@@ -186,7 +186,6 @@ async def _after(request: web.Request, outcome: Outcome | None, token: str | Non
     one with a hint (422), or, for a form of a question no longer asked, the current one."""
     if outcome is None:
         raise _closed(request)
-    await request.app[NOTIFY](outcome)
     if outcome.finished and outcome.reprompt is None:  # the script's own closing words
         return question(request, outcome, token=token)
     problem = outcome.reprompt.problem if outcome.reprompt else None
@@ -306,8 +305,6 @@ async def post_email_score(request: web.Request) -> web.StreamResponse:
         asked = [p for p in outcome.prompts if p.kind is not PromptKind.MESSAGE] \
             if outcome is not None and outcome.reprompt is None and not outcome.finished else []
     if asked and form.get("follow") == str(asked[0].position):
-        if outcome is not None:
-            await request.app[NOTIFY](outcome)  # the score's alert first: the text comments it
         outcome = await surveys.tap_delivery(token, _tap(
             _one(form, opened.session_id, asked[0].position), locale))
     if outcome is None:  # sent already (a second tap, another tab): the page says where it is
@@ -398,7 +395,6 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
     if outcome is None and not await request.app[SURVEYS].open_to_visitors(survey):
         raise _no_survey(request)
     if outcome is not None and outcome.finished and outcome.reprompt is None:
-        await request.app[NOTIFY](outcome)
         return _with_visitor(request, _thanks(request, survey, outcome))
     return _with_visitor(request, await _after(request, outcome, None, f"/w/{survey}"))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from bot.keys import NOTIFY, SETTINGS, SURVEYS
+from bot.keys import SETTINGS, SURVEYS
 from bot.services.surveys import NoSurvey, OptedOut, Outcome, Tap, Who
 from conversations.engine import Prompt, PromptKind
 from handlers.web.api import (
@@ -149,7 +149,6 @@ async def post_widget_answer(request: web.Request) -> web.Response:
         if not await request.app[SURVEYS].open_to_visitors(request.match_info["survey"]):
             raise ApiError(404, "not_found", "no such survey", "survey")
         raise ApiError(410, "closed", "this survey is closed; start again", "session_id")
-    await request.app[NOTIFY](outcome)
     return web.json_response(_state(body.visitor, outcome).model_dump(mode="json"))
 
 

@@ -353,10 +353,14 @@ async def test_the_widget_on_a_site_not_allowed_shows_nothing(
 # -- the README's screenshot ------------------------------------------------------------------
 
 
-async def test_the_survey_page_for_the_readme(api: Api, phone: Visitor) -> None:
+async def test_the_survey_page_for_the_readme(db_url: str, phone: Visitor) -> None:
     """The hosted page of the call survey as a customer's phone shows it; copied to
     docs/survey-page.png with OTKLIK_UPDATE_SCREENSHOT=1."""
-    api.services.links.bot_username = "otklik_demo_bot"
+    async with serving(db_url, bot_username="otklik_demo_bot") as api:
+        await _readme_page(api, phone)
+
+
+async def _readme_page(api: Api, phone: Visitor) -> None:
     token = await deliver(api, "post_call_csat")
     page = await phone.open(url(api, f"/s/{token}"))
     await expect(page.locator("legend")).to_have_text("How would you rate your call with Anna?")

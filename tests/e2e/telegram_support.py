@@ -3,7 +3,6 @@ Dispatcher, talking over HTTP to a Bot API stand-in on loopback."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -11,26 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import telegram
-from bot.app import build_web_app
-from bot.services.admin import AdminService
-from bot.services.alerts import AlertService
-from bot.services.exports import ExportService
-from bot.services.reports import ReportService
-from bot.services.surveys import SurveyService
+from bot import bootstrap, telegram
+from bot.bootstrap import build_web_app
 from bot.settings import Settings
-from handlers.replies import ChannelReplier
-from handlers.telegram import admin
 from storage.db import create_engine, session_factory
 from storage.models import AnswerRow
-from storage.uow import Database, UnitOfWork
-from testkit.botapi import BotApiStub, iter_buttons
+from testkit.botapi import BotApiStub, close_bot, iter_buttons
 from testkit.migrated import load_examples, migrate
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
@@ -41,28 +30,21 @@ JSON = dict[str, Any]
 
 
 class Product:
-    """One process's Telegram side: its own engine, service, bot and dispatcher."""
+    """One process's Telegram side, as `otklik run` builds it (bot.bootstrap.build): its
+    services, bot and updates' dispatcher; fed real updates."""
 
-    def __init__(self, api: BotApiStub, settings: Settings, engine: AsyncEngine,
-                 surveys: SurveyService | None = None, alerts: AlertService | None = None
-                 ) -> None:
+    def __init__(self, api: BotApiStub, built: bootstrap.Product) -> None:
+        assert built.telegram is not None, "BOT_TOKEN is set for a Telegram product"
         self.api = api
-        self.settings = settings
-        self.engine = engine
-        self.factory = session_factory(engine)
-        self.surveys = surveys or SurveyService(Database(self.factory))
-        self.i18n = telegram.build_i18n()
-        self.bot: Bot = telegram.build_bot(settings, self.surveys)
-        self.dispatcher: Dispatcher = telegram.build_dispatcher(settings, self.surveys,
-                                                                self.i18n)
-        # As bot/runner.py wires it: the team's replies go out as this process's bot.
-        self.alerts = alerts or AlertService(Database(self.factory))
-        self.alerts.replier = ChannelReplier(self.bot, None, settings.mail_from)
-        self.alerts.on_resolved = functools.partial(admin.show_resolved, self.bot, settings)
-        self.dispatcher["alerts"] = self.alerts
-        self.dispatcher["admin"] = AdminService(Database(self.factory))
-        self.dispatcher["reports"] = ReportService(Database(self.factory))
-        self.dispatcher["exports"] = ExportService(Database(self.factory))
+        self.built = built
+        self.settings = built.settings
+        self.engine = built.engine
+        self.factory = built.services.factory
+        self.surveys = built.services.surveys
+        self.alerts = built.services.alerts
+        self.bot: Bot = built.telegram.bot
+        self.dispatcher: Dispatcher = built.telegram.updates
+        self.i18n = built.telegram.i18n
 
     async def feed(self, update: JSON) -> None:
         await self.dispatcher.feed_raw_update(self.bot, update)
@@ -90,19 +72,20 @@ class Product:
         return [params["text"] for params in self.api.sent(chat)]
 
     async def answers(self) -> list[tuple[str, int | None, list[str] | None, str | None]]:
-        async with UnitOfWork(self.factory) as uow:
-            rows = await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id))
+        async with self.factory() as session:
+            rows = await session.scalars(select(AnswerRow).order_by(AnswerRow.id))
             return [(a.step_id, a.score, a.choices, a.text) for a in rows]
 
     async def close(self) -> None:
-        await close_bot(self.bot)
+        await close_telegram(self.built)
 
 
-async def close_bot(bot: Bot) -> None:
-    """bot.session.close() without the quarter of a second it then waits for TLS
-    connections to end: the Bot API stub speaks plain HTTP."""
-    assert isinstance(bot.session, AiohttpSession)
-    await (await bot.session.create_session()).close()
+async def close_telegram(built: bootstrap.Product) -> None:
+    """The product's bots closed at once (close_bot), then the rest."""
+    if built.telegram is not None:
+        for bot in (built.telegram.bot, built.telegram.sender):
+            await close_bot(bot)
+    await built.close()
 
 
 def settings_for(db_url: str, api: BotApiStub, **overrides: Any) -> Settings:
@@ -119,7 +102,7 @@ async def running(db_url: str, api: BotApiStub, **overrides: Any) -> AsyncIterat
     await migrate(db_url)
     engine = create_engine(db_url)
     await load_examples(session_factory(engine), datetime.now(UTC))
-    product = Product(api, settings, engine)
+    product = Product(api, await bootstrap.build(settings, engine))
     try:
         yield product
     finally:
@@ -135,7 +118,7 @@ async def webhook(product: Product, bot: Bot | None = None) -> AsyncIterator[str
     """The product's web app with Telegram's webhook (of `bot`, the product's by default) on
     a loopback server; yields the webhook's URL. The product runs with
     webhook_url=…/tg/hook and webhook_secret=WEBHOOK_SECRET."""
-    app = build_web_app(product.settings, product.engine)
+    app = build_web_app(product.settings, product.engine, product.built.services)
     telegram.add_webhook(app, product.settings, product.dispatcher, bot or product.bot)
     async with TestServer(app) as server:
         yield str(server.make_url("/tg/hook"))

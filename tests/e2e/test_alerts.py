@@ -5,18 +5,21 @@ the Bot API stand-in and an e-mail customer through a real SMTP server (aiosmtpd
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
+from bot.bootstrap import build_web_app
+from bot.services.alerts import AlertService
 from bot.services.surveys import Who
 from conversations.engine import Reply
-from handlers.email.outbound import Smtp
 from handlers.replies import ChannelReplier
 from storage.models import AlertRow, AuditRow, IdentityRow, OutboxRow
 from testkit.botapi import BotApiStub
@@ -58,15 +61,11 @@ class Loop:
 @asynccontextmanager
 async def loop(db_url: str, **overrides: Any) -> AsyncIterator[Loop]:
     async with BotApiStub() as stub, serving(
-            db_url, telegram_api_base=stub.base_url, default_survey="post_call_csat",
-            outbound_webhook_url="http://127.0.0.1:9/hooks",
+            db_url, telegram=True, telegram_api_base=stub.base_url,
+            default_survey="post_call_csat", outbound_webhook_url="http://127.0.0.1:9/hooks",
             api_tokens=[SecretStr(API_TOKEN)], **overrides) as api:
-        customer = Product(stub, api.settings, api.engine, api.services.surveys,
-                           api.services.alerts)  # wires the replier to its bot, as runner
-        try:
-            yield Loop(api, stub, customer)
-        finally:
-            await customer.close()
+        assert api.product is not None
+        yield Loop(api, stub, Product(stub, api.product))
 
 
 @pytest.fixture
@@ -254,15 +253,20 @@ async def test_unknown_ids_and_bad_bodies(lp: Loop) -> None:
 
 async def test_a_reply_with_nothing_to_send_with_names_the_reason(lp: Loop) -> None:
     alert_id = await lp.low_score()
-    lp.api.services.alerts.replier = None
-    status, error = await lp.api.post(f"/api/v1/alerts/{alert_id}/reply", {"text": "Hi"})
-    assert (status, error["error"]["code"]) == (503, "channel_not_configured")
-    assert "BOT_TOKEN" in error["error"]["message"]
-
-    lp.api.services.alerts.replier = ChannelReplier(None, None, "team@example.com")
-    status, error = await lp.api.post(f"/api/v1/alerts/{alert_id}/reply", {"text": "Hi"})
-    assert (status, error["error"]["code"]) == (503, "channel_not_configured")
-    assert "BOT_TOKEN is not set" in error["error"]["message"]
+    for replier, reason in ((None, "BOT_TOKEN"),
+                            (ChannelReplier(None, None, "team@example.com"),
+                             "BOT_TOKEN is not set")):
+        # The same database, served by a process with no bot to reply as.
+        services = dataclasses.replace(lp.api.services, alerts=AlertService(
+            lp.api.services.db, replier=replier))
+        async with TestClient(TestServer(build_web_app(
+                lp.api.settings, lp.api.engine, services))) as client:
+            response = await client.post(f"/api/v1/alerts/{alert_id}/reply",
+                                         json={"text": "Hi"},
+                                         headers={"Authorization": f"Bearer {ADMIN}"})
+            error = await response.json()
+        assert (response.status, error["error"]["code"]) == (503, "channel_not_configured")
+        assert reason in error["error"]["message"]
 
     # A web visitor without an e-mail address: no channel reaches them.
     surveys = lp.api.services.surveys
@@ -291,12 +295,7 @@ async def test_the_alert_routes_are_in_the_openapi_document(lp: Loop) -> None:
 
 
 async def test_a_reply_to_an_e_mail_customer_arrives_as_a_reply_e_mail(db_url: str) -> None:
-    async with world(db_url) as w:
-        smtp_url = w.api.settings.smtp_url
-        assert smtp_url is not None
-        w.api.services.alerts.replier = ChannelReplier(
-            None, Smtp.from_url(smtp_url.get_secret_value()), "Otklik <team@example.com>",
-            timeout=5)
+    async with world(db_url, mail_from="Otklik <team@example.com>") as w:
         await w.api.post("/api/v1/triggers", by_email())
         await w.dispatcher.tick()
         [invitation] = w.mailbox.messages

@@ -160,7 +160,7 @@ async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> No
     async def job() -> None: ...
 
     scheduler = build_scheduler(None, CampaignService(Database(product.factory)),
-                                product.factory,
+                                Database(product.factory),
                                 digest=(digest_trigger("weekly", time(9, 0), "Europe/Moscow"),
                                         job))
     found = scheduler.get_job("digest")
@@ -170,7 +170,7 @@ async def test_the_scheduler_runs_the_digest_at_its_time(product: Product) -> No
     assert found.trigger.get_next_fire_time(None, NINE) == datetime(
         2026, 3, 16, 6, 0, tzinfo=UTC)
     assert build_scheduler(None, CampaignService(Database(product.factory)),
-                           product.factory).get_job("digest") is None
+                           Database(product.factory)).get_job("digest") is None
 
 
 async def test_a_digest_with_nowhere_to_go_claims_nothing(product: Product) -> None:

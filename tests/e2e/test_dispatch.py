@@ -15,16 +15,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot.runner import build_sender_bot
 from bot.scheduler import build_scheduler
 from bot.services.dispatch import DeliveryDispatcher, Job, Sender
-from bot.services.surveys import SurveyService
-from bot.telegram import build_i18n
 from handlers.telegram.outbound import TelegramSender
 from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow
 from storage.uow import Database
 from testkit.botapi import BotApiStub
-from tests.e2e.telegram_support import Product, close_bot
+from tests.e2e.telegram_support import Product
 from tests.e2e.trigger_support import Api, serving, trigger
 
 CHAT = 4242
@@ -67,25 +64,23 @@ class World:
 
 @asynccontextmanager
 async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIterator[World]:
+    """The process as `otklik run` builds it, with a dispatcher of the test's own: its
+    Telegram sender, and a fake second channel when `mail`."""
     channels = ("telegram", "email") if mail else None
-    async with BotApiStub() as stub, serving(db_url, channels=channels,
+    async with BotApiStub() as stub, serving(db_url, channels=channels, telegram=True,
                                              telegram_api_base=stub.base_url,
                                              telegram_chat_rate=1000.0, **overrides) as api:
-        surveys = SurveyService(Database(api.services.factory), clock=api.clock)
-        customer = Product(stub, api.settings, api.engine, surveys)
-        sender_bot = build_sender_bot(api.settings, surveys)
+        assert api.product is not None
+        assert api.product.telegram is not None
         fake_mail = FakeMail()
-        senders: dict[str, Sender] = {"telegram": TelegramSender(sender_bot, build_i18n())}
+        tg = api.product.telegram
+        senders: dict[str, Sender] = {"telegram": TelegramSender(tg.sender, tg.i18n)}
         if mail:  # a second channel, as the e-mail sender will be
             senders["email"] = fake_mail
-        dispatcher = DeliveryDispatcher(Database(api.services.factory), senders, clock=api.clock,
+        dispatcher = DeliveryDispatcher(api.services.db, senders, clock=api.clock,
                                         scripts=api.services.scripts, attempts=3,
                                         backoff=timedelta(seconds=30))
-        try:
-            yield World(api, stub, customer, dispatcher, fake_mail)
-        finally:
-            await customer.close()
-            await close_bot(sender_bot)
+        yield World(api, stub, Product(stub, api.product), dispatcher, fake_mail)
 
 
 async def test_a_trigger_is_sent_when_due_and_answered_in_telegram(db_url: str) -> None:
@@ -116,7 +111,7 @@ async def test_the_real_scheduler_sends_once_the_clock_reaches_the_due_time(
         db_url: str) -> None:
     async with world(db_url) as w:
         scheduler = build_scheduler(w.dispatcher, w.api.services.campaigns,
-                                    w.api.services.factory, interval=0.05)
+                                    w.api.services.db, interval=0.05)
         scheduler.start()
         try:
             await w.api.post("/api/v1/triggers", {**trigger(), "delay": "PT1H"})

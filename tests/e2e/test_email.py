@@ -20,16 +20,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
-from bot.runner import build_sender_bot
 from bot.services.dispatch import DeliveryDispatcher, Sender
-from bot.telegram import build_i18n
 from handlers.email.outbound import EmailSender, Smtp
 from handlers.telegram.outbound import TelegramSender
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow, IdentityRow
-from storage.uow import Database
-from testkit.botapi import BotApiStub
+from testkit.botapi import BOT_USERNAME, BotApiStub
 from testkit.net import free_port
-from tests.e2e.telegram_support import Product, close_bot
+from tests.e2e.telegram_support import Product
 from tests.e2e.trigger_support import Api, serving, trigger
 
 REFUSED = "nobody@example.com"
@@ -84,25 +81,21 @@ async def world(db_url: str, *, smtp_port: int | None = None, **settings: Any
     port = smtp_port or controller.port
     try:
         async with BotApiStub() as stub, serving(
-                db_url, channels=("telegram", "email"), telegram_api_base=stub.base_url,
-                telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{port}",
-                **settings) as api:
-            customer = Product(stub, api.settings, api.engine, api.services.surveys)
-            sender_bot = build_sender_bot(api.settings, api.services.surveys)
+                db_url, channels=("telegram", "email"), telegram=True,
+                telegram_api_base=stub.base_url, telegram_chat_rate=1000.0,
+                smtp_url=f"smtp://127.0.0.1:{port}",
+                **{"mail_from": "Otklik <survey@example.com>", **settings}) as api:
+            assert api.product is not None
+            assert api.product.telegram is not None
+            tg = api.product.telegram
+            # The process's senders, the e-mail one with a shorter timeout for the tests.
             senders: dict[str, Sender] = {
-                "telegram": TelegramSender(sender_bot, build_i18n()),
+                "telegram": TelegramSender(tg.sender, tg.i18n),
                 "email": EmailSender(Smtp.from_url(f"smtp://127.0.0.1:{port}"),
-                                     "Otklik <survey@example.com>", api.services.links,
-                                     timeout=5)}
-            api.services.links.bot_username = "otklik_test_bot"
-            dispatcher = DeliveryDispatcher(Database(api.services.factory), senders,
-                                            clock=api.clock, scripts=api.services.scripts,
-                                            attempts=3)
-            try:
-                yield World(api, stub, mailbox, dispatcher, customer)
-            finally:
-                await customer.close()
-                await close_bot(sender_bot)
+                                     api.settings.mail_from, api.services.links, timeout=5)}
+            dispatcher = DeliveryDispatcher(api.services.db, senders, clock=api.clock,
+                                            scripts=api.services.scripts, attempts=3)
+            yield World(api, stub, mailbox, dispatcher, Product(stub, api.product))
     finally:
         controller.stop()
 
@@ -156,7 +149,7 @@ async def test_the_invitation_arrives_with_both_parts_and_its_links_work(db_url:
         links = SCORE_LINK.findall(text)
         assert len(links) == 11
         assert all(link in html for link in links)
-        assert "t.me/otklik_test_bot?start=" in text
+        assert f"t.me/{BOT_USERNAME}?start=" in text
         unsubscribe = message["List-Unsubscribe"].strip("<>")
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert unsubscribe in text

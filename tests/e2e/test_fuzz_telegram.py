@@ -19,8 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import telegram
-from bot.app import build_web_app
 from storage.models import AnswerRow
 from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
@@ -201,8 +199,7 @@ async def test_the_webhook_answers_a_body_that_is_not_an_update_with_a_400(
         db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     async with BotApiStub() as api, running(db_url, api, webhook_url="https://x.org/tg/hook",
                                             webhook_secret="s3cret") as product:
-        app = build_web_app(product.settings, product.engine)
-        telegram.add_webhook(app, product.settings, product.dispatcher, product.bot)
+        app = product.built.web  # webhook_url is set: Telegram's route is on it
         async with TestServer(app) as server, ClientSession() as session:
             url = server.make_url("/tg/hook")
             for body in GARBAGE:

@@ -29,8 +29,6 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
-from bot import telegram
-from bot.app import build_web_app
 from bot.keys import SETTINGS
 from bot.settings import Settings
 from bot.signing import signature
@@ -75,8 +73,7 @@ async def with_webhook(url: str, **overrides: Any
             url, stub, webhook_url="https://example.org/telegram/webhook",
             webhook_secret=WEBHOOK_SECRET, admin_token=ADMIN, api_tokens=[API_TOKEN],
             **overrides) as product:
-        app = build_web_app(product.settings, product.engine)
-        telegram.add_webhook(app, product.settings, product.dispatcher, product.bot)
+        app = product.built.web  # webhook_url is set: Telegram's route is on it
         async with TestClient(TestServer(app)) as client:
             yield product, client
 

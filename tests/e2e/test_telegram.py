@@ -368,13 +368,15 @@ class Broken(SurveyService):
 
 async def test_an_unexpected_error_gets_an_apology_and_a_log_without_personal_data(
         product: Product, api: BotApiStub, caplog: pytest.LogCaptureFixture) -> None:
-    broken = Product(api, product.settings, product.engine,
-                     Broken(product.factory))
+    # The process's updates' dispatcher, over a survey service that fails.
+    services = product.built.services
+    broken = telegram.build_dispatcher(
+        product.settings, telegram.build_i18n(), surveys=Broken(services.db),
+        alerts=services.alerts, admin_service=services.admin,
+        reports_service=services.reports, exports=services.exports)
     caplog.set_level(logging.INFO)
-    try:
-        await broken.send(ANNA, "my phone is +7 999 123-45-67", first_name="Anastasia")
-    finally:
-        await broken.close()
+    await broken.feed_raw_update(product.bot, api.message_update(
+        ANNA, "my phone is +7 999 123-45-67", first_name="Anastasia"))
 
     assert product.texts(ANNA) == [
         "Sorry, something went wrong on our side. Please try again in a minute."]

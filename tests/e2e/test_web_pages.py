@@ -14,10 +14,12 @@ import pytest
 from sqlalchemy import select, update
 
 from bot.services.scripts import load_scripts
-from bot.services.surveys import Outcome
-from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow
+from storage.models import AlertRow, AnswerRow, CustomerRow, DeliveryRow, DialogueRow, OutboxRow
 from storage.uow import Database, UnitOfWork
+from testkit.botapi import BotApiStub
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
+
+TEAM_CHAT = -1001234
 
 ORIGIN = "https://shop.example.com"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -419,19 +421,24 @@ def form_of_session(html: str) -> str:
 
 
 async def test_a_low_score_on_the_web_alerts_the_team(db_url: str) -> None:
-    told: list[Outcome] = []
-
-    async def notify(outcome: Outcome) -> None:
-        told.append(outcome)
-
-    async with serving(db_url, notify=notify) as api:
+    """The alert and the comment under it reach the team chat through the outbox's team
+    sink, carried out when the page's request is answered; both are recorded delivered."""
+    async with BotApiStub() as stub, serving(db_url, telegram=True,
+                                             telegram_api_base=stub.base_url,
+                                             admin_chat_id=TEAM_CHAT) as api:
         token = await delivery(api)
         _, html, _ = await page(api, f"/s/{token}")
         await submit(api, f"/s/{token}", html, answer="2")  # an NPS detractor
+        [alert] = stub.sent(TEAM_CHAT)
         _, html, _ = await page(api, f"/s/{token}")
         await submit(api, f"/s/{token}", html, text="Nobody called back")
-    alerts = [alert for outcome in told for alert in outcome.alerts]
-    comments = [comment for outcome in told for comment in outcome.comments]
-    assert [(a.metric, a.score, a.survey_id) for a in alerts] == [("nps", 2, "nps")]
-    assert alerts[0].context == {"agent_name": "Anna", "call_type": "support"}
-    assert [c.text for c in comments] == ["Nobody called back"]
+        async with api.services.factory() as session:
+            events = [(row.event, row.delivered_at is not None) for row in await session.scalars(
+                select(OutboxRow).where(OutboxRow.sink == "team").order_by(OutboxRow.id))]
+            posted = await session.scalar(select(AlertRow.message_id))
+    assert "Low NPS score: 2" in alert["text"]
+    assert "agent_name\u2069=\u2068Anna" in alert["text"]  # isolated: bot.services.safe_text
+    [_, comment] = stub.sent(TEAM_CHAT)
+    assert comment["text"].endswith("\u2068Nobody called back\u2069")
+    assert comment["reply_parameters"]["message_id"] == int(str(posted))
+    assert events == [("alert.raised", True), ("alert.comment", True)]

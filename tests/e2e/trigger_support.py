@@ -17,12 +17,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import Services, build_services, build_web_app
-from bot.keys import Notify
+from bot import bootstrap
+from bot.bootstrap import Services, build_services, build_web_app
 from bot.settings import Settings
 from handlers.web.api import signature
 from storage.db import create_engine
 from storage.models import DeliveryRow, TriggerRow
+from testkit.botapi import close_bot
 from testkit.clock import Clock
 from testkit.migrated import load_examples, migrate
 
@@ -42,6 +43,8 @@ class Api:
     engine: AsyncEngine
     services: Services
     settings: Settings
+    # The whole process (bot.bootstrap.build), when it runs with a Telegram stand-in.
+    product: bootstrap.Product | None = None
 
     async def post(self, path: str, body: Any, *, token: str | None = ADMIN,
                    headers: dict[str, str] | None = None) -> tuple[int, JSON]:
@@ -91,17 +94,34 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serving(db_url: str, now: datetime = NOON, channels: Collection[str] | None = None,
-                  notify: Notify | None = None, **overrides: Any) -> AsyncIterator[Api]:
+                  *, telegram: bool = False, bot_username: str | None = None,
+                  **overrides: Any) -> AsyncIterator[Api]:
+    """The web app over the services. With `telegram` (and telegram_api_base pointing at a
+    Bot API stand-in), the whole process as `otklik run` builds it (bot.bootstrap.build):
+    its bot, updates' dispatcher, team chat and senders as well. `bot_username`: the bot
+    deep links name, without one."""
     settings = settings_for(db_url, **overrides)
     await migrate(db_url)
     engine = create_engine(db_url)
     clock = Clock(now)
-    services = build_services(settings, engine, clock=clock, channels=channels)
+    product = None
+    if telegram:
+        product = await bootstrap.build(settings, engine, clock=clock, channels=channels)
+        services, app = product.services, product.web
+    else:
+        services = build_services(settings, engine, clock=clock, channels=channels,
+                                  bot_username=bot_username)
+        app = build_web_app(settings, engine, services)
     await load_examples(services.factory, now)
-    client = TestClient(TestServer(build_web_app(settings, engine, services, notify)))
+    client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Api(client, clock, engine, services, settings)
+        yield Api(client, clock, engine, services, settings, product)
     finally:
         await client.close()
+        if product is not None:
+            if product.telegram is not None:
+                for bot in (product.telegram.bot, product.telegram.sender):
+                    await close_bot(bot)
+            await product.close()
         await engine.dispose()

@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from bot.app import build_services
+from bot.bootstrap import build_services
 from bot.scheduler import build_scheduler
 from bot.services.dispatch import DeliveryDispatcher
 from bot.settings import Settings
@@ -50,7 +50,7 @@ async def run_until_recovered(tmp_path: Path, dispatcher: Dispatcher) -> None:
     engine = create_engine(db_url)
     services = build_services(Settings(_env_file=None, database_url=db_url), engine)
     scheduler = build_scheduler(cast(DeliveryDispatcher, dispatcher), services.campaigns,
-                                services.factory, interval=0.02)
+                                services.db, interval=0.02)
     scheduler.start()
     try:
         await asyncio.wait_for(dispatcher.recovered.wait(), timeout=10)

@@ -25,9 +25,9 @@ from conversations.engine import Reply
 from handlers.telegram import admin
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
 from storage.uow import UnitOfWork
-from testkit.botapi import BotApiStub
+from testkit.botapi import BotApiStub, close_bot
 from tests.e2e.dashboard_support import log_in
-from tests.e2e.telegram_support import ADMIN_CHAT, close_bot
+from tests.e2e.telegram_support import ADMIN_CHAT
 from tests.e2e.trigger_support import ADMIN, Api, serving
 
 PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -154,10 +154,14 @@ async def test_no_export_cell_runs_a_formula_and_the_xlsx_has_the_csvs_rows(
 async def test_a_right_to_left_override_is_isolated_on_pages_and_in_the_team_chat(
         api: Api, stub: BotApiStub) -> None:
     outcomes = await _dialogue(api, 1, COMMENT, first_name=f"{RLO}Anna")
-    bot = telegram.build_bot(api.settings, api.services.surveys)
+    bot = telegram.build_bot(api.settings, api.services.db)
+    team = admin.TelegramTeam(bot, ADMIN_CHAT)  # as the team sink carries them out
     try:
         for outcome in outcomes:
-            await admin.notify(bot, api.settings, api.services.surveys, outcome)
+            for alert in outcome.alerts:
+                await team.alert(alert)
+            for comment in outcome.comments:
+                await team.comment(comment)
     finally:
         await close_bot(bot)
 
