@@ -36,7 +36,7 @@ from bot.keys import (
 )
 from bot.limits import Limiter, RateLimited
 from bot.links import Links
-from bot.observability import Metrics
+from bot.observability import Instruments
 from bot.ratelimit import limiter
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, OnResolved, Replier
@@ -66,9 +66,9 @@ from handlers.web import (
     customers,
     dashboard,
     health,
+    observability,
     outage,
     pages,
-    prometheus,
     surveys,
     throttle,
     triggers,
@@ -93,11 +93,11 @@ class Services:
     links: Links
     admin: AdminService
     alerts: AlertService
-    figures: MetricsService  # the CX metrics (Prometheus' are `metrics`)
+    figures: MetricsService  # the CX metrics (Prometheus' are `instruments`)
     reports: ReportService
     exports: ExportService
     clock: Callable[[], datetime]  # "now" for every service: tests move it
-    metrics: Metrics  # Prometheus' (bot.observability)
+    instruments: Instruments  # Prometheus' (bot.observability)
     team: TeamAlerts | None  # alerts and comments for the team chat, when there is one
 
 
@@ -110,17 +110,18 @@ def policy_of(settings: Settings) -> Policy:
     return Policy(channels=channels, throttle_days=settings.throttle_days)
 
 
-def database(settings: Settings, engine: AsyncEngine, metrics: Metrics) -> Database:
+def database(settings: Settings, engine: AsyncEngine, instruments: Instruments) -> Database:
     """The process's Database: webhook events queued when a webhook is set, every answer
     counted for Prometheus, anonymous alerts limited as settings say."""
     return Database(session_factory(engine, outbox=settings.outbound_webhook_url is not None,
-                                    observe=metrics.recorded,
+                                    observe=instruments.recorded,
                                     anonymous_alerts=settings.anonymous_alerts_per_hour))
 
 
 def build_services(settings: Settings, engine: AsyncEngine, *,
                    clock: Callable[[], datetime] | None = None,
-                   channels: Collection[str] | None = None, metrics: Metrics | None = None,
+                   channels: Collection[str] | None = None,
+                   instruments: Instruments | None = None,
                    team_chat: TeamChat | None = None, replier: Replier | None = None,
                    on_resolved: OnResolved | None = None,
                    bot_username: str | None = None, db: Database | None = None) -> Services:
@@ -129,8 +130,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
     team's replies reach customers; `on_resolved`, what the team chat shows of a resolved
     alert; `bot_username`, the bot deep links name; `db`, the Database of `database()`, if
     the process made it already."""
-    metrics = metrics or Metrics()
-    db = db or database(settings, engine, metrics)
+    instruments = instruments or Instruments()
+    db = db or database(settings, engine, instruments)
     scripts = ScriptCache()
     policy = policy_of(settings)
     if channels is not None:
@@ -145,7 +146,7 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
         AdminService(db, clock=clock),
         AlertService(db, scripts=scripts, clock=clock, replier=replier,
                      on_resolved=on_resolved),
-        MetricsService(db), ReportService(db), ExportService(db), clock, metrics, team)
+        MetricsService(db), ReportService(db), ExportService(db), clock, instruments, team)
 
 
 def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None
@@ -154,7 +155,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     # Outages inside the others, so its 503 and 507 get their CORS and page headers; only
     # the checks of credentials, which read and write the limits, the audit log and
     # sessions, inside it (failed attempts first: it judges the secret the others check).
-    app = web.Application(middlewares=[effects_after, prometheus.timed, pages.pages, api.errors,
+    app = web.Application(middlewares=[effects_after, observability.timed, pages.pages, api.errors,
                                        widget.anonymous, outage.outages,
                                        throttle.failed_attempts, api.authenticate,
                                        dashboard.dashboard],
@@ -178,13 +179,13 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[FIGURES] = services.figures
     app[REPORTS] = services.reports
     app[EXPORTS] = services.exports
-    app[prometheus.METRICS] = services.metrics
+    app[observability.INSTRUMENTS] = services.instruments
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True)
     app.router.add_static("/static", STATIC)
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, prometheus, metrics_api, dashboard):
+                   audit, alerts, observability, metrics_api, dashboard):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     api.check_scopes(app)
@@ -254,8 +255,8 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
     dispatcher (with BOT_TOKEN), the team chat (with ADMIN_CHAT_ID too), the senders and
     the delivery dispatcher, the outbound webhook and the digest, as settings say."""
     engine = engine or create_engine(settings.database_url)
-    metrics = Metrics()
-    db = database(settings, engine, metrics)
+    instruments = Instruments()
+    db = database(settings, engine, instruments)
     smtp = Smtp.from_url(settings.smtp_url.get_secret_value()) if settings.smtp_url else None
     bot = sender = None
     team_chat: TeamChat | None = None
@@ -267,7 +268,8 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
         if settings.admin_chat_id is not None:
             team_chat = admin.TelegramTeam(bot, settings.admin_chat_id)
     services = build_services(
-        settings, engine, clock=clock, channels=channels, metrics=metrics, team_chat=team_chat,
+        settings, engine, clock=clock, channels=channels, instruments=instruments,
+        team_chat=team_chat,
         # The team's replies go as the bot, when there is one, else by e-mail.
         replier=ChannelReplier(bot, smtp, settings.mail_from),
         on_resolved=functools.partial(admin.show_resolved, bot, settings) if bot else None,
@@ -292,12 +294,12 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
         batch=settings.dispatch_batch, attempts=settings.send_attempts,
         backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout),
-        metrics=metrics) if senders else None
+        instruments=instruments) if senders else None
     webhooks = None
     if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
         webhooks = WebhookSender(services.db, settings.outbound_webhook_url,
                                  settings.outbound_webhook_secret.get_secret_value().encode(),
-                                 metrics=metrics)
+                                 instruments=instruments)
     digest = None
     if settings.digest != "off":
         digest = Digest(services.db, cadence=settings.digest, timezone=settings.digest_timezone,

@@ -21,7 +21,9 @@ BY_STATUS = {name: select(table.c.status, func.count()).group_by(table.c.status)
              for name, table in (("deliveries", _deliveries), ("alerts", _alerts))}
 
 
-class Metrics:
+class Instruments:
+    """Prometheus' instruments (not the CX metrics: bot.services.metrics)."""
+
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         self.answers = Counter("otklik_answers_recorded", "Answers recorded",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from bot.observability import Metrics
+from bot.observability import Instruments
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, start_dialogue, title
 from bot.services.triggers import channel_plan
@@ -96,7 +96,7 @@ class DeliveryDispatcher:
                  batch: int = 200, attempts: int = 5,
                  sending_timeout: timedelta = timedelta(minutes=5),
                  backoff: timedelta = timedelta(seconds=30), concurrency: int = 100,
-                 metrics: Metrics | None = None) -> None:
+                 instruments: Instruments | None = None) -> None:
         self._db = db
         self._senders = senders
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -106,7 +106,7 @@ class DeliveryDispatcher:
         self._sending_timeout = sending_timeout
         self._backoff = backoff
         self._slots = asyncio.Semaphore(concurrency)
-        self._metrics = metrics
+        self._instruments = instruments
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -241,8 +241,8 @@ class DeliveryDispatcher:
                 failure = "exception"
             else:
                 outcome = _Outcome(job, attempts, message_id=message_id)
-        if failure is not None and self._metrics is not None:
-            self._metrics.send_errors.labels(job.channel, failure).inc()
+        if failure is not None and self._instruments is not None:
+            self._instruments.send_errors.labels(job.channel, failure).inc()
         await recorder.put(outcome)
 
     def _record(self, store: Store, outcomes: Sequence[_Outcome]) -> None:

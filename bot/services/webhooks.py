@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from bot.observability import Metrics
+from bot.observability import Instruments
 from bot.services.effects import KEEP_DELIVERED, OutboxRunner, Unsendable
 from bot.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.outbox import WEBHOOK
@@ -33,14 +33,14 @@ class WebhookSender(OutboxRunner):
 
     def __init__(self, db: Database, url: str, secret: bytes, *,
                  clock: Callable[[], datetime] | None = None, rng: random.Random | None = None,
-                 metrics: Metrics | None = None, batch: int = 20, timeout: float = 10.0,
+                 instruments: Instruments | None = None, batch: int = 20, timeout: float = 10.0,
                  session: aiohttp.ClientSession | None = None) -> None:
         # The lease is longer than any send of a batch can take (each is timed out).
         super().__init__(db, clock=clock, rng=rng, batch=batch,
                          lease=timedelta(seconds=max(60.0, 3 * timeout)))
         self._url = url
         self._secret = secret
-        self._metrics = metrics
+        self._instruments = instruments
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
@@ -75,6 +75,6 @@ class WebhookSender(OutboxRunner):
                 error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = type(exc).__name__
-        if self._metrics is not None:
-            self._metrics.webhooks.labels("failed" if error else "delivered").inc()
+        if self._instruments is not None:
+            self._instruments.webhooks.labels("failed" if error else "delivered").inc()
         return error

@@ -91,7 +91,7 @@ async def test_counters_move_with_a_dialogue_and_its_webhooks(db_url: str) -> No
 
             receiver.statuses = [500]
             sender = WebhookSender(Database(api.services.factory), url, OUTBOUND_SECRET.encode(),
-                                   clock=api.clock, metrics=api.services.metrics)
+                                   clock=api.clock, instruments=api.services.instruments)
             try:
                 await sender.tick()
                 api.clock.advance(seconds=11)
@@ -126,7 +126,7 @@ async def test_send_errors_are_counted_by_channel_and_reason(db_url: str) -> Non
     async with serving(db_url) as api:
         dispatcher = DeliveryDispatcher(Database(api.services.factory), {"telegram": Refusing()},
                                         clock=api.clock, scripts=api.services.scripts,
-                                        metrics=api.services.metrics,
+                                        instruments=api.services.instruments,
                                         backoff=timedelta(seconds=30))
         await api.post("/api/v1/triggers", {**trigger(), "delay": "PT0S"})
         await dispatcher.tick()
@@ -217,7 +217,7 @@ async def flow(w: test_dispatch.World, url: str) -> str:
 
     sender = WebhookSender(Database(api.services.factory), url, OUTBOUND_SECRET.encode(),
                            clock=api.clock, rng=random.Random(1),
-                           metrics=api.services.metrics)
+                           instruments=api.services.instruments)
     try:
         await sender.tick()
         api.clock.advance(seconds=11)

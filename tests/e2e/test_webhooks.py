@@ -112,7 +112,7 @@ async def world(db_url: str, **overrides: Any) -> AsyncIterator[World]:
                        outbound_webhook_secret=SecretStr(SECRET), **overrides) as api:
         sender = WebhookSender(Database(api.services.factory), url, SECRET.encode(),
                                clock=api.clock, rng=random.Random(7),
-                               metrics=api.services.metrics)
+                               instruments=api.services.instruments)
         try:
             yield World(api, receiver, server, sender)
         finally:

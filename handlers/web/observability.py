@@ -9,10 +9,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.keys import ENGINE
-from bot.observability import Metrics
+from bot.observability import Instruments
 from handlers.web.api import Handler
 
-METRICS = web.AppKey("metrics", Metrics)
+INSTRUMENTS = web.AppKey("instruments", Instruments)
 routes = web.RouteTableDef()
 
 
@@ -25,13 +25,13 @@ async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The pattern (/s/{token}), never the path: a token must not become a label.
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].http.labels(request.method, route).observe(
+        request.app[INSTRUMENTS].http.labels(request.method, route).observe(
             time.perf_counter() - started)
 
 
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
+    metrics = request.app[INSTRUMENTS]
     await metrics.refresh(request.app[ENGINE])
     return web.Response(body=generate_latest(metrics.registry),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
