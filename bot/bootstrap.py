@@ -50,7 +50,7 @@ from bot.services.reports import ReportService
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import SurveyService
 from bot.services.team import TeamAlerts, TeamChat
-from bot.services.triggers import Policy, TriggerService
+from bot.services.triggers import SendPolicy, TriggerService
 from bot.services.webhooks import WebhookSender
 from bot.settings import Settings
 from handlers.email.outbound import EmailSender, Smtp
@@ -101,13 +101,13 @@ class Services:
     team: TeamAlerts | None  # alerts and comments for the team chat, when there is one
 
 
-def policy_of(settings: Settings) -> Policy:
+def policy_of(settings: Settings) -> SendPolicy:
     """The channels this process can send on: Telegram with a bot token, e-mail with an
     SMTP server (a delivery is never scheduled for a channel nobody sends on)."""
     channels = [name for name, configured in (("telegram", settings.bot_token is not None),
                                               ("email", settings.smtp_url is not None))
                 if configured]
-    return Policy(channels=channels, throttle_days=settings.throttle_days)
+    return SendPolicy(channels=channels, throttle_days=settings.throttle_days)
 
 
 def database(settings: Settings, engine: AsyncEngine, instruments: Instruments) -> Database:

@@ -24,7 +24,6 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile
 
-from bot.services.charts import trend_png
 from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
 from bot.services.report_text import (
     Period,
@@ -35,6 +34,7 @@ from bot.services.report_text import (
 )
 from bot.services.reports import ReportService, Survey, anonymous_lines
 from bot.services.safe_text import isolate
+from bot.services.trend_png import trend_png
 from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)

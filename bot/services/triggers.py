@@ -100,7 +100,7 @@ class Accepted:
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class SendPolicy:
     """Settings that apply to every survey, besides each script's own policy."""
 
     channels: Collection[str] = ("telegram",)  # the channels this process can send on
@@ -121,7 +121,7 @@ def channel_plan(addresses: Mapping[str, str], asked: str | None,
     return [c for c in order if c in addresses and c in available]
 
 
-def decide(store: Store, contact: Contact, script: Script, policy: Policy,
+def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,
            *, asked: str | None, delay: timedelta | None, now: datetime) -> Decision:
     """Whether and when: opted out, surveyed too recently, no reachable channel, else due
     after the delay, moved out of the quiet hours in the customer's time zone."""
@@ -159,11 +159,11 @@ def delivery_values(contact: Contact, script: Script, decision: Decision,
 class PolicyService:
     """What deciding on deliveries needs: storage, the policy, the time, the scripts."""
 
-    def __init__(self, db: Database, *, policy: Policy | None = None,
+    def __init__(self, db: Database, *, policy: SendPolicy | None = None,
                  clock: Callable[[], datetime] | None = None,
                  scripts: ScriptCache | None = None) -> None:
         self._db = db
-        self._policy = policy or Policy()
+        self._policy = policy or SendPolicy()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
 

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.scheduler import digest_trigger
-from bot.services.charts import trend_png
 from bot.services.digest import period_for
 from bot.services.metrics import (
     CesFigures,
@@ -31,6 +30,7 @@ from bot.services.report_text import (
     parse_period,
     report_text,
 )
+from bot.services.trend_png import trend_png
 
 TODAY = date(2026, 5, 20)
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -18,8 +18,8 @@ from bot.services.report_text import margin_text
 from bot.services.scripts import script_of
 from conversations.script import Script
 from conversations.statuses import Respondent
-from handlers.web import charts
 from handlers.web.api import number
+from handlers.web.dashboard import svg_charts as charts
 from handlers.web.dashboard.frame import render
 
 MAX_SCORE = 1000  # as the answers API's score filters
