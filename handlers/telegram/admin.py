@@ -12,11 +12,12 @@ import logging
 import re
 from collections.abc import Mapping
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Filter
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     CallbackQuery,
     ForceReply,
@@ -25,6 +26,7 @@ from aiogram.types import (
     Message,
     ReplyParameters,
 )
+from pydantic import Field
 
 from bot.services.alerts import AlertError, AlertService, AlertView
 from bot.services.errors import NotFound
@@ -45,6 +47,15 @@ class AdminChat(Filter):
         message = event.message if isinstance(event, CallbackQuery) else event
         return (settings.admin_chat_id is not None and message is not None
                 and message.chat.id == settings.admin_chat_id)
+
+
+class AlertAction(CallbackData, prefix="adm"):
+    """A button under an alert in the team chat: reply, resolve, or open the conversation
+    (`id` is then the dialogue's). At most 18 digits: a longer id is none of ours, and
+    PostgreSQL could not compare it."""
+
+    action: Literal["reply", "res", "conv"]
+    id: int = Field(ge=1, lt=10**18)
 
 
 # The alert a message of the bot is about, on its first line.
@@ -101,10 +112,12 @@ def _context(context: Mapping[str, Any]) -> str:
 
 def alert_markup(alert_id: int, session_id: int) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[
-        [InlineKeyboardButton(text="Reply", callback_data=f"adm:reply:{alert_id}"),
-         InlineKeyboardButton(text="Resolve", callback_data=f"adm:res:{alert_id}")],
+        [InlineKeyboardButton(text="Reply",
+                              callback_data=AlertAction(action="reply", id=alert_id).pack()),
+         InlineKeyboardButton(text="Resolve",
+                              callback_data=AlertAction(action="res", id=alert_id).pack())],
         [InlineKeyboardButton(text="Open conversation",
-                              callback_data=f"adm:conv:{session_id}")]])
+                              callback_data=AlertAction(action="conv", id=session_id).pack())]])
 
 
 def transcript_text(transcript: Transcript) -> str:
@@ -148,10 +161,11 @@ class TelegramTeam:
             reply_parameters=reply)
 
 
-async def on_open_conversation(query: CallbackQuery, surveys: SurveyService, bot: Bot) -> None:
+async def on_open_conversation(query: CallbackQuery, callback_data: AlertAction,
+                               surveys: SurveyService, bot: Bot) -> None:
     try:
-        transcript = await surveys.transcript(int((query.data or "").rsplit(":", 1)[1]))
-    except (NotFound, ValueError):
+        transcript = await surveys.transcript(callback_data.id)
+    except NotFound:
         await answer(query, "No such conversation.")
         return
     await answer(query)
@@ -180,21 +194,13 @@ async def resend_overdue(bot: Bot, settings: Settings, alerts: AlertService) -> 
                         type(error).__name__)
 
 
-def _alert_id(query: CallbackQuery) -> int | None:
-    tail = (query.data or "").rsplit(":", 1)[-1]
-    # At most 18 digits: a longer id is none of ours, and PostgreSQL could not compare it.
-    return int(tail) if tail.isdecimal() and len(tail) <= 18 else None
-
-
 def _actor(user_id: int | None) -> str:
     return f"telegram:{user_id}"
 
 
-async def on_resolve(query: CallbackQuery, alerts: AlertService) -> None:
-    alert_id = _alert_id(query)
-    if alert_id is None:
-        await answer(query, "No such alert.")
-        return
+async def on_resolve(query: CallbackQuery, callback_data: AlertAction,
+                     alerts: AlertService) -> None:
+    alert_id = callback_data.id
     try:
         # The alert's message is edited by show_resolved (AlertService.on_resolved).
         alert = await alerts.resolve(alert_id, _actor(query.from_user.id),
@@ -225,10 +231,10 @@ async def show_resolved(bot: Bot, settings: Settings, alert: AlertView, by: str)
                  type(error).__name__)
 
 
-async def on_reply_button(query: CallbackQuery, alerts: AlertService, bot: Bot) -> None:
-    alert_id = _alert_id(query)
+async def on_reply_button(query: CallbackQuery, callback_data: AlertAction,
+                          alerts: AlertService, bot: Bot) -> None:
     try:
-        alert = await alerts.get(alert_id or 0)
+        alert = await alerts.get(callback_data.id)
     except AlertError as error:
         await answer(query, _short(str(error)))
         return
@@ -276,7 +282,14 @@ def build_router() -> Router:
     router.message.filter(AdminChat())
     router.callback_query.filter(AdminChat())
     router.message.register(on_admin_reply, RepliesToAlert())
-    router.callback_query.register(on_open_conversation, Check(F.data.startswith("adm:conv:")))
-    router.callback_query.register(on_resolve, Check(F.data.startswith("adm:res:")))
-    router.callback_query.register(on_reply_button, Check(F.data.startswith("adm:reply:")))
+    router.callback_query.register(on_open_conversation,
+                                   AlertAction.filter(F.action == "conv"))
+    router.callback_query.register(on_resolve, AlertAction.filter(F.action == "res"))
+    router.callback_query.register(on_reply_button, AlertAction.filter(F.action == "reply"))
+    router.callback_query.register(on_unknown_tap, Check(F.data.startswith("adm:")))
     return router
+
+
+async def on_unknown_tap(query: CallbackQuery) -> None:
+    """A button under an alert that names nothing of ours (malformed, or another version)."""
+    await answer(query, "No such alert.")
