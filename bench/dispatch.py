@@ -5,7 +5,7 @@ and as a share of each configured send rate, all measured in the same run.
 
 Triggers: a load client in its own process (aiohttp, 32 requests in flight on keep-alive
 connections) POSTs signed triggers (HMAC-SHA256 of the timestamp and the body, as
-handlers/web/api.py checks them) to the product's aiohttp app (bot.app.build_web_app) served
+handlers/web/api.py checks them) to the product's aiohttp app (bot.bootstrap.build_web_app) served
 by this process on loopback: client and server can each have one of the 2 cores. Every
 trigger has its own idempotency key and customer (external id, Telegram id, first name,
 locale) and two context fields, for the post_call_csat survey; each is answered 202 after a
@@ -73,11 +73,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stats import ROUNDS, Spread, spread_note
 from bot import telegram
-from bot.app import build_services, build_web_app
+from bot.bootstrap import build_services, build_web_app
 from bot.limits import Limiter, RateLimited
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
-from bot.services.surveys import SurveyService
 from bot.services.triggers import new_token
 from bot.settings import Settings
 from conversations.engine import start
@@ -463,9 +462,9 @@ async def outbox(db_path: Path, api_base: str, rate: float) -> AsyncIterator[Out
     version = next(item.version for item in loaded if item.survey_id == SEND_SURVEY)
     settings = bench_settings(database_url, api_base=api_base, rate=rate)
     services = build_services(settings, engine)
-    # bot/runner.py build_sender_bot, keeping a handle on the limiter.
+    # bot.bootstrap.build_sender_bot, keeping a handle on the limiter.
     limiter = Limiter(settings.telegram_rate, settings.telegram_chat_rate)
-    bot = telegram.build_bot(settings, SurveyService(db), retry=False)
+    bot = telegram.build_bot(settings, db, retry=False)
     bot.session.middleware(RateLimited(limiter))
     dispatcher = DeliveryDispatcher(
         db, {"telegram": TelegramSender(bot, telegram.build_i18n())},

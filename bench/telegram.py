@@ -54,11 +54,9 @@ from pydantic import SecretStr
 
 from bench.minimal_bot import build_minimal_bot, serve_webhook
 from bench.stats import ROUNDS, Spread, spread_note
-from bot import telegram
-from bot.app import build_web_app
+from bot.bootstrap import build
 from bot.commands import freeze_heap
 from bot.services.scripts import load_scripts
-from bot.services.surveys import SurveyService
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
@@ -123,13 +121,13 @@ async def minimal(api_base: str, db_path: Path) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
-    """The product as `otklik run` assembles it in webhook mode: migrated database, surveys
-    loaded, the webhook on the product's own aiohttp app."""
+    """The product as `otklik run` builds it in webhook mode (bot.bootstrap.build): migrated
+    database, surveys loaded, the webhook on the product's own aiohttp app."""
     database_url = f"sqlite+aiosqlite:///{db_path}"
     await upgrade_async(database_url)
     engine = create_engine(database_url)
-    db = Database(session_factory(engine))
-    await load_scripts(db, [SURVEYS], actor="bench", now=datetime.now(UTC))
+    await load_scripts(Database(session_factory(engine)), [SURVEYS], actor="bench",
+                       now=datetime.now(UTC))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/telegram/webhook"
@@ -139,24 +137,21 @@ async def otklik(api_base: str, db_path: Path) -> AsyncIterator[str]:
         "webhook_secret": SecretStr(SECRET), "surveys_dir": SURVEYS, "default_survey": "nps",
         "admin_chat_id": None, "outbound_webhook_url": None, "smtp_url": None,
     }
-    settings = Settings(**values)
-    surveys = SurveyService(db)
-    bot = telegram.build_bot(settings, surveys)
-    dispatcher = telegram.build_dispatcher(settings, surveys, telegram.build_i18n())
-    app = build_web_app(settings, engine)
-    telegram.add_webhook(app, settings, dispatcher, bot)
-    runner = web.AppRunner(app, access_log=None)
+    product = await build(Settings(**values), engine)
+    assert product.telegram is not None  # a bot token is set
+    bot, updates = product.telegram.bot, product.telegram.updates
+    runner = web.AppRunner(product.web, access_log=None)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()
         await bot.set_webhook(url, secret_token=SECRET,
-                              allowed_updates=dispatcher.resolve_used_update_types())
+                              allowed_updates=updates.resolve_used_update_types())
         freeze_heap()  # as `otklik run` does once started
         yield url
     finally:
         await runner.cleanup()
         sock.close()  # closed already once the site has started; not if it never did
-        await bot.session.close()
+        await product.close()
         await engine.dispose()
 
 

@@ -6,7 +6,7 @@ The load client runs in its own process (aiohttp, 32 requests in flight on keep-
 connections, forked before any event loop exists) and the server in this one, so each can
 have one of the 2 cores. Every request carries an `otklik_csrf` cookie, as a browser's does
 once it has seen a page. The product is the web app as `otklik run` builds it
-(bot.app.build_web_app: its middlewares and page headers, the Jinja2 templates, the
+(bot.bootstrap.build_web_app: its middlewares and page headers, the Jinja2 templates, the
 SurveyService) on a fresh SQLite file per round, migrated, with the example surveys loaded
 and --deliveries e-mailed NPS deliveries inserted directly (a customer, its e-mail identity,
 the delivery with its token, status "sent").
@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.dispatch import SURVEYS, Child, bench_settings, count, serve, sqlite_url
 from bench.stats import ROUNDS, Spread, spread_note
-from bot.app import build_services, build_web_app
+from bot.bootstrap import build_services, build_web_app
 from bot.services.scripts import load_scripts
 from bot.services.triggers import new_token
 from handlers.web.pages import CSRF_COOKIE
