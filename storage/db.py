@@ -113,7 +113,7 @@ def _is_file(url: URL) -> bool:
     return not memory
 
 
-# Execution option of a connection that will only read (UnitOfWork.read).
+# Execution option of a connection that will only read (Database.read).
 READ_ONLY = "otklik_read_only"
 # Session.info key: a callable given the answers each recorded turn inserted (metrics).
 OBSERVE = "otklik.observe"
@@ -127,7 +127,7 @@ def session_factory(engine: AsyncEngine, *, outbox: bool = False,
                     anonymous_alerts: int = ANONYMOUS_ALERTS_PER_HOUR
                     ) -> async_sessionmaker[AsyncSession]:
     """`outbox`: units of work queue webhook events (storage.outbox.add writes them).
-    `observe`: told of every answer recorded (storage.uow.record_here), on the thread that
+    `observe`: told of every answer recorded (Dialogues.record), on the thread that
     recorded it. `anonymous_alerts`: the alerts anonymous answers may raise per survey in
     an hour; beyond, they are stored without one."""
     return async_sessionmaker(engine, expire_on_commit=False,

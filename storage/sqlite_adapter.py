@@ -13,11 +13,11 @@ to run one of our statements, and SQLAlchemy's adapter (sqlalchemy.dialects.sqli
   every connection returned to its pool, after a commit too).
 
 - `AdaptedConnection.run_on_worker(fn)` runs a synchronous function that executes several
-  statements (UnitOfWork.record) on aiosqlite's thread, all in one hop, and may end with
-  the DBAPI connection's commit (or rollback): SQLAlchemy's own commit afterwards then
-  costs no hop.
+  statements (Database.write's and read's function, e.g. one that calls Dialogues.record)
+  on aiosqlite's thread, all in one hop, and may end with the DBAPI connection's commit
+  (or rollback): SQLAlchemy's own commit afterwards then costs no hop.
 
-A unit of work that reads a dialogue, records a turn and commits thus makes 2 hops, not 19.
+A write that reads a dialogue, records a turn and commits thus makes 1 hop, not 19.
 Everything else is SQLAlchemy's and aiosqlite's: dialect, pool, types, error mapping, the
 worker thread, the server-side (streaming) cursor. It relies on two internals, aiosqlite's
 `Connection._execute(fn, *args)` (run `fn` on the connection's thread, await its result) and

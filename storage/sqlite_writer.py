@@ -1,5 +1,5 @@
-"""Units of work on SQLite applied back to back on aiosqlite's thread, as many per hop as
-are waiting (UnitOfWork.apply).
+"""Writes on SQLite (Database.write) applied back to back on aiosqlite's thread, as many
+per hop as are waiting.
 
 SQLite has one writer at a time, so our engine has one connection (storage/db.py), and a
 unit of work holds it from checkout to checkin. Run one hop per unit, that hold lasted
@@ -11,8 +11,8 @@ with every unit that came meanwhile: one checkout and one hop for all of them. E
 runs in a transaction of its own (BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if it raises),
 on a Session of its own, so they share nothing but the connection and the trip.
 
-The connection is checked out per batch, so other units of work (not `apply`) queue for
-it between batches as they did between units."""
+The connection is checked out per batch, so other transactions (Database.read, a plain
+AsyncSession) queue for it between batches as they did between units."""
 
 from __future__ import annotations
 

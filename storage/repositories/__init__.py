@@ -1,21 +1,6 @@
-"""Repositories: typed queries over one unit of work's session."""
+"""Repositories: typed queries over one transaction's Session, reached through the Store
+(storage.uow)."""
 
-from storage.repositories.alerts import AlertRepository
-from storage.repositories.audit import AuditRepository
-from storage.repositories.customers import CustomerRepository
-from storage.repositories.deliveries import DeliveryRepository
-from storage.repositories.dialogues import SessionRepository
-from storage.repositories.events import EventRepository
 from storage.repositories.rollups import StepCounts
-from storage.repositories.scripts import ScriptRepository
 
-__all__ = [
-    "AlertRepository",
-    "AuditRepository",
-    "CustomerRepository",
-    "DeliveryRepository",
-    "EventRepository",
-    "ScriptRepository",
-    "SessionRepository",
-    "StepCounts",
-]
+__all__ = ["StepCounts"]

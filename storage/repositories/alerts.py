@@ -17,7 +17,7 @@ from storage.models import (
     IdentityRow,
     Respondent,
 )
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 _alerts: Table = AlertRow.__table__  # type: ignore[assignment]
 _sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
@@ -51,10 +51,6 @@ class Posted(NamedTuple):
 
     id: int
     message_id: str | None
-
-
-class AlertRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.alerts."""
 
 
 class Alerts(Repository):

@@ -7,14 +7,10 @@ from typing import Any
 from sqlalchemy import Table, insert, select
 
 from storage.models import AuditRow
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 _audit: Table = AuditRow.__table__  # type: ignore[assignment]
 _ADD = insert(_audit).returning(_audit.c.id)
-
-
-class AuditRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.audit."""
 
 
 class Audit(Repository):

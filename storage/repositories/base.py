@@ -4,7 +4,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, Table, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from storage.db import each_alone
@@ -17,7 +16,7 @@ _INSERTS: dict[Table, Insert] = {}
 
 
 class Repository:
-    """Queries over one transaction's synchronous Session, as UnitOfWork.write and read
+    """Queries over one transaction's synchronous Session, as Database.write and read
     give it to their function through the Store; it never commits."""
 
     __slots__ = ("session",)
@@ -35,13 +34,6 @@ class Repository:
         each item in one of its own, `poisoned(item, error)` settling an item that fails
         alone (an outage is raised at once)."""
         return each_alone(self.connection, items, write, poisoned)
-
-
-class AsyncRepository:
-    """The former style, over an AsyncSession: going away as callers move to Store."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
 
 
 def insert_row(session: Session, model: type[_Row], values: Mapping[str, Any]) -> _Row:

@@ -20,7 +20,7 @@ from storage.models import (
     OutboxRow,
     TriggerRow,
 )
-from storage.repositories.base import AsyncRepository, Repository, insert_row
+from storage.repositories.base import Repository, insert_row
 from storage.repositories.dialogues import Dialogues
 
 _identities: Table = IdentityRow.__table__  # type: ignore[assignment]
@@ -41,10 +41,6 @@ def _bind(insert: Any) -> postgresql.Insert | sqlite.Insert:
 
 
 _BIND = {"postgresql": _bind(postgresql.insert), "sqlite": _bind(sqlite.insert)}
-
-
-class CustomerRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.customers."""
 
 
 class Erasure(NamedTuple):

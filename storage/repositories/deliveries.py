@@ -22,7 +22,7 @@ from storage.models import (
     IdentityRow,
     TriggerRow,
 )
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 # A delivery the customer may still answer.
 OPEN = (DeliveryStatus.SCHEDULED, DeliveryStatus.SENDING, DeliveryStatus.SENT,
@@ -124,16 +124,6 @@ _PENDING_FOR = (select(DeliveryRow)
                            DeliveryRow.sent_channel == bindparam("k_channel")),
                        DeliveryRow.status.in_(OPEN))
                 .order_by(DeliveryRow.due_at.desc(), DeliveryRow.id.desc()).limit(1))
-
-
-class DeliveryRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.deliveries."""
-
-    async def by_token(self, token: str) -> DeliveryRow | None:
-        return await self.session.scalar(_BY_TOKEN, {"k_token": token})
-
-    async def get(self, delivery_id: int) -> DeliveryRow | None:
-        return await self.session.get(DeliveryRow, delivery_id)
 
 
 class Deliveries(Repository):

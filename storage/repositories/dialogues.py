@@ -11,7 +11,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from conversations.engine import Answer, DialogueState
 from storage import outbox, rollups
 from storage.db import ANONYMOUS_ALERTS, ANONYMOUS_ALERTS_PER_HOUR, OBSERVE
-from storage.errors import NotFound, StaleDialogue
+from storage.errors import StaleDialogue
 from storage.models import (
     AlertRow,
     AlertStatus,
@@ -23,7 +23,7 @@ from storage.models import (
     IdentityRow,
     Respondent,
 )
-from storage.repositories.base import AsyncRepository, Repository, insert_row
+from storage.repositories.base import Repository, insert_row
 
 _sessions: Table = DialogueRow.__table__  # type: ignore[assignment]
 # Built once: the columns to set come from the parameters (SQLAlchemy's compiled cache keys
@@ -271,14 +271,3 @@ class Dialogues(Repository):
         return inserted
 
 
-class SessionRepository(AsyncRepository):
-    """The former style, for the admin and alert services until they move to Dialogues."""
-
-    async def get(self, session_id: int) -> DialogueRow:
-        row = await self.session.scalar(BY_ID, {"k_id": session_id})
-        if row is None:
-            raise NotFound(f"session {session_id}")
-        return row
-
-    async def save(self, row: DialogueRow, *, now: datetime, **values: Any) -> None:
-        await self.session.run_sync(lambda session: Dialogues(session).save(row, now, values))

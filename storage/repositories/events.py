@@ -7,7 +7,7 @@ from sqlalchemy import Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import ChannelEventRow
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 _events: Table = ChannelEventRow.__table__  # type: ignore[assignment]
 
@@ -18,14 +18,6 @@ def _claim(insert: Any) -> postgresql.Insert | sqlite.Insert:
 
 
 _CLAIM = {"postgresql": _claim(postgresql.insert), "sqlite": _claim(sqlite.insert)}
-
-
-class EventRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.events."""
-
-    async def claim(self, channel: str, event_id: str, *, now: datetime) -> bool:
-        return await self.session.run_sync(
-            lambda session: Events(session).claim(channel, event_id, now))
 
 
 class Events(Repository):

@@ -8,17 +8,13 @@ from sqlalchemy import bindparam, func, select, update
 
 from storage.errors import NotFound
 from storage.models import ScriptRow
-from storage.repositories.base import AsyncRepository, Repository
+from storage.repositories.base import Repository
 
 # The version only: the body and source are read when a version is not parsed yet.
 _ACTIVE_VERSION = select(ScriptRow.version).where(ScriptRow.survey_id == bindparam("k_survey_id"),
                                                   ScriptRow.active)
 _BODY = select(ScriptRow.body).where(ScriptRow.survey_id == bindparam("k_survey_id"),
                                      ScriptRow.version == bindparam("k_version"))
-
-
-class ScriptRepository(AsyncRepository):
-    """The former style, for UnitOfWork until it goes: use Store.scripts."""
 
 
 class Scripts(Repository):

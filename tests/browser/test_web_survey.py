@@ -20,7 +20,6 @@ from playwright.async_api import Browser, Locator, Page, expect
 from sqlalchemy import select
 
 from storage.models import AnswerRow, DialogueRow
-from storage.uow import UnitOfWork
 from tests.browser.conftest import Visitor, visiting
 from tests.e2e.trigger_support import Api, serving, trigger
 
@@ -60,8 +59,8 @@ async def deliver(api: Api, survey: str = "nps", key: str = "call-1") -> str:
 
 
 async def answers(api: Api) -> list[AnswerRow]:
-    async with UnitOfWork(api.services.factory) as uow:
-        return list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+    async with api.services.factory() as session:
+        return list(await session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
 
 
 async def stored(api: Api) -> list[tuple[str, int | None, str | None, str]]:
@@ -120,8 +119,8 @@ async def test_without_javascript_the_next_button_sends_the_answer(
 
 async def untouched(api: Api, token: str) -> None:
     """Nothing stored for this delivery: no answer, no dialogue, still waiting to be sent."""
-    async with UnitOfWork(api.services.factory) as uow:
-        dialogues = list(await uow.session.scalars(select(DialogueRow)))
+    async with api.services.factory() as session:
+        dialogues = list(await session.scalars(select(DialogueRow)))
     [delivery] = await api.deliveries()
     assert (await stored(api), dialogues, delivery.token, delivery.status) == (
         [], [], token, "scheduled")
@@ -345,8 +344,8 @@ async def test_the_widget_on_a_site_not_allowed_shows_nothing(
                                          headers={"Origin": site.origin})
         assert response.status == 403
         assert "Access-Control-Allow-Origin" not in response.headers
-        async with UnitOfWork(api.services.factory) as uow:
-            assert list(await uow.session.scalars(select(DialogueRow.id))) == []
+        async with api.services.factory() as session:
+            assert list(await session.scalars(select(DialogueRow.id))) == []
         assert await answers(api) == []
 
 

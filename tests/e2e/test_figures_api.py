@@ -16,7 +16,6 @@ from sqlalchemy import select
 from bot.services.surveys import Who
 from conversations.engine import Reply
 from storage.models import DeliveryRow
-from storage.uow import UnitOfWork
 from tests.e2e.dashboard_support import log_in
 from tests.e2e.test_cli import otklik
 from tests.e2e.test_dispatch import world
@@ -74,8 +73,8 @@ async def test_the_response_rate_is_of_the_surveys_sent_in_the_period(db_url: st
             "customer": {"external_id": "crm-page", "email": "page@example.com"}})
         assert status == 202, accepted
         assert await w.dispatcher.tick() == 1
-        async with UnitOfWork(w.api.services.factory) as uow:
-            token = await uow.session.scalar(select(DeliveryRow.token).where(
+        async with w.api.services.factory() as session:
+            token = await session.scalar(select(DeliveryRow.token).where(
                 DeliveryRow.id == accepted["delivery_id"]))
         page = await w.api.client.get(f"/s/{token}")
         assert page.status == 200

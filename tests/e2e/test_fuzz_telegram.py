@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from storage.models import AnswerRow
-from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub, iter_buttons
 from tests.e2e.fuzz_support import BACKENDS, Background, world_in_thread
 from tests.e2e.telegram_support import ADMIN_CHAT, running
@@ -168,8 +167,8 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 async def _answer_count(world: Loop) -> int:
-    async with UnitOfWork(world.api.services.factory) as uow:
-        return int(await uow.session.scalar(select(func.count(AnswerRow.id))) or 0)
+    async with world.api.services.factory() as session:
+        return int(await session.scalar(select(func.count(AnswerRow.id))) or 0)
 
 
 @given(data=st.data())

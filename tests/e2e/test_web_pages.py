@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from bot.services.scripts import load_scripts
 from storage.models import AlertRow, AnswerRow, CustomerRow, DeliveryRow, DialogueRow, OutboxRow
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 from tests.e2e.trigger_support import SURVEYS, Api, serving, trigger
 
@@ -36,22 +36,21 @@ async def delivery(api: Api, key: str = "k", survey: str = "nps", **customer: An
     status, body = await api.post("/api/v1/triggers", {
         **trigger(key, survey=survey, **customer), "delay": "PT0S"})
     assert status == 202, body
-    async with UnitOfWork(api.services.factory) as uow:
-        row = await uow.deliveries.get(body["delivery_id"])
+    row = await Database(api.services.factory).read(
+        lambda store: store.deliveries.get(body["delivery_id"]))
     assert row is not None
     assert row.token is not None
     return row.token
 
 
 async def answers(api: Api) -> list[tuple[str, int | None, str | None]]:
-    async with UnitOfWork(api.services.factory) as uow:
-        rows = await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id))
+    async with api.services.factory() as session:
+        rows = await session.scalars(select(AnswerRow).order_by(AnswerRow.id))
         return [(a.step_id, a.score, a.text) for a in rows]
 
 
 async def status_of(api: Api, token: str) -> str:
-    async with UnitOfWork(api.services.factory) as uow:
-        row = await uow.deliveries.by_token(token)
+    row = await Database(api.services.factory).read(lambda store: store.deliveries.by_token(token))
     assert row is not None
     return row.status
 
@@ -158,15 +157,15 @@ async def test_unknown_expired_and_finished_links_get_friendly_pages(api: Api) -
     assert status == 410
     assert "This survey has closed" in html
     token = await delivery(api)
-    async with UnitOfWork(api.services.factory) as uow:
-        await uow.session.execute(update(DeliveryRow).values(status="expired"))
-        await uow.commit()
+    async with api.services.factory() as session:
+        await session.execute(update(DeliveryRow).values(status="expired"))
+        await session.commit()
     status, html, _ = await page(api, f"/s/{token}")
     assert status == 410
     assert "Traceback" not in html
-    async with UnitOfWork(api.services.factory) as uow:
-        await uow.session.execute(update(DeliveryRow).values(status="completed"))
-        await uow.commit()
+    async with api.services.factory() as session:
+        await session.execute(update(DeliveryRow).values(status="completed"))
+        await session.commit()
     status, html, _ = await page(api, f"/s/{token}")
     assert status == 200
     assert "Thank you" in html
@@ -181,8 +180,8 @@ async def test_the_page_speaks_the_customers_language(api: Api) -> None:
 
 
 async def sessions(api: Api) -> int:
-    async with UnitOfWork(api.services.factory) as uow:
-        return len(list(await uow.session.scalars(select(DialogueRow))))
+    async with api.services.factory() as session:
+        return len(list(await session.scalars(select(DialogueRow))))
 
 
 def chosen(html: str, position: int = 1) -> list[str]:
@@ -278,8 +277,8 @@ async def test_unsubscribe_asks_first_and_then_opts_out(api: Api) -> None:
     assert "Stop all surveys?" in html
 
     async def opted_out() -> bool:
-        async with UnitOfWork(api.services.factory) as uow:
-            customer = await uow.session.scalar(select(CustomerRow))
+        async with api.services.factory() as session:
+            customer = await session.scalar(select(CustomerRow))
         assert customer is not None
         return customer.opted_out_at is not None
 
@@ -299,8 +298,8 @@ async def test_one_click_unsubscribe_from_a_mail_client(api: Api) -> None:
     api.client.session.cookie_jar.clear()  # a mail client sends no cookie
     response = await api.client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
     assert response.status == 200
-    async with UnitOfWork(api.services.factory) as uow:
-        customer = await uow.session.scalar(select(CustomerRow))
+    async with api.services.factory() as session:
+        customer = await session.scalar(select(CustomerRow))
     assert customer is not None
     assert customer.opted_out_at is not None
 
@@ -352,8 +351,8 @@ async def test_the_widget_api_plays_the_survey_for_an_allowed_origin(api: Api) -
     status, state, _ = await widget(api, "answer", {**answer, "position": 2, "text": "Slow"})
     assert (status, state["finished"]) == (200, True)
     assert await answers(api) == [("score", 3, None), ("reason", None, "Slow")]
-    async with UnitOfWork(api.services.factory) as uow:
-        row = await uow.session.scalar(select(AnswerRow))
+    async with api.services.factory() as session:
+        row = await session.scalar(select(AnswerRow))
     assert row is not None
     assert row.context == {"page": f"{ORIGIN}/checkout", "visitor": visitor}
     assert row.channel == "web"

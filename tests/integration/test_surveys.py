@@ -17,7 +17,7 @@ from conversations.engine import PromptKind, Reply
 from conversations.replies import Problem
 from storage.db import create_engine, session_factory
 from storage.models import AlertRow, AnswerRow, DialogueRow
-from storage.uow import Database, Store, UnitOfWork
+from storage.uow import Database, Store
 from testkit.migrated import load_examples
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
@@ -32,11 +32,11 @@ async def loaded(factory: Factory) -> SurveyService:
 
 
 async def stored(factory: Factory) -> tuple[list[tuple[str, int | None, str | None]], int, str]:
-    async with UnitOfWork(factory) as uow:
-        answers = [(step, score, text) for step, score, text in await uow.session.execute(
+    async with factory() as session:
+        answers = [(step, score, text) for step, score, text in await session.execute(
             select(AnswerRow.step_id, AnswerRow.score, AnswerRow.text).order_by(AnswerRow.id))]
-        alerts = await uow.session.scalar(select(func.count()).select_from(AlertRow))
-        status = await uow.session.scalar(
+        alerts = await session.scalar(select(func.count()).select_from(AlertRow))
+        status = await session.scalar(
             select(DialogueRow.status).order_by(DialogueRow.id.desc()))
     return answers, alerts or 0, str(status)
 
@@ -76,8 +76,8 @@ async def test_begin_again_shows_the_open_question_without_a_new_dialogue(
     assert again.prompts[0].step == "reason"
     other = await surveys.begin(ANNA, "ces_support")
     assert other.session_id != first.session_id
-    async with UnitOfWork(factory) as uow:
-        statuses = (await uow.session.scalars(
+    async with factory() as session:
+        statuses = (await session.scalars(
             select(DialogueRow.status).order_by(DialogueRow.id))).all()
     assert statuses == ["abandoned", "active"]
 

@@ -24,7 +24,6 @@ from bot.services.surveys import Outcome, Who
 from conversations.engine import Reply
 from handlers.telegram import admin
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
-from storage.uow import UnitOfWork
 from testkit.botapi import BotApiStub, close_bot
 from tests.e2e.dashboard_support import log_in
 from tests.e2e.telegram_support import ADMIN_CHAT
@@ -57,8 +56,8 @@ async def _dialogue(api: Api, n: int, comment: str, **customer: Any) -> list[Out
         "customer": {"external_id": f"crm-{n}", "telegram_id": 5000 + n, **customer},
         "context": {"shop": f"{RLO}moscow-{n}"}})
     assert (status, accepted["status"]) == (202, "scheduled"), accepted
-    async with UnitOfWork(api.services.factory) as uow:
-        token = await uow.session.scalar(
+    async with api.services.factory() as session:
+        token = await session.scalar(
             select(DeliveryRow.token).where(DeliveryRow.id == accepted["delivery_id"]))
     assert token is not None
     who = Who("telegram", str(5000 + n))
@@ -75,12 +74,12 @@ async def _dialogue(api: Api, n: int, comment: str, **customer: Any) -> list[Out
 async def _hostile(api: Api, n: int, prefix: str) -> None:
     """What the API and the scripts refuse or never make, stored all the same (an older
     version, an import, a direct write): the export must not count on their checks."""
-    async with UnitOfWork(api.services.factory) as uow:
-        await uow.session.execute(update(CustomerRow).where(
+    async with api.services.factory() as session:
+        await session.execute(update(CustomerRow).where(
             CustomerRow.external_id == f"crm-{n}").values(external_id=f"{prefix}crm-{n}"))
-        customer = await uow.session.scalar(select(CustomerRow.id).where(
+        customer = await session.scalar(select(CustomerRow.id).where(
             CustomerRow.external_id == f"{prefix}crm-{n}"))
-        answers = (await uow.session.scalars(
+        answers = (await session.scalars(
             select(AnswerRow).where(AnswerRow.customer_id == customer))).all()
         for answer in answers:
             answer.step_id = f"{prefix}{answer.step_id}"
@@ -89,7 +88,7 @@ async def _hostile(api: Api, n: int, prefix: str) -> None:
             answer.context = {"shop": f"{prefix}shop"}
             if answer.text is not None:
                 answer.text = f"{prefix}HYPERLINK(\"http://evil\")"
-        await uow.commit()
+        await session.commit()
 
 
 async def _download(api: Api, accept: str) -> bytes:

@@ -21,7 +21,6 @@ from sqlalchemy import select, update
 
 from handlers.web.api import signature
 from storage.models import CampaignRow, ScriptRow
-from storage.uow import UnitOfWork
 from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.trigger_support import ADMIN, JSON, SECRET, SURVEYS, Api, serving, trigger
 
@@ -205,19 +204,19 @@ async def test_what_was_stored_before_these_checks_still_runs(api: Api) -> None:
     would stop the campaign's runs and every send of the survey."""
     campaign = {"name": "q", "survey": "nps", "schedule": "0 10 * * 1"}
     assert (await api.post("/api/v1/campaigns", campaign))[0] in (200, 201)
-    async with UnitOfWork(api.services.factory) as uow:
-        await uow.session.execute(update(CampaignRow).values(timezone="posix/Europe/Moscow"))
-        row = await uow.session.scalar(select(ScriptRow).where(
+    async with api.services.factory() as session:
+        await session.execute(update(CampaignRow).values(timezone="posix/Europe/Moscow"))
+        row = await session.scalar(select(ScriptRow).where(
             ScriptRow.survey_id == "nps", ScriptRow.active))
         assert row is not None
         row.active = False
         # A new version: the services have the one before parsed already.
-        uow.session.add(ScriptRow(
+        session.add(ScriptRow(
             survey_id="nps", version=row.version + 1, title=row.title, source=row.source,
             checksum=row.checksum, created_by="test", created_at=row.created_at, active=True,
             body={**row.body, "version": row.version + 1, "timezone": "right/UTC",
                   "title": {**row.body["title"], "en": "Net\nPromoter"}}))
-        await uow.commit()
+        await session.commit()
     status, body = await api.get("/api/v1/campaigns")
     assert (status, [c["timezone"] for c in body["campaigns"]]) == (
         200, ["posix/Europe/Moscow"])

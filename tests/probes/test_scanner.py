@@ -19,7 +19,6 @@ import aiohttp
 from sqlalchemy import select
 
 from storage.models import AnswerRow, Base, OutboxRow
-from storage.uow import UnitOfWork
 from tests.e2e.test_email import SCORE_LINK, World, by_email, parts, score_form, world
 
 SCANS = 3  # a gateway, an antivirus, a preview: each fetches every link
@@ -28,8 +27,8 @@ SECONDS = 60  # the whole probe; 11 links x 2 methods x 2 redirect modes x SCANS
 
 async def database(w: World) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table of the product, by table: what a GET must leave alone."""
-    async with UnitOfWork(w.api.services.factory) as uow:
-        return {table.name: [tuple(row) for row in await uow.session.execute(
+    async with w.api.services.factory() as session:
+        return {table.name: [tuple(row) for row in await session.execute(
                     select(table).order_by(*table.primary_key.columns))]
                 for table in Base.metadata.sorted_tables}
 
@@ -80,9 +79,9 @@ async def test_a_scanner_on_every_score_link_records_nothing(db_url: str) -> Non
         again = await customer.post(two, data=form)  # sent twice, or from another tab
         assert again.status == 200
         assert "Your answers are saved" in await again.text()
-        async with UnitOfWork(w.api.services.factory) as uow:
-            answers = list(await uow.session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
-            outbox = list(await uow.session.scalars(select(OutboxRow)))
+        async with w.api.services.factory() as session:
+            answers = list(await session.scalars(select(AnswerRow).order_by(AnswerRow.id)))
+            outbox = list(await session.scalars(select(OutboxRow)))
         assert [(a.step_id, a.score, a.text) for a in answers] == [
             ("score", 2, None), ("reason", None, "The parcel came broken")]
         assert outbox  # what the scanner did not cause, the customer's Send did

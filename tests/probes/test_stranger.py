@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.models import AnswerRow, CustomerRow, DialogueRow
-from storage.uow import UnitOfWork
 from tests.e2e.admin_support import answer_nps
 from tests.e2e.test_web_pages import delivery, page, submit
 from tests.e2e.trigger_support import Api, serving
@@ -33,8 +32,8 @@ async def api(db_url: str) -> AsyncIterator[Api]:
 
 async def _rows(api: Api) -> list[int]:
     """How many customers, dialogues and answers are stored."""
-    async with UnitOfWork(api.services.factory) as uow:
-        return [await uow.session.scalar(select(func.count()).select_from(model)) or 0
+    async with api.services.factory() as session:
+        return [await session.scalar(select(func.count()).select_from(model)) or 0
                 for model in (CustomerRow, DialogueRow, AnswerRow)]
 
 

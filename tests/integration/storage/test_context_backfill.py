@@ -9,16 +9,15 @@ from sqlalchemy import select
 
 from storage.migrate import downgrade_async, upgrade_async
 from storage.models import ContextRollupRow
-from storage.uow import UnitOfWork
 from tests.integration.storage.support import Factory, store
 from tests.integration.test_metrics_service import BASE, MIX_YAML, SCRIPT, Dialogue, run
 
 
 async def _rows(factory: Factory) -> set[tuple[object, ...]]:
-    async with UnitOfWork(factory) as uow:
+    async with factory() as session:
         return {(r.survey_id, r.step_id, r.key, r.value, r.day, r.channel, r.segment,
                  r.bucket, r.metric, r.count)
-                for r in await uow.session.scalars(select(ContextRollupRow))
+                for r in await session.scalars(select(ContextRollupRow))
                 if r.count}
 
 

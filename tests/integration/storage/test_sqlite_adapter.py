@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.db import create_engine, session_factory
 from storage.sqlite_adapter import AdaptedConnection
-from storage.uow import Database, UnitOfWork
+from storage.uow import Database
 from testkit.migrated import migrate
 from tests.integration.storage.support import begin, csat_script, reply, store
 
@@ -60,11 +60,12 @@ async def test_a_turn_read_recorded_and_committed_costs_one_hop(
 
 async def test_a_transaction_without_statements_costs_nothing(
         engine: AsyncEngine, hops: list[str]) -> None:
+    factory = session_factory(engine)
     async with engine.begin():
         pass
-    async with UnitOfWork(session_factory(engine)) as uow:
-        await uow.commit()
-    async with UnitOfWork(session_factory(engine)):
+    async with factory() as session:
+        await session.commit()
+    async with factory():
         pass
 
     assert hops == []
@@ -197,9 +198,10 @@ async def _write(engine: AsyncEngine, statement: Any) -> None:
         await connection.execute(statement)
 
 
-async def test_a_read_only_unit_takes_no_write_lock(engine: AsyncEngine) -> None:
+async def test_a_read_takes_no_write_lock(engine: AsyncEngine) -> None:
     """Database.read begins deferred: it reads while another process (here another engine
-    on the file) holds the write lock, where a unit that begins IMMEDIATE waits for it."""
+    on the file) holds the write lock, where Database.write, which begins IMMEDIATE, waits
+    for it."""
     other = create_engine(str(engine.url))
     try:
         factory = session_factory(other)
@@ -209,16 +211,12 @@ async def test_a_read_only_unit_takes_no_write_lock(engine: AsyncEngine) -> None
                 lambda store: store.events.connection.execute(
                     text("SELECT count(*) FROM t")).scalar_one()), timeout=1)
             assert seen == 0  # the writer's row is not committed yet
-            async with UnitOfWork(factory, read_only=True) as uow:
-                result = await asyncio.wait_for(uow.session.execute(
-                    text("SELECT count(*) FROM t")), timeout=1)
-                assert result.scalar_one() == 0
-            async with UnitOfWork(factory) as uow:
-                # Released, not cancelled: a cancelled wait would last SQLite's busy_timeout.
-                waiting = asyncio.create_task(uow.run(lambda connection: connection.execute(
+            # Released, not cancelled: a cancelled wait would last SQLite's busy_timeout.
+            waiting = asyncio.create_task(Database(factory).write(
+                lambda store: store.events.connection.execute(
                     text("SELECT count(*) FROM t")).scalar_one()))
-                assert not (await asyncio.wait({waiting}, timeout=0.5))[0]
-                await writer.rollback()
-                assert await waiting == 0
+            assert not (await asyncio.wait({waiting}, timeout=0.5))[0]
+            await writer.rollback()
+            assert await waiting == 0
     finally:
         await other.dispose()

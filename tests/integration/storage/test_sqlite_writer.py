@@ -1,4 +1,4 @@
-"""storage.sqlite_writer through UnitOfWork.apply: units that wait together go to SQLite's
+"""storage.sqlite_writer through Database.write: writes that wait together go to SQLite's
 thread in one hop, each in a transaction of its own. SQLite only."""
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import Session
 
 from storage import db
 from storage.db import Outage, create_engine, outage, session_factory
-from storage.uow import UnitOfWork
+from storage.uow import Database, Store
 
-Unit = Callable[[Session], int]
+Unit = Callable[[Store], int]
 
 
 @pytest.fixture
@@ -33,17 +32,17 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 
 def insert(n: int, *, then_fail: bool = False) -> Unit:
-    def unit(session: Session) -> int:
-        session.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
+    def unit(store: Store) -> int:
+        connection = store.events.connection  # any repository's: the transaction's
+        connection.execute(text("INSERT INTO t (n) VALUES (:n)"), {"n": n})
         if then_fail:
-            session.execute(text("INSERT INTO t (id, n) VALUES (1, 0), (1, 0)"))
+            connection.execute(text("INSERT INTO t (id, n) VALUES (1, 0), (1, 0)"))
         return n
     return unit
 
 
 async def apply(engine: AsyncEngine, unit: Unit) -> int:
-    async with UnitOfWork(session_factory(engine)) as uow:
-        return await uow.apply(unit)
+    return await Database(session_factory(engine)).write(unit)
 
 
 async def stored(engine: AsyncEngine) -> list[int]:
@@ -81,10 +80,10 @@ async def test_a_unit_that_fails_is_rolled_back_alone(engine: AsyncEngine) -> No
 async def test_a_unit_cancelled_before_its_turn_never_runs(engine: AsyncEngine) -> None:
     started, release = threading.Event(), threading.Event()
 
-    def slow(session: Session) -> int:
+    def slow(store: Store) -> int:
         started.set()
         release.wait(5)
-        return insert(1)(session)
+        return insert(1)(store)
 
     first = asyncio.create_task(apply(engine, slow))
     assert await asyncio.to_thread(started.wait, 5)
@@ -103,11 +102,11 @@ async def test_a_unit_cancelled_midway_ends_first(engine: AsyncEngine) -> None:
     """Its caller gets CancelledError only once the unit has ended (and committed)."""
     started, release, ended = threading.Event(), threading.Event(), threading.Event()
 
-    def slow(session: Session) -> int:
+    def slow(store: Store) -> int:
         started.set()
         release.wait(5)
         ended.set()
-        return insert(1)(session)
+        return insert(1)(store)
 
     task = asyncio.create_task(apply(engine, slow))
     assert await asyncio.to_thread(started.wait, 5)
@@ -121,16 +120,6 @@ async def test_a_unit_cancelled_midway_ends_first(engine: AsyncEngine) -> None:
     assert ended.is_set()
     assert await stored(engine) == [1]
     assert not await in_transaction(engine)
-
-
-async def test_a_unit_already_in_a_transaction_applies_on_its_own_session(
-        engine: AsyncEngine) -> None:
-    """The unit holds the pool's one connection: waiting for the writer would deadlock."""
-    async with UnitOfWork(session_factory(engine)) as uow:
-        await uow.session.execute(text("INSERT INTO t (n) VALUES (1)"))
-        assert await uow.apply(insert(2)) == 2
-
-    assert await stored(engine) == [1, 2]
 
 
 async def test_units_behind_one_that_found_the_lock_taken_fail_with_it(
