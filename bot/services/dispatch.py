@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.observability import Instruments
+from bot.services.errors import ServiceError
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, start_dialogue, title
 from bot.services.triggers import channel_plan
@@ -58,7 +59,7 @@ class Job:
     title: str = ""  # the survey's, in `locale`
 
 
-class ChannelClosed(Exception):
+class ChannelClosed(ServiceError):
     """This address cannot be written to (blocked, no chat, hard bounce): try the next."""
 
     def __init__(self, reason: str) -> None:
@@ -66,7 +67,7 @@ class ChannelClosed(Exception):
         self.reason = reason
 
 
-class TryLater(Exception):
+class TryLater(ServiceError):
     """A transient failure; `retry_after` seconds at least, when the peer said so."""
 
     def __init__(self, error: str, retry_after: float | None = None) -> None:

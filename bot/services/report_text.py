@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from html import escape
 
+from bot.services.errors import ServiceError
 from bot.services.metrics import TOO_FEW_ANSWERS, Figures, MetricsResult, Rate
 
 PERIODS_HELP = ("7d, 30d, 90d, quarter (this quarter), year (this year) or "
@@ -19,7 +20,7 @@ _RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
 METRICS = ("nps", "csat", "ces", "cli")
 
 
-class BadPeriod(ValueError):
+class BadPeriod(ServiceError, ValueError):
     """Not a period this module reads; the message says what is accepted."""
 
 

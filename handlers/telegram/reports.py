@@ -24,6 +24,7 @@ from bot.services.report_text import PERIODS_HELP, BadPeriod, Period, parse_peri
 from bot.services.reports import ReportService, Survey
 from bot.services.safe_text import isolate
 from bot.settings import Settings
+from handlers.errors import HandlerError
 from handlers.telegram import customer
 from handlers.telegram.filters import Check
 
@@ -44,7 +45,7 @@ class Admin(Filter):
                     and message.chat.id == settings.admin_chat_id))
 
 
-class Asked(Exception):
+class Asked(HandlerError):
     """What the admin typed cannot be answered; the message says what is accepted."""
 
 

@@ -28,6 +28,7 @@ from bot.signing import TIMESTAMP_HEADER as TIMESTAMP_HEADER
 from bot.signing import same_secret
 from bot.signing import signature as signature
 from conversations.script import ID_PATTERN
+from handlers.errors import HandlerError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -41,7 +42,7 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_BODY = 256 * 1024
 
 
-class ApiError(Exception):
+class ApiError(HandlerError):
     """An error the API answers with: its status, a stable code, a message for a human
     and the field at fault (a dotted path into the body, a header or a parameter)."""
 

@@ -34,6 +34,7 @@ from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 from conversations.replies import Problem
+from handlers.errors import HandlerError
 from handlers.web.api import number
 from handlers.web.throttle import WRONG
 
@@ -51,7 +52,7 @@ MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask f
 MAX_FIELD = 10**9 - 1  # a form's session id, position or option: nine digits at most
 
 
-class PageError(Exception):
+class PageError(HandlerError):
     """A friendly page instead of the one asked for: expired link, bad form, and so on."""
 
     def __init__(self, status: int, heading: str, *lines: str) -> None:
