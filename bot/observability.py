@@ -44,7 +44,8 @@ class Instruments:
         registry.register(self.state)
 
     def recorded(self, answers: Sequence[Any]) -> None:
-        """storage.uow.record_here's observer: the answers a turn inserted."""
+        """Dialogues.record's observer (storage.repositories.dialogues): the answers a
+        turn inserted."""
         for answer in answers:
             self.answers.labels(answer.channel, answer.metric).inc()
             if answer.alert_id is not None:

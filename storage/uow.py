@@ -136,9 +136,17 @@ class Database:
             connection = await session.connection(execution_options={READ_ONLY: True})
             raw = (await connection.get_raw_connection()).dbapi_connection
             if isinstance(raw, AdaptedConnection):
-                return await raw.run_on_worker(
-                    lambda sync, _: fn(Store(sync)), session.sync_session, True)
+                return await raw.run_on_worker(_read_here, raw, fn, session.sync_session)
             return await session.run_sync(lambda sync: fn(Store(sync)))
+
+
+def _read_here(raw: AdaptedConnection, fn: Callable[[Store], _T], session: Session) -> _T:
+    """On SQLite's thread: the read, then its transaction ended in the same hop (closing the
+    session afterwards finds nothing to roll back: no second trip to the thread)."""
+    try:
+        return fn(Store(session))
+    finally:
+        raw.rollback()
 
 
 def _in_store(info: Mapping[str, Any], fn: Callable[[Store], _T], session: Session) -> _T:

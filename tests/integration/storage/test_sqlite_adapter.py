@@ -58,6 +58,23 @@ async def test_a_turn_read_recorded_and_committed_costs_one_hop(
     assert hops == ["on_worker"]
 
 
+async def test_a_read_costs_one_hop_and_leaves_no_transaction_open(
+        engine: AsyncEngine, hops: list[str]) -> None:
+    factory = session_factory(engine)
+    script = csat_script()
+    await store(factory, script)
+    hops.clear()
+
+    version = await Database(factory).read(
+        lambda store: store.scripts.active_version(script.id))
+
+    assert version == 1
+    # The read and the end of its transaction in one trip: a page shown again costs one.
+    assert hops == ["on_worker"]
+    async with engine.connect() as connection:
+        assert not await _in_transaction(connection)
+
+
 async def test_a_transaction_without_statements_costs_nothing(
         engine: AsyncEngine, hops: list[str]) -> None:
     factory = session_factory(engine)
