@@ -164,8 +164,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
                           handler_args={"auto_decompress": False})
     app.on_response_prepare.append(pages.secure_headers)
     redis = settings.redis_url.get_secret_value() if settings.redis_url else None
-    app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, engine, redis)
-    app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, engine, redis)
+    app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, services.db, redis)
+    app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, services.db, redis)
     app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
     app[ENGINE] = engine

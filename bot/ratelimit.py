@@ -14,9 +14,10 @@ One port:
 Why a verdict cannot be raced: a guess is only ever judged holding a reserved unit of the
 budget, and nothing from the same address is judged between the reservation and its outcome.
 In the database the reservation is an upsert that adds one to the minute's count and returns
-it, in a transaction: over the budget, the transaction rolls back and the secret is never
-compared; otherwise `check` runs (no await in between) and a wrong secret commits the one
-added, a right one rolls it back. The upsert holds the row (PostgreSQL's row lock; SQLite
+it, in a transaction (one Database.write: on SQLite one trip to its thread for the whole
+verdict): over the budget, the transaction rolls back and the secret is never compared;
+otherwise `check` runs in the same transaction and a wrong secret commits the one added, a
+right one rolls it back. The upsert holds the row (PostgreSQL's row lock; SQLite
 takes its one write lock, BEGIN IMMEDIATE) until that commit or rollback, so another
 request's upsert for the address, in any process, waits and then sees the outcome. However
 many guesses arrive at once, at most `per_minute` are ever compared. In Redis the library's
@@ -34,18 +35,15 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.db import Unavailable
-from storage.models import LimitRow
+from storage.uow import Database, Store
 
 T = TypeVar("T")
 MINUTE = 60
@@ -107,14 +105,12 @@ class DatabaseLimiter(Limiter):
     processes. A process therefore decides from the totals it last wrote or judged plus its
     own counts since: another process's requests reach it within about FLUSH seconds."""
 
-    def __init__(self, engine: AsyncEngine, scope: str, per_minute: int,
+    def __init__(self, db: Database, scope: str, per_minute: int,
                  clock: Callable[[], float] = time.time) -> None:
         super().__init__(scope, per_minute)
-        self._engine = engine
+        self._db = db
         self._clock = clock
         self._pruned = 0
-        self._insert: Any = (postgresql.insert if engine.dialect.name == "postgresql"
-                             else sqlite.insert)
         self._minute = 0  # of the counts below
         self._totals: dict[str, int] = {}  # over every process, as last read
         self._pending: Counter[str] = Counter()  # counted here, not written yet
@@ -126,20 +122,11 @@ class DatabaseLimiter(Limiter):
             self._minute, self._totals, self._pending = minute, {}, Counter()
         return minute
 
-    async def _add(self, connection: AsyncConnection, minute: int, address: str,
-                   amount: int) -> int:
-        """Adds `amount` to the address's count for `minute` and returns the count: one
-        statement, so concurrent ones never both read the same count."""
+    def _add(self, store: Store, minute: int, address: str, amount: int) -> int:
         if minute != self._pruned:  # once a minute per process: past minutes are done with
             self._pruned = minute
-            await connection.execute(delete(LimitRow).where(LimitRow.minute < minute))
-        upsert = self._insert(LimitRow).values(minute=minute, scope=self.scope,
-                                               address=address, count=amount)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=["minute", "scope", "address"],
-            set_={"count": LimitRow.count + amount}).returning(LimitRow.count)
-        count: int = (await connection.execute(upsert)).scalar_one()
-        return count
+            store.limits.forget_before(minute)
+        return store.limits.add(self.scope, address, minute, amount)
 
     async def hit(self, address: str) -> bool:
         self._now()
@@ -160,9 +147,9 @@ class DatabaseLimiter(Limiter):
             await asyncio.sleep(FLUSH)
             minute, pending = self._minute, self._pending
             self._pending = Counter()
-            async with self._engine.begin() as connection:
-                totals = {address: await self._add(connection, minute, address, amount)
-                          for address, amount in pending.items()}
+            totals = await self._db.write(lambda store: {
+                address: self._add(store, minute, address, amount)
+                for address, amount in pending.items()})
             if minute == self._now():
                 self._totals.update(totals)
         except Exception as error:  # the counts are lost, not the requests (a database away)
@@ -176,18 +163,34 @@ class DatabaseLimiter(Limiter):
             self._writing.cancel()
 
     async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
-        # Leaving the block without a commit rolls back: the unit reserved is given back.
-        async with self._engine.connect() as connection:
-            minute = self._now()
-            count = await self._add(connection, minute, address, 1)
-            self._totals[address] = count - 1
+        minute = self._now()
+
+        def judge(store: Store) -> int:
+            count = self._add(store, minute, address, 1)
             if count > self.per_minute:
-                raise Spent
+                raise _Undone(count, None)  # rolled back: the secret is never compared
             who = check()
-            if who is None:
-                await connection.commit()
-                self._totals[address] = count
-            return who
+            if who is not None:
+                raise _Undone(count, who)  # rolled back: a right secret costs nothing
+            return count  # committed: a failure
+
+        try:
+            self._totals[address] = await self._db.write(judge)
+            return None
+        except _Undone as undone:
+            self._totals[address] = undone.count - 1
+            if undone.who is None:
+                raise Spent from None
+            return cast(T, undone.who)
+
+
+class _Undone(Exception):
+    """A verdict whose unit is given back (its transaction rolls back): over the budget, or
+    a right secret (`who`)."""
+
+    def __init__(self, count: int, who: object) -> None:
+        super().__init__(count)
+        self.count, self.who = count, who
 
 
 class RedisLimiter(Limiter):
@@ -226,9 +229,8 @@ async def _reachable() -> AsyncIterator[None]:
         raise Unavailable("redis") from error
 
 
-def limiter(scope: str, per_minute: int, engine: AsyncEngine,
-            redis_url: str | None) -> Limiter:
+def limiter(scope: str, per_minute: int, db: Database, redis_url: str | None) -> Limiter:
     """In Redis when REDIS_URL is set, else in the database."""
     if redis_url:
         return RedisLimiter(redis_url, scope, per_minute)
-    return DatabaseLimiter(engine, scope, per_minute)
+    return DatabaseLimiter(db, scope, per_minute)

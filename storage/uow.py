@@ -21,6 +21,7 @@ from storage.repositories.customers import Customers
 from storage.repositories.deliveries import Deliveries
 from storage.repositories.dialogues import Dialogues
 from storage.repositories.events import Events
+from storage.repositories.limits import Limits
 from storage.repositories.logins import Logins
 from storage.repositories.outbox import Outbox
 from storage.repositories.rollups import Rollups
@@ -73,6 +74,10 @@ class Store:
     @functools.cached_property
     def events(self) -> Events:
         return Events(self._session)
+
+    @functools.cached_property
+    def limits(self) -> Limits:
+        return Limits(self._session)
 
     @functools.cached_property
     def logins(self) -> Logins:

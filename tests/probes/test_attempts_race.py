@@ -24,6 +24,8 @@ from limits.aio.storage import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.ratelimit import FLUSH, Spent, limiter
+from storage.db import session_factory
+from storage.uow import Database
 from testkit.botapi import BotApiStub
 from testkit.migrated import migrate
 from testkit.net import free_port
@@ -185,7 +187,8 @@ async def test_counts_of_two_processes_add_up_within_a_flush(
     """Two processes' limiters on one store (two instances, as `otklik run` makes one
     each): the anonymous rate one spends counts for the other, in the database once each
     has written its counts (FLUSH), in Redis at once."""
-    first, second = (limiter("anonymous", 5, engine, redis_url) for _ in range(2))
+    first, second = (limiter("anonymous", 5, Database(session_factory(engine)), redis_url)
+                     for _ in range(2))
     try:
         await a_fresh_minute()
         assert [await first.hit("198.51.100.9") for _ in range(5)] == [True] * 5
@@ -206,7 +209,8 @@ async def test_two_processes_at_once_compare_no_more_than_the_budget(
     """100 wrong guesses and then 32 right secrets, all at once and split between two
     processes' limiters on one store: the budget is held in the store itself (the row's
     lock, Redis's count), not in one process's lock."""
-    limiters = [limiter("failed", LIMIT, engine, redis_url) for _ in range(2)]
+    limiters = [limiter("failed", LIMIT, Database(session_factory(engine)), redis_url)
+                for _ in range(2)]
     compared = 0
 
     def wrong() -> None:
