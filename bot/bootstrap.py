@@ -23,9 +23,9 @@ from bot import telegram
 from bot.keys import (
     ADMIN,
     ALERTS,
+    AVAILABILITY,
     CAMPAIGNS,
     CLOCK,
-    ENGINE,
     EXPORTS,
     FIGURES,
     LINKS,
@@ -40,6 +40,7 @@ from bot.observability import Instruments
 from bot.ratelimit import limiter
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, OnResolved, Replier
+from bot.services.availability import Availability
 from bot.services.campaigns import CampaignService
 from bot.services.digest import Digest
 from bot.services.dispatch import DeliveryDispatcher, Sender
@@ -99,6 +100,7 @@ class Services:
     clock: Callable[[], datetime]  # "now" for every service: tests move it
     instruments: Instruments  # Prometheus' (bot.observability)
     team: TeamAlerts | None  # alerts and comments for the team chat, when there is one
+    availability: Availability  # the database reachable, the gauges
 
 
 def policy_of(settings: Settings) -> SendPolicy:
@@ -146,7 +148,8 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
         AdminService(db, clock=clock),
         AlertService(db, scripts=scripts, clock=clock, replier=replier,
                      on_resolved=on_resolved),
-        MetricsService(db), ReportService(db), ExportService(db), clock, instruments, team)
+        MetricsService(db), ReportService(db), ExportService(db), clock, instruments, team,
+        Availability(db))
 
 
 def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None
@@ -168,7 +171,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, services.db, redis)
     app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
-    app[ENGINE] = engine
+    app[AVAILABILITY] = services.availability
     app[CLOCK] = services.clock
     app[TRIGGERS] = services.triggers
     app[CAMPAIGNS] = services.campaigns

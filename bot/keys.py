@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.links import Links
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService
+from bot.services.availability import Availability
 from bot.services.campaigns import CampaignService
 from bot.services.exports import ExportService
 from bot.services.metrics import MetricsService
@@ -19,7 +19,7 @@ from bot.services.surveys import SurveyService
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
 
-ENGINE = web.AppKey("engine", AsyncEngine)
+AVAILABILITY = web.AppKey("availability", Availability)
 CLOCK: web.AppKey[Callable[[], datetime]] = web.AppKey("clock")
 SETTINGS = web.AppKey("settings", Settings)
 TRIGGERS = web.AppKey("triggers", TriggerService)

@@ -9,16 +9,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import Table, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import outbox
-from storage.models import AlertRow, DeliveryRow
-
-_deliveries: Table = DeliveryRow.__table__  # type: ignore[assignment]
-_alerts: Table = AlertRow.__table__  # type: ignore[assignment]
-BY_STATUS = {name: select(table.c.status, func.count()).group_by(table.c.status)
-             for name, table in (("deliveries", _deliveries), ("alerts", _alerts))}
+from bot.services.availability import Gauges
 
 
 class Instruments:
@@ -51,15 +43,10 @@ class Instruments:
             if answer.alert_id is not None:
                 self.alerts_raised.labels(answer.channel).inc()
 
-    async def refresh(self, engine: AsyncEngine) -> None:
-        """Read the gauges (deliveries and alerts by status, events waiting in the outbox):
-        three small queries per scrape, none on a hot path."""
-        async with engine.connect() as connection:
-            counts: dict[str, dict[str, int]] = {
-                name: {status: count for status, count in await connection.execute(query)}
-                for name, query in BY_STATUS.items()}
-            pending = await connection.run_sync(outbox.pending)
-        self.state.counts, self.state.pending = counts, pending
+    def refresh(self, gauges: Gauges) -> None:
+        """The gauges as just read (deliveries and alerts by status, events waiting in the
+        outbox: bot.services.availability), for the scrape under way."""
+        self.state.counts, self.state.pending = gauges.by_status, gauges.outbox_pending
 
 
 class _State(Collector):

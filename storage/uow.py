@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import READ_ONLY
 from storage.queries.admin import Admin
+from storage.queries.health import Health
 from storage.queries.metrics import Metrics
 from storage.repositories.alerts import Alerts
 from storage.repositories.answers import Answers
@@ -74,6 +75,10 @@ class Store:
     @functools.cached_property
     def events(self) -> Events:
         return Events(self._session)
+
+    @functools.cached_property
+    def health(self) -> Health:
+        return Health(self._session)
 
     @functools.cached_property
     def limits(self) -> Limits:

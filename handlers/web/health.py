@@ -7,10 +7,8 @@ from importlib.metadata import version
 
 from aiohttp import web
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot.keys import ENGINE
+from bot.keys import AVAILABILITY
 from handlers.web import (
     alerts,
     answers,
@@ -42,11 +40,7 @@ OPERATIONS = [
 
 @routes.get("/healthz")
 async def get_health(request: web.Request) -> web.Response:
-    try:
-        async with request.app[ENGINE].connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("health check: database unreachable: %s", type(exc).__name__)
+    if not await request.app[AVAILABILITY].database_reachable():
         return web.json_response({"status": "error", "database": "unreachable"}, status=503)
     return web.json_response({"status": "ok", "database": "ok"})
 

@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.keys import ENGINE
+from bot.keys import AVAILABILITY
 from bot.observability import Instruments
 from handlers.web.api import Handler
 
@@ -32,6 +32,6 @@ async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
     metrics = request.app[INSTRUMENTS]
-    await metrics.refresh(request.app[ENGINE])
+    metrics.refresh(await request.app[AVAILABILITY].gauges())
     return web.Response(body=generate_latest(metrics.registry),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})

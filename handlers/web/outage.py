@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import web
 
-from bot.keys import ENGINE
+from bot.keys import AVAILABILITY
 from bot.services.availability import Outage, outage
 from bot.texts import gettext
 from handlers.web.api import Handler, error_response
@@ -36,7 +36,7 @@ async def outages(request: web.Request, handler: Handler) -> web.StreamResponse:
                         type(error).__name__)
             return _answer(request, kind, 503, {"Retry-After": str(RETRY_AFTER)})
         log.error("the database disk is full (%s): %s refused with 507",
-                  request.app[ENGINE].url.database, route)
+                  request.app[AVAILABILITY].where, route)
         return _answer(request, kind, 507, {})
 
 
