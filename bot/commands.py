@@ -13,13 +13,13 @@ from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from bot.bootstrap import build_services
 from bot.services.errors import NotFound
-from bot.services.reports import ReportService, format_report
+from bot.services.reports import format_report
 from bot.services.scripts import InvalidScripts, load_scripts
 from bot.settings import Settings
-from storage.db import create_engine, session_factory
+from storage.db import create_engine
 from storage.migrate import upgrade, upgrade_async
-from storage.uow import Database
 
 log = logging.getLogger("otklik")
 
@@ -54,7 +54,7 @@ async def load(settings: Settings, paths: Sequence[Path]) -> int:
     await upgrade_async(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        loaded = await load_scripts(Database(session_factory(engine)), paths, actor="cli",
+        loaded = await load_scripts(build_services(settings, engine).db, paths, actor="cli",
                                     now=datetime.now(UTC))
     except InvalidScripts as exc:
         print("\n".join(exc.lines), file=sys.stderr)
@@ -71,7 +71,7 @@ async def report(settings: Settings, survey_id: str, start: date | None, end: da
                  channel: str | None) -> int:
     engine = create_engine(settings.database_url)
     try:
-        result = await ReportService(Database(session_factory(engine))).report(
+        result = await build_services(settings, engine).reports.report(
             survey_id, start=start, end=end, channel=channel)
     except NotFound as exc:
         print(f"otklik report: {exc}", file=sys.stderr)
