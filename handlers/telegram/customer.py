@@ -80,8 +80,7 @@ async def locale_for(surveys: SurveyService, customer: Who) -> str:
     return ui_locale(await surveys.locale_of(customer) or customer.locale)
 
 
-async def show(bot: Bot, chat_id: int, outcome: Outcome, surveys: SurveyService, i18n: I18n,
-               settings: Settings) -> None:
+async def show(bot: Bot, chat_id: int, outcome: Outcome, i18n: I18n) -> None:
     """Send what the engine asked for: a re-prompt or the next prompts (the team hears of
     alerts and comments from the services, after the commit)."""
     locale = ui_locale(outcome.locale)
@@ -129,7 +128,7 @@ async def on_start(message: Message, command: CommandObject, surveys: SurveyServ
             locale=ui_locale(customer.locale)))
         return
     if not outcome.duplicate:
-        await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+        await show(bot, message.chat.id, outcome, i18n)
 
 
 async def on_help(message: Message, surveys: SurveyService, i18n: I18n) -> None:
@@ -185,7 +184,7 @@ async def _reply(message: Message, reply: Reply, surveys: SurveyService, setting
             "This survey has closed. Thank you for your time!" if closed else
             "There is no open survey right now. Send /start to answer one.", locale=locale))
     else:  # a redelivered update shows again where the dialogue stands (SurveyService)
-        await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+        await show(bot, message.chat.id, outcome, i18n)
 
 
 async def on_tap(query: CallbackQuery, callback_data: render.QuestionTap,
@@ -217,7 +216,7 @@ async def on_tap(query: CallbackQuery, callback_data: render.QuestionTap,
         return
     if outcome.duplicate:  # shown again where it stands: see SurveyService._where_it_stands
         await answer(query)
-        await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+        await show(bot, message.chat.id, outcome, i18n)
         return
     problem = outcome.reprompt.problem if outcome.reprompt else None
     if problem in (Problem.STALE, Problem.FINISHED, Problem.EXPIRED):
@@ -234,7 +233,7 @@ async def on_tap(query: CallbackQuery, callback_data: render.QuestionTap,
                   else _("Skipped") if tap.action == "s"
                   else render.tapped_label(message.reply_markup, query.data or ""))
         await _show_answer(message, _("Your answer:"), chosen or "")
-    await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+    await show(bot, message.chat.id, outcome, i18n)
 
 
 async def _show_answer(message: Message, label: str, chosen: str) -> None:
@@ -290,7 +289,7 @@ async def on_resume(query: CallbackQuery, surveys: SurveyService, settings: Sett
         outcome = await surveys.begin(customer, settings.default_survey)
     except (NoSurvey, LinkExpired, OptedOut):
         return
-    await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+    await show(bot, message.chat.id, outcome, i18n)
 
 
 async def on_language_picked(query: CallbackQuery, callback_data: LanguagePicked,
@@ -308,7 +307,7 @@ async def on_language_picked(query: CallbackQuery, callback_data: LanguagePicked
         await _edit_markup(message, None)
     await bot.send_message(message.chat.id, i18n.gettext("Language: English", locale=code))
     if outcome is not None:  # the open question again, in the new language
-        await show(bot, message.chat.id, outcome, surveys, i18n, settings)
+        await show(bot, message.chat.id, outcome, i18n)
 
 
 async def on_unknown_tap(query: CallbackQuery, i18n: I18n) -> None:
