@@ -57,6 +57,7 @@ class Job:
     remind_after: timedelta | None = None  # the script's policy, for the bookkeeping
     expires_after: timedelta | None = None
     title: str = ""  # the survey's, in `locale`
+    finished: bool = False  # the prompts end the survey (messages only): completed once sent
 
 
 class ChannelClosed(ServiceError):
@@ -218,12 +219,14 @@ class DeliveryDispatcher:
                 store, script, customer_id=row.customer_id, channel=channel, now=now,
                 locale=customer.locale, context=row.context,
                 customer=profile(customer.attributes, customer.first_name),
-                delivery_id=row.id, replacing=current.id if current is not None else None)
+                delivery_id=row.id, replacing=current.id if current is not None else None,
+                sending=True)
             state, prompts, dialogue_id = turn.state, turn.prompts, dialogue.id
         return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
                    dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
-                   expires_after=script.policy.expires_after, title=title(script, state.locale))
+                   expires_after=script.policy.expires_after, title=title(script, state.locale),
+                   finished=state.finished)
 
     async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
         failure = None  # for the metrics: the closed channel's reason, transient, exception
@@ -269,8 +272,11 @@ class DeliveryDispatcher:
         job, deliveries = outcome.job, store.deliveries
         values: dict[str, Any]
         if outcome.closed is None and outcome.error is None:
-            remind, expire = job.remind_after, job.expires_after
-            values = {"status": DeliveryStatus.SENT, "sent_channel": job.channel,
+            # Nothing to answer in a survey of messages only: no reminder, no expiry.
+            remind, expire = (None, None) if job.finished else (job.remind_after,
+                                                                job.expires_after)
+            values = {"status": DeliveryStatus.COMPLETED if job.finished
+                      else DeliveryStatus.SENT, "sent_channel": job.channel,
                       "message_id": outcome.message_id, "sent_at": now,
                       "remind_at": now + remind if remind else None,
                       "expires_at": now + expire if expire else None, "last_error": None}

@@ -624,12 +624,13 @@ async def mark_unreachable(db: Database, who: Who, reason: str) -> None:
 def start_dialogue(store: Store, script: Script, *, customer_id: int, channel: str,
                    now: datetime, locale: str | None, customer: Mapping[str, Scalar],
                    context: Mapping[str, Scalar] | None, delivery_id: int | None,
-                   respondent: Respondent = Respondent.KNOWN, replacing: int | None = None
-                   ) -> tuple[DialogueRow, Turn]:
+                   respondent: Respondent = Respondent.KNOWN, replacing: int | None = None,
+                   sending: bool = False) -> tuple[DialogueRow, Turn]:
     """The one way a dialogue starts, in the caller's transaction (a customer's message, a
     page, the dispatcher's send): the dialogue it `replaces` in the channel is abandoned
     (one open dialogue per channel: the new one wins), the engine starts the script, and a
-    script of messages only is recorded as completed at once."""
+    script of messages only is recorded as completed at once (`sending`: its delivery is
+    being sent, and the sender records how that ended)."""
     if replacing is not None:
         store.dialogues.end_if_active(replacing, DialogueStatus.ABANDONED, now)
     turn = start(script, now=now, locale=locale, context=context, customer=customer)
@@ -637,12 +638,12 @@ def start_dialogue(store: Store, script: Script, *, customer_id: int, channel: s
                                      turn.state.to_json(), now=now, delivery_id=delivery_id,
                                      respondent=respondent)
     if turn.finished:
-        record_turn(store, dialogue, script, turn, now)
+        record_turn(store, dialogue, script, turn, now, mark_delivery=not sending)
     return dialogue, turn
 
 
 def record_turn(store: Store, dialogue: DialogueRow, script: Script, turn: Turn,
-                now: datetime) -> list[Recorded]:
+                now: datetime, *, mark_delivery: bool = True) -> list[Recorded]:
     """What a turn does, decided here and written by storage: the dialogue ends as the
     engine says (once: a closed dialogue is not closed again); an answer alerts as the
     script says, but anonymous answers only so often per survey (a burst of them must
@@ -656,7 +657,7 @@ def record_turn(store: Store, dialogue: DialogueRow, script: Script, turn: Turn,
         answers = [a._replace(alert=a.alert and allowed) for a in answers]
     recorded = store.dialogues.record(dialogue, turn.state, answers, turn.retracted,
                                       ending, now, script.timezone)
-    if dialogue.delivery_id is not None and (recorded or turn.finished):
+    if mark_delivery and dialogue.delivery_id is not None and (recorded or turn.finished):
         store.deliveries.mark_answered(dialogue.delivery_id, turn.finished, now)
     return recorded
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,9 @@ from sqlalchemy import select, update
 
 from bot.scheduler import build_scheduler
 from bot.services.dispatch import DeliveryDispatcher, Job, Sender
+from bot.services.scripts import load_scripts
 from handlers.telegram.outbound import TelegramSender
-from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow
+from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow, OutboxRow
 from storage.uow import Database
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product
@@ -329,3 +331,42 @@ async def test_two_surveys_due_together_for_one_chat_go_one_after_the_other(
         await w.dispatcher.tick()
         assert len(w.questions()) == 2
         assert (await w.delivery(second["delivery_id"])).status == "sent"
+
+
+NOTICE = """
+id: notice
+default_locale: en
+title: {en: Notice}
+steps:
+  - id: hello
+    type: message
+    text: {en: "Your repair is done: thank you from {context.agent_name}."}
+"""
+
+
+async def test_a_survey_of_messages_only_is_completed_when_sent_as_any_opened_dialogue_is(
+        db_url: str, tmp_path: Path) -> None:
+    """The dispatcher opens a dialogue the way a customer's message does (one lifecycle):
+    a script of messages only ends as it starts, recorded completed with its webhook event,
+    not left as a row the dispatcher wrote on its own."""
+    (tmp_path / "notice.yaml").write_text(NOTICE)
+    async with world(db_url, outbound_webhook_url="http://127.0.0.1:9/hooks",
+                     outbound_webhook_secret="s" * 32) as w:
+        await load_scripts(w.api.services.db, [tmp_path / "notice.yaml"], actor="test",
+                           now=w.api.clock.now)
+        _, accepted = await w.api.post("/api/v1/triggers",
+                                       {**trigger(survey="notice"), "delay": "PT0S"})
+        assert await w.dispatcher.tick() == 1
+        assert w.questions() == ["Your repair is done: thank you from Anna."]
+        async with w.api.services.factory() as session:
+            dialogue = await session.scalar(select(DialogueRow))
+            events = list(await session.scalars(select(OutboxRow.event)))
+        assert dialogue is not None
+        assert (dialogue.status, dialogue.respondent) == ("completed", "known")
+        assert dialogue.completed_at is not None
+        assert events == ["session.completed"]
+        delivery = await w.delivery(accepted["delivery_id"])
+        # Sent and done at once: nothing to remind of or expire.
+        assert (delivery.status, delivery.sent_channel) == ("completed", "telegram")
+        assert (delivery.remind_at, delivery.expires_at) == (None, None)
+        assert delivery.message_id is not None
