@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.models import (
@@ -236,20 +236,11 @@ class Deliveries(Repository):
         the failed sends, recorded with the outcome).
         SKIP LOCKED: two processes claiming at once never take the same delivery; SQLite
         (which ignores it) serializes whole transactions with BEGIN IMMEDIATE instead."""
-        due = (select(_deliveries.c.id)
-               .where(_deliveries.c.status == DeliveryStatus.SCHEDULED,
-                      _deliveries.c.due_at <= now)
-               .order_by(_deliveries.c.due_at, _deliveries.c.id).limit(limit)
-               .with_for_update(skip_locked=True))
-        ids = list(self.connection.execute(due).scalars())
-        if not ids:
-            return []
-        rows = self.connection.execute(
-            update(_deliveries).where(_deliveries.c.id.in_(ids))
-            .values(status=DeliveryStatus.SENDING, updated_at=now)
-            .returning(*_deliveries.c)).all()
-        return sorted((DeliveryRow(**row._mapping) for row in rows),
-                      key=lambda row: (row.due_at, row.id))
+        rows = self._claim(
+            (_deliveries.c.status == DeliveryStatus.SCHEDULED, _deliveries.c.due_at <= now),
+            (_deliveries.c.due_at, _deliveries.c.id), limit,
+            {"status": DeliveryStatus.SENDING, "updated_at": now})
+        return sorted(rows, key=lambda row: (row.due_at, row.id))
 
     def recover_stuck(self, before: datetime, now: datetime) -> int:
         """Deliveries left in `sending` by a process that died: those with a message id went
@@ -313,17 +304,24 @@ class Deliveries(Repository):
     def due_reminders(self, now: datetime, limit: int) -> list[DeliveryRow]:
         """Sent, unanswered deliveries whose reminder is due: claimed (remind_at cleared)
         in the same statement, so the reminder goes once."""
-        due = (select(_deliveries.c.id)
-               .where(_deliveries.c.status == DeliveryStatus.SENT,
-                      _deliveries.c.remind_at <= now)
-               .order_by(_deliveries.c.remind_at).limit(limit)
-               .with_for_update(skip_locked=True))
-        ids = list(self.connection.execute(due).scalars())
+        return self._claim(
+            (_deliveries.c.status == DeliveryStatus.SENT, _deliveries.c.remind_at <= now),
+            (_deliveries.c.remind_at,), limit,
+            {"status": DeliveryStatus.REMINDED, "remind_at": None, "updated_at": now})
+
+    def _claim(self, where: Sequence[ColumnElement[bool]],
+               order: Sequence[ColumnElement[Any]], limit: int,
+               values: Mapping[str, Any]) -> list[DeliveryRow]:
+        """Up to `limit` deliveries matching `where`, in `order`, changed by `values` and
+        returned as changed. SKIP LOCKED: two processes claiming at once never take the
+        same one; SQLite (which ignores it) serializes whole transactions instead."""
+        ids = list(self.connection.execute(
+            select(_deliveries.c.id).where(*where).order_by(*order).limit(limit)
+            .with_for_update(skip_locked=True)).scalars())
         if not ids:
             return []
         rows = self.connection.execute(
-            update(_deliveries).where(_deliveries.c.id.in_(ids))
-            .values(status=DeliveryStatus.REMINDED, remind_at=None, updated_at=now)
+            update(_deliveries).where(_deliveries.c.id.in_(ids)).values(**values)
             .returning(*_deliveries.c)).all()
         return [DeliveryRow(**row._mapping) for row in rows]
 

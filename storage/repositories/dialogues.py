@@ -62,26 +62,13 @@ DELIVERY_VIEW = (select(DeliveryRow.status, CustomerRow.opted_out_at, DialogueRo
                  .order_by(DialogueRow.started_at.desc(), DialogueRow.id.desc()).limit(1))
 
 
-# Parameters: k_customer_id, k_channel. The customer's latest active dialogue in a channel.
 # Ends a dialogue if it is still active, whatever its revision (bumped: a reply in flight
 # to it then finds it moved on, reads again and finds it closed).
 _END_IF_ACTIVE = (update(_sessions)
                   .where(_sessions.c.id == bindparam("k_id"),
                          _sessions.c.status == DialogueStatus.ACTIVE)
                   .values(revision=_sessions.c.revision + 1))
-_OPEN_FOR = (select(DialogueRow)
-             .where(DialogueRow.customer_id == bindparam("k_customer_id"),
-                    DialogueRow.channel == bindparam("k_channel"),
-                    DialogueRow.status == DialogueStatus.ACTIVE)
-             .order_by(DialogueRow.started_at.desc(), DialogueRow.id.desc()).limit(1))
-
-
-# Ends a dialogue if it is still active, whatever its revision (bumped: a reply in flight
-# to it then finds it moved on, reads again and finds it closed).
-_END_IF_ACTIVE = (update(_sessions)
-                  .where(_sessions.c.id == bindparam("k_id"),
-                         _sessions.c.status == DialogueStatus.ACTIVE)
-                  .values(revision=_sessions.c.revision + 1))
+# The customer's latest active dialogue in a channel.
 _OPEN_FOR = (select(DialogueRow)
              .where(DialogueRow.customer_id == bindparam("k_customer_id"),
                     DialogueRow.channel == bindparam("k_channel"),
