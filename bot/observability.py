@@ -64,4 +64,5 @@ class _State(Collector):
                 family.add_metric([status], count)
             yield family
         yield GaugeMetricFamily("otklik_outbox_pending",
-                                "Webhook events not delivered yet", value=self.pending)
+                                "Outbox events (webhooks, team chat) not carried out yet",
+                                value=self.pending)
