@@ -411,9 +411,8 @@ def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
     locale = ui_locale(outcome.locale if outcome else _locale(request))
     said = [p.text for p in outcome.prompts] if outcome else []
     return notice(request, 200, gettext("Thank you!", locale), *said,
-                  gettext("Your answers are saved in Otklik's database: the team sees them "
-                          "on the dashboard (/admin/surveys/{survey}) and in its reports "
-                          "(otklik report --survey {survey}).", locale).format(survey=survey),
+                  # The respondent's words only: never a path or a command of ours.
+                  gettext("Your answers are saved. Thank you!", locale),
                   locale=locale, link=f"/w/{survey}?again=1",
                   link_label=gettext("Answer again", locale))
 
