@@ -8,8 +8,12 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.services.scripts import validate_files
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_errors(error: ValidationError) -> list[str]:
+    """A pydantic ValidationError of Settings as one line per mistake: the environment
+    variable, what is wrong and what is allowed; never the value (it may be a secret)."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        where = "_".join(str(part) for part in problem["loc"]).upper()
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "scripts" and args.action == "validate":
@@ -44,10 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Everything below touches the database and reads settings; import it only then, so
     # `scripts validate` stays quick and needs no configuration.
+    from pydantic import ValidationError
+
     from bot import commands
     from bot.settings import Settings
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        for line in settings_errors(error):
+            print(f"otklik: {line}", file=sys.stderr)
+        return 2
     match args.command:
         case None | "run":
             from bot.runner import run

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 from datetime import UTC, datetime
@@ -43,7 +44,14 @@ async def run(settings: Settings) -> int:
         print("OUTBOUND_WEBHOOK_SECRET is required with OUTBOUND_WEBHOOK_URL: receivers "
               "verify the events by it", file=sys.stderr)
         return 2
-    await upgrade_async(settings.database_url)
+    try:
+        await upgrade_async(settings.database_url)
+    except Exception as error:  # one line, not a traceback: the operator's to mend
+        cause = getattr(error, "orig", None) or error
+        print(f"otklik: the database at DATABASE_URL cannot be opened "
+              f"({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})",
+              file=sys.stderr)
+        return 1
     engine = create_engine(settings.database_url)
     product: Product | None = None
     runner: web.AppRunner | None = None
@@ -69,7 +77,14 @@ async def run(settings: Settings) -> int:
             log.info("campaigns from %s: %s", campaigns_file, ", ".join(names))
         runner = web.AppRunner(product.web, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        try:
+            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        except OSError as error:
+            print(f"otklik: cannot listen on {settings.http_host}:{settings.http_port} "
+                  f"(HTTP_HOST, HTTP_PORT): "
+                  f"{os.strerror(error.errno).lower() if error.errno else error}",
+                  file=sys.stderr)
+            return 1
         log.info("serving on http://%s:%s (health: /healthz, API: /openapi.json)",
                  settings.http_host, settings.http_port)
         tg = product.telegram

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -273,3 +274,44 @@ def test_run_refuses_a_webhook_without_its_secret(tmp_path: Path) -> None:
                             text=True, capture_output=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "WEBHOOK_SECRET is required" in result.stderr
+
+
+def run_once(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`otklik run` in an empty directory with `env` on top of a SQLite database there."""
+    full = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
+            "SURVEYS_DIR": str(SURVEYS), **env}
+    return subprocess.run([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=full,
+                          text=True, capture_output=True, timeout=60, check=False)
+
+
+def test_bad_settings_are_one_line_each_naming_the_variable(tmp_path: Path) -> None:
+    result = run_once(tmp_path, HTTP_PORT="99999", SEND_ATTEMPTS="0",
+                      BOT_TOKEN="not-a-secret-to-print")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines == ["otklik: HTTP_PORT: Input should be less than or equal to 65535",
+                     "otklik: SEND_ATTEMPTS: Input should be greater than or equal to 1"]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_once(tmp_path, HTTP_HOST="127.0.0.1", HTTP_PORT=str(port))
+    assert result.returncode == 1
+    # The last word, after the log of start-up: one line, no traceback.
+    assert result.stderr.splitlines()[-1] == (f"otklik: cannot listen on 127.0.0.1:{port} "
+                                              "(HTTP_HOST, HTTP_PORT): address already in use")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
+    result = run_once(tmp_path, DATABASE_URL=(
+        f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}"))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "otklik: the database at DATABASE_URL cannot be opened "
+        "(OperationalError: unable to open database file)")
+    assert "Traceback" not in result.stderr
