@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -30,10 +37,15 @@ class Instruments:
                                 "Outbound webhook POSTs, by result (delivered or failed)",
                                 ["result"], registry=registry)
         self.http = Histogram("otklik_http_request_duration_seconds",
-                              "HTTP requests served, by route (its pattern, not the URL)",
-                              ["method", "route"], registry=registry)
+                              "HTTP requests served, by route (its pattern, not the URL) "
+                              "and status class (2xx, 3xx, 4xx, 5xx)",
+                              ["method", "route", "status"], registry=registry)
         self.state = _State()
         registry.register(self.state)
+        # The process's CPU, memory and open files, and the interpreter's garbage collector.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
 
     def recorded(self, answers: Sequence[Any]) -> None:
         """Dialogues.record's observer (storage.repositories.dialogues): the answers a

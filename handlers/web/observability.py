@@ -19,13 +19,19 @@ routes = web.RouteTableDef()
 @web.middleware
 async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
+    status = 500  # an exception nobody turned into a response
     try:
-        return await handler(request)
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
     finally:
         # The pattern (/s/{token}), never the path: a token must not become a label.
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[INSTRUMENTS].http.labels(request.method, route).observe(
+        request.app[INSTRUMENTS].http.labels(request.method, route, f"{status // 100}xx").observe(
             time.perf_counter() - started)
 
 

@@ -82,9 +82,12 @@ async def test_counters_move_with_a_dialogue_and_its_webhooks(db_url: str) -> No
             assert value(found, "otklik_deliveries", status="completed") == 1
             assert value(found, "otklik_outbox_pending") == 4
             # The route's pattern is the label: the survey's token never is.
-            pages = value(found, "otklik_http_request_duration_seconds_count",
-                          method="POST", route="/s/{token}")
-            assert pages == 2
+            pages = {status: value(found, "otklik_http_request_duration_seconds_count",
+                                   method="POST", route="/s/{token}", status=status)
+                     for status in ("2xx", "3xx", "4xx", "5xx")}
+            # The score redirected (303) to the follow-up; the follow-up showed the thanks.
+            assert pages == {"2xx": 1, "3xx": 1, "4xx": 0, "5xx": 0}
+            assert value(found, "process_open_fds") > 0  # the standard collectors too
             labels = {v for (_, pairs) in found for _, v in pairs}
             assert not any(label.startswith("/s/") and label != "/s/{token}"
                            for label in labels)
