@@ -28,6 +28,33 @@ from storage.migrate import upgrade_async
 log = logging.getLogger("otklik")
 
 
+def what_is_on(product: Product, surveys: int, campaigns: int) -> list[str]:
+    """Start-up's account of this process: what is on, and why what is off is off."""
+    settings, services = product.settings, product.services
+    engine = product.engine
+    database = (f"SQLite {engine.url.database}" if engine.dialect.name == "sqlite"
+                else f"PostgreSQL {engine.url.host}/{engine.url.database}")  # no password
+    return [
+        f"database: {database}",
+        "Telegram: " + ("on, webhook" if product.telegram and settings.webhook_url else
+                        "on, long polling" if product.telegram else
+                        "off (BOT_TOKEN is not set)"),
+        "team chat: " + ("on" if services.team is not None else
+                         "off (ADMIN_CHAT_ID is not set)" if product.telegram else
+                         "off (needs BOT_TOKEN and ADMIN_CHAT_ID)"),
+        "e-mail: " + ("on" if product.smtp is not None else "off (SMTP_URL is not set)"),
+        "web pages and widget: on",
+        "dashboard: " + ("on, /admin/" if settings.admin_token is not None else
+                         "off (ADMIN_TOKEN is not set)"),
+        "outbound webhook: " + ("on" if product.webhooks is not None else
+                                "off (OUTBOUND_WEBHOOK_URL is not set)"),
+        f"scheduler: on (dispatch every {settings.dispatch_interval}s)"
+        if product.dispatcher is not None else
+        "scheduler: on (no channel to send on: triggers are suppressed, no_channel)",
+        f"loaded: {surveys} surveys, {campaigns} campaigns",
+    ]
+
+
 async def run(settings: Settings) -> int:
     """Everything in one process: migrations, the scripts in SURVEYS_DIR, the HTTP server,
     the scheduler (dispatcher, reminders, campaigns, the outbox's retries) and the Telegram
@@ -100,8 +127,8 @@ async def run(settings: Settings) -> int:
         scheduler.start()
         if tg is not None:
             polling = await telegram.start(settings, tg.updates, tg.bot, tg.i18n)
-        else:
-            log.info("Telegram: off (BOT_TOKEN is not set)")
+        for line in what_is_on(product, len(loaded), len(names)):
+            log.info("%s", line)
         freeze_heap()
         await stop.wait()
         log.info("stopping")

@@ -212,6 +212,12 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert "serving on http://127.0.0.1" in output
+    # What is on and off, and why: one line each.
+    for line in (f"database: SQLite {tmp_path / 'run.db'}", "Telegram: off (BOT_TOKEN is not set)",
+                 "e-mail: off (SMTP_URL is not set)", "dashboard: off (ADMIN_TOKEN is not set)",
+                 "scheduler: on (no channel to send on: triggers are suppressed, no_channel)",
+                 "loaded: 4 surveys, 1 campaigns"):
+        assert f"otklik: {line}\n" in output, line
 
 
 async def _run_with_telegram(tmp_path: Path, api: BotApiStub, **extra: str
@@ -244,6 +250,8 @@ async def test_run_answers_in_telegram_by_long_polling(tmp_path: Path) -> None:
         finally:
             output = await _stop(process)
     assert "Telegram: long polling" in output
+    assert "otklik: Telegram: on, long polling\n" in output
+    assert "otklik: team chat: off (ADMIN_CHAT_ID is not set)\n" in output
     assert "123456:cli-test" not in output  # the token is never logged
 
 
