@@ -87,16 +87,19 @@ class Accepted:
     reason: str | None
     due_at: datetime
     replay: bool = False  # the same idempotency key again: the first answer
+    # The delivery's token, when it is scheduled: its survey can be answered at its page.
+    token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"trigger_id": self.trigger_id, "delivery_id": self.delivery_id,
                 "status": self.status, "reason": self.reason,
-                "due_at": self.due_at.isoformat()}
+                "due_at": self.due_at.isoformat(), "token": self.token}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, replay: bool) -> Accepted:
         return cls(int(data["trigger_id"]), int(data["delivery_id"]), str(data["status"]),
-                   data.get("reason"), datetime.fromisoformat(data["due_at"]), replay)
+                   data.get("reason"), datetime.fromisoformat(data["due_at"]), replay,
+                   data.get("token"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +201,12 @@ class TriggerService(PolicyService):
                     deliveries.bind_identity(contact.id, channel, address, now)
             decision = decide(store, contact, script, self._policy,
                               asked=trigger.channel, delay=trigger.delay, now=now)
-            delivery_id = deliveries.insert_delivery(delivery_values(
-                contact, script, decision, trigger.context, now, trigger_id=trigger_id))
+            values = delivery_values(contact, script, decision, trigger.context, now,
+                                     trigger_id=trigger_id)
+            delivery_id = deliveries.insert_delivery(values)
             accepted = Accepted(trigger_id, delivery_id, decision.status, decision.reason,
-                                decision.due_at)
+                                decision.due_at, token=values["token"]
+                                if decision.status == DeliveryStatus.SCHEDULED else None)
             deliveries.set_trigger_response(trigger_id, accepted.to_json())
             return accepted
 

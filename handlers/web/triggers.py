@@ -11,7 +11,7 @@ import phonenumbers
 from aiohttp import web
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
-from bot.keys import TRIGGERS
+from bot.keys import LINKS, TRIGGERS
 from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
 from conversations.script import MAX_DELAY, TimeZoneName
 from handlers.web.api import (
@@ -101,6 +101,9 @@ class TriggerAccepted(BaseModel):
     reason: str | None = Field(None, description="opted_out | throttled | no_channel when "
                                                  "suppressed; quiet_hours when moved")
     due_at: datetime
+    survey_url: str | None = Field(None, description=(
+        "the survey's page, when scheduled: whoever has it may answer there (hand it on "
+        "yourself, or let the channel carry it)"))
 
 
 class SurveySummary(BaseModel):
@@ -180,7 +183,10 @@ async def post_trigger(request: web.Request) -> web.Response:
         raise ApiError(409, "idempotency_conflict", str(error), error.field) from None
     except TriggerError as error:
         raise ApiError(422, "unknown_survey", str(error), error.field) from None
-    return web.json_response(accepted.to_json(), status=200 if accepted.replay else 202)
+    body_out = {key: value for key, value in accepted.to_json().items() if key != "token"}
+    body_out["survey_url"] = (request.app[LINKS].page(accepted.token)
+                              if accepted.token else None)
+    return web.json_response(body_out, status=200 if accepted.replay else 202)
 
 
 @routes.get("/api/v1/surveys")

@@ -298,3 +298,22 @@ async def test_health(api: Api) -> None:
 async def test_due_times_are_utc(api: Api) -> None:
     _, body = await api.post("/api/v1/triggers", trigger())
     assert datetime.fromisoformat(body["due_at"]).utcoffset() == timedelta(0)
+
+
+async def test_a_scheduled_delivery_comes_with_its_surveys_link(api: Api) -> None:
+    """The caller (a help desk, a newcomer without Telegram) can hand the survey on itself:
+    the 202 names the delivery's page, which opens the survey; the same on a replay; a
+    suppressed delivery has none."""
+    status, body = await api.post("/api/v1/triggers", trigger())
+    assert status == 202
+    [delivery] = await api.deliveries()
+    assert body["survey_url"] == f"{api.services.links.base_url}/s/{delivery.token}"
+    page = await api.client.get(f"/s/{delivery.token}")
+    assert page.status == 200
+    assert "How would you rate your call with Anna?" in await page.text()
+    again_status, again = await api.post("/api/v1/triggers", trigger())
+    assert (again_status, again["survey_url"]) == (200, body["survey_url"])
+    # The same customer again within the throttle: suppressed, no survey to open.
+    status, suppressed = await api.post("/api/v1/triggers", trigger(key="call-2"))
+    assert (status, suppressed["status"], suppressed["survey_url"]) == (202, "suppressed", None)
+    assert "token" not in body  # only the link, as the API documents it
