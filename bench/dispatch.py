@@ -74,6 +74,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.stats import ROUNDS, Spread, spread_note
 from bot import telegram
 from bot.bootstrap import build_services, build_web_app
+from bot.examples import EXAMPLES
 from bot.limits import Limiter, RateLimited
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
@@ -95,7 +96,7 @@ from testkit.botapi import BotApiStub
 TOKEN = "123456:BENCH-dispatch_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRET = "bench-trigger-secret"  # noqa: S105
 ADMIN = "bench-admin-token"
-SURVEYS = Path(__file__).resolve().parents[1] / "surveys"
+SURVEYS = EXAMPLES
 TRIGGER_SURVEY = "post_call_csat"
 SEND_SURVEY = "nps"
 CLIENT_CONCURRENCY = 32  # trigger requests in flight

@@ -56,6 +56,7 @@ from bench.minimal_bot import build_minimal_bot, serve_webhook
 from bench.stats import ROUNDS, Spread, spread_note
 from bot.bootstrap import build
 from bot.commands import freeze_heap
+from bot.examples import EXAMPLES
 from bot.services.scripts import load_scripts
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
@@ -66,7 +67,7 @@ from testkit.botapi import BotApiStub, Call, iter_buttons
 JSON = dict[str, Any]
 TOKEN = "123456:BENCH-telegram_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRET = "bench-secret"  # noqa: S105
-SURVEYS = Path(__file__).resolve().parents[1] / "surveys"
+SURVEYS = EXAMPLES
 LEVELS = (1, 50, 500)
 ANSWERS_PER_CHAT = 2  # the score and the reason, for both bots
 SCORE_LABEL = "9"

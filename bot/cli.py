@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="serve everything in one process (the default)")
     commands.add_parser("migrate", help="upgrade the database at DATABASE_URL to the latest schema")
+    init = commands.add_parser("init", help="write a starter surveys/ and .env to edit")
+    init.add_argument("directory", nargs="?", type=Path, default=Path("."), metavar="DIR")
 
     scripts = commands.add_parser("scripts", help="survey scripts").add_subparsers(
         dest="action", required=True)
@@ -38,6 +40,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def init(directory: Path) -> int:
+    """The example surveys into DIR/surveys/ and the settings' template into DIR/.env, to be
+    edited; nothing that exists already is overwritten."""
+    from bot.examples import EXAMPLES
+
+    wanted = {directory / "surveys" / source.name: source
+              for source in sorted(EXAMPLES.glob("*.yaml"))}
+    wanted[directory / ".env"] = EXAMPLES / "env.example"
+    if there := [str(path) for path in wanted if path.exists()]:
+        print(f"otklik init: not overwriting {', '.join(there)}", file=sys.stderr)
+        return 1
+    (directory / "surveys").mkdir(parents=True, exist_ok=True)
+    for target, source in wanted.items():
+        target.write_bytes(source.read_bytes())
+        print(f"wrote {target}")
+    print(f"Edit them, then start with `otklik run` in {directory} (it reads .env and surveys/ "
+          "there).")
+    return 0
+
+
 def settings_errors(error: ValidationError) -> list[str]:
     """A pydantic ValidationError of Settings as one line per mistake: the environment
     variable, what is wrong and what is allowed; never the value (it may be a secret)."""
@@ -51,6 +73,8 @@ def settings_errors(error: ValidationError) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "init":
+        return init(args.directory)
     if args.command == "scripts" and args.action == "validate":
         problems = validate_files(args.files)
         for line in problems:

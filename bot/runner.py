@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -17,15 +18,34 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import telegram
 from bot.bootstrap import Product, build
 from bot.commands import configure_logging, freeze_heap
+from bot.examples import EXAMPLES
 from bot.scheduler import build_scheduler, digest_trigger
 from bot.services.campaigns import CampaignFileError
 from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
+from bot.services.triggers import TriggerService
 from bot.settings import Settings
 from handlers.telegram import admin
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 
 log = logging.getLogger("otklik")
+
+
+async def surveys_dir_of(settings: Settings, triggers: TriggerService) -> Path | None:
+    """The folder to load scripts from: SURVEYS_DIR when set (a missing one is an error);
+    else ./surveys if there is one; else, with no script in the database either, the
+    packaged examples — said loudly, a production install must not run on them unseen;
+    else none (the database's scripts serve)."""
+    if "surveys_dir" in settings.model_fields_set or settings.surveys_dir.is_dir():
+        return settings.surveys_dir
+    if await triggers.active_surveys():
+        log.info("surveys: no %s folder; serving the scripts stored in the database",
+                 settings.surveys_dir)
+        return None
+    log.warning("surveys: no %s folder and no script in the database: starting on the "
+                "EXAMPLE surveys shipped with Otklik (%s). Write your own: `otklik init`, "
+                "then SURVEYS_DIR", settings.surveys_dir, EXAMPLES)
+    return EXAMPLES
 
 
 def what_is_on(product: Product, surveys: int, campaigns: int) -> list[str]:
@@ -87,12 +107,14 @@ async def run(settings: Settings) -> int:
     try:
         product = await build(settings, engine)
         services = product.services
+        surveys_dir = await surveys_dir_of(settings, services.triggers)
         try:
-            loaded = await load_scripts(services.db, [settings.surveys_dir],
-                                        actor="startup", now=datetime.now(UTC))
-            campaigns_file = settings.campaigns_file or settings.surveys_dir / CAMPAIGNS_FILE
+            loaded = (await load_scripts(services.db, [surveys_dir], actor="startup",
+                                         now=datetime.now(UTC)) if surveys_dir else [])
+            campaigns_file = settings.campaigns_file or (
+                surveys_dir / CAMPAIGNS_FILE if surveys_dir else None)
             names = (await services.campaigns.load_file(campaigns_file)
-                     if campaigns_file.is_file() else [])
+                     if campaigns_file is not None and campaigns_file.is_file() else [])
         except InvalidScripts as exc:
             print("\n".join(exc.lines), file=sys.stderr)
             return 1

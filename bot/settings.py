@@ -1,4 +1,5 @@
-"""Settings from the environment (and a .env file); see .env.example for each one."""
+"""Settings from the environment (and a .env file); see bot/examples/env.example (what
+`otklik init` writes as .env) for each one."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ TOKEN_NAME = re.compile(r"[a-z0-9_-]{1,40}")
 
 
 class Settings(BaseSettings):
-    # Empty values in .env (`BOT_TOKEN=`) mean "not set", as in .env.example.
+    # Empty values in .env (`BOT_TOKEN=`) mean "not set", as in bot/examples/env.example.
     # An error never repeats the value it refuses: it may be a secret (API_TOKENS, say).
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True,

@@ -15,19 +15,19 @@ import sqlite3
 import tempfile
 from contextlib import closing
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, inspect, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.examples import EXAMPLES
 from bot.services.scripts import Loaded, read_scripts, store_scripts
 from conversations.script import Script
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 from storage.uow import Database
 
-SURVEYS = Path(__file__).resolve().parents[1] / "surveys"
+SURVEYS = EXAMPLES
 
 _sqlite: list[tempfile.TemporaryDirectory[str]] = []  # holds migrated.db, built once
 _postgres: list[tuple[str, Any, bool]] = []  # what the migrations sent to an empty one

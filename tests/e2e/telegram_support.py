@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -16,13 +15,14 @@ from sqlalchemy import select
 
 from bot import bootstrap, telegram
 from bot.bootstrap import build_web_app
+from bot.examples import EXAMPLES
 from bot.settings import Settings
 from storage.db import create_engine, session_factory
 from storage.models import AnswerRow
 from testkit.botapi import BotApiStub, close_bot, iter_buttons
 from testkit.migrated import load_examples, migrate
 
-SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+SURVEYS = EXAMPLES
 ADMIN_CHAT = -1001234
 TOKEN = "123456:TEST-token"
 

@@ -17,6 +17,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.examples import EXAMPLES
 from bot.services.scripts import script_files, script_of
 from bot.services.surveys import SurveyService, Who
 from conversations.engine import Reply, advance, start
@@ -28,7 +29,7 @@ from testkit.net import free_port
 from tests.integration.storage.support import record
 
 ROOT = Path(__file__).resolve().parents[2]
-SURVEYS = ROOT / "surveys"
+SURVEYS = EXAMPLES
 
 BROKEN = """\
 id: broken
@@ -323,3 +324,49 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
         "otklik: the database at DATABASE_URL cannot be opened "
         "(OperationalError: unable to open database file)")
     assert "Traceback" not in result.stderr
+
+
+def test_init_writes_the_examples_and_the_settings_and_overwrites_nothing(
+        tmp_path: Path) -> None:
+    result = otklik("init", "site", db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    site = tmp_path / "site"
+    assert sorted(path.name for path in (site / "surveys").iterdir()) == sorted(
+        path.name for path in EXAMPLES.glob("*.yaml"))
+    assert "BOT_TOKEN=" in (site / ".env").read_text()
+    valid = otklik("scripts", "validate", *map(str, script_files([site / "surveys"])),
+                   db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert valid.returncode == 0, valid.stderr
+    (site / "surveys" / "nps.yaml").write_text("# mine\n")
+    again = otklik("init", "site", db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert again.returncode == 1
+    assert "not overwriting" in again.stderr
+    assert (site / "surveys" / "nps.yaml").read_text() == "# mine\n"
+
+
+async def test_run_with_nothing_to_load_starts_on_the_examples_and_says_so(
+        tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+           "HTTP_PORT": str(port), "LOG_LEVEL": "INFO"}
+    env.pop("SURVEYS_DIR", None)  # and the working directory has no surveys/ folder
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as client:
+            while time.monotonic() < deadline:
+                try:
+                    async with client.get(f"http://127.0.0.1:{port}/w/nps") as response:
+                        assert response.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert process.poll() is None, "otklik run exited early"
+                    await asyncio.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "WARNING otklik: surveys: no surveys folder and no script in the database: " \
+           "starting on the EXAMPLE surveys" in output
+    assert "otklik: loaded: 4 surveys, 1 campaigns" in output

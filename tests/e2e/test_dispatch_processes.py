@@ -16,13 +16,14 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from bot.examples import EXAMPLES
 from storage.db import create_engine, session_factory
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
 from testkit.botapi import BotApiStub
 from testkit.migrated import load_examples, migrate
 from testkit.net import free_port
 
-SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+SURVEYS = EXAMPLES
 FIRST_CHAT = 500_000
 
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import bootstrap
 from bot.bootstrap import Services, build_services, build_web_app
+from bot.examples import EXAMPLES
 from bot.settings import Settings
 from handlers.web.api import signature
 from storage.db import create_engine
@@ -27,7 +27,7 @@ from testkit.botapi import close_bot
 from testkit.clock import Clock
 from testkit.migrated import load_examples, migrate
 
-SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+SURVEYS = EXAMPLES
 ADMIN = "admin-token-for-tests"
 SECRET = "trigger-secret-for-tests"
 TOKEN = "123456:TEST-token"

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.examples import EXAMPLES
 from bot.services.scripts import load_scripts
 from bot.services.surveys import NoSurvey, SurveyService, Who
 from conversations.engine import PromptKind, Reply
@@ -20,7 +21,7 @@ from storage.models import AlertRow, AnswerRow, DialogueRow
 from storage.uow import Database, Store
 from testkit.migrated import load_examples
 
-SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
+SURVEYS = EXAMPLES
 NOW = datetime(2026, 4, 1, 9, 30, tzinfo=UTC)
 ANNA = Who("telegram", "1001", first_name="Anna", locale="en")
 Factory = async_sessionmaker[AsyncSession]

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from bot.examples import EXAMPLES
 from bot.services.scripts import script_files
 from conversations.engine import DialogueState, Reply, Turn, advance, current_prompts, start
 from conversations.errors import ScriptError
@@ -33,7 +33,7 @@ from conversations.script import (
 
 from .support import NOW
 
-SURVEYS = Path(__file__).resolve().parents[3] / "surveys"
+SURVEYS = EXAMPLES
 
 BRANCHING = """\
 id: branching

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.examples import EXAMPLES
 from bot.services.scripts import script_files
 from conversations.errors import ScriptError, ScriptIssue
 from conversations.script import (
@@ -21,7 +22,7 @@ from conversations.script import (
     script_to_data,
 )
 
-SURVEYS = Path(__file__).resolve().parents[3] / "surveys"
+SURVEYS = EXAMPLES
 KINDS = "nps, csat, ces, cli, rating, choice, yes_no, text, message"
 
 
