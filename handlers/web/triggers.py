@@ -183,9 +183,10 @@ async def post_trigger(request: web.Request) -> web.Response:
         raise ApiError(409, "idempotency_conflict", str(error), error.field) from None
     except TriggerError as error:
         raise ApiError(422, "unknown_survey", str(error), error.field) from None
-    body_out = {key: value for key, value in accepted.to_json().items() if key != "token"}
-    body_out["survey_url"] = (request.app[LINKS].page(accepted.token)
-                              if accepted.token else None)
+    body_out = accepted.to_json()
+    token = body_out.pop("token")
+    # The link, not the bare token: what a caller hands on is the page.
+    body_out["survey_url"] = request.app[LINKS].page(token) if token else None
     return web.json_response(body_out, status=200 if accepted.replay else 202)
 
 

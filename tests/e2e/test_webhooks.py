@@ -319,7 +319,8 @@ async def test_events_share_the_fate_of_their_transaction(engine: Any, commit: b
 def _run_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
            "SURVEYS_DIR": str(SURVEYS), "ADMIN_TOKEN": "run-admin-token",
-           "PYTHONPATH": str(SURVEYS.parent), **extra}  # this checkout's code
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]),  # this checkout's code
+           **extra}
     for name in {"BOT_TOKEN", "SMTP_URL", "OUTBOUND_WEBHOOK_SECRET"} - extra.keys():
         env.pop(name, None)
     return env
