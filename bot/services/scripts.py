@@ -194,6 +194,10 @@ class ScriptCache:
         return [self.get(scripts, survey_id, version)
                 for survey_id, version in scripts.active_versions()]
 
+    def cached(self, survey_id: str, version: int) -> Script | None:
+        """The version if it was parsed already, without a transaction to read it in."""
+        return self._parsed.get((survey_id, version))
+
     def get(self, scripts: Scripts, survey_id: str, version: int) -> Script:
         """NotFound if there is no such version."""
         key = (survey_id, version)

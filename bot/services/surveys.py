@@ -18,7 +18,7 @@ from typing import Any
 from bot.services import team
 from bot.services.effects import after_commit
 from bot.services.errors import NotFound, ServiceError
-from bot.services.scripts import script_of
+from bot.services.scripts import ScriptCache
 from bot.services.team import Alert, Comment, TeamAlerts
 from conversations.conditions import Scalar
 from conversations.engine import (
@@ -38,7 +38,7 @@ from conversations.engine import (
 from conversations.script import Script
 from conversations.statuses import Channel, DeliveryStatus, DialogueStatus, Respondent
 from storage.errors import StaleDialogue
-from storage.models import CustomerRow, DeliveryRow, DialogueRow, ScriptRow
+from storage.models import CustomerRow, DeliveryRow, DialogueRow
 from storage.outbox import TEAM
 from storage.repositories.deliveries import OPEN
 from storage.repositories.dialogues import DeliveryView, Recorded
@@ -172,14 +172,15 @@ class _Duplicate:
 
 class SurveyService:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None,
-                 attempts: int = 3, team: TeamAlerts | None = None) -> None:
-        """`team`: tell the team chat of alerts and comments (None: the dashboard only)."""
+                 attempts: int = 3, team: TeamAlerts | None = None,
+                 scripts: ScriptCache | None = None) -> None:
+        """`team`: tell the team chat of alerts and comments (None: the dashboard only);
+        `scripts`: the process's parsed scripts, shared with the other services."""
         self._db = db
         self._team = team
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempts = attempts
-        # Stored versions never change, so a parsed script is good for the process's life.
-        self._scripts: dict[tuple[str, int], Script] = {}
+        self._scripts = scripts or ScriptCache()
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class SurveyService:
         NoSurvey."""
         view = await self._db.read(
             lambda store: _open_view(store.dialogues.delivery_view(token), token))
-        script = self._scripts.get((view.survey_id, view.script_version)) if view.id else None
+        script = self._scripts.cached(view.survey_id, view.script_version) if view.id else None
         if script is not None:  # shown again: one read, no write
             state = DialogueState.from_json(view.state)
             return Outcome(view.id, current_prompts(script, state), locale=state.locale,
@@ -604,14 +605,7 @@ class SurveyService:
     def _script(self, store: Store, survey_id: str, version: int) -> Script:
         """A dialogue finishes on the version it started with, even after a new one is
         stored."""
-        cached = self._scripts.get((survey_id, version))
-        return cached or self._parsed(store.scripts.get(survey_id, version))
-
-    def _parsed(self, row: ScriptRow) -> Script:
-        key = (row.survey_id, row.version)
-        if key not in self._scripts:
-            self._scripts[key] = script_of(row)
-        return self._scripts[key]
+        return self._scripts.get(store.scripts, survey_id, version)
 
 
 async def mark_unreachable(db: Database, who: Who, reason: str) -> None:
