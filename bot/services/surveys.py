@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.services import team
 from bot.services.effects import after_commit
@@ -44,6 +44,7 @@ from storage.repositories.deliveries import OPEN
 from storage.repositories.dialogues import DeliveryView, Recorded
 from storage.uow import Database, Store
 
+_T = TypeVar("_T")
 # A script has at most 100 steps and a CLI step asks four questions: a page's answers are
 # never more (a bound on the loop whatever the script does).
 MAX_PAGE_ANSWERS = 500
@@ -362,17 +363,8 @@ class SurveyService:
 
     async def _apply(self, find: Find, to_reply: Callable[[Script, DialogueRow], Reply],
                      event: Event | None) -> Outcome | None:
-        for attempt in range(1, self._attempts + 1):
-            now = self._clock()
-            try:
-                stepped = await self._db.write(functools.partial(
-                    self._step, find=find, to_reply=to_reply, event=event, now=now))
-                break
-            except StaleDialogue:
-                # Another process moved this dialogue on between our read and our write:
-                # read it again and apply the reply to where it is now.
-                if attempt == self._attempts:
-                    raise
+        stepped = await self._write_fresh(functools.partial(
+            self._step, find=find, to_reply=to_reply, event=event))
         if stepped is None:
             return None
         if isinstance(stepped, _Duplicate):
@@ -395,15 +387,8 @@ class SurveyService:
         leaves its fields unread. Refuses as open_delivery does; None when the dialogue is
         not open. The outcome holds every alert and comment the answers raised."""
         await self.open_delivery(token)
-        for attempt in range(1, self._attempts + 1):
-            now = self._clock()
-            try:
-                steps = await self._db.write(functools.partial(
-                    self._answer_page, token=token, tap_for=tap_for, now=now))
-                break
-            except StaleDialogue:
-                if attempt == self._attempts:
-                    raise
+        steps = await self._write_fresh(functools.partial(
+            self._answer_page, token=token, tap_for=tap_for))
         if steps is None:
             return None
         if not steps:
@@ -414,6 +399,17 @@ class SurveyService:
         return dataclasses.replace(
             last, alerts=tuple(a for o in outcomes for a in o.alerts),
             comments=tuple(c for o in outcomes for c in o.comments))
+
+    async def _write_fresh(self, step: Callable[..., _T]) -> _T:
+        """`step(store, now=...)` in a write, read again and retried when another process
+        moved the dialogue on between its read and its write (StaleDialogue), so the reply
+        applies to where the dialogue is now."""
+        for _ in range(self._attempts - 1):
+            try:
+                return await self._db.write(functools.partial(step, now=self._clock()))
+            except StaleDialogue:
+                continue
+        return await self._db.write(functools.partial(step, now=self._clock()))
 
     def _answer_page(self, store: Store, token: str, tap_for: Callable[[int], Tap],
                      now: datetime) -> list[_Stepped] | None:
