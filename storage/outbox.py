@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import CustomerRow, DialogueRow, OutboxRow
@@ -83,15 +83,3 @@ def turn_events(connection: Connection, dialogue: DialogueRow, answers: Sequence
     if completed is not None:
         events.append(("session.completed", key, {**common, "context": dict(completed)}))
     return events
-
-
-# -- the sender's side: storage.repositories.outbox.Outbox -------------------------------------
-
-_PENDING = (_outbox.c.delivered_at.is_(None), _outbox.c.failed_at.is_(None))
-
-
-def pending(connection: Connection) -> int:
-    """How many events wait to be sent (bot.observability's gauge, on its connection)."""
-    return int(connection.execute(
-        select(func.count()).select_from(_outbox).where(*_PENDING)
-    ).scalar_one())

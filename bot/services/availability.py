@@ -42,4 +42,4 @@ class Availability:
     async def gauges(self) -> Gauges:
         """Three small queries per scrape, none on a hot path."""
         return await self._db.read(lambda store: Gauges(
-            store.health.by_status(), store.health.outbox_pending()))
+            store.health.by_status(), store.outbox.pending()))

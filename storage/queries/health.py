@@ -1,12 +1,11 @@
 """What the health check and Prometheus' gauges read: the database answers, and how many
-deliveries and alerts are in each status, how many outbox events wait."""
+deliveries and alerts are in each status (the outbox's waiting events: Outbox.pending)."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select, text
 
 from storage.models import AlertRow, DeliveryRow
-from storage.outbox import pending
 from storage.repositories.base import Repository
 
 _BY_STATUS = {name: select(row.status, func.count()).group_by(row.status)
@@ -21,6 +20,3 @@ class Health(Repository):
         """Deliveries and alerts, by status."""
         return {name: {status: count for status, count in self.connection.execute(query)}
                 for name, query in _BY_STATUS.items()}
-
-    def outbox_pending(self) -> int:
-        return pending(self.connection)
