@@ -281,7 +281,7 @@ class DeliveryDispatcher:
                       "remind_at": now + remind if remind else None,
                       "expires_at": now + expire if expire else None, "last_error": None}
         elif outcome.closed is not None:
-            deliveries.mark_unreachable(job.channel, job.address, outcome.closed)
+            store.customers.mark_unreachable(job.channel, job.address, outcome.closed)
             store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}

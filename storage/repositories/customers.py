@@ -41,6 +41,9 @@ def _bind(insert: Any) -> postgresql.Insert | sqlite.Insert:
 
 
 _BIND = {"postgresql": _bind(postgresql.insert), "sqlite": _bind(sqlite.insert)}
+_UNREACHABLE = (update(_identities)
+                .where(_identities.c.channel == bindparam("k_channel"),
+                       _identities.c.address == bindparam("k_address")))
 
 
 class Erasure(NamedTuple):
@@ -106,11 +109,10 @@ class Customers(Repository):
     def mark_unreachable(self, channel: str, address: str, reason: str) -> bool:
         """Stop writing to this address (Telegram: the customer blocked the bot); the
         identity stays. False if there is no such identity."""
-        result = self.session.execute(
-            update(IdentityRow)
-            .where(IdentityRow.channel == channel, IdentityRow.address == address)
-            .values(reachable=False, unreachable_reason=reason))
-        return bool(getattr(result, "rowcount", 0))
+        result = self.connection.execute(_UNREACHABLE, {
+            "k_channel": channel, "k_address": address, "reachable": False,
+            "unreachable_reason": reason})
+        return bool(result.rowcount)
 
     def erase(self, customer: CustomerRow, now: datetime) -> Erasure:
         """Remove the customer's personal data and texts, keep the anonymous scores

@@ -104,9 +104,6 @@ _DELIVERY_DIALOGUE = (select(_sessions.c.id, _sessions.c.channel, _sessions.c.st
                              _sessions.c.status == DialogueStatus.ACTIVE)
                       .order_by(_sessions.c.id.desc()).limit(1))
 # Built once: a batch runs them for each of its deliveries.
-_UNREACHABLE = (update(_identities)
-                .where(_identities.c.channel == bindparam("k_channel"),
-                       _identities.c.address == bindparam("k_address")))
 _CHANGE = update(_deliveries).where(_deliveries.c.id == bindparam("k_id"))
 _FINISH = _CHANGE.where(_deliveries.c.status == DeliveryStatus.SENDING)
 # Built once (storage/rollups.py says why): a reply to a delivery's survey runs it.
@@ -295,11 +292,6 @@ class Deliveries(Repository):
     def dialogue_of(self, delivery_id: int) -> Any:
         """The delivery's active dialogue (id, channel, state), the newest."""
         return self.connection.execute(_DELIVERY_DIALOGUE, {"k_id": delivery_id}).first()
-
-    def mark_unreachable(self, channel: str, address: str, reason: str) -> None:
-        self.connection.execute(_UNREACHABLE, {"k_channel": channel, "k_address": address,
-                                               "reachable": False,
-                                               "unreachable_reason": reason})
 
     def due_reminders(self, now: datetime, limit: int) -> list[DeliveryRow]:
         """Sent, unanswered deliveries whose reminder is due: claimed (remind_at cleared)
