@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -187,6 +188,20 @@ async def test_report_prints_the_survey_figures(db_url: str, tmp_path: Path) -> 
 
 
 
+async def _first_answer(process: subprocess.Popen[str], url: str) -> tuple[int, bytes]:
+    """The status and body of `otklik run`'s first answer at `url`, once it serves."""
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as client:
+        while time.monotonic() < deadline:
+            try:
+                async with client.get(url) as response:
+                    return response.status, await response.read()
+            except aiohttp.ClientConnectionError:
+                assert process.poll() is None, "otklik run exited early"
+                await asyncio.sleep(0.2)
+    raise AssertionError(f"nothing answered at {url} within 30 s")
+
+
 async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
@@ -194,18 +209,9 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
     process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        body = None
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as client:
-            while body is None and time.monotonic() < deadline:
-                try:
-                    async with client.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        assert response.status == 200
-                        body = await response.json()
-                except aiohttp.ClientConnectionError:
-                    assert process.poll() is None, "otklik run exited early"
-                    await asyncio.sleep(0.2)
-        assert body == {"status": "ok", "database": "ok"}
+        status, body = await _first_answer(process, f"http://127.0.0.1:{port}/healthz")
+        assert status == 200
+        assert json.loads(body) == {"status": "ok", "database": "ok"}
         assert await _count_scripts(env["DATABASE_URL"]) == {
             "ces_support": 1, "cli_quarterly": 1, "nps": 1, "post_call_csat": 1}
     finally:
@@ -353,16 +359,8 @@ async def test_run_with_nothing_to_load_starts_on_the_examples_and_says_so(
     process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as client:
-            while time.monotonic() < deadline:
-                try:
-                    async with client.get(f"http://127.0.0.1:{port}/w/nps") as response:
-                        assert response.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    assert process.poll() is None, "otklik run exited early"
-                    await asyncio.sleep(0.2)
+        status, _ = await _first_answer(process, f"http://127.0.0.1:{port}/w/nps")
+        assert status == 200
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=20)
