@@ -105,6 +105,7 @@ class OutboxRunner:
                         self.what, sorted(ids), type(error).__name__)
 
     async def _batch_of(self, ids: Collection[int] | None) -> int | None:
+        """One batch (of `ids` only, if given): how many went, None when none was due."""
         now = self._clock()
         rows = await self._db.write(functools.partial(
             _claim, sink=self.sink, now=now, limit=self._batch, lease=now + self._lease,
@@ -113,7 +114,7 @@ class OutboxRunner:
             return None
         errors = await asyncio.gather(*(self._delivered(row) for row in rows))
         await self._db.write(functools.partial(self._record, rows, errors, self._clock()))
-        return errors.count(None) if ids is None else None
+        return errors.count(None)
 
     async def _delivered(self, row: Any) -> str | None:
         try:
