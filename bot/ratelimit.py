@@ -9,23 +9,21 @@ One port:
 - `await limiter.verdict(address, check)` judges a presented secret against the
   failed-attempts budget: `check` is a synchronous callable that returns who presented it,
   or None when it is wrong. Raises Spent, without calling `check`, when the address has
-  spent its budget; records a failure when `check` says None; a right secret costs nothing.
+  spent its budget; records a failure when `check` says None.
 
-Why a verdict cannot be raced: a guess is only ever judged holding a reserved unit of the
-budget, and nothing from the same address is judged between the reservation and its outcome.
-In the database the reservation is an upsert that adds one to the minute's count and returns
-it, in a transaction (one Database.write: on SQLite one trip to its thread for the whole
-verdict): over the budget, the transaction rolls back and the secret is never compared;
-otherwise `check` runs in the same transaction and a wrong secret commits the one added, a
-right one rolls it back. The upsert holds the row (PostgreSQL's row lock; SQLite
-takes its one write lock, BEGIN IMMEDIATE) until that commit or rollback, so another
-request's upsert for the address, in any process, waits and then sees the outcome. However
-many guesses arrive at once, at most `per_minute` are ever compared. In Redis the library's
-fixed-window hit is the reservation and a hit of cost -1 gives a right secret's back; there
-is no row to hold, so concurrent requests may see another's reservation while it lasts:
-within a process they are taken one at a time (a lock per address, for both backends, which
-also keeps waiting requests from holding database connections), so with N processes a right
-secret may be refused only when the address is within N of its budget."""
+Why a verdict cannot be raced: a secret is only ever compared holding a unit of the budget
+reserved in the shared store, and a wrong one spends it. A process reserves one unit per
+address at a time (an upsert that adds one to the minute's count and returns it, in one
+Database.write, rolled back over the budget; in Redis the library's fixed-window hit) and
+holds it while the secrets it compares are right: they give it back to the process, not to
+the store, so a right secret costs no trip to the store after the first of the minute, and
+a wrong one is already counted. The compare itself is synchronous on the event loop, so
+two requests never use one unit. However many guesses arrive at once, in however many
+processes, at most `per_minute` are ever compared and found wrong. What it costs: each
+process judging an address holds one unit of that address's budget, so with N processes
+a right secret may be refused once the address's failures are within N of its budget
+(FAILED_ATTEMPTS should be at least the number of processes). A unit is good until the
+store's window ends: the clock minute in the database, Redis's window in Redis."""
 
 from __future__ import annotations
 
@@ -35,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -58,10 +56,14 @@ class Spent(Exception):
 class Limiter:
     """`per_minute` per address and clock minute, under `scope` (limits apart share a store)."""
 
-    def __init__(self, scope: str, per_minute: int) -> None:
+    def __init__(self, scope: str, per_minute: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self.scope = scope
         self.per_minute = per_minute
+        self._clock = clock
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._held: dict[str, float] = {}  # address -> when the unit held for it lapses
+        self._swept = 0.0
 
     async def hit(self, address: str) -> bool:
         raise NotImplementedError
@@ -74,11 +76,28 @@ class Limiter:
         """Drops what is not written yet."""
 
     async def verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
-        async with self._one_at_a_time(address):
-            return await self._verdict(address, check)
+        # No await between finding the unit held and comparing: one unit, one compare.
+        while self._held.get(address, 0.0) <= self._clock():
+            async with self._one_at_a_time(address):
+                if self._held.get(address, 0.0) <= self._clock():
+                    self._forget_expired()
+                    self._held[address] = await self._reserve(address)
+        who = check()
+        if who is None:
+            del self._held[address]  # spent: the failure is counted by its reservation
+        return who
 
-    async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
+    async def _reserve(self, address: str) -> float:
+        """One unit of the address's budget taken in the store, or Spent; returns when the
+        unit lapses (the end of the store's window)."""
         raise NotImplementedError
+
+    def _forget_expired(self) -> None:
+        now = self._clock()
+        if now - self._swept >= MINUTE:  # once a minute: the held units of past windows
+            self._swept = now
+            self._held = {address: until for address, until in self._held.items()
+                          if until > now}
 
     @asynccontextmanager
     async def _one_at_a_time(self, address: str) -> AsyncIterator[None]:
@@ -107,9 +126,8 @@ class DatabaseLimiter(Limiter):
 
     def __init__(self, db: Database, scope: str, per_minute: int,
                  clock: Callable[[], float] = time.time) -> None:
-        super().__init__(scope, per_minute)
+        super().__init__(scope, per_minute, clock)
         self._db = db
-        self._clock = clock
         self._pruned = 0
         self._minute = 0  # of the counts below
         self._totals: dict[str, int] = {}  # over every process, as last read
@@ -162,35 +180,29 @@ class DatabaseLimiter(Limiter):
         if self._writing is not None:
             self._writing.cancel()
 
-    async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
+    async def _reserve(self, address: str) -> float:
         minute = self._now()
 
-        def judge(store: Store) -> int:
+        def reserve(store: Store) -> int:
             count = self._add(store, minute, address, 1)
             if count > self.per_minute:
-                raise _Undone(count, None)  # rolled back: the secret is never compared
-            who = check()
-            if who is not None:
-                raise _Undone(count, who)  # rolled back: a right secret costs nothing
-            return count  # committed: a failure
+                raise _Over(count)  # rolled back: the secret is never compared
+            return count
 
         try:
-            self._totals[address] = await self._db.write(judge)
-            return None
-        except _Undone as undone:
-            self._totals[address] = undone.count - 1
-            if undone.who is None:
-                raise Spent from None
-            return cast(T, undone.who)
+            self._totals[address] = await self._db.write(reserve)
+        except _Over as over:
+            self._totals[address] = over.count - 1
+            raise Spent from None
+        return minute + MINUTE
 
 
-class _Undone(Exception):
-    """A verdict whose unit is given back (its transaction rolls back): over the budget, or
-    a right secret (`who`)."""
+class _Over(Exception):
+    """A reservation over the budget: its transaction rolls back."""
 
-    def __init__(self, count: int, who: object) -> None:
+    def __init__(self, count: int) -> None:
         super().__init__(count)
-        self.count, self.who = count, who
+        self.count = count
 
 
 class RedisLimiter(Limiter):
@@ -210,14 +222,12 @@ class RedisLimiter(Limiter):
         async with _reachable():
             return not await self._limiter.test(self._item, self.scope, address)
 
-    async def _verdict(self, address: str, check: Callable[[], T | None]) -> T | None:
+    async def _reserve(self, address: str) -> float:
         async with _reachable():
             if not await self._limiter.hit(self._item, self.scope, address):
                 raise Spent
-            who = check()
-            if who is not None:
-                await self._limiter.hit(self._item, self.scope, address, cost=-1)
-            return who
+            window = await self._limiter.get_window_stats(self._item, self.scope, address)
+            return float(window.reset_time)
 
 
 @asynccontextmanager

@@ -134,12 +134,12 @@ async def _read(request: web.Request) -> Presented:
 async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Counts the wrong secrets from each address; once FAILED_ATTEMPTS a minute are spent,
     every request presenting one gets 429, right or wrong, until the minute is over. A
-    request that presents none is never held back, and a right secret costs nothing.
+    request that presents none is never held back, and a right secret spends nothing.
 
-    The whole body is read first, then the secret judged in one step of the limiter
-    (bot/ratelimit.py: the budget checked, the secret compared, a failure recorded, nothing
-    from the address judged in between): a guess whose body came late is judged against the
-    budget as it is then, not as it was when its headers came. The handler then compares
+    The whole body is read first, then the secret judged by the limiter (bot/ratelimit.py:
+    compared only holding a unit of the budget, which a wrong one spends): a guess whose
+    body came late is judged against the budget as it is then, not as it was when its
+    headers came. The handler then compares
     the same secret again (a pure function of the request read) and answers 401 itself. A
     survey link's token is found or not by a database lookup, not in that step: the budget
     is checked before it and a link not found spends one after (a link is 192 random bits:

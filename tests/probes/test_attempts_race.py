@@ -1,9 +1,10 @@
 """Probe (issue 16): the failed-attempts budget cannot be raced. With FAILED_ATTEMPTS=10, a
 hundred guesses whose bodies come late are judged against the budget as it is when each
 body is complete, so only ten are ever compared; the real token sent after them is refused.
-Right secrets never spend it: 32 signed triggers at once all pass. The budget lives in the
-database (SQLite, PostgreSQL) or in Redis, and two `otklik run` processes on one PostgreSQL
-share it."""
+Right secrets never spend it: 32 signed triggers at once all pass, and a process goes to
+the store for them once a minute (it holds one unit while they are right). The budget lives
+in the database (SQLite, PostgreSQL) or in Redis, and two `otklik run` processes on one
+PostgreSQL share it."""
 
 from __future__ import annotations
 
@@ -226,8 +227,8 @@ async def test_two_processes_at_once_compare_no_more_than_the_budget(
     await a_fresh_minute()
     guesses = Counter(await asyncio.gather(*(judge(n, wrong) for n in range(100))))
     assert (compared, guesses) == (LIMIT, Counter({401: LIMIT, 429: 100 - LIMIT}))
-    # Right secrets never spend it. In Redis a right one holds a unit for a moment, one per
-    # process: two short of the limit, the two processes' 32 still all pass.
+    # Right secrets never spend it. Each process holds one unit while its secrets are right:
+    # two short of the limit, the two processes' 32 still all pass.
     address = "203.0.113.8"
     for n in range(LIMIT - 2):
         await limiters[n % 2].verdict(address, wrong)
@@ -235,6 +236,37 @@ async def test_two_processes_at_once_compare_no_more_than_the_budget(
                                     for n in range(32)))
     assert rights == ["crm"] * 32
     assert await limiters[0].verdict(address, lambda: "crm") == "crm"
+
+
+class CountedWrites(Database):
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(session_factory(engine))
+        self.writes = 0
+
+    async def write(self, fn: Any) -> Any:
+        self.writes += 1
+        return await super().write(fn)
+
+
+async def test_right_secrets_go_to_the_database_once_a_minute(engine: AsyncEngine) -> None:
+    """The first right secret of the minute reserves a unit (one write); the next hundred
+    compare with it and write nothing. A wrong one spends it: the right one after takes a
+    new unit, and the budget counts every wrong one all the same."""
+    db = CountedWrites(engine)
+    budget = limiter("failed", LIMIT, db, None)
+    address = "203.0.113.9"
+    await a_fresh_minute()
+    assert [await budget.verdict(address, lambda: "crm") for _ in range(100)] == ["crm"] * 100
+    assert db.writes == 1
+    for _ in range(LIMIT - 1):
+        assert await budget.verdict(address, lambda: None) is None
+    assert db.writes == LIMIT - 1  # the first wrong one spent the unit the rights held
+    assert await budget.verdict(address, lambda: "crm") == "crm"  # the last unit, held
+    assert db.writes == LIMIT
+    assert await budget.verdict(address, lambda: None) is None  # the tenth failure
+    with pytest.raises(Spent):
+        await budget.verdict(address, lambda: "crm")
+    assert await budget.spent(address)
 
 
 async def test_redis_out_of_reach_is_a_503_not_a_500(db_url: str) -> None:
