@@ -254,16 +254,20 @@ async def test_right_secrets_go_to_the_database_once_a_minute(engine: AsyncEngin
     new unit, and the budget counts every wrong one all the same."""
     db = CountedWrites(engine)
     budget = limiter("failed", LIMIT, db, None)
+
+    def nobody() -> str | None:
+        return None
+
     address = "203.0.113.9"
     await a_fresh_minute()
     assert [await budget.verdict(address, lambda: "crm") for _ in range(100)] == ["crm"] * 100
     assert db.writes == 1
     for _ in range(LIMIT - 1):
-        assert await budget.verdict(address, lambda: None) is None
+        assert await budget.verdict(address, nobody) is None
     assert db.writes == LIMIT - 1  # the first wrong one spent the unit the rights held
     assert await budget.verdict(address, lambda: "crm") == "crm"  # the last unit, held
     assert db.writes == LIMIT
-    assert await budget.verdict(address, lambda: None) is None  # the tenth failure
+    assert await budget.verdict(address, nobody) is None  # the tenth failure
     with pytest.raises(Spent):
         await budget.verdict(address, lambda: "crm")
     assert await budget.spent(address)
