@@ -10,7 +10,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.services.scripts import validate_files
+from bot.services.campaigns import CampaignFileError, read_campaigns
+from bot.services.scripts import (
+    CAMPAIGNS_FILE,
+    SCRIPT_SUFFIXES,
+    campaign_files,
+    counted,
+    validate_files,
+)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -60,6 +67,27 @@ def init(directory: Path) -> int:
     return 0
 
 
+def validate(paths: Sequence[Path]) -> int:
+    """`otklik scripts validate`: every problem of every script and campaigns file on
+    stderr, an OK line for each valid one on stdout; 1 if anything is wrong."""
+    problems, valid = validate_files(paths)
+    for path in campaign_files(paths):
+        try:
+            campaigns = read_campaigns(path)
+        except CampaignFileError as error:
+            problems.append(str(error))
+        else:
+            valid.append(f"OK {path} ({counted(len(campaigns), 'campaign')})")
+    if not valid and not problems:
+        problems.append(f"{', '.join(map(str, paths))}: no script files "
+                        f"({', '.join(SCRIPT_SUFFIXES)}) or {CAMPAIGNS_FILE} found")
+    for line in valid:
+        print(line)
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def settings_errors(error: ValidationError) -> list[str]:
     """A pydantic ValidationError of Settings as one line per mistake: the environment
     variable, what is wrong and what is allowed; never the value (it may be a secret)."""
@@ -76,10 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         return init(args.directory)
     if args.command == "scripts" and args.action == "validate":
-        problems = validate_files(args.files)
-        for line in problems:
-            print(line, file=sys.stderr)
-        return 1 if problems else 0
+        return validate(args.files)
 
     # Everything below touches the database and reads settings; import it only then, so
     # `scripts validate` stays quick and needs no configuration.

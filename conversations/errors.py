@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from pydantic_core import ErrorDetails
 
 
 class ConversationError(Exception):
@@ -36,3 +40,22 @@ class ScriptError(ConversationError):
 
 class StateMismatch(ConversationError):
     """A dialogue state was handed a script of another id or version."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest of `known`, or nothing when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def plain_words(error: ErrorDetails, fields: Iterable[str] = ()) -> str:
+    """A validation error of a file people write (a script, campaigns.yaml) in their words
+    rather than pydantic's; `fields` are those the mapping holding the error may have."""
+    match error["type"]:
+        case "extra_forbidden":
+            name = str(error["loc"][-1])
+            return f"unknown field {name!r}" + did_you_mean(name, fields)
+        case "missing":
+            return "required, and missing here"
+    return str(error["msg"]).removeprefix("Value error, ").replace("Input should be",
+                                                                   "should be")

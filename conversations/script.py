@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from datetime import time, timedelta
 from functools import cached_property
-from typing import Annotated, Literal, TypeAlias
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, TypeAlias, Union, get_args, get_origin
 from zoneinfo import available_timezones
 
 import yaml
@@ -25,7 +26,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from conversations.conditions import Condition, Threshold, step_refs
-from conversations.errors import ScriptError, ScriptIssue
+from conversations.errors import ScriptError, ScriptIssue, did_you_mean, plain_words
 
 END = "end"
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -132,7 +133,7 @@ class Option(_Model):
 
 class Rule(_Model):
     when: Condition | None = None
-    goto: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    goto: str = Field(pattern=ID_PATTERN)
 
 
 class _Step(_Model):
@@ -502,8 +503,13 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
     try:
         script = Script.model_validate(data)
     except ValidationError as exc:
-        issues += [_issue(root, *_explain(err), tagged=True)
-                   for err in exc.errors()[:MAX_ISSUES + 1]]
+        errors = exc.errors()[:MAX_ISSUES + 1]
+        issues += [_issue(root, *_explain(err), tagged=True) for err in errors]
+        # The references too, from the file as written: a wrong field must not hide an
+        # unknown `goto` until the next run.
+        reported = {tuple(part for part in err["loc"] if not _is_tag(part)) for err in errors}
+        issues += [_issue(root, loc, msg) for loc, msg in _raw_references(data)
+                   if loc not in reported]
     else:
         issues += [_issue(root, loc, msg) for loc, msg in check_script(script)]
     if issues:
@@ -520,16 +526,94 @@ def script_to_data(script: Script) -> dict[str, object]:
     return script.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+# What a pattern asks for, in words (pydantic would print the regular expression).
+_PATTERNS = {ID_PATTERN: "use lowercase letters, digits and _, starting with a letter",
+             LOCALE_PATTERN: "a language code such as en, ru or pt-BR"}
+
+
 def _explain(error: ErrorDetails) -> tuple[tuple[int | str, ...], str]:
     """Pydantic's wording where it is clear; our own where a script writer needs more."""
     kinds = ", ".join((*QUESTION_TYPES, "message"))
+    loc, ctx = error["loc"], error.get("ctx", {})
     match error["type"]:
         case "union_tag_invalid":
-            ctx = error.get("ctx", {})
-            return (*error["loc"], "type"), f"unknown step type {ctx.get('tag')!r}; use {kinds}"
+            return (*loc, "type"), (f"unknown step type {ctx.get('tag')!r}; use {kinds}"
+                                    + did_you_mean(str(ctx.get("tag")), (*QUESTION_TYPES,
+                                                                           "message")))
         case "union_tag_not_found":
-            return error["loc"], f"a step needs a type: {kinds}"
-    return error["loc"], error["msg"]
+            return loc, f"a step needs a type: {kinds}"
+        case "extra_forbidden":
+            model = _model_at(loc[:-1])
+            return loc, plain_words(error, model.model_fields if model else ())
+        case "string_pattern_mismatch":
+            return loc, _PATTERNS.get(str(ctx.get("pattern")), "not in the form this field takes")
+        case "dict_type" | "model_type" | "model_attributes_type":
+            return loc, ("expected one text per locale, e.g. {en: Thanks, ru: Спасибо}"
+                         if loc and loc[-1] in _TEXT_FIELDS else "expected a mapping of names "
+                         "to values (name: value)")
+    return loc, plain_words(error)
+
+
+_TEXT_FIELDS = {"text", "title", "low_label", "high_label", "subject"}
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose mapping sits at a validation error's location, if one does: a step
+    is found by the tag pydantic puts after its index."""
+    kind: Any = Script
+    for part in loc:
+        kind = _unwrap(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return None
+            kind = field.annotation
+        elif get_origin(kind) is list and isinstance(part, int):
+            kind = get_args(kind)[0]
+        elif get_origin(kind) in (Union, UnionType):
+            kind = next((member for member in get_args(kind) if part in _tags(member)), None)
+        else:
+            return None
+    kind = _unwrap(kind)
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def _unwrap(kind: Any) -> Any:
+    """`Annotated[X, ...]` and `X | None` as X."""
+    while True:
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        elif get_origin(kind) in (Union, UnionType) and len(
+                members := [a for a in get_args(kind) if a is not NoneType]) == 1:
+            kind = members[0]
+        else:
+            return kind
+
+
+def _tags(member: Any) -> list[object]:
+    return [meta.tag for meta in get_args(member)[1:] if isinstance(meta, Tag)]
+
+
+def _raw_references(data: Mapping[str, Any]) -> list[Problem]:
+    """Each `goto` to a step the file does not have, read from the data as written (for a
+    script that failed validation, which check_script cannot see)."""
+    steps = data.get("steps")
+    if not isinstance(steps, list):
+        return []
+    known = [step["id"] for step in steps if isinstance(step, dict)
+             and isinstance(step.get("id"), str)]
+    problems: list[Problem] = []
+    for i, step in enumerate(steps):
+        rules = step.get("next") if isinstance(step, dict) else None
+        for j, rule in enumerate(rules if isinstance(rules, list) else []):
+            goto = rule.get("goto") if isinstance(rule, dict) else None
+            if isinstance(goto, str) and goto != END and goto not in known:
+                problems.append((("steps", i, "next", j, "goto"), _unknown_step(goto, known)))
+    return problems
+
+
+def _unknown_step(goto: str, known: Iterable[str]) -> str:
+    return f"unknown step {goto!r}" + did_you_mean(goto, [*known, END])
 
 
 def _issue(root: yaml.Node, loc: tuple[int | str, ...], message: str,
@@ -608,7 +692,8 @@ def check_script(script: Script) -> list[Problem]:
         seen.setdefault(step.id, i)
         for j, rule in enumerate(step.next):
             if rule.goto != END and not script.has_step(rule.goto):
-                problems.append((("steps", i, "next", j, "goto"), f"unknown step {rule.goto!r}"))
+                problems.append((("steps", i, "next", j, "goto"),
+                                 _unknown_step(rule.goto, (s.id for s in script.steps))))
             for ref in step_refs(rule.when):
                 if ref not in answer_keys:
                     problems.append((("steps", i, "next", j, "when"),

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.services.errors import ServiceError
 from bot.services.triggers import PolicyService, decide, delivery_values
+from conversations.errors import plain_words
 from conversations.script import STORED, TimeZoneName
 from storage.models import DeliveryStatus
 from storage.repositories.deliveries import Contact
@@ -123,15 +124,17 @@ def read_campaigns(path: Path) -> list[CampaignSpec]:
     items = data.get("campaigns") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise CampaignFileError(f"{path}: campaigns: expected a list of campaigns")
-    specs = []
+    specs, problems = [], []
     for index, item in enumerate(items):
         try:
             specs.append(CampaignSpec.model_validate(item))
         except ValidationError as error:
-            first = error.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise CampaignFileError(
-                f"{path}: campaigns.{index}.{where}: {first['msg']}") from None
+            for problem in error.errors(include_url=False, include_input=False):
+                where = ".".join(str(part) for part in (index, *problem["loc"]))
+                fields = CampaignSpec.model_fields if len(problem["loc"]) == 1 else ()
+                problems.append(f"{path}: campaigns.{where}: {plain_words(problem, fields)}")
+    if problems:
+        raise CampaignFileError("\n".join(problems))
     return specs
 
 

@@ -42,15 +42,30 @@ class Loaded:
 
 
 def script_files(paths: Iterable[Path]) -> list[Path]:
-    """Files as given, and the script files inside any directory, in a stable order."""
+    """Files as given, and the script files inside any directory, in a stable order; never
+    a campaigns file (see campaign_files)."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found += sorted(p for p in path.iterdir()
                             if p.suffix in SCRIPT_SUFFIXES and p.name != CAMPAIGNS_FILE)
-        else:
+        elif path.name != CAMPAIGNS_FILE:
             found.append(path)
-    return found
+    return _once(found)
+
+
+def campaign_files(paths: Iterable[Path]) -> list[Path]:
+    """The campaigns files among `paths`: named so, or in a directory given."""
+    return _once([path / CAMPAIGNS_FILE if path.is_dir() else path for path in paths
+                  if (path / CAMPAIGNS_FILE).is_file() or path.name == CAMPAIGNS_FILE])
+
+
+def _once(paths: list[Path]) -> list[Path]:
+    """A file named twice (itself and in its folder) is read once."""
+    first: dict[Path, Path] = {}
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
 
 
 def read_script(path: Path) -> tuple[Script, str]:
@@ -112,13 +127,23 @@ def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:
     return scripts
 
 
-def validate_files(paths: Sequence[Path]) -> list[str]:
-    """`FILE:LINE: field.path: message` for every problem in every file."""
-    try:
-        read_scripts(paths)
-    except InvalidScripts as exc:
-        return exc.lines
-    return []
+def counted(amount: int, thing: str) -> str:
+    return f"{amount} {thing}" if amount == 1 else f"{amount} {thing}s"
+
+
+def validate_files(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """`FILE:LINE: field.path: message` for every problem in every script file, and
+    `OK FILE (N steps)` for each valid one."""
+    files = script_files(paths)
+    problems, valid = [], []
+    for path in files:
+        try:
+            script, _ = read_script(path)
+        except ScriptError as exc:
+            problems += [issue.format(exc.filename) for issue in exc.issues]
+        else:
+            valid.append(f"OK {path} ({counted(len(script.steps), 'step')})")
+    return problems, valid
 
 
 def checksum(script: Script) -> str:

@@ -68,9 +68,93 @@ def test_validate_names_file_line_and_field(tmp_path: Path) -> None:
                     db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{broken}:10: steps.0.next.0.goto: unknown step 'thank_you'",
+        f"{broken}:10: steps.0.next.0.goto: unknown step 'thank_you'; did you mean 'thanks'?",
         f"{broken}:14: steps.1.text: missing locale(s): ru",
     ]
+    assert result.stdout.splitlines() == [f"OK {SURVEYS / 'nps.yaml'} (3 steps)"]
+
+
+TEN_MISTAKES = """\
+id: Ten
+default_locale: en
+title: Ten mistakes
+steps:
+  - id: score
+    type: nsp
+    text: {en: "Score?"}
+    next:
+      - {when: {step: score, lte: 6}, goto: reasn}
+  - id: reason
+    type: text
+    txt: {en: "Why?"}
+    optinal: true
+    next:
+      - goto: thank
+  - id: thanks
+    type: message
+    text: {en: Thanks}
+    colour: red
+"""
+
+
+def test_validate_reports_structure_and_references_of_a_file_in_one_run(
+        tmp_path: Path) -> None:
+    """A wrong field no longer hides an unknown goto until the next run, and every message
+    is in plain words, with the nearest name where there is one."""
+    ten = tmp_path / "ten.yaml"
+    ten.write_text(TEN_MISTAKES, encoding="utf-8")
+    result = otklik("scripts", "validate", str(ten), db_url="sqlite+aiosqlite:///unused.db",
+                    cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"{ten}:1: id: use lowercase letters, digits and _, starting with a letter",
+        f"{ten}:3: title: expected one text per locale, e.g. {{en: Thanks, ru: Спасибо}}",
+        f"{ten}:6: steps.0.type: unknown step type 'nsp'; use nps, csat, ces, cli, rating, "
+        "choice, yes_no, text, message; did you mean 'nps'?",
+        f"{ten}:9: steps.0.next.0.goto: unknown step 'reasn'; did you mean 'reason'?",
+        f"{ten}:10: steps.1.text: required, and missing here",
+        f"{ten}:12: steps.1.txt: unknown field 'txt'; did you mean 'text'?",
+        f"{ten}:13: steps.1.optinal: unknown field 'optinal'; did you mean 'optional'?",
+        f"{ten}:15: steps.1.next.0.goto: unknown step 'thank'; did you mean 'thanks'?",
+        f"{ten}:19: steps.2.colour: unknown field 'colour'",
+    ]
+
+
+CAMPAIGNS = """\
+campaigns:
+  - name: quarterly
+    survey: nps
+    schedul: "0 10 * * 1"
+  - name: daily
+    survey: nps
+    schedule: "0 25 * * *"
+"""
+
+
+def test_validate_takes_a_folder_and_its_campaigns_file_for_what_it_is(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "surveys"
+    folder.mkdir()
+    shutil.copy(SURVEYS / "nps.yaml", folder)
+    (folder / "campaigns.yaml").write_text(CAMPAIGNS, encoding="utf-8")
+    result = otklik("scripts", "validate", str(folder), db_url="sqlite+aiosqlite:///unused.db",
+                    cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [f"OK {folder / 'nps.yaml'} (3 steps)"]
+    campaigns = folder / "campaigns.yaml"
+    assert result.stderr.splitlines() == [
+        f"{campaigns}: campaigns.0.schedule: required, and missing here",
+        f"{campaigns}: campaigns.0.schedul: unknown field 'schedul'; did you mean 'schedule'?",
+        f"{campaigns}: campaigns.1.schedule: hour: takes 0-23; a range a-b needs a <= b, a "
+        "step 1 or more",
+    ]
+    campaigns.write_text(CAMPAIGNS.replace("schedul:", "schedule:").replace("0 25", "0 5"),
+                         encoding="utf-8")
+    result = otklik("scripts", "validate", str(folder), str(campaigns),
+                    db_url="sqlite+aiosqlite:///unused.db", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [f"OK {folder / 'nps.yaml'} (3 steps)",
+                                          f"OK {campaigns} (2 campaigns)"]  # named twice
 
 
 def test_validate_accepts_every_example_survey(tmp_path: Path) -> None:

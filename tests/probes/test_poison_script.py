@@ -29,7 +29,7 @@ CASES = [
     ("alert_sla", NPS.replace("policy:\n", f"alert_sla: {POISON}\npolicy:\n"),
      "must be at most 30 days (P30D)"),
     ("policy.throttle_days", NPS.replace("  throttle_days: 90\n", "  throttle_days: 3000000\n"),
-     "Input should be less than or equal to 3650"),
+     "should be less than or equal to 3650"),
     ("policy.delay", NPS.replace("policy:\n", "policy:\n  delay: -PT1H\n"),
      "must not be negative"),
     ("policy.expires_after", NPS.replace("  expires_after: P7D\n", "  expires_after: PT0S\n"),
