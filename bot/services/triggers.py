@@ -21,6 +21,9 @@ from storage.uow import Database, Store
 
 # Where a survey can go, best first: a messenger, then e-mail (which carries the web link).
 CHANNEL_ORDER = ("telegram", "email")
+# A delivery nothing sends: the caller (a help desk, a newcomer) hands its survey link on.
+# It is sent as it is made, so it needs no address, and neither waits nor is reminded.
+LINK = "link"
 
 
 class TriggerError(ServiceError):
@@ -73,7 +76,7 @@ class Trigger:
 class Decision:
     """What the policy says of one survey for one customer."""
 
-    status: DeliveryStatus  # SCHEDULED or SUPPRESSED
+    status: DeliveryStatus  # SCHEDULED or SUPPRESSED; SENT for a link (LINK)
     reason: str | None  # why suppressed, or "quiet_hours" when moved
     due_at: datetime
     channel: str
@@ -87,7 +90,8 @@ class Accepted:
     reason: str | None
     due_at: datetime
     replay: bool = False  # the same idempotency key again: the first answer
-    # The delivery's token, when it is scheduled: its survey can be answered at its page.
+    # The delivery's token, when it is scheduled or sent as a link: its survey can be
+    # answered at its page.
     token: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +145,8 @@ def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,
         if days and store.deliveries.surveyed_since(contact.id, now - timedelta(days=days),
                                                     survey):
             return suppressed("throttled")
+    if asked == LINK:
+        return Decision(DeliveryStatus.SENT, None, now, LINK)
     plan = channel_plan(store.deliveries.reachable(contact.id), asked, policy.channels)
     if not plan:
         return suppressed("no_channel")
@@ -152,11 +158,16 @@ def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,
 def delivery_values(contact: Contact, script: Script, decision: Decision,
                     context: Mapping[str, Scalar], now: datetime, **extra: Any
                     ) -> dict[str, Any]:
+    sent: dict[str, Any] = {}
+    if decision.status == DeliveryStatus.SENT:  # a link: its expiry runs from now
+        expire = script.policy.expires_after
+        sent = {"sent_channel": decision.channel, "sent_at": now,
+                "expires_at": now + expire if expire else None}
     return {"customer_id": contact.id, "survey_id": script.id,
             "script_version": script.version, "channel": decision.channel,
             "due_at": decision.due_at, "status": decision.status, "reason": decision.reason,
             "attempts": 0, "context": dict(context), "token": new_token(),
-            "created_at": now, "updated_at": now, **extra}
+            "created_at": now, "updated_at": now, **sent, **extra}
 
 
 class PolicyService:
@@ -206,7 +217,7 @@ class TriggerService(PolicyService):
             delivery_id = deliveries.insert_delivery(values)
             accepted = Accepted(trigger_id, delivery_id, decision.status, decision.reason,
                                 decision.due_at, token=values["token"]
-                                if decision.status == DeliveryStatus.SCHEDULED else None)
+                                if decision.status != DeliveryStatus.SUPPRESSED else None)
             deliveries.set_trigger_response(trigger_id, accepted.to_json())
             return accepted
 

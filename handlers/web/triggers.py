@@ -71,8 +71,11 @@ class TriggerBody(Strict):
     context: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
                                        description="agent, call type, shop... for "
                                                    "placeholders, branching and reports")
-    channel: Literal["telegram", "email"] | None = Field(
-        None, description="where to ask; default: the customer's best reachable channel")
+    channel: Literal["telegram", "email", "link"] | None = Field(
+        None, description="where to ask; default: the customer's best reachable channel. "
+                          "`link` sends nothing: the delivery is `sent` at once and its "
+                          "`survey_url` is yours to hand on (no address needed, no "
+                          "reminder, no quiet hours; opt-out and throttling still apply)")
     delay: timedelta | None = Field(None, description="ISO 8601 duration, e.g. PT15M; "
                                                       "default: the script's policy.delay")
 
@@ -97,13 +100,14 @@ class TriggerBody(Strict):
 class TriggerAccepted(BaseModel):
     trigger_id: int
     delivery_id: int
-    status: Literal["scheduled", "suppressed"]
+    status: Literal["scheduled", "suppressed", "sent"] = Field(
+        description="sent: a `link` delivery, nothing to send")
     reason: str | None = Field(None, description="opted_out | throttled | no_channel when "
                                                  "suppressed; quiet_hours when moved")
     due_at: datetime
     survey_url: str | None = Field(None, description=(
-        "the survey's page, when scheduled: whoever has it may answer there (hand it on "
-        "yourself, or let the channel carry it)"))
+        "the survey's page, when scheduled or sent: whoever has it may answer there "
+        "(hand it on yourself, or let the channel carry it)"))
 
 
 class SurveySummary(BaseModel):

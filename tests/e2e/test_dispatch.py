@@ -6,6 +6,7 @@ a send that a dead process left half done; the real scheduler driving it all."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -370,3 +371,50 @@ async def test_a_survey_of_messages_only_is_completed_when_sent_as_any_opened_di
         assert (delivery.status, delivery.sent_channel) == ("completed", "telegram")
         assert (delivery.remind_at, delivery.expires_at) == (None, None)
         assert delivery.message_id is not None
+
+
+async def test_a_link_delivery_sends_nothing_and_its_page_takes_the_answer(db_url: str) -> None:
+    """`channel: link`: the delivery is sent as it is made, to nobody, for a customer with no
+    address at all; its survey_url is the caller's to hand on. No send, no reminder, no
+    quiet hours (23:00 there); the page opens the survey and takes the answer; opting out
+    still suppresses it."""
+    async with world(db_url, mail=True) as w:
+        w.api.clock.advance(hours=11)  # 23:00 UTC: inside the script's quiet hours
+        link = {**trigger(), "channel": "link", "customer": {"external_id": "walk-in"}}
+        status, body = await w.api.post("/api/v1/triggers", link)
+        assert (status, body["status"], body["reason"]) == (202, "sent", None)
+        delivery = await w.delivery(body["delivery_id"])
+        now = w.api.clock.now
+        assert (delivery.channel, delivery.sent_channel, delivery.status) == (
+            "link", "link", "sent")
+        assert (delivery.sent_at, delivery.due_at, delivery.remind_at, delivery.expires_at) == (
+            now, now, None, now + timedelta(hours=24))
+        assert body["survey_url"] == f"{w.api.services.links.base_url}/s/{delivery.token}"
+
+        w.api.clock.advance(hours=5)  # past any delay, quiet hours and reminder time
+        assert (await w.dispatcher.tick(), await w.dispatcher.remind()) == (0, 0)
+        assert (w.stub.calls_of("sendMessage"), w.mail.jobs) == ([], [])
+        page = await w.api.client.get(f"/s/{delivery.token}")
+        html = await page.text()
+        assert page.status == 200
+        assert "How would you rate your call with Anna?" in html
+        five = re.search(r'value="(\d+)"[^>]*><span>5</span>', html)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        dialogue = re.search(r'name="session" value="(\d+)"', html)
+        position = re.search(r'name="position" value="(\d+)"', html)
+        assert csrf, html
+        assert dialogue, html
+        assert position, html
+        assert five, html
+        answered = await w.api.client.post(f"/s/{delivery.token}", allow_redirects=False,
+                                           data={"csrf": csrf[1], "session": dialogue[1],
+                                                 "position": position[1], "answer": five[1]})
+        assert answered.status == 303, await answered.text()
+        assert (await w.delivery(body["delivery_id"])).status == "answered"
+
+        async with w.api.services.factory() as session:
+            await session.execute(update(CustomerRow).values(opted_out_at=w.api.clock.now))
+            await session.commit()
+        status, body = await w.api.post("/api/v1/triggers", {**link, "idempotency_key": "2"})
+        assert (status, body["status"], body["reason"], body["survey_url"]) == (
+            202, "suppressed", "opted_out", None)
