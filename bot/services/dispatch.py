@@ -92,6 +92,29 @@ class _Outcome:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of one send, for the log: ids, the channel and the status only."""
+
+    delivery_id: int
+    channel: str
+    status: str  # sent, completed; scheduled (retried, or on to the next channel); failed
+    problem: str | None  # the closed channel's reason, or "error"
+
+    def log(self) -> None:
+        fields = {"delivery_id": self.delivery_id, "channel": self.channel,
+                  "status": self.status}
+        if self.problem is None:
+            log.info("delivery %s %s via %s", self.delivery_id, self.status, self.channel,
+                     extra=fields)
+        else:
+            log.log(logging.WARNING if self.status == DeliveryStatus.FAILED else logging.INFO,
+                    "delivery %s not sent via %s (%s): %s", self.delivery_id, self.channel,
+                    self.problem, "failed" if self.status == DeliveryStatus.FAILED
+                    else "tried again later or on the next channel",
+                    extra={**fields, "problem": self.problem})
+
+
 class DeliveryDispatcher:
     def __init__(self, db: Database, senders: Mapping[str, Sender], *,
                  clock: Callable[[], datetime] | None = None, scripts: ScriptCache | None = None,
@@ -249,14 +272,14 @@ class DeliveryDispatcher:
             self._instruments.send_errors.labels(job.channel, failure).inc()
         await recorder.put(outcome)
 
-    def _record(self, store: Store, outcomes: Sequence[_Outcome]) -> None:
+    def _record(self, store: Store, outcomes: Sequence[_Outcome]) -> list[Sent]:
+        """The outcomes written; what became of each delivery, to be logged once committed
+        (an outcome that could not be written is logged by itself)."""
         now = self._clock()
         deliveries = store.deliveries
 
-        def record_each(batch: Sequence[_Outcome]) -> list[None]:
-            for outcome in batch:
-                self._record_one(store, outcome, now)
-            return []
+        def record_each(batch: Sequence[_Outcome]) -> list[Sent]:
+            return [self._record_one(store, outcome, now) for outcome in batch]
 
         def unrecordable(outcome: _Outcome, error: Exception) -> None:
             # Left in `sending`, it would go out again after sending_timeout, and again.
@@ -266,9 +289,9 @@ class DeliveryDispatcher:
                 "status": DeliveryStatus.FAILED, "reason": "unrecordable",
                 "message_id": outcome.message_id, "last_error": _describe(error)}, now)
 
-        deliveries.each_alone(outcomes, record_each, unrecordable)
+        return deliveries.each_alone(outcomes, record_each, unrecordable)
 
-    def _record_one(self, store: Store, outcome: _Outcome, now: datetime) -> None:
+    def _record_one(self, store: Store, outcome: _Outcome, now: datetime) -> Sent:
         job, deliveries = outcome.job, store.deliveries
         values: dict[str, Any]
         if outcome.closed is None and outcome.error is None:
@@ -297,6 +320,10 @@ class DeliveryDispatcher:
         if not deliveries.finish_sending(job.delivery_id, values, now):
             log.warning("delivery %s was taken back before its outcome was recorded",
                         job.delivery_id)
+        # The closed channel's reason is one of ours; an error's text may quote an address
+        # (an SMTP refusal does): the log has its kind only, last_error the text.
+        return Sent(job.delivery_id, job.channel, str(values["status"]),
+                    outcome.closed or ("error" if outcome.error is not None else None))
 
     # -- reminders and expiry ---------------------------------------------------------------
 
@@ -396,8 +423,9 @@ class _Recorder:
         await self._queue.join()
 
     async def _save(self, outcomes: list[_Outcome]) -> None:
-        await self._dispatcher._db.write(
-            functools.partial(self._dispatcher._record, outcomes=outcomes))
+        for sent in await self._dispatcher._db.write(
+                functools.partial(self._dispatcher._record, outcomes=outcomes)):
+            sent.log()
 
     async def _write(self) -> None:
         done = False

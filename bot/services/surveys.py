@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ from storage.repositories.dialogues import DeliveryView, Recorded
 from storage.uow import Database, Store
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 # A script has at most 100 steps and a CLI step asks four questions: a page's answers are
 # never more (a bound on the loop whatever the script does).
 MAX_PAGE_ANSWERS = 500
@@ -466,6 +468,16 @@ class SurveyService:
         return _Stepped(dialogue, script, turn, recorded, alerts, comments, effects)
 
     def _carry_out(self, steps: Sequence[_Stepped]) -> None:
+        """After the commit: the answers stored are logged (ids only), the team's events
+        carried out."""
+        for step in steps:
+            for answer in step.recorded:
+                log.info("answer %s stored: dialogue %s, survey %s, step %s, via %s",
+                         answer.id, step.dialogue.id, answer.survey_id, answer.step_id,
+                         answer.channel, extra={
+                             "answer_id": answer.id, "dialogue_id": step.dialogue.id,
+                             "survey": answer.survey_id, "step": answer.step_id,
+                             "channel": answer.channel, "alert_id": answer.alert_id})
         ids = [event for step in steps for event in step.effects]
         if ids and self._team is not None:
             after_commit(functools.partial(self._team.carry_out, ids))

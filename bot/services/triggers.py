@@ -4,6 +4,7 @@ channel) and schedules a delivery. Campaign runs take the same decisions."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from storage.uow import Database, Store
 
 # Where a survey can go, best first: a messenger, then e-mail (which carries the web link).
 CHANNEL_ORDER = ("telegram", "email")
+log = logging.getLogger(__name__)
 # A delivery nothing sends: the caller (a help desk, a newcomer) hands its survey link on.
 # It is sent as it is made, so it needs no address, and neither waits nor is reminded.
 LINK = "link"
@@ -221,7 +223,14 @@ class TriggerService(PolicyService):
             deliveries.set_trigger_response(trigger_id, accepted.to_json())
             return accepted
 
-        return await self._db.write(work)
+        accepted = await self._db.write(work)
+        log.info("trigger %s%s: delivery %s %s%s", accepted.trigger_id,
+                 " (replayed)" if accepted.replay else "", accepted.delivery_id,
+                 accepted.status, f" ({accepted.reason})" if accepted.reason else "", extra={
+                     "trigger_id": accepted.trigger_id, "delivery_id": accepted.delivery_id,
+                     "survey": trigger.survey, "status": accepted.status,
+                     "reason": accepted.reason, "replay": accepted.replay})
+        return accepted
 
     async def active_surveys(self) -> list[Script]:
         """The scripts new dialogues start on, by survey id."""

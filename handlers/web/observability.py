@@ -3,6 +3,7 @@ middleware that times every request by its route's pattern."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -13,6 +14,9 @@ from bot.observability import Instruments
 from handlers.web.api import Handler
 
 INSTRUMENTS = web.AppKey("instruments", Instruments)
+# One line per request: method, route pattern, status, duration. Never the path (it may
+# hold a survey link's token) nor the client's address (personal data).
+access = logging.getLogger("otklik.access")
 routes = web.RouteTableDef()
 
 
@@ -31,8 +35,13 @@ async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
         # The pattern (/s/{token}), never the path: a token must not become a label.
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
+        elapsed = time.perf_counter() - started
         request.app[INSTRUMENTS].http.labels(request.method, route, f"{status // 100}xx").observe(
-            time.perf_counter() - started)
+            elapsed)
+        if access.isEnabledFor(logging.INFO):
+            access.info("%s %s %s %.1f ms", request.method, route, status, elapsed * 1000,
+                        extra={"method": request.method, "route": route, "status": status,
+                               "duration_ms": round(elapsed * 1000, 1)})
 
 
 @routes.get("/metrics")

@@ -197,6 +197,45 @@ async def test_json_logs_of_a_whole_flow_hold_no_personal_data_or_secrets(
     for secret in (NAME, EMAIL, PHONE, COMMENT, token, ADMIN, SECRET,
                    OUTBOUND_SECRET, TOKEN.split(":")[1]):
         assert secret not in text, f"{secret!r} in the logs"
+    said_what_happened(records)
+
+
+def said_what_happened(records: list[dict[str, Any]]) -> None:
+    """flow()'s story, told by the access log and the INFO lines, ids as JSON fields."""
+    def of(logger: str, *keys: str) -> list[tuple[Any, ...]]:
+        return [tuple(record[key] for key in keys) for record in records
+                if record["logger"] == logger]
+
+    access = of("otklik.access", "method", "route", "status")
+    assert [entry for entry in access if entry[1] != "/telegram/webhook"] == [
+        ("POST", "/api/v1/triggers", 202), ("POST", "/api/v1/triggers", 401),
+        ("GET", "/metrics", 200), ("GET", "/s/{token}", 200)]
+    assert all(isinstance(record["duration_ms"], float) for record in records
+               if record["logger"] == "otklik.access")
+    assert of("bot.services.triggers", "trigger_id", "delivery_id", "survey", "status") == [
+        (1, 1, "nps", "scheduled")]
+    assert of("bot.services.dispatch", "delivery_id", "channel", "status") == [
+        (1, "telegram", "scheduled"), (1, "telegram", "sent")]  # a 429 first, then sent
+    stored = of("bot.services.surveys", "answer_id", "dialogue_id", "survey", "step")
+    assert [(answer, survey, step) for answer, _, survey, step in stored] == [
+        (1, "nps", "score"), (2, "nps", "reason")]
+
+
+async def test_text_logs_tell_the_same_story_in_lines(db_url: str) -> None:
+    stream = io.StringIO()
+    async with test_dispatch.world(db_url, log_level="INFO", log_format="text") as w:
+        with logs_to(stream, w.api.settings):
+            body = {**trigger("call-1", survey="nps"), "delay": "PT0S"}
+            assert (await w.api.signed("/api/v1/triggers", body))[0] == 202
+            await w.dispatcher.tick()
+            await w.customer.tap(test_dispatch.CHAT, "9")
+    lines = [line.split(" ", 3)[3] for line in stream.getvalue().splitlines()]
+    assert "otklik.access: POST /api/v1/triggers 202" in [line.rsplit(" ", 2)[0]
+                                                          for line in lines]
+    assert "bot.services.triggers: trigger 1: delivery 1 scheduled" in lines
+    assert "bot.services.dispatch: delivery 1 sent via telegram" in lines
+    assert ("bot.services.surveys: answer 1 stored: dialogue 1, survey nps, step score, via "
+            "telegram") in lines
 
 
 async def flow(w: test_dispatch.World, url: str) -> str:
