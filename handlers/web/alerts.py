@@ -140,28 +140,47 @@ OPERATIONS = [
                   query_param("cursor", "next_cursor of the page before",
                               whole_schema(1, MAX_ID)),
                   query_param("limit", f"at most this many (1-{MAX_LIMIT}, default 50)",
-                              whole_schema(1, MAX_LIMIT))]),
+                              whole_schema(1, MAX_LIMIT))],
+              operation_id="listAlerts",
+              description="The alert queue, newest first: answers that need the team's "
+                          "attention (a low score), filtered by status, survey, owner and "
+                          "overdue; the next page is ?cursor=next_cursor."),
     Operation("get", "/api/v1/alerts/{id}", "One alert, its conversation and notes",
               {200: (AlertDetail, "the alert"), **_RESPONSES_404}, tag="alerts",
-              parameters=[ID]),
+              parameters=[ID], operation_id="getAlert",
+              description="One alert with the customer's conversation, question by "
+                          "question, and the team's notes and replies."),
     Operation("post", "/api/v1/alerts/{id}/reply",
               "Send a message to the customer in the channel they answered in",
               {200: (Replied, "sent, and recorded in the notes"), **_RESPONSES_404,
-               409: (None, "the alert is resolved, or no channel reaches the customer"),
-               502: (None, "the channel refused the message"),
-               503: (None, "this server cannot send on the customer's channel")},
-              body=TextBody, tag="alerts", parameters=[ID]),
+               409: (None, "the alert is resolved, or no channel reaches the customer "
+                           "(error.code resolved or unreachable)"),
+               502: (None, "the channel refused the message (error.code send_failed)"),
+               503: (None, "this server cannot send on the customer's channel (error.code "
+                           "channel_not_configured), or the database is unavailable for a "
+                           "moment (database_unavailable, with Retry-After)")},
+              body=TextBody, tag="alerts", parameters=[ID], operation_id="replyToAlert",
+              description="Sends a message to the customer in the channel they answered "
+                          "in (Telegram or e-mail) and records it in the alert's notes. "
+                          "Audited."),
     Operation("post", "/api/v1/alerts/{id}/resolve", "Mark the alert handled",
               {200: (AlertDetail, "resolved"), **_RESPONSES_404,
-               409: (None, "resolved already")},
-              body=ResolveBody, body_required=False, tag="alerts", parameters=[ID]),
+               409: (None, "resolved already (error.code resolved)")},
+              body=ResolveBody, body_required=False, tag="alerts", parameters=[ID],
+              operation_id="resolveAlert",
+              description="Marks the alert handled, with a note on why if given. "
+                          "Audited."),
     Operation("post", "/api/v1/alerts/{id}/take", "Take the alert: in progress, with an owner",
               {200: (AlertDetail, "taken"), **_RESPONSES_404,
-               409: (None, "the alert is resolved")},
-              body=TakeBody, body_required=False, tag="alerts", parameters=[ID]),
+               409: (None, "the alert is resolved (error.code resolved)")},
+              body=TakeBody, body_required=False, tag="alerts", parameters=[ID],
+              operation_id="takeAlert",
+              description="Marks the alert in progress with an owner (default: the "
+                          "caller). Audited."),
     Operation("post", "/api/v1/alerts/{id}/notes", "Add a note for the team",
               {200: (AlertDetail, "noted"), **_RESPONSES_404},
-              body=TextBody, tag="alerts", parameters=[ID]),
+              body=TextBody, tag="alerts", parameters=[ID], operation_id="addAlertNote",
+              description="Adds a note for the team to the alert. Audited."),
 ]
 
 

@@ -137,14 +137,17 @@ PARAMETERS = [
 ]
 
 OPERATIONS = [
-    Operation("get", "/api/v1/answers",
-              "Answers with their texts, newest first; Accept: text/csv streams them all as "
-              f"CSV (UTF-8 with a BOM, for Excel), Accept: {XLSX_TYPE} gives the same rows "
-              "as an XLSX workbook. In both files a text cell that would start a formula "
-              "(= + - @ tab CR) starts with an apostrophe, and bidi controls are dropped",
+    Operation("get", "/api/v1/answers", "Answers with their texts, newest first",
               {200: (AnswerPage, "a page (or, by Accept, the CSV or XLSX file)"),
-               400: (None, "a cursor this API did not give out")},
-              tag="answers", parameters=PARAMETERS,
+               400: (None, "a cursor this API did not give out (error.code bad_cursor)")},
+              tag="answers", parameters=PARAMETERS, operation_id="listAnswers",
+              description="Answers with their free texts, newest first, filtered by survey, "
+                          "period, channel, step, score, text and respondent; the next page "
+                          "is ?cursor=next_cursor. By Accept, the same filters give every "
+                          "row at once: text/csv streams a CSV file (UTF-8 with a BOM, for "
+                          f"Excel), {XLSX_TYPE} an XLSX workbook; in both a text cell that "
+                          "would start a formula (= + - @ tab CR) starts with an apostrophe "
+                          "and bidi controls are dropped. A file export is audited.",
               media={200: {"text/csv": {"schema": {"type": "string"}},
                            XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}),
 ]

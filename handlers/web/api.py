@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -59,7 +59,9 @@ class ErrorDetail(BaseModel):
     field: str | None = None
 
 
-class ErrorBody(BaseModel):
+class Error(BaseModel):
+    """The body of every error the API answers with (`Error` in the OpenAPI document)."""
+
     error: ErrorDetail
 
 
@@ -407,7 +409,9 @@ async def _signed(request: web.Request) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One route as the OpenAPI document describes it."""
+    """One route as the OpenAPI document describes it. The error statuses every route of
+    its kind may answer (a 401, a 422, a 503...) are added by openapi_document; `responses`
+    adds what the handler itself answers (a 404, a 409) and may say more of a shared one."""
 
     method: str
     path: str
@@ -422,6 +426,11 @@ class Operation:
     tag: str = "api"
     # Other media types a response may come as, by status (CSV by Accept: text/csv).
     media: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    # A generated client names its function after it (createTrigger: create_trigger), so
+    # renaming one breaks every client generated before: never change one.
+    operation_id: str = field(kw_only=True)
+    # What the route does, for an integrator; who may call it is added from SCOPES.
+    description: str = field(kw_only=True)
 
 
 SECURITY_SCHEMES = {
@@ -433,52 +442,108 @@ SECURITY_SCHEMES = {
                                  f"'<{TIMESTAMP_HEADER}>.<raw body>'>; {TIMESTAMP_HEADER} "
                                  f"within {REPLAY_WINDOW} s of the server's clock"},
 }
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 0}}}
+# Who may call a route, by its scope (None: a route off the API, /healthz), said once for
+# every operation's description.
+WHO_MAY: dict[Scope | None, str] = {
+    None: "Needs no credential.",
+    Scope.ADMIN: "Needs ADMIN_TOKEN as `Authorization: Bearer`; an integration token of "
+                 "API_TOKENS gets a 403.",
+    Scope.TRIGGERS: "Takes ADMIN_TOKEN or an integration token of API_TOKENS as "
+                    "`Authorization: Bearer`, or instead an HMAC-SHA256 signature of the body "
+                    f"with TRIGGER_SECRET ({SIGNATURE_HEADER} and {TIMESTAMP_HEADER}, within "
+                    f"{REPLAY_WINDOW // 60} minutes of the server's clock).",
+    Scope.ANYONE: "Needs no credential: limited to ANONYMOUS_RATE requests a minute per "
+                  "address, and cross-origin only from WIDGET_ORIGINS.",
+}
 
 
-def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[str, Any]:
+def _shared_errors(op: Operation) -> dict[int, str]:
+    """The error statuses the shared middlewares and helpers may answer `op` with, whatever
+    its handler does: each comes as the Error body, but only under /api/ (elsewhere, as on
+    /healthz, a refusal is plain text)."""
+    if not op.path.startswith("/api/"):
+        return {}
+    scope = SCOPES.get(_key(op.method.upper(), op.path))
+    reads_body = op.body is not None or op.content is not None
+    errors = {
+        400: "the body does not parse: not JSON (error.code bad_json), or not UTF-8",
+        401: "no credential, or a wrong one (error.field names the header)",
+        403: ("an integration token of API_TOKENS: this route needs ADMIN_TOKEN"
+              if scope is Scope.ADMIN else
+              "an Origin not in WIDGET_ORIGINS (error.code origin_not_allowed)"),
+        413: f"the body is over {MAX_BODY // 1024} KiB (decoded)",
+        415: "the body is not of a media type this route takes (Content-Type)",
+        422: "a field, parameter or header is invalid or missing (error.field names it)",
+        429: ("too many requests from this address: over ANONYMOUS_RATE a minute, or over "
+              "FAILED_ATTEMPTS wrong secrets a minute"
+              if scope is Scope.ANYONE else
+              "over FAILED_ATTEMPTS wrong secrets a minute came from this address: every "
+              "request presenting a secret is refused until the minute is over "
+              "(error.code rate_limited)"),
+        503: "the database is unavailable for a moment: nothing was saved; try again after "
+             "Retry-After seconds (error.code database_unavailable)",
+        507: "the database's storage is full (error.code storage_full)",
+    }
+    if not op.auth:
+        del errors[401]
+    if scope not in (Scope.ADMIN, Scope.ANYONE):
+        del errors[403]
+    if not reads_body:
+        for status in (400, 413, 415):
+            del errors[status]
+    if op.method == "get":  # reads need no space
+        del errors[507]
+    return errors
+
+
+def _responses(op: Operation, ref_of: Callable[[type[BaseModel]], dict[str, Any]]
+               ) -> dict[str, Any]:
+    """`op`'s responses: its own and the shared errors, each error as the Error body."""
+    declared = {**{status: (None, text) for status, text in _shared_errors(op).items()},
+                **op.responses}
+    responses: dict[str, Any] = {}
+    for status, (model, description) in sorted(declared.items()):
+        response: dict[str, Any] = {"description": description}
+        schema = None if model is None else ref_of(model)
+        if status >= 400 and op.path.startswith("/api/"):
+            # A route's own error body (a script's issues) is one of two: any other refusal
+            # of the same status (a Content-Encoding, an id mismatch) is the plain Error.
+            schema = ERROR_REF if schema is None or schema == ERROR_REF else {
+                "anyOf": [schema, ERROR_REF]}
+        if schema is not None:
+            response["content"] = {"application/json": {"schema": schema}}
+        if status in op.media:
+            response.setdefault("content", {}).update(op.media[status])
+        if status in (429, 503) and op.path.startswith("/api/"):
+            response["headers"] = RETRY_AFTER
+        responses[str(status)] = response
+    return responses
+
+
+def openapi_document(operations: Sequence[Operation], *, version: str, server: str = "/"
+                     ) -> dict[str, Any]:
+    """The OpenAPI document of `operations`, served from `server` (PUBLIC_URL)."""
+    ids = Counter(op.operation_id for op in operations)
+    if twice := [name for name, n in ids.items() if n > 1]:
+        raise ValueError(f"operationId {twice[0]} names two operations")
     models = {model for op in operations for model in
               [op.body, *(m for m, _ in op.responses.values())] if model is not None}
-    models.add(ErrorBody)
+    models.add(Error)
     refs, schemas = models_json_schema(
         [(model, "validation" if any(op.body is model for op in operations) else
           "serialization") for model in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}")
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        responses: dict[str, Any] = {}
-        for status, (model, description) in sorted(op.responses.items()):
-            response: dict[str, Any] = {"description": description}
-            if model is not None:
-                mode: Literal["validation", "serialization"] = "serialization"
-                response["content"] = {"application/json": {"schema": refs[model, mode]}}
-            if status in op.media:
-                response.setdefault("content", {}).update(op.media[status])
-            responses[str(status)] = response
-        errors = {"400": "the body is not JSON", "401": "not authenticated",
-                  "403": "an API token (API_TOKENS): this route needs ADMIN_TOKEN",
-                  "413": f"the body is over {MAX_BODY // 1024} KiB",
-                  "415": "the body is not application/json",
-                  "422": "a field is missing or invalid (error.field names it)",
-                  "503": "the database is unavailable for a moment: try again after "
-                         "Retry-After seconds (error.code database_unavailable)",
-                  "507": "the database's storage is full (error.code storage_full)"}
-        for code, description in errors.items():
-            if code == "401" and not op.auth:
-                continue
-            if code == "403" and SCOPES.get(_key(op.method.upper(), op.path)) != Scope.ADMIN:
-                continue
-            if code == "507" and op.method == "get":  # reads need no space
-                continue
-            if code in ("400", "413", "415") and op.body is None and op.content is None:
-                continue
-            if code == "422" and op.body is None and not op.parameters:
-                continue
-            responses.setdefault(code, {"description": description, "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
-        entry: dict[str, Any] = {"summary": op.summary, "tags": [op.tag],
-                                 "operationId": f"{op.method}_{op.path}".replace("/", "_")
-                                 .replace("{", "").replace("}", "").strip("_"),
-                                 "responses": responses}
+        scope = SCOPES.get(_key(op.method.upper(), op.path))
+        entry: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
+                                 "description": f"{op.description} {WHO_MAY[scope]}",
+                                 "tags": [op.tag],
+                                 "responses": _responses(
+                                     op, lambda model: refs[model, "serialization"])}
         if op.parameters:
             entry["parameters"] = list(op.parameters)
         if op.body is not None:
@@ -492,7 +557,9 @@ def openapi_document(operations: Sequence[Operation], *, version: str) -> dict[s
         "openapi": "3.1.0",
         "info": {"title": "Otklik API", "version": version,
                  "description": "Triggers, surveys and deliveries of the Otklik feedback bot. "
-                                "Every error is {\"error\": {code, message, field}}."},
+                                "Every error under /api/ is the Error body: "
+                                "{\"error\": {code, message, field}}."},
+        "servers": [{"url": server}],
         "paths": paths,
         "components": {"schemas": schemas.get("$defs", {}),
                        "securitySchemes": SECURITY_SCHEMES},

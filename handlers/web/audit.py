@@ -49,7 +49,12 @@ OPERATIONS = [
                           query_param("cursor", "next_cursor of the page before",
                                       whole_schema(1, MAX_ID)),
                           query_param("limit", "at most this many (1-500, default 100)",
-                                      whole_schema(1, 500))]),
+                                      whole_schema(1, 500))],
+              operation_id="listAudit",
+              description="The audit log, newest first: who (admin, token:<name>, "
+                          "signature, dashboard:<name>, scheduler, startup) did which admin "
+                          "action on what, filtered by action and target; the next page is "
+                          "?cursor=next_cursor."),
 ]
 
 

@@ -47,13 +47,23 @@ class CampaignRun(BaseModel):
 OPERATIONS = [
     Operation("post", "/api/v1/campaigns", "Create or replace a campaign (by name)",
               {201: (Campaign, "created"), 200: (Campaign, "replaced")},
-              body=CampaignSpec, tag="campaigns"),
+              body=CampaignSpec, tag="campaigns", operation_id="saveCampaign",
+              description="Creates a recurring campaign, or replaces the one of the same "
+                          "name: a survey asked of a segment of customers on a cron "
+                          "schedule, in a time zone. Audited."),
     Operation("get", "/api/v1/campaigns", "Every campaign",
-              {200: (CampaignList, "the campaigns")}, tag="campaigns"),
+              {200: (CampaignList, "the campaigns")}, tag="campaigns",
+              operation_id="listCampaigns",
+              description="Every campaign, active or not, with its id."),
     Operation("post", "/api/v1/campaigns/{id}/run", "Run a campaign now",
               {200: (CampaignRun, "the run, finished"), 404: (None, "no such campaign")},
               tag="campaigns",
-              parameters=[path_param("id", "the campaign id", whole_schema(1, MAX_ID))]),
+              parameters=[path_param("id", "the campaign id", whole_schema(1, MAX_ID))],
+              operation_id="runCampaign",
+              description="Runs a campaign now, whatever its schedule: each customer of "
+                          "its segment gets a delivery under the survey's policy. Answers "
+                          "once the run is over, with how many deliveries were scheduled "
+                          "and suppressed. Audited."),
 ]
 
 

@@ -71,15 +71,26 @@ OPERATIONS = [
               parameters=[{**query_param("q", "an external id, e-mail address, phone number "
                                               "or channel address",
                                          text_schema(200) | {"pattern": r"\S"}),
-                           "required": True}]),
+                           "required": True}],
+              operation_id="findCustomers",
+              description="The customers (at most 20) whose external id, e-mail address, "
+                          "phone number or channel address matches q."),
     Operation("get", "/api/v1/customers/{external_id}/export",
               "Everything stored about a customer",
               {200: (CustomerExport, "the customer's data"), 404: (None, "no such customer")},
-              tag="customers", parameters=[EXTERNAL_ID]),
+              tag="customers", parameters=[EXTERNAL_ID], operation_id="exportCustomer",
+              description="Everything stored about a customer, for a data-subject request: "
+                          "the customer, addresses, triggers, deliveries (without their link "
+                          "tokens), dialogues, answers, alerts and their notes. Audited."),
     Operation("delete", "/api/v1/customers/{external_id}",
               "Erase a customer's personal data and texts; anonymous scores stay",
               {200: (Erasure, "erased (again: the same answer)"),
-               404: (None, "no such customer")}, tag="customers", parameters=[EXTERNAL_ID]),
+               404: (None, "no such customer")}, tag="customers", parameters=[EXTERNAL_ID],
+              operation_id="eraseCustomer",
+              description="Erases a customer's personal data (contact details, attributes, "
+                          "addresses, free texts, notes, survey links) and opts them out for "
+                          "good; their scores stay, anonymous, so no metric changes. Erasing "
+                          "again answers the same. Audited."),
 ]
 
 

@@ -8,7 +8,7 @@ from importlib.metadata import version
 from aiohttp import web
 from pydantic import BaseModel
 
-from bot.keys import AVAILABILITY
+from bot.keys import AVAILABILITY, SETTINGS
 from handlers.web import (
     alerts,
     answers,
@@ -34,7 +34,10 @@ class Health(BaseModel):
 OPERATIONS = [
     Operation("get", "/healthz", "Liveness and database reachability",
               {200: (Health, "up, database reachable"),
-               503: (Health, "the database is unreachable")}, auth=(), tag="health"),
+               503: (Health, "the database is unreachable")}, auth=(), tag="health",
+              operation_id="getHealth",
+              description="Whether the process answers and its database is reachable: "
+                          "for a load balancer's or an uptime monitor's checks."),
 ]
 
 
@@ -45,14 +48,19 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
-def document() -> dict[str, object]:
+def document(server: str = "/") -> dict[str, object]:
+    """The OpenAPI document, its `servers` naming `server`."""
     return openapi_document([*OPERATIONS, *triggers.OPERATIONS, *campaigns.OPERATIONS,
                              *widget.OPERATIONS, *answers.OPERATIONS, *customers.OPERATIONS,
                              *surveys.OPERATIONS, *audit.OPERATIONS, *alerts.OPERATIONS,
                              *metrics.OPERATIONS],
-                            version=version("otklik"))
+                            version=version("otklik"), server=server)
 
 
 @routes.get("/openapi.json")
 async def get_openapi(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    # PUBLIC_URL is where clients reach us behind a proxy; without it, the address this
+    # request came to is the best guess (a generator run against it gets a working URL).
+    public = request.app[SETTINGS].public_url
+    server = (public or f"{request.scheme}://{request.host}").rstrip("/") or "/"
+    return web.json_response(document(server))

@@ -101,16 +101,24 @@ TEXT = {"type": "string"}
 OPERATIONS = [
     Operation("get", "/api/v1/surveys/{id}", "A stored version of a survey script",
               {200: (ScriptVersion, "the version"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY, VERSION]),
+              parameters=[SURVEY, VERSION], operation_id="getSurveyVersion",
+              description="A stored version of a survey script (default: the latest): its "
+                          "source as written, the validated script, its checksum and who "
+                          "stored it when."),
     Operation("get", "/api/v1/surveys/{id}/versions", "Every stored version of a survey",
               {200: (VersionList, "oldest first"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY]),
+              parameters=[SURVEY], operation_id="listSurveyVersions",
+              description="Every stored version of a survey, oldest first, and which one "
+                          "is active."),
     Operation("get", "/api/v1/surveys/{id}/diff", "What changed between two versions",
               {200: (ScriptDiff, "a unified diff"), 404: NOT_FOUND}, tag="surveys",
               parameters=[SURVEY,
                           query_param("from", "default: the version before `to`",
                                       VERSION_NUMBER),
-                          query_param("to", "default: the latest", VERSION_NUMBER)]),
+                          query_param("to", "default: the latest", VERSION_NUMBER)],
+              operation_id="diffSurveyVersions",
+              description="A unified diff of two stored versions' sources (default: the "
+                          "latest and the version before it)."),
     Operation("put", "/api/v1/surveys/{id}",
               "Store a script as the survey's new active version (unless unchanged)",
               {201: (Stored, "stored as a new version, now active"),
@@ -119,15 +127,25 @@ OPERATIONS = [
                                      "line and field")},
               tag="surveys", parameters=[SURVEY],
               content={**{kind: {"schema": TEXT} for kind in YAML_TYPES},
-                       "application/json": {"schema": {"type": "object"}}}),
+                       "application/json": {"schema": {"type": "object"}}},
+              operation_id="storeSurvey",
+              description="Validates a script, sent as YAML or JSON, as `otklik scripts "
+                          "validate` does, and stores it as the survey's new active "
+                          "version; the same script as the latest version stores nothing "
+                          "(200). One that does not validate is a 422 listing every issue "
+                          "with its line and field. Audited."),
     Operation("post", "/api/v1/surveys/{id}/activate",
               "Start new dialogues on a version (default: the latest)",
               {200: (Activation, "active"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY, VERSION]),
+              parameters=[SURVEY, VERSION], operation_id="activateSurvey",
+              description="Makes a stored version (default: the latest) the one new "
+                          "dialogues of the survey start on. Audited."),
     Operation("post", "/api/v1/surveys/{id}/deactivate",
               "Start no new dialogues of this survey (those under way finish)",
               {200: (Activation, "switched off"), 404: NOT_FOUND}, tag="surveys",
-              parameters=[SURVEY]),
+              parameters=[SURVEY], operation_id="deactivateSurvey",
+              description="Starts no new dialogues of the survey; those under way finish. "
+                          "Audited."),
 ]
 
 

@@ -149,12 +149,30 @@ OPERATIONS = [
               {202: (TriggerAccepted, "recorded: the delivery is scheduled or suppressed"),
                200: (TriggerAccepted, "this idempotency_key was recorded before: the first "
                                       "answer"),
-               409: (None, "this idempotency_key came before with another body")},
-              body=TriggerBody, auth=("bearer", "signature"), tag="triggers"),
+               409: (None, "this idempotency_key came before with another body "
+                           "(error.code idempotency_conflict)"),
+               422: (None, "a field is invalid (error.field names it), or no active survey "
+                           "has this id (error.code unknown_survey)")},
+              body=TriggerBody, auth=("bearer", "signature"), tag="triggers",
+              operation_id="createTrigger",
+              description="Reports an interaction (a call, an order) so that Otklik asks "
+                          "the customer: creates or updates the customer by external_id "
+                          "and schedules a delivery under the survey's policy, or records "
+                          "it suppressed (opted out, throttled, no reachable channel). A "
+                          "scheduled or sent delivery comes with its survey_url. The same "
+                          "idempotency_key again answers 200 with the first answer and "
+                          "stores nothing; with another body it is a 409."),
     Operation("get", "/api/v1/surveys", "The active survey scripts",
-              {200: (SurveyList, "one entry per survey")}, tag="surveys"),
+              {200: (SurveyList, "one entry per survey")}, tag="surveys",
+              operation_id="listSurveys",
+              description="The active survey scripts, the ids a trigger may name: each "
+                          "one's version, title per locale and step types."),
     Operation("get", "/api/v1/deliveries", "Deliveries and the decision on each, by id",
               {200: (DeliveryPage, "a page")}, tag="triggers",
+              operation_id="listDeliveries",
+              description="Deliveries in id order, each with the policy's decision "
+                          "(status, reason, due_at), filtered by customer, status or "
+                          "survey; the next page is ?cursor=next_cursor.",
               parameters=[query_param("customer", "a customer's external_id"),
                           query_param("status", "scheduled, sent, suppressed..."),
                           query_param("survey", "a survey id"),
@@ -165,7 +183,10 @@ OPERATIONS = [
     Operation("get", "/api/v1/deliveries/{id}", "One delivery and its decision",
               {200: (Delivery, "the delivery"), 404: (None, "no such delivery")},
               tag="triggers", parameters=[path_param("id", "the delivery id",
-                                                     whole_schema(1, MAX_ID))]),
+                                                     whole_schema(1, MAX_ID))],
+              operation_id="getDelivery",
+              description="One delivery and the decision on it: status, reason, the "
+                          "channel it went out in, attempts and the last error."),
 ]
 
 

@@ -83,14 +83,20 @@ OPERATIONS = [
     Operation("post", "/api/v1/widget/{survey}/start", "Open (or resume) a visitor's survey",
               {200: (WidgetState, "the question to show"),
                404: (None, "no such survey open to visitors (the script's anonymous)"),
-               429: (None, "too many requests from this address")}, body=Start, auth=(),
-              tag="widget", parameters=[SURVEY]),
+               410: (None, "this visitor asked for no surveys (error.code opted_out)")},
+              body=Start, auth=(), tag="widget", parameters=[SURVEY],
+              operation_id="startWidgetSurvey",
+              description="Opens a survey marked anonymous for a site's visitor, or resumes "
+                          "the visitor's dialogue, and returns the question to show. Send "
+                          "the visitor id it returns with every later call."),
     Operation("post", "/api/v1/widget/{survey}/answer", "Answer the question shown",
               {200: (WidgetState, "what to show next"),
                404: (None, "no such survey open to visitors (the script's anonymous)"),
-               410: (None, "the dialogue is closed"),
-               429: (None, "too many requests from this address")}, body=Answer, auth=(),
-              tag="widget", parameters=[SURVEY]),
+               410: (None, "the dialogue is closed (error.code closed): start again")},
+              body=Answer, auth=(), tag="widget", parameters=[SURVEY],
+              operation_id="answerWidgetSurvey",
+              description="Answers the question shown in the visitor's dialogue (options "
+                          "picked, a text, skip or back) and returns what to show next."),
 ]
 
 

@@ -83,6 +83,22 @@ async def test_the_figures_are_the_services_and_the_raw_answers(api: Api) -> Non
     assert (status, body["overall"]["answers"], body["groups"]) == (200, 0, [])
 
 
+async def test_a_context_filter_as_key_colon_value_is_the_dotted_one(api: Api) -> None:
+    await answer(api, "10", agent="Anna")
+    await answer(api, "9", agent="Anna", channel="web")
+    await answer(api, "2", agent="Boris")
+    await answer(api, "0", agent="desk:7")
+    dotted = await api.get("/api/v1/metrics?survey=nps&context.agent=Anna&group_by=channel")
+    colon = await api.get("/api/v1/metrics?survey=nps&context=agent:Anna&group_by=channel")
+    assert colon == dotted
+    status, body = colon
+    assert (status, body["overall"]["answers"]) == (200, 2)  # Boris's and desk:7's are out
+    # The key ends at the first colon: the value may hold more.
+    status, body = await api.get("/api/v1/metrics?survey=nps&context=agent:desk:7")
+    assert (status, body["overall"]["answers"], body["overall"]["nps"]["detractors"]) == (
+        200, 1, 1)
+
+
 @pytest.mark.parametrize(("query", "status", "field"), [
     ("", 422, "survey"),
     ("survey=nps&from=2026-13-01", 422, "from"),
@@ -94,6 +110,15 @@ async def test_the_figures_are_the_services_and_the_raw_answers(api: Api) -> Non
     ("survey=nps&context.agent=Anna&context.shop=5", 400, "context.shop"),
     ("survey=nps&context.agent=" + "x" * 201, 422, "context.agent"),
     ("survey=nps&context.agent=", 422, "context.agent"),
+    ("survey=nps&context=agent", 422, "context"),
+    ("survey=nps&context=:Anna", 422, "context"),
+    ("survey=nps&context=agent:", 422, "context"),
+    ("survey=nps&context=agent:" + "x" * 201, 422, "context"),
+    ("survey=nps&context=agent:Anna&group_by=context.shop", 422, "group_by"),
+    ("survey=nps&context=agent:Anna&context=shop:5", 400, "context"),
+    ("survey=nps&context=agent:Anna&context=agent:Anna", 400, "context"),
+    ("survey=nps&context.agent=Anna&context=shop:5", 400, "context"),
+    ("survey=nps&context=shop:5&context.agent=Anna", 400, "context.agent"),
     ("survey=nps&period=Q1", 400, "period"),
     ("survey=nps&channel=web&channel=email", 400, "channel"),
     ("survey=nope", 404, "survey"),
@@ -112,7 +137,11 @@ async def test_the_route_is_in_the_openapi_document(api: Api) -> None:
     validate(document)
     operation = document["paths"]["/api/v1/metrics"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {
-        "survey", "from", "to", "channel", "segment", "respondent", "group_by", "context.KEY"}
+        "survey", "from", "to", "channel", "segment", "respondent", "group_by", "context"}
+    # A list sent as repeated context=KEY:VALUE, the form a generated client can send.
+    [context] = [p for p in operation["parameters"] if p["name"] == "context"]
+    assert (context["style"], context["explode"], context["schema"]["type"]) == (
+        "form", True, "array")
     [respondent] = [p for p in operation["parameters"] if p["name"] == "respondent"]
     assert respondent["schema"]["enum"] == ["known", "anonymous"]
     assert {"200", "400", "401", "404", "422"} <= set(operation["responses"])
