@@ -138,8 +138,8 @@ async def test_every_operation_has_an_operation_id_and_says_who_may_call_it(
     assert by_id["getMetrics"] == ("get", "/api/v1/metrics")
     for path, method, operation in found:
         description = operation.get("description", "")
-        assert description.startswith(description[:1].upper()), (method, path)
-        # What it does, beyond the summary, and then who may call it.
+        # Sentences saying more than the summary, and then who may call it.
+        assert description[:1].isupper(), (method, path)
         assert len(description) > len(operation["summary"]) + 40, (method, path)
         assert ("ADMIN_TOKEN" in description or "no credential" in description), (method, path)
     assert "TRIGGER_SECRET" in document["paths"]["/api/v1/triggers"]["post"]["description"]
