@@ -7,12 +7,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import random
+import shutil
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -272,3 +276,24 @@ async def flow(w: test_dispatch.World, url: str) -> str:
     response = await api.client.get(f"/s/{delivery.token}")
     assert response.status == 200
     return delivery.token
+
+
+async def test_promtool_finds_nothing_to_fix_in_the_metrics(db_url: str) -> None:
+    """Prometheus's own linter (Debian's prometheus package) on a scrape taken after a
+    dialogue, its webhooks and a send error, so every family has samples."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing (.ci/run installs Debian's prometheus)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    async with test_dispatch.world(db_url) as w:
+        body = {**trigger("call-1", survey="nps"), "delay": "PT0S"}
+        assert (await w.api.signed("/api/v1/triggers", body))[0] == 202
+        await w.dispatcher.tick()
+        await w.customer.tap(test_dispatch.CHAT, "3")
+        status, text = await scrape(w.api)
+    assert status == 200
+    assert "otklik_answers_recorded_total" in text
+    linted = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                            capture_output=True, timeout=60, check=False)
+    assert (linted.returncode, linted.stdout, linted.stderr) == (0, "", "")
