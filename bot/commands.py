@@ -38,9 +38,17 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         rename_fields={"levelname": "level", "name": "logger"})
         if settings.log_format == "json" else logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+    logging.getLogger("alembic.runtime.migration").addFilter(_first_line)
     for name in QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(
             settings.log_level)))
+
+
+def _first_line(record: logging.LogRecord) -> bool:
+    """Alembic logs each migration applied with its whole docstring, ten lines at times on
+    a first start: the first line says which one it was."""
+    record.msg, record.args = record.getMessage().split("\n", 1)[0], ()
+    return True
 
 
 def migrate(settings: Settings) -> int:

@@ -70,7 +70,8 @@ def what_is_on(product: Product, surveys: int, campaigns: int) -> list[str]:
                                 "off (OUTBOUND_WEBHOOK_URL is not set)"),
         f"scheduler: on (dispatch every {settings.dispatch_interval}s)"
         if product.dispatcher is not None else
-        "scheduler: on (no channel to send on: triggers are suppressed, no_channel)",
+        "scheduler: on (no channel to send on: a trigger is suppressed, no_channel, unless "
+        "it asks for a link)",
         f"loaded: {surveys} surveys, {campaigns} campaigns",
     ]
 

@@ -306,9 +306,14 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
     # What is on and off, and why: one line each.
     for line in (f"database: SQLite {tmp_path / 'run.db'}", "Telegram: off (BOT_TOKEN is not set)",
                  "e-mail: off (SMTP_URL is not set)", "dashboard: off (ADMIN_TOKEN is not set)",
-                 "scheduler: on (no channel to send on: triggers are suppressed, no_channel)",
+                 "scheduler: on (no channel to send on: a trigger is suppressed, no_channel, "
+                 "unless it asks for a link)",
                  "loaded: 4 surveys, 1 campaigns"):
         assert f"otklik: {line}\n" in output, line
+    # Each migration applied in one line, not its whole docstring.
+    migrations = [line for line in output.splitlines() if "Running upgrade" in line]
+    assert len(migrations) == 10
+    assert "admin chat's message of each alert" not in output  # 0002's second line
 
 
 async def _run_with_telegram(tmp_path: Path, api: BotApiStub, **extra: str
