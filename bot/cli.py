@@ -18,6 +18,7 @@ from bot.services.scripts import (
     counted,
     validate_files,
 )
+from conversations.errors import plain_words
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -94,7 +95,7 @@ def settings_errors(error: ValidationError) -> list[str]:
     lines = []
     for problem in error.errors(include_url=False, include_input=False):
         where = "_".join(str(part) for part in problem["loc"]).upper()
-        message = str(problem["msg"]).removeprefix("Value error, ")
+        message = plain_words(problem)
         lines.append(f"{where}: {message}" if where else message)
     return lines
 

@@ -21,7 +21,7 @@ from bot.commands import configure_logging, freeze_heap
 from bot.examples import EXAMPLES
 from bot.scheduler import build_scheduler, digest_trigger
 from bot.services.campaigns import CampaignFileError
-from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, load_scripts
+from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, counted, load_scripts
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
 from handlers.telegram import admin
@@ -72,7 +72,7 @@ def what_is_on(product: Product, surveys: int, campaigns: int) -> list[str]:
         if product.dispatcher is not None else
         "scheduler: on (no channel to send on: a trigger is suppressed, no_channel, unless "
         "it asks for a link)",
-        f"loaded: {surveys} surveys, {campaigns} campaigns",
+        f"loaded: {counted(surveys, 'survey')}, {counted(campaigns, 'campaign')}",
     ]
 
 
@@ -122,7 +122,11 @@ async def run(settings: Settings) -> int:
         except CampaignFileError as exc:
             print(exc, file=sys.stderr)
             return 1
-        log.info("surveys: %s", ", ".join(f"{s.survey_id} v{s.version}" for s in loaded))
+        # What is served: the scripts just loaded, or those stored before (no folder).
+        served = [f"{s.survey_id} v{s.version}" for s in loaded] or [
+            f"{script.id} v{script.version}" for script in
+            await services.triggers.active_surveys()]
+        log.info("surveys: %s", ", ".join(served) or "none")
         if names:
             log.info("campaigns from %s: %s", campaigns_file, ", ".join(names))
         runner = web.AppRunner(product.web, access_log=None)
@@ -150,7 +154,7 @@ async def run(settings: Settings) -> int:
         scheduler.start()
         if tg is not None:
             polling = await telegram.start(settings, tg.updates, tg.bot, tg.i18n)
-        for line in what_is_on(product, len(loaded), len(names)):
+        for line in what_is_on(product, len(served), len(names)):
             log.info("%s", line)
         freeze_heap()
         await stop.wait()

@@ -308,7 +308,7 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
                  "e-mail: off (SMTP_URL is not set)", "dashboard: off (ADMIN_TOKEN is not set)",
                  "scheduler: on (no channel to send on: a trigger is suppressed, no_channel, "
                  "unless it asks for a link)",
-                 "loaded: 4 surveys, 1 campaigns"):
+                 "loaded: 4 surveys, 1 campaign"):
         assert f"otklik: {line}\n" in output, line
     # Each migration applied in one line, not its whole docstring.
     migrations = [line for line in output.splitlines() if "Running upgrade" in line]
@@ -393,8 +393,8 @@ def test_bad_settings_are_one_line_each_naming_the_variable(tmp_path: Path) -> N
                       BOT_TOKEN="not-a-secret-to-print")
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert lines == ["otklik: HTTP_PORT: Input should be less than or equal to 65535",
-                     "otklik: SEND_ATTEMPTS: Input should be greater than or equal to 1"]
+    assert lines == ["otklik: HTTP_PORT: should be less than or equal to 65535",
+                     "otklik: SEND_ATTEMPTS: should be greater than or equal to 1"]
     assert "Traceback" not in result.stderr
 
 
@@ -456,4 +456,17 @@ async def test_run_with_nothing_to_load_starts_on_the_examples_and_says_so(
     assert process.returncode == 0, output
     assert "WARNING otklik: surveys: no surveys folder and no script in the database: " \
            "starting on the EXAMPLE surveys" in output
-    assert "otklik: loaded: 4 surveys, 1 campaigns" in output
+    assert "otklik: loaded: 4 surveys, 1 campaign" in output
+    # Started again: the stored scripts are served, and named.
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        status, _ = await _first_answer(process, f"http://127.0.0.1:{port}/w/nps")
+        assert status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    assert "serving the scripts stored in the database" in output
+    assert ("otklik: surveys: ces_support v1, cli_quarterly v1, nps v1, post_call_csat v1\n"
+            in output)
+    assert "otklik: loaded: 4 surveys, 0 campaigns" in output
