@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import URL, AsyncAdaptedQueuePool, Connection, event, make_url
+from sqlalchemy import (
+    URL,
+    AsyncAdaptedQueuePool,
+    Connection,
+    Engine,
+    event,
+    make_url,
+)
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
@@ -58,6 +67,36 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+# A peek (Database.peek) waits this long at most for SQLite's lock before it hands the read
+# to the driver's thread instead: the event loop must not sleep in SQLite's busy handler.
+PEEK_BUSY_MS = 20
+_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+def sync_reader(engine: AsyncEngine) -> Engine | None:
+    """A synchronous engine on the same SQLite file, for reads run on the event loop's own
+    thread (Database.peek): one connection, reading only. None where there is none to have:
+    not SQLite, or a database in memory (a second connection would see another one)."""
+    if engine.dialect.name != "sqlite" or not _is_file(engine.url):
+        return None
+    reader = _readers.get(engine.sync_engine)
+    if reader is None:
+        reader = create_sync_engine(engine.url.set(drivername="sqlite"), hide_parameters=True,
+                                    pool_size=1, max_overflow=0)
+        event.listen(reader, "connect", _reader_connect)
+        event.listen(reader, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "engine_disposed", lambda _: reader.dispose())
+        _readers[engine.sync_engine] = reader
+    return reader
+
+
+def _reader_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we BEGIN ourselves, as _sqlite_connect says
+    for pragma in (f"PRAGMA busy_timeout={PEEK_BUSY_MS}", "PRAGMA query_only=ON"):
+        dbapi_connection.execute(pragma)
+    dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
 
 
 async def scrub(engine: AsyncEngine, tables: Sequence[str]) -> bool | None:

@@ -237,7 +237,7 @@ class SurveyService:
         under way (in whatever channel it is), else a new one in `channel`. LinkExpired
         for an unknown or closed delivery (Finished once it was answered), OptedOut,
         NoSurvey."""
-        view = await self._db.read(
+        view = await self._db.peek(
             lambda store: _open_view(store.dialogues.delivery_view(token), token))
         script = self._scripts.cached(view.survey_id, view.script_version) if view.id else None
         if script is not None:  # shown again: one read, no write
