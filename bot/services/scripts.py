@@ -114,6 +114,14 @@ def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:
     if not files:
         raise InvalidScripts([f"{', '.join(map(str, paths))}:1: <script>: no script files "
                               f"({', '.join(SCRIPT_SUFFIXES)}) found"])
+    scripts, problems = _read_all(files)
+    if problems:
+        raise InvalidScripts(problems)
+    return scripts
+
+
+def _read_all(files: Sequence[Path]) -> tuple[list[tuple[Path, Script, str]], list[str]]:
+    """The valid scripts among `files`, and every problem of the others."""
     scripts, problems = [], []
     for path in files:
         try:
@@ -122,9 +130,7 @@ def read_scripts(paths: Sequence[Path]) -> list[tuple[Path, Script, str]]:
             problems += [issue.format(exc.filename) for issue in exc.issues]
         else:
             scripts.append((path, script, source))
-    if problems:
-        raise InvalidScripts(problems)
-    return scripts
+    return scripts, problems
 
 
 def counted(amount: int, thing: str) -> str:
@@ -134,16 +140,9 @@ def counted(amount: int, thing: str) -> str:
 def validate_files(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
     """`FILE:LINE: field.path: message` for every problem in every script file, and
     `OK FILE (N steps)` for each valid one."""
-    files = script_files(paths)
-    problems, valid = [], []
-    for path in files:
-        try:
-            script, _ = read_script(path)
-        except ScriptError as exc:
-            problems += [issue.format(exc.filename) for issue in exc.issues]
-        else:
-            valid.append(f"OK {path} ({counted(len(script.steps), 'step')})")
-    return problems, valid
+    scripts, problems = _read_all(script_files(paths))
+    return problems, [f"OK {path} ({counted(len(script.steps), 'step')})"
+                      for path, script, _ in scripts]
 
 
 def checksum(script: Script) -> str:

@@ -445,27 +445,25 @@ async def test_run_with_nothing_to_load_starts_on_the_examples_and_says_so(
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
            "HTTP_PORT": str(port), "LOG_LEVEL": "INFO"}
     env.pop("SURVEYS_DIR", None)  # and the working directory has no surveys/ folder
-    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        status, _ = await _first_answer(process, f"http://127.0.0.1:{port}/w/nps")
-        assert status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, output
+
+    async def serve_the_demo() -> str:
+        process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path,
+                                   env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        try:
+            status, _ = await _first_answer(process, f"http://127.0.0.1:{port}/w/nps")
+            assert status == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+        return output
+
+    output = await serve_the_demo()
     assert "WARNING otklik: surveys: no surveys folder and no script in the database: " \
            "starting on the EXAMPLE surveys" in output
     assert "otklik: loaded: 4 surveys, 1 campaign" in output
-    # Started again: the stored scripts are served, and named.
-    process = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        status, _ = await _first_answer(process, f"http://127.0.0.1:{port}/w/nps")
-        assert status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
+    output = await serve_the_demo()  # started again: the stored scripts, served and named
     assert "serving the scripts stored in the database" in output
     assert ("otklik: surveys: ces_support v1, cli_quarterly v1, nps v1, post_call_csat v1\n"
             in output)

@@ -40,14 +40,19 @@ async def open_alerts(api: Api) -> list[tuple[str, int | None]]:
     return sorted((alert["survey"], alert["score"]) for alert in body["alerts"])
 
 
+async def choose(api: Api, path: str, label: str) -> int:
+    """Tap the option labelled `label` on the question the page at `path` shows."""
+    _, html, _ = await page(api, path)
+    found = re.search(rf'value="(\d+)"[^>]*><span>{re.escape(label)}</span>', html)
+    assert found, html
+    return (await submit(api, path, html, answer=found[1]))[0]
+
+
 async def test_the_readme_tour_runs_as_written(api: Api) -> None:
     # 1. The demo at the root, answered 3 with a word on why.
     root = await api.client.get("/", allow_redirects=False)
     demo = root.headers["Location"]
-    _, html, _ = await page(api, demo)
-    three = re.search(r'value="(\d+)"[^>]*><span>3</span>', html)
-    assert three, html
-    assert (await submit(api, demo, html, answer=three[1]))[0] == 303
+    assert await choose(api, demo, "3") == 303
     _, html, _ = await page(api, demo)
     assert (await submit(api, demo, html, text="Slow delivery"))[0] == 200
 
@@ -66,13 +71,8 @@ async def test_the_readme_tour_runs_as_written(api: Api) -> None:
     # 4. Its link answered: the call with Oleg rated 1, what went wrong said.
     _, html, _ = await page(api, link)
     assert "How would you rate your call with Oleg?" in html
-    one = re.search(r'value="(\d+)"[^>]*><span>1</span>', html)
-    assert one, html
-    assert (await submit(api, link, html, answer=one[1]))[0] == 303
-    _, html, _ = await page(api, link)
-    waited = re.search(r'value="(\d+)"[^>]*><span>Long wait</span>', html)
-    assert waited, html
-    assert (await submit(api, link, html, answer=waited[1]))[0] == 303
+    assert await choose(api, link, "1") == 303
+    assert await choose(api, link, "Long wait") == 303
     _, html, _ = await page(api, link)
     assert (await submit(api, link, html, text="Twenty minutes on hold"))[0] == 200
     csat = await (await api.client.get("/admin/surveys/post_call_csat")).text()
