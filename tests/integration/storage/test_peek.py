@@ -71,7 +71,12 @@ async def test_while_sqlite_is_busy_a_peek_waits_on_the_drivers_thread_not_the_l
     holder.execute("PRAGMA journal_mode=DELETE")
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("UPDATE customers SET first_name = 'x'")
-    release = threading.Timer(0.6, lambda: (holder.execute("COMMIT"), holder.close()))
+
+    def let_go() -> None:
+        holder.execute("COMMIT")
+        holder.close()
+
+    release = threading.Timer(0.6, let_go)
     engine = create_engine(url)
     db = Database(session_factory(engine))
     longest, ticking = 0.0, True
