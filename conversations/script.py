@@ -547,14 +547,13 @@ def _explain(error: ErrorDetails) -> tuple[tuple[int | str, ...], str]:
             return loc, plain_words(error, model.model_fields if model else ())
         case "string_pattern_mismatch":
             return loc, _PATTERNS.get(str(ctx.get("pattern")), "not in the form this field takes")
-        case "dict_type" | "model_type" | "model_attributes_type":
-            return loc, ("expected one text per locale, e.g. {en: Thanks, ru: Спасибо}"
-                         if loc and loc[-1] in _TEXT_FIELDS else "expected a mapping of names "
-                         "to values (name: value)")
+        # A script's only dict-typed fields are its texts, one per locale (LocalizedText,
+        # the title); any other mapping is a model.
+        case "dict_type":
+            return loc, "expected one text per locale, e.g. {en: Thanks, ru: Спасибо}"
+        case "model_type" | "model_attributes_type":
+            return loc, "expected a mapping of names to values (name: value)"
     return loc, plain_words(error)
-
-
-_TEXT_FIELDS = {"text", "title", "low_label", "high_label", "subject"}
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:

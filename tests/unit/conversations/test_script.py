@@ -380,6 +380,25 @@ def test_no_issue_quotes_pydantic_or_a_regular_expression() -> None:
     assert [message for message in said if any(raw in message for raw in RAW)] == []
 
 
+def test_every_text_given_as_a_string_is_asked_for_per_locale() -> None:
+    """Each text of the script, wherever it sits (a CLI step's questions too), is one per
+    locale; any other mapping given as a scalar is named as a mapping."""
+    source = HEAD + """\
+  - id: loyalty
+    type: cli
+    text: {en: "?", ru: "?"}
+    questions: {recommend: "R?", retain: {en: a, ru: a}, upsell: {en: b, ru: b},
+                switch: {en: c, ru: c}}
+    next:
+      - {when: "x", goto: end}
+policy: 5
+"""
+    per_locale = "expected one text per locale, e.g. {en: Thanks, ru: Спасибо}"
+    mapping = "expected a mapping of names to values (name: value)"
+    assert issues(source) == [("policy", 12, mapping), ("steps.0.next.0.when", 11, mapping),
+                              ("steps.0.questions.recommend", 8, per_locale)]
+
+
 def test_a_wrong_field_does_not_hide_an_unknown_goto() -> None:
     source = HEAD + """\
   - id: score
