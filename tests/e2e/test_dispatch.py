@@ -6,7 +6,6 @@ a send that a dead process left half done; the real scheduler driving it all."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow, O
 from storage.uow import Database
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product
+from tests.e2e.test_web_pages import choose, page
 from tests.e2e.trigger_support import Api, serving, trigger
 
 CHAT = 4242
@@ -394,22 +394,11 @@ async def test_a_link_delivery_sends_nothing_and_its_page_takes_the_answer(db_ur
         w.api.clock.advance(hours=5)  # past any delay, quiet hours and reminder time
         assert (await w.dispatcher.tick(), await w.dispatcher.remind()) == (0, 0)
         assert (w.stub.calls_of("sendMessage"), w.mail.jobs) == ([], [])
-        page = await w.api.client.get(f"/s/{delivery.token}")
-        html = await page.text()
-        assert page.status == 200
+        link_page = f"/s/{delivery.token}"
+        status, html, _ = await page(w.api, link_page)
+        assert status == 200
         assert "How would you rate your call with Anna?" in html
-        five = re.search(r'value="(\d+)"[^>]*><span>5</span>', html)
-        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
-        dialogue = re.search(r'name="session" value="(\d+)"', html)
-        position = re.search(r'name="position" value="(\d+)"', html)
-        assert csrf, html
-        assert dialogue, html
-        assert position, html
-        assert five, html
-        answered = await w.api.client.post(f"/s/{delivery.token}", allow_redirects=False,
-                                           data={"csrf": csrf[1], "session": dialogue[1],
-                                                 "position": position[1], "answer": five[1]})
-        assert answered.status == 303, await answered.text()
+        assert await choose(w.api, link_page, "5") == 303
         assert (await w.delivery(body["delivery_id"])).status == "answered"
 
         async with w.api.services.factory() as session:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.dashboard_support import log_in
-from tests.e2e.test_web_pages import page, submit
+from tests.e2e.test_web_pages import choose, page, submit
 from tests.e2e.trigger_support import Api, serving
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -38,14 +38,6 @@ async def open_alerts(api: Api) -> list[tuple[str, int | None]]:
     status, body = await api.get("/api/v1/alerts?status=open")
     assert status == 200, body
     return sorted((alert["survey"], alert["score"]) for alert in body["alerts"])
-
-
-async def choose(api: Api, path: str, label: str) -> int:
-    """Tap the option labelled `label` on the question the page at `path` shows."""
-    _, html, _ = await page(api, path)
-    found = re.search(rf'value="(\d+)"[^>]*><span>{re.escape(label)}</span>', html)
-    assert found, html
-    return (await submit(api, path, html, answer=found[1]))[0]
 
 
 async def test_the_readme_tour_runs_as_written(api: Api) -> None:

@@ -76,6 +76,14 @@ async def submit(api: Api, path: str, html: str, **fields: str) -> tuple[int, st
     return response.status, response.headers.get("Location", ""), await response.text()
 
 
+async def choose(api: Api, path: str, label: str) -> int:
+    """Tap the option labelled `label` on the question the page at `path` shows."""
+    _, html, _ = await page(api, path)
+    found = re.search(rf'value="(\d+)"[^>]*><span>{re.escape(label)}</span>', html)
+    assert found, html
+    return (await submit(api, path, html, answer=found[1]))[0]
+
+
 async def test_a_customer_completes_the_survey_on_the_hosted_page(api: Api) -> None:
     token = await delivery(api)
     status, html, headers = await page(api, f"/s/{token}")
