@@ -156,7 +156,6 @@ class Database:
             await session.connection(execution_options={READ_ONLY: True})
             return await session.run_sync(lambda sync: fn(Store(sync)))
 
-
     async def peek(self, fn: Callable[[Store], _T]) -> _T:
         """A read of a few rows found by key (a page shown again), as `read` does it, but on
         a SQLite file straight on the event loop's thread, on a connection of its own: the
@@ -168,10 +167,8 @@ class Database:
         if reader is None:
             return await self.read(fn)
         try:
-            with reader.connect() as connection, Session(
-                    bind=connection.execution_options(**{READ_ONLY: True}),
-                    info=dict(self._info)) as session:
-                return fn(Store(session))
+            with reader.connect() as connection:
+                return _read_in(connection, self._info, fn)
         except DBAPIError as error:
             if outage(error) is not Outage.UNAVAILABLE:
                 raise
@@ -183,11 +180,16 @@ def _read_here(raw: AdaptedConnection, info: Mapping[str, Any], fn: Callable[[St
     """On SQLite's thread: the read, then its transaction ended in the same hop (closing the
     connection afterwards finds nothing to roll back: no second trip to the thread)."""
     try:
-        with Session(bind=connection.execution_options(**{READ_ONLY: True}),
-                     info=dict(info)) as session:
-            return fn(Store(session))
+        return _read_in(connection, info, fn)
     finally:
         raw.rollback()
+
+
+def _read_in(connection: Connection, info: Mapping[str, Any], fn: Callable[[Store], _T]) -> _T:
+    """`fn` over a Session of its own on `connection`, in a transaction that only reads."""
+    with Session(bind=connection.execution_options(**{READ_ONLY: True}),
+                 info=dict(info)) as session:
+        return fn(Store(session))
 
 
 def _in_store(info: Mapping[str, Any], fn: Callable[[Store], _T], session: Session) -> _T:
