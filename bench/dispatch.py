@@ -5,7 +5,7 @@ and as a share of each configured send rate, all measured in the same run.
 
 Triggers: a load client in its own process (aiohttp, 32 requests in flight on keep-alive
 connections) POSTs signed triggers (HMAC-SHA256 of the timestamp and the body, as
-handlers/web/api.py checks them) to the product's aiohttp app (bot.bootstrap.build_web_app) served
+handlers/api/core.py checks them) to the product's aiohttp app (bot.bootstrap.build_web_app) served
 by this process on loopback: client and server can each have one of the 2 cores. Every
 trigger has its own idempotency key and customer (external id, Telegram id, first name,
 locale) and two context fields, for the post_call_csat survey; each is answered 202 after a
@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import multiprocessing
@@ -72,21 +73,22 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.stats import ROUNDS, Spread, spread_note
-from bot import telegram
 from bot.bootstrap import build_services, build_web_app
 from bot.examples import EXAMPLES
 from bot.limits import Limiter, RateLimited
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
+from bot.services.surveys import mark_unreachable
 from bot.services.triggers import new_token
 from bot.settings import Settings
 from conversations.engine import start
 from conversations.script import parse_script
-from handlers.render import telegram as render
-from handlers.render.telegram import Markup
+from handlers.api.core import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from handlers.telegram import app as telegram
+from handlers.telegram import render
+from handlers.telegram.channel import TelegramChannel
 from handlers.telegram.customer import markup_for
-from handlers.telegram.outbound import TelegramSender
-from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from handlers.telegram.render import Markup
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow, TriggerRow
@@ -465,10 +467,10 @@ async def outbox(db_path: Path, api_base: str, rate: float) -> AsyncIterator[Out
     services = build_services(settings, engine)
     # bot.bootstrap.build_sender_bot, keeping a handle on the limiter.
     limiter = Limiter(settings.telegram_rate, settings.telegram_chat_rate)
-    bot = telegram.build_bot(settings, db, retry=False)
+    bot = telegram.build_bot(settings, functools.partial(mark_unreachable, db), retry=False)
     bot.session.middleware(RateLimited(limiter))
     dispatcher = DeliveryDispatcher(
-        db, {"telegram": TelegramSender(bot, telegram.build_i18n())},
+        db, {"telegram": TelegramChannel(bot, telegram.build_i18n())},
         scripts=services.scripts, batch=settings.dispatch_batch,
         attempts=settings.send_attempts, backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout))

@@ -294,7 +294,7 @@ def verdict(met: bool) -> str:
 async def api_call(metrics: MetricsService, query: MetricsQuery, source: str = "rollups"
                    ) -> tuple[MetricsResult, str]:
     """What GET /api/v1/metrics does once it has parsed the URL: the service's result and
-    its JSON body (handlers.web.metrics.get_metrics), from the rollups or, for the
+    its JSON body (handlers.api.metrics.get_metrics), from the rollups or, for the
     baseline, from a scan of the raw answers."""
     result = await (metrics.compute if source == "rollups" else metrics.from_answers)(query)
     return result, result.model_dump_json()

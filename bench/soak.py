@@ -76,7 +76,7 @@ from sqlalchemy import func, select
 
 from bench.dispatch import serve
 from bot.services.metrics import MetricsQuery, MetricsService
-from handlers.web.api import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from handlers.api.core import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, DeliveryRow, DialogueRow, IdentityRow

@@ -7,7 +7,7 @@ process or a test that brings fakes of its own."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,6 @@ from aiogram.utils.i18n import I18n
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot import telegram
 from bot.keys import (
     ADMIN,
     ALERTS,
@@ -29,6 +28,7 @@ from bot.keys import (
     EXPORTS,
     FIGURES,
     LINKS,
+    RECEIPTS,
     REPORTS,
     SETTINGS,
     SURVEYS,
@@ -42,45 +42,53 @@ from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, OnResolved, Replier
 from bot.services.availability import Availability
 from bot.services.campaigns import CampaignService
+from bot.services.channels import Channel, Window
 from bot.services.digest import Digest
-from bot.services.dispatch import DeliveryDispatcher, Sender
+from bot.services.dispatch import DeliveryDispatcher
 from bot.services.effects import OutboxRunner, carried_out_after
 from bot.services.exports import ExportService
 from bot.services.metrics import MetricsService
+from bot.services.receipts import Receipts
 from bot.services.reports import ReportService
 from bot.services.scripts import ScriptCache
-from bot.services.surveys import SurveyService
+from bot.services.surveys import SurveyService, mark_unreachable
 from bot.services.team import TeamAlerts, TeamChat
 from bot.services.triggers import SendPolicy, TriggerService
 from bot.services.webhooks import WebhookSender
 from bot.settings import Settings
-from handlers.email.outbound import EmailSender, Smtp
-from handlers.replies import ChannelReplier
-from handlers.telegram import admin
-from handlers.telegram.outbound import TelegramSender
-from handlers.web import (
+from handlers import dashboard
+from handlers.api import (
     alerts,
     answers,
-    api,
     audit,
     campaigns,
     customers,
-    dashboard,
     health,
     observability,
     outage,
-    pages,
     surveys,
     throttle,
     triggers,
-    widget,
 )
-from handlers.web import metrics as metrics_api
+from handlers.api import core as api
+from handlers.api import metrics as metrics_api
+from handlers.channels import Plugin
+from handlers.email import bounces
+from handlers.email import channel as email_channel
+from handlers.email.channel import EmailChannel, Smtp
+from handlers.email.replies import EmailReplier
+from handlers.telegram import admin
+from handlers.telegram import app as telegram
+from handlers.telegram import channel as telegram_channel
+from handlers.telegram.channel import TelegramChannel
+from handlers.telegram.replies import TelegramReplier
+from handlers.web import channel as web_channel
+from handlers.web import pages, widget
 from storage.db import create_engine, session_factory
 from storage.uow import Database
 
-WEB = Path(pages.__file__).parent
-TEMPLATES, STATIC = WEB / "templates", WEB / "static"
+WEB, DASHBOARD = Path(pages.__file__).parent, Path(dashboard.__file__).parent
+TEMPLATES = (WEB / "templates", DASHBOARD / "templates")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +109,28 @@ class Services:
     instruments: Instruments  # Prometheus' (bot.observability)
     team: TeamAlerts | None  # alerts and comments for the team chat, when there is one
     availability: Availability  # the database reachable, the gauges
+    receipts: Receipts  # what channels report after a send (bounces)
+
+
+# The channels, in the order a delivery tries them. A channel is a folder under handlers/
+# and a line here (docs/adding-a-channel.md); tests/contract/ is the suite it passes.
+CHANNELS: tuple[Plugin, ...] = (telegram_channel.PLUGIN, email_channel.PLUGIN,
+                                web_channel.PLUGIN)
 
 
 def policy_of(settings: Settings) -> SendPolicy:
-    """The channels this process can send on: Telegram with a bot token, e-mail with an
-    SMTP server (a delivery is never scheduled for a channel nobody sends on)."""
-    channels = [name for name, configured in (("telegram", settings.bot_token is not None),
-                                              ("email", settings.smtp_url is not None))
-                if configured]
+    """The channels this process can send on, in CHANNELS' order: those that write first
+    and are configured here (Telegram with a bot token, e-mail with an SMTP server); a
+    delivery is never scheduled for a channel nobody sends on."""
+    channels = [plugin.spec.name for plugin in CHANNELS
+                if plugin.spec.pushes and plugin.configured(settings)]
     return SendPolicy(channels=channels, throttle_days=settings.throttle_days)
+
+
+def windows() -> dict[str, Window]:
+    """The messaging windows of the channels that have one."""
+    return {plugin.spec.name: plugin.spec.window for plugin in CHANNELS
+            if plugin.spec.window is not None}
 
 
 def database(settings: Settings, engine: AsyncEngine, instruments: Instruments) -> Database:
@@ -122,16 +143,17 @@ def database(settings: Settings, engine: AsyncEngine, instruments: Instruments) 
 
 def build_services(settings: Settings, engine: AsyncEngine, *,
                    clock: Callable[[], datetime] | None = None,
-                   channels: Collection[str] | None = None,
+                   channels: Sequence[str] | None = None,
                    instruments: Instruments | None = None,
-                   team_chat: TeamChat | None = None, replier: Replier | None = None,
+                   team_chat: TeamChat | None = None,
+                   repliers: Mapping[str, Replier] | None = None,
                    on_resolved: OnResolved | None = None,
                    bot_username: str | None = None, db: Database | None = None) -> Services:
     """`channels` overrides the channels sent on (policy_of), for a process that brings
-    senders of its own; `team_chat`, the chat alerts and comments go to; `replier`, how the
-    team's replies reach customers; `on_resolved`, what the team chat shows of a resolved
-    alert; `bot_username`, the bot deep links name; `db`, the Database of `database()`, if
-    the process made it already."""
+    senders of its own; `team_chat`, the chat alerts and comments go to; `repliers`, by
+    channel, how the team's replies reach customers; `on_resolved`, what the team chat
+    shows of a resolved alert; `bot_username`, the bot deep links name; `db`, the Database
+    of `database()`, if the process made it already."""
     instruments = instruments or Instruments()
     db = db or database(settings, engine, instruments)
     scripts = ScriptCache()
@@ -144,13 +166,13 @@ def build_services(settings: Settings, engine: AsyncEngine, *,
         db.factory, db, scripts,
         TriggerService(db, policy=policy, clock=clock, scripts=scripts),
         CampaignService(db, policy=policy, clock=clock, scripts=scripts),
-        SurveyService(db, clock=clock, team=team, scripts=scripts),
+        SurveyService(db, clock=clock, team=team, scripts=scripts, windowed=windows()),
         Links(settings.base_url, bot_username),
         AdminService(db, clock=clock),
-        AlertService(db, scripts=scripts, clock=clock, replier=replier,
+        AlertService(db, scripts=scripts, clock=clock, repliers=repliers,
                      on_resolved=on_resolved),
         MetricsService(db), ReportService(db), ExportService(db), clock, instruments, team,
-        Availability(db))
+        Availability(db), Receipts(db, clock=clock))
 
 
 def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | None = None
@@ -170,6 +192,9 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     redis = settings.redis_url.get_secret_value() if settings.redis_url else None
     app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, services.db, redis)
     app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, services.db, redis)
+    app[throttle.CREDENTIALS] = {**throttle.API_CREDENTIALS,
+                                 **{header: check for plugin in CHANNELS
+                                    for header, check in plugin.credentials.items()}}
     app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
     app[AVAILABILITY] = services.availability
@@ -183,15 +208,18 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[FIGURES] = services.figures
     app[REPORTS] = services.reports
     app[EXPORTS] = services.exports
+    app[RECEIPTS] = services.receipts
     app[observability.INSTRUMENTS] = services.instruments
     # The templates ship with the code: no stat() of each one on every render to see
     # whether it changed (auto_reload), a twentieth of a page's CPU.
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
                          autoescape=jinja2.select_autoescape(default=True),
                          trim_blocks=True, lstrip_blocks=True, auto_reload=False)
-    app.router.add_static("/static", STATIC)
+    # The longer prefix first: a request is matched against static routes in order.
+    app.router.add_static("/static/dashboard", DASHBOARD / "static")
+    app.router.add_static("/static", WEB / "static")
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, observability, metrics_api, dashboard):
+                   audit, alerts, observability, metrics_api, dashboard, bounces):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     api.check_scopes(app)
@@ -248,7 +276,8 @@ def build_sender_bot(settings: Settings, db: Database) -> Bot:
     """The dispatcher's own Bot: its messages wait for Telegram's limits (shared by every
     unprompted send in this process), and its errors reach the dispatcher unretried, which
     reschedules them (a 429 pauses all sending for retry_after)."""
-    bot = telegram.build_bot(settings, db, retry=False)
+    bot = telegram.build_bot(settings, functools.partial(mark_unreachable, db),
+                             retry=False)
     bot.session.middleware(RateLimited(Limiter(settings.telegram_rate,
                                                settings.telegram_chat_rate)))
     return bot
@@ -256,7 +285,7 @@ def build_sender_bot(settings: Settings, db: Database) -> Bot:
 
 async def build(settings: Settings, engine: AsyncEngine | None = None, *,
                 clock: Callable[[], datetime] | None = None,
-                channels: Collection[str] | None = None) -> Product:
+                channels: Sequence[str] | None = None) -> Product:
     """The whole process: services, the web app, the Telegram bot and its updates'
     dispatcher (with BOT_TOKEN), the team chat (with ADMIN_CHAT_ID too), the senders and
     the delivery dispatcher, the outbound webhook and the digest, as settings say."""
@@ -268,7 +297,8 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
     team_chat: TeamChat | None = None
     username = None
     if settings.bot_token is not None:
-        bot, sender = telegram.build_bot(settings, db), build_sender_bot(settings, db)
+        bot = telegram.build_bot(settings, functools.partial(mark_unreachable, db))
+        sender = build_sender_bot(settings, db)
         # Deep links name the bot: t.me/<username>?start=<token>
         username = (await bot.get_me()).username
         if settings.admin_chat_id is not None:
@@ -276,12 +306,14 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
     services = build_services(
         settings, engine, clock=clock, channels=channels, instruments=instruments,
         team_chat=team_chat,
-        # The team's replies go as the bot, when there is one, else by e-mail.
-        replier=ChannelReplier(bot, smtp, settings.mail_from),
+        # The team's replies go where the customer answered: as the bot, or by e-mail.
+        repliers={name: replier for name, replier in (
+            ("telegram", TelegramReplier(bot) if bot else None),
+            ("email", EmailReplier(smtp, settings.mail_from) if smtp else None)) if replier},
         on_resolved=functools.partial(admin.show_resolved, bot, settings) if bot else None,
         bot_username=username, db=db)
     app = build_web_app(settings, engine, services)
-    senders: dict[str, Sender] = {}
+    senders: dict[str, Channel] = {}
     tg = None
     if bot is not None and sender is not None:
         i18n = telegram.build_i18n()
@@ -290,17 +322,19 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
             admin_service=services.admin, reports_service=services.reports,
             exports=services.exports)
         tg = Telegram(bot, sender, updates, i18n)
-        senders["telegram"] = TelegramSender(sender, i18n)
+        senders["telegram"] = TelegramChannel(sender, i18n)
         if settings.webhook_url:
             telegram.add_webhook(app, settings, updates, bot)
     if smtp is not None:
-        senders["email"] = EmailSender(smtp, settings.mail_from, services.links)
+        senders["email"] = EmailChannel(smtp, settings.mail_from, services.links)
+    senders = {plugin.spec.name: senders[plugin.spec.name] for plugin in CHANNELS
+               if plugin.spec.name in senders}  # in the order a delivery tries them
     dispatcher = DeliveryDispatcher(
         services.db, senders, clock=services.clock, scripts=services.scripts,
         batch=settings.dispatch_batch, attempts=settings.send_attempts,
         backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout),
-        instruments=instruments) if senders else None
+        instruments=instruments, windows=windows()) if senders else None
     webhooks = None
     if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
         webhooks = WebhookSender(services.db, settings.outbound_webhook_url,

@@ -14,6 +14,7 @@ from bot.services.availability import Availability
 from bot.services.campaigns import CampaignService
 from bot.services.exports import ExportService
 from bot.services.metrics import MetricsService
+from bot.services.receipts import Receipts
 from bot.services.reports import ReportService
 from bot.services.surveys import SurveyService
 from bot.services.triggers import TriggerService
@@ -31,3 +32,4 @@ ALERTS = web.AppKey("alerts", AlertService)
 FIGURES = web.AppKey("figures", MetricsService)  # the CX metrics (bot.services.metrics)
 REPORTS = web.AppKey("reports", ReportService)
 EXPORTS = web.AppKey("exports", ExportService)
+RECEIPTS = web.AppKey("receipts", Receipts)  # what channels report after a send

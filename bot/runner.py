@@ -15,7 +15,6 @@ from pathlib import Path
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import telegram
 from bot.bootstrap import Product, build
 from bot.commands import configure_logging, freeze_heap
 from bot.examples import EXAMPLES
@@ -25,6 +24,7 @@ from bot.services.scripts import CAMPAIGNS_FILE, InvalidScripts, counted, load_s
 from bot.services.triggers import TriggerService
 from bot.settings import Settings
 from handlers.telegram import admin
+from handlers.telegram import app as telegram
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     outbound_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
     mail_from: HeaderText = "Otklik <otklik@localhost>"  # the From of e-mailed surveys
+    # What the mail server presents when it posts a bounce to /email/bounces.
+    email_bounce_secret: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Sending: Telegram's limits (messages/s per bot, per chat), the dispatcher's pace.

@@ -120,6 +120,9 @@ class IdentityRow(Base):
     reachable: Mapped[bool] = mapped_column(default=True)
     unreachable_reason: Mapped[str | None]
     created_at: Mapped[datetime]
+    # The customer's last message here, kept for channels with a messaging window only
+    # (bot.services.channels.Window).
+    last_inbound_at: Mapped[datetime | None]
 
 
 class ScriptRow(Base):
@@ -195,7 +198,10 @@ class DeliveryRow(Base):
     # counted without visiting a row (bot.services.metrics._rates; migration 0006).
     __table_args__ = (Index(None, "status", "due_at"), Index(None, "status", "updated_at"),
                       Index("ix_deliveries_rates", "survey_id", "status", "due_at",
-                            "sent_channel", "channel"))
+                            "sent_channel", "channel"),
+                      # A receipt (a bounce, a delivery report) finds its delivery by the
+                      # message id the channel gave it (migration 0011).
+                      Index("ix_deliveries_message", "sent_channel", "message_id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_id: Mapped[int] = mapped_column(BigId, ForeignKey("customers.id"), index=True)
@@ -216,6 +222,7 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]  # the channel's receipt said so, where it has one
     remind_at: Mapped[datetime | None]  # cleared once reminded
     expires_at: Mapped[datetime | None]
 

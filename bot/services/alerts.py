@@ -1,9 +1,9 @@
 """The closed loop: a low-score alert is a record a human takes, notes, answers and resolves.
 
 Replies reach the customer in the channel they answered in (the alert's dialogue): in
-Telegram as the bot, by e-mail as a reply; through a `Replier` the process wires to what it
-can send with. Every change is audited; resolving queues an `alert.resolved` webhook event
-in the same transaction."""
+Telegram as the bot, by e-mail as a reply; through the `Replier` of that channel, which the
+process has where it can send with it. Every change is audited; resolving queues an
+`alert.resolved` webhook event in the same transaction."""
 
 from __future__ import annotations
 
@@ -56,13 +56,10 @@ class BadText(AlertError):
 
 
 class Replier(Protocol):
-    """Sends the team's reply; raises NotConfigured when the process has no such channel,
-    Unreachable when the channel says the customer cannot be reached, SendFailed else."""
+    """Sends the team's reply through one channel: Unreachable when the channel says the
+    customer cannot be reached there, SendFailed else."""
 
-    async def telegram(self, chat_id: int, text: str) -> None: ...
-
-    async def email(self, to: str, subject: str, text: str, *,
-                    in_reply_to: str | None = None) -> None: ...
+    async def reply(self, target: Target, text: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +122,14 @@ OnResolved = Callable[[AlertView, str], Awaitable[None]]
 class AlertService:
     def __init__(self, db: Database, *, scripts: ScriptCache | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 replier: Replier | None = None,
+                 repliers: Mapping[str, Replier] | None = None,
                  on_resolved: OnResolved | None = None) -> None:
+        """`repliers`: by channel, those this process can reply through (a channel not
+        here is NotConfigured)."""
         self._db = db
         self._scripts = scripts or ScriptCache()
         self._clock = clock or (lambda: datetime.now(UTC))
-        # Both set by the process once its bot and SMTP sender exist (bot/runner.py).
-        self.replier = replier
+        self.repliers = repliers or {}
         self.on_resolved = on_resolved
 
     async def queue(self, *, status: str | None = None, survey: str | None = None,
@@ -286,14 +284,11 @@ class AlertService:
                       "Re: " + title(script, dialogue.dialogue_state().locale), thread)
 
     async def _send(self, target: Target, text: str) -> None:
-        if self.replier is None:
-            raise NotConfigured("this process sends no replies: neither BOT_TOKEN nor "
-                                "SMTP_URL is set")
-        if target.channel == Channel.TELEGRAM:
-            await self.replier.telegram(int(target.address), text)
-        else:
-            await self.replier.email(target.address, target.subject, text,
-                                     in_reply_to=target.in_reply_to)
+        replier = self.repliers.get(target.channel)
+        if replier is None:
+            raise NotConfigured(f"this process cannot reply by {target.channel}: the channel "
+                                "is not configured here (docs/configuration.md)")
+        await replier.reply(target, text)
 
 
 def _row(store: Store, alert_id: int) -> ViewRow:

@@ -43,7 +43,7 @@ COMMENT_CHARS = 300
 
 
 class Mailer(Protocol):
-    """What sends the digest by e-mail (handlers.email.outbound.Smtp): its errors are
+    """What sends the digest by e-mail (handlers.email.channel.Smtp): its errors are
     aiosmtplib's or OSError."""
 
     async def send(self, message: EmailMessage, *, seconds: float) -> None: ...

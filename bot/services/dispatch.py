@@ -25,11 +25,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from bot.observability import Instruments
-from bot.services.errors import ServiceError
+from bot.services.channels import (
+    ChannelClosed,
+    Job,
+    TryLater,
+    Undeliverable,
+    Window,
+    channel_plan,
+)
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import profile, start_dialogue, title
-from bot.services.triggers import channel_plan
-from conversations.engine import DialogueState, Prompt, current_prompts
+from conversations.engine import DialogueState, current_prompts
 from conversations.policy import next_allowed
 from conversations.script import Script
 from storage.db import patiently
@@ -41,45 +47,15 @@ BUSY_CHAT_WAIT = timedelta(minutes=10)
 LONGEST_WAIT = timedelta(days=1)  # a peer's retry_after past this is not taken at its word
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One message to send: the delivery, where to, and the dialogue's prompts to show."""
-
-    delivery_id: int
-    survey_id: str
-    token: str
-    channel: str
-    address: str
-    dialogue_id: int
-    prompts: tuple[Prompt, ...]
-    locale: str
-    reminder: bool = False
-    remind_after: timedelta | None = None  # the script's policy, for the bookkeeping
-    expires_after: timedelta | None = None
-    title: str = ""  # the survey's, in `locale`
-    finished: bool = False  # the prompts end the survey (messages only): completed once sent
-
-
-class ChannelClosed(ServiceError):
-    """This address cannot be written to (blocked, no chat, hard bounce): try the next."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TryLater(ServiceError):
-    """A transient failure; `retry_after` seconds at least, when the peer said so."""
-
-    def __init__(self, error: str, retry_after: float | None = None) -> None:
-        super().__init__(error)
-        self.retry_after = retry_after
+__all__ = ["ChannelClosed", "DeliveryDispatcher", "Job", "Sender", "TryLater"]
 
 
 class Sender(Protocol):
+    """What the dispatcher needs of a channel (bot.services.channels.Channel): its send."""
+
     async def send(self, job: Job) -> str | None:
         """Send the job's prompts; the message id, if the channel has one. Raises
-        ChannelClosed or TryLater."""
+        ChannelClosed, TryLater or Undeliverable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +66,7 @@ class _Outcome:
     closed: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    final: bool = False  # the platform refused the message for good: failed now
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +98,14 @@ class DeliveryDispatcher:
                  batch: int = 200, attempts: int = 5,
                  sending_timeout: timedelta = timedelta(minutes=5),
                  backoff: timedelta = timedelta(seconds=30), concurrency: int = 100,
-                 instruments: Instruments | None = None) -> None:
+                 instruments: Instruments | None = None,
+                 windows: Mapping[str, Window] | None = None) -> None:
+        """`senders` in the order a delivery tries them; `windows`, the messaging
+        windows of those that have one (bot.services.channels.Spec.window)."""
         self._db = db
         self._senders = senders
+        self._windows = {name: window for name, window in (windows or {}).items()
+                         if name in senders}
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
         self._batch = batch
@@ -173,6 +155,8 @@ class DeliveryDispatcher:
         customers = deliveries.contacts(customer_ids)
         addresses = deliveries.addresses(customer_ids)
         open_dialogues = deliveries.open_dialogues(customer_ids)
+        inbound = (deliveries.last_inbound(customer_ids, self._windows) if self._windows
+                   else {})
         scripts = {survey: self._scripts.active(store.scripts, survey)
                    for survey in {row.survey_id for row in rows}}
         opened: set[tuple[int, str]] = set()  # (customer, channel) given a dialogue now
@@ -183,7 +167,8 @@ class DeliveryDispatcher:
                 for row in batch:
                     job = self._open(store, row, customers[row.customer_id],
                                      addresses.get(row.customer_id, {}),
-                                     scripts[row.survey_id], open_dialogues, opened, now)
+                                     scripts[row.survey_id], open_dialogues, opened, now,
+                                     inbound)
                     if job is not None:
                         jobs.append((job, row.attempts))
             except BaseException:
@@ -203,12 +188,15 @@ class DeliveryDispatcher:
     def _open(self, store: Store, row: DeliveryRow, customer: Any,
               addresses: dict[str, str], script: Script | None,
               open_dialogues: dict[tuple[int, str], Any], opened: set[tuple[int, str]],
-              now: datetime) -> Job | None:
+              now: datetime, inbound: Mapping[tuple[int, str], datetime]) -> Job | None:
         """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
         that sends its first prompt; None when the delivery is settled or put off here."""
         deliveries = store.deliveries
-        plan = channel_plan(addresses, row.channel, self._senders)
+        reaches = channel_plan(addresses, row.channel, list(self._senders))
+        plan = [name for name in reaches
+                if self._window(name, inbound.get((row.customer_id, name)), now) is not None]
         settle = ("opted_out" if customer.opted_out_at is not None else
+                  "window_closed" if reaches and not plan else
                   "no_channel" if not plan else "survey_inactive" if script is None else None)
         if settle is not None:
             status = (DeliveryStatus.SUPPRESSED if settle == "opted_out"
@@ -249,7 +237,18 @@ class DeliveryDispatcher:
                    dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
                    expires_after=script.policy.expires_after, title=title(script, state.locale),
-                   finished=state.finished)
+                   finished=state.finished,
+                   template=bool(self._window(channel, inbound.get((row.customer_id, channel)),
+                                              now)))
+
+    def _window(self, channel: str, last_inbound: datetime | None, now: datetime
+                ) -> bool | None:
+        """How a message may go through `channel` now: False free-form (no window, or
+        inside it), True as the channel's template (outside it), None not at all."""
+        window = self._windows.get(channel)
+        if window is None or window.is_open(last_inbound, now):
+            return False
+        return True if window.template else None
 
     async def _send(self, job: Job, attempts: int, recorder: _Recorder) -> None:
         failure = None  # for the metrics: the closed channel's reason, transient, exception
@@ -262,6 +261,9 @@ class DeliveryDispatcher:
                 outcome = _Outcome(job, attempts, error=str(later),
                                    retry_after=later.retry_after)
                 failure = "transient"
+            except Undeliverable as refused:
+                outcome = _Outcome(job, attempts, error=str(refused), final=True)
+                failure = "undeliverable"
             except Exception as error:  # a bug or an unforeseen failure: retried, then failed
                 log.exception("sending delivery %s failed", job.delivery_id)
                 outcome = _Outcome(job, attempts, error=type(error).__name__)
@@ -308,9 +310,10 @@ class DeliveryDispatcher:
             store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
-        elif outcome.attempts + 1 >= self._attempts:
+        elif outcome.final or outcome.attempts + 1 >= self._attempts:
             store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
-            values = {"status": DeliveryStatus.FAILED, "reason": "send_failed",
+            values = {"status": DeliveryStatus.FAILED,
+                      "reason": "undeliverable" if outcome.final else "send_failed",
                       "attempts": outcome.attempts + 1, "last_error": outcome.error}
         else:
             wait = min(max(self._backoff.total_seconds() * 2 ** outcome.attempts,
@@ -371,7 +374,10 @@ class DeliveryDispatcher:
         deliveries = store.deliveries
         dialogue = deliveries.dialogue_of(row.id)
         addresses = deliveries.reachable(row.customer_id)
-        plan = channel_plan(addresses, row.sent_channel, self._senders)
+        inbound = (deliveries.last_inbound([row.customer_id], self._windows) if self._windows
+                   else {})
+        plan = [name for name in channel_plan(addresses, row.sent_channel, list(self._senders))
+                if self._window(name, inbound.get((row.customer_id, name)), now) is not None]
         if dialogue is None or not plan or customer.opted_out_at is not None:
             return None
         state = DialogueState.from_json(dialogue.state)
@@ -383,7 +389,9 @@ class DeliveryDispatcher:
             return None
         return Job(row.id, row.survey_id, row.token or "", plan[0], addresses[plan[0]],
                    dialogue.id, current_prompts(script, state), state.locale, reminder=True,
-                   title=title(script, state.locale))
+                   title=title(script, state.locale),
+                   template=bool(self._window(plan[0], inbound.get((row.customer_id, plan[0])),
+                                              now)))
 
     async def expire(self) -> int:
         now = self._clock()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -176,10 +176,13 @@ class _Duplicate:
 class SurveyService:
     def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None,
                  attempts: int = 3, team: TeamAlerts | None = None,
-                 scripts: ScriptCache | None = None) -> None:
+                 scripts: ScriptCache | None = None, windowed: Collection[str] = ()) -> None:
         """`team`: tell the team chat of alerts and comments (None: the dashboard only);
-        `scripts`: the process's parsed scripts, shared with the other services."""
+        `scripts`: the process's parsed scripts, shared with the other services;
+        `windowed`: the channels with a messaging window, whose customers' messages are
+        timed (bot.services.channels.Window)."""
         self._db = db
+        self._windowed = frozenset(windowed)
         self._team = team
         self._clock = clock or (lambda: datetime.now(UTC))
         self._attempts = attempts
@@ -221,6 +224,7 @@ class SurveyService:
             store.customers.bind(customer.id, who.channel, who.address, now=now)
         else:
             customer, new = self._customer(store, who, now)
+        self._heard(store, who, now)
         if customer.opted_out_at is not None:
             return OptedOut(who.address)
         if delivery is None and not new:
@@ -348,14 +352,29 @@ class SurveyService:
     async def reply(self, who: Who, reply: Reply, *, event: Event | None = None
                     ) -> Outcome | None:
         """Apply a reply to the open dialogue at this address; None when there is none."""
-        return await self._apply(lambda store: store.dialogues.open_at(who.channel, who.address),
-                                 lambda script, dialogue: reply, event)
+        return await self._apply(self._open_at(who), lambda script, dialogue: reply, event)
 
     async def tap(self, who: Who, tap: Tap, *, event: Event | None = None) -> Outcome | None:
         """Apply a button pressed on a question. A button of another dialogue, or of a
         question no longer asked, gets Problem.STALE and changes nothing."""
-        return await self._apply(lambda store: store.dialogues.open_at(who.channel, who.address),
-                                 _tapped(tap), event)
+        return await self._apply(self._open_at(who), _tapped(tap), event)
+
+    def _open_at(self, who: Who) -> Find:
+        """The open dialogue at this address, found by the reply's transaction (which
+        first times the message, in a channel with a messaging window)."""
+        if who.channel not in self._windowed:
+            return lambda store: store.dialogues.open_at(who.channel, who.address)
+
+        def find(store: Store) -> DialogueRow | None:
+            self._heard(store, who, self._clock())
+            return store.dialogues.open_at(who.channel, who.address)
+
+        return find
+
+    def _heard(self, store: Store, who: Who, now: datetime) -> None:
+        """The customer wrote to us: in a channel with a messaging window, it opens."""
+        if who.channel in self._windowed:
+            store.customers.touch_inbound(who.channel, who.address, now)
 
     async def tap_delivery(self, token: str, tap: Tap) -> Outcome | None:
         """A tap (or a typed answer) on the page of the delivery with this token; None when

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.services.channels import channel_plan
 from bot.services.errors import ServiceError
 from bot.services.scripts import ScriptCache
 from conversations.conditions import Scalar
@@ -21,7 +22,6 @@ from storage.repositories.deliveries import Contact
 from storage.uow import Database, Store
 
 # Where a survey can go, best first: a messenger, then e-mail (which carries the web link).
-CHANNEL_ORDER = ("telegram", "email")
 log = logging.getLogger(__name__)
 # A delivery nothing sends: the caller (a help desk, a newcomer) hands its survey link on.
 # It is sent as it is made, so it needs no address, and neither waits nor is reminded.
@@ -112,7 +112,8 @@ class Accepted:
 class SendPolicy:
     """Settings that apply to every survey, besides each script's own policy."""
 
-    channels: Collection[str] = ("telegram",)  # the channels this process can send on
+    # The channels this process sends on, in the order a delivery tries them.
+    channels: Sequence[str] = ("telegram",)
     throttle_days: int = 0  # at most one survey per customer in this many days, all surveys
 
 
@@ -120,14 +121,6 @@ def new_token() -> str:
     """A delivery's secret: 192 bits, URL- and deep-link-safe (Telegram's /start payload
     takes 64 characters of [A-Za-z0-9_-]; this is 32)."""
     return secrets.token_urlsafe(24)
-
-
-def channel_plan(addresses: Mapping[str, str], asked: str | None,
-                 available: Collection[str]) -> list[str]:
-    """The channels to try, in order: the one asked for, then the best reachable ones."""
-    order = [asked] if asked else []
-    order += [c for c in CHANNEL_ORDER if c != asked]
-    return [c for c in order if c in addresses and c in available]
 
 
 def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,

@@ -38,7 +38,7 @@ from bot.settings import Settings
 from conversations.engine import Prompt, Reply
 from conversations.replies import Problem
 from conversations.statuses import DialogueStatus
-from handlers.render import telegram as render
+from handlers.telegram import render
 from handlers.telegram.filters import Check
 from handlers.telegram.taps import answer
 

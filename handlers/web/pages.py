@@ -34,9 +34,9 @@ from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 from conversations.replies import Problem
+from handlers.api.core import number
+from handlers.api.throttle import WRONG
 from handlers.errors import HandlerError
-from handlers.web.api import number
-from handlers.web.throttle import WRONG
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

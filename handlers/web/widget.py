@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from bot.keys import SETTINGS, SURVEYS
 from bot.services.surveys import NoSurvey, OptedOut, Outcome, Tap, Who
 from conversations.engine import Prompt, PromptKind
-from handlers.web.api import (
+from handlers.api.core import (
     SURVEY_ID,
     ApiError,
     Operation,
@@ -26,7 +26,7 @@ from handlers.web.api import (
     parse,
     path_param,
 )
-from handlers.web.throttle import LIMITER, client_address
+from handlers.api.throttle import LIMITER, client_address
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -114,6 +114,11 @@ class Customers(Repository):
             "unreachable_reason": reason})
         return bool(result.rowcount)
 
+    def touch_inbound(self, channel: str, address: str, now: datetime) -> None:
+        """The customer wrote to us here now: a channel's messaging window opens."""
+        self.connection.execute(_UNREACHABLE, {"k_channel": channel, "k_address": address,
+                                               "last_inbound_at": now})
+
     def erase(self, customer: CustomerRow, now: datetime) -> Erasure:
         """Remove the customer's personal data and texts, keep the anonymous scores
         (bot/services/admin.py says what goes and what stays); erasing again changes

@@ -115,6 +115,12 @@ _ANSWERED = (update(_deliveries)
                      updated_at=bindparam("k_now")))
 # Built once (parameters k_token; k_customer_id and k_channel).
 _BY_TOKEN = select(DeliveryRow).where(DeliveryRow.token == bindparam("k_token"))
+_BY_MESSAGE = (select(DeliveryRow)
+               .where(DeliveryRow.sent_channel == bindparam("k_channel"),
+                      DeliveryRow.message_id == bindparam("k_message"))
+               .order_by(DeliveryRow.id.desc()).limit(1))
+_INBOUND = select(_identities.c.customer_id, _identities.c.channel,
+                  _identities.c.last_inbound_at).where(_identities.c.reachable)
 _PENDING_FOR = (select(DeliveryRow)
                 .where(DeliveryRow.customer_id == bindparam("k_customer_id"),
                        or_(DeliveryRow.channel == bindparam("k_channel"),
@@ -206,6 +212,11 @@ class Deliveries(Repository):
     def by_token(self, token: str) -> DeliveryRow | None:
         return self.session.scalar(_BY_TOKEN, {"k_token": token})
 
+    def by_message(self, channel: str, message_id: str) -> DeliveryRow | None:
+        """The delivery whose message this is, as the channel's send named it."""
+        return self.session.scalar(_BY_MESSAGE, {"k_channel": channel,
+                                                 "k_message": message_id})
+
     def pending_for(self, customer_id: int, channel: str) -> DeliveryRow | None:
         """The customer's latest delivery in this channel that is still open to answer."""
         return self.session.scalar(_PENDING_FOR, {"k_customer_id": customer_id,
@@ -280,6 +291,20 @@ class Deliveries(Repository):
         for row in self.connection.execute(
                 _ADDRESSES.where(_identities.c.customer_id.in_(customer_ids))):
             found.setdefault(row.customer_id, {})[row.channel] = row.address
+        return found
+
+    def last_inbound(self, customer_ids: Collection[int], channels: Collection[str]
+                     ) -> dict[tuple[int, str], datetime]:
+        """When each customer last wrote to us in each of these channels (those with a
+        messaging window), by (customer, channel); a customer who never did is absent."""
+        found: dict[tuple[int, str], datetime] = {}
+        for row in self.connection.execute(_INBOUND.where(
+                _identities.c.customer_id.in_(customer_ids),
+                _identities.c.channel.in_(channels))):
+            key = (row.customer_id, row.channel)
+            if row.last_inbound_at is not None and (key not in found
+                                                    or found[key] < row.last_inbound_at):
+                found[key] = row.last_inbound_at
         return found
 
     def open_dialogues(self, customer_ids: Collection[int]) -> dict[tuple[int, str], Any]:

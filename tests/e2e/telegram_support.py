@@ -13,10 +13,11 @@ from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot import bootstrap, telegram
+from bot import bootstrap
 from bot.bootstrap import build_web_app
 from bot.examples import EXAMPLES
 from bot.settings import Settings
+from handlers.telegram import app as telegram
 from storage.db import create_engine, session_factory
 from storage.models import AnswerRow
 from testkit.botapi import BotApiStub, close_bot, iter_buttons

@@ -20,7 +20,8 @@ from bot.bootstrap import build_web_app
 from bot.services.alerts import AlertService
 from bot.services.surveys import Who
 from conversations.engine import Reply
-from handlers.replies import ChannelReplier
+from handlers.email.channel import Smtp
+from handlers.email.replies import EmailReplier
 from storage.models import AlertRow, AuditRow, IdentityRow, OutboxRow
 from testkit.botapi import BotApiStub
 from tests.e2e.telegram_support import Product
@@ -253,12 +254,11 @@ async def test_unknown_ids_and_bad_bodies(lp: Loop) -> None:
 
 async def test_a_reply_with_nothing_to_send_with_names_the_reason(lp: Loop) -> None:
     alert_id = await lp.low_score()
-    for replier, reason in ((None, "BOT_TOKEN"),
-                            (ChannelReplier(None, None, "team@example.com"),
-                             "BOT_TOKEN is not set")):
+    for repliers in (None, {"email": EmailReplier(Smtp("127.0.0.1", 9, None, None, False),
+                                                  "team@example.com")}):
         # The same database, served by a process with no bot to reply as.
         services = dataclasses.replace(lp.api.services, alerts=AlertService(
-            lp.api.services.db, replier=replier))
+            lp.api.services.db, repliers=repliers))
         async with TestClient(TestServer(build_web_app(
                 lp.api.settings, lp.api.engine, services))) as client:
             response = await client.post(f"/api/v1/alerts/{alert_id}/reply",
@@ -266,7 +266,7 @@ async def test_a_reply_with_nothing_to_send_with_names_the_reason(lp: Loop) -> N
                                          headers={"Authorization": f"Bearer {ADMIN}"})
             error = await response.json()
         assert (response.status, error["error"]["code"]) == (503, "channel_not_configured")
-        assert reason in error["error"]["message"]
+        assert "cannot reply by telegram" in error["error"]["message"]
 
     # A web visitor without an e-mail address: no channel reaches them.
     surveys = lp.api.services.surveys

@@ -20,7 +20,7 @@ from bot.services.campaigns import CampaignService
 from bot.services.digest import Digest
 from bot.services.surveys import SurveyService, Who
 from conversations.engine import Reply
-from handlers.email.outbound import Smtp
+from handlers.email.channel import Smtp
 from storage.db import create_engine, session_factory
 from storage.models import AuditRow
 from storage.uow import Database

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from bot.scheduler import build_scheduler
 from bot.services.dispatch import DeliveryDispatcher, Job, Sender
 from bot.services.scripts import load_scripts
-from handlers.telegram.outbound import TelegramSender
+from handlers.telegram.channel import TelegramChannel
 from storage.models import CustomerRow, DeliveryRow, DialogueRow, IdentityRow, OutboxRow
 from storage.uow import Database
 from testkit.botapi import BotApiStub
@@ -77,7 +77,7 @@ async def world(db_url: str, *, mail: bool = False, **overrides: Any) -> AsyncIt
         assert api.product.telegram is not None
         fake_mail = FakeMail()
         tg = api.product.telegram
-        senders: dict[str, Sender] = {"telegram": TelegramSender(tg.sender, tg.i18n)}
+        senders: dict[str, Sender] = {"telegram": TelegramChannel(tg.sender, tg.i18n)}
         if mail:  # a second channel, as the e-mail sender will be
             senders["email"] = fake_mail
         dispatcher = DeliveryDispatcher(api.services.db, senders, clock=api.clock,

@@ -21,8 +21,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from bot.services.dispatch import DeliveryDispatcher, Sender
-from handlers.email.outbound import EmailSender, Smtp
-from handlers.telegram.outbound import TelegramSender
+from handlers.email.channel import EmailChannel, Smtp
+from handlers.telegram.channel import TelegramChannel
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow, IdentityRow
 from testkit.botapi import BOT_USERNAME, BotApiStub
 from testkit.net import free_port
@@ -90,8 +90,8 @@ async def world(db_url: str, *, smtp_port: int | None = None, **settings: Any
             tg = api.product.telegram
             # The process's senders, the e-mail one with a shorter timeout for the tests.
             senders: dict[str, Sender] = {
-                "telegram": TelegramSender(tg.sender, tg.i18n),
-                "email": EmailSender(Smtp.from_url(f"smtp://127.0.0.1:{port}"),
+                "telegram": TelegramChannel(tg.sender, tg.i18n),
+                "email": EmailChannel(Smtp.from_url(f"smtp://127.0.0.1:{port}"),
                                      api.settings.mail_from, api.services.links, timeout=5)}
             dispatcher = DeliveryDispatcher(api.services.db, senders, clock=api.clock,
                                             scripts=api.services.scripts, attempts=3)

@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 from sqlalchemy import make_url, select
 
-from bot import telegram
+from handlers.telegram import app as telegram
 from storage.db import create_engine
 from storage.models import AnswerRow, DialogueRow
 from testkit.botapi import BotApiStub, iter_buttons
@@ -217,7 +217,9 @@ async def test_a_webhook_update_whose_reply_telegram_refuses_is_sent_again(
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}"
     anna = 1002
     async with BotApiStub() as api, in_webhook_mode(db_url, api) as product:
-        impatient = telegram.build_bot(product.settings, product.built.services.db, retry=False)
+        impatient = telegram.build_bot(product.settings,
+                                       product.built.services.surveys.mark_unreachable,
+                                       retry=False)
         try:
             async with webhook(product, impatient) as url:
                 start = api.message_update(anna, "/start")

@@ -22,7 +22,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from bot.services.metrics import MetricsQuery
-from handlers.web.surveys import YAML_TYPES
+from handlers.api.surveys import YAML_TYPES
 from tests.e2e.test_web_pages import page, submit
 from tests.e2e.trigger_support import ADMIN, JSON, Api, serving, trigger
 

@@ -32,8 +32,8 @@ from sqlalchemy import select, update
 from bot.keys import SETTINGS
 from bot.settings import Settings
 from bot.signing import signature
-from handlers.web.api import MAX_BODY
-from handlers.web.throttle import client_address
+from handlers.api.core import MAX_BODY
+from handlers.api.throttle import client_address
 from storage.models import DeliveryRow
 from testkit.botapi import BotApiStub
 from tests.e2e.dashboard_support import csrf_of, log_in

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from bot import telegram
 from bot.services.surveys import Event, OptedOut, Outcome, SurveyService, Who
 from conversations.engine import Reply
+from handlers.telegram import app as telegram
 from storage.models import (
     CustomerRow,
     DeliveryRow,

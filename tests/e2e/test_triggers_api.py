@@ -13,7 +13,7 @@ import pytest
 from openapi_spec_validator import validate
 from sqlalchemy import select, update
 
-from handlers.web.api import signature
+from handlers.api.core import signature
 from storage.models import CustomerRow, IdentityRow
 from tests.e2e.trigger_support import NOON, Api, serving, trigger
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ from bot import bootstrap
 from bot.bootstrap import Services, build_services, build_web_app
 from bot.examples import EXAMPLES
 from bot.settings import Settings
-from handlers.web.api import signature
+from handlers.api.core import signature
 from storage.db import create_engine
 from storage.models import DeliveryRow, TriggerRow
 from testkit.botapi import close_bot
@@ -93,7 +93,7 @@ def settings_for(db_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def serving(db_url: str, now: datetime = NOON, channels: Collection[str] | None = None,
+async def serving(db_url: str, now: datetime = NOON, channels: Sequence[str] | None = None,
                   *, telegram: bool = False, bot_username: str | None = None,
                   **overrides: Any) -> AsyncIterator[Api]:
     """The web app over the services. With `telegram` (and telegram_api_base pointing at a

@@ -17,12 +17,12 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select, update
 
-from bot import telegram
 from bot.services import exports
 from bot.services.safe_text import BIDI_CONTROLS, FORMULA_STARTS
 from bot.services.surveys import Outcome, Who
 from conversations.engine import Reply
 from handlers.telegram import admin
+from handlers.telegram import app as telegram
 from storage.models import AnswerRow, CustomerRow, DeliveryRow
 from testkit.botapi import BotApiStub, close_bot
 from tests.e2e.dashboard_support import log_in
@@ -153,7 +153,7 @@ async def test_no_export_cell_runs_a_formula_and_the_xlsx_has_the_csvs_rows(
 async def test_a_right_to_left_override_is_isolated_on_pages_and_in_the_team_chat(
         api: Api, stub: BotApiStub) -> None:
     outcomes = await _dialogue(api, 1, COMMENT, first_name=f"{RLO}Anna")
-    bot = telegram.build_bot(api.settings, api.services.db)
+    bot = telegram.build_bot(api.settings, api.services.surveys.mark_unreachable)
     team = admin.TelegramTeam(bot, ADMIN_CHAT)  # as the team sink carries them out
     try:
         for outcome in outcomes:

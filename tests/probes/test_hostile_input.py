@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from handlers.web.api import signature
+from handlers.api.core import signature
 from storage.models import CampaignRow, ScriptRow
 from tests.e2e.dashboard_support import csrf_of
 from tests.e2e.trigger_support import ADMIN, JSON, SECRET, SURVEYS, Api, serving, trigger

@@ -13,7 +13,8 @@ from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from bot.telegram import COMMAND_TEXTS, DOMAIN, LOCALES, build_i18n
+from bot.texts import DOMAIN, LOCALES
+from handlers.telegram.app import COMMAND_TEXTS, build_i18n
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "handlers")
@@ -23,7 +24,7 @@ PO, MO = MESSAGES / f"{DOMAIN}.po", MESSAGES / f"{DOMAIN}.mo"
 GETTEXT_ATTRS = ("gettext", "lazy_gettext")
 GETTEXT_NAMES = ("_", "gettext")  # and bot.texts.gettext, which pages and e-mails use
 # Templates ask for their texts as _("..."), as Jinja2's i18n extension would.
-TEMPLATES = ROOT / "handlers" / "web" / "templates"
+TEMPLATES = ROOT / "handlers"
 TEMPLATE_CALL = re.compile(r"""_\(\s*"([^"]+)"\s*\)""")
 
 

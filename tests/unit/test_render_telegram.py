@@ -16,7 +16,7 @@ from aiogram.types import ForceReply, InlineKeyboardButton, InlineKeyboardMarkup
 from conversations.engine import Prompt, PromptKind, Reply, advance, current_prompts, start
 from conversations.errors import ScriptError
 from conversations.script import Script, parse_script
-from handlers.render.telegram import (
+from handlers.telegram.render import (
     FACES,
     PICKED,
     UNPICKED,

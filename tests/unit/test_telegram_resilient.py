@@ -1,4 +1,4 @@
-"""bot.telegram.Resilient: what it retries, how long it waits, and what it gives up on."""
+"""handlers.telegram.app.Resilient: what it retries, how long it waits, and what it gives up on."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import Response, SendMessage
 
-from bot.telegram import Resilient
+from handlers.telegram.app import Resilient
 
 METHOD = SendMessage(chat_id=42, text="hi")
 BOT = Bot("123:abc")

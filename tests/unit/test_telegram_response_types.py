@@ -1,4 +1,4 @@
-"""bot.telegram.KeepResponseTypes: the class aiogram parses an answer with outlives a
+"""handlers.telegram.app.KeepResponseTypes: the class aiogram parses an answer with outlives a
 garbage collection, so it is not built again for the next call."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from aiogram import Bot
 from aiogram.methods import Response, SendMessage
 from aiogram.types import Message
 
-from bot.telegram import KeepResponseTypes
+from handlers.telegram.app import KeepResponseTypes
 
 
 async def test_the_response_class_of_a_method_called_survives_a_collection() -> None:

@@ -1,0 +1,63 @@
+"""Receipts: what a channel reports after a send (a bounce, a delivery report), applied to
+the delivery it names (bot.services.channels.Receipt)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bot.services.channels import Receipt, ReceiptStatus
+from storage.models import DeliveryStatus, DialogueStatus
+from storage.uow import Database, Store
+
+log = logging.getLogger(__name__)
+
+
+class Receipts:
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._db = db
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    async def apply(self, receipt: Receipt) -> str:
+        """Apply what a channel reported after the send (a bounce, a delivery report), once
+        per report. A failure that closes the address moves a delivery still waiting for
+        its answer on to the next channel, as a refusal at the send would have. Returns
+        what it did: duplicate, unknown (no delivery sent with that message id), delivered,
+        fell_back, noted (a failure too late to matter, or one that does not close the
+        address) or ignored (still trying)."""
+        now = self._clock()
+
+        def apply(store: Store) -> str:
+            if not store.events.claim(receipt.channel, f"receipt:{receipt.event_id}", now):
+                return "duplicate"
+            deliveries = store.deliveries
+            row = deliveries.by_message(receipt.channel, receipt.message_id)
+            if row is None:
+                return "unknown"
+            if receipt.status in (ReceiptStatus.DELIVERED, ReceiptStatus.READ):
+                if row.delivered_at is None:
+                    row.delivered_at = now
+                return "delivered"
+            if receipt.status is not ReceiptStatus.FAILED:
+                return "ignored"
+            error = f"{receipt.channel}: {receipt.closed or receipt.error or 'failed'}"
+            if receipt.closed is None or row.status not in (DeliveryStatus.SENT,
+                                                            DeliveryStatus.REMINDED):
+                row.last_error = error
+                return "noted"
+            address = deliveries.reachable(row.customer_id).get(receipt.channel)
+            if address is not None:
+                store.customers.mark_unreachable(receipt.channel, address, receipt.closed)
+            dialogue = deliveries.dialogue_of(row.id)
+            if dialogue is not None and dialogue.channel == receipt.channel:
+                store.dialogues.end_if_active(dialogue.id, DialogueStatus.ABANDONED, now)
+            row.status, row.due_at, row.remind_at, row.expires_at = (
+                DeliveryStatus.SCHEDULED, now, None, None)
+            row.last_error, row.updated_at = error, now
+            return "fell_back"
+
+        done = await self._db.write(apply)
+        log.info("receipt from %s: %s", receipt.channel, done,
+                 extra={"channel": receipt.channel, "receipt": done})
+        return done

@@ -1,0 +1,20 @@
+"""A channel's registration (bot/bootstrap.py CHANNELS): its Spec for the services, when
+this process has it, and the credentials its inbound requests carry, each judged against
+the failed-attempts budget (handlers/api/throttle.py) before its handler runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from bot.services.channels import Spec
+from bot.settings import Settings
+from handlers.api.throttle import Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Plugin:
+    spec: Spec
+    configured: Callable[[Settings], bool]  # whether this process sends on it
+    # By the header that carries it: whether the request presents our secret.
+    credentials: Mapping[str, Credential] = field(default_factory=dict)
