@@ -1,0 +1,276 @@
+"""The channel contract (bot.services.channels), asked of every registered channel in the
+same words (harness.py plays each one's customer and platform, with the payloads their
+documentation gives under payloads/). A test runs over the channels whose Spec says they
+have what it checks: inbound messages, sending first, receipts; a capability a channel
+lacks is asserted where it matters (the page never sends, e-mail never takes a message)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.bootstrap import CHANNELS, policy_of
+from bot.services.channels import AddressKind, Spec
+from bot.services.scripts import read_scripts
+from conversations.engine import PromptKind, start
+from storage.models import IdentityRow
+from tests.contract.harness import (
+    CHAT,
+    EMAIL,
+    FAILED_ATTEMPTS,
+    HARNESSES,
+    Harness,
+    World,
+    specs,
+)
+from tests.e2e.trigger_support import NOON, SURVEYS
+
+
+def harness(name: str, w: World) -> Harness:
+    return HARNESSES[name](w)
+
+
+def spec(name: str) -> Spec:
+    return next(plugin.spec for plugin in CHANNELS if plugin.spec.name == name)
+
+
+def first_question(survey: str) -> tuple[PromptKind, tuple[str, ...]]:
+    """The first question of an example survey, in English, as the engine asks it."""
+    [(_, script, _)] = [found for found in read_scripts(sorted(SURVEYS.glob("*.yaml")))
+                        if found[1].id == survey]
+    turn = start(script, now=NOON, locale="en")
+    prompt = next(p for p in turn.prompts if p.kind is not PromptKind.MESSAGE)
+    return prompt.kind, tuple(option.label for option in prompt.options)
+
+
+INBOUND = specs(lambda s: s.inbound)
+PUSHES = specs(lambda s: s.pushes)
+RECEIPTS = specs(lambda s: s.receipts)
+SECRETS = specs(lambda s: s.inbound or s.receipts)
+EXAMPLES = ("nps", "post_call_csat", "ces_support", "cli_quarterly")
+
+
+@pytest.mark.parametrize("name", specs())
+async def test_every_channel_is_registered_with_a_harness_and_a_coherent_spec(
+        name: str, w: World) -> None:
+    assert name in HARNESSES  # a channel the suite cannot play is not done
+    assert [p.spec.name for p in CHANNELS].count(name) == 1
+    channel = spec(name)
+    product = w.api.product
+    assert product is not None
+    assert product.dispatcher is not None
+    senders = product.dispatcher._senders
+    # Every channel configured here that writes first is sent on, in CHANNELS' order;
+    # one that cannot is never planned (a delivery is never scheduled for it).
+    assert (name in senders) == channel.pushes
+    assert list(senders) == [n for n in policy_of(w.api.settings).channels]
+    assert list(senders) == [n for n in specs() if n in senders]
+    assert channel.pushes or channel.inbound  # a channel does something
+    if not channel.inbound:
+        assert not channel.opt_out  # nothing to write "stop" in: the channel's own way
+    await w.trigger(None)
+    async with w.api.services.factory() as session:
+        identities = {row.channel: row.address
+                      for row in await session.scalars(select(IdentityRow))}
+    address = identities.get(name)
+    match channel.address:
+        case AddressKind.CHAT_ID:
+            assert address == str(CHAT)
+        case AddressKind.EMAIL:
+            assert address == EMAIL
+        case AddressKind.LINK:
+            assert address is None  # reached by a delivery's link, not an address
+
+
+@pytest.mark.parametrize("name", INBOUND)
+async def test_a_deep_link_opens_the_delivery_and_a_tap_answers_it(name: str,
+                                                                   w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(None)
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    shown = await h.begin(token)
+    assert "recommend" in shown.text
+    assert shown.options == first_question("nps")[1]
+    after = await h.tap("9")
+    assert "reason" in after.text  # the dialogue's next prompt
+    assert await w.answers() == [("score", 9, None, name)]
+    assert (await w.delivery(accepted["delivery_id"])).status == "answered"
+
+
+@pytest.mark.parametrize("name", INBOUND)
+async def test_a_typed_answer_always_works(name: str, w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(None)
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    await h.begin(token)
+    shown = await h.type("8")
+    assert "reason" in shown.text
+    await h.type("Quick and polite")
+    assert await w.answers() == [("score", 8, None, name),
+                                 ("reason", None, "Quick and polite", name)]
+
+
+@pytest.mark.parametrize("name", INBOUND)
+async def test_an_event_delivered_twice_is_applied_once(name: str, w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(None)
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    await h.begin(token)
+    await h.tap("3")
+    assert await h.replay() == 200  # answered as the first time: the platform stops
+    assert await w.answers() == [("score", 3, None, name)]
+
+
+@pytest.mark.parametrize("name", SECRETS)
+async def test_a_wrong_secret_stores_nothing_and_spends_the_failed_attempts_budget(
+        name: str, w: World) -> None:
+    h = harness(name, w)
+    assert await h.allowed() not in (401, 403, 429)
+    statuses = [await h.forged() for _ in range(FAILED_ATTEMPTS + 1)]
+    # Refused each, then the budget is spent: at most FAILED_ATTEMPTS guesses are judged,
+    # one fewer when this process holds a unit of it (bot/ratelimit.py says why).
+    wrong = [status for status in statuses if status != 429]
+    assert FAILED_ATTEMPTS - 1 <= len(wrong) <= FAILED_ATTEMPTS
+    assert set(wrong) <= {401, 403, 410}
+    assert statuses[len(wrong):] == [429] * (len(statuses) - len(wrong))
+    assert await w.answers() == []
+    assert await h.allowed() == 429  # the budget is the address's: a right one waits too
+
+
+@pytest.mark.parametrize("survey", EXAMPLES)
+@pytest.mark.parametrize("name", specs(lambda s: s.inbound or s.pushes))
+async def test_every_option_is_one_tap_within_the_channels_caps(name: str, survey: str,
+                                                                w: World) -> None:
+    """The first question of each example survey, drawn by the channel: every option one
+    tap, as many as the channel holds in one message. E-mail draws a scale's options as
+    links (each opens the page with that score chosen) and any other question as one
+    link to the page: its documented degradation."""
+    h, channel = harness(name, w), spec(name)
+    kind, labels = first_question(survey)
+    accepted = await w.trigger(name if channel.pushes else None, survey=survey)
+    if channel.inbound:
+        token = (await w.delivery(accepted["delivery_id"])).token
+        assert token is not None
+        shown = await h.begin(token)
+    else:
+        w.api.clock.advance(hours=1)  # past the script's delay
+        await w.tick()
+        [shown] = h.sent()
+    expected = labels if channel.inbound or kind is PromptKind.SCALE else ()
+    assert shown.options == expected
+    buttons = channel.caps.buttons
+    assert buttons is None or len(shown.options) <= buttons
+
+
+@pytest.mark.parametrize("name", PUSHES)
+async def test_a_closed_address_falls_back_to_the_next_channel(name: str, w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(name)
+    h.refuse("closed")
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert row.status == "sent"
+    assert row.sent_channel not in (None, name)  # the next channel took it, in this tick
+    assert not await w.reachable(name)
+    assert h.sent() == []
+
+
+@pytest.mark.parametrize("name", PUSHES)
+async def test_a_transient_refusal_is_tried_again_later(name: str, w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(name)
+    h.refuse("later")
+    now = w.api.clock()
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.status, row.attempts) == ("scheduled", 1)
+    # At least the platform's hint (Telegram's retry_after of 7 s), and the backoff.
+    assert row.due_at - now >= timedelta(seconds=7)
+    assert await w.reachable(name)
+    w.api.clock.now = row.due_at
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.status, row.sent_channel) == ("sent", name)
+    assert len(h.sent()) == 1
+
+
+@pytest.mark.parametrize("name", PUSHES)
+async def test_a_message_refused_for_its_content_fails_without_a_retry(name: str,
+                                                                       w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(name)
+    h.refuse("content")
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.status, row.reason, row.sent_channel) == ("failed", "undeliverable", None)
+    assert await w.reachable(name)  # the address is fine: the message was not
+
+
+@pytest.mark.parametrize("name", RECEIPTS)
+async def test_a_late_permanent_failure_moves_a_sent_delivery_on(name: str,
+                                                                 w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(name)
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.status, row.sent_channel) == ("sent", name)
+    assert row.message_id is not None
+    assert await h.report(row.message_id, "failed_permanent") == (200, {"result": "fell_back"})
+    assert await h.replay() == 200  # the same report again
+    assert not await w.reachable(name)
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert row.status == "sent"
+    assert row.sent_channel not in (None, name)
+    assert len(h.sent()) == 1  # not written to again there
+
+
+@pytest.mark.parametrize("name", RECEIPTS)
+async def test_reports_that_do_not_close_the_address_change_no_plan(name: str,
+                                                                    w: World) -> None:
+    h = harness(name, w)
+    accepted = await w.trigger(name)
+    await w.tick()
+    message_id = (await w.delivery(accepted["delivery_id"])).message_id
+    assert message_id is not None
+    assert await h.report(message_id, "delayed") == (200, {"result": "ignored"})
+    assert await h.report(message_id, "failed_temporary") == (200, {"result": "noted"})
+    assert await h.report(message_id, "delivered_postfix") == (200, {"result": "delivered"})
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.status, row.sent_channel) == ("sent", name)
+    assert row.delivered_at is not None
+    assert await w.reachable(name)
+    assert (await h.report("<someone-else@example.com>", "failed_permanent")) == (
+        200, {"result": "unknown"})
+
+
+@pytest.mark.parametrize("name", specs(lambda s: s.pushes and s.window is None))
+async def test_a_channel_without_a_window_writes_first_whenever(name: str, w: World) -> None:
+    h = harness(name, w)
+    w.api.clock.advance(days=40)  # the customer has not written to us in weeks, or ever
+    accepted = await w.trigger(name)
+    await w.tick()
+    assert (await w.delivery(accepted["delivery_id"])).sent_channel == name
+    [shown] = h.sent()
+    assert "recommend" in shown.text  # the question itself, not a template
+
+
+@pytest.mark.parametrize("name", specs(lambda s: s.inbound or s.pushes))
+async def test_the_channels_opt_out_stops_every_channel(name: str, w: World) -> None:
+    h, channel = harness(name, w), spec(name)
+    for word in channel.opt_out:
+        assert channel.opts_out(f"  {word.upper()} ")
+    accepted = await w.trigger(name if channel.pushes else None)
+    if channel.pushes:
+        await w.tick()
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    await h.opt_out(token)
+    assert await w.opted_out()
+    again = await w.trigger(None, key="call-2")
+    assert (again["status"], again["reason"]) == ("suppressed", "opted_out")
