@@ -37,7 +37,7 @@ from bot.keys import (
 from bot.limits import Limiter, RateLimited
 from bot.links import Links
 from bot.observability import Instruments
-from bot.ratelimit import limiter
+from bot.ratelimit import SharedPace, limiter
 from bot.services.admin import AdminService
 from bot.services.alerts import AlertService, OnResolved, Replier
 from bot.services.availability import Availability
@@ -274,12 +274,16 @@ class Product:
 
 def build_sender_bot(settings: Settings, db: Database) -> Bot:
     """The dispatcher's own Bot: its messages wait for Telegram's limits (shared by every
-    unprompted send in this process), and its errors reach the dispatcher unretried, which
-    reschedules them (a 429 pauses all sending for retry_after)."""
+    unprompted send in this process, and with REDIS_URL by every process), and its errors
+    reach the dispatcher unretried, which reschedules them (a 429 pauses all sending for
+    retry_after)."""
     bot = telegram.build_bot(settings, functools.partial(mark_unreachable, db),
                              retry=False)
+    shared = (SharedPace(settings.redis_url.get_secret_value(), "telegram",
+                         settings.telegram_rate, settings.telegram_chat_rate)
+              if settings.redis_url else None)
     bot.session.middleware(RateLimited(Limiter(settings.telegram_rate,
-                                               settings.telegram_chat_rate)))
+                                               settings.telegram_chat_rate, shared)))
     return bot
 
 

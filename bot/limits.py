@@ -1,11 +1,13 @@
 """Telegram's sending limits, shared by everything that sends unprompted: about 30 messages
-a second per bot, one a second per chat, and a pause for everyone after a 429."""
+a second per bot, one a second per chat, and a pause for everyone after a 429. In this
+process always; with REDIS_URL by every process too (bot.ratelimit.SharedPace)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import OrderedDict
+from typing import Protocol
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import (
@@ -26,8 +28,15 @@ def _limiter(rate: float) -> AsyncLimiter:
     return AsyncLimiter(burst, burst / rate)
 
 
+class Pace(Protocol):
+    async def acquire(self, address: str) -> None: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
 class Limiter:
-    def __init__(self, rate: float, per_chat: float) -> None:
+    def __init__(self, rate: float, per_chat: float, shared: Pace | None = None) -> None:
+        self._shared = shared
         self._all = _limiter(rate)
         self._per_chat = per_chat
         self._chats: OrderedDict[int, AsyncLimiter] = OrderedDict()
@@ -40,14 +49,18 @@ class Limiter:
             self._chats.popitem(last=False)
         await chat.acquire()
         await self._all.acquire()
+        if self._shared is not None:  # then the other processes' share of the same pace
+            await self._shared.acquire(str(chat_id))
         # Last: a 429 that came while we waited for a slot holds this message back too, and
         # another may extend the pause while we sleep.
         while (wait := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
 
-    def pause(self, seconds: float) -> None:
-        """Telegram said 429: nobody sends for `seconds`."""
+    async def pause(self, seconds: float) -> None:
+        """Telegram said 429: nobody sends for `seconds`, in any process sharing the pace."""
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        if self._shared is not None:
+            await self._shared.pause(seconds)
 
 
 class RateLimited(BaseRequestMiddleware):
@@ -64,5 +77,5 @@ class RateLimited(BaseRequestMiddleware):
         try:
             return await make_request(bot, method)
         except TelegramRetryAfter as error:
-            self._limiter.pause(error.retry_after)
+            await self._limiter.pause(error.retry_after)
             raise

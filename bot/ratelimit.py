@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from limits import RateLimitItemPerMinute
-from limits.aio.strategies import FixedWindowRateLimiter
+from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
+from limits.aio.storage import Storage as AsyncStorage
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
@@ -237,6 +239,51 @@ async def _reachable() -> AsyncIterator[None]:
         yield
     except StorageError as error:
         raise Unavailable("redis") from error
+
+
+class SharedPace:
+    """A channel's sending pace, shared through Redis by every process that sends on it:
+    `per_second` sends a second in all and `per_address` to one address, in moving
+    windows, and a pause everyone keeps once the platform said "too many" (Telegram's
+    429 retry_after). Without Redis each process keeps its own pace (bot.limits): a
+    write to the database for every message sent would cost more than the send."""
+
+    def __init__(self, url: str, channel: str, per_second: float, per_address: float) -> None:
+        self._storage = cast(AsyncStorage, storage_from_string(f"async+{url}",
+                                                               wrap_exceptions=True))
+        self._window = MovingWindowRateLimiter(self._storage)
+        self._all, self._one = _per_second(per_second), _per_second(per_address)
+        self._channel = channel
+        self._pause = f"pace/{channel}/pause"
+
+    async def acquire(self, address: str) -> None:
+        async with _reachable():
+            for item, key in ((self._one, address), (self._all, "")):
+                while not await self._window.hit(item, "pace", self._channel, key):
+                    window = await self._window.get_window_stats(item, "pace",
+                                                                 self._channel, key)
+                    await asyncio.sleep(max(0.005, window.reset_time - time.time()))
+            # Another process's pause lives in Redis: there is no event here to wait on.
+            while (left := await self._paused()) > 0:  # noqa: ASYNC110
+                await asyncio.sleep(left)
+
+    async def pause(self, seconds: float) -> None:
+        async with _reachable():
+            if seconds > await self._paused():
+                await self._storage.clear(self._pause)
+                await self._storage.incr(self._pause, max(1, math.ceil(seconds)))
+
+    async def _paused(self) -> float:
+        if not await self._storage.get(self._pause):
+            return 0.0
+        return max(0.0, float(await self._storage.get_expiry(self._pause)) - time.time())
+
+
+def _per_second(rate: float) -> RateLimitItem:
+    """`rate` a second as the library counts: n a second, or one every n seconds."""
+    if rate >= 1:
+        return RateLimitItemPerSecond(round(rate))
+    return RateLimitItemPerSecond(1, round(1 / rate))
 
 
 def limiter(scope: str, per_minute: int, db: Database, redis_url: str | None) -> Limiter:
