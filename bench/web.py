@@ -61,7 +61,7 @@ from bench.stats import ROUNDS, Spread, spread_note
 from bot.bootstrap import build_services, build_web_app
 from bot.services.scripts import load_scripts
 from bot.services.triggers import new_token
-from handlers.web.pages import CSRF_COOKIE
+from handlers.html import CSRF_COOKIE
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade_async
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow

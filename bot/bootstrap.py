@@ -56,7 +56,7 @@ from bot.services.team import TeamAlerts, TeamChat
 from bot.services.triggers import SendPolicy, TriggerService
 from bot.services.webhooks import WebhookSender
 from bot.settings import Settings
-from handlers import dashboard
+from handlers import dashboard, html
 from handlers.api import (
     alerts,
     answers,
@@ -72,6 +72,7 @@ from handlers.api import (
 )
 from handlers.api import core as api
 from handlers.api import metrics as metrics_api
+from handlers.api.core import Operation
 from handlers.channels import Plugin
 from handlers.email import bounces
 from handlers.email import channel as email_channel
@@ -133,6 +134,15 @@ def windows() -> dict[str, Window]:
             if plugin.spec.window is not None}
 
 
+def channel_operations() -> list[Operation]:
+    return [operation for plugin in CHANNELS for operation in plugin.operations]
+
+
+def openapi(server: str = "/") -> dict[str, object]:
+    """The API's OpenAPI document (GET /openapi.json), its `servers` naming `server`."""
+    return health.document(server, channel_operations())
+
+
 def database(settings: Settings, engine: AsyncEngine, instruments: Instruments) -> Database:
     """The process's Database: webhook events queued when a webhook is set, every answer
     counted for Prometheus, anonymous alerts limited as settings say."""
@@ -181,14 +191,14 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     # Outages inside the others, so its 503 and 507 get their CORS and page headers; only
     # the checks of credentials, which read and write the limits, the audit log and
     # sessions, inside it (failed attempts first: it judges the secret the others check).
-    app = web.Application(middlewares=[effects_after, observability.timed, pages.pages, api.errors,
+    app = web.Application(middlewares=[effects_after, observability.timed, html.pages, api.errors,
                                        widget.anonymous, outage.outages,
                                        throttle.failed_attempts, api.authenticate,
                                        dashboard.dashboard],
                           client_max_size=api.MAX_BODY,
                           # api.body decodes a body's Content-Encoding, or refuses it.
                           handler_args={"auto_decompress": False})
-    app.on_response_prepare.append(pages.secure_headers)
+    app.on_response_prepare.append(html.secure_headers)
     redis = settings.redis_url.get_secret_value() if settings.redis_url else None
     app[throttle.LIMITER] = limiter("anonymous", settings.anonymous_rate, services.db, redis)
     app[throttle.FAILURES] = limiter("failed", settings.failed_attempts, services.db, redis)
@@ -209,6 +219,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[REPORTS] = services.reports
     app[EXPORTS] = services.exports
     app[RECEIPTS] = services.receipts
+    app[health.CHANNEL_OPERATIONS] = channel_operations()
     app[observability.INSTRUMENTS] = services.instruments
     # The templates ship with the code: no stat() of each one on every render to see
     # whether it changed (auto_reload), a twentieth of a page's CPU.

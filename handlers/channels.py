@@ -4,11 +4,12 @@ the failed-attempts budget (handlers/api/throttle.py) before its handler runs.""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.services.channels import Spec
 from bot.settings import Settings
+from handlers.api.core import Operation
 from handlers.api.throttle import Credential
 
 
@@ -18,3 +19,8 @@ class Plugin:
     configured: Callable[[Settings], bool]  # whether this process sends on it
     # By the header that carries it: whether the request presents our secret.
     credentials: Mapping[str, Credential] = field(default_factory=dict)
+    # The routes it serves as an API (the pop-up's), for the OpenAPI document.
+    operations: Sequence[Operation] = ()
+    # The paths its platform posts to, each refused (401 naming the header) without one
+    # of `credentials`; a platform sends no CSRF token. Telegram's follows WEBHOOK_URL.
+    webhooks: Sequence[str] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib.metadata import version
 
 from aiohttp import web
@@ -20,7 +21,6 @@ from handlers.api import (
     triggers,
 )
 from handlers.api.core import Operation, openapi_document
-from handlers.web import widget
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -48,10 +48,14 @@ async def get_health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "database": "ok"})
 
 
-def document(server: str = "/") -> dict[str, object]:
-    """The OpenAPI document, its `servers` naming `server`."""
+# The routes the channels serve as an API (the pop-up's): handlers.channels.Plugin.
+CHANNEL_OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("channel_operations")
+
+
+def document(server: str = "/", channels: Sequence[Operation] = ()) -> dict[str, object]:
+    """The OpenAPI document, its `servers` naming `server`, with the channels' routes."""
     return openapi_document([*OPERATIONS, *triggers.OPERATIONS, *campaigns.OPERATIONS,
-                             *widget.OPERATIONS, *answers.OPERATIONS, *customers.OPERATIONS,
+                             *channels, *answers.OPERATIONS, *customers.OPERATIONS,
                              *surveys.OPERATIONS, *audit.OPERATIONS, *alerts.OPERATIONS,
                              *metrics.OPERATIONS],
                             version=version("otklik"), server=server)
@@ -63,4 +67,5 @@ async def get_openapi(request: web.Request) -> web.Response:
     # request came to is the best guess (a generator run against it gets a working URL).
     public = request.app[SETTINGS].public_url
     server = (public or f"{request.scheme}://{request.host}").rstrip("/") or "/"
-    return web.json_response(document(server))
+    channels: list[Operation] = request.app[CHANNEL_OPERATIONS]
+    return web.json_response(document(server, channels))

@@ -13,7 +13,7 @@ from bot.keys import AVAILABILITY
 from bot.services.availability import Outage, outage
 from bot.texts import gettext
 from handlers.api.core import Handler, error_response
-from handlers.web.pages import notice
+from handlers.html import notice
 
 log = logging.getLogger(__name__)
 # Seconds: of the order of SQLite's busy_timeout and of a database server's restart.

@@ -26,7 +26,7 @@ from bot.settings import Settings
 from bot.signing import same_secret
 from handlers.api.core import ACTOR
 from handlers.api.throttle import client_address
-from handlers.web.pages import SECURE, Form, check_csrf, csrf_token, respond
+from handlers.html import SECURE, Form, check_csrf, csrf_token, respond
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

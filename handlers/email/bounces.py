@@ -28,6 +28,7 @@ from handlers.api.throttle import Presented
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Otklik-Bounce-Secret"  # noqa: S105 (a header's name)
+PATH = "/email/bounces"
 # The invitation's id and its reminder's (handlers/email/channel.py): both report on the
 # delivery whose message id is the invitation's.
 OURS = re.compile(r"<otklik\.(\d+)(?:\.reminder)?@([^>]+)>")
@@ -104,7 +105,7 @@ def _original_id(bounce: Message) -> str | None:
     return None
 
 
-@routes.post("/email/bounces")
+@routes.post(PATH)
 async def bounce(request: web.Request) -> web.Response:
     if request.app[SETTINGS].email_bounce_secret is None:
         raise ApiError(401, "unauthorized", "bounces are not taken: EMAIL_BOUNCE_SECRET is not "

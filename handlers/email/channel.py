@@ -39,7 +39,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # (its opt-out is the unsubscribe link and List-Unsubscribe). Receipts are bounces.
 SPEC = Spec("email", AddressKind.EMAIL, pushes=True, inbound=False, receipts=True)
 PLUGIN = Plugin(SPEC, lambda settings: settings.smtp_url is not None,
-                {bounces.SECRET_HEADER: bounces.presents_secret})
+                {bounces.SECRET_HEADER: bounces.presents_secret}, webhooks=[bounces.PATH])
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bot.services.channels import AddressKind, Spec
 from handlers.channels import Plugin
+from handlers.web import widget
 
 SPEC = Spec("web", AddressKind.LINK, pushes=False, inbound=True, receipts=False)
-PLUGIN = Plugin(SPEC, lambda settings: True)
+PLUGIN = Plugin(SPEC, lambda settings: True, operations=widget.OPERATIONS)

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
@@ -30,83 +27,31 @@ from bot.services.surveys import (
     UnknownLink,
     Who,
 )
-from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import PromptKind
 from conversations.replies import Problem
 from handlers.api.core import number
 from handlers.api.throttle import WRONG
-from handlers.errors import HandlerError
+from handlers.html import (
+    SECURE,
+    Form,
+    PageError,
+    check_csrf,
+    cookie,
+    csrf_token,
+    locale_of,
+    notice,
+    render,
+    respond,
+)
 
 routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = logging.getLogger(__name__)
-CSRF_COOKIE = "otklik_csrf"
 VISITOR_COOKIE = "otklik_visitor"
-# Set on the request when this response must set the cookie of the same name.
-NEW_CSRF = web.RequestKey("new_csrf", str)
-NEW_VISITOR = web.RequestKey("new_visitor", str)
-Form = MultiDictProxy[str | bytes | bytearray | web.FileField]
-SECURE = web.RequestKey("secure", bool)  # whether cookies must be Secure (an https site)
+NEW_VISITOR = web.RequestKey("new_visitor", str)  # set: this response sets the cookie
 MAX_TEXT = 4000  # characters of a typed answer; a script's max_length may ask for fewer
 MAX_FIELD = 10**9 - 1  # a form's session id, position or option: nine digits at most
-
-
-class PageError(HandlerError):
-    """A friendly page instead of the one asked for: expired link, bad form, and so on."""
-
-    def __init__(self, status: int, heading: str, *lines: str) -> None:
-        super().__init__(heading)
-        self.status, self.heading, self.lines = status, heading, lines
-
-
-def _locale(request: web.Request, fallback: str | None = None) -> str:
-    return ui_locale(fallback or request.headers.get("Accept-Language", "")[:2])
-
-
-def _cookie(request: web.Request, name: str, new: web.RequestKey[str], size: int) -> str:
-    """This browser's value of cookie `name`, or a new random one of `size` bytes, kept
-    under `new` for the response to set (once per request)."""
-    value = request.cookies.get(name, "")
-    if len(value) < size:
-        value = request.get(new) or secrets.token_urlsafe(size)
-        request[new] = value
-    return value
-
-
-def csrf_token(request: web.Request) -> str:
-    """This browser's CSRF token: its cookie's, or a new one (set by `_respond`)."""
-    return _cookie(request, CSRF_COOKIE, NEW_CSRF, 32)
-
-
-def check_csrf(request: web.Request, form: Form) -> None:
-    cookie, sent = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
-    if not cookie or not isinstance(sent, str) or not same_secret(sent, cookie):
-        locale = _locale(request)
-        raise PageError(403, gettext("This form has expired", locale),
-                        gettext("Please open the page again and answer once more.", locale))
-
-
-def respond(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    if NEW_CSRF in request:
-        response.set_cookie(CSRF_COOKIE, request[NEW_CSRF], httponly=True, samesite="Strict",
-                            secure=request[SECURE], path="/")
-    return response
-
-
-def _render(request: web.Request, template: str, context: dict[str, Any],
-            status: int = 200) -> web.StreamResponse:
-    locale = context.setdefault("locale", _locale(request))
-    context.setdefault("_", lambda text: gettext(text, locale))
-    response = aiohttp_jinja2.render_template(template, request, context, status=status)
-    return respond(request, response)
-
-
-def notice(request: web.Request, status: int, heading: str, *lines: str,
-           locale: str | None = None, **extra: Any) -> web.StreamResponse:
-    return _render(request, "notice.html", {"title": heading, "heading": heading,
-                                            "lines": lines, "locale": _locale(request, locale),
-                                            **extra}, status)
 
 
 def question(request: web.Request, outcome: Outcome, *, token: str | None = None,
@@ -127,13 +72,13 @@ def question(request: web.Request, outcome: Outcome, *, token: str | None = None
     prompt = asked[0]
     links = request.app[LINKS]
     if outcome.questions:  # the whole survey on one page, from the question due now
-        return _render(request, "page.html", {
+        return render(request, "page.html", {
             "title": outcome.title, "locale": locale, "messages": messages, "hint": hint,
             "questions": [q for q in outcome.questions if q.position >= prompt.position],
             "csrf": csrf_token(request), "session_id": outcome.session_id,
             "action": f"/s/{token}" if token else None,
             "telegram_link": links.telegram(token) if token else None}, status)
-    return _render(request, "question.html", {
+    return render(request, "question.html", {
         "title": outcome.title, "locale": locale, "prompt": prompt, "messages": messages,
         "hint": hint, "csrf": csrf_token(request), "session_id": outcome.session_id,
         "autosubmit": prompt.kind is not PromptKind.TEXT and not prompt.multiple,
@@ -175,7 +120,7 @@ def _one(form: Form, session: object, position: int) -> Form:
 
 async def _form(request: web.Request) -> Form:
     if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        locale = _locale(request)
+        locale = locale_of(request)
         raise PageError(415, gettext("Something is wrong with this form", locale),
                         gettext("Please open the page again and answer once more.", locale))
     return await request.post()
@@ -204,7 +149,7 @@ def _see_other(location: str) -> web.Response:
 def _closed(request: web.Request, error: SurveyError | None = None) -> PageError:
     if isinstance(error, UnknownLink):
         request[WRONG] = True  # someone guessing tokens is slowed down (throttle.py)
-    locale = _locale(request)
+    locale = locale_of(request)
     return PageError(410, gettext("This survey has closed", locale),
                      gettext("This link has expired or was already used. Thank you all the "
                              "same!", locale))
@@ -217,15 +162,15 @@ def _closed(request: web.Request, error: SurveyError | None = None) -> PageError
 async def get_survey(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     try:
-        outcome = await request.app[SURVEYS].open_delivery(token, locale=_locale(request))
+        outcome = await request.app[SURVEYS].open_delivery(token, locale=locale_of(request))
     except Finished:
-        locale = _locale(request)
+        locale = locale_of(request)
         return notice(request, 200, gettext("Thank you!", locale),
                       gettext("Your answers are saved. Thank you!", locale))
     except (LinkExpired, NoSurvey) as error:
         raise _closed(request, error) from None
     except OptedOut:
-        locale = _locale(request)
+        locale = locale_of(request)
         raise PageError(410, gettext("You asked us not to send you surveys.", locale)) from None
     return question(request, outcome, token=token)
 
@@ -238,10 +183,10 @@ async def post_survey(request: web.Request) -> web.StreamResponse:
     surveys = request.app[SURVEYS]
     if form.get("layout") != "page":
         return await _after(request, await surveys.tap_delivery(
-            token, _tap(form, _locale(request))), token, f"/s/{token}")
+            token, _tap(form, locale_of(request))), token, f"/s/{token}")
     # The whole survey in one form (web_layout: page): the service takes its answers in
     # the dialogue's order, each from the fields of its question.
-    locale = _locale(request)
+    locale = locale_of(request)
     try:
         outcome = await surveys.answer_page(token, lambda position: _tap(
             _one(form, form.get("session", ""), position), locale))
@@ -258,7 +203,7 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
     token, score = request.match_info["token"], request.match_info["score"]
     try:
         preview = await request.app[SURVEYS].preview_delivery(token, score,
-                                                               locale=_locale(request))
+                                                               locale=locale_of(request))
     except Finished:
         return respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut) as error:
@@ -274,7 +219,7 @@ async def get_email_score(request: web.Request) -> web.StreamResponse:
                         f"{values[0]}–{values[-1]}")
     then = [p for p in preview.then if p.kind is not PromptKind.MESSAGE]
     follow_up = then[0] if then and not preview.finished else None
-    return _render(request, "score.html", {
+    return render(request, "score.html", {
         "title": preview.title, "locale": ui_locale(preview.locale), "question": first,
         "chosen": values.index(score), "follow_up": follow_up, "csrf": csrf_token(request),
         "messages": [p.text for p in preview.then if p.kind is PromptKind.MESSAGE]
@@ -292,7 +237,7 @@ async def post_email_score(request: web.Request) -> web.StreamResponse:
     check_csrf(request, form)
     surveys = request.app[SURVEYS]
     try:
-        opened = await surveys.open_delivery(token, locale=_locale(request))
+        opened = await surveys.open_delivery(token, locale=locale_of(request))
     except Finished:
         return respond(request, _see_other(f"/s/{token}"))
     except (LinkExpired, NoSurvey, OptedOut) as error:
@@ -316,7 +261,7 @@ async def post_email_score(request: web.Request) -> web.StreamResponse:
 @routes.get("/u/{token}")
 async def get_unsubscribe(request: web.Request) -> web.StreamResponse:
     """A confirmation first: mail scanners follow links, and a GET must change nothing."""
-    locale = _locale(request)
+    locale = locale_of(request)
     return notice(request, 200, gettext("Stop all surveys?", locale),
                   gettext("We will not send you any more questions.", locale),
                   form_action=f"/u/{request.match_info['token']}",
@@ -334,7 +279,7 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
         await request.app[SURVEYS].opt_out_delivery(request.match_info["token"])
     except LinkExpired as error:
         raise _closed(request, error) from None
-    locale = _locale(request)
+    locale = locale_of(request)
     return notice(request, 200, gettext("You are unsubscribed", locale), gettext(
         "Done: you will not receive any more surveys from us.", locale))
 
@@ -343,7 +288,7 @@ async def post_unsubscribe(request: web.Request) -> web.StreamResponse:
 
 
 def _visitor(request: web.Request) -> str:
-    return _cookie(request, VISITOR_COOKIE, NEW_VISITOR, 16)
+    return cookie(request, VISITOR_COOKIE, NEW_VISITOR, 16)
 
 
 def _with_visitor(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -367,7 +312,7 @@ async def get_home(request: web.Request) -> web.StreamResponse:
 @routes.get("/w/{survey}")
 async def get_web_survey(request: web.Request) -> web.StreamResponse:
     survey = request.match_info["survey"]
-    who = Who("web", _visitor(request), locale=_locale(request))
+    who = Who("web", _visitor(request), locale=locale_of(request))
     surveys = request.app[SURVEYS]
     if (await surveys.latest_status(who, survey)) == "completed" and "again" not in request.query:
         return _with_visitor(request, _thanks(request, survey))
@@ -379,7 +324,7 @@ async def get_web_survey(request: web.Request) -> web.StreamResponse:
         raise _no_survey(request) from None
     except OptedOut:
         raise PageError(410, gettext("You asked us not to send you surveys.",
-                                     _locale(request))) from None
+                                     locale_of(request))) from None
     if outcome.finished and not outcome.prompts:
         return _with_visitor(request, _thanks(request, survey))
     return _with_visitor(request, question(request, outcome))
@@ -390,8 +335,8 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
     survey = request.match_info["survey"]
     form = await _form(request)
     check_csrf(request, form)
-    who = Who("web", _visitor(request), locale=_locale(request))
-    tap = dataclasses.replace(_tap(form, _locale(request)), survey=survey)
+    who = Who("web", _visitor(request), locale=locale_of(request))
+    tap = dataclasses.replace(_tap(form, locale_of(request)), survey=survey)
     outcome = await request.app[SURVEYS].tap(who, tap)
     if outcome is None and not await request.app[SURVEYS].open_to_visitors(survey):
         raise _no_survey(request)
@@ -401,45 +346,17 @@ async def post_web_survey(request: web.Request) -> web.StreamResponse:
 
 
 def _no_survey(request: web.Request) -> PageError:
-    locale = _locale(request)
+    locale = locale_of(request)
     return PageError(404, gettext("There is no such survey", locale),
                      gettext("Please check the address of the page.", locale))
 
 
 def _thanks(request: web.Request, survey: str, outcome: Outcome | None = None
             ) -> web.StreamResponse:
-    locale = ui_locale(outcome.locale if outcome else _locale(request))
+    locale = ui_locale(outcome.locale if outcome else locale_of(request))
     said = [p.text for p in outcome.prompts] if outcome else []
     return notice(request, 200, gettext("Thank you!", locale), *said,
                   # The respondent's words only: never a path or a command of ours.
                   gettext("Your answers are saved. Thank you!", locale),
                   locale=locale, link=f"/w/{survey}?again=1",
                   link_label=gettext("Answer again", locale))
-
-
-# -- errors as pages --------------------------------------------------------------------------
-
-
-@web.middleware
-async def pages(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Friendly pages for PageError."""
-    request[SECURE] = request.app[SETTINGS].base_url.startswith("https://")
-    try:
-        return await handler(request)
-    except PageError as error:
-        return notice(request, error.status, error.heading, *error.lines)
-
-
-async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """The headers every response of ours carries, set as it is prepared, so a streamed
-    one (a CSV export) has them too: a strict CSP (no inline script or style), no
-    framing, and no Referer, which would carry the survey token to other sites."""
-    if not request.path.startswith(("/api/", "/widget.js", "/telegram/")):
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-
-
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")

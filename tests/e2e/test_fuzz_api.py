@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bot.bootstrap import openapi as document
 from handlers.api.core import MAX_BODY, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from handlers.api.health import document
 from tests.e2e.fuzz_support import BACKENDS, world_in_thread
 from tests.e2e.trigger_support import ADMIN, SECRET
 

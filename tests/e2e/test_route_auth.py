@@ -1,6 +1,7 @@
 """Every route that changes state is authenticated: the API's with a token (401 without
-one), the dashboard's with a session (sent to the login page without one), and the public
-ones with what a customer holds instead. A new state-changing route fails this test until
+one), the dashboard's with a session (sent to the login page without one), a channel's
+webhook with its platform's secret, and the public ones with what a customer holds
+instead. A new state-changing route fails this test until
 it is put in one of these groups."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import re
 
 import pytest
 
+from bot.bootstrap import CHANNELS
 from tests.e2e.trigger_support import serving
 
 pytestmark = pytest.mark.asyncio
@@ -40,9 +42,15 @@ async def test_every_state_changing_route_needs_credentials(db_url: str) -> None
                   if route.method in CHANGES and route.resource is not None}
         assert set(PUBLIC) <= routes, "a public route listed here is gone"
         checked = 0
+        webhooks = {path: header for plugin in CHANNELS for path in plugin.webhooks
+                    for header in plugin.credentials}
         for method, path in sorted(routes - set(PUBLIC)):
             url = concrete(path)
-            if path.startswith("/api/"):
+            if path in webhooks:  # a platform's: its secret, not a login
+                response = await api.client.request(method, url, data=b"{}")
+                assert response.status == 401, (method, path, response.status)
+                assert (await response.json())["error"]["field"] == webhooks[path]
+            elif path.startswith("/api/"):
                 response = await api.client.request(method, url, json={})
                 assert response.status == 401, (method, path, response.status)
                 body = await response.json()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from limits.aio.storage import RedisStorage
@@ -19,12 +18,12 @@ REDIS = "redis://127.0.0.1:6379/8"  # a database of its own, emptied by each tes
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[str]:
+async def redis() -> str:
     storage = RedisStorage(f"async+{REDIS}")
     if not await storage.check() and not os.environ.get("CI"):  # CI fails instead
         pytest.skip(f"no Redis answers at {REDIS}")
     await storage.reset()
-    yield REDIS
+    return REDIS
 
 
 def processes(redis: str, rate: float, per_chat: float) -> tuple[Limiter, Limiter]:
