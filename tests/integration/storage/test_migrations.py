@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import create_engine
-from storage.migrate import upgrade, upgrade_async
+from storage.migrate import alembic_config, upgrade, upgrade_async
 from storage.models import Base
 from testkit.migrated import migrate
 
-HEAD = "0010"  # the newest migration: every path ends there
+# The newest migration, as Alembic finds it: every path ends there.
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _differences(connection: Connection) -> list[object]:
