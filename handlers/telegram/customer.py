@@ -66,8 +66,10 @@ def who(user: User | None, chat_id: int) -> Who:
                locale=user.language_code if user else None)
 
 
-def event(update: Update) -> Event:
-    return ("telegram", str(update.update_id))
+def event(update: Update, bot: Bot) -> Event:
+    """The update, once: update_id counts per bot, so another bot on the same database (a
+    new BOT_TOKEN) may send the same number."""
+    return ("telegram", f"{bot.id}:{update.update_id}")
 
 
 def ui_locale(locale: str | None) -> str:
@@ -108,7 +110,7 @@ async def on_start(message: Message, command: CommandObject, surveys: SurveyServ
     customer = who(message.from_user, message.chat.id)
     try:
         outcome = await surveys.begin(customer, settings.default_survey,
-                                      token=command.args or None, event=event(event_update))
+                                      token=command.args or None, event=event(event_update, bot))
     except OptedOut:
         locale = await locale_for(surveys, customer)
         await message.answer(
@@ -176,7 +178,7 @@ async def on_other(message: Message, surveys: SurveyService, settings: Settings,
 async def _reply(message: Message, reply: Reply, surveys: SurveyService, settings: Settings,
                  i18n: I18n, update: Update, bot: Bot) -> None:
     customer = who(message.from_user, message.chat.id)
-    outcome = await surveys.reply(customer, reply, event=event(update))
+    outcome = await surveys.reply(customer, reply, event=event(update, bot))
     if outcome is None:
         locale = await locale_for(surveys, customer)
         closed = await surveys.latest_status(customer) == DialogueStatus.EXPIRED
@@ -204,7 +206,7 @@ async def on_tap(query: CallbackQuery, callback_data: render.QuestionTap,
     outcome = await surveys.tap(customer, Tap(
         tap.session_id, tap.position, picked=render.picks(tap.mask) if tap.action == "d"
         else (tap.mask,), skip=tap.action == "s", back=tap.action == "b"),
-        event=event(event_update))
+        event=event(event_update, bot))
     locale = ui_locale(outcome.locale if outcome else query.from_user.language_code)
 
     def _(text: str) -> str:

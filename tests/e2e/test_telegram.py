@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.services.surveys import Event, OptedOut, Outcome, SurveyService, Who
@@ -22,7 +23,7 @@ from storage.models import (
     DialogueRow,
     IdentityRow,
 )
-from testkit.botapi import BotApiStub, iter_buttons
+from testkit.botapi import BotApiStub, close_bot, iter_buttons
 from tests.e2e.telegram_support import (
     ADMIN_CHAT,
     WEBHOOK_SECRET,
@@ -33,6 +34,7 @@ from tests.e2e.telegram_support import (
 )
 
 ANNA = 1001
+BOB = 1002
 NPS_QUESTION = "How likely are you to recommend us to a friend or colleague, 0-10?"
 
 
@@ -273,6 +275,22 @@ async def test_the_same_update_twice_is_applied_once(product: Product, api: BotA
                                        ("reason", None, None, "Because")]
     assert len(api.sent(ANNA)) == sent + 2  # the question again, then the thanks, once
     assert not [e for e in api.errors if "query" not in e.description]
+
+
+async def test_an_update_id_counts_per_bot(product: Product, api: BotApiStub) -> None:
+    """update_id is numbered per bot: the same number from another bot on this database
+    (a new BOT_TOKEN) is another update, not a redelivery."""
+    update = await product.send(ANNA, "/start")
+    other = telegram.build_bot(product.settings.model_copy(
+        update={"bot_token": SecretStr("654321:OTHER-token")}),
+        product.surveys.mark_unreachable)
+    try:
+        again = api.message_update(BOB, "/start")
+        again["update_id"] = update["update_id"]
+        await product.dispatcher.feed_raw_update(other, again)
+    finally:
+        await close_bot(other)
+    assert product.texts(BOB) == [product.texts(ANNA)[0]]  # asked, not taken for a repeat
 
 
 async def test_a_restart_mid_dialogue_continues_where_the_customer_was(
