@@ -9,21 +9,17 @@ entry in HARNESSES: the suite then runs over it."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html as markup
 import itertools
 import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from bot.bootstrap import CHANNELS
@@ -32,6 +28,7 @@ from handlers.telegram.render import FACES, PICKED, UNPICKED
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, IdentityRow
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.net import free_port
+from testkit.smtp import Mailbox
 from tests.e2e.trigger_support import Api, serving, trigger
 
 PAYLOADS = Path(__file__).with_name("payloads")
@@ -59,31 +56,6 @@ class Shown:
 
     text: str
     options: tuple[str, ...]
-
-
-@dataclass
-class Mailbox:
-    """The SMTP server's handler: keeps every message; refuses as told."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    rcpt: str | None = None  # the answer to the next RCPT, instead of 250
-    data: str | None = None  # the answer to the next DATA, instead of 250
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, options: list[str]) -> str:
-        if self.rcpt is not None:
-            answer, self.rcpt = self.rcpt, None
-            return answer
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.data is not None:
-            answer, self.data = self.data, None
-            return answer
-        self.messages.append(email.message_from_bytes(
-            envelope.original_content or b"", policy=email.policy.default))
-        return "250 Message accepted"
 
 
 @dataclass

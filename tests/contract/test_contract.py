@@ -22,6 +22,7 @@ from tests.contract.harness import (
     FAILED_ATTEMPTS,
     HARNESSES,
     Harness,
+    Shown,
     World,
     specs,
 )
@@ -43,6 +44,14 @@ def first_question(survey: str) -> tuple[PromptKind, tuple[str, ...]]:
     turn = start(script, now=NOON, locale="en")
     prompt = next(p for p in turn.prompts if p.kind is not PromptKind.MESSAGE)
     return prompt.kind, tuple(option.label for option in prompt.options)
+
+
+async def opened(h: Harness, w: World, survey: str = "nps") -> tuple[int, Shown]:
+    """A delivery for the customer, opened in the channel by its start payload."""
+    accepted = await w.trigger(None, survey=survey)
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    return accepted["delivery_id"], await h.begin(token)
 
 
 INBOUND = specs(lambda s: s.inbound)
@@ -88,25 +97,19 @@ async def test_every_channel_is_registered_with_a_harness_and_a_coherent_spec(
 async def test_a_deep_link_opens_the_delivery_and_a_tap_answers_it(name: str,
                                                                    w: World) -> None:
     h = harness(name, w)
-    accepted = await w.trigger(None)
-    token = (await w.delivery(accepted["delivery_id"])).token
-    assert token is not None
-    shown = await h.begin(token)
+    delivery, shown = await opened(h, w)
     assert "recommend" in shown.text
     assert shown.options == first_question("nps")[1]
     after = await h.tap("9")
     assert "reason" in after.text  # the dialogue's next prompt
     assert await w.answers() == [("score", 9, None, name)]
-    assert (await w.delivery(accepted["delivery_id"])).status == "answered"
+    assert (await w.delivery(delivery)).status == "answered"
 
 
 @pytest.mark.parametrize("name", INBOUND)
 async def test_a_typed_answer_always_works(name: str, w: World) -> None:
     h = harness(name, w)
-    accepted = await w.trigger(None)
-    token = (await w.delivery(accepted["delivery_id"])).token
-    assert token is not None
-    await h.begin(token)
+    await opened(h, w)
     shown = await h.type("8")
     assert "reason" in shown.text
     await h.type("Quick and polite")
@@ -117,10 +120,7 @@ async def test_a_typed_answer_always_works(name: str, w: World) -> None:
 @pytest.mark.parametrize("name", INBOUND)
 async def test_an_event_delivered_twice_is_applied_once(name: str, w: World) -> None:
     h = harness(name, w)
-    accepted = await w.trigger(None)
-    token = (await w.delivery(accepted["delivery_id"])).token
-    assert token is not None
-    await h.begin(token)
+    await opened(h, w)
     await h.tap("3")
     assert await h.replay() == 200  # answered as the first time: the platform stops
     assert await w.answers() == [("score", 3, None, name)]
@@ -152,12 +152,10 @@ async def test_every_option_is_one_tap_within_the_channels_caps(name: str, surve
     link to the page: its documented degradation."""
     h, channel = harness(name, w), spec(name)
     kind, labels = first_question(survey)
-    accepted = await w.trigger(name if channel.pushes else None, survey=survey)
     if channel.inbound:
-        token = (await w.delivery(accepted["delivery_id"])).token
-        assert token is not None
-        shown = await h.begin(token)
+        _, shown = await opened(h, w, survey)
     else:
+        await w.trigger(name, survey=survey)
         w.api.clock.advance(hours=1)  # past the script's delay
         await w.tick()
         [shown] = h.sent()

@@ -27,9 +27,9 @@ from storage.uow import Database
 from testkit.botapi import BotApiStub
 from testkit.clock import Clock
 from testkit.net import free_port
+from testkit.smtp import Mailbox
 from tests.e2e.telegram_support import ADMIN_CHAT, Product, running
 from tests.e2e.test_admin_commands import PNG, answer
-from tests.e2e.test_email import Mailbox
 
 TEAM = ["team@example.com", "lead@example.com"]
 # Digest time on Tuesday 10 March: the digest covers Monday 9 March.

@@ -6,18 +6,15 @@ in one dialogue."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
 from aiohttp import ClientResponse, ClientSession
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 
 from bot.services.dispatch import DeliveryDispatcher, Sender
@@ -26,6 +23,7 @@ from handlers.telegram.channel import TelegramChannel
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DialogueRow, IdentityRow
 from testkit.botapi import BOT_USERNAME, BotApiStub
 from testkit.net import free_port
+from testkit.smtp import Mailbox
 from tests.e2e.telegram_support import Product
 from tests.e2e.trigger_support import Api, serving, trigger
 
@@ -35,28 +33,6 @@ SCORE_LINK = re.compile(r"https?://\S+/e/[\w-]+/\d+")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 CHOSEN = re.compile(r'name="answer-1" value="(\d+)"[^>]*\bchecked\b')
 FOLLOW = re.compile(r'name="follow" value="(\d+)"')
-
-
-@dataclass
-class Mailbox:
-    """An SMTP server's handler: keeps every message, refuses REFUSED for good."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    recipients: list[str] = field(default_factory=list)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, options: list[str]) -> str:
-        if address == REFUSED:
-            return "550 5.1.1 No such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        self.messages.append(email.message_from_bytes(raw, policy=email.policy.default))
-        self.recipients += envelope.rcpt_tos
-        return "250 Message accepted"
-
 
 
 @dataclass
@@ -75,7 +51,7 @@ class World:
 async def world(db_url: str, *, smtp_port: int | None = None, **settings: Any
                 ) -> AsyncIterator[World]:
     """The product serving on loopback with Telegram and e-mail; `settings` as serving's."""
-    mailbox = Mailbox()
+    mailbox = Mailbox(refused={REFUSED})
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     port = smtp_port or controller.port
