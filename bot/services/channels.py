@@ -13,7 +13,7 @@ every channel passes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -151,32 +151,6 @@ class Receipt:
     event_id: str  # the report's own id there: a report delivered twice counts once
     closed: str | None = None
     error: str | None = None
-
-
-class Channels:
-    """The channels of a process, in the order a delivery tries them (bot/bootstrap.py
-    CHANNELS); `senders`: those configured here that write first."""
-
-    def __init__(self, specs: Iterable[Spec], senders: Iterable[Channel] = ()) -> None:
-        self.specs: Mapping[str, Spec] = {spec.name: spec for spec in specs}
-        order = list(self.specs)
-        by_name = {channel.spec.name: channel for channel in senders if channel.spec.pushes}
-        unknown = set(by_name) - set(order)
-        if unknown:
-            raise ValueError(f"channels sent on but not registered: {sorted(unknown)}")
-        self.senders: Mapping[str, Channel] = {name: by_name[name] for name in order
-                                               if name in by_name}
-
-    @property
-    def windowed(self) -> frozenset[str]:
-        return frozenset(name for name, spec in self.specs.items() if spec.window)
-
-    def plan(self, addresses: Mapping[str, str], asked: str | None,
-             available: Sequence[str] | None = None) -> list[str]:
-        """The channels to try, in order: the one asked for, then the others that reach
-        the customer, in the registry's order."""
-        names = list(self.senders) if available is None else list(available)
-        return channel_plan(addresses, asked, names)
 
 
 def channel_plan(addresses: Mapping[str, str], asked: str | None,
