@@ -85,6 +85,9 @@ from handlers.telegram.channel import TelegramChannel
 from handlers.telegram.replies import TelegramReplier
 from handlers.web import channel as web_channel
 from handlers.web import pages, widget
+from handlers.whatsapp import channel as whatsapp_channel
+from handlers.whatsapp import webhook as whatsapp_webhook
+from handlers.whatsapp.channel import WhatsAppChannel
 from storage.db import create_engine, session_factory
 from storage.uow import Database
 
@@ -115,8 +118,8 @@ class Services:
 
 # The channels, in the order a delivery tries them. A channel is a folder under handlers/
 # and a line here (docs/adding-a-channel.md); tests/contract/ is the suite it passes.
-CHANNELS: tuple[Plugin, ...] = (telegram_channel.PLUGIN, email_channel.PLUGIN,
-                                web_channel.PLUGIN)
+CHANNELS: tuple[Plugin, ...] = (telegram_channel.PLUGIN, whatsapp_channel.PLUGIN,
+                                email_channel.PLUGIN, web_channel.PLUGIN)
 
 
 def policy_of(settings: Settings) -> SendPolicy:
@@ -220,6 +223,14 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[EXPORTS] = services.exports
     app[RECEIPTS] = services.receipts
     app[health.CHANNEL_OPERATIONS] = channel_operations()
+    if whatsapp_channel.configured(settings):
+        client, session = whatsapp_channel.build_client(settings)
+        app[whatsapp_webhook.CLIENT] = client
+
+        async def close_whatsapp(_: web.Application) -> None:
+            await session.aclose()  # pywa leaves its session to whoever made it
+
+        app.on_cleanup.append(close_whatsapp)
     app[observability.INSTRUMENTS] = services.instruments
     # The templates ship with the code: no stat() of each one on every render to see
     # whether it changed (auto_reload), a twentieth of a page's CPU.
@@ -230,7 +241,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app.router.add_static("/static/dashboard", DASHBOARD / "static")
     app.router.add_static("/static", WEB / "static")
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
-                   audit, alerts, observability, metrics_api, dashboard, bounces):
+                   audit, alerts, observability, metrics_api, dashboard, bounces,
+                   whatsapp_webhook):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     api.check_scopes(app)
@@ -342,6 +354,9 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
             telegram.add_webhook(app, settings, updates, bot)
     if smtp is not None:
         senders["email"] = EmailChannel(smtp, settings.mail_from, services.links)
+    if whatsapp_webhook.CLIENT in app:
+        senders["whatsapp"] = WhatsAppChannel(app[whatsapp_webhook.CLIENT],
+                                              settings.whatsapp_template)
     senders = {plugin.spec.name: senders[plugin.spec.name] for plugin in CHANNELS
                if plugin.spec.name in senders}  # in the order a delivery tries them
     dispatcher = DeliveryDispatcher(

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # WhatsApp Cloud API (handlers/whatsapp): the system user's token, the business
+    # number's id, the app's secret (X-Hub-Signature-256), the webhook's verify token, and
+    # the utility template that opens the 24-hour window (docs/channels.md#whatsapp).
+    whatsapp_token: SecretStr | None = None
+    whatsapp_phone_number_id: HeaderText | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com"
+    whatsapp_template: HeaderText = "otklik_survey"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     public_url: HeaderText | None = None  # in links, and so in List-Unsubscribe

@@ -513,6 +513,15 @@ class SurveyService:
         return Outcome(dialogue.id, current_prompts(script, state), locale=state.locale,
                        duplicate=True)
 
+    async def asking(self, who: Who) -> Outcome | None:
+        """The question open at this address, to show again (a channel's second step:
+        WhatsApp opens a group of options in another message); None when none is."""
+        dialogue = await self._db.read(
+            lambda store: store.dialogues.open_at(who.channel, who.address))
+        if dialogue is None:
+            return None
+        return dataclasses.replace(await self._where_it_stands(dialogue), duplicate=False)
+
     # -- the customer's choices ---------------------------------------------------------------
 
     async def opt_out(self, who: Who) -> bool:

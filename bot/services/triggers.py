@@ -57,8 +57,10 @@ class CustomerIn:
     attributes: Mapping[str, Scalar] = field(default_factory=dict)
 
     def addresses(self) -> dict[str, str]:
+        # WhatsApp writes to the number's digits (Meta's wa_id: E.164 without the "+").
         found = {"telegram": str(self.telegram_id) if self.telegram_id else None,
-                 "email": self.email, "phone": self.phone}
+                 "email": self.email, "phone": self.phone,
+                 "whatsapp": self.phone.removeprefix("+") if self.phone else None}
         return {channel: address for channel, address in found.items() if address}
 
 

@@ -71,7 +71,7 @@ class TriggerBody(Strict):
     context: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
                                        description="agent, call type, shop... for "
                                                    "placeholders, branching and reports")
-    channel: Literal["telegram", "email", "link"] | None = Field(
+    channel: Literal["telegram", "whatsapp", "email", "link"] | None = Field(
         None, description="where to ask; default: the customer's best reachable channel. "
                           "`link` sends nothing: the delivery is `sent` at once and its "
                           "`survey_url` is yours to hand on (no address needed, no "

@@ -26,7 +26,9 @@ from bot.bootstrap import CHANNELS
 from bot.services.channels import Spec
 from handlers.telegram.render import FACES, PICKED, UNPICKED
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, IdentityRow
+from testkit import graphapi as graph_api
 from testkit.botapi import BotApiStub, iter_buttons
+from testkit.graphapi import GraphApiStub
 from testkit.net import free_port
 from testkit.smtp import Mailbox
 from tests.e2e.trigger_support import Api, serving, trigger
@@ -34,10 +36,16 @@ from tests.e2e.trigger_support import Api, serving, trigger
 PAYLOADS = Path(__file__).with_name("payloads")
 CHAT = 4242
 EMAIL = "anna@example.com"
+PHONE = "+4915112345678"
+WA_ID = PHONE.removeprefix("+")  # the customer's WhatsApp id: their number's digits
+APP_SECRET = "contract-whatsapp-app-secret"
 WEBHOOK_SECRET = "contract-webhook-secret"
 BOUNCE_SECRET = "contract-bounce-secret"
 FAILED_ATTEMPTS = 3  # wrong secrets a minute per address: the suite spends them on purpose
 Refusal = Literal["closed", "later", "content"]
+# What a platform may report after a send: the address is gone for good, a failure that
+# does not close it, still trying, or delivered.
+Report = Literal["failed_permanent", "failed_temporary", "delayed", "delivered"]
 JSON = dict[str, Any]
 
 
@@ -64,6 +72,7 @@ class World:
     stub: BotApiStub
     mailbox: Mailbox
     webhook: str  # Telegram's webhook URL on the product's server
+    graph: GraphApiStub
 
     async def tick(self) -> None:
         assert self.api.product is not None
@@ -72,8 +81,9 @@ class World:
 
     async def trigger(self, channel: str | None, key: str = "call-1",
                       survey: str = "nps") -> JSON:
-        """A trigger for a customer Telegram and e-mail both reach, asking for `channel`."""
-        body = {**trigger(key, survey=survey, email=EMAIL, telegram_id=CHAT), "delay": "PT0S"}
+        """A trigger for a customer every channel reaches, asking for `channel`."""
+        body = {**trigger(key, survey=survey, email=EMAIL, telegram_id=CHAT, phone=PHONE),
+                "delay": "PT0S"}
         if channel is not None:
             body["channel"] = channel
         status, accepted = await self.api.post("/api/v1/triggers", body)
@@ -110,14 +120,17 @@ async def world(db_url: str) -> AsyncIterator[World]:
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
-        async with BotApiStub() as stub, serving(
+        async with BotApiStub() as stub, GraphApiStub() as graph, serving(
                 db_url, telegram=True, telegram_api_base=stub.base_url,
+                whatsapp_token=graph_api.TOKEN, whatsapp_api_base=graph.base_url,
+                whatsapp_phone_number_id=graph_api.PHONE_NUMBER_ID,
+                whatsapp_app_secret=APP_SECRET, whatsapp_verify_token="contract-verify",
                 telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{controller.port}",
                 mail_from="Otklik <survey@example.com>",
                 webhook_url="https://example.org/tg/hook", webhook_secret=WEBHOOK_SECRET,
                 email_bounce_secret=BOUNCE_SECRET, failed_attempts=FAILED_ATTEMPTS,
                 send_attempts=3) as api:
-            yield World(api, stub, mailbox, str(api.client.make_url("/tg/hook")))
+            yield World(api, stub, mailbox, str(api.client.make_url("/tg/hook")), graph)
     finally:
         controller.stop()
 
@@ -159,8 +172,9 @@ class Harness(Protocol):
         """What reached the customer through the platform, message by message."""
 
     # -- receipts -------------------------------------------------------------------------
-    async def report(self, message_id: str, example: str) -> tuple[int, JSON]:
-        """The platform reports later on a sent message (a documented example)."""
+    async def report(self, message_id: str, kind: Report) -> int:
+        """The platform reports later on a sent message, in its documented form; the
+        response's status."""
 
 
 class TelegramHarness:
@@ -234,7 +248,7 @@ class TelegramHarness:
                                        and b["callback_data"].split(":")[3] in "at"))
                 for m in self.w.stub.messages(CHAT) if m["from"]["is_bot"]]
 
-    async def report(self, message_id: str, example: str) -> tuple[int, JSON]:
+    async def report(self, message_id: str, kind: Report) -> int:
         raise AssertionError("Telegram reports nothing after a send")
 
 
@@ -322,7 +336,7 @@ class WebHarness:
     def sent(self) -> list[Shown]:
         raise AssertionError("the web page sends nothing")
 
-    async def report(self, message_id: str, example: str) -> tuple[int, JSON]:
+    async def report(self, message_id: str, kind: Report) -> int:
         raise AssertionError("the web page reports nothing")
 
 
@@ -344,7 +358,7 @@ class EmailHarness:
         raise AssertionError("e-mail has no inbound message")
 
     async def replay(self) -> int:
-        return (await self._bounce(self._last))[0]
+        return await self._bounce(self._last)
 
     async def forged(self) -> int:
         response = await self.w.api.client.post(
@@ -386,7 +400,8 @@ class EmailHarness:
                                      for _, label in SCORE_LINK.findall(body))))
         return shown
 
-    async def report(self, message_id: str, example: str) -> tuple[int, JSON]:
+    async def report(self, message_id: str, kind: Report) -> int:
+        example = {"delivered": "delivered_postfix"}.get(kind, kind)
         original = (f"Message-ID: {message_id}\nFrom: Otklik <survey@example.com>\n"
                     f"To: {EMAIL}\nSubject: Net Promoter Score: one quick question\n")
         raw = payload(f"email/{example}.eml", recipient=EMAIL, original=original,
@@ -394,15 +409,130 @@ class EmailHarness:
         self._last = raw
         return await self._bounce(raw)
 
-    async def _bounce(self, raw: bytes) -> tuple[int, JSON]:
+    async def _bounce(self, raw: bytes) -> int:
         response = await self.w.api.client.post(
             "/email/bounces", data=raw, headers={"X-Otklik-Bounce-Secret": BOUNCE_SECRET,
                                                  "Content-Type": "message/rfc822"})
-        return response.status, await response.json()
+        return response.status
+
+
+class WhatsAppHarness:
+    _ids = itertools.count(1)
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self._last = ""
+
+    def _fill(self, path: str, **values: str | int) -> str:
+        return payload(path, waba_id=graph_api.WABA_ID, wa_id=WA_ID, name="Anna",
+                       display_phone_number=graph_api.DISPLAY_PHONE_NUMBER,
+                       phone_number_id=graph_api.PHONE_NUMBER_ID, timestamp="1772452800",
+                       wamid=f"wamid.contract{next(self._ids)}", **values)
+
+    async def _post(self, body: str, signature: str | None = None) -> int:
+        self._last = body
+        return await self.w.graph.post_webhook(
+            str(self.w.api.client.make_url("/whatsapp/webhook")), json.loads(body),
+            APP_SECRET, signature=signature)
+
+    def _shown(self) -> Shown:
+        shown = self.sent()
+        assert shown, self.w.graph.calls
+        return shown[-1]
+
+    async def begin(self, token: str) -> Shown:
+        # The template's quick-reply button carries the start payload (a wa.me link's
+        # prefilled text is the same words).
+        assert await self._post(self._fill("whatsapp/quick_reply_button.json",
+                                           payload=f"start:{token}", text="Rate now",
+                                           context_wamid="wamid.template")) == 200
+        return self._shown()
+
+    async def tap(self, label: str) -> Shown:
+        for body in reversed(self.w.graph.sent(WA_ID)):
+            for option in _options(body):
+                title = option["title"]
+                if title == label or (_grouped(title, label) and option["id"].split(":")[2]
+                                      == "g"):
+                    kind = "button_reply" if body["interactive"]["type"] == "button" \
+                        else "list_reply"
+                    extra = {"description": ""} if kind == "list_reply" else {}
+                    assert await self._post(self._fill(
+                        f"whatsapp/{kind}.json", reply_id=option["id"], title=title,
+                        context_wamid=body["wamid"], **extra)) == 200
+                    return self._shown() if title == label else await self.tap(label)
+        raise AssertionError(f"no option {label!r} in {self.w.graph.sent(WA_ID)}")
+
+    async def type(self, text: str) -> Shown:
+        assert await self._post(self._fill("whatsapp/text.json", text=text)) == 200
+        return self._shown()
+
+    async def replay(self) -> int:
+        return await self._post(self._last)
+
+    async def forged(self) -> int:
+        return await self._post(self._fill("whatsapp/text.json", text="9"),
+                                signature="sha256=" + "0" * 64)
+
+    async def allowed(self) -> int:
+        # A signed status of a message nobody sent: taken, and changes nothing.
+        return await self._post(self._fill("whatsapp/status_delivered.json",
+                                           conversation_id="c1"))
+
+    async def opt_out(self, token: str) -> None:
+        await self.type("STOP")
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.w.graph.fail({"closed": 131026, "later": 130429, "content": 131009}[refusal],
+                          to=WA_ID)
+
+    def sent(self) -> list[Shown]:
+        return [Shown(_text(body), tuple(o["title"] for o in _options(body)))
+                for body in self.w.graph.sent(WA_ID)]
+
+    async def report(self, message_id: str, kind: Report) -> int:
+        if kind == "delivered":
+            body = self._fill("whatsapp/status_delivered.json", conversation_id="c1")
+        elif kind == "delayed":  # WhatsApp says "sent" while it still tries
+            body = self._fill("whatsapp/status_delivered.json", conversation_id="c1"
+                              ).replace('"delivered"', '"sent"')
+        else:
+            body = self._fill("whatsapp/status_failed_131047.json")
+            if kind == "failed_temporary":  # "something went wrong": not the address
+                body = body.replace("131047", "131000")
+        body = body.replace(json.loads(body)["entry"][0]["changes"][0]["value"]["statuses"][0]
+                            ["id"], message_id)
+        return await self._post(body)
+
+
+def _options(body: JSON) -> list[JSON]:
+    interactive = body.get("interactive")
+    if not interactive:
+        return []
+    action = interactive["action"]
+    if interactive["type"] == "button":
+        return [button["reply"] for button in action["buttons"]]
+    return [row for section in action["sections"] for row in section["rows"]]
+
+
+def _text(body: JSON) -> str:
+    if body["type"] == "text":
+        return str(body["text"]["body"])
+    if body["type"] == "interactive":
+        return str(body["interactive"]["body"]["text"])
+    return str(body["template"]["name"])
+
+
+def _grouped(title: str, label: str) -> bool:
+    """Whether a group's row ("0–1") holds the option labelled `label`."""
+    first, dash, last = title.partition("–")
+    return bool(dash) and first.isdigit() and last.isdigit() and label.isdigit() and \
+        int(first) <= int(label) <= int(last)
 
 
 HARNESSES: dict[str, Callable[[World], Harness]] = {
-    "telegram": TelegramHarness, "web": WebHarness, "email": EmailHarness}
+    "telegram": TelegramHarness, "whatsapp": WhatsAppHarness, "web": WebHarness,
+    "email": EmailHarness}
 
 
 def specs(where: Callable[[Spec], bool] = lambda spec: True) -> list[str]:
