@@ -364,7 +364,9 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
         batch=settings.dispatch_batch, attempts=settings.send_attempts,
         backoff=timedelta(seconds=settings.retry_backoff),
         sending_timeout=timedelta(seconds=settings.sending_timeout),
-        instruments=instruments, windows=windows()) if senders else None
+        instruments=instruments, windows=windows(),
+        daily={"whatsapp": settings.whatsapp_daily_customers}
+        if settings.whatsapp_daily_customers else None) if senders else None
     webhooks = None
     if settings.outbound_webhook_url and settings.outbound_webhook_secret is not None:
         webhooks = WebhookSender(services.db, settings.outbound_webhook_url,

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_api_base: str = "https://graph.facebook.com"
     whatsapp_template: HeaderText = "otklik_survey"
+    # Customers the number may send the template to in 24 hours: its messaging limit in
+    # WhatsApp Manager (250 for a new number, then 1,000, 10,000, 100,000; 0: unlimited).
+    whatsapp_daily_customers: int = Field(250, ge=0)
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     public_url: HeaderText | None = None  # in links, and so in List-Unsubscribe

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -223,6 +224,9 @@ class DeliveryRow(Base):
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]  # the channel's receipt said so, where it has one
+    # Sent as the channel's template, outside its messaging window (WhatsApp counts these
+    # against the number's daily limit of customers).
+    templated: Mapped[bool] = mapped_column(default=False, server_default=false())
     remind_at: Mapped[datetime | None]  # cleared once reminded
     expires_at: Mapped[datetime | None]
 

@@ -45,6 +45,8 @@ from storage.uow import Database, Store
 log = logging.getLogger(__name__)
 BUSY_CHAT_WAIT = timedelta(minutes=10)
 LONGEST_WAIT = timedelta(days=1)  # a peer's retry_after past this is not taken at its word
+DAY = timedelta(hours=24)
+LIMIT_WAIT = timedelta(hours=1)  # a channel's daily limit reached: asked again this late
 
 
 __all__ = ["ChannelClosed", "DeliveryDispatcher", "Job", "Sender", "TryLater"]
@@ -99,13 +101,18 @@ class DeliveryDispatcher:
                  sending_timeout: timedelta = timedelta(minutes=5),
                  backoff: timedelta = timedelta(seconds=30), concurrency: int = 100,
                  instruments: Instruments | None = None,
-                 windows: Mapping[str, Window] | None = None) -> None:
+                 windows: Mapping[str, Window] | None = None,
+                 daily: Mapping[str, int] | None = None) -> None:
         """`senders` in the order a delivery tries them; `windows`, the messaging
-        windows of those that have one (bot.services.channels.Spec.window)."""
+        windows of those that have one (bot.services.channels.Spec.window); `daily`, how
+        many customers a channel may send its template to in 24 hours (WhatsApp's
+        messaging limit: 250 for a new number)."""
         self._db = db
         self._senders = senders
         self._windows = {name: window for name, window in (windows or {}).items()
                          if name in senders}
+        self._daily = {name: count for name, count in (daily or {}).items()
+                       if name in self._windows}
         self._clock = clock or (lambda: datetime.now(UTC))
         self._scripts = scripts or ScriptCache()
         self._batch = batch
@@ -157,6 +164,10 @@ class DeliveryDispatcher:
         open_dialogues = deliveries.open_dialogues(customer_ids)
         inbound = (deliveries.last_inbound(customer_ids, self._windows) if self._windows
                    else {})
+        # Who got a template in the last 24 hours, per channel with a daily limit: this
+        # batch adds to them as it goes.
+        templated = {name: deliveries.templated_customers(name, now - DAY)
+                     for name in self._daily}
         scripts = {survey: self._scripts.active(store.scripts, survey)
                    for survey in {row.survey_id for row in rows}}
         opened: set[tuple[int, str]] = set()  # (customer, channel) given a dialogue now
@@ -168,7 +179,7 @@ class DeliveryDispatcher:
                     job = self._open(store, row, customers[row.customer_id],
                                      addresses.get(row.customer_id, {}),
                                      scripts[row.survey_id], open_dialogues, opened, now,
-                                     inbound)
+                                     inbound, templated)
                     if job is not None:
                         jobs.append((job, row.attempts))
             except BaseException:
@@ -188,13 +199,25 @@ class DeliveryDispatcher:
     def _open(self, store: Store, row: DeliveryRow, customer: Any,
               addresses: dict[str, str], script: Script | None,
               open_dialogues: dict[tuple[int, str], Any], opened: set[tuple[int, str]],
-              now: datetime, inbound: Mapping[tuple[int, str], datetime]) -> Job | None:
+              now: datetime, inbound: Mapping[tuple[int, str], datetime],
+              templated: dict[str, set[int]]) -> Job | None:
         """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
         that sends its first prompt; None when the delivery is settled or put off here."""
         deliveries = store.deliveries
         reaches = channel_plan(addresses, row.channel, list(self._senders))
-        plan = [name for name in reaches
-                if self._window(name, inbound.get((row.customer_id, name)), now) is not None]
+        how = {name: self._window(name, inbound.get((row.customer_id, name)), now)
+               for name in reaches}
+        plan = [name for name in reaches if how[name] is not None]
+        full = [name for name in plan if how[name] and name in self._daily
+                and row.customer_id not in templated[name]
+                and len(templated[name]) >= self._daily[name]]
+        if full and plan == full:  # nothing else reaches them: wait for the limit to free
+            deliveries.finish_sending(row.id, {
+                "status": DeliveryStatus.SCHEDULED, "due_at": now + LIMIT_WAIT,
+                "last_error": f"{full[0]}: the template went to {self._daily[full[0]]} "
+                              "customers in the last 24 hours, the daily limit"}, now)
+            return None
+        plan = [name for name in plan if name not in full]
         settle = ("opted_out" if customer.opted_out_at is not None else
                   "window_closed" if reaches and not plan else
                   "no_channel" if not plan else "survey_inactive" if script is None else None)
@@ -233,13 +256,13 @@ class DeliveryDispatcher:
                 delivery_id=row.id, replacing=current.id if current is not None else None,
                 sending=True)
             state, prompts, dialogue_id = turn.state, turn.prompts, dialogue.id
+        if how[channel] and channel in templated:
+            templated[channel].add(row.customer_id)
         return Job(row.id, row.survey_id, row.token or "", channel, addresses[channel],
                    dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
                    expires_after=script.policy.expires_after, title=title(script, state.locale),
-                   finished=state.finished,
-                   template=bool(self._window(channel, inbound.get((row.customer_id, channel)),
-                                              now)))
+                   finished=state.finished, template=bool(how[channel]))
 
     def _window(self, channel: str, last_inbound: datetime | None, now: datetime
                 ) -> bool | None:
@@ -304,7 +327,8 @@ class DeliveryDispatcher:
                       else DeliveryStatus.SENT, "sent_channel": job.channel,
                       "message_id": outcome.message_id, "sent_at": now,
                       "remind_at": now + remind if remind else None,
-                      "expires_at": now + expire if expire else None, "last_error": None}
+                      "expires_at": now + expire if expire else None, "last_error": None,
+                      "templated": job.template}
         elif outcome.closed is not None:
             store.customers.mark_unreachable(job.channel, job.address, outcome.closed)
             store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)

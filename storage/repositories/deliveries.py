@@ -293,6 +293,13 @@ class Deliveries(Repository):
             found.setdefault(row.customer_id, {})[row.channel] = row.address
         return found
 
+    def templated_customers(self, channel: str, since: datetime) -> set[int]:
+        """The customers sent a template through `channel` since `since`."""
+        return set(self.connection.execute(
+            select(_deliveries.c.customer_id).distinct().where(
+                _deliveries.c.sent_channel == channel, _deliveries.c.templated,
+                _deliveries.c.sent_at >= since)).scalars())
+
     def last_inbound(self, customer_ids: Collection[int], channels: Collection[str]
                      ) -> dict[tuple[int, str], datetime]:
         """When each customer last wrote to us in each of these channels (those with a

@@ -132,3 +132,41 @@ async def test_with_no_other_channel_a_closed_window_fails_the_delivery_plainly(
     await setup.dispatcher.tick()
     assert await setup.status(delivery) == ("failed", None, "window_closed")
     assert setup.chat.jobs == []
+
+
+async def test_the_daily_limit_of_templates_sends_the_rest_elsewhere_or_later(
+        db_url: str) -> None:
+    """A number may write first (a template) to so many customers a day: past it, a
+    customer another channel reaches gets that one, and one nobody else reaches waits."""
+    async with serving(db_url, channels=("chat", "email"), telegram=False) as api:
+        chat, mail = windowed(template=True), Recording(Spec(
+            "email", AddressKind.EMAIL, pushes=True, inbound=False, receipts=True))
+        dispatcher = DeliveryDispatcher(
+            api.services.db, {"chat": chat, "email": mail}, clock=api.clock,
+            scripts=api.services.scripts, windows={"chat": Window(timedelta(hours=24), True)},
+            daily={"chat": 1})
+        now = api.clock()
+        deliveries = {}
+        for name, email in (("first", None), ("second", "b@example.com"), ("third", None)):
+            def bind(store: Store, name: str = name) -> None:
+                customer = store.deliveries.upsert_customer(name, {}, {}, now)
+                store.customers.bind(customer.id, "chat", f"+49151{len(name)}{name}",
+                                     now=now)
+            await Database(api.services.factory).write(bind)
+            body = trigger(name, survey="nps", external_id=name,
+                           **({"email": email} if email else {}))
+            body["customer"].pop("telegram_id")
+            _, accepted = await api.post("/api/v1/triggers", {**body, "delay": "PT0S"})
+            deliveries[name] = accepted["delivery_id"]
+        await dispatcher.tick()
+        assert [(j.delivery_id, j.template) for j in chat.jobs] == [(deliveries["first"], True)]
+        assert [j.delivery_id for j in mail.jobs] == [deliveries["second"]]
+        waiting = await Database(api.services.factory).read(
+            lambda store: store.deliveries.get(deliveries["third"]))
+        assert waiting is not None
+        assert waiting.status == "scheduled"
+        assert waiting.due_at > now
+        assert "daily limit" in (waiting.last_error or "")
+        api.clock.advance(hours=25)  # the first template has left the 24 hours
+        await dispatcher.tick()
+        assert [j.delivery_id for j in chat.jobs][-1] == deliveries["third"]
