@@ -20,6 +20,7 @@ import json
 import logging
 from typing import Any
 
+import phonenumbers
 from aiohttp import web
 from pywa_async.client import WhatsApp
 
@@ -82,7 +83,8 @@ async def receive(request: web.Request) -> web.Response:
 async def _message(request: web.Request, account: str, message: JSON,
                    name: str | None) -> None:
     surveys, client = request.app[SURVEYS], request.app[CLIENT]
-    who = Who("whatsapp", str(message["from"]), first_name=name)
+    who = Who("whatsapp", str(message["from"]), first_name=name,
+              phone=e164(str(message["from"])))
     event: Event = ("whatsapp", f"{account}:{message['id']}")
     kind = message.get("type")
     picked: render.Picked | None = None
@@ -118,6 +120,18 @@ async def _message(request: web.Request, account: str, message: JSON,
             return
     if outcome is not None:
         await _show(client, who, outcome)
+
+
+def e164(wa_id: str) -> str | None:
+    """The customer's number, when their WhatsApp id is one (it is their number's digits,
+    unless they hide it behind a username): it joins them to who has that number."""
+    try:
+        number = phonenumbers.parse("+" + wa_id)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 async def _begin(request: web.Request, who: Who, event: Event, token: str | None) -> None:

@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from storage.models import IdentityRow
+from storage.uow import Database, Store
 from tests.contract.harness import PHONE, WA_ID, WhatsAppHarness, World, world
 from tests.e2e.trigger_support import trigger
 
@@ -80,3 +83,21 @@ async def test_metas_verification_handshake(w: World) -> None:
     wrong = await client.get("/whatsapp/webhook", params={
         "hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"})
     assert wrong.status == 403
+
+
+async def test_a_customer_known_by_number_is_the_one_who_writes_from_it(w: World) -> None:
+    """Someone the product knows only by phone number (an import, an SMS) writes on
+    WhatsApp: the same customer, not a new one."""
+    now = w.api.clock()
+
+    def known(store: Store) -> int:
+        customer = store.deliveries.upsert_customer("crm-7", {}, {}, now)
+        store.customers.bind(customer.id, "phone", PHONE, now=now)
+        return customer.id
+
+    customer_id = await Database(w.api.services.factory).write(known)
+    await WhatsAppHarness(w).type("hello")
+    async with w.api.services.factory() as session:
+        owners = {row.channel: row.customer_id for row in await session.scalars(
+            select(IdentityRow))}
+    assert owners == {"phone": customer_id, "whatsapp": customer_id}
