@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import phonenumbers
@@ -38,6 +39,7 @@ routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 CLIENT = web.AppKey("whatsapp", WhatsApp)
 START = "start:"
+TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # bot.services.triggers.new_token's: 192 bits
 JSON = dict[str, Any]
 
 
@@ -71,20 +73,24 @@ async def receive(request: web.Request) -> web.Response:
                        "body") from None
     for value in values:
         account = str(value.get("metadata", {}).get("phone_number_id", ""))
-        names = {c.get("wa_id"): c.get("profile", {}).get("name")
+        names = {c.get("wa_id") or c.get("user_id"): c.get("profile", {}).get("name")
                  for c in value.get("contacts", [])}
         for message in value.get("messages", []):
-            await _message(request, account, message, names.get(message.get("from")))
+            # The sender's wa_id (their number's digits), or, for someone who hides it
+            # behind a username, the business-scoped user id Meta sends instead.
+            sender = message.get("from") or message.get("from_user_id")
+            if sender:
+                await _message(request, account, message, str(sender), names.get(sender))
         for status in value.get("statuses", []):
             await _status(request, account, status)
     return web.json_response({"ok": True})
 
 
-async def _message(request: web.Request, account: str, message: JSON,
+async def _message(request: web.Request, account: str, message: JSON, sender: str,
                    name: str | None) -> None:
     surveys, client = request.app[SURVEYS], request.app[CLIENT]
-    who = Who("whatsapp", str(message["from"]), first_name=name,
-              phone=e164(str(message["from"])))
+    who = Who("whatsapp", sender, first_name=name,
+              phone=e164(sender) if sender.isdigit() else None)
     event: Event = ("whatsapp", f"{account}:{message['id']}")
     kind = message.get("type")
     picked: render.Picked | None = None
@@ -97,8 +103,8 @@ async def _message(request: web.Request, account: str, message: JSON,
         await surveys.opt_out(who)
         await _say(client, who, "Done: you will not receive any more surveys from us.")
         return
-    if typed is not None and typed.startswith(START):
-        await _begin(request, who, event, typed.removeprefix(START))
+    if typed is not None and (token := _token(typed)) is not None:
+        await _begin(request, who, event, token)
         return
     if picked is not None and picked.action == "g":
         asking = await surveys.asking(who)
@@ -120,6 +126,13 @@ async def _message(request: web.Request, account: str, message: JSON,
             return
     if outcome is not None:
         await _show(client, who, outcome)
+
+
+def _token(text: str) -> str | None:
+    """A delivery's token the customer sent: the template button's "start:<token>", or a
+    wa.me/<number>?text=<token> link's prefilled text."""
+    token = text.strip().removeprefix(START)
+    return token if TOKEN.fullmatch(token) else None
 
 
 def e164(wa_id: str) -> str | None:

@@ -101,3 +101,19 @@ async def test_a_customer_known_by_number_is_the_one_who_writes_from_it(w: World
         owners = {row.channel: row.customer_id for row in await session.scalars(
             select(IdentityRow))}
     assert owners == {"phone": customer_id, "whatsapp": customer_id}
+
+
+async def test_a_wa_me_link_continues_a_deliverys_dialogue_from_another_channel(
+        w: World) -> None:
+    """The page or an e-mail offers wa.me/<number>?text=<token>: the customer sends the
+    token, and answers the delivery's survey in WhatsApp, where it stands."""
+    h = WhatsAppHarness(w)
+    accepted = await w.trigger("email")  # sent by e-mail
+    await w.tick()
+    token = (await w.delivery(accepted["delivery_id"])).token
+    assert token is not None
+    shown = await h.type(token)
+    assert "recommend" in shown.text
+    await h.tap("9")
+    assert await w.answers() == [("score", 9, None, "whatsapp")]
+    assert (await w.delivery(accepted["delivery_id"])).status == "answered"
