@@ -25,6 +25,7 @@ from bot.services.triggers import TriggerService
 from bot.settings import Settings
 from handlers.telegram import admin
 from handlers.telegram import app as telegram
+from handlers.whatsapp import channel as whatsapp
 from storage.db import create_engine
 from storage.migrate import upgrade_async
 
@@ -62,6 +63,9 @@ def what_is_on(product: Product, surveys: int, campaigns: int) -> list[str]:
         "team chat: " + ("on" if services.team is not None else
                          "off (ADMIN_CHAT_ID is not set)" if product.telegram else
                          "off (needs BOT_TOKEN and ADMIN_CHAT_ID)"),
+        "WhatsApp: " + (f"on, {whatsapp.PATH} (template {settings.whatsapp_template})"
+                        if whatsapp.configured(settings) else
+                        "off (WHATSAPP_TOKEN is not set)"),
         "e-mail: " + ("on" if product.smtp is not None else "off (SMTP_URL is not set)"),
         "web pages and widget: on",
         "dashboard: " + ("on, /admin/" if settings.admin_token is not None else

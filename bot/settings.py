@@ -153,6 +153,19 @@ class Settings(BaseSettings):
                              "smaller")
         return self
 
+    @model_validator(mode="after")
+    def _whatsapp_whole(self) -> Settings:
+        # Three of the four would leave WhatsApp off without a word.
+        given = {"WHATSAPP_TOKEN": self.whatsapp_token,
+                 "WHATSAPP_PHONE_NUMBER_ID": self.whatsapp_phone_number_id,
+                 "WHATSAPP_APP_SECRET": self.whatsapp_app_secret,
+                 "WHATSAPP_VERIFY_TOKEN": self.whatsapp_verify_token}
+        missing = [name for name, value in given.items() if value is None]
+        if 0 < len(missing) < len(given):
+            raise ValueError(f"WhatsApp needs {', '.join(missing)} too (or none of "
+                             f"{', '.join(given)})")
+        return self
+
     @property
     def base_url(self) -> str:
         """Where links in messages point: PUBLIC_URL, else the local server."""

@@ -305,6 +305,7 @@ async def test_run_migrates_loads_serves_health_and_stops_on_sigterm(tmp_path: P
     assert "serving on http://127.0.0.1" in output
     # What is on and off, and why: one line each.
     for line in (f"database: SQLite {tmp_path / 'run.db'}", "Telegram: off (BOT_TOKEN is not set)",
+                 "WhatsApp: off (WHATSAPP_TOKEN is not set)",
                  "e-mail: off (SMTP_URL is not set)", "dashboard: off (ADMIN_TOKEN is not set)",
                  "scheduler: on (no channel to send on: a trigger is suppressed, no_channel, "
                  "unless it asks for a link)",

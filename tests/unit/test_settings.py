@@ -92,3 +92,17 @@ def test_a_tzdata_zone_name_or_alias_is_the_digest_time_zone(
         monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
     monkeypatch.setenv("DIGEST_TIMEZONE", zone)
     assert Settings(_env_file=None).digest_timezone == zone
+
+
+def test_whatsapp_is_all_four_settings_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WHATSAPP_TOKEN", "EAAG-token")
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", "app-secret")
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None)
+    message = str(caught.value)
+    assert "WHATSAPP_PHONE_NUMBER_ID, WHATSAPP_VERIFY_TOKEN too" in message
+    assert "EAAG-token" not in message  # a secret is never echoed
+    assert "app-secret" not in message
+    monkeypatch.setenv("WHATSAPP_PHONE_NUMBER_ID", "106540352242922")
+    monkeypatch.setenv("WHATSAPP_VERIFY_TOKEN", "verify")
+    assert Settings(_env_file=None).whatsapp_token is not None
