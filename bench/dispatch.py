@@ -94,6 +94,7 @@ from storage.migrate import upgrade_async
 from storage.models import CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow, TriggerRow
 from storage.uow import Database
 from testkit.botapi import BotApiStub
+from testkit.clock import midday
 
 TOKEN = "123456:BENCH-dispatch_bot"  # noqa: S105  (the loopback stub's, not a real bot's)
 SECRET = "bench-trigger-secret"  # noqa: S105
@@ -479,13 +480,6 @@ async def outbox(db_path: Path, api_base: str, rate: float) -> AsyncIterator[Out
     finally:
         await bot.session.close()
         await engine.dispose()
-
-
-def midday(now: datetime) -> str:
-    """A time zone where it is about noon at `now`: the customers' quiet hours (the NPS
-    example's, 21:00-09:00) never hold the sends back, whenever the benchmark runs."""
-    ahead = 12 - now.hour  # hours ahead of UTC; Etc/GMT-N is N hours ahead (POSIX signs)
-    return f"Etc/GMT{-ahead:+d}" if ahead else "UTC"
 
 
 async def make_due(box: Outbox, chats: Sequence[int]) -> None:

@@ -81,7 +81,6 @@ from bench.dispatch import (
     StubCount,
     blast,
     count,
-    midday,
     serve,
     sqlite_url,
 )
@@ -100,6 +99,7 @@ from storage.migrate import upgrade_async
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, DeliveryStatus, IdentityRow
 from storage.uow import Database
 from testkit import graphapi
+from testkit.clock import midday
 from testkit.graphapi import GraphApiStub
 
 APP_SECRET = "bench-whatsapp-app-secret"  # noqa: S105  (the loopback stand-in's)

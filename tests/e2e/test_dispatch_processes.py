@@ -20,6 +20,7 @@ from bot.examples import EXAMPLES
 from storage.db import create_engine, session_factory
 from storage.models import CustomerRow, DeliveryRow, IdentityRow
 from testkit.botapi import BotApiStub
+from testkit.clock import midday
 from testkit.migrated import load_examples, migrate
 from testkit.net import free_port
 
@@ -39,9 +40,10 @@ async def due_deliveries(db_url: str, count: int, *, first: int = 1,
     try:
         await load_examples(session_factory(engine), now)
         async with engine.begin() as connection:
+            # Where it is noon: the NPS example's quiet hours never hold these back.
             await connection.execute(insert(CustomerRow), [
-                {"id": n, "external_id": f"c{n}", "attributes": {}, "created_at": now,
-                 "updated_at": now} for n in numbers])
+                {"id": n, "external_id": f"c{n}", "attributes": {}, "timezone": midday(now),
+                 "created_at": now, "updated_at": now} for n in numbers])
             await connection.execute(insert(IdentityRow), [
                 {"customer_id": n, "channel": "telegram", "address": str(FIRST_CHAT + n),
                  "reachable": True, "created_at": now} for n in numbers])
