@@ -29,17 +29,17 @@ import html
 import itertools
 import json
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from types import TracebackType
-from typing import Any, NoReturn, Self, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiohttp import BodyPartReader, ClientSession, ClientTimeout, MultipartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.web_request import FileField
+
+from testkit.loopback import Loopback
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -189,18 +189,16 @@ def _bad(description: str) -> _Reject:
     return _Reject(400, f"Bad Request: {description}")
 
 
-class BotApiStub:
+class BotApiStub(Loopback):
     """See the module docstring. Not thread-safe: use it from the event loop it started on."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[Call] = []
         self.errors: list[ApiError] = []
         self.updates: list[tuple[float, JSON]] = []  # every update pushed or posted, in order
         self.webhook_url = ""
         self.webhook_secret: str | None = None
-        self._base_url: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._client: ClientSession | None = None
         self._changed = asyncio.Condition()  # notified on every call, update and close
         self._closed = asyncio.Event()
         self._began = time.monotonic()
@@ -249,47 +247,22 @@ class BotApiStub:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Serve on a free port of 127.0.0.1; returns the base URL."""
-        if self._base_url is not None:
-            return self._base_url
+    def app(self) -> web.Application:
         app = web.Application(client_max_size=50 * 2**20)
         app.router.add_route("POST", "/bot{token}/{method}", self._handle)
         app.router.add_route("GET", "/bot{token}/{method}", self._handle)
-        # A short shutdown: close() has already released every long poll and delay.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self._began = time.monotonic()
-        self._base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self._base_url
+        return app
+
+    async def start(self) -> str:
+        if self._base_url is None:
+            self._began = time.monotonic()  # the transcript's times count from here
+        return await super().start()
 
     async def close(self) -> None:
-        self._closed.set()
+        self._closed.set()  # every long poll and delay lets go
         async with self._changed:
             self._changed.notify_all()
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("BotApiStub is not started")
-        return self._base_url
+        await super().close()
 
     # -- what the bot did -----------------------------------------------------------------
 
@@ -413,12 +386,10 @@ class BotApiStub:
     async def post_webhook(self, url: str, update: JSON, secret: str | None = None) -> int:
         """POST the update to the bot's webhook as Telegram does; returns the HTTP status.
         A method in the webhook's reply is executed, as Telegram executes it."""
-        if self._client is None:
-            self._client = ClientSession(timeout=ClientTimeout(total=60))
         headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret is not None else {}
         self.updates.append((time.monotonic(), copy.deepcopy(update)))
         await self._notify()
-        async with self._client.post(url, json=update, headers=headers) as response:
+        async with self.client.post(url, json=update, headers=headers) as response:
             if response.status == 200 and response.content_type == "multipart/form-data":
                 fields: JSON = {}
                 reader = MultipartReader.from_response(response)

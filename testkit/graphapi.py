@@ -33,14 +33,14 @@ import hmac
 import itertools
 import json
 import re
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import web
+
+from testkit.loopback import Loopback
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -163,12 +163,13 @@ def _not_valid(details: str) -> _Reject:
     return _Reject(400, 131009, "(#131009) Parameter value is not valid", details)
 
 
-class GraphApiStub:
+class GraphApiStub(Loopback):
     """See the module docstring. Not thread-safe: use it from the event loop it started on."""
 
     def __init__(self, *, token: str = TOKEN, phone_number_id: str = PHONE_NUMBER_ID,
                  display_phone_number: str = DISPLAY_PHONE_NUMBER, waba_id: str = WABA_ID,
                  verified_name: str = VERIFIED_NAME) -> None:
+        super().__init__()
         self.token = token
         self.phone_number_id = phone_number_id
         self.display_phone_number = display_phone_number
@@ -180,48 +181,14 @@ class GraphApiStub:
         self._faults: list[_Fault] = []
         self._traces = itertools.count(1)
         self._changed = asyncio.Condition()
-        self._base_url: str | None = None
-        self._runner: web.AppRunner | None = None
-        self._client: ClientSession | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> str:
-        """Serve on a free port of 127.0.0.1; returns the base URL."""
-        if self._base_url is not None:
-            return self._base_url
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", self._messages)
         app.router.add_get(r"/{version:v\d+\.\d+}/{phone_number_id}", self._phone_number)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self._base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self._base_url
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.close()
-
-    @property
-    def base_url(self) -> str:
-        if self._base_url is None:
-            raise RuntimeError("GraphApiStub is not started")
-        return self._base_url
+        return app
 
     # -- what the client did --------------------------------------------------------------
 
@@ -274,12 +241,10 @@ class GraphApiStub:
                            signature: str | None = None) -> int:
         """POST the payload to the app's webhook as Meta does, signed with `app_secret`
         (or carrying `signature` instead, to forge one); returns the HTTP status."""
-        if self._client is None:
-            self._client = ClientSession(timeout=ClientTimeout(total=60))
         body = webhook_body(payload)
         headers = {"Content-Type": "application/json",
                    "X-Hub-Signature-256": signature or sign(body, app_secret)}
-        async with self._client.post(url, data=body, headers=headers) as response:
+        async with self.client.post(url, data=body, headers=headers) as response:
             return response.status
 
     def text_update(self, wa_id: str, text: str, *, name: str = CONTACT_NAME) -> JSON:

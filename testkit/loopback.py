@@ -1,0 +1,65 @@
+"""What every platform's stand-in shares (testkit/botapi.py for Telegram, testkit/graphapi.py
+for WhatsApp, and the channels to come): its API served on a free port of 127.0.0.1, a
+client session to post the platform's webhooks to the bot under test, and a close that
+ends both. A stand-in says what it serves in `app()`."""
+
+from __future__ import annotations
+
+import socket
+from types import TracebackType
+from typing import Self
+
+from aiohttp import ClientSession, ClientTimeout, web
+
+
+class Loopback:
+    def __init__(self) -> None:
+        self._base_url: str | None = None
+        self._runner: web.AppRunner | None = None
+        self._client: ClientSession | None = None
+
+    def app(self) -> web.Application:
+        """The platform's API: its routes and handlers."""
+        raise NotImplementedError
+
+    async def start(self) -> str:
+        """Serve on a free port of 127.0.0.1; returns the base URL."""
+        if self._base_url is not None:
+            return self._base_url
+        # A short shutdown: close() has already released whatever a handler waits for.
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self._base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return self._base_url
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._base_url
+
+    @property
+    def client(self) -> ClientSession:
+        """The platform's side of its webhooks: posts to the bot under test."""
+        if self._client is None:
+            self._client = ClientSession(timeout=ClientTimeout(total=60))
+        return self._client
