@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -40,6 +40,7 @@ from conversations.policy import next_allowed
 from conversations.script import Script
 from storage.db import patiently
 from storage.models import DeliveryRow, DeliveryStatus, DialogueStatus
+from storage.repositories.deliveries import Deliveries
 from storage.uow import Database, Store
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,7 @@ class DeliveryDispatcher:
         customers = deliveries.contacts(customer_ids)
         addresses = deliveries.addresses(customer_ids)
         open_dialogues = deliveries.open_dialogues(customer_ids)
-        inbound = (deliveries.last_inbound(customer_ids, self._windows) if self._windows
-                   else {})
+        inbound = self._last_inbound(deliveries, customer_ids)
         # Who got a template in the last 24 hours, per channel with a daily limit: this
         # batch adds to them as it goes.
         templated = {name: deliveries.templated_customers(name, now - DAY)
@@ -204,9 +204,8 @@ class DeliveryDispatcher:
         """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
         that sends its first prompt; None when the delivery is settled or put off here."""
         deliveries = store.deliveries
-        reaches = channel_plan(addresses, row.channel, list(self._senders))
-        how = {name: self._window(name, inbound.get((row.customer_id, name)), now)
-               for name in reaches}
+        how = self._ways(addresses, row.channel, row.customer_id, inbound, now)
+        reaches = list(how)
         plan = [name for name in reaches if how[name] is not None]
         full = [name for name in plan if how[name] and name in self._daily
                 and row.customer_id not in templated[name]
@@ -263,6 +262,19 @@ class DeliveryDispatcher:
                    remind_after=script.policy.reminder_after,
                    expires_after=script.policy.expires_after, title=title(script, state.locale),
                    finished=state.finished, template=bool(how[channel]))
+
+    def _last_inbound(self, deliveries: Deliveries, customer_ids: Collection[int]
+                      ) -> Mapping[tuple[int, str], datetime]:
+        """When the customers last wrote in each channel with a window (none: no query)."""
+        return deliveries.last_inbound(customer_ids, self._windows) if self._windows else {}
+
+    def _ways(self, addresses: Mapping[str, str], asked: str | None, customer_id: int,
+              inbound: Mapping[tuple[int, str], datetime], now: datetime
+              ) -> dict[str, bool | None]:
+        """The channels that reach the customer, in the order to try them, each with how a
+        message may go there now (_window)."""
+        return {name: self._window(name, inbound.get((customer_id, name)), now)
+                for name in channel_plan(addresses, asked, list(self._senders))}
 
     def _window(self, channel: str, last_inbound: datetime | None, now: datetime
                 ) -> bool | None:
@@ -398,10 +410,9 @@ class DeliveryDispatcher:
         deliveries = store.deliveries
         dialogue = deliveries.dialogue_of(row.id)
         addresses = deliveries.reachable(row.customer_id)
-        inbound = (deliveries.last_inbound([row.customer_id], self._windows) if self._windows
-                   else {})
-        plan = [name for name in channel_plan(addresses, row.sent_channel, list(self._senders))
-                if self._window(name, inbound.get((row.customer_id, name)), now) is not None]
+        how = self._ways(addresses, row.sent_channel, row.customer_id,
+                         self._last_inbound(deliveries, [row.customer_id]), now)
+        plan = [name for name, way in how.items() if way is not None]
         if dialogue is None or not plan or customer.opted_out_at is not None:
             return None
         state = DialogueState.from_json(dialogue.state)
@@ -413,9 +424,7 @@ class DeliveryDispatcher:
             return None
         return Job(row.id, row.survey_id, row.token or "", plan[0], addresses[plan[0]],
                    dialogue.id, current_prompts(script, state), state.locale, reminder=True,
-                   title=title(script, state.locale),
-                   template=bool(self._window(plan[0], inbound.get((row.customer_id, plan[0])),
-                                              now)))
+                   title=title(script, state.locale), template=bool(how[plan[0]]))
 
     async def expire(self) -> int:
         now = self._clock()

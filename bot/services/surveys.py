@@ -631,15 +631,16 @@ class SurveyService:
         is bound to them and marked reachable again: someone who writes to us can be
         written to."""
         customer = store.customers.by_identity(who.channel, who.address)
-        if customer is None and who.phone:  # known by their number from elsewhere (SMS)
-            customer = store.customers.by_identity("phone", who.phone)
+        # Known by their number from elsewhere (SMS, an import): the same customer.
+        by_phone = store.customers.by_identity("phone", who.phone) if who.phone else None
+        customer = customer or by_phone
         new = customer is None
         if customer is None:
             # No locale yet: until the customer picks one (/language), the channel's guess
             # (who.locale) is asked again each time.
             customer = store.customers.add(now=now, first_name=who.first_name)
         store.customers.bind(customer.id, who.channel, who.address, now=now)
-        if who.phone and store.customers.by_identity("phone", who.phone) is None:
+        if who.phone and by_phone is None:
             store.customers.bind(customer.id, "phone", who.phone, now=now)
         return customer, new
 

@@ -105,23 +105,23 @@ def shown(prompt: Prompt, session_id: int, *, skip_label: str = "Skip",
         options.append(Option(f"{head}:g:{rest[0]}-{rest[-1]}",
                               f"{prompt.options[rest[0]].label}–"
                               f"{prompt.options[rest[-1]].label}"[:ROW_TITLE]))
-    options += skip
-    if len(options) <= BUTTONS:
-        return Shown(body, tuple(Option(o.id, _cut(o.title, BUTTON_TITLE)) for o in options),
-                     "buttons")
-    return Shown(body, tuple(options), "list")
+    return _message(body, [*options, *skip])
 
 
 def opened(prompt: Prompt, picked: Picked) -> Shown:
     """A group's options, as the second step of a tap on it."""
     head = f"{picked.session_id}:{picked.position}"
     chosen = [i for i in range(picked.first, picked.last + 1) if i < len(prompt.options)]
-    options = tuple(Option(f"{head}:a:{i}", _cut(prompt.options[i].label, ROW_TITLE))
-                    for i in chosen)
+    return _message(prompt.text, [
+        Option(f"{head}:a:{i}", _cut(prompt.options[i].label, ROW_TITLE)) for i in chosen])
+
+
+def _message(text: str, options: list[Option]) -> Shown:
+    """Up to 3 options as reply buttons (shorter titles), more as a list's rows."""
     if len(options) <= BUTTONS:
-        return Shown(prompt.text, tuple(Option(o.id, _cut(o.title, BUTTON_TITLE))
-                                        for o in options), "buttons")
-    return Shown(prompt.text, options[:ROWS], "list")
+        return Shown(text, tuple(Option(o.id, _cut(o.title, BUTTON_TITLE)) for o in options),
+                     "buttons")
+    return Shown(text, tuple(options[:ROWS]), "list")
 
 
 def _cut(label: str, size: int) -> str:
