@@ -72,7 +72,7 @@ from pydantic import SecretStr
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stats import ROUNDS, Spread, spread_note
+from bench.stats import ROUNDS, Spread, machine_note, spread_note
 from bot.bootstrap import build_services, build_web_app
 from bot.examples import EXAMPLES
 from bot.limits import Limiter, RateLimited
@@ -715,9 +715,7 @@ def run(seconds: float, rounds: int, rates: Sequence[float]) -> list[str]:
         client.close()
         stub.close()
     return [
-        f"machine: load average {load_before:.1f} before the run and "
-        f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes on "
-        f"them lower every figure)",
+        machine_note(load_before),
         f"triggers: load client in its own process ({CLIENT_CONCURRENCY} requests in flight, "
         f"HMAC-signed), server in this one, each >= {seconds:g} s after "
         f"{WARMUP_REQUESTS} warm-up requests on a fresh SQLite file; {spread_note(rounds)}",

@@ -7,6 +7,7 @@ figure smaller than its spread is noise, not a change."""
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,3 +51,11 @@ class Spread:
 
 def spread_note(rounds: int) -> str:
     return f"medians of {rounds} alternating rounds, (min–max of the rounds) beside each"
+
+
+def machine_note(load_before: float) -> str:
+    """The report's first line: the machine's load before and after the run, which every
+    figure (baselines too) depends on."""
+    return (f"machine: load average {load_before:.1f} before the run and "
+            f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes "
+            f"on them lower every figure)")

@@ -53,7 +53,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bench.minimal_bot import build_minimal_bot, serve_webhook
-from bench.stats import ROUNDS, Spread, spread_note
+from bench.stats import ROUNDS, Spread, machine_note, spread_note
 from bot.bootstrap import build
 from bot.commands import freeze_heap
 from bot.examples import EXAMPLES
@@ -452,12 +452,10 @@ def run(levels: Sequence[int], seconds: float, rounds: int) -> list[str]:
                     phases.setdefault((name, level), []).append(
                         asyncio.run(measure(name, db_path, level, seconds=seconds)))
     round_trip = asyncio.run(stub_round_trip())
-    load_after = os.getloadavg()[0]
     calls = {name: statistics.median(p.stub_calls / p.chats for level in levels
                                      for p in phases[name, level]) for name in BOTS}
     lines = [
-        f"machine: load average {load_before:.1f} before the run and {load_after:.1f} after (1 "
-        f"min, {os.cpu_count()} cores; other processes on them lower every figure)",
+        machine_note(load_before),
         f"the bot in a process of its own, the driver and Bot API stub in another; at most "
         f"100 updates in flight (the stub's HTTP pool); each level >= {seconds:g} s per bot "
         f"after a warm-up, fresh SQLite file each; {spread_note(rounds)}",

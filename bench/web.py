@@ -57,7 +57,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.dispatch import SURVEYS, Child, bench_settings, count, serve, sqlite_url
-from bench.stats import ROUNDS, Spread, spread_note
+from bench.stats import ROUNDS, Spread, machine_note, spread_note
 from bot.bootstrap import build_services, build_web_app
 from bot.services.scripts import load_scripts
 from bot.services.triggers import new_token
@@ -425,9 +425,7 @@ def run(seconds: float, rounds: int, deliveries: int) -> list[str]:
     finally:
         client.close()
     return [
-        f"machine: load average {load_before:.1f} before the run and "
-        f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes on "
-        f"them lower every figure)",
+        machine_note(load_before),
         f"load client in its own process ({CONCURRENCY} requests in flight, keep-alive, CSRF "
         f"cookie), server in this one; per round a fresh SQLite file with {deliveries:,} open "
         f"NPS deliveries, each opened once (then {deliveries:,} sessions), re-rendered "

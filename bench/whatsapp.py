@@ -84,7 +84,7 @@ from bench.dispatch import (
     serve,
     sqlite_url,
 )
-from bench.stats import ROUNDS, Spread, spread_note
+from bench.stats import ROUNDS, Spread, machine_note, spread_note
 from bot.bootstrap import build, build_services, build_web_app
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
@@ -609,9 +609,7 @@ def run(customers: int, sends: int, rounds: int) -> list[str]:
     finally:
         child.close()
     return [
-        f"machine: load average {load_before:.1f} before the run and "
-        f"{os.getloadavg()[0]:.1f} after (1 min, {os.cpu_count()} cores; other processes on "
-        f"them lower every figure)",
+        machine_note(load_before),
         f"inbound: the Graph API stand-in and the load client in their own process "
         f"({CONCURRENCY} webhooks in flight, keep-alive, each signed X-Hub-Signature-256), "
         f"the bot in this one; per round {customers:,} customers each write \"hello\", "
