@@ -162,10 +162,16 @@ async def serve_webhook(bot: Bot, dispatcher: Dispatcher, *, host: str = "127.0.
 
 
 async def answers_committed(db_path: Path) -> int:
-    """Rows committed so far, read on a connection of its own."""
+    """Answers committed so far, read on a connection of its own."""
+    return await rows_committed(db_path, "answers")
+
+
+async def rows_committed(db_path: Path, table: str) -> int:
+    """The rows of a minimal bot's table committed so far, read on a connection of its
+    own; none before the bot made the table."""
     async with aiosqlite.connect(db_path) as db:
         try:
-            async with db.execute("SELECT count(*) FROM answers") as cursor:
+            async with db.execute(f"SELECT count(*) FROM {table}") as cursor:
                 row = await cursor.fetchone()
         except aiosqlite.OperationalError:  # no table: the bot never started
             return 0

@@ -27,6 +27,10 @@ import httpx
 from aiohttp import web
 from pywa_async.client import WhatsApp
 
+# The same durability as Otklik's SQLite and bench/minimal_bot.py's (WAL, no fsync on each
+# commit), so the comparison is of the code and not of fsync.
+from bench.minimal_bot import PRAGMAS, rows_committed
+
 PATH = "/webhook"
 REPLY = "Thanks"
 SCHEMA = """
@@ -37,9 +41,6 @@ CREATE TABLE IF NOT EXISTS messages (
     received_at TEXT NOT NULL
 )"""
 INSERT = "INSERT INTO messages (wa_id, text, received_at) VALUES (?, ?, ?)"
-# The same durability as Otklik's SQLite (storage/db.py) and bench/minimal_bot.py, so the
-# comparison is of the code and not of fsync: WAL, and no fsync on every commit.
-PRAGMAS = ("PRAGMA busy_timeout=5000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
 DB = web.AppKey("db", aiosqlite.Connection)
 
 
@@ -97,11 +98,5 @@ def build_app(wa: WhatsApp, app_secret: str, db_path: Path) -> web.Application:
 
 
 async def messages_stored(db_path: Path) -> int:
-    """Rows committed so far, read on a connection of its own."""
-    async with aiosqlite.connect(db_path) as db:
-        try:
-            async with db.execute("SELECT count(*) FROM messages") as cursor:
-                row = await cursor.fetchone()
-        except aiosqlite.OperationalError:  # no table: the app never started
-            return 0
-    return int(row[0]) if row else 0
+    """Messages committed so far, read on a connection of its own."""
+    return await rows_committed(db_path, "messages")
