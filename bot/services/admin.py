@@ -33,8 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
-
+from bot.phones import e164
 from bot.services.errors import NotFound, ServiceError
 from bot.services.logins import Logins
 from bot.services.scripts import Loaded, parse_apart, store_scripts
@@ -205,7 +204,7 @@ class AdminService:
     async def find_customers(self, q: str, limit: int = 20) -> Sequence[CustomerRow]:
         """Customers whose external id, e-mail, phone or channel address is `q` exactly."""
         q = q.strip()
-        phone = _e164(q)
+        phone = e164(q, valid=False)
         return await self._db.read(
             lambda store: store.admin.find_customers(q, phone=phone, limit=limit))
 
@@ -263,9 +262,3 @@ def _customer(store: Store, external_id: str) -> CustomerRow:
     return customer
 
 
-def _e164(value: str) -> str | None:
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -7,11 +7,11 @@ import unicodedata
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-import phonenumbers
 from aiohttp import web
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from bot.keys import LINKS, TRIGGERS
+from bot.phones import e164
 from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
 from conversations.script import MAX_DELAY, TimeZoneName
 from handlers.api.core import (
@@ -52,14 +52,10 @@ class CustomerBody(Strict):
     def _e164(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
+        if (number := e164(value)) is None:
             raise ValueError("not a valid phone number in international format "
                              "(e.g. +14155550123)")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return number
 
 
 class TriggerBody(Strict):

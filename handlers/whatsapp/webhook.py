@@ -21,11 +21,11 @@ import logging
 import re
 from typing import Any
 
-import phonenumbers
 from aiohttp import web
 from pywa_async.client import WhatsApp
 
 from bot.keys import RECEIPTS, SETTINGS, SURVEYS
+from bot.phones import e164
 from bot.services.channels import Receipt, ReceiptStatus
 from bot.services.surveys import Event, LinkExpired, NoSurvey, OptedOut, Outcome, Tap, Who
 from bot.signing import same_secret
@@ -90,7 +90,9 @@ async def _message(request: web.Request, account: str, message: JSON, sender: st
                    name: str | None) -> None:
     surveys, client = request.app[SURVEYS], request.app[CLIENT]
     who = Who("whatsapp", sender, first_name=name,
-              phone=e164(sender) if sender.isdigit() else None)
+              # Their number, when the id is one (not a username's): joins them to whoever
+              # has that number.
+              phone=e164("+" + sender) if sender.isdigit() else None)
     event: Event = ("whatsapp", f"{account}:{message['id']}")
     kind = message.get("type")
     picked: render.Picked | None = None
@@ -133,18 +135,6 @@ def _token(text: str) -> str | None:
     wa.me/<number>?text=<token> link's prefilled text."""
     token = text.strip().removeprefix(START)
     return token if TOKEN.fullmatch(token) else None
-
-
-def e164(wa_id: str) -> str | None:
-    """The customer's number, when their WhatsApp id is one (it is their number's digits,
-    unless they hide it behind a username): it joins them to who has that number."""
-    try:
-        number = phonenumbers.parse("+" + wa_id)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 async def _begin(request: web.Request, who: Who, event: Event, token: str | None) -> None:
