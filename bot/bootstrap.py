@@ -78,6 +78,9 @@ from handlers.email import bounces
 from handlers.email import channel as email_channel
 from handlers.email.channel import EmailChannel, Smtp
 from handlers.email.replies import EmailReplier
+from handlers.sms import channel as sms_channel
+from handlers.sms import smsc as sms_smsc
+from handlers.sms import twilio as sms_twilio
 from handlers.telegram import admin
 from handlers.telegram import app as telegram
 from handlers.telegram import channel as telegram_channel
@@ -87,10 +90,10 @@ from handlers.web import channel as web_channel
 from handlers.web import pages, widget
 from handlers.whatsapp import channel as whatsapp_channel
 from handlers.whatsapp import webhook as whatsapp_webhook
-from handlers.whatsapp.channel import WhatsAppChannel
 from storage.db import create_engine, session_factory
 from storage.uow import Database
 
+SENDERS = web.AppKey("senders", dict[str, Channel])  # those the channels attached
 WEB, DASHBOARD = Path(pages.__file__).parent, Path(dashboard.__file__).parent
 TEMPLATES = (WEB / "templates", DASHBOARD / "templates")
 
@@ -119,7 +122,7 @@ class Services:
 # The channels, in the order a delivery tries them. A channel is a folder under handlers/
 # and a line here (docs/adding-a-channel.md); tests/contract/ is the suite it passes.
 CHANNELS: tuple[Plugin, ...] = (telegram_channel.PLUGIN, whatsapp_channel.PLUGIN,
-                                email_channel.PLUGIN, web_channel.PLUGIN)
+                                sms_channel.PLUGIN, email_channel.PLUGIN, web_channel.PLUGIN)
 
 
 def policy_of(settings: Settings) -> SendPolicy:
@@ -208,6 +211,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[throttle.CREDENTIALS] = {**throttle.API_CREDENTIALS,
                                  **{header: check for plugin in CHANNELS
                                     for header, check in plugin.credentials.items()}}
+    app[throttle.SECRET_PATHS] = (*throttle.LINKS, *(path for plugin in CHANNELS
+                                                     for path in plugin.secret_paths))
     app.on_cleanup.append(throttle.close)
     app[SETTINGS] = settings
     app[AVAILABILITY] = services.availability
@@ -223,14 +228,8 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app[EXPORTS] = services.exports
     app[RECEIPTS] = services.receipts
     app[health.CHANNEL_OPERATIONS] = channel_operations()
-    if whatsapp_channel.configured(settings):
-        client, session = whatsapp_channel.build_client(settings)
-        app[whatsapp_webhook.CLIENT] = client
-
-        async def close_whatsapp(_: web.Application) -> None:
-            await session.aclose()  # pywa leaves its session to whoever made it
-
-        app.on_cleanup.append(close_whatsapp)
+    app[SENDERS] = {plugin.spec.name: plugin.attach(app) for plugin in CHANNELS
+                    if plugin.attach is not None and plugin.configured(settings)}
     app[observability.INSTRUMENTS] = services.instruments
     # The templates ship with the code: no stat() of each one on every render to see
     # whether it changed (auto_reload), a twentieth of a page's CPU.
@@ -242,7 +241,7 @@ def build_web_app(settings: Settings, engine: AsyncEngine, services: Services | 
     app.router.add_static("/static", WEB / "static")
     for module in (health, triggers, campaigns, pages, widget, answers, customers, surveys,
                    audit, alerts, observability, metrics_api, dashboard, bounces,
-                   whatsapp_webhook):
+                   whatsapp_webhook, sms_twilio, sms_smsc):
         app.add_routes(module.routes)
     app.add_routes(widget.options_routes())
     api.check_scopes(app)
@@ -354,9 +353,8 @@ async def build(settings: Settings, engine: AsyncEngine | None = None, *,
             telegram.add_webhook(app, settings, updates, bot)
     if smtp is not None:
         senders["email"] = EmailChannel(smtp, settings.mail_from, services.links)
-    if whatsapp_webhook.CLIENT in app:
-        senders["whatsapp"] = WhatsAppChannel(app[whatsapp_webhook.CLIENT],
-                                              settings.whatsapp_template)
+    attached: dict[str, Channel] = app[SENDERS]
+    senders.update(attached)
     senders = {plugin.spec.name: senders[plugin.spec.name] for plugin in CHANNELS
                if plugin.spec.name in senders}  # in the order a delivery tries them
     dispatcher = DeliveryDispatcher(

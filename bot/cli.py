@@ -70,8 +70,12 @@ def init(directory: Path) -> int:
 
 def validate(paths: Sequence[Path]) -> int:
     """`otklik scripts validate`: every problem of every script and campaigns file on
-    stderr, an OK line for each valid one on stdout; 1 if anything is wrong."""
-    problems, valid = validate_files(paths)
+    stderr, an OK line for each valid one on stdout, after the channels' warnings on it
+    (stderr); 1 if anything is wrong, warnings or not."""
+    from bot.bootstrap import CHANNELS  # the whole product: only for this command
+
+    problems, valid = validate_files(paths, [plugin.advise for plugin in CHANNELS
+                                             if plugin.advise is not None])
     for path in campaign_files(paths):
         try:
             campaigns = read_campaigns(path)
@@ -83,7 +87,7 @@ def validate(paths: Sequence[Path]) -> int:
         problems.append(f"{', '.join(map(str, paths))}: no script files "
                         f"({', '.join(SCRIPT_SUFFIXES)}) or {CAMPAIGNS_FILE} found")
     for line in valid:
-        print(line)
+        print(line, file=sys.stderr if line.startswith("WARNING ") else sys.stdout)
     for line in problems:
         print(line, file=sys.stderr)
     return 1 if problems else 0

@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     # Customers the number may send the template to in 24 hours: its messaging limit in
     # WhatsApp Manager (250 for a new number, then 1,000, 10,000, 100,000; 0: unlimited).
     whatsapp_daily_customers: int = Field(250, ge=0)
+    # SMS (handlers/sms), by one provider: Twilio (the account, its auth token, which
+    # also signs its webhooks, and the number or Messaging Service sid sending), or the
+    # SMSC.ru gateway (docs/channels.md#sms).
+    twilio_account_sid: HeaderText | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: HeaderText | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    smsc_login: HeaderText | None = None
+    smsc_password: SecretStr | None = None
+    smsc_sender: HeaderText | None = None  # the sender name SMSC approved; none: its default
+    # The last part of the handler URL set in SMSC's account: PUBLIC_URL/sms/smsc/<it>.
+    smsc_callback_secret: SecretStr | None = Field(None, min_length=16)
+    smsc_api_base: str = "https://smsc.ru"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=0, le=65535)
     public_url: HeaderText | None = None  # in links, and so in List-Unsubscribe
@@ -154,19 +167,41 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _whatsapp_whole(self) -> Settings:
-        # Three of the four would leave WhatsApp off without a word.
-        given = {"WHATSAPP_TOKEN": self.whatsapp_token,
-                 "WHATSAPP_PHONE_NUMBER_ID": self.whatsapp_phone_number_id,
-                 "WHATSAPP_APP_SECRET": self.whatsapp_app_secret,
-                 "WHATSAPP_VERIFY_TOKEN": self.whatsapp_verify_token}
-        missing = [name for name, value in given.items() if value is None]
-        if 0 < len(missing) < len(given):
-            raise ValueError(f"WhatsApp needs {', '.join(missing)} too (or none of "
-                             f"{', '.join(given)})")
+    def _channels_whole(self) -> Settings:
+        # Some of a channel's settings and not the others would leave it off without a word.
+        _whole("WhatsApp", {"WHATSAPP_TOKEN": self.whatsapp_token,
+                            "WHATSAPP_PHONE_NUMBER_ID": self.whatsapp_phone_number_id,
+                            "WHATSAPP_APP_SECRET": self.whatsapp_app_secret,
+                            "WHATSAPP_VERIFY_TOKEN": self.whatsapp_verify_token})
+        twilio = _whole("Twilio", {"TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+                                   "TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+                                   "TWILIO_FROM": self.twilio_from})
+        smsc = _whole("SMSC", {"SMSC_LOGIN": self.smsc_login,
+                               "SMSC_PASSWORD": self.smsc_password,
+                               "SMSC_CALLBACK_SECRET": self.smsc_callback_secret})
+        if twilio and smsc:
+            raise ValueError("SMS goes through one provider: set TWILIO_* or SMSC_*, not both")
+        if (twilio or smsc) and self.public_url is None:
+            # The provider posts replies and delivery reports to it, and Twilio signs the
+            # address it posts to: the one behind a proxy is not it.
+            raise ValueError("SMS needs PUBLIC_URL: the address the provider posts to")
         return self
+
+    @property
+    def sms_provider(self) -> Literal["twilio", "smsc"] | None:
+        return ("twilio" if self.twilio_account_sid else "smsc" if self.smsc_login
+                else None)
 
     @property
     def base_url(self) -> str:
         """Where links in messages point: PUBLIC_URL, else the local server."""
         return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+
+def _whole(name: str, given: dict[str, object]) -> bool:
+    """Whether a channel's settings are all given; ValueError if only some are."""
+    missing = [key for key, value in given.items() if value is None]
+    if 0 < len(missing) < len(given):
+        raise ValueError(f"{name} needs {', '.join(missing)} too (or none of "
+                         f"{', '.join(given)})")
+    return not missing

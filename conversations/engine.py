@@ -5,7 +5,7 @@ No I/O, no clock, no randomness: the caller stores the state and shows the promp
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -525,6 +525,19 @@ def _build(script: Script, step: Step, part: int, locale: str, back: bool) -> Pr
             raise AssertionError("handled above")
         case _:
             assert_never(step)
+
+
+def drafts(script: Script, placeholder: str) -> Iterator[tuple[int, str, Prompt]]:
+    """Every prompt the script can show (by step index), in each of its locales, with
+    each placeholder as `placeholder`: what a channel estimates its messages by (an SMS's
+    segments)."""
+    for index, step in enumerate(script.steps):
+        parts = range(len(CLI_ITEMS)) if isinstance(step, CliStep) else (0,)
+        for locale in script.languages:
+            for part in parts:
+                prompt = _build(script, step, part, locale, back=False)
+                yield index, locale, prompt._replace(text=PLACEHOLDER.sub(
+                    placeholder, prompt.text))
 
 
 class _Common(TypedDict):

@@ -117,7 +117,25 @@ def _duration(most: timedelta, zero: bool) -> AfterValidator:
     return AfterValidator(check)
 
 
+# The channels a delivery can go out in (bot/bootstrap.py CHANNELS, those that write first;
+# a unit test holds the two together): a script's and a trigger's `channels` name them.
+ChannelName: TypeAlias = Literal["telegram", "whatsapp", "sms", "email"]
+
+
+def _unique(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError("each channel at most once")
+    return names
+
+
+Channels: TypeAlias = Annotated[list[ChannelName], Field(min_length=1),
+                                AfterValidator(_unique)]
+
+
 class Policy(_Model):
+    # Where its deliveries may go, in the order they are tried; none: every channel this
+    # installation sends on, in its order.
+    channels: Channels | None = None
     throttle_days: int = Field(0, ge=0, le=MAX_THROTTLE_DAYS)
     throttle_scope: Literal["survey", "all"] = "survey"
     delay: Annotated[timedelta, _duration(MAX_DELAY, zero=True)] | None = None
@@ -284,6 +302,9 @@ class Script(_Model):
     policy: Policy = Policy()
     # On a web page: one question per screen ("step"), or the whole survey at once ("page").
     web_layout: Literal["step", "page"] = "step"
+    # By SMS: the questions in the messages, answered by replying ("dialogue"), or one
+    # message with the survey's short link, answered on its page ("link").
+    sms: Literal["dialogue", "link"] = "dialogue"
     # Whether visitors nobody knows may answer it on /w/{survey} and in the widget; off, only
     # customers the product knows (a delivery, a messenger chat) get the survey.
     anonymous: bool = False
@@ -519,6 +540,15 @@ def parse_script(source: str, filename: str = "<script>") -> Script:
                                                    f"{MAX_ISSUES}", issues[MAX_ISSUES].line)]
         raise ScriptError(issues, filename)
     return script
+
+
+def located(source: str, filename: str, problems: Iterable[Problem]) -> list[ScriptIssue]:
+    """Problems found in a valid script (a channel's warnings), each with its line in the
+    source it was parsed from."""
+    text = source.replace("\t", " ") if filename.endswith(".json") else source
+    root = _compose(text, filename)
+    assert root is not None  # it parsed
+    return [_issue(root, loc, message) for loc, message in problems]
 
 
 def script_to_data(script: Script) -> dict[str, object]:

@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bot.services.channels import Spec
+from aiohttp import web
+
+from bot.services.channels import Channel, Spec
 from bot.settings import Settings
+from conversations.script import Problem, Script
 from handlers.api.core import Operation
 from handlers.api.throttle import Credential
 
@@ -24,3 +27,13 @@ class Plugin:
     # The paths its platform posts to, each refused (401 naming the header) without one
     # of `credentials`; a platform sends no CSRF token. Telegram's follows WEBHOOK_URL.
     webhooks: Sequence[str] = ()
+    # For a configured channel whose webhooks need its client (WhatsApp's, an SMS
+    # provider's): puts it in the app, closed on the app's cleanup, and returns the
+    # channel's sender on that client for the dispatcher (bot/bootstrap.py).
+    attach: Callable[[web.Application], Channel] | None = None
+    # What a script should know about this channel (an SMS's segments): warnings, by the
+    # script's field, for `otklik scripts validate`.
+    advise: Callable[[Script], list[Problem]] | None = None
+    # Path prefixes whose next segment is a secret the platform calls back with (SMSC's
+    # handler URL): a wrong one is a failed attempt, as a wrong signature is.
+    secret_paths: Sequence[str] = ()

@@ -210,7 +210,10 @@ class DeliveryRow(Base):
     script_version: Mapped[int | None]
     trigger_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("triggers.id"))
     campaign_run_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("campaign_runs.id"))
-    channel: Mapped[str]  # the channel asked for, or "auto": the best reachable one
+    channel: Mapped[str]  # the first channel planned (the one asked for, or the best)
+    # The channels named for it (a trigger's or its script's `channels`), the only ones it
+    # may go out in, in order; None: every channel sent on (migration 0013).
+    channels: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(default=DeliveryStatus.SCHEDULED)
     reason: Mapped[str | None]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.services.errors import ServiceError
 from bot.services.triggers import PolicyService, decide, delivery_values
 from conversations.errors import plain_words
-from conversations.script import STORED, TimeZoneName
+from conversations.script import STORED, ChannelName, TimeZoneName
 from storage.models import DeliveryStatus
 from storage.repositories.deliveries import Contact
 from storage.uow import Store
@@ -45,7 +45,7 @@ class CampaignSpec(BaseModel):
     segment: dict[str, Scalar | list[Scalar]] = Field(
         default_factory=dict, description="customer attributes that must match: a value, "
                                           "or a list of allowed values")
-    channel: Literal["telegram", "email"] | None = Field(
+    channel: ChannelName | None = Field(
         None, description="only customers reachable there, asked there")
     batch_size: int = Field(500, ge=1, le=10_000)
     active: bool = True

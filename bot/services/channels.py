@@ -21,6 +21,7 @@ from typing import Protocol
 
 from bot.services.errors import ServiceError
 from conversations.engine import Prompt
+from conversations.script import Script
 
 
 class AddressKind(StrEnum):
@@ -95,15 +96,19 @@ class Job:
     title: str = ""  # the survey's, in `locale`
     finished: bool = False  # the prompts end the survey (messages only): completed once sent
     template: bool = False  # outside the channel's window: send its pre-approved template
+    link: bool = False  # the script asks for its link here, not its questions (asks_by_link)
 
 
 class ChannelClosed(ServiceError):
     """This address cannot be written to (blocked, no chat, hard bounce, window closed):
-    the delivery goes on to the next channel, and the address is marked unreachable."""
+    the delivery goes on to the next channel, and the address is marked unreachable.
+    `opted_out`: the platform says the customer asked it to stop (an SMS provider refuses
+    a number that sent STOP): no survey goes to them anywhere, as if they had told us."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, opted_out: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.opted_out = opted_out
 
 
 class TryLater(ServiceError):
@@ -151,12 +156,20 @@ class Receipt:
     event_id: str  # the report's own id there: a report delivered twice counts once
     closed: str | None = None
     error: str | None = None
+    opted_out: bool = False  # the platform says the customer asked it to stop (SMS STOP)
+
+
+def asks_by_link(script: Script, channel: str) -> bool:
+    """Whether a channel that can carry the questions sends the survey's page link instead,
+    as the script says (`sms: link`: one message, answered on the page)."""
+    return channel == "sms" and script.sms == "link"
 
 
 def channel_plan(addresses: Mapping[str, str], asked: str | None,
-                 available: Sequence[str]) -> list[str]:
+                 available: Sequence[str], named: Sequence[str] | None = None) -> list[str]:
     """The channels to try, in order: the one asked for, then the reachable ones in the
-    order `available` lists them."""
+    order `named` lists them (a trigger's or script's `channels`: only those), or else the
+    order of `available`, the channels this installation sends on."""
     order = [asked] if asked else []
-    order += [name for name in available if name != asked]
+    order += [name for name in (named or available) if name != asked]
     return [name for name in order if name in addresses and name in available]

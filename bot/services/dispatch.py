@@ -31,10 +31,11 @@ from bot.services.channels import (
     TryLater,
     Undeliverable,
     Window,
+    asks_by_link,
     channel_plan,
 )
 from bot.services.scripts import ScriptCache
-from bot.services.surveys import profile, start_dialogue, title
+from bot.services.surveys import opt_out_customer, profile, start_dialogue, title
 from conversations.engine import DialogueState, current_prompts
 from conversations.policy import next_allowed
 from conversations.script import Script
@@ -67,6 +68,7 @@ class _Outcome:
     attempts: int  # before this send
     message_id: str | None = None
     closed: str | None = None
+    opted_out: bool = False  # the platform says the customer asked it to stop
     error: str | None = None
     retry_after: float | None = None
     final: bool = False  # the platform refused the message for good: failed now
@@ -204,7 +206,7 @@ class DeliveryDispatcher:
         """A claimed delivery's dialogue, opened (or found again, for a retry), and the job
         that sends its first prompt; None when the delivery is settled or put off here."""
         deliveries = store.deliveries
-        how = self._ways(addresses, row.channel, row.customer_id, inbound, now)
+        how = self._ways(addresses, row.channel, row.customer_id, inbound, now, row.channels)
         reaches = list(how)
         plan = [name for name in reaches if how[name] is not None]
         full = [name for name in plan if how[name] and name in self._daily
@@ -261,7 +263,8 @@ class DeliveryDispatcher:
                    dialogue_id, prompts, state.locale,
                    remind_after=script.policy.reminder_after,
                    expires_after=script.policy.expires_after, title=title(script, state.locale),
-                   finished=state.finished, template=bool(how[channel]))
+                   finished=state.finished, template=bool(how[channel]),
+                   link=asks_by_link(script, channel))
 
     def _last_inbound(self, deliveries: Deliveries, customer_ids: Collection[int]
                       ) -> Mapping[tuple[int, str], datetime]:
@@ -269,12 +272,13 @@ class DeliveryDispatcher:
         return deliveries.last_inbound(customer_ids, self._windows) if self._windows else {}
 
     def _ways(self, addresses: Mapping[str, str], asked: str | None, customer_id: int,
-              inbound: Mapping[tuple[int, str], datetime], now: datetime
-              ) -> dict[str, bool | None]:
-        """The channels that reach the customer, in the order to try them, each with how a
-        message may go there now (_window)."""
+              inbound: Mapping[tuple[int, str], datetime], now: datetime,
+              named: Sequence[str] | None) -> dict[str, bool | None]:
+        """The channels that reach the customer, in the order to try them (only those
+        `named` for the delivery, if any), each with how a message may go there now
+        (_window)."""
         return {name: self._window(name, inbound.get((customer_id, name)), now)
-                for name in channel_plan(addresses, asked, list(self._senders))}
+                for name in channel_plan(addresses, asked, list(self._senders), named)}
 
     def _window(self, channel: str, last_inbound: datetime | None, now: datetime
                 ) -> bool | None:
@@ -291,7 +295,9 @@ class DeliveryDispatcher:
             try:
                 message_id = await self._senders[job.channel].send(job)
             except ChannelClosed as closed:
-                outcome, failure = _Outcome(job, attempts, closed=closed.reason), closed.reason
+                outcome = _Outcome(job, attempts, closed=closed.reason,
+                                   opted_out=closed.opted_out)
+                failure = closed.reason
             except TryLater as later:
                 outcome = _Outcome(job, attempts, error=str(later),
                                    retry_after=later.retry_after)
@@ -344,6 +350,11 @@ class DeliveryDispatcher:
         elif outcome.closed is not None:
             store.customers.mark_unreachable(job.channel, job.address, outcome.closed)
             store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
+            if outcome.opted_out and (row := deliveries.get(job.delivery_id)) is not None:
+                # Then nowhere: the next claim suppresses the delivery, as opted out.
+                opt_out_customer(store, store.customers.get(row.customer_id), now,
+                                 channel=job.channel, delivery=job.delivery_id,
+                                 by=outcome.closed)
             values = {"status": DeliveryStatus.SCHEDULED, "due_at": now,
                       "last_error": f"{job.channel}: {outcome.closed}"}
         elif outcome.final or outcome.attempts + 1 >= self._attempts:
@@ -411,7 +422,7 @@ class DeliveryDispatcher:
         dialogue = deliveries.dialogue_of(row.id)
         addresses = deliveries.reachable(row.customer_id)
         how = self._ways(addresses, row.sent_channel, row.customer_id,
-                         self._last_inbound(deliveries, [row.customer_id]), now)
+                         self._last_inbound(deliveries, [row.customer_id]), now, row.channels)
         plan = [name for name, way in how.items() if way is not None]
         if dialogue is None or not plan or customer.opted_out_at is not None:
             return None
@@ -424,7 +435,8 @@ class DeliveryDispatcher:
             return None
         return Job(row.id, row.survey_id, row.token or "", plan[0], addresses[plan[0]],
                    dialogue.id, current_prompts(script, state), state.locale, reminder=True,
-                   title=title(script, state.locale), template=bool(how[plan[0]]))
+                   title=title(script, state.locale), template=bool(how[plan[0]]),
+                   link=asks_by_link(script, plan[0]))
 
     async def expire(self) -> int:
         now = self._clock()

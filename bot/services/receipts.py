@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.services.channels import Receipt, ReceiptStatus
+from bot.services.surveys import opt_out_customer
 from storage.models import DeliveryStatus, DialogueStatus
 from storage.uow import Database, Store
 
@@ -42,6 +43,10 @@ class Receipts:
             if receipt.status is not ReceiptStatus.FAILED:
                 return "ignored"
             error = f"{receipt.channel}: {receipt.closed or receipt.error or 'failed'}"
+            if receipt.opted_out:  # however late: nothing goes to them anywhere now
+                opt_out_customer(store, store.customers.get(row.customer_id), now,
+                                 channel=receipt.channel, delivery=row.id,
+                                 by=receipt.closed or "platform")
             if receipt.closed is None or row.status not in (DeliveryStatus.SENT,
                                                             DeliveryStatus.REMINDED):
                 row.last_error = error

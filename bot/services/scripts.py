@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import multiprocessing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.services.errors import NotFound, ServiceError
 from conversations.errors import ScriptError, ScriptIssue
-from conversations.script import STORED, Script, parse_script, script_to_data
+from conversations.script import STORED, Problem, Script, located, parse_script, script_to_data
 from storage.models import ScriptRow
 from storage.repositories.scripts import Scripts
 from storage.uow import Database, Store
@@ -137,12 +137,19 @@ def counted(amount: int, thing: str) -> str:
     return f"{amount} {thing}" if amount == 1 else f"{amount} {thing}s"
 
 
-def validate_files(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+def validate_files(paths: Sequence[Path],
+                   advisers: Sequence[Callable[[Script], list[Problem]]] = ()
+                   ) -> tuple[list[str], list[str]]:
     """`FILE:LINE: field.path: message` for every problem in every script file, and
-    `OK FILE (N steps)` for each valid one."""
+    `OK FILE (N steps)` for each valid one, after `WARNING FILE:LINE: ...` for what each of
+    `advisers` (the channels': an SMS's length) says of it."""
     scripts, problems = _read_all(script_files(paths))
-    return problems, [f"OK {path} ({counted(len(script.steps), 'step')})"
-                      for path, script, _ in scripts]
+    valid = []
+    for path, script, source in scripts:
+        valid += [f"WARNING {issue.format(str(path))}" for issue in located(
+            source, str(path), [problem for advise in advisers for problem in advise(script)])]
+        valid.append(f"OK {path} ({counted(len(script.steps), 'step')})")
+    return problems, valid
 
 
 def checksum(script: Script) -> str:

@@ -541,13 +541,11 @@ class SurveyService:
             if delivery is None:
                 raise UnknownLink("unknown")
             customer = store.customers.get(delivery.customer_id)
-            if customer.opted_out_at is not None:
+            if not opt_out_customer(store, customer, now, channel=channel,
+                                    delivery=delivery.id):
                 return False
-            customer.opted_out_at = customer.updated_at = now
             if (dialogue := store.dialogues.of_delivery(token)) is not None:
                 store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
-            store.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
-                            {"channel": channel, "delivery": delivery.id}, now=now)
             return True
 
         return await self._db.write(run)
@@ -561,15 +559,17 @@ class SurveyService:
 
         def run(store: Store) -> bool:
             customer, _ = self._customer(store, who, now)
-            if (customer.opted_out_at is not None) == opted_out:
+            if not opted_out:
+                if customer.opted_out_at is None:
+                    return False
+                customer.opted_out_at, customer.updated_at = None, now
+                store.audit.add(f"customer:{customer.id}", "opt_in", f"customer:{customer.id}",
+                                {"channel": who.channel}, now=now)
+                return True
+            if not opt_out_customer(store, customer, now, channel=who.channel):
                 return False
-            customer.opted_out_at = now if opted_out else None
-            customer.updated_at = now
-            if opted_out and (dialogue := store.dialogues.open_for(
-                    customer.id, who.channel)) is not None:
+            if (dialogue := store.dialogues.open_for(customer.id, who.channel)) is not None:
                 store.dialogues.close(dialogue, DialogueStatus.ABANDONED, now)
-            store.audit.add(f"customer:{customer.id}", "opt_out" if opted_out else "opt_in",
-                            f"customer:{customer.id}", {"channel": who.channel}, now=now)
             return True
 
         return await self._db.write(run)
@@ -648,6 +648,18 @@ class SurveyService:
         """A dialogue finishes on the version it started with, even after a new one is
         stored."""
         return self._scripts.get(store.scripts, survey_id, version)
+
+
+def opt_out_customer(store: Store, customer: CustomerRow, now: datetime,
+                     **detail: str | int) -> bool:
+    """No more surveys for this customer, in any channel, audited with `detail` (where
+    they asked); False if they had opted out already."""
+    if customer.opted_out_at is not None:
+        return False
+    customer.opted_out_at = customer.updated_at = now
+    store.audit.add(f"customer:{customer.id}", "opt_out", f"customer:{customer.id}",
+                    dict(detail), now=now)
+    return True
 
 
 async def mark_unreachable(db: Database, who: Who, reason: str) -> None:

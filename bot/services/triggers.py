@@ -5,6 +5,7 @@ channel) and schedules a delivery. Campaign runs take the same decisions."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class CustomerIn:
     def addresses(self) -> dict[str, str]:
         # WhatsApp writes to the number's digits (Meta's wa_id: E.164 without the "+").
         found = {"telegram": str(self.telegram_id) if self.telegram_id else None,
-                 "email": self.email, "phone": self.phone,
+                 "email": self.email, "phone": self.phone, "sms": self.phone,
                  "whatsapp": self.phone.removeprefix("+") if self.phone else None}
         return {channel: address for channel, address in found.items() if address}
 
@@ -74,6 +75,7 @@ class Trigger:
     channel: str | None = None
     delay: timedelta | None = None
     source: str = "api"
+    channels: Sequence[str] | None = None  # only these, in this order (else the script's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Decision:
     reason: str | None  # why suppressed, or "quiet_hours" when moved
     due_at: datetime
     channel: str
+    channels: Sequence[str] | None = None  # the order named (trigger, script), kept with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,9 @@ class SendPolicy:
     throttle_days: int = 0  # at most one survey per customer in this many days, all surveys
 
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # new_token's: 192 bits
+
+
 def new_token() -> str:
     """A delivery's secret: 192 bits, URL- and deep-link-safe (Telegram's /start payload
     takes 64 characters of [A-Za-z0-9_-]; this is 32)."""
@@ -126,13 +132,16 @@ def new_token() -> str:
 
 
 def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,
-           *, asked: str | None, delay: timedelta | None, now: datetime) -> Decision:
+           *, asked: str | None, delay: timedelta | None, now: datetime,
+           named: Sequence[str] | None = None) -> Decision:
     """Whether and when: opted out, surveyed too recently, no reachable channel, else due
-    after the delay, moved out of the quiet hours in the customer's time zone."""
+    after the delay, moved out of the quiet hours in the customer's time zone. `named`:
+    the channels a trigger names, in order; else the script's."""
     due = now + (delay if delay is not None else script.policy.delay or timedelta(0))
+    named = named or script.policy.channels
 
     def suppressed(reason: str, channel: str = asked or "none") -> Decision:
-        return Decision(DeliveryStatus.SUPPRESSED, reason, due, channel)
+        return Decision(DeliveryStatus.SUPPRESSED, reason, due, channel, named)
 
     if contact.opted_out:
         return suppressed("opted_out")
@@ -144,12 +153,12 @@ def decide(store: Store, contact: Contact, script: Script, policy: SendPolicy,
             return suppressed("throttled")
     if asked == LINK:
         return Decision(DeliveryStatus.SENT, None, now, LINK)
-    plan = channel_plan(store.deliveries.reachable(contact.id), asked, policy.channels)
+    plan = channel_plan(store.deliveries.reachable(contact.id), asked, policy.channels, named)
     if not plan:
         return suppressed("no_channel")
     allowed = next_allowed(due, script.policy.quiet_hours, contact.timezone or script.timezone)
     return Decision(DeliveryStatus.SCHEDULED, "quiet_hours" if allowed != due else None,
-                    allowed, plan[0])
+                    allowed, plan[0], named)
 
 
 def delivery_values(contact: Contact, script: Script, decision: Decision,
@@ -162,6 +171,7 @@ def delivery_values(contact: Contact, script: Script, decision: Decision,
                 "expires_at": now + expire if expire else None}
     return {"customer_id": contact.id, "survey_id": script.id,
             "script_version": script.version, "channel": decision.channel,
+            "channels": list(decision.channels) if decision.channels else None,
             "due_at": decision.due_at, "status": decision.status, "reason": decision.reason,
             "attempts": 0, "context": dict(context), "token": new_token(),
             "created_at": now, "updated_at": now, **sent, **extra}
@@ -208,7 +218,8 @@ class TriggerService(PolicyService):
                 if not contact.erased:
                     deliveries.bind_identity(contact.id, channel, address, now)
             decision = decide(store, contact, script, self._policy,
-                              asked=trigger.channel, delay=trigger.delay, now=now)
+                              asked=trigger.channel, delay=trigger.delay, now=now,
+                              named=trigger.channels)
             values = delivery_values(contact, script, decision, trigger.context, now,
                                      trigger_id=trigger_id)
             delivery_id = deliveries.insert_delivery(values)
@@ -246,7 +257,8 @@ class TriggerService(PolicyService):
 def _delivery_json(row: DeliveryRow) -> dict[str, Any]:
     return {"id": row.id, "survey": row.survey_id, "script_version": row.script_version,
             "customer_id": row.customer_id, "trigger_id": row.trigger_id,
-            "channel": row.channel, "sent_channel": row.sent_channel, "status": row.status,
+            "channel": row.channel, "channels": row.channels,
+            "sent_channel": row.sent_channel, "status": row.status,
             "reason": row.reason, "attempts": row.attempts, "last_error": row.last_error,
             "due_at": row.due_at, "sent_at": row.sent_at, "expires_at": row.expires_at,
             "context": row.context}

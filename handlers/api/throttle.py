@@ -25,6 +25,9 @@ from handlers.api.core import ApiError, body, error_response, token_owner
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LINKS = ("/s/", "/e/", "/u/")  # a delivery's token in the path
+# Paths that carry a secret (a delivery's token, a channel's callback secret), each judged
+# against the budget: the links and what the channels add (handlers.channels.Plugin).
+SECRET_PATHS = web.AppKey("secret_paths", tuple[str, ...])
 LOGIN = "/admin/login"
 # Set by a handler that found the secret it was given wrong without answering 401 (an
 # unknown survey link answers 410, as an expired one does).
@@ -140,7 +143,7 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
     is checked before it and a link not found spends one after (a link is 192 random bits:
     its limit stops a scan, where a password's stops a guess)."""
     checks = _checks(request)
-    if not checks and not request.path.startswith(LINKS):
+    if not checks and not request.path.startswith(request.app.get(SECRET_PATHS, LINKS)):
         return await handler(request)
     budget, address = request.app[FAILURES], client_address(request)
     try:

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, ValidationInfo, field_validator
 
 from bot.keys import LINKS, TRIGGERS
 from bot.phones import e164
 from bot.services.triggers import CustomerIn, KeyReused, Trigger, TriggerError
-from conversations.script import MAX_DELAY, TimeZoneName
+from conversations.script import MAX_DELAY, ChannelName, Channels, TimeZoneName
 from handlers.api.core import (
     MAX_ID,
     ApiError,
@@ -67,11 +67,17 @@ class TriggerBody(Strict):
     context: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
                                        description="agent, call type, shop... for "
                                                    "placeholders, branching and reports")
-    channel: Literal["telegram", "whatsapp", "email", "link"] | None = Field(
-        None, description="where to ask; default: the customer's best reachable channel. "
-                          "`link` sends nothing: the delivery is `sent` at once and its "
-                          "`survey_url` is yours to hand on (no address needed, no "
+    channel: ChannelName | Literal["link"] | None = Field(
+        None, description="where to ask first; default: the first of `channels` (or of "
+                          "the script's, or of this installation's) that reaches the "
+                          "customer. `link` sends nothing: the delivery is `sent` at once "
+                          "and its `survey_url` is yours to hand on (no address needed, no "
                           "reminder, no quiet hours; opt-out and throttling still apply)")
+    channels: Channels | None = Field(
+        None, examples=[["telegram", "whatsapp", "sms", "email"]],
+        description="the only channels to ask in, in the order to try them (a closed one "
+                    "falls back to the next); default: the script's policy.channels, or "
+                    "every channel this installation sends on")
     delay: timedelta | None = Field(None, description="ISO 8601 duration, e.g. PT15M; "
                                                       "default: the script's policy.delay")
 
@@ -84,6 +90,14 @@ class TriggerBody(Strict):
         minutes, keys are nearly always ASCII (the same in every form), and normalising the
         stored ones could make two different recorded keys one."""
         return unicodedata.normalize("NFC", value)
+
+    @field_validator("channels")
+    @classmethod
+    def _holds_channel(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        asked = info.data.get("channel")
+        if value and asked and asked not in value:
+            raise ValueError(f"must hold the `channel` asked for first ({asked!r})")
+        return value
 
     @field_validator("delay")
     @classmethod
@@ -124,6 +138,7 @@ class Delivery(BaseModel):
     customer_id: int
     trigger_id: int | None
     channel: str
+    channels: list[str] | None
     sent_channel: str | None
     status: str
     reason: str | None
@@ -198,7 +213,7 @@ async def post_trigger(request: web.Request) -> web.Response:
                                 customer.phone, customer.first_name, customer.locale,
                                 customer.timezone, customer.attributes),
             payload=body.model_dump(mode="json"), context=body.context,
-            channel=body.channel, delay=body.delay,
+            channel=body.channel, delay=body.delay, channels=body.channels,
             source=actor_of(request)))
     except KeyReused as error:
         raise ApiError(409, "idempotency_conflict", str(error), error.field) from None

@@ -21,6 +21,7 @@ import hmac
 from datetime import timedelta
 
 import httpx
+from aiohttp import web
 from pywa.types.callback import Button, Section, SectionList, SectionRow
 from pywa_async.client import WhatsApp
 from pywa_async.errors import WhatsAppError
@@ -74,7 +75,23 @@ def configured(settings: Settings) -> bool:
                         settings.whatsapp_app_secret, settings.whatsapp_verify_token)
 
 
-PLUGIN = Plugin(SPEC, configured, {SIGNATURE_HEADER: _presented}, webhooks=[PATH])
+CLIENT = web.AppKey("whatsapp", WhatsApp)
+
+
+def attach(app: web.Application) -> WhatsAppChannel:
+    settings = app[SETTINGS]
+    client, session = build_client(settings)
+    app[CLIENT] = client
+
+    async def close(_: web.Application) -> None:
+        await session.aclose()  # pywa leaves its session to whoever made it
+
+    app.on_cleanup.append(close)
+    return WhatsAppChannel(client, settings.whatsapp_template)
+
+
+PLUGIN = Plugin(SPEC, configured, {SIGNATURE_HEADER: _presented}, webhooks=[PATH],
+                attach=attach)
 
 
 def build_client(settings: Settings) -> tuple[WhatsApp, httpx.AsyncClient]:

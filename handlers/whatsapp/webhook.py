@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from aiohttp import web
@@ -28,18 +27,25 @@ from bot.keys import RECEIPTS, SETTINGS, SURVEYS
 from bot.phones import e164
 from bot.services.channels import Receipt, ReceiptStatus
 from bot.services.surveys import Event, LinkExpired, NoSurvey, OptedOut, Outcome, Tap, Who
+from bot.services.triggers import TOKEN
 from bot.signing import same_secret
 from bot.texts import gettext, ui_locale
 from conversations.engine import Reply
 from handlers.api.core import ApiError, body
 from handlers.whatsapp import render
-from handlers.whatsapp.channel import CLOSED, PATH, SIGNATURE_HEADER, SPEC, send, signed
+from handlers.whatsapp.channel import (
+    CLIENT,
+    CLOSED,
+    PATH,
+    SIGNATURE_HEADER,
+    SPEC,
+    send,
+    signed,
+)
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
-CLIENT = web.AppKey("whatsapp", WhatsApp)
 START = "start:"
-TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # bot.services.triggers.new_token's: 192 bits
 JSON = dict[str, Any]
 
 

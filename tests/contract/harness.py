@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
@@ -27,10 +28,14 @@ from bot.services.channels import Spec
 from handlers.telegram.render import FACES, PICKED, UNPICKED
 from storage.models import AnswerRow, CustomerRow, DeliveryRow, IdentityRow
 from testkit import graphapi as graph_api
+from testkit import smsc as smsc_api
+from testkit import twilio as twilio_api
 from testkit.botapi import BotApiStub, iter_buttons
 from testkit.graphapi import GraphApiStub
 from testkit.net import free_port
+from testkit.smsc import SmscStub
 from testkit.smtp import Mailbox
+from testkit.twilio import TwilioStub
 from tests.e2e.trigger_support import Api, serving, trigger
 
 PAYLOADS = Path(__file__).with_name("payloads")
@@ -41,6 +46,8 @@ WA_ID = PHONE.removeprefix("+")  # the customer's WhatsApp id: their number's di
 APP_SECRET = "contract-whatsapp-app-secret"
 WEBHOOK_SECRET = "contract-webhook-secret"
 BOUNCE_SECRET = "contract-bounce-secret"
+PUBLIC_URL = "http://otklik.example.com"  # where SMS providers post: Twilio signs it
+SmsProvider = Literal["twilio", "smsc"]
 FAILED_ATTEMPTS = 3  # wrong secrets a minute per address: the suite spends them on purpose
 Refusal = Literal["closed", "later", "content"]
 # What a platform may report after a send: the address is gone for good, a failure that
@@ -73,6 +80,7 @@ class World:
     mailbox: Mailbox
     webhook: str  # Telegram's webhook URL on the product's server
     graph: GraphApiStub
+    sms: TwilioStub | SmscStub  # the one SMS provider configured
 
     async def tick(self) -> None:
         assert self.api.product is not None
@@ -115,22 +123,34 @@ class World:
 
 
 @asynccontextmanager
-async def world(db_url: str) -> AsyncIterator[World]:
+async def world(db_url: str, sms: SmsProvider = "twilio") -> AsyncIterator[World]:
+    """Every channel on; SMS through `sms`, one provider a process."""
     mailbox = Mailbox()
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
-        async with BotApiStub() as stub, GraphApiStub() as graph, serving(
-                db_url, telegram=True, telegram_api_base=stub.base_url,
-                whatsapp_token=graph_api.TOKEN, whatsapp_api_base=graph.base_url,
-                whatsapp_phone_number_id=graph_api.PHONE_NUMBER_ID,
-                whatsapp_app_secret=APP_SECRET, whatsapp_verify_token="contract-verify",
-                telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{controller.port}",
-                mail_from="Otklik <survey@example.com>",
-                webhook_url="https://example.org/tg/hook", webhook_secret=WEBHOOK_SECRET,
-                email_bounce_secret=BOUNCE_SECRET, failed_attempts=FAILED_ATTEMPTS,
-                send_attempts=3) as api:
-            yield World(api, stub, mailbox, str(api.client.make_url("/tg/hook")), graph)
+        async with BotApiStub() as stub, GraphApiStub() as graph, (
+                TwilioStub() if sms == "twilio" else SmscStub()) as provider:
+            sms_settings = {
+                "twilio_account_sid": twilio_api.ACCOUNT_SID,
+                "twilio_auth_token": twilio_api.AUTH_TOKEN,
+                "twilio_from": twilio_api.FROM_NUMBER, "twilio_api_base": provider.base_url,
+            } if sms == "twilio" else {
+                "smsc_login": smsc_api.LOGIN, "smsc_password": smsc_api.PASSWORD,
+                "smsc_callback_secret": smsc_api.CALLBACK_SECRET,
+                "smsc_api_base": provider.base_url}
+            async with serving(
+                    db_url, telegram=True, telegram_api_base=stub.base_url,
+                    whatsapp_token=graph_api.TOKEN, whatsapp_api_base=graph.base_url,
+                    whatsapp_phone_number_id=graph_api.PHONE_NUMBER_ID,
+                    whatsapp_app_secret=APP_SECRET, whatsapp_verify_token="contract-verify",
+                    telegram_chat_rate=1000.0, smtp_url=f"smtp://127.0.0.1:{controller.port}",
+                    mail_from="Otklik <survey@example.com>",
+                    webhook_url="https://example.org/tg/hook", webhook_secret=WEBHOOK_SECRET,
+                    email_bounce_secret=BOUNCE_SECRET, failed_attempts=FAILED_ATTEMPTS,
+                    send_attempts=3, public_url=PUBLIC_URL, **sms_settings) as api:
+                yield World(api, stub, mailbox, str(api.client.make_url("/tg/hook")), graph,
+                            provider)
     finally:
         controller.stop()
 
@@ -373,12 +393,12 @@ class EmailHarness:
 
     async def opt_out(self, token: str) -> None:
         [message, *_] = self.w.mailbox.messages
-        link = message["List-Unsubscribe"].strip("<>")
+        link = message["List-Unsubscribe"].strip().strip("<>")
         self.w.api.client.session.cookie_jar.clear()  # a mail client sends no cookie
         response = await self.w.api.client.post(
             link.removeprefix(self.w.api.services.links.base_url),
             data={"List-Unsubscribe": "One-Click"})
-        assert response.status == 200
+        assert response.status == 200, (link, response.status, await response.text())
 
     def refuse(self, refusal: Refusal) -> None:
         if refusal == "closed":
@@ -530,9 +550,95 @@ def _grouped(title: str, label: str) -> bool:
         int(first) <= int(label) <= int(last)
 
 
+class SmsHarness:
+    """The customer texts from PHONE; the provider is the World's (Twilio or SMSC). SMS
+    has no taps: picking an option is typing it, and a question shows no options."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self._last: dict[str, str] = {}
+
+    async def _post(self, fields: dict[str, str], *, wrong: bool = False) -> int:
+        self._last = fields
+        sms, client = self.w.sms, self.w.api.client
+        if isinstance(sms, TwilioStub):
+            path = "/sms/twilio/status" if "MessageStatus" in fields else "/sms/twilio"
+            status, _ = await sms.post_webhook(
+                str(client.make_url(path)), fields, signed_url=PUBLIC_URL + path,
+                signature="0" * 28 if wrong else None)
+            return status
+        secret = "x" * 27 if wrong else smsc_api.CALLBACK_SECRET
+        status, _ = await sms.post_webhook(
+            str(client.make_url(f"/sms/smsc/{secret}?charset=utf-8")), fields)
+        return status
+
+    def _text(self, text: str) -> dict[str, str]:
+        if isinstance(self.w.sms, TwilioStub):
+            return self.w.sms.inbound(PHONE, text)
+        # SMSC's id of the message, which the handler dedupes by (its page does not show
+        # whether it sends one: without it, a message posted twice is read twice).
+        return {**self.w.sms.inbound(PHONE, text), "id": str(next(self._ids))}
+
+    def _shown(self) -> Shown:
+        shown = self.sent()
+        assert shown, self.w.sms.calls
+        return shown[-1]
+
+    async def begin(self, token: str) -> Shown:
+        # An sms: link's prefilled body, as a wa.me link's is in WhatsApp.
+        assert await self._post(self._text(token)) == 200
+        return self._shown()
+
+    async def tap(self, label: str) -> Shown:
+        return await self.type(label)
+
+    async def type(self, text: str) -> Shown:
+        assert await self._post(self._text(text)) == 200
+        return self._shown()
+
+    async def replay(self) -> int:
+        return await self._post(self._last)
+
+    async def forged(self) -> int:
+        return await self._post(self._text("9"), wrong=True)
+
+    async def allowed(self) -> int:
+        # A right secret with a report of a message nobody sent: taken, changes nothing.
+        return await self.report("SM" + "0" * 32 if isinstance(self.w.sms, TwilioStub)
+                                 else "1", "delivered")
+
+    async def opt_out(self, token: str) -> None:
+        await self._post(self._text("СТОП"))
+
+    def refuse(self, refusal: Refusal) -> None:
+        if isinstance(self.w.sms, TwilioStub):
+            code, status = {"closed": (21614, 400), "later": (20429, 429),
+                            "content": (21617, 400)}[refusal]
+            self.w.sms.fail(code, to=PHONE, status=status)
+        else:
+            self.w.sms.fail({"closed": 8, "later": 9, "content": 6}[refusal], phone=PHONE)
+
+    def sent(self) -> list[Shown]:
+        field = "Body" if isinstance(self.w.sms, TwilioStub) else "mes"
+        return [Shown(message[field], ()) for message in self.w.sms.sent(PHONE)]
+
+    async def report(self, message_id: str, kind: Report) -> int:
+        sms = self.w.sms
+        if isinstance(sms, TwilioStub):
+            status, code = {"delivered": ("delivered", None), "delayed": ("sent", None),
+                            "failed_temporary": ("undelivered", 30003),
+                            "failed_permanent": ("undelivered", 30005)}[kind]
+            return await self._post(sms.status(message_id, PHONE, status, error_code=code))
+        state, err = {"delivered": (1, None), "delayed": (0, None),
+                      "failed_temporary": (20, 6), "failed_permanent": (20, 1)}[kind]
+        return await self._post(sms.status(message_id, PHONE, state, err=err))
+
+
 HARNESSES: dict[str, Callable[[World], Harness]] = {
-    "telegram": TelegramHarness, "whatsapp": WhatsAppHarness, "web": WebHarness,
-    "email": EmailHarness}
+    "telegram": TelegramHarness, "whatsapp": WhatsAppHarness, "sms": SmsHarness,
+    "web": WebHarness, "email": EmailHarness}
 
 
 def specs(where: Callable[[Spec], bool] = lambda spec: True) -> list[str]:
@@ -540,3 +646,10 @@ def specs(where: Callable[[Spec], bool] = lambda spec: True) -> list[str]:
     registered channel must have a harness (test_contract checks it)."""
     return [plugin.spec.name for plugin in CHANNELS if where(plugin.spec)]
 
+
+def params(where: Callable[[Spec], bool] = lambda spec: True) -> list[Any]:
+    """specs() as a test's parameters: SMS once for each provider (the `w` fixture reads
+    the provider from the test's id)."""
+    return [pytest.param(name, id=f"sms-{provider}") if name == "sms" else name
+            for name in specs(where)
+            for provider in (("twilio", "smsc") if name == "sms" else ("",))]

@@ -12,18 +12,21 @@ import pytest
 from sqlalchemy import select
 
 from bot.bootstrap import CHANNELS, policy_of
-from bot.services.channels import AddressKind, Spec
+from bot.services.channels import AddressKind, Spec, asks_by_link
 from bot.services.scripts import read_scripts
 from conversations.engine import PromptKind, start
+from conversations.script import Script
 from storage.models import IdentityRow
 from tests.contract.harness import (
     CHAT,
     EMAIL,
     FAILED_ATTEMPTS,
     HARNESSES,
+    PHONE,
     Harness,
     Shown,
     World,
+    params,
     specs,
 )
 from tests.e2e.trigger_support import NOON, SURVEYS
@@ -37,11 +40,15 @@ def spec(name: str) -> Spec:
     return next(plugin.spec for plugin in CHANNELS if plugin.spec.name == name)
 
 
-def first_question(survey: str) -> tuple[PromptKind, tuple[str, ...]]:
-    """The first question of an example survey, in English, as the engine asks it."""
+def example(survey: str) -> Script:
     [(_, script, _)] = [found for found in read_scripts(sorted(SURVEYS.glob("*.yaml")))
                         if found[1].id == survey]
-    turn = start(script, now=NOON, locale="en")
+    return script
+
+
+def first_question(survey: str) -> tuple[PromptKind, tuple[str, ...]]:
+    """The first question of an example survey, in English, as the engine asks it."""
+    turn = start(example(survey), now=NOON, locale="en")
     prompt = next(p for p in turn.prompts if p.kind is not PromptKind.MESSAGE)
     return prompt.kind, tuple(option.label for option in prompt.options)
 
@@ -69,14 +76,14 @@ async def opened(h: Harness, w: World, survey: str = "nps") -> tuple[int, Shown]
     return accepted["delivery_id"], await h.begin(token)
 
 
-INBOUND = specs(lambda s: s.inbound)
-PUSHES = specs(lambda s: s.pushes)
-RECEIPTS = specs(lambda s: s.receipts)
-SECRETS = specs(lambda s: s.inbound or s.receipts)
+INBOUND = params(lambda s: s.inbound)
+PUSHES = params(lambda s: s.pushes)
+RECEIPTS = params(lambda s: s.receipts)
+SECRETS = params(lambda s: s.inbound or s.receipts)
 EXAMPLES = ("nps", "post_call_csat", "ces_support", "cli_quarterly")
 
 
-@pytest.mark.parametrize("name", specs())
+@pytest.mark.parametrize("name", params())
 async def test_every_channel_is_registered_with_a_harness_and_a_coherent_spec(
         name: str, w: World) -> None:
     assert name in HARNESSES  # a channel the suite cannot play is not done
@@ -104,6 +111,8 @@ async def test_every_channel_is_registered_with_a_harness_and_a_coherent_spec(
             assert address == str(CHAT)
         case AddressKind.EMAIL:
             assert address == EMAIL
+        case AddressKind.PHONE:
+            assert address == PHONE  # E.164
         case AddressKind.LINK:
             assert address is None  # reached by a delivery's link, not an address
 
@@ -115,7 +124,12 @@ async def test_a_deep_link_opens_the_delivery_and_a_tap_answers_it(name: str,
     delivery, shown = await opened(h, w)
     assert "recommend" in shown.text
     labels = first_question("nps")[1]
-    assert reachable(shown.options, labels) == set(labels)
+    if spec(name).caps.buttons == 0:  # typed answers only: the message says which
+        assert shown.options == ()
+        assert "0" in shown.text
+        assert "10" in shown.text
+    else:
+        assert reachable(shown.options, labels) == set(labels)
     after = await h.tap("9")
     assert "reason" in after.text  # the dialogue's next prompt
     assert await w.answers() == [("score", 9, None, name)]
@@ -159,7 +173,7 @@ async def test_a_wrong_secret_stores_nothing_and_spends_the_failed_attempts_budg
 
 
 @pytest.mark.parametrize("survey", EXAMPLES)
-@pytest.mark.parametrize("name", specs(lambda s: s.inbound or s.pushes))
+@pytest.mark.parametrize("name", params(lambda s: s.inbound or s.pushes))
 async def test_every_option_is_one_tap_within_the_channels_caps(name: str, survey: str,
                                                                 w: World) -> None:
     """The first question of each example survey, drawn by the channel: every option one
@@ -177,7 +191,11 @@ async def test_every_option_is_one_tap_within_the_channels_caps(name: str, surve
         [shown] = h.sent()
     expected = labels if channel.inbound or kind is PromptKind.SCALE else ()
     buttons = channel.caps.buttons
-    if buttons is None or len(expected) <= buttons:
+    if buttons == 0:  # no taps at all: the message names what to type
+        assert shown.options == ()
+        named = (labels[0], labels[-1]) if kind is PromptKind.SCALE else labels
+        assert all(label in shown.text for label in named), shown.text
+    elif buttons is None or len(expected) <= buttons:
         assert sorted(shown.options) == sorted(expected)  # each one its own tap
     else:  # more than a message holds: the rest one tap further
         assert reachable(shown.options, expected) == set(expected)
@@ -271,18 +289,22 @@ async def test_reports_that_do_not_close_the_address_change_no_plan(name: str,
     assert await w.reachable(name)
 
 
-@pytest.mark.parametrize("name", specs(lambda s: s.pushes and s.window is None))
+@pytest.mark.parametrize("name", params(lambda s: s.pushes and s.window is None))
 async def test_a_channel_without_a_window_writes_first_whenever(name: str, w: World) -> None:
     h = harness(name, w)
     w.api.clock.advance(days=40)  # the customer has not written to us in weeks, or ever
     accepted = await w.trigger(name)
     await w.tick()
-    assert (await w.delivery(accepted["delivery_id"])).sent_channel == name
+    row = await w.delivery(accepted["delivery_id"])
+    assert row.sent_channel == name
     [shown] = h.sent()
-    assert "recommend" in shown.text  # the question itself, not a template
+    if asks_by_link(example("nps"), name):  # the script asks for its link there
+        assert f"/s/{row.token}" in shown.text
+    else:
+        assert "recommend" in shown.text  # the question itself, not a template
 
 
-@pytest.mark.parametrize("name", specs(lambda s: s.inbound or s.pushes))
+@pytest.mark.parametrize("name", params(lambda s: s.inbound or s.pushes))
 async def test_the_channels_opt_out_stops_every_channel(name: str, w: World) -> None:
     h, channel = harness(name, w), spec(name)
     for word in channel.opt_out:
