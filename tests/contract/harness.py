@@ -131,7 +131,7 @@ async def world(db_url: str, sms: SmsProvider = "twilio") -> AsyncIterator[World
     try:
         async with BotApiStub() as stub, GraphApiStub() as graph, (
                 TwilioStub() if sms == "twilio" else SmscStub()) as provider:
-            sms_settings = {
+            sms_settings: dict[str, Any] = {
                 "twilio_account_sid": twilio_api.ACCOUNT_SID,
                 "twilio_auth_token": twilio_api.AUTH_TOKEN,
                 "twilio_from": twilio_api.FROM_NUMBER, "twilio_api_base": provider.base_url,
