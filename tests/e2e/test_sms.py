@@ -1,0 +1,182 @@
+"""SMS end to end, over the contract suite's world (every channel on; SMS through Twilio's
+stand-in, or SMSC's, their webhooks signed or secret as each platform does): a post-call
+trigger for a customer known only by phone number is surveyed by SMS in both modes,
+"СТОП" stops every channel, a wrong signature stores nothing, Twilio's 21610 opts the
+customer out, and a trigger's or script's `channels` decide where and in what order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.texts import gettext
+from storage.models import CustomerRow, DeliveryRow
+from testkit import twilio as twilio_api
+from testkit.twilio import TwilioStub
+from tests.contract.harness import EMAIL, PHONE, SmsHarness, SmsProvider, World, world
+from tests.e2e.trigger_support import trigger
+
+
+@pytest.fixture(params=["twilio", "smsc"])
+async def w(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[World]:
+    provider: SmsProvider = request.param
+    async with world(f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}", provider) as built:
+        yield built
+
+
+@pytest.fixture
+async def tw(tmp_path: Path) -> AsyncIterator[World]:
+    """Through Twilio: what only Twilio does."""
+    async with world(f"sqlite+aiosqlite:///{tmp_path / 'otklik.db'}", "twilio") as built:
+        yield built
+
+
+async def post_call(w: World, key: str = "call-1", survey: str = "post_call_csat",
+                    **extra: Any) -> int:
+    """A post-call trigger for a customer known only by their phone number."""
+    body = {**trigger(key, survey=survey, phone=PHONE), "delay": "PT0S", **extra}
+    body["customer"].pop("telegram_id")
+    status, accepted = await w.api.post("/api/v1/triggers", body)
+    assert status == 202, accepted
+    return int(accepted["delivery_id"])
+
+
+async def test_a_post_call_survey_by_sms_dialogue(w: World) -> None:
+    h = SmsHarness(w)
+    delivery = await post_call(w, channels=["sms"])
+    w.api.clock.advance(minutes=20)  # past the script's delay
+    await w.tick()
+    [first] = h.sent()
+    # The script's default locale is Russian: its words, and ours around them.
+    assert "Как вы оцениваете разговор с Anna?" in first.text
+    assert "Ответьте числом от 1 (Очень плохо) до 5 (Отлично)." in first.text
+    assert "СТОП — отписаться" in first.text  # the first message says how to stop
+    row = await w.delivery(delivery)
+    assert (row.status, row.sent_channel, row.channels) == ("sent", "sms", ["sms"])
+    again = await h.type("six")  # not on the scale: asked again, in the same words
+    assert "1" in again.text
+    assert "5" in again.text
+    follow_up = await h.type("два")  # in words, as in every channel
+    assert "Что пошло не так?" in follow_up.text
+    assert "1. Долго ждал(а)" in follow_up.text  # options numbered, answered by number
+    await h.type("1, 3")
+    answers = await w.answers()
+    assert answers[0] == ("csat", 2, None, "sms")
+    assert {channel for *_, channel in answers} == {"sms"}
+    assert (await w.delivery(delivery)).status == "answered"
+    report = await h.report(str(row.message_id), "delivered")
+    assert report == 200
+    assert (await w.delivery(delivery)).delivered_at is not None
+
+
+async def test_a_post_call_survey_by_sms_link(w: World) -> None:
+    h = SmsHarness(w)
+    delivery = await post_call(w, survey="nps", channels=["sms"])  # nps: `sms: link`
+    await w.tick()
+    [invitation] = h.sent()
+    token = (await w.delivery(delivery)).token
+    assert f"/s/{token}" in invitation.text  # one message: the survey's short link
+    assert "Net Promoter Score" in invitation.text
+    page = await w.api.client.get(f"/s/{token}")
+    assert page.status == 200
+    assert "recommend" in await page.text()
+
+
+async def test_stop_by_sms_stops_every_channel(w: World) -> None:
+    h = SmsHarness(w)
+    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
+            "delay": "PT0S", "channels": ["sms", "email"]}
+    status, _ = await w.api.post("/api/v1/triggers", body)
+    assert status == 202
+    w.api.clock.advance(minutes=20)
+    await w.tick()
+    await h.type("СТОП")
+    assert await w.opted_out()
+    # Said back in the words they wrote in.
+    assert h.sent()[-1].text == gettext("Done: you will not receive any more surveys from us.",
+                                        "ru")
+    assert h.sent()[-1].text != "Done: you will not receive any more surveys from us."
+    status, again = await w.api.post("/api/v1/triggers", {**body, "idempotency_key": "c2"})
+    assert (again["status"], again["reason"]) == ("suppressed", "opted_out")
+    assert w.mailbox.messages == []  # nor by e-mail
+
+
+async def test_a_wrong_signature_stores_nothing(w: World) -> None:
+    h = SmsHarness(w)
+    assert await h.forged() == 401
+    async with w.api.services.factory() as session:
+        assert await session.scalar(select(func.count()).select_from(CustomerRow)) == 0
+    assert await w.answers() == []
+    assert h.sent() == []
+
+
+async def test_twilio_refusing_an_unsubscribed_number_opts_the_customer_out(
+        tw: World) -> None:
+    w = tw
+    assert isinstance(w.sms, TwilioStub)
+    w.sms.fail(21610, to=PHONE)
+    delivery = await post_call(w, channels=["sms", "email"])
+    w.api.clock.advance(minutes=20)
+    await w.tick()
+    row = await w.delivery(delivery)
+    assert (row.status, row.reason) == ("suppressed", "opted_out")
+    assert await w.opted_out()
+    assert w.mailbox.messages == []  # opted out everywhere, not moved on to e-mail
+
+
+async def test_the_channels_named_are_the_only_ones_in_their_order(w: World) -> None:
+    # A phone reaches WhatsApp first in this installation's order; the trigger names SMS
+    # and e-mail only: e-mail first.
+    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
+            "delay": "PT0S", "channels": ["email", "sms"]}
+    body["customer"].pop("telegram_id")
+    status, accepted = await w.api.post("/api/v1/triggers", body)
+    assert status == 202, accepted
+    w.api.clock.advance(minutes=20)
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.sent_channel, row.channels) == ("email", ["email", "sms"])
+    assert w.graph.calls == []
+    # Named nowhere they are reachable: suppressed, not sent anywhere else.
+    lone = {**trigger("call-2", survey="post_call_csat", phone=PHONE), "delay": "PT0S",
+            "channels": ["telegram"]}
+    lone["customer"] = {"external_id": "crm-43", "phone": "+4915112345679"}
+    status, accepted = await w.api.post("/api/v1/triggers", lone)
+    assert (accepted["status"], accepted["reason"]) == ("suppressed", "no_channel")
+
+
+@pytest.mark.parametrize(("field", "value"), [("channels", ["sms", "fax"]),
+                                              ("channels", ["sms", "sms"]),
+                                              ("channels", []),
+                                              ("channel", "fax")])
+async def test_a_wrong_channel_list_is_a_422_naming_the_field(
+        w: World, field: str, value: object) -> None:
+    status, error = await w.api.post("/api/v1/triggers", {**trigger(), field: value})
+    assert status == 422, error
+    assert error["error"]["field"].startswith(field)
+    async with w.api.services.factory() as session:
+        assert await session.scalar(select(func.count()).select_from(DeliveryRow)) == 0
+
+
+async def test_channel_must_be_among_channels(w: World) -> None:
+    status, error = await w.api.post("/api/v1/triggers", {
+        **trigger(), "channel": "telegram", "channels": ["sms"]})
+    assert status == 422
+    assert error["error"]["field"] == "channels"
+
+
+async def test_twilio_signs_the_public_url_not_the_one_behind_the_proxy(tw: World) -> None:
+    w = tw
+    assert isinstance(w.sms, TwilioStub)
+    params = w.sms.inbound(PHONE, "hello")
+    url = str(w.api.client.make_url("/sms/twilio"))
+    status, _ = await w.sms.post_webhook(url, params)  # signed over the loopback address
+    assert status == 401
+    status, _ = await w.sms.post_webhook(url, params, signed_url=w.api.settings.base_url
+                                         + "/sms/twilio",
+                                         auth_token=twilio_api.AUTH_TOKEN)
+    assert status == 200
