@@ -17,8 +17,8 @@ from bot.texts import gettext
 from storage.models import CustomerRow, DeliveryRow
 from testkit import twilio as twilio_api
 from testkit.twilio import TwilioStub
-from tests.contract.harness import EMAIL, PHONE, SmsHarness, SmsProvider, World, world
-from tests.e2e.trigger_support import trigger
+from tests.contract.harness import CHAT, EMAIL, PHONE, SmsHarness, SmsProvider, World, world
+from tests.e2e.trigger_support import ADMIN, SURVEYS, trigger
 
 
 @pytest.fixture(params=["twilio", "smsc"])
@@ -180,3 +180,35 @@ async def test_twilio_signs_the_public_url_not_the_one_behind_the_proxy(tw: Worl
                                          + "/sms/twilio",
                                          auth_token=twilio_api.AUTH_TOKEN)
     assert status == 200
+
+
+async def test_a_scripts_channels_decide_unless_the_trigger_names_its_own(w: World) -> None:
+    source = (SURVEYS / "post_call_csat.yaml").read_text(encoding="utf-8").replace(
+        "policy:\n", "policy:\n  channels: [sms, email]\n", 1)
+    response = await w.api.client.put(
+        "/api/v1/surveys/post_call_csat", data=source.encode(),
+        headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {ADMIN}"})
+    assert response.status == 201, await response.text()  # a new version
+    # Reachable in Telegram too (the trigger's telegram_id), asked by SMS: the script says.
+    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
+            "delay": "PT0S"}
+    status, accepted = await w.api.post("/api/v1/triggers", body)
+    assert status == 202, accepted
+    w.api.clock.advance(minutes=20)
+    await w.tick()
+    row = await w.delivery(accepted["delivery_id"])
+    assert (row.sent_channel, row.channels) == ("sms", ["sms", "email"])
+    assert w.stub.messages(CHAT) == []
+    # A trigger's own list wins over the script's.
+    status, accepted = await w.api.post("/api/v1/triggers", {
+        **body, "idempotency_key": "call-2", "channels": ["telegram"],
+        "customer": {**body["customer"], "external_id": "crm-43", "telegram_id": 4343,
+                     "phone": "+4915112345679", "email": "b@example.com"}})
+    assert status == 202, accepted
+    assert (await w.delivery(accepted["delivery_id"])).channels == ["telegram"]
+    # A script naming a channel Otklik has not: refused where it is written.
+    status = (await w.api.client.put(
+        "/api/v1/surveys/post_call_csat", data=source.replace("[sms, email]", "[sms, fax]")
+        .encode(), headers={"Content-Type": "application/yaml",
+                            "Authorization": f"Bearer {ADMIN}"})).status
+    assert status == 422
