@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, get_args
+from urllib.parse import urlencode
 
 import pytest
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from bot.settings import Settings
 from conversations.engine import drafts
 from conversations.script import ChannelName, parse_script
 from handlers.sms import render
+from handlers.sms.twilio import signed
 
 
 @pytest.mark.parametrize(("text", "count"), [
@@ -102,3 +104,23 @@ def test_one_provider_is_chosen() -> None:
 
 def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)
+
+
+# Twilio's worked example (https://www.twilio.com/docs/usage/security): auth token 12345,
+# Twilio posted to https://mycompany.com/myapp.php?foo=1&bar=2.
+EXAMPLE = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
+           "From": "+12349013030", "To": "+18005551212"}
+
+
+@pytest.mark.parametrize(("public_url", "body", "valid"), [
+    ("https://mycompany.com", EXAMPLE, True),
+    ("https://mycompany.com/", EXAMPLE, True),  # PUBLIC_URL's trailing slash is no part
+    ("http://127.0.0.1:8080", EXAMPLE, False),  # the address behind the proxy is not it
+    ("https://mycompany.com", {**EXAMPLE, "Digits": "1235"}, False),
+])
+def test_twilios_published_signature_over_public_url_and_the_path(
+        public_url: str, body: dict[str, str], valid: bool) -> None:
+    given = settings(public_url=public_url, twilio_auth_token="12345",
+                     twilio_account_sid="AC" + "0" * 32, twilio_from="+15005550006")
+    assert signed(given, "/myapp.php?foo=1&bar=2", urlencode(body).encode(),
+                  "0/KCTR6DLpKmkAf8muzZqo1nDgQ=") is valid
