@@ -26,7 +26,6 @@ parameters go through, as if approved.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -180,7 +179,6 @@ class GraphApiStub(Loopback):
         self._accepted: list[JSON] = []  # request bodies, each with its "wamid"
         self._faults: list[_Fault] = []
         self._traces = itertools.count(1)
-        self._changed = asyncio.Condition()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -198,20 +196,6 @@ class GraphApiStub(Loopback):
         return [copy.deepcopy(body) for body in self._accepted
                 if _wa_id(str(body["to"])) == _wa_id(to)]
 
-    # A timeout argument rather than asyncio.timeout around the call: on expiry the test
-    # gets an AssertionError listing what was sent, not a bare TimeoutError.
-    async def wait_sent(self, to: str, count: int,
-                        timeout: float = 5.0) -> list[JSON]:  # noqa: ASYNC109
-        """Wait until at least `count` messages went to `to`; returns them all."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait_for(lambda: len(self.sent(to)) >= count)
-            except TimeoutError:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {count} message(s) to {to}; "
-                    f"calls: {[(call.status, call.body) for call in self.calls]}") from None
-        return self.sent(to)
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -358,8 +342,7 @@ class GraphApiStub(Loopback):
                                           rejection.code, rejection.message,
                                           rejection.details or "", at, injected))
         self.calls.append(Call(request.method, request.path, body, status, answer, at))
-        async with self._changed:
-            self._changed.notify_all()
+        await self.called()
         return web.json_response(answer, status=status)
 
     def _authorize(self, request: web.Request) -> None:

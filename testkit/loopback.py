@@ -5,9 +5,10 @@ ends both. A stand-in says what it serves in `app()`."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import ClientSession, ClientTimeout, web
 
@@ -17,10 +18,36 @@ class Loopback:
         self._base_url: str | None = None
         self._runner: web.AppRunner | None = None
         self._client: ClientSession | None = None
+        self._changed = asyncio.Condition()
+        self.calls: list[Any] = []  # every request the client made, as the stand-in keeps it
 
     def app(self) -> web.Application:
         """The platform's API: its routes and handlers."""
         raise NotImplementedError
+
+    def sent(self, to: Any) -> list[Any]:
+        """What the platform accepted for `to`, in order."""
+        raise NotImplementedError
+
+    async def called(self) -> None:
+        """A request was served: wake whoever waits for it (wait_sent)."""
+        async with self._changed:
+            self._changed.notify_all()
+
+    # A timeout argument rather than asyncio.timeout around the call: on expiry the test
+    # gets an AssertionError listing what was sent, not a bare TimeoutError.
+    async def wait_sent(self, to: Any, count: int,
+                        timeout: float = 5.0) -> list[Any]:  # noqa: ASYNC109
+        """Wait until at least `count` messages went to `to`; returns them all."""
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(lambda: len(self.sent(to)) >= count)
+            except TimeoutError:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {count} message(s) to {to}; "
+                    f"calls: {self.calls}") from None
+        return self.sent(to)
 
     async def start(self) -> str:
         """Serve on a free port of 127.0.0.1; returns the base URL."""

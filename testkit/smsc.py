@@ -34,7 +34,6 @@ kept in `sent` but not acted upon. Not served: status.php, balance, fmt=2/3 call
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -132,7 +131,6 @@ class SmscStub(Loopback):
         self._accepted: list[Fields] = []  # parameters less credentials, with "id"
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1001)
-        self._changed = asyncio.Condition()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -148,19 +146,6 @@ class SmscStub(Loopback):
         return [dict(fields) for fields in self._accepted
                 if _digits(phone) in _phones(fields["phones"])]
 
-    async def wait_sent(self, phone: str, count: int,
-                        timeout: float = 5.0) -> list[Fields]:  # noqa: ASYNC109
-        """Wait until at least `count` messages went to `phone`; returns them all."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait_for(lambda: len(self.sent(phone)) >= count)
-            except TimeoutError:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {count} message(s) to {phone}; "
-                    f"calls: {[(call.params, call.response) for call in self.calls]}"
-                ) from None
-        return self.sent(phone)
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -232,8 +217,7 @@ class SmscStub(Loopback):
             if rejection.code in _WITH_ID and rejection.message_id is not None:
                 answer["id"] = rejection.message_id
         self.calls.append(Call(request.method, request.path, params, answer, at))
-        async with self._changed:
-            self._changed.notify_all()
+        await self.called()
         return web.json_response(answer)  # SMSC answers errors with HTTP 200 too
 
     def _accept(self, params: Fields) -> JSON:

@@ -29,7 +29,6 @@ messages, Messaging Services' sender pools, JSON-bodied webhooks (bodySHA256).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -149,7 +148,6 @@ class TwilioStub(Loopback):
         self.calls: list[Call] = []
         self._accepted: list[Params] = []  # form parameters, each with its "Sid"
         self._faults: list[_Fault] = []
-        self._changed = asyncio.Condition()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -164,18 +162,6 @@ class TwilioStub(Loopback):
         the sid it answered under "Sid"."""
         return [dict(params) for params in self._accepted if params.get("To") == to]
 
-    async def wait_sent(self, to: str, count: int,
-                        timeout: float = 5.0) -> list[Params]:  # noqa: ASYNC109
-        """Wait until at least `count` messages went to `to`; returns them all."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._changed.wait_for(lambda: len(self.sent(to)) >= count)
-            except TimeoutError:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {count} message(s) to {to}; "
-                    f"calls: {[(call.status, call.params) for call in self.calls]}") from None
-        return self.sent(to)
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -263,8 +249,7 @@ class TwilioStub(Loopback):
             status = rejection.status
             answer = error_body(rejection.code, rejection.status, rejection.message)
         self.calls.append(Call(request.method, request.path, params, status, answer, at))
-        async with self._changed:
-            self._changed.notify_all()
+        await self.called()
         return web.json_response(answer, status=status)
 
     def _authorize(self, request: web.Request) -> None:
