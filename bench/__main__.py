@@ -10,10 +10,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import dispatch, engine, metrics, soak, telegram, web, whatsapp
+from bench import dispatch, engine, metrics, sms, soak, telegram, web, whatsapp
 
 BENCHES = {"engine": engine.main, "telegram": telegram.main, "dispatch": dispatch.main,
-           "web": web.main, "whatsapp": whatsapp.main, "metrics": metrics.main, "soak": soak.main}
+           "web": web.main, "whatsapp": whatsapp.main, "sms": sms.main, "metrics": metrics.main,
+           "soak": soak.main}
 README = Path(__file__).with_name("README.md")
 
 
