@@ -1,6 +1,7 @@
 """Every route that changes state is authenticated: the API's with a token (401 without
 one), the dashboard's with a session (sent to the login page without one), a channel's
-webhook with its platform's secret, and the public ones with what a customer holds
+webhook with its platform's secret (in a header, or in its path where the platform signs
+nothing), and the public ones with what a customer holds
 instead. A new state-changing route fails this test until
 it is put in one of these groups."""
 
@@ -44,12 +45,16 @@ async def test_every_state_changing_route_needs_credentials(db_url: str) -> None
         checked = 0
         webhooks = {path: header for plugin in CHANNELS for path in plugin.webhooks
                     for header in plugin.credentials}
+        secret_paths = tuple(prefix for plugin in CHANNELS for prefix in plugin.secret_paths)
         for method, path in sorted(routes - set(PUBLIC)):
             url = concrete(path)
             if path in webhooks:  # a platform's: its secret, not a login
                 response = await api.client.request(method, url, data=b"{}")
                 assert response.status == 401, (method, path, response.status)
                 assert (await response.json())["error"]["field"] == webhooks[path]
+            elif path.startswith(secret_paths):  # a platform's secret in the path (SMSC)
+                response = await api.client.request(method, url, data=b"{}")
+                assert response.status == 401, (method, path, response.status)
             elif path.startswith("/api/"):
                 response = await api.client.request(method, url, json={})
                 assert response.status == 401, (method, path, response.status)
