@@ -32,6 +32,10 @@ LOGIN = "/admin/login"
 # Set by a handler that found the secret it was given wrong without answering 401 (an
 # unknown survey link answers 410, as an expired one does).
 WRONG = web.RequestKey("wrong_secret", bool)
+# The headers whose credentials were judged right here: a handler that checks its
+# platform's signature again need not compute it twice. By header: another credential
+# judged right (an API token) says nothing of the platform's signature.
+PRESENTED = web.RequestKey("presented", frozenset[str])
 
 
 LIMITER = web.AppKey("anonymous_limiter", Limiter)
@@ -98,11 +102,12 @@ API_CREDENTIALS: dict[str, Credential] = {"Authorization": _bearer, SIGNATURE_HE
 CREDENTIALS = web.AppKey("credentials", dict[str, Credential])
 
 
-def _checks(request: web.Request) -> list[Credential]:
-    checks = [check for header, check in request.app[CREDENTIALS].items()
+def _checks(request: web.Request) -> list[tuple[str, Credential]]:
+    """Each credential the request presents, by the header (or form field) carrying it."""
+    checks = [(header, check) for header, check in request.app[CREDENTIALS].items()
               if header in request.headers]
     if request.method == "POST" and request.path == LOGIN:
-        checks.append(_login)
+        checks.append(("token", _login))
     return checks
 
 
@@ -149,7 +154,9 @@ async def failed_attempts(request: web.Request, handler: Handler) -> web.StreamR
     try:
         if checks:
             given = await _read(request)  # a body too large is a 413 (api.errors, pages)
-            await budget.verdict(address, lambda: all(check(given) for check in checks) or None)
+            if await budget.verdict(address, lambda: all(check(given) for _, check in checks)
+                                    or None):
+                request[PRESENTED] = frozenset(header for header, _ in checks)
         elif await budget.spent(address):
             raise Spent
     except Spent:

@@ -212,3 +212,17 @@ async def test_a_scripts_channels_decide_unless_the_trigger_names_its_own(w: Wor
         .encode(), headers={"Content-Type": "application/yaml",
                             "Authorization": f"Bearer {ADMIN}"})).status
     assert status == 422
+
+
+async def test_another_credential_judged_right_is_no_twilio_signature(tw: World) -> None:
+    """The failed-attempts middleware tells the handler which headers it judged right:
+    the admin token a request also carries does not stand in for Twilio's signature."""
+    w = tw
+    assert isinstance(w.sms, TwilioStub)
+    params = w.sms.inbound(PHONE, "5")
+    for headers in ({"Authorization": f"Bearer {ADMIN}"},
+                    {"Authorization": f"Bearer {ADMIN}", "X-Twilio-Signature": "wrong"}):
+        response = await w.api.client.post("/sms/twilio", data=params, headers=headers)
+        assert response.status == 401
+        assert (await response.json())["error"]["field"] == "X-Twilio-Signature"
+    assert await w.answers() == []
