@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aiohttp import web
 
@@ -39,14 +39,18 @@ PROVIDER = web.AppKey("sms_provider", Provider)
 
 
 async def received(app: web.Application, sender: str, text: str, event_id: str | None, *,
-                   provider_stops: bool = False) -> None:
+                   provider: Literal["STOP", "START"] | None = None) -> None:
     """`sender` in E.164; `event_id`, the provider's id of the message (None: it gives
-    none, and a message posted twice is read twice); `provider_stops`: the provider took
-    the message as its own opt-out keyword and answers it itself (we must not: it would
-    refuse the send)."""
+    none, and a message posted twice is read twice); `provider`: the provider took the
+    message as its own opt-out (STOP) or opt-in (START) keyword, and answers it itself (we
+    must not: after a STOP it would refuse the send)."""
     surveys = app[SURVEYS]
     who = Who("sms", sender, phone=sender)
     event: Event | None = ("sms", event_id) if event_id else None
+    if provider == "START":  # they asked the provider for messages again: ours too
+        await surveys.opt_in(who)
+        return
+    provider_stops = provider == "STOP"
     if provider_stops or SPEC.opts_out(text):
         if await surveys.opt_out(who) and not provider_stops:
             await _say(app, who, "Done: you will not receive any more surveys from us.",

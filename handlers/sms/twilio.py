@@ -166,10 +166,12 @@ async def receive(request: web.Request) -> web.Response:
     if sender is None or not sid:
         raise ApiError(400, "invalid", "not a Twilio message: From (a phone number) and "
                        "MessageSid are required", "From" if sender is None else "MessageSid")
-    # Twilio answers its own opt-out words (STOP, UNSUBSCRIBE...) and refuses our sends
-    # after them; it names them in OptOutType.
+    # Twilio answers its own opt-out and opt-in words (STOP, UNSUBSCRIBE...; START,
+    # UNSTOP) itself, refuses our sends after the first, and names them in OptOutType.
+    kind = params.get("OptOutType", "").upper()
     await inbound.received(request.app, sender, params.get("Body", ""), f"twilio:{sid}",
-                           provider_stops=params.get("OptOutType", "").upper() == "STOP")
+                           provider="STOP" if kind == "STOP" else "START"
+                           if kind == "START" else None)
     return _twiml()
 
 

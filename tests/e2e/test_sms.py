@@ -17,7 +17,16 @@ from bot.texts import gettext
 from storage.models import CustomerRow, DeliveryRow
 from testkit import twilio as twilio_api
 from testkit.twilio import TwilioStub
-from tests.contract.harness import CHAT, EMAIL, PHONE, SmsHarness, SmsProvider, World, world
+from tests.contract.harness import (
+    CHAT,
+    EMAIL,
+    PHONE,
+    PUBLIC_URL,
+    SmsHarness,
+    SmsProvider,
+    World,
+    world,
+)
 from tests.e2e.trigger_support import ADMIN, SURVEYS, trigger
 
 
@@ -226,3 +235,20 @@ async def test_another_credential_judged_right_is_no_twilio_signature(tw: World)
         assert response.status == 401
         assert (await response.json())["error"]["field"] == "X-Twilio-Signature"
     assert await w.answers() == []
+
+
+async def test_twilios_own_stop_and_start_words_opt_out_and_in_without_our_reply(
+        tw: World) -> None:
+    w = tw
+    assert isinstance(w.sms, TwilioStub)
+    url, public = str(w.api.client.make_url("/sms/twilio")), PUBLIC_URL + "/sms/twilio"
+    stop = w.sms.inbound(PHONE, "STOP")
+    assert stop["OptOutType"] == "STOP"  # Twilio's keyword: it answers the customer itself
+    assert (await w.sms.post_webhook(url, stop, signed_url=public))[0] == 200
+    assert await w.opted_out()
+    assert w.sms.sent(PHONE) == []  # nothing from us: Twilio would refuse it anyway
+    start = w.sms.inbound(PHONE, "START")
+    assert start["OptOutType"] == "START"
+    assert (await w.sms.post_webhook(url, start, signed_url=public))[0] == 200
+    assert not await w.opted_out()
+    assert w.sms.sent(PHONE) == []
