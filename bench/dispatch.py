@@ -44,12 +44,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import itertools
 import json
-import multiprocessing
 import os
 import socket
 import tempfile
@@ -72,7 +70,8 @@ from pydantic import SecretStr
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.stats import ROUNDS, Spread, machine_note, spread_note
+from bench.standin import Child, Platform, StandIn, StubCount
+from bench.stats import ROUNDS, Rounds, machine_note, spread_note, verdict
 from bot.bootstrap import build_services, build_web_app
 from bot.examples import EXAMPLES
 from bot.limits import Limiter, RateLimited
@@ -146,47 +145,10 @@ async def count(engine: AsyncEngine, table: Table, *where: Any) -> int:
 # -- helper processes -----------------------------------------------------------------------
 
 
-class Child:
-    """A helper process that answers what it is sent through a pipe; None stops it. Forked,
-    so it starts with every module already imported (a fresh interpreter spends seconds
-    importing aiogram): create it before any event loop or thread exists."""
-
-    def __init__(self, target: Callable[[Pipe], None]) -> None:
-        context = multiprocessing.get_context("fork")
-        self._pipe, theirs = context.Pipe()
-        self._process = context.Process(target=target, args=(theirs,), daemon=True)
-        self._process.start()
-        theirs.close()
-
-    def receive(self) -> Any:
-        return self._pipe.recv()
-
-    async def ask(self, message: object) -> Any:
-        self._pipe.send(message)
-        # In a thread: the event loop goes on serving while the child works.
-        return await asyncio.to_thread(self._pipe.recv)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._pipe.send(None)
-        self._process.join(30)
-        if self._process.is_alive():
-            self._process.terminate()
-        self._pipe.close()
-
-
 class Client(Protocol):
     """Runs load jobs: in its own process for the figures, in this one for the tests."""
 
     async def run(self, job: LoadJob) -> Load: ...
-
-
-class Stub(Protocol):
-    """The Bot API stub: in its own process for the figures, in this one for the tests."""
-
-    base_url: str
-
-    async def count(self) -> StubCount: ...
 
 
 class ChildClient:
@@ -201,25 +163,6 @@ class ChildClient:
 class LocalClient:
     async def run(self, job: LoadJob) -> Load:
         return await load(job)
-
-
-class ChildStub:
-    def __init__(self, child: Child) -> None:
-        self._child = child
-        self.base_url: str = child.receive()
-
-    async def count(self) -> StubCount:
-        count: StubCount = await self._child.ask("count")
-        return count
-
-
-class LocalStub:
-    def __init__(self, api: BotApiStub) -> None:
-        self._api = api
-        self.base_url = api.base_url
-
-    async def count(self) -> StubCount:
-        return stub_count(self._api)
 
 
 # -- triggers: the load client --------------------------------------------------------------
@@ -408,29 +351,12 @@ async def accept_triggers(server: TriggerServer, db_path: Path, client: Client,
 # -- deliveries -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StubCount:
-    sent: int  # sendMessage calls answered with a message
-    errors: int
-    first_error: str | None
-
-
-def stub_process(pipe: Pipe) -> None:
-    """The Bot API stub's process: sends its base URL, then answers each request with a
-    StubCount."""
-    asyncio.run(_serve_stub(pipe))
-
-
-async def _serve_stub(pipe: Pipe) -> None:
-    async with BotApiStub() as api:
-        pipe.send(api.base_url)
-        while await asyncio.to_thread(pipe.recv) is not None:
-            pipe.send(stub_count(api))
-
-
 def stub_count(api: BotApiStub) -> StubCount:
     sent = sum(1 for call in api.calls if call.ok and call.method == "sendMessage")
     return StubCount(sent, len(api.errors), str(api.errors[0]) if api.errors else None)
+
+
+BOT_API = StandIn("the Bot API stub", BotApiStub, stub_count)  # counts; posts no webhooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +434,7 @@ async def spend_burst(box: Outbox) -> None:
         await box.limiter.acquire(-1 - n)
 
 
-async def dispatch(box: Outbox, stub: Stub, chats: Sequence[int], *,
+async def dispatch(box: Outbox, stub: Platform, chats: Sequence[int], *,
                    sustained: bool) -> Sends:
     """Make `chats` due, then one tick: the time it takes to send them all."""
     await make_due(box, chats)
@@ -530,7 +456,7 @@ async def dispatch(box: Outbox, stub: Stub, chats: Sequence[int], *,
     return Sends(len(chats), elapsed, cpu / len(chats))
 
 
-async def send_rate(db_path: Path, stub: Stub, rate: float, chats: Sequence[int],
+async def send_rate(db_path: Path, stub: Platform, rate: float, chats: Sequence[int],
                     warmup: Sequence[int]) -> Sends:
     """A fresh database and sender limited to `rate`: a warm-up tick, then the measured one."""
     async with outbox(db_path, stub.base_url, rate) as box:
@@ -547,7 +473,7 @@ def first_question() -> tuple[str, Markup | None]:
         prompt, 1, lambda message: i18n.gettext(message, locale="en"))
 
 
-async def blast(stub: Stub, chats: Sequence[int], send: Callable[[int], Awaitable[None]],
+async def blast(stub: Platform, chats: Sequence[int], send: Callable[[int], Awaitable[None]],
                 concurrency: int) -> Sends:
     """`send(chat)` to the first chat (the warm-up: a connection opens), then to the others,
     `concurrency` at a time, timed, and checked against the stub's count."""
@@ -571,7 +497,7 @@ async def blast(stub: Stub, chats: Sequence[int], send: Callable[[int], Awaitabl
     return Sends(len(chats) - 1, elapsed, cpu / (len(chats) - 1))
 
 
-async def stub_rate(stub: Stub, chats: Sequence[int],
+async def stub_rate(stub: Platform, chats: Sequence[int],
                     concurrency: int = SEND_CONCURRENCY) -> Sends:
     """The baseline: one aiogram Bot, no middlewares, sending the question the dispatcher
     sends, `concurrency` at a time, no limiter and no database."""
@@ -588,7 +514,7 @@ async def stub_rate(stub: Stub, chats: Sequence[int],
         await bot.session.close()
 
 
-async def plain_rate(stub: Stub, chats: Sequence[int],
+async def plain_rate(stub: Platform, chats: Sequence[int],
                      concurrency: int = SEND_CONCURRENCY) -> Sends:
     """What the stub takes without aiogram: the same form POSTed by plain aiohttp, the
     keyboard serialized once, the answer parsed as JSON and not into models."""
@@ -614,21 +540,6 @@ async def plain_rate(stub: Stub, chats: Sequence[int],
 
 def share(value: float) -> str:
     return f"{value * 100:.1f} %"
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
-class Rounds:
-    """A figure's rounds (Loads or Sends): the rate and CPU per operation, with spreads."""
-
-    def __init__(self, runs: Sequence[Load | Sends]) -> None:
-        self.rate = Spread.of(run.rate for run in runs)
-        self.cpu = Spread.of(run.cpu for run in runs)
-
-    def show(self, unit: str, per: str) -> str:
-        return f"{self.rate.show()} {unit}, CPU {self.cpu.ms()} per {per}"
 
 
 def trigger_lines(product: Sequence[Load], baseline: Sequence[Load]) -> list[str]:
@@ -678,7 +589,7 @@ async def run_triggers(tmp: Path, client: Client, seconds: float, rounds: int
     return loads
 
 
-async def run_sends(tmp: Path, stub: Stub, seconds: float, rounds: int,
+async def run_sends(tmp: Path, stub: Platform, seconds: float, rounds: int,
                     rates: Sequence[float]
                     ) -> tuple[dict[float, list[Sends]], list[Sends], list[Sends]]:
     """Per round: the stub's raw rate, then each configured rate and the limiter set high,
@@ -705,12 +616,12 @@ async def run_sends(tmp: Path, stub: Stub, seconds: float, rounds: int,
 def run(seconds: float, rounds: int, rates: Sequence[float]) -> list[str]:
     load_before = os.getloadavg()[0]
     # Both helpers are forked now, before any event loop or thread exists.
-    client, stub = Child(client_process), Child(stub_process)
+    client, stub = Child(client_process), Child(BOT_API.process)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as tmp:
             loads = asyncio.run(run_triggers(Path(tmp), ChildClient(client), seconds, rounds))
-            sends, raw, plain = asyncio.run(run_sends(Path(tmp), ChildStub(stub), seconds, rounds,
-                                               rates))
+            sends, raw, plain = asyncio.run(run_sends(Path(tmp), BOT_API.remote(stub), seconds,
+                                                      rounds, rates))
     finally:
         client.close()
         stub.close()

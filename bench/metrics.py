@@ -45,7 +45,7 @@ from typing import Any, NamedTuple, TypeVar
 import sqlalchemy as sa
 
 from bench.dispatch import SURVEYS, sqlite_url
-from bench.stats import Spread, spread_note
+from bench.stats import Spread, spread_note, verdict
 from bot.services.metrics import MetricsQuery, MetricsResult, MetricsService
 from bot.services.scripts import load_scripts, read_script
 from storage import rollups
@@ -285,10 +285,6 @@ class Figure(NamedTuple):
 
     def show(self) -> str:
         return f"{self.wall.ms()}, CPU {self.cpu.ms()}"
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 async def api_call(metrics: MetricsService, query: MetricsQuery, source: str = "rollups"

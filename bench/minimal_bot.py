@@ -34,6 +34,7 @@ from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 QUESTION = "How likely are you to recommend us to a friend? 0-10"
 REASON = "What is the main reason for your score?"
@@ -54,6 +55,7 @@ INSERT = "INSERT INTO answers (chat_id, score, reason, answered_at) VALUES (?, ?
 # The same durability as Otklik's SQLite (storage/db.py), so the comparison is of the code
 # and not of fsync: WAL, and no fsync on every commit.
 PRAGMAS = ("PRAGMA busy_timeout=5000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+DB = web.AppKey("db", aiosqlite.Connection)  # the connection of webhook_app's handler
 
 
 
@@ -100,13 +102,31 @@ async def save(db: aiosqlite.Connection, chat_id: int, score: int, reason: str |
     await db.commit()
 
 
-async def open_db(db_path: Path) -> aiosqlite.Connection:
+async def open_db(db_path: Path, *schema: str) -> aiosqlite.Connection:
+    """The minimal's one connection, with PRAGMAS, its tables made from `schema`."""
     db = await aiosqlite.connect(db_path)
-    for pragma in PRAGMAS:
-        await db.execute(pragma)
-    await db.execute(SCHEMA)
+    for statement in (*PRAGMAS, *schema):
+        await db.execute(statement)
     await db.commit()
     return db
+
+
+def webhook_app(path: str, receive: Handler, db_path: Path, *schema: str) -> web.Application:
+    """The other minimals' app (bench/minimal_sms.py, bench/minimal_whatsapp.py): `receive`
+    at POST `path`; the database opened into app[DB] on the app's startup (open_db), closed
+    on its cleanup."""
+
+    async def start(app: web.Application) -> None:
+        app[DB] = await open_db(db_path, *schema)
+
+    async def close(app: web.Application) -> None:
+        await app[DB].close()
+
+    app = web.Application()
+    app.router.add_post(path, receive)
+    app.on_startup.append(start)
+    app.on_cleanup.append(close)
+    return app
 
 
 def build_minimal_bot(token: str, api_base: str, db_path: Path) -> tuple[Bot, Dispatcher]:
@@ -118,7 +138,7 @@ def build_minimal_bot(token: str, api_base: str, db_path: Path) -> tuple[Bot, Di
     dispatcher.include_router(build_router())
 
     async def on_startup() -> None:
-        dispatcher["db"] = await open_db(db_path)
+        dispatcher["db"] = await open_db(db_path, SCHEMA)
 
     async def on_shutdown() -> None:
         db: aiosqlite.Connection = dispatcher.workflow_data.pop("db")

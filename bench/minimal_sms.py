@@ -15,7 +15,7 @@ the two differ in what they do around the library and not in how they talk to Tw
 
     client, http = build_client(account_sid, auth_token, api_base)
     app = build_app(client, sender, auth_token, public_url, db_path)  # POSTs to PATH
-    db = await open_db(db_path)
+    db = app[DB]  # once the app has started
     sid = await send(client, db, sender, to, text)
     ...
     await http.close()
@@ -32,9 +32,10 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-# The same durability as Otklik's SQLite and bench/minimal_bot.py's (WAL, no fsync on each
-# commit), so the comparison is of the code and not of fsync.
-from bench.minimal_bot import PRAGMAS, rows_committed
+# The database opened as bench/minimal_bot.py's, with the same durability as Otklik's SQLite
+# (WAL, no fsync on each commit), so the comparison is of the code and not of fsync.
+from bench.minimal_bot import DB as DB  # the handler's connection: app[DB]
+from bench.minimal_bot import rows_committed, webhook_app
 
 # Otklik's own host-rewriting client for the library (private there: the bench reaches in
 # on purpose, so that both sides send through the same HTTP code).
@@ -58,7 +59,6 @@ SCHEMA = (
 )""")
 INSERT = "INSERT INTO messages (phone, body, received_at) VALUES (?, ?, ?)"
 INSERT_SENT = "INSERT INTO sent (phone, sid, sent_at) VALUES (?, ?, ?)"
-DB = web.AppKey("db", aiosqlite.Connection)
 
 
 def build_client(account_sid: str, auth_token: str, api_base: str
@@ -67,16 +67,6 @@ def build_client(account_sid: str, auth_token: str, api_base: str
     which its maker closes."""
     http = ElsewhereClient(api_base)
     return Client(account_sid, auth_token, http_client=http), http
-
-
-async def open_db(db_path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(db_path)
-    for pragma in PRAGMAS:
-        await db.execute(pragma)
-    for table in SCHEMA:
-        await db.execute(table)
-    await db.commit()
-    return db
 
 
 async def send(client: Client, db: aiosqlite.Connection, sender: str, to: str,
@@ -108,17 +98,7 @@ def build_app(client: Client, sender: str, auth_token: str, public_url: str,
         await client.messages.create_async(to=phone, from_=sender, body=REPLY)
         return web.Response(text=TWIML, content_type="text/xml")
 
-    async def start(app: web.Application) -> None:
-        app[DB] = await open_db(db_path)
-
-    async def close(app: web.Application) -> None:
-        await app[DB].close()
-
-    app = web.Application()
-    app.router.add_post(PATH, receive)
-    app.on_startup.append(start)
-    app.on_cleanup.append(close)
-    return app
+    return webhook_app(PATH, receive, db_path, *SCHEMA)
 
 
 async def messages_stored(db_path: Path) -> int:

@@ -22,14 +22,13 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiosqlite
 import httpx
 from aiohttp import web
 from pywa_async.client import WhatsApp
 
-# The same durability as Otklik's SQLite and bench/minimal_bot.py's (WAL, no fsync on each
-# commit), so the comparison is of the code and not of fsync.
-from bench.minimal_bot import PRAGMAS, rows_committed
+# The database opened as bench/minimal_bot.py's, with the same durability as Otklik's SQLite
+# (WAL, no fsync on each commit), so the comparison is of the code and not of fsync.
+from bench.minimal_bot import DB, rows_committed, webhook_app
 
 PATH = "/webhook"
 REPLY = "Thanks"
@@ -41,7 +40,6 @@ CREATE TABLE IF NOT EXISTS messages (
     received_at TEXT NOT NULL
 )"""
 INSERT = "INSERT INTO messages (wa_id, text, received_at) VALUES (?, ?, ?)"
-DB = web.AppKey("db", aiosqlite.Connection)
 
 
 def build_client(token: str, phone_number_id: str, api_base: str
@@ -79,22 +77,7 @@ def build_app(wa: WhatsApp, app_secret: str, db_path: Path) -> web.Application:
                     await wa.send_message(message["from"], REPLY)
         return web.Response(text="ok")
 
-    async def open_db(app: web.Application) -> None:
-        db = await aiosqlite.connect(db_path)
-        for pragma in PRAGMAS:
-            await db.execute(pragma)
-        await db.execute(SCHEMA)
-        await db.commit()
-        app[DB] = db
-
-    async def close_db(app: web.Application) -> None:
-        await app[DB].close()
-
-    app = web.Application()
-    app.router.add_post(PATH, receive)
-    app.on_startup.append(open_db)
-    app.on_cleanup.append(close_db)
-    return app
+    return webhook_app(PATH, receive, db_path, SCHEMA)
 
 
 async def messages_stored(db_path: Path) -> int:

@@ -54,24 +54,33 @@ import itertools
 import os
 import tempfile
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import aiohttp
 from pydantic import SecretStr
 from sqlalchemy import Table, distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import minimal_sms
-from bench.dispatch import SURVEYS, Child, Sends, StubCount, count, serve, sqlite_url
-from bench.stats import ROUNDS, Spread, machine_note, spread_note
-from bench.whatsapp import FIRST_NUMBER, Load, Phase
+from bench.dispatch import SURVEYS, Sends, count, serve, sqlite_url
+from bench.standin import (
+    CONCURRENCY,
+    Child,
+    Job,
+    Phase,
+    Platform,
+    StandIn,
+    StubCount,
+    Webhook,
+    accepted,
+    replies,
+)
+from bench.stats import ROUNDS, Rounds, machine_note, spread_note, verdict
+from bench.whatsapp import FIRST_NUMBER
 from bot.bootstrap import build
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
@@ -95,7 +104,6 @@ ANSWER, SCORE = "5", 5
 AGENT = "Maria"
 CUSTOMERS = 3000
 WARMUP = 100  # at least SEND_CONCURRENCY: every connection open before the clock starts
-CONCURRENCY = 32  # webhooks in flight
 SEND_CONCURRENCY = 100  # the dispatcher's default, and aiohttp's connection pool
 TARGET_RATIO = 0.5
 
@@ -129,55 +137,12 @@ def sms_settings(database_url: str, api_base: str) -> Settings:
 # -- Twilio's side: the stand-in and the webhooks' load client ------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """Each customer in `customers` (E.164 numbers) texts `text` once to `url`, signed over
-    `signed_url`, `concurrency` at a time."""
-
-    url: str
-    signed_url: str
-    customers: tuple[str, ...]
-    text: str
-    concurrency: int = CONCURRENCY
-
-
-async def post_all(job: Job, api: TwilioStub) -> Load:
-    """POST each customer's signed incoming-message webhook. Forms are built and signed as
-    they go: this process has its own core."""
-    todo = iter(job.customers)
-    ok = failures = 0
-    first_failure: str | None = None
-
-    async def post(http: aiohttp.ClientSession, customer: str) -> None:
-        nonlocal ok, failures, first_failure
-        params = api.inbound(customer, job.text)
-        headers = {SIGNATURE_HEADER: twilio.sign(job.signed_url, params, api.auth_token),
-                   "User-Agent": "TwilioProxy/1.1"}
-        try:
-            async with http.post(job.url, data=params, headers=headers) as response:
-                answer = await response.read()
-        except aiohttp.ClientError as error:
-            failures += 1
-            first_failure = first_failure or f"{customer}: {type(error).__name__} {error}"
-            return
-        if response.status == 200:
-            ok += 1
-        else:
-            failures += 1
-            first_failure = first_failure or f"{customer}: {response.status} {answer[:300]!r}"
-
-    async def worker(http: aiohttp.ClientSession) -> None:
-        for customer in todo:
-            await post(http, customer)
-
-    connector = aiohttp.TCPConnector(limit=job.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        began = time.perf_counter()
-        async with asyncio.TaskGroup() as group:
-            for _ in range(job.concurrency):
-                group.create_task(worker(http))
-        elapsed = time.perf_counter() - began
-    return Load(ok, elapsed, failures, first_failure)
+def webhook(api: TwilioStub, job: Job, customer: str) -> Webhook:
+    """`customer`'s incoming-message form, signed X-Twilio-Signature over `job.signed_url`
+    as Twilio signs it."""
+    params = api.inbound(customer, job.text)
+    return params, {SIGNATURE_HEADER: twilio.sign(job.signed_url, params, api.auth_token),
+                    "User-Agent": "TwilioProxy/1.1"}
 
 
 def stub_count(api: TwilioStub) -> StubCount:
@@ -186,95 +151,13 @@ def stub_count(api: TwilioStub) -> StubCount:
                      str(errors[0].response) if errors else None)
 
 
-def twilio_process(pipe: Pipe) -> None:
-    """Twilio's process: sends the stand-in's base URL, then answers each Job with a Load
-    and each "count" with a StubCount, until None."""
-    asyncio.run(_serve_twilio(pipe))
-
-
-async def _serve_twilio(pipe: Pipe) -> None:
-    async with TwilioStub() as api:
-        pipe.send(api.base_url)
-        # The pipe is read on a thread: the stand-in goes on answering meanwhile.
-        while (request := await asyncio.to_thread(pipe.recv)) is not None:
-            try:
-                pipe.send(stub_count(api) if request == "count" else await post_all(request, api))
-            except Exception:
-                pipe.send(RuntimeError(traceback.format_exc()))  # any exception's text pickles
-
-
-class Twilio(Protocol):
-    """Twilio's side: in its own process for the figures, in this one for the tests."""
-
-    base_url: str
-
-    async def post(self, job: Job) -> Load: ...
-
-    async def count(self) -> StubCount: ...
-
-
-class ChildTwilio:
-    def __init__(self, child: Child) -> None:
-        self._child = child
-        self.base_url: str = child.receive()
-
-    async def _ask(self, request: object) -> Any:
-        answer = await self._child.ask(request)
-        if isinstance(answer, BaseException):
-            raise RuntimeError("Twilio's process failed") from answer
-        return answer
-
-    async def post(self, job: Job) -> Load:
-        load: Load = await self._ask(job)
-        return load
-
-    async def count(self) -> StubCount:
-        stubbed: StubCount = await self._ask("count")
-        return stubbed
-
-
-class LocalTwilio:
-    def __init__(self, api: TwilioStub) -> None:
-        self._api = api
-        self.base_url = api.base_url
-
-    async def post(self, job: Job) -> Load:
-        return await post_all(job, self._api)
-
-    async def count(self) -> StubCount:
-        return stub_count(self._api)
+TWILIO = StandIn("Twilio", TwilioStub, stub_count, webhook)
 
 
 # -- measuring ------------------------------------------------------------------------------
 
 
-def accepted(what: str, before: StubCount, after: StubCount, expected: int) -> None:
-    """Raises unless the stand-in accepted `expected` messages between the two counts, and
-    refused none."""
-    if after.errors > before.errors:
-        raise RuntimeError(f"{what}: the stand-in answered {after.errors - before.errors} "
-                           f"error(s), the first: {after.first_error}")
-    if after.sent - before.sent != expected:
-        raise RuntimeError(f"{what}: {after.sent - before.sent} messages accepted by the "
-                           f"stand-in for {expected}")
-
-
-async def replies(api: Twilio, job: Job, what: str) -> Phase:
-    """One text from each customer, checked: every webhook answered 200, and one message
-    accepted by the stand-in for each."""
-    before = await api.count()
-    began = time.process_time()
-    load = await api.post(job)
-    cpu = time.process_time() - began
-    after = await api.count()
-    if load.failures or load.ok != len(job.customers):
-        raise RuntimeError(f"{what}: {load.ok} of {len(job.customers)} webhooks answered 200, "
-                           f"the first failure: {load.first_failure}")
-    accepted(what, before, after, len(job.customers))
-    return Phase(load.rate, cpu / load.ok)
-
-
-async def send_all(api: Twilio, ids: Sequence[int], send: Callable[[int], Awaitable[object]],
+async def send_all(api: Platform, ids: Sequence[int], send: Callable[[int], Awaitable[object]],
                    concurrency: int = SEND_CONCURRENCY) -> Sends:
     """`send(n)` for each id, `concurrency` at a time, timed, checked against the
     stand-in's count."""
@@ -370,7 +253,7 @@ async def trigger(product: Product, ids: Sequence[int]) -> None:
             raise RuntimeError(f"customer {n}'s trigger: {done.status} ({done.reason})")
 
 
-async def dispatch(product: Product, api: Twilio, ids: Sequence[int]) -> Sends:
+async def dispatch(product: Product, api: Platform, ids: Sequence[int]) -> Sends:
     """Trigger `ids`, then one tick: the time it takes to send them all."""
     await trigger(product, ids)
 
@@ -404,15 +287,15 @@ async def check_answers(engine: AsyncEngine, customers: int) -> None:
                            f"{total} answers in all")
 
 
-async def otklik_round(db_path: Path, api: Twilio, ids: Sequence[int],
+async def otklik_round(db_path: Path, api: Platform, ids: Sequence[int],
                        warmup: Sequence[int], concurrency: int = CONCURRENCY) -> Round:
     """The product on a fresh database: `warmup`'s customers surveyed and answering, then
     `ids`' (measured)."""
     async with otklik(db_path, api.base_url) as product:
 
         def job(numbers: Sequence[int]) -> Job:
-            return Job(product.url, PUBLIC_URL + INBOUND, tuple(map(phone, numbers)), ANSWER,
-                       concurrency)
+            return Job(product.url, tuple(map(phone, numbers)), ANSWER, concurrency,
+                       PUBLIC_URL + INBOUND)
 
         await dispatch(product, api, warmup)
         await replies(api, job(warmup), "warm-up replies")
@@ -425,7 +308,7 @@ async def otklik_round(db_path: Path, api: Twilio, ids: Sequence[int],
 # -- the minimal ----------------------------------------------------------------------------
 
 
-async def minimal_round(db_path: Path, api: Twilio, ids: Sequence[int],
+async def minimal_round(db_path: Path, api: Platform, ids: Sequence[int],
                         warmup: Sequence[int], concurrency: int = CONCURRENCY) -> Round:
     """bench/minimal_sms.py on a fresh database: `warmup`'s customers sent the question and
     replying, then `ids`' (measured)."""
@@ -443,8 +326,8 @@ async def minimal_round(db_path: Path, api: Twilio, ids: Sequence[int],
                                               question)
 
             def job(numbers: Sequence[int]) -> Job:
-                return Job(f"{base}{minimal_sms.PATH}", PUBLIC_URL + minimal_sms.PATH,
-                           tuple(map(phone, numbers)), ANSWER, concurrency)
+                return Job(f"{base}{minimal_sms.PATH}", tuple(map(phone, numbers)), ANSWER,
+                           concurrency, PUBLIC_URL + minimal_sms.PATH)
 
             await send_all(api, warmup, send)
             await replies(api, job(warmup), "warm-up replies")
@@ -460,7 +343,7 @@ async def minimal_round(db_path: Path, api: Twilio, ids: Sequence[int],
     return Round(sends, answers)
 
 
-async def library_rate(api: Twilio, ids: Sequence[int], warmup: Sequence[int]) -> Sends:
+async def library_rate(api: Platform, ids: Sequence[int], warmup: Sequence[int]) -> Sends:
     """The library alone: create_async of the same question, no database."""
     client, http = minimal_sms.build_client(twilio.ACCOUNT_SID, twilio.AUTH_TOKEN,
                                             api.base_url)
@@ -482,21 +365,6 @@ SIDES: dict[str, Callable[..., Awaitable[Round]]] = {"minimal": minimal_round,
 
 
 # -- the run and the report -----------------------------------------------------------------
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
-class Rounds:
-    """A figure's rounds: the rate and the CPU per operation, with their spreads."""
-
-    def __init__(self, runs: Sequence[Phase | Sends]) -> None:
-        self.rate = Spread.of(run.rate for run in runs)
-        self.cpu = Spread.of(run.cpu for run in runs)
-
-    def show(self, unit: str, per: str) -> str:
-        return f"{self.rate.show()} {unit}, CPU {self.cpu.ms()} per {per}"
 
 
 def ratios(product: Rounds, baseline: Rounds) -> str:
@@ -534,7 +402,7 @@ def send_lines(product: Sequence[Round], baseline: Sequence[Round], library: Seq
     ]
 
 
-async def run_rounds(tmp: Path, api: Twilio, rounds: int, customers: int, warmup: int
+async def run_rounds(tmp: Path, api: Platform, rounds: int, customers: int, warmup: int
                      ) -> tuple[dict[str, list[Round]], list[Sends]]:
     """Per round: the library's raw rate, then each side on a fresh database. Numbers are
     never reused: each is a customer once."""
@@ -555,9 +423,9 @@ async def run_rounds(tmp: Path, api: Twilio, rounds: int, customers: int, warmup
 
 def run(customers: int, rounds: int, warmup: int) -> list[str]:
     load_before = os.getloadavg()[0]
-    child = Child(twilio_process)  # forked now, before any event loop or thread exists
+    child = Child(TWILIO.process)  # forked now, before any event loop or thread exists
     try:
-        api = ChildTwilio(child)
+        api = TWILIO.remote(child)
         with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp:
             results, library = asyncio.run(run_rounds(Path(tmp), api, rounds, customers,
                                                       warmup))

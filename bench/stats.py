@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 ROUNDS = 5  # the least number of alternating rounds whose spread means anything
 
@@ -47,6 +48,31 @@ class Spread:
     def us(self) -> str:
         """Seconds shown as microseconds."""
         return self.show("us", 1e6)
+
+
+class Measured(Protocol):
+    """A round's figure: operations a second, and this process's CPU seconds per operation."""
+
+    @property
+    def rate(self) -> float: ...
+
+    @property
+    def cpu(self) -> float: ...
+
+
+class Rounds:
+    """A figure's rounds: the rate and the CPU per operation, with their spreads."""
+
+    def __init__(self, runs: Sequence[Measured]) -> None:
+        self.rate = Spread.of(run.rate for run in runs)
+        self.cpu = Spread.of(run.cpu for run in runs)
+
+    def show(self, unit: str, per: str) -> str:
+        return f"{self.rate.show()} {unit}, CPU {self.cpu.ms()} per {per}"
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
 
 
 def spread_note(rounds: int) -> str:

@@ -56,8 +56,9 @@ from aiohttp import web
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.dispatch import SURVEYS, Child, bench_settings, count, serve, sqlite_url
-from bench.stats import ROUNDS, Spread, machine_note, spread_note
+from bench.dispatch import SURVEYS, bench_settings, count, serve, sqlite_url
+from bench.standin import Child
+from bench.stats import ROUNDS, Spread, machine_note, spread_note, verdict
 from bot.bootstrap import build_services, build_web_app
 from bot.services.scripts import load_scripts
 from bot.services.triggers import new_token
@@ -366,10 +367,6 @@ async def run_rounds(tmp: Path, client: Client, seconds: float, rounds: int, del
 
 
 # -- the report -----------------------------------------------------------------------------
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 def ms(seconds: float) -> str:

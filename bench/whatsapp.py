@@ -56,16 +56,13 @@ import itertools
 import os
 import tempfile
 import time
-import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import aiohttp
 import httpx
 from pydantic import SecretStr
 from pywa.types.callback import Section, SectionList, SectionRow
@@ -74,17 +71,19 @@ from sqlalchemy import Table, distinct, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import minimal_whatsapp
-from bench.dispatch import (
-    SURVEYS,
+from bench.dispatch import SURVEYS, Sends, blast, count, serve, sqlite_url
+from bench.standin import (
+    CONCURRENCY,
     Child,
-    Sends,
+    Job,
+    Phase,
+    Platform,
+    StandIn,
     StubCount,
-    blast,
-    count,
-    serve,
-    sqlite_url,
+    Webhook,
+    replies,
 )
-from bench.stats import ROUNDS, Spread, machine_note, spread_note
+from bench.stats import ROUNDS, Rounds, machine_note, spread_note, verdict
 from bot.bootstrap import build, build_services, build_web_app
 from bot.services.dispatch import DeliveryDispatcher
 from bot.services.scripts import load_scripts
@@ -109,7 +108,6 @@ HELLO, ANSWER, SCORE = "hello", "9", 9
 CUSTOMERS = 1000
 SENDS = 2000
 WARMUP_SENDS = 20
-CONCURRENCY = 32  # webhooks in flight
 SEND_CONCURRENCY = 100  # the dispatcher's default, and httpx's connection pool
 FIRST_NUMBER = 4915100000000  # +49 151 ...: digits of valid mobile numbers, as wa_ids are
 TARGET_RATIO = 0.5
@@ -147,67 +145,11 @@ def whatsapp_settings(database_url: str, api_base: str) -> Settings:
 # -- Meta's side: the Graph API stand-in and the webhook's load client ----------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """Each customer in `customers` (wa_ids) writes `text` once, `concurrency` at a time."""
-
-    url: str
-    customers: tuple[str, ...]
-    text: str
-    concurrency: int = CONCURRENCY
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """What the client saw: webhooks answered 200, the wall time, and any failures."""
-
-    ok: int
-    seconds: float
-    failures: int = 0
-    first_failure: str | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.seconds
-
-
-async def post_all(job: Job, api: GraphApiStub) -> Load:
-    """POST each customer's signed notification. Bodies are built and signed as they go:
-    this process has its own core."""
-    todo = iter(job.customers)
-    ok = failures = 0
-    first_failure: str | None = None
-
-    async def post(http: aiohttp.ClientSession, customer: str) -> None:
-        nonlocal ok, failures, first_failure
-        body = graphapi.webhook_body(api.text_update(customer, job.text))
-        headers = {"Content-Type": "application/json",
-                   SIGNATURE_HEADER: graphapi.sign(body, APP_SECRET)}
-        try:
-            async with http.post(job.url, data=body, headers=headers) as response:
-                answer = await response.read()
-        except aiohttp.ClientError as error:
-            failures += 1
-            first_failure = first_failure or f"{customer}: {type(error).__name__} {error}"
-            return
-        if response.status == 200:
-            ok += 1
-        else:
-            failures += 1
-            first_failure = first_failure or f"{customer}: {response.status} {answer[:300]!r}"
-
-    async def worker(http: aiohttp.ClientSession) -> None:
-        for customer in todo:
-            await post(http, customer)
-
-    connector = aiohttp.TCPConnector(limit=job.concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        began = time.perf_counter()
-        async with asyncio.TaskGroup() as group:
-            for _ in range(job.concurrency):
-                group.create_task(worker(http))
-        elapsed = time.perf_counter() - began
-    return Load(ok, elapsed, failures, first_failure)
+def webhook(api: GraphApiStub, job: Job, customer: str) -> Webhook:
+    """`customer`'s text notification, signed X-Hub-Signature-256 as Meta signs it."""
+    body = graphapi.webhook_body(api.text_update(customer, job.text))
+    return body, {"Content-Type": "application/json",
+                  SIGNATURE_HEADER: graphapi.sign(body, APP_SECRET)}
 
 
 def stub_count(api: GraphApiStub) -> StubCount:
@@ -216,63 +158,7 @@ def stub_count(api: GraphApiStub) -> StubCount:
     return StubCount(sent, len(api.errors), str(api.errors[0]) if api.errors else None)
 
 
-def meta_process(pipe: Pipe) -> None:
-    """Meta's process: sends the stand-in's base URL, then answers each Job with a Load
-    and each "count" with a StubCount, until None."""
-    asyncio.run(_serve_meta(pipe))
-
-
-async def _serve_meta(pipe: Pipe) -> None:
-    async with GraphApiStub() as api:
-        pipe.send(api.base_url)
-        # The pipe is read on a thread: the stand-in goes on answering meanwhile.
-        while (request := await asyncio.to_thread(pipe.recv)) is not None:
-            try:
-                pipe.send(stub_count(api) if request == "count" else await post_all(request, api))
-            except Exception:
-                pipe.send(RuntimeError(traceback.format_exc()))  # any exception's text pickles
-
-
-class Meta(Protocol):
-    """Meta's side: in its own process for the figures, in this one for the tests."""
-
-    base_url: str
-
-    async def post(self, job: Job) -> Load: ...
-
-    async def count(self) -> StubCount: ...
-
-
-class ChildMeta:
-    def __init__(self, child: Child) -> None:
-        self._child = child
-        self.base_url: str = child.receive()
-
-    async def _ask(self, request: object) -> Any:
-        answer = await self._child.ask(request)
-        if isinstance(answer, BaseException):
-            raise RuntimeError("Meta's process failed") from answer
-        return answer
-
-    async def post(self, job: Job) -> Load:
-        load: Load = await self._ask(job)
-        return load
-
-    async def count(self) -> StubCount:
-        stubbed: StubCount = await self._ask("count")
-        return stubbed
-
-
-class LocalMeta:
-    def __init__(self, api: GraphApiStub) -> None:
-        self._api = api
-        self.base_url = api.base_url
-
-    async def post(self, job: Job) -> Load:
-        return await post_all(job, self._api)
-
-    async def count(self) -> StubCount:
-        return stub_count(self._api)
+META = StandIn("Meta", GraphApiStub, stub_count, webhook)
 
 
 # -- inbound: the two bots ------------------------------------------------------------------
@@ -344,48 +230,19 @@ BOTS: dict[str, Server] = {"minimal": minimal_bot, "otklik": otklik_bot}
 
 
 @dataclass(frozen=True, slots=True)
-class Phase:
-    """Webhooks/s as the client saw them, and the server's CPU seconds per webhook (this
-    process, all its threads)."""
-
-    rate: float
-    cpu: float
-
-
-@dataclass(frozen=True, slots=True)
 class Inbound:
     starts: Phase  # every customer's "hello"
     answers: Phase  # every customer's "9"
 
 
-async def phase(meta: Meta, job: Job, what: str) -> Phase:
-    """One message from each customer, checked: every webhook answered 200, and one
-    message accepted by the stand-in for each."""
-    before = await meta.count()
-    began = time.process_time()
-    load = await meta.post(job)
-    cpu = time.process_time() - began
-    after = await meta.count()
-    if load.failures or load.ok != len(job.customers):
-        raise RuntimeError(f"{what}: {load.ok} of {len(job.customers)} webhooks answered 200, "
-                           f"the first failure: {load.first_failure}")
-    if after.errors > before.errors:
-        raise RuntimeError(f"{what}: the stand-in answered {after.errors - before.errors} "
-                           f"error(s), the first: {after.first_error}")
-    if after.sent - before.sent != len(job.customers):
-        raise RuntimeError(f"{what}: {after.sent - before.sent} messages sent for "
-                           f"{len(job.customers)} webhooks")
-    return Phase(load.rate, cpu / load.ok)
-
-
-async def inbound(server: Server, db_path: Path, meta: Meta, customers: Sequence[str],
+async def inbound(server: Server, db_path: Path, meta: Platform, customers: Sequence[str],
                   concurrency: int = CONCURRENCY) -> Inbound:
     """A bot on a fresh database: every customer writes "hello", then "9"."""
     async with server(db_path, meta.base_url) as bot:
-        starts = await phase(meta, Job(bot.url, tuple(customers), HELLO, concurrency),
-                             f"{HELLO!r}")
-        answers = await phase(meta, Job(bot.url, tuple(customers), ANSWER, concurrency),
-                              f"{ANSWER!r}")
+        starts = await replies(meta, Job(bot.url, tuple(customers), HELLO, concurrency),
+                               f"{HELLO!r}")
+        answers = await replies(meta, Job(bot.url, tuple(customers), ANSWER, concurrency),
+                                f"{ANSWER!r}")
         await bot.check(customers)
     return Inbound(starts, answers)
 
@@ -442,7 +299,7 @@ async def make_due(box: Outbox, ids: Sequence[int]) -> None:
             await connection.execute(insert(table), rows)
 
 
-async def dispatch(box: Outbox, meta: Meta, ids: Sequence[int]) -> Sends:
+async def dispatch(box: Outbox, meta: Platform, ids: Sequence[int]) -> Sends:
     """Make `ids` due, then one tick: the time it takes to send them all."""
     await make_due(box, ids)
     before = await meta.count()
@@ -461,7 +318,7 @@ async def dispatch(box: Outbox, meta: Meta, ids: Sequence[int]) -> Sends:
     return Sends(len(ids), elapsed, cpu / len(ids))
 
 
-async def send_round(db_path: Path, meta: Meta, ids: Sequence[int], warmup: Sequence[int]
+async def send_round(db_path: Path, meta: Platform, ids: Sequence[int], warmup: Sequence[int]
                      ) -> Sends:
     """A fresh database and dispatcher: a warm-up tick, then the measured one."""
     async with outbox(db_path, meta.base_url) as box:
@@ -475,7 +332,7 @@ def first_question() -> render.Shown:
     return render.shown(start(script, now=datetime.now(UTC), locale="en").prompts[0], 1)
 
 
-async def pywa_rate(meta: Meta, ids: Sequence[int],
+async def pywa_rate(meta: Platform, ids: Sequence[int],
                     concurrency: int = SEND_CONCURRENCY) -> Sends:
     """The baseline: one pywa_async client sending the dispatcher's question, `concurrency`
     at a time, no database."""
@@ -494,7 +351,7 @@ async def pywa_rate(meta: Meta, ids: Sequence[int],
         await session.aclose()
 
 
-async def plain_rate(meta: Meta, ids: Sequence[int],
+async def plain_rate(meta: Platform, ids: Sequence[int],
                      concurrency: int = SEND_CONCURRENCY) -> Sends:
     """What the stand-in takes without pywa: the JSON pywa sends for the same list, POSTed
     by plain httpx, the answer parsed as JSON and not into pywa's types."""
@@ -517,21 +374,6 @@ async def plain_rate(meta: Meta, ids: Sequence[int],
 
 
 # -- the run and the report -----------------------------------------------------------------
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "MISSED"
-
-
-class Rounds:
-    """A figure's rounds: the rate and the CPU per operation, with their spreads."""
-
-    def __init__(self, runs: Sequence[Phase | Sends]) -> None:
-        self.rate = Spread.of(run.rate for run in runs)
-        self.cpu = Spread.of(run.cpu for run in runs)
-
-    def show(self, unit: str, per: str) -> str:
-        return f"{self.rate.show()} {unit}, CPU {self.cpu.ms()} per {per}"
 
 
 def inbound_lines(product: Sequence[Inbound], baseline: Sequence[Inbound]) -> list[str]:
@@ -567,7 +409,7 @@ def send_lines(product: Sequence[Sends], raw: Sequence[Sends], plain: Sequence[S
     ]
 
 
-async def run_inbound(tmp: Path, meta: Meta, rounds: int, customers: int
+async def run_inbound(tmp: Path, meta: Platform, rounds: int, customers: int
                       ) -> dict[str, list[Inbound]]:
     ids = [wa_id(n) for n in range(1, customers + 1)]
     results: dict[str, list[Inbound]] = {}
@@ -578,7 +420,7 @@ async def run_inbound(tmp: Path, meta: Meta, rounds: int, customers: int
     return results
 
 
-async def run_sends(tmp: Path, meta: Meta, rounds: int, sends: int
+async def run_sends(tmp: Path, meta: Platform, rounds: int, sends: int
                     ) -> tuple[list[Sends], list[Sends], list[Sends]]:
     """Per round: pywa's raw rate, plain httpx's, then the dispatcher's on a fresh database.
     Ids are never reused: each is a customer in its round's database and an address."""
@@ -600,9 +442,9 @@ async def run_sends(tmp: Path, meta: Meta, rounds: int, sends: int
 
 def run(customers: int, sends: int, rounds: int) -> list[str]:
     load_before = os.getloadavg()[0]
-    child = Child(meta_process)  # forked now, before any event loop or thread exists
+    child = Child(META.process)  # forked now, before any event loop or thread exists
     try:
-        meta = ChildMeta(child)
+        meta = META.remote(child)
         with tempfile.TemporaryDirectory(prefix="bench-whatsapp-") as tmp:
             received = asyncio.run(run_inbound(Path(tmp), meta, rounds, customers))
             product, raw, plain = asyncio.run(run_sends(Path(tmp), meta, rounds, sends))

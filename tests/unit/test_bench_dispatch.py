@@ -36,7 +36,7 @@ async def test_a_refused_trigger_is_a_failure_not_a_figure(tmp_path: Path) -> No
 
 async def test_deliveries_are_sent_once_each_and_marked_sent(tmp_path: Path) -> None:
     async with BotApiStub() as api:
-        stub = dispatch.LocalStub(api)
+        stub = dispatch.BOT_API.local(api)
         sends = await dispatch.send_rate(tmp_path / "high.db", stub, dispatch.HIGH,
                                          list(range(100, 130)), warmup=[99])
         question = api.sent(100)
@@ -50,7 +50,7 @@ async def test_deliveries_are_sent_once_each_and_marked_sent(tmp_path: Path) -> 
 async def test_a_sustained_rate_starts_with_the_limiters_burst_spent(tmp_path: Path) -> None:
     rate = 40.0
     async with BotApiStub() as api:
-        sends = await dispatch.send_rate(tmp_path / "limited.db", dispatch.LocalStub(api),
+        sends = await dispatch.send_rate(tmp_path / "limited.db", dispatch.BOT_API.local(api),
                                          rate, list(range(200, 220)), warmup=[199])
 
     # With the burst left, 20 messages would go at once; spent, they take ~0.5 s.
@@ -60,7 +60,7 @@ async def test_a_sustained_rate_starts_with_the_limiters_burst_spent(tmp_path: P
 
 async def test_the_stub_baselines_send_the_dispatchers_question() -> None:
     async with BotApiStub() as api:
-        stub = dispatch.LocalStub(api)
+        stub = dispatch.BOT_API.local(api)
         raw = await dispatch.stub_rate(stub, list(range(300, 311)), concurrency=4)
         plain = await dispatch.plain_rate(stub, list(range(400, 411)), concurrency=4)
         by_aiogram, by_aiohttp = api.sent(301), api.sent(401)

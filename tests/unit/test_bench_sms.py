@@ -13,7 +13,7 @@ import pytest
 
 from bench import minimal_sms, sms
 from bench.dispatch import Sends, serve
-from bench.whatsapp import Phase
+from bench.standin import Phase
 from testkit.twilio import TwilioStub
 
 IDS = list(range(1, 7))
@@ -22,7 +22,7 @@ WARMUP = [100, 101]
 
 async def test_the_product_sends_the_question_and_answers_each_reply(tmp_path: Path) -> None:
     async with TwilioStub() as api:
-        result = await sms.otklik_round(tmp_path / "otklik.db", sms.LocalTwilio(api), IDS,
+        result = await sms.otklik_round(tmp_path / "otklik.db", sms.TWILIO.local(api), IDS,
                                         WARMUP, concurrency=3)
         sent = {n: api.sent(sms.phone(n)) for n in IDS}
 
@@ -41,7 +41,7 @@ async def test_the_product_sends_the_question_and_answers_each_reply(tmp_path: P
 
 async def test_the_minimal_sends_the_same_text_and_thanks_each_reply(tmp_path: Path) -> None:
     async with TwilioStub() as api:
-        result = await sms.minimal_round(tmp_path / "minimal.db", sms.LocalTwilio(api), IDS,
+        result = await sms.minimal_round(tmp_path / "minimal.db", sms.TWILIO.local(api), IDS,
                                          WARMUP, concurrency=3)
         sent = {n: [message["Body"] for message in api.sent(sms.phone(n))] for n in IDS}
 
@@ -54,7 +54,7 @@ async def test_the_minimal_sends_the_same_text_and_thanks_each_reply(tmp_path: P
 
 async def test_the_library_alone_sends_the_question() -> None:
     async with TwilioStub() as api:
-        sends = await sms.library_rate(sms.LocalTwilio(api), [300, 301, 302], [299])
+        sends = await sms.library_rate(sms.TWILIO.local(api), [300, 301, 302], [299])
         [message] = api.sent(sms.phone(300))
 
     assert sends.sent == 3
@@ -91,7 +91,7 @@ async def test_a_failing_stand_in_is_a_failure_not_a_figure(side: str, failure: 
     async with TwilioStub() as api:
         api.fail(20429, times=None, status=429)
         with pytest.raises(RuntimeError, match=failure):
-            await sms.SIDES[side](tmp_path / f"{side}.db", sms.LocalTwilio(api), [2, 3], [1],
+            await sms.SIDES[side](tmp_path / f"{side}.db", sms.TWILIO.local(api), [2, 3], [1],
                                   concurrency=2)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from bench import minimal_whatsapp, whatsapp
 from bench.dispatch import Sends
+from bench.standin import Phase
 from testkit.graphapi import GraphApiStub
 
 CUSTOMERS = [whatsapp.wa_id(n) for n in range(1, 7)]
@@ -22,7 +23,7 @@ async def test_the_product_stores_one_answer_per_customer_and_asks_the_next(
         tmp_path: Path) -> None:
     async with GraphApiStub() as api:
         result = await whatsapp.inbound(whatsapp.otklik_bot, tmp_path / "otklik.db",
-                                        whatsapp.LocalMeta(api), CUSTOMERS, concurrency=3)
+                                        whatsapp.META.local(api), CUSTOMERS, concurrency=3)
         sent = {customer: api.sent(customer) for customer in CUSTOMERS}
 
     # inbound raises unless every webhook was answered 200, one message went per webhook,
@@ -38,7 +39,7 @@ async def test_the_product_stores_one_answer_per_customer_and_asks_the_next(
 async def test_the_minimal_bot_stores_and_thanks_each_message(tmp_path: Path) -> None:
     async with GraphApiStub() as api:
         result = await whatsapp.inbound(whatsapp.minimal_bot, tmp_path / "minimal.db",
-                                        whatsapp.LocalMeta(api), CUSTOMERS, concurrency=3)
+                                        whatsapp.META.local(api), CUSTOMERS, concurrency=3)
         sent = {customer: api.sent(customer) for customer in CUSTOMERS}
 
     assert result.answers.rate > 0
@@ -60,7 +61,7 @@ async def test_the_minimal_bot_refuses_a_forged_signature(tmp_path: Path) -> Non
 async def test_deliveries_are_sent_once_each_inside_the_window_and_marked_sent(
         tmp_path: Path) -> None:
     async with GraphApiStub() as api:
-        sends = await whatsapp.send_round(tmp_path / "sends.db", whatsapp.LocalMeta(api),
+        sends = await whatsapp.send_round(tmp_path / "sends.db", whatsapp.META.local(api),
                                           list(range(100, 130)), warmup=[99])
         question = api.sent(whatsapp.wa_id(100))
 
@@ -73,7 +74,7 @@ async def test_deliveries_are_sent_once_each_inside_the_window_and_marked_sent(
 
 async def test_the_baselines_send_the_dispatchers_question(tmp_path: Path) -> None:
     async with GraphApiStub() as api:
-        meta = whatsapp.LocalMeta(api)
+        meta = whatsapp.META.local(api)
         # The warm-up's delivery opens dialogue 1, which the baselines' question names.
         await whatsapp.send_round(tmp_path / "sends.db", meta, [201], warmup=[200])
         raw = await whatsapp.pywa_rate(meta, list(range(300, 311)), concurrency=4)
@@ -93,7 +94,7 @@ async def test_a_failing_stand_in_is_a_failure_not_a_figure(what: str, failure: 
                                                              tmp_path: Path) -> None:
     async with GraphApiStub() as api:
         api.fail(131000, times=None)
-        meta = whatsapp.LocalMeta(api)
+        meta = whatsapp.META.local(api)
         phase = (whatsapp.send_round(tmp_path / "sends.db", meta, [501, 502], warmup=[500])
                  if what == "sends" else
                  whatsapp.inbound(whatsapp.BOTS[what], tmp_path / f"{what}.db", meta,
@@ -104,8 +105,8 @@ async def test_a_failing_stand_in_is_a_failure_not_a_figure(what: str, failure: 
 
 def test_the_report_names_ratios_and_the_target() -> None:
     def inbound(answers: float, cpu: float, k: float) -> whatsapp.Inbound:
-        return whatsapp.Inbound(whatsapp.Phase(answers * k / 2, cpu * 2 / k),
-                                whatsapp.Phase(answers * k, cpu / k))
+        return whatsapp.Inbound(Phase(answers * k / 2, cpu * 2 / k),
+                                Phase(answers * k, cpu / k))
 
     def sends(rate: float, cpu: float) -> list[Sends]:
         return [Sends(round(rate * k * 10), 10.0, cpu * k) for k in (0.9, 1.0, 1.1)]
