@@ -67,7 +67,7 @@ class TriggerBody(Strict):
     context: dict[str, Scalar] = Field(default_factory=dict, max_length=50,
                                        description="agent, call type, shop... for "
                                                    "placeholders, branching and reports")
-    channel: ChannelName | Literal["link"] | None = Field(
+    channel: Literal[ChannelName, "link"] | None = Field(
         None, description="where to ask first; default: the first of `channels` (or of "
                           "the script's, or of this installation's) that reaches the "
                           "customer. `link` sends nothing: the delivery is `sent` at once "

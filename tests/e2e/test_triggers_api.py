@@ -178,7 +178,8 @@ async def test_the_customer_is_upserted_by_external_id_with_identities(api: Api)
     assert customer.attributes == {"segment": "gold", "city": "Perm"}
     # A phone number is the customer's WhatsApp address too: its digits, as Meta's wa_id.
     assert identities == {("telegram", "4242"), ("email", "anna@example.com"),
-                          ("phone", "+79123456789"), ("whatsapp", "79123456789")}
+                          ("phone", "+79123456789"), ("whatsapp", "79123456789"),
+                          ("sms", "+79123456789")}
 
 
 async def test_an_opted_out_customer_is_suppressed_with_the_reason(api: Api) -> None:
