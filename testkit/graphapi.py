@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from testkit.loopback import Loopback
+from testkit.loopback import Faults, Loopback
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -177,7 +177,7 @@ class GraphApiStub(Loopback):
         self.calls: list[Call] = []
         self.errors: list[GraphError] = []
         self._accepted: list[JSON] = []  # request bodies, each with its "wamid"
-        self._faults: list[_Fault] = []
+        self._faults = Faults[_Fault]()
         self._traces = itertools.count(1)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -204,10 +204,8 @@ class GraphApiStub(Loopback):
         """Answer the next `times` valid sends (to `to` only, when given) with Graph error
         `code` instead of accepting them; times=None: until clear_faults(). The HTTP status
         is Graph's for the code (500 for 131000, else 400) unless `http_status` says."""
-        if times is not None and times < 1:
-            raise ValueError(f"times must be at least 1, or None for every send: {times}")
         title, details = _ERRORS.get(code, ("Error", "Error"))
-        self._faults.append(_Fault(
+        self._faults.add(_Fault(
             code, None if to is None else _wa_id(to), times,
             http_status or _HTTP_STATUS.get(code, 400),
             message or f"(#{code}) {title}", details))
@@ -354,14 +352,8 @@ class GraphApiStub(Loopback):
             raise _Reject(401, 190, "Invalid OAuth access token - Cannot parse access token")
 
     def _take_fault(self, body: JSON) -> _Fault | None:
-        for fault in self._faults:
-            if fault.to is None or fault.to == _wa_id(str(body["to"])):
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+        to = _wa_id(str(body["to"]))
+        return self._faults.take(lambda fault: fault.to in (None, to))
 
     def _send(self, body: JSON) -> JSON:
         wamid = _wamid()

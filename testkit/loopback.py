@@ -7,10 +7,46 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from aiohttp import ClientSession, ClientTimeout, web
+
+
+class _Counted(Protocol):
+    times: int | None  # None: every matching request until cleared
+
+
+F = TypeVar("F", bound=_Counted)
+
+
+class Faults(Generic[F]):
+    """Errors a test asks a stand-in to answer with (its `fail`), each for the next `times`
+    matching requests, or every one (None) until cleared."""
+
+    def __init__(self) -> None:
+        self._faults: list[F] = []
+
+    def add(self, fault: F) -> None:
+        if fault.times is not None and fault.times < 1:
+            raise ValueError(f"times must be at least 1, or None for every send: "
+                             f"{fault.times}")
+        self._faults.append(fault)
+
+    def take(self, matches: Callable[[F], bool]) -> F | None:
+        """The first fault for this request, counted down (and dropped when used up)."""
+        for fault in self._faults:
+            if matches(fault):
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+    def clear(self) -> None:
+        self._faults.clear()
 
 
 class Loopback:

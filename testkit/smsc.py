@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from aiohttp import web
 
-from testkit.loopback import Loopback
+from testkit.loopback import Faults, Loopback
 from testkit.twilio import segments
 
 JSON = dict[str, Any]
@@ -129,7 +129,7 @@ class SmscStub(Loopback):
         self.login, self.password, self.apikey, self.number = login, password, apikey, number
         self.calls: list[Call] = []
         self._accepted: list[Fields] = []  # parameters less credentials, with "id"
-        self._faults: list[_Fault] = []
+        self._faults = Faults[_Fault]()
         self._ids = itertools.count(1001)
 
     def app(self) -> web.Application:
@@ -153,9 +153,7 @@ class SmscStub(Loopback):
              times: int | None = 1) -> None:
         """Answer the next `times` valid sends (to `phone` only, when given) with SMSC error
         `error_code` instead of accepting them; times=None: until clear_faults()."""
-        if times is not None and times < 1:
-            raise ValueError(f"times must be at least 1, or None for every send: {times}")
-        self._faults.append(_Fault(error_code, None if phone is None else _digits(phone),
+        self._faults.add(_Fault(error_code, None if phone is None else _digits(phone),
                                    times))
 
     def clear_faults(self) -> None:
@@ -258,14 +256,7 @@ class SmscStub(Loopback):
         return int(given)
 
     def _take_fault(self, phones: list[str]) -> _Fault | None:
-        for fault in self._faults:
-            if fault.phone is None or fault.phone in phones:
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+        return self._faults.take(lambda fault: fault.phone is None or fault.phone in phones)
 
 
 def _digits(phone: str) -> str:

@@ -44,7 +44,7 @@ from typing import Any
 import phonenumbers
 from aiohttp import web
 
-from testkit.loopback import Loopback
+from testkit.loopback import Faults, Loopback
 
 JSON = dict[str, Any]
 Params = dict[str, str]
@@ -147,7 +147,7 @@ class TwilioStub(Loopback):
         self.messaging_service_sid = messaging_service_sid
         self.calls: list[Call] = []
         self._accepted: list[Params] = []  # form parameters, each with its "Sid"
-        self._faults: list[_Fault] = []
+        self._faults = Faults[_Fault]()
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -170,9 +170,7 @@ class TwilioStub(Loopback):
         """Answer the next `times` valid sends (to `to` only, when given) with Twilio error
         `code` and HTTP `status` instead of accepting them; times=None: until clear_faults().
         E.g. 21610 (unsubscribed), 21614, 20429 with status=429."""
-        if times is not None and times < 1:
-            raise ValueError(f"times must be at least 1, or None for every send: {times}")
-        self._faults.append(_Fault(code, to, times, status))
+        self._faults.add(_Fault(code, to, times, status))
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -265,14 +263,7 @@ class TwilioStub(Loopback):
             raise _Reject(404, 20404, f"The requested resource {request.path} was not found")
 
     def _take_fault(self, params: Params) -> _Fault | None:
-        for fault in self._faults:
-            if fault.to is None or fault.to == params["To"]:
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+        return self._faults.take(lambda fault: fault.to is None or fault.to == params["To"])
 
     def _accept(self, params: Params) -> JSON:
         sid = _sid("SM")
