@@ -162,7 +162,9 @@ def _twiml() -> web.Response:
 @routes.post(INBOUND)
 async def receive(request: web.Request) -> web.Response:
     params = await _verified(request)
-    sender, sid = e164(params.get("From", "")), params.get("MessageSid", "")
+    # The carrier's word for who wrote: taken even where phonenumbers' metadata lags.
+    sender = e164(params.get("From", ""), valid=False)
+    sid = params.get("MessageSid", "")
     if sender is None or not sid:
         raise ApiError(400, "invalid", "not a Twilio message: From (a phone number) and "
                        "MessageSid are required", "From" if sender is None else "MessageSid")

@@ -252,3 +252,14 @@ async def test_twilios_own_stop_and_start_words_opt_out_and_in_without_our_reply
     assert (await w.sms.post_webhook(url, start, signed_url=public))[0] == 200
     assert not await w.opted_out()
     assert w.sms.sent(PHONE) == []
+
+
+async def test_a_number_phonenumbers_cannot_vouch_for_is_still_the_sender(w: World) -> None:
+    """+1 555 01xx is reserved for fiction in phonenumbers' metadata, yet a carrier may hand
+    one on: who wrote is the carrier's word, not refused for metadata that lags."""
+    fields = (w.sms.inbound("+15550100123", "hello") if isinstance(w.sms, TwilioStub)
+              else {**w.sms.inbound("+15550100123", "hello"), "id": "77"})
+    h = SmsHarness(w)
+    assert await h._post(fields) == 200
+    [first] = (w.sms.sent("+15550100123"))
+    assert "recommend" in str(first)  # DEFAULT_SURVEY, started by writing to us
