@@ -532,7 +532,8 @@ def drafts(script: Script, placeholder: str) -> Iterator[tuple[int, str, Prompt]
     each placeholder as `placeholder`: what a channel estimates its messages by (an SMS's
     segments)."""
     for index, step in enumerate(script.steps):
-        parts = range(len(CLI_ITEMS)) if isinstance(step, CliStep) else (0,)
+        # A CLI step's own text is a lead-in shown before its items.
+        parts = (LEAD_IN, *range(len(CLI_ITEMS))) if isinstance(step, CliStep) else (0,)
         for locale in script.languages:
             for part in parts:
                 prompt = _build(script, step, part, locale, back=False)

@@ -68,17 +68,27 @@ def segments(message: str) -> int:
 
 def advice(script: Script) -> list[Problem]:
     """A warning for each question that would take more than MOST_SEGMENTS SMS, in any
-    of the script's locales, as the dialogue mode sends it (placeholders at their longest
-    expected value, the first question with how to stop)."""
+    of the script's locales, as the dialogue mode sends it: with the messages before it
+    (one SMS carries a message step and the question after it), placeholders at their
+    longest expected value, and the first with how to stop."""
     if script.sms == "link":
         return []
     found: dict[int, list[str]] = {}
-    for index, locale, prompt in drafts(script, LONGEST_VALUE):
-        message = text(prompt, locale)
-        if index == 0:
-            message += "\n" + how_to_stop(locale)
-        if (count := segments(message)) > MOST_SEGMENTS:
-            found.setdefault(index, []).append(f"{locale}: {count}")
+    for locale in script.languages:
+        before: list[str] = []
+        first = True
+        for index, step_locale, prompt in drafts(script, LONGEST_VALUE):
+            if step_locale != locale:
+                continue
+            if prompt.kind is PromptKind.MESSAGE:
+                before.append(prompt.text)
+                continue
+            message = "\n\n".join([*before, text(prompt, locale)])
+            if first:
+                message += "\n\n" + how_to_stop(locale)
+            before, first = [], False
+            if (count := segments(message)) > MOST_SEGMENTS:
+                found.setdefault(index, []).append(f"{locale}: {count}")
     return [(("steps", index, "text"), f"by SMS this takes {', '.join(counts)} segments "
              f"(more than {MOST_SEGMENTS} cost more and may arrive split): shorten it, or "
              "send SMS customers the link (sms: link)") for index, counts in found.items()]

@@ -124,3 +124,13 @@ def test_twilios_published_signature_over_public_url_and_the_path(
                      twilio_account_sid="AC" + "0" * 32, twilio_from="+15005550006")
     assert signed(given, "/myapp.php?foo=1&bar=2", urlencode(body).encode(),
                   "0/KCTR6DLpKmkAf8muzZqo1nDgQ=") is valid
+
+
+def test_a_message_before_a_question_is_counted_with_it() -> None:
+    """One SMS carries a message step and the question after it: the estimate too."""
+    source = (SCRIPT % "Why?").replace("steps:\n", "steps:\n  - id: hello\n    type: message\n"
+                                       f"    text: {{en: \"{'Thank you for calling. ' * 9}\"}}\n")
+    script = parse_script(source, "x.yaml")
+    [(loc, message)] = render.advice(script)
+    assert loc == ("steps", 1, "text")  # the question the message rides with
+    assert "en: 3 segments" in message
