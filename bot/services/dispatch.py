@@ -34,6 +34,7 @@ from bot.services.channels import (
     asks_by_link,
     channel_plan,
 )
+from bot.services.receipts import close_address
 from bot.services.scripts import ScriptCache
 from bot.services.surveys import opt_out_customer, profile, start_dialogue, title
 from conversations.engine import DialogueState, current_prompts
@@ -348,8 +349,8 @@ class DeliveryDispatcher:
                       "expires_at": now + expire if expire else None, "last_error": None,
                       "templated": job.template}
         elif outcome.closed is not None:
-            store.customers.mark_unreachable(job.channel, job.address, outcome.closed)
-            store.dialogues.end_if_active(job.dialogue_id, DialogueStatus.ABANDONED, now)
+            close_address(store, job.channel, job.address, outcome.closed, job.dialogue_id,
+                          now)
             if outcome.opted_out and (row := deliveries.get(job.delivery_id)) is not None:
                 # Then nowhere: the next claim suppresses the delivery, as opted out.
                 opt_out_customer(store, store.customers.get(row.customer_id), now,

@@ -51,12 +51,11 @@ class Receipts:
                                                             DeliveryStatus.REMINDED):
                 row.last_error = error
                 return "noted"
-            address = deliveries.reachable(row.customer_id).get(receipt.channel)
-            if address is not None:
-                store.customers.mark_unreachable(receipt.channel, address, receipt.closed)
             dialogue = deliveries.dialogue_of(row.id)
-            if dialogue is not None and dialogue.channel == receipt.channel:
-                store.dialogues.end_if_active(dialogue.id, DialogueStatus.ABANDONED, now)
+            close_address(store, receipt.channel,
+                          deliveries.reachable(row.customer_id).get(receipt.channel),
+                          receipt.closed, dialogue.id if dialogue is not None
+                          and dialogue.channel == receipt.channel else None, now)
             row.status, row.due_at, row.remind_at, row.expires_at = (
                 DeliveryStatus.SCHEDULED, now, None, None)
             row.last_error, row.updated_at = error, now
@@ -66,3 +65,14 @@ class Receipts:
         log.info("receipt from %s: %s", receipt.channel, done,
                  extra={"channel": receipt.channel, "receipt": done})
         return done
+
+
+def close_address(store: Store, channel: str, address: str | None, reason: str,
+                  dialogue_id: int | None, now: datetime) -> None:
+    """A channel said this address cannot be written to, at the send or in a report:
+    nothing unprompted goes there any more, and the dialogue it was asked in there ends,
+    so that its delivery goes on to the next channel (the caller puts it back)."""
+    if address is not None:
+        store.customers.mark_unreachable(channel, address, reason)
+    if dialogue_id is not None:
+        store.dialogues.end_if_active(dialogue_id, DialogueStatus.ABANDONED, now)
