@@ -10,10 +10,18 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.services.channels import Channel, Spec
+from bot.services.surveys import LinkExpired, NoSurvey, OptedOut
 from bot.settings import Settings
 from conversations.script import Problem, Script
 from handlers.api.core import Operation
 from handlers.api.throttle import Credential
+
+# What a customer is told, in any channel, when a survey does not start for them
+# (SurveyService.begin's refusals); each text is in the catalog (bot/locales).
+REFUSALS: Mapping[type[Exception], str] = {
+    OptedOut: "You asked us not to send you surveys.",
+    LinkExpired: "This survey link has expired or was already used. Thank you all the same!",
+    NoSurvey: "There is no survey for you right now. Thank you for stopping by!"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from bot.services.surveys import Event, LinkExpired, NoSurvey, OptedOut, Outcome
 from bot.services.triggers import TOKEN
 from bot.texts import gettext, ui_locale
 from conversations.engine import Reply
+from handlers.channels import REFUSALS
 from handlers.sms import render
 from handlers.sms.spec import SPEC
 
@@ -67,13 +68,8 @@ async def received(app: web.Application, sender: str, text: str, event_id: str |
                 event=(event[0], f"{event[1]}:start") if event else None)
         except OptedOut:
             return  # they asked for silence: an SMS saying so would break it
-        except LinkExpired:
-            await _say(app, who, "This survey link has expired or was already used. "
-                                 "Thank you all the same!", _locale(text))
-            return
-        except NoSurvey:
-            await _say(app, who, "There is no survey for you right now. Thank you for "
-                                 "stopping by!", _locale(text))
+        except (LinkExpired, NoSurvey) as refused:
+            await _say(app, who, REFUSALS[type(refused)], _locale(text))
             return
         if outcome.duplicate:
             return

@@ -33,6 +33,7 @@ from bot.texts import gettext, ui_locale
 from conversations.engine import Reply
 from handlers.api.core import ApiError, body
 from handlers.api.throttle import PRESENTED
+from handlers.channels import REFUSALS
 from handlers.whatsapp import render
 from handlers.whatsapp.channel import (
     CLIENT,
@@ -151,16 +152,8 @@ async def _begin(request: web.Request, who: Who, event: Event, token: str | None
     try:
         outcome = await request.app[SURVEYS].begin(
             who, request.app[SETTINGS].default_survey, token=token or None, event=event)
-    except OptedOut:
-        await _say(client, who, "You asked us not to send you surveys.")
-        return
-    except LinkExpired:
-        await _say(client, who, "This survey link has expired or was already used. "
-                                "Thank you all the same!")
-        return
-    except NoSurvey:
-        await _say(client, who, "There is no survey for you right now. Thank you for "
-                                "stopping by!")
+    except (OptedOut, LinkExpired, NoSurvey) as refused:
+        await _say(client, who, REFUSALS[type(refused)])
         return
     if not outcome.duplicate:
         await _show(client, who, outcome)

@@ -14,6 +14,7 @@ from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from bot.texts import DOMAIN, LOCALES
+from handlers.channels import REFUSALS
 from handlers.telegram.app import COMMAND_TEXTS, build_i18n
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +184,10 @@ def test_every_command_description_is_translated(i18n: I18n, command: str,
     assert translated == RU[description]
     assert translated != description
     assert i18n.gettext(description, locale="en") == description
+
+
+def test_what_every_channel_says_when_a_survey_does_not_start_is_in_the_catalog() -> None:
+    # Passed to gettext as values (handlers.channels.REFUSALS), not as literals: the scan
+    # above does not see them.
+    for msgid in REFUSALS.values():
+        assert msgid in RU, f"{msgid!r} is missing from {PO.name}: it shows in English"
