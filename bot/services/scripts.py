@@ -146,8 +146,10 @@ def validate_files(paths: Sequence[Path],
     scripts, problems = _read_all(script_files(paths))
     valid = []
     for path, script, source in scripts:
-        valid += [f"WARNING {issue.format(str(path))}" for issue in located(
-            source, str(path), [problem for advise in advisers for problem in advise(script)])]
+        # Located by parsing the file again: only a file with something to say.
+        if warned := [problem for advise in advisers for problem in advise(script)]:
+            valid += [f"WARNING {issue.format(str(path))}"
+                      for issue in located(source, str(path), warned)]
         valid.append(f"OK {path} ({counted(len(script.steps), 'step')})")
     return problems, valid
 

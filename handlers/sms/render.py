@@ -74,21 +74,18 @@ def advice(script: Script) -> list[Problem]:
     if script.sms == "link":
         return []
     found: dict[int, list[str]] = {}
-    for locale in script.languages:
-        before: list[str] = []
-        first = True
-        for index, step_locale, prompt in drafts(script, LONGEST_VALUE):
-            if step_locale != locale:
-                continue
-            if prompt.kind is PromptKind.MESSAGE:
-                before.append(prompt.text)
-                continue
-            message = "\n\n".join([*before, text(prompt, locale)])
-            if first:
-                message += "\n\n" + how_to_stop(locale)
-            before, first = [], False
-            if (count := segments(message)) > MOST_SEGMENTS:
-                found.setdefault(index, []).append(f"{locale}: {count}")
+    before: dict[str, list[str]] = {}  # by locale: the messages since its last question
+    asked: set[str] = set()  # the locales whose first question went by
+    for index, locale, prompt in drafts(script, LONGEST_VALUE):
+        if prompt.kind is PromptKind.MESSAGE:
+            before.setdefault(locale, []).append(prompt.text)
+            continue
+        message = "\n\n".join([*before.pop(locale, []), text(prompt, locale)])
+        if locale not in asked:
+            message += "\n\n" + how_to_stop(locale)
+            asked.add(locale)
+        if (count := segments(message)) > MOST_SEGMENTS:
+            found.setdefault(index, []).append(f"{locale}: {count}")
     return [(("steps", index, "text"), f"by SMS this takes {', '.join(counts)} segments "
              f"(more than {MOST_SEGMENTS} cost more and may arrive split): shorten it, or "
              "send SMS customers the link (sms: link)") for index, counts in found.items()]
