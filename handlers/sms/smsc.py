@@ -115,13 +115,11 @@ async def callback(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request, message_id: str, phone: str, status: str,
                   err: str) -> None:
-    code = int(status) if status.lstrip("-").isdigit() else None
-    kind = STATUS.get(code) if code is not None else None
-    if kind is None:  # waiting, passed to the operator: on its way
+    # Waiting, passed to the operator (-1, 0): on its way, nothing to change.
+    if not status.lstrip("-").isdigit() or (kind := STATUS.get(code := int(status))) is None:
         return
-    closed = STATUS_CLOSED.get(code) if code is not None else None
-    if code == 20 and err == str(NO_SUBSCRIBER):
-        closed = "unknown_number"
+    closed = ("unknown_number" if code == 20 and err == str(NO_SUBSCRIBER)
+              else STATUS_CLOSED.get(code))
     await request.app[RECEIPTS].apply(Receipt(
         "sms", message_id, kind, event_id=f"smsc:{message_id}:{phone}:{status}",
         closed=closed, error=f"SMSC status {status}" + (f", err {err}" if err else "")))
