@@ -44,27 +44,31 @@ async def tw(tmp_path: Path) -> AsyncIterator[World]:
         yield built
 
 
-async def post_call(w: World, key: str = "call-1", survey: str = "post_call_csat",
-                    **extra: Any) -> int:
-    """A post-call trigger for a customer known only by their phone number."""
-    body = {**trigger(key, survey=survey, phone=PHONE), "delay": "PT0S", **extra}
-    body["customer"].pop("telegram_id")
-    status, accepted = await w.api.post("/api/v1/triggers", body)
+def post_call(survey: str = "post_call_csat", **customer: Any) -> dict[str, Any]:
+    """A post-call trigger for a customer known by their phone number, and by what
+    `customer` adds (an e-mail, a Telegram id)."""
+    body = trigger("call-1", survey=survey, phone=PHONE, **customer)
+    if "telegram_id" not in customer:
+        body["customer"].pop("telegram_id")
+    return body
+
+
+async def dispatched(w: World, body: dict[str, Any]) -> DeliveryRow:
+    """The trigger accepted, due at once, and the dispatcher's tick: its delivery."""
+    status, accepted = await w.api.post("/api/v1/triggers", {**body, "delay": "PT0S"})
     assert status == 202, accepted
-    return int(accepted["delivery_id"])
+    await w.tick()
+    return await w.delivery(accepted["delivery_id"])
 
 
 async def test_a_post_call_survey_by_sms_dialogue(w: World) -> None:
     h = SmsHarness(w)
-    delivery = await post_call(w, channels=["sms"])
-    w.api.clock.advance(minutes=20)  # past the script's delay
-    await w.tick()
+    row = await dispatched(w, {**post_call(), "channels": ["sms"]})
     [first] = h.sent()
     # The script's default locale is Russian: its words, and ours around them.
     assert "Как вы оцениваете разговор с Anna?" in first.text
     assert "Ответьте числом от 1 (Очень плохо) до 5 (Отлично)." in first.text
     assert "СТОП — отписаться" in first.text  # the first message says how to stop
-    row = await w.delivery(delivery)
     assert (row.status, row.sent_channel, row.channels) == ("sent", "sms", ["sms"])
     again = await h.type("six")  # not on the scale: asked again, in the same words
     assert "1" in again.text
@@ -76,18 +80,17 @@ async def test_a_post_call_survey_by_sms_dialogue(w: World) -> None:
     answers = await w.answers()
     assert answers[0] == ("csat", 2, None, "sms")
     assert {channel for *_, channel in answers} == {"sms"}
-    assert (await w.delivery(delivery)).status == "answered"
+    assert (await w.delivery(row.id)).status == "answered"
     report = await h.report(str(row.message_id), "delivered")
     assert report == 200
-    assert (await w.delivery(delivery)).delivered_at is not None
+    assert (await w.delivery(row.id)).delivered_at is not None
 
 
 async def test_a_post_call_survey_by_sms_link(w: World) -> None:
     h = SmsHarness(w)
-    delivery = await post_call(w, survey="nps", channels=["sms"])  # nps: `sms: link`
-    await w.tick()
+    row = await dispatched(w, {**post_call("nps"), "channels": ["sms"]})  # `sms: link`
     [invitation] = h.sent()
-    token = (await w.delivery(delivery)).token
+    token = row.token
     assert f"/s/{token}" in invitation.text  # one message: the survey's short link
     assert "Net Promoter Score" in invitation.text
     page = await w.api.client.get(f"/s/{token}")
@@ -97,12 +100,8 @@ async def test_a_post_call_survey_by_sms_link(w: World) -> None:
 
 async def test_stop_by_sms_stops_every_channel(w: World) -> None:
     h = SmsHarness(w)
-    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
-            "delay": "PT0S", "channels": ["sms", "email"]}
-    status, _ = await w.api.post("/api/v1/triggers", body)
-    assert status == 202
-    w.api.clock.advance(minutes=20)
-    await w.tick()
+    body = {**post_call(email=EMAIL, telegram_id=CHAT), "channels": ["sms", "email"]}
+    await dispatched(w, body)
     await h.type("СТОП")
     assert await w.opted_out()
     # Said back in the words they wrote in.
@@ -110,6 +109,7 @@ async def test_stop_by_sms_stops_every_channel(w: World) -> None:
                                         "ru")
     assert h.sent()[-1].text != "Done: you will not receive any more surveys from us."
     status, again = await w.api.post("/api/v1/triggers", {**body, "idempotency_key": "c2"})
+    assert status == 202
     assert (again["status"], again["reason"]) == ("suppressed", "opted_out")
     assert w.mailbox.messages == []  # nor by e-mail
 
@@ -128,10 +128,7 @@ async def test_twilio_refusing_an_unsubscribed_number_opts_the_customer_out(
     w = tw
     assert isinstance(w.sms, TwilioStub)
     w.sms.fail(21610, to=PHONE)
-    delivery = await post_call(w, channels=["sms", "email"])
-    w.api.clock.advance(minutes=20)
-    await w.tick()
-    row = await w.delivery(delivery)
+    row = await dispatched(w, {**post_call(), "channels": ["sms", "email"]})
     assert (row.status, row.reason) == ("suppressed", "opted_out")
     assert await w.opted_out()
     assert w.mailbox.messages == []  # opted out everywhere, not moved on to e-mail
@@ -140,14 +137,7 @@ async def test_twilio_refusing_an_unsubscribed_number_opts_the_customer_out(
 async def test_the_channels_named_are_the_only_ones_in_their_order(w: World) -> None:
     # A phone reaches WhatsApp first in this installation's order; the trigger names SMS
     # and e-mail only: e-mail first.
-    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
-            "delay": "PT0S", "channels": ["email", "sms"]}
-    body["customer"].pop("telegram_id")
-    status, accepted = await w.api.post("/api/v1/triggers", body)
-    assert status == 202, accepted
-    w.api.clock.advance(minutes=20)
-    await w.tick()
-    row = await w.delivery(accepted["delivery_id"])
+    row = await dispatched(w, {**post_call(email=EMAIL), "channels": ["email", "sms"]})
     assert (row.sent_channel, row.channels) == ("email", ["email", "sms"])
     assert w.graph.calls == []
     # Named nowhere they are reachable: suppressed, not sent anywhere else.
@@ -155,6 +145,7 @@ async def test_the_channels_named_are_the_only_ones_in_their_order(w: World) -> 
             "channels": ["telegram"]}
     lone["customer"] = {"external_id": "crm-43", "phone": "+4915112345679"}
     status, accepted = await w.api.post("/api/v1/triggers", lone)
+    assert status == 202
     assert (accepted["status"], accepted["reason"]) == ("suppressed", "no_channel")
 
 
@@ -199,13 +190,8 @@ async def test_a_scripts_channels_decide_unless_the_trigger_names_its_own(w: Wor
         headers={"Content-Type": "application/yaml", "Authorization": f"Bearer {ADMIN}"})
     assert response.status == 201, await response.text()  # a new version
     # Reachable in Telegram too (the trigger's telegram_id), asked by SMS: the script says.
-    body = {**trigger("call-1", survey="post_call_csat", phone=PHONE, email=EMAIL),
-            "delay": "PT0S"}
-    status, accepted = await w.api.post("/api/v1/triggers", body)
-    assert status == 202, accepted
-    w.api.clock.advance(minutes=20)
-    await w.tick()
-    row = await w.delivery(accepted["delivery_id"])
+    body = {**post_call(email=EMAIL, telegram_id=CHAT), "delay": "PT0S"}
+    row = await dispatched(w, body)
     assert (row.sent_channel, row.channels) == ("sms", ["sms", "email"])
     assert w.stub.messages(CHAT) == []
     # A trigger's own list wins over the script's.
