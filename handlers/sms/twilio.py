@@ -43,7 +43,7 @@ from bot.services.channels import (
     Undeliverable,
 )
 from bot.settings import Settings
-from handlers.api.core import ApiError
+from handlers.api.core import ApiError, body
 from handlers.api.throttle import PRESENTED, Presented
 from handlers.sms import inbound
 
@@ -119,38 +119,47 @@ def classified(code: int | None, status: int | None) -> Exception:
     return TryLater(f"Twilio: {code or status}")
 
 
-def signed(settings: Settings, path_qs: str, body: bytes, signature: str) -> bool:
+def signed(settings: Settings, path_qs: str, params: MultiDict[str], signature: str) -> bool:
     """Whether X-Twilio-Signature signs PUBLIC_URL + the path and these POST parameters."""
     token = settings.twilio_auth_token
     if token is None or settings.public_url is None:
         return False
     return bool(RequestValidator(token.get_secret_value()).validate(
-        settings.base_url + path_qs, _params(body), signature))
+        settings.base_url + path_qs, params, signature))
 
 
 def presented(given: Presented) -> bool:
     request = given.request
-    return signed(request.app[SETTINGS], request.path_qs, given.body,
+    return signed(request.app[SETTINGS], request.path_qs, _params(request, given.body),
                   request.headers[SIGNATURE_HEADER])
 
 
-def _params(body: bytes) -> MultiDict[str]:
-    return MultiDict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+PARAMS = web.RequestKey("twilio_params", MultiDict[str])
+
+
+def _params(request: web.Request, raw: bytes) -> MultiDict[str]:
+    """The POST parameters, parsed once a request: the throttle's check and the handler
+    both read them."""
+    if PARAMS not in request:
+        request[PARAMS] = MultiDict(parse_qsl(raw.decode("utf-8", "replace"),
+                                              keep_blank_values=True))
+    return request[PARAMS]
 
 
 async def _verified(request: web.Request) -> MultiDict[str]:
     if request.app[SETTINGS].twilio_auth_token is None:
         raise ApiError(401, "unauthorized", "Twilio is not configured in this process "
                        "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM)", SIGNATURE_HEADER)
-    body = await request.read()
+    # The body as the throttle read it (api.core.body: its Content-Encoding decoded).
+    params = _params(request, await body(request))
     # Judged already by throttle.failed_attempts, where it ran: not computed twice.
     if SIGNATURE_HEADER not in request.get(PRESENTED, ()) and not signed(
-            request.app[SETTINGS], request.path_qs, body,
+            request.app[SETTINGS], request.path_qs, params,
             request.headers.get(SIGNATURE_HEADER, "")):
         raise ApiError(401, "unauthorized", "X-Twilio-Signature does not sign PUBLIC_URL + "
                        "the path and these parameters with TWILIO_AUTH_TOKEN",
                        SIGNATURE_HEADER)
-    return _params(body)
+    return params
 
 
 def _twiml() -> web.Response:

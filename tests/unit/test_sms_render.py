@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, get_args
-from urllib.parse import urlencode
 
 import pytest
+from multidict import MultiDict
 from pydantic import ValidationError
 
 from bot.bootstrap import CHANNELS
@@ -122,7 +122,7 @@ def test_twilios_published_signature_over_public_url_and_the_path(
         public_url: str, body: dict[str, str], valid: bool) -> None:
     given = settings(public_url=public_url, twilio_auth_token="12345",
                      twilio_account_sid="AC" + "0" * 32, twilio_from="+15005550006")
-    assert signed(given, "/myapp.php?foo=1&bar=2", urlencode(body).encode(),
+    assert signed(given, "/myapp.php?foo=1&bar=2", MultiDict(body),
                   "0/KCTR6DLpKmkAf8muzZqo1nDgQ=") is valid
 
 
